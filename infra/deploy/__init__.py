@@ -1,0 +1,1 @@
+"""Staged deploy pipeline, deploy ledger, health checks, rollback and runtimes (local, pulumi)."""

@@ -1,0 +1,17 @@
+"""workspace.yaml: the model, loading with located errors, the dependency graph and env resolution."""
+
+from infra.workspace.errors import CheckFailed, Problem, UsageError, WorkspaceError
+from infra.workspace.loader import LoadedWorkspace, load_workspace
+from infra.workspace.model import Repo, SecretRef, Workspace
+
+__all__ = [
+    "CheckFailed",
+    "LoadedWorkspace",
+    "Problem",
+    "Repo",
+    "SecretRef",
+    "UsageError",
+    "Workspace",
+    "WorkspaceError",
+    "load_workspace",
+]

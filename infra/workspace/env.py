@@ -1,0 +1,248 @@
+"""Environment resolution: shared -> environment -> repo -> repo-in-environment, with ${...} references.
+
+A resolved value is a tuple of parts, each a literal string or a :class:`SecretRef`, so that consumers
+decide what a secret becomes: a reference (``ws env``), a value from a source (``--secrets-from env``),
+or a Pulumi secret Output (the Pulumi program). Nothing here ever reads a secret's value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+from infra.workspace.model import EnvValue, SecretRef, Workspace
+
+REFERENCE = re.compile(r"\$\{([^}]*)\}")
+Part = str | SecretRef
+Value = tuple[Part, ...]
+SecretSource = Callable[[str], str | None]
+
+LOCAL_HOST = "127.0.0.1"
+DATABASE_HOST = "postgres"  # container name of the database in container runtimes
+CACHE_HOST = "redis"
+
+
+def database_password_secret(repo: str) -> str:
+    """Name of the generated secret holding a repo's own database role password (container runtimes)."""
+    return f"WS_DB_PASSWORD_{repo.upper().replace('-', '_')}"
+
+
+CACHE_PASSWORD_SECRET = "WS_CACHE_PASSWORD"
+
+
+def role_name(repo: str) -> str:
+    """The PostgreSQL login role of a repo in provisioned environments."""
+    return repo.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the shared infrastructure is reached from a repo in one environment."""
+
+    database: Value
+    cache: Value
+    services: Mapping[str, str]
+    database_host: str
+    database_port: int
+
+
+def _local_database_base(workspace: Workspace) -> str:
+    base = os.environ.get("DATABASE_URL")
+    if base:
+        return base.split("?", 1)[0]
+    return f"postgresql://postgres@{LOCAL_HOST}:{workspace.database.port}/{workspace.database.name}"
+
+
+def endpoints(workspace: Workspace, environment: str, repo: str, *, local_urls: Mapping[str, str] | None = None) -> Endpoints:
+    """Endpoints seen by ``repo`` in ``environment``.
+
+    Local runtime: the server from DATABASE_URL/REDIS_URL (or the defaults on 127.0.0.1, the embedded servers
+    use those ports too), services on http://127.0.0.1:<port>. Container runtimes: container names on the
+    workspace network, and the repo's own database role whose password is a generated secret.
+    ``local_urls`` lets a running local runtime pass the real addresses of the servers it started.
+    """
+    env = workspace.environments[environment]
+    namespace = workspace.repos[repo].schema_.namespace if workspace.repos[repo].schema_ else "public"
+    services: dict[str, str] = {}
+    if env.runtime == "local":
+        db_base = (local_urls or {}).get("database") or _local_database_base(workspace)
+        cache_url = (local_urls or {}).get("cache") or os.environ.get("REDIS_URL") or (
+            f"redis://{LOCAL_HOST}:{workspace.cache.port}/{workspace.cache.db}"
+        )
+        for name, other in workspace.repos.items():
+            if other.service:
+                services[name] = f"http://{LOCAL_HOST}:{other.service.port}"
+        host = db_base.split("@")[-1].split("/")[0].rsplit(":", 1)
+        return Endpoints(
+            database=(f"{db_base}?schema={namespace}",),
+            cache=(cache_url,),
+            services=services,
+            database_host=host[0],
+            database_port=int(host[1]) if len(host) == 2 and host[1].isdigit() else workspace.database.port,
+        )
+    for name, other in workspace.repos.items():
+        if other.service:
+            services[name] = f"http://{name}:{other.service.port}"
+    database: Value = (
+        f"postgresql://{role_name(repo)}:",
+        SecretRef(secret=database_password_secret(repo)),
+        f"@{DATABASE_HOST}:5432/{workspace.database.name}?schema={namespace}",
+    )
+    cache: Value = ("redis://:", SecretRef(secret=CACHE_PASSWORD_SECRET), f"@{CACHE_HOST}:6379/{workspace.cache.db}")
+    return Endpoints(database, cache, services, DATABASE_HOST, 5432)
+
+
+def references(workspace: Workspace) -> dict[str, str]:
+    """Every name usable as ${name} in env values, with what it stands for."""
+    names = {
+        "database.url": "the repo's own PostgreSQL URL (Prisma form, ?schema=<namespace>)",
+        "database.host": "host of the PostgreSQL server",
+        "database.port": "port of the PostgreSQL server",
+        "database.name": "name of the shared database",
+        "cache.url": "the Redis URL",
+        "environment": "the environment's name",
+        "repo": "the repo's name",
+    }
+    for name, repo in workspace.repos.items():
+        if repo.service:
+            names[f"services.{name}.url"] = f"base URL of {name}'s service"
+    return names
+
+
+def declared_layers(workspace: Workspace, environment: str, repo: str) -> Iterator[tuple[str, Mapping[str, EnvValue]]]:
+    """The env layers in precedence order (later wins), each with its YAML location prefix."""
+    yield "env", workspace.env
+    yield f"environments.{environment}.env", workspace.environments[environment].env
+    yield f"repos.{repo}.env", workspace.repos[repo].env
+    override = workspace.repos[repo].environments.get(environment)
+    if override:
+        yield f"repos.{repo}.environments.{environment}.env", override.env
+
+
+def resolve(
+    workspace: Workspace, environment: str, repo: str, *, local_urls: Mapping[str, str] | None = None
+) -> dict[str, Value]:
+    """The resolved environment of ``repo`` in ``environment`` (variables sorted by name).
+
+    Also sets PORT to the repo's service port and WS_* identity variables, which every service may rely on.
+    """
+    ends = endpoints(workspace, environment, repo, local_urls=local_urls)
+    table: dict[str, Value] = {
+        "database.url": ends.database,
+        "database.host": (ends.database_host,),
+        "database.port": (str(ends.database_port),),
+        "database.name": (workspace.database.name,),
+        "cache.url": ends.cache,
+        "environment": (environment,),
+        "repo": (repo,),
+    }
+    for name, url in ends.services.items():
+        table[f"services.{name}.url"] = (url,)
+
+    merged: dict[str, EnvValue] = {}
+    for _, layer in declared_layers(workspace, environment, repo):
+        merged.update(layer)
+    result: dict[str, Value] = {}
+    for key, raw in merged.items():
+        result[key] = expand(raw, table)
+    service = workspace.repos[repo].service
+    if service is not None:
+        result.setdefault("PORT", (str(service.port),))
+    result["WS_ENVIRONMENT"] = (environment,)
+    result["WS_REPO"] = (repo,)
+    result["WS_WORKSPACE"] = (workspace.name,)
+    return dict(sorted(result.items()))
+
+
+def expand(raw: EnvValue, table: Mapping[str, Value]) -> Value:
+    if isinstance(raw, SecretRef):
+        return (raw,)
+    if isinstance(raw, bool):
+        return ("true" if raw else "false",)
+    text = str(raw)
+    parts: list[Part] = []
+    cursor = 0
+    for match in REFERENCE.finditer(text):
+        parts.append(text[cursor : match.start()])
+        parts.extend(table[match.group(1).strip()])  # unknown names are rejected when loading
+        cursor = match.end()
+    parts.append(text[cursor:])
+    return _merge_literals(parts)
+
+
+def _merge_literals(parts: list[Part]) -> Value:
+    merged: list[Part] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] = merged[-1] + part
+        elif part != "":
+            merged.append(part)
+    return tuple(merged) or ("",)
+
+
+def is_secret(value: Value) -> bool:
+    return any(isinstance(p, SecretRef) for p in value)
+
+
+def render(value: Value, secrets: SecretSource | None = None) -> str:
+    """Text of a value: secrets as ``${secret:NAME}`` references, or their values from ``secrets``."""
+    out = []
+    for part in value:
+        if isinstance(part, SecretRef):
+            found = secrets(part.secret) if secrets else None
+            out.append(found if found is not None else f"${{secret:{part.secret}}}")
+        else:
+            out.append(part)
+    return "".join(out)
+
+
+def missing_secrets(values: Mapping[str, Value], secrets: SecretSource) -> list[str]:
+    names = {p.secret for v in values.values() for p in v if isinstance(p, SecretRef)}
+    return sorted(n for n in names if secrets(n) is None)
+
+
+def dotenv(values: Mapping[str, Value], secrets: SecretSource | None = None) -> str:
+    lines = []
+    for key, value in values.items():
+        text = render(value, secrets)
+        if re.fullmatch(r"[A-Za-z0-9_./:@?=&%+,-]*", text):
+            lines.append(f"{key}={text}")
+        else:
+            escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("\n", "\\n")
+            lines.append(f'{key}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+def environ_secrets(name: str) -> str | None:
+    """Secret source that reads secrets from this process's environment (CI secrets arrive that way)."""
+    return os.environ.get(name)
+
+
+def required_report(workspace: Workspace) -> list[tuple[str, str, str]]:
+    """(environment, repo, variable) for every variable a repo requires but an environment leaves undefined."""
+    missing = []
+    for environment in workspace.environments:
+        for name, repo in workspace.repos.items():
+            defined = set(resolve(workspace, environment, name))
+            for variable in repo.requires:
+                if variable not in defined:
+                    missing.append((environment, name, variable))
+    return missing
+
+
+def shared_template(workspace: Workspace) -> str:
+    """The `.env.shared` template: every shared variable with its declared value or secret reference."""
+    lines = [
+        f"# .env.shared for workspace {workspace.name}: generated by `ws env template`; edit workspace.yaml instead.",
+        "# Secrets appear as ${secret:NAME} references; supply their values from your secret store.",
+    ]
+    for key, raw in sorted(workspace.env.items()):
+        if isinstance(raw, SecretRef):
+            lines.append(f"{key}=${{secret:{raw.secret}}}")
+        elif isinstance(raw, bool):
+            lines.append(f"{key}={'true' if raw else 'false'}")
+        else:
+            lines.append(f"{key}={raw}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,210 @@
+"""The pydantic model of workspace.yaml: the one declaration everything else is derived from.
+
+Every model forbids unknown keys and is immutable; semantic rules that span objects (cycles, references,
+ports, secrets) live in :mod:`infra.workspace.rules` so that each can name the exact key that breaks them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Annotated, Literal
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, WithJsonSchema, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+ENV_VAR_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+SECRET_NAME_PATTERN = r"^[A-Z][A-Z0-9_]*$"
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+EnvVarName = Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)]
+GitHubRepo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+Command = Annotated[str, StringConstraints(min_length=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(Strict):
+    """A reference to a secret held outside workspace.yaml (CI secret, Pulumi secret config, shell env)."""
+
+    secret: Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)] = Field(
+        description="Name of the secret, e.g. OPENAI_API_KEY; its value never appears in workspace.yaml."
+    )
+
+
+def _env_value(value: Any) -> str | int | float | bool | SecretRef:
+    if isinstance(value, SecretRef | str | bool | int | float):
+        return value
+    if isinstance(value, dict) and set(value) == {"secret"}:
+        name = value["secret"]
+        if not isinstance(name, str) or not re.fullmatch(SECRET_NAME_PATTERN, name):
+            raise ValueError(f"secret name {name!r} must match {SECRET_NAME_PATTERN} (e.g. OPENAI_API_KEY)")
+        return SecretRef(secret=name)
+    raise ValueError("an env value is a string, a number, a boolean or {secret: NAME}")
+
+
+EnvValue = Annotated[
+    str | int | float | bool | SecretRef,
+    PlainValidator(_env_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": ["string", "number", "boolean"]},
+                {
+                    "type": "object",
+                    "properties": {"secret": {"type": "string", "pattern": SECRET_NAME_PATTERN}},
+                    "required": ["secret"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
+]
+EnvMap = dict[EnvVarName, EnvValue]
+
+
+class GitHubOrg(Strict):
+    owner: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")] = Field(
+        description="GitHub user or organization that owns the coordination repository."
+    )
+    repo: str | None = Field(default=None, description="Name of the coordination repository itself.")
+    api_url: str = Field(default="https://api.github.com", description="REST API root (GitHub Enterprise).")
+
+
+class Environment(Strict):
+    runtime: Literal["local", "pulumi"] = Field(
+        description="local: subprocesses on this machine; pulumi: containers provisioned by the Pulumi program."
+    )
+    stack: str | None = Field(default=None, description="Pulumi stack name (default: the environment name).")
+    protected: bool = Field(default=False, description="Deploys wait for a GitHub environment approval.")
+    description: str = ""
+    env: EnvMap = Field(default_factory=dict, description="Variables set for every repo in this environment.")
+
+    @property
+    def stack_name(self) -> str | None:
+        return None if self.runtime == "local" else (self.stack or None)
+
+
+class Database(Strict):
+    name: Identifier = Field(description="Name of the shared PostgreSQL database.")
+    version: str = Field(default="15", description="PostgreSQL major version for provisioned servers.")
+    port: int = Field(default=5432, ge=1, le=65535)
+    max_connections: int = Field(default=100, ge=1)
+
+
+class Cache(Strict):
+    version: str = Field(default="7", description="Redis major version for provisioned servers.")
+    port: int = Field(default=6379, ge=1, le=65535)
+    db: int = Field(default=0, ge=0, le=15)
+
+
+class Health(Strict):
+    path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9/._~-]*$")] = "/health"
+    timeout: float = Field(default=5.0, gt=0, description="Seconds one probe may take.")
+    retries: int = Field(default=3, ge=0, description="Failed probes tolerated before the service is unhealthy.")
+    interval: float = Field(default=2.0, gt=0, description="Seconds between probes.")
+    start_period: float = Field(default=0.0, ge=0, description="Seconds of start-up during which failures don't count.")
+
+
+class RunCommands(Strict):
+    local: Command | None = Field(default=None, description="Command that starts the service on this machine.")
+    container: Command | None = Field(default=None, description="Command override inside the container image.")
+
+
+class Service(Strict):
+    port: int = Field(ge=1, le=65535, description="Port the service listens on (PORT is set to it).")
+    health: Health = Field(default_factory=Health)
+    image: str | None = Field(default=None, description="Container image repository (tag comes from the stack).")
+    run: RunCommands = Field(default_factory=RunCommands)
+
+
+class Schema(Strict):
+    prisma: str = Field(description="Path of the Prisma schema file or folder, relative to the repo.")
+    extends: Name | None = Field(default=None, description="Repo whose shared models this schema copies.")
+    namespace: Identifier = Field(description="The PostgreSQL schema (namespace) this repo owns.")
+    shared_models: list[str] = Field(default_factory=list, description="Models (and enums) shared with others.")
+    migrations: str | None = Field(default=None, description="Prisma migrations folder (default beside schema).")
+
+    @property
+    def migrations_dir(self) -> str:
+        if self.migrations:
+            return self.migrations
+        base = self.prisma if not self.prisma.endswith(".prisma") else posixpath.dirname(self.prisma)
+        return posixpath.join(base, "migrations")
+
+
+class Migrate(Strict):
+    command: Command | None = Field(default=None, description="Command that applies this repo's migrations.")
+    builtin: bool = Field(default=False, description="Apply Prisma migration folders with ws's own applier.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Migrate:
+        if bool(self.command) == self.builtin:
+            raise ValueError("set exactly one of `command` or `builtin: true`")
+        return self
+
+
+class Tests(Strict):
+    unit: Command | None = None
+    integration: Command | None = None
+
+
+class SqliteMigration(Strict):
+    source: str = Field(description="Glob of per-agent SQLite files relative to the repo, e.g. agents/*/memory.db")
+    agent_id: Literal["parent", "stem"] = Field(
+        default="parent", description="Where the agent id comes from: the file's folder name or its file stem."
+    )
+    tables: dict[str, Identifier] = Field(
+        default_factory=dict, description="Source table -> target table (default: the same name)."
+    )
+    namespace: Identifier | None = Field(default=None, description="Target schema (default: the repo's namespace).")
+    archive: str = Field(default=".ws/sqlite-archive", description="Where cleanup moves validated files.")
+
+
+class RepoEnvironment(Strict):
+    env: EnvMap = Field(default_factory=dict)
+
+
+class Repo(Strict):
+    github: GitHubRepo = Field(description="owner/name of the repository on GitHub.")
+    path: str | None = Field(default=None, description="Local checkout, relative to workspace.yaml (default ../<name>).")
+    role: Literal["primary", "secondary"]
+    default_branch: str = "main"
+    description: str = ""
+    depends_on: list[Name] = Field(default_factory=list)
+    schema_: Schema | None = Field(default=None, alias="schema", description="Its Prisma schema (read as repo.schema_).")
+    service: Service | None = None
+    migrate: Migrate | None = None
+    test: Tests = Field(default_factory=Tests)
+    requires: list[EnvVarName] = Field(default_factory=list, description="Variables this repo needs to start.")
+    env: EnvMap = Field(default_factory=dict)
+    environments: dict[Name, RepoEnvironment] = Field(default_factory=dict)
+    sqlite_migration: SqliteMigration | None = None
+    maintainers: list[str] = Field(default_factory=list, description="GitHub logins that review its changes.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Workspace(Strict):
+    version: Literal[1] = Field(description="Format version of workspace.yaml; currently 1.")
+    name: Name
+    description: str = ""
+    github: GitHubOrg
+    environments: dict[Name, Environment] = Field(min_length=1)
+    database: Database
+    cache: Cache = Field(default_factory=Cache)
+    env: EnvMap = Field(default_factory=dict, description="Variables shared by every repo in every environment.")
+    repos: dict[Name, Repo] = Field(min_length=1)
+
+    @property
+    def primary(self) -> str:
+        return next(name for name, repo in self.repos.items() if repo.role == "primary")
+
+    def stack_of(self, environment: str) -> str:
+        env = self.environments[environment]
+        return env.stack or environment

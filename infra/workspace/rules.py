@@ -1,0 +1,213 @@
+"""Rules that span objects of workspace.yaml; each problem names the key that breaks the rule and the fix."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from infra.workspace.env import REFERENCE, references
+from infra.workspace.errors import Problem
+from infra.workspace.graph import edges_of, find_cycle
+from infra.workspace.model import EnvValue, SecretRef
+
+if TYPE_CHECKING:
+    from infra.workspace.loader import LoadedWorkspace
+
+SECRET_KEY = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.IGNORECASE)
+SECRET_VALUE = [
+    (re.compile(r"\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}"), "a GitHub token"),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"), "a GitHub token"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"), "an API key"),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "an AWS access key"),
+    (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), "a Slack token"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"), "a JSON web token"),
+    (re.compile(r"://[^/\s:@]+:(?!\$\{)[^@\s/]+@"), "a URL with a password"),
+]
+PLACEHOLDERS = {"", "changeme", "change-me", "placeholder", "none", "null", "false", "true", "disabled"}
+
+
+def rule_problems(loaded: LoadedWorkspace) -> list[Problem]:
+    return list(_all(loaded))
+
+
+def _all(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    yield from _roles(loaded)
+    yield from _dependencies(loaded)
+    yield from _environments(loaded)
+    yield from _env_values(loaded)
+    yield from _ports(loaded)
+    yield from _namespaces(loaded)
+
+
+def _roles(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    ws = loaded.model
+    primaries = [name for name, repo in ws.repos.items() if repo.role == "primary"]
+    if len(primaries) != 1:
+        where = ("repos", primaries[1], "role") if len(primaries) > 1 else ("repos",)
+        yield loaded.problem(
+            where,
+            f"exactly one repo must have role: primary, found {len(primaries)} ({', '.join(primaries) or 'none'})",
+            "mark the repo that owns the shared models `role: primary` and the others `role: secondary`",
+        )
+
+
+def _unknown_repo(loaded: LoadedWorkspace, loc: tuple[str | int, ...], name: str, what: str) -> Problem:
+    known = list(loaded.model.repos)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    fix = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(known)}"
+    return loaded.problem(loc, f"{what} names unknown repo {name!r}", fix)
+
+
+def _dependencies(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    ws = loaded.model
+    broken = False
+    for name, repo in ws.repos.items():
+        for index, dep in enumerate(repo.depends_on):
+            loc = ("repos", name, "depends_on", index)
+            if dep not in ws.repos:
+                broken = True
+                yield _unknown_repo(loaded, loc, dep, "depends_on")
+            elif dep == name:
+                broken = True
+                yield loaded.problem(loc, f"{name} depends on itself", "remove it from its own depends_on")
+        if repo.schema_ and repo.schema_.extends:
+            parent = repo.schema_.extends
+            loc = ("repos", name, "schema", "extends")
+            if parent not in ws.repos:
+                yield _unknown_repo(loaded, loc, parent, "schema.extends")
+            elif ws.repos[parent].schema_ is None:
+                yield loaded.problem(loc, f"{parent} has no schema to extend", f"add a schema to {parent}")
+            elif parent == name:
+                yield loaded.problem(loc, f"{name} extends itself", "extend the primary repo")
+            elif parent not in repo.depends_on:
+                yield loaded.problem(
+                    loc,
+                    f"{name} extends {parent}'s schema but does not depend on it",
+                    f"add {parent} to repos.{name}.depends_on so its migrations run first",
+                )
+        for environment in repo.environments:
+            if environment not in ws.environments:
+                close = difflib.get_close_matches(environment, list(ws.environments), n=1)
+                yield loaded.problem(
+                    ("repos", name, "environments", environment),
+                    f"unknown environment {environment!r}",
+                    f"did you mean {close[0]!r}?" if close else f"declare it under environments: ({', '.join(ws.environments)})",
+                )
+    if not broken:
+        cycle = find_cycle(edges_of(ws))
+        if cycle:
+            first, second = cycle[0], cycle[1]
+            index = ws.repos[first].depends_on.index(second)
+            yield loaded.problem(
+                ("repos", first, "depends_on", index),
+                f"dependency cycle: {' -> '.join(cycle)}",
+                "remove one of these depends_on edges; deploys need an order",
+            )
+
+
+def _environments(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    for name, env in loaded.model.environments.items():
+        if env.runtime == "local" and env.stack:
+            yield loaded.problem(
+                ("environments", name, "stack"),
+                "a local environment has no Pulumi stack",
+                "remove `stack:` or set `runtime: pulumi`",
+            )
+
+
+def _env_layers(loaded: LoadedWorkspace) -> Iterator[tuple[tuple[str, ...], dict[str, EnvValue]]]:
+    ws = loaded.model
+    yield ("env",), ws.env
+    for name, env in ws.environments.items():
+        yield ("environments", name, "env"), env.env
+    for name, repo in ws.repos.items():
+        yield ("repos", name, "env"), repo.env
+        for environment, override in repo.environments.items():
+            yield ("repos", name, "environments", environment, "env"), override.env
+
+
+def _env_values(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    known = references(loaded.model)
+    for prefix, layer in _env_layers(loaded):
+        for key, value in layer.items():
+            loc = (*prefix, key)
+            if isinstance(value, SecretRef):
+                continue
+            text = str(value)
+            for match in REFERENCE.finditer(text):
+                ref = match.group(1).strip()
+                if ref not in known:
+                    close = difflib.get_close_matches(ref, list(known), n=1, cutoff=0.6)
+                    yield loaded.problem(
+                        loc,
+                        f"undefined reference ${{{ref}}}",
+                        f"did you mean ${{{close[0]}}}?" if close else f"use one of: {', '.join(known)}",
+                    )
+            if "${" in REFERENCE.sub("", text):
+                yield loaded.problem(loc, "unterminated ${ reference", "close it with }")
+            if isinstance(value, str) and (reason := _looks_secret(key, REFERENCE.sub("", value))):
+                yield loaded.problem(
+                    loc,
+                    f"value looks like a literal secret ({reason}); secrets never go in workspace.yaml",
+                    f"store it in your secret store and write `{key}: {{secret: {key}}}`",
+                )
+
+
+def _looks_secret(key: str, value: str) -> str | None:
+    for pattern, what in SECRET_VALUE:
+        if pattern.search(value):
+            return what
+    if SECRET_KEY.search(key) and value.strip().lower() not in PLACEHOLDERS and not value.isdigit():
+        return f"{key} holds a literal value"
+    if len(value) >= 32 and re.fullmatch(r"[A-Za-z0-9+/=_-]+", value) and _entropy(value) > 4.0:
+        return "a long random-looking string"
+    return None
+
+
+def _entropy(text: str) -> float:
+    counts = Counter(text)
+    return -sum(c / len(text) * math.log2(c / len(text)) for c in counts.values())
+
+
+def _ports(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    ws = loaded.model
+    taken: dict[int, str] = {ws.database.port: "database.port", ws.cache.port: "cache.port"}
+    for name, repo in ws.repos.items():
+        if repo.service is None:
+            continue
+        port = repo.service.port
+        if port in taken:
+            yield loaded.problem(
+                ("repos", name, "service", "port"),
+                f"port {port} is already used by {taken[port]}",
+                "give every service its own port",
+            )
+        else:
+            taken[port] = f"repos.{name}.service.port"
+
+
+def _namespaces(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    owners: dict[str, str] = {}
+    for name, repo in loaded.model.repos.items():
+        if repo.schema_ is None:
+            continue
+        namespace = repo.schema_.namespace
+        if namespace in owners:
+            yield loaded.problem(
+                ("repos", name, "schema", "namespace"),
+                f"namespace {namespace!r} is already owned by {owners[namespace]}",
+                "give every repo its own PostgreSQL schema",
+            )
+        else:
+            owners[namespace] = name
+        if namespace in {"public", "pg_catalog", "information_schema", "ws"} or namespace.startswith("pg_"):
+            yield loaded.problem(
+                ("repos", name, "schema", "namespace"),
+                f"namespace {namespace!r} is reserved",
+                "choose a namespace named after the repo, e.g. app_agents",
+            )

@@ -15,7 +15,6 @@ import pytest
 from psycopg import sql
 
 from infra.deploy.servers import postgres_server_url, redis_server_url
-
 from tests.helpers import ROOT
 
 EXAMPLES = ROOT / "examples"

@@ -76,9 +76,7 @@ def plan_command(ctx: Context, environment: str, repos: str | None, as_json: boo
                 "stages": [
                     {
                         "stage": index,
-                        "repos": [
-                            {"name": r, "depends_on": list(loaded.model.repos[r].depends_on)} for r in layer
-                        ],
+                        "repos": [{"name": r, "depends_on": list(loaded.model.repos[r].depends_on)} for r in layer],
                     }
                     for index, layer in enumerate(layers, start=1)
                 ],
@@ -86,14 +84,16 @@ def plan_command(ctx: Context, environment: str, repos: str | None, as_json: boo
         )
     else:
         rows = [
-            (index, ", ".join(layer), "; ".join(f"{r} <- {', '.join(loaded.model.repos[r].depends_on) or '-'}" for r in layer))
+            (
+                index,
+                ", ".join(layer),
+                "; ".join(f"{r} <- {', '.join(loaded.model.repos[r].depends_on) or '-'}" for r in layer),
+            )
             for index, layer in enumerate(layers, start=1)
         ]
         title = f"plan: {loaded.model.name} -> {environment} ({env.runtime}{', protected' if env.protected else ''})"
         console.print(table(title, ["stage", "repos (in parallel)", "depends on"], rows))
-    step_summary(
-        f"## Deploy plan: {environment}\n\n```mermaid\n{graph.mermaid(loaded.model, selected)}```"
-    )
+    step_summary(f"## Deploy plan: {environment}\n\n```mermaid\n{graph.mermaid(loaded.model, selected)}```")
 
 
 @click.command("graph")

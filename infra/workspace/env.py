@@ -55,7 +55,9 @@ def _local_database_base(workspace: Workspace) -> str:
     return f"postgresql://postgres@{LOCAL_HOST}:{workspace.database.port}/{workspace.database.name}"
 
 
-def endpoints(workspace: Workspace, environment: str, repo: str, *, local_urls: Mapping[str, str] | None = None) -> Endpoints:
+def endpoints(
+    workspace: Workspace, environment: str, repo: str, *, local_urls: Mapping[str, str] | None = None
+) -> Endpoints:
     """Endpoints seen by ``repo`` in ``environment``.
 
     Local runtime: the server from DATABASE_URL/REDIS_URL (or the defaults on 127.0.0.1, the embedded servers
@@ -64,12 +66,15 @@ def endpoints(workspace: Workspace, environment: str, repo: str, *, local_urls: 
     ``local_urls`` lets a running local runtime pass the real addresses of the servers it started.
     """
     env = workspace.environments[environment]
-    namespace = workspace.repos[repo].schema_.namespace if workspace.repos[repo].schema_ else "public"
+    schema = workspace.repos[repo].schema_
+    namespace = schema.namespace if schema else "public"
     services: dict[str, str] = {}
     if env.runtime == "local":
         db_base = (local_urls or {}).get("database") or _local_database_base(workspace)
-        cache_url = (local_urls or {}).get("cache") or os.environ.get("REDIS_URL") or (
-            f"redis://{LOCAL_HOST}:{workspace.cache.port}/{workspace.cache.db}"
+        cache_url = (
+            (local_urls or {}).get("cache")
+            or os.environ.get("REDIS_URL")
+            or (f"redis://{LOCAL_HOST}:{workspace.cache.port}/{workspace.cache.db}")
         )
         for name, other in workspace.repos.items():
             if other.service:

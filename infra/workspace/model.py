@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Annotated, Literal
-
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, WithJsonSchema, model_validator
 
@@ -172,12 +170,16 @@ class RepoEnvironment(Strict):
 
 class Repo(Strict):
     github: GitHubRepo = Field(description="owner/name of the repository on GitHub.")
-    path: str | None = Field(default=None, description="Local checkout, relative to workspace.yaml (default ../<name>).")
+    path: str | None = Field(
+        default=None, description="Local checkout, relative to workspace.yaml (default ../<name>)."
+    )
     role: Literal["primary", "secondary"]
     default_branch: str = "main"
     description: str = ""
     depends_on: list[Name] = Field(default_factory=list)
-    schema_: Schema | None = Field(default=None, alias="schema", description="Its Prisma schema (read as repo.schema_).")
+    schema_: Schema | None = Field(
+        default=None, alias="schema", description="Its Prisma schema (read as repo.schema_)."
+    )
     service: Service | None = None
     migrate: Migrate | None = None
     test: Tests = Field(default_factory=Tests)

@@ -68,7 +68,7 @@ def _dependencies(loaded: LoadedWorkspace) -> Iterator[Problem]:
     broken = False
     for name, repo in ws.repos.items():
         for index, dep in enumerate(repo.depends_on):
-            loc = ("repos", name, "depends_on", index)
+            loc: tuple[str | int, ...] = ("repos", name, "depends_on", index)
             if dep not in ws.repos:
                 broken = True
                 yield _unknown_repo(loaded, loc, dep, "depends_on")
@@ -96,7 +96,9 @@ def _dependencies(loaded: LoadedWorkspace) -> Iterator[Problem]:
                 yield loaded.problem(
                     ("repos", name, "environments", environment),
                     f"unknown environment {environment!r}",
-                    f"did you mean {close[0]!r}?" if close else f"declare it under environments: ({', '.join(ws.environments)})",
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"declare it under environments: ({', '.join(ws.environments)})",
                 )
     if not broken:
         cycle = find_cycle(edges_of(ws))

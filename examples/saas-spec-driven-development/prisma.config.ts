@@ -1,0 +1,16 @@
+// Prisma configuration of saas-spec-driven-development. The shared models are owned and migrated by
+// saas-ecosystem-architecture: declaring them external keeps this repo's migrations from creating or
+// altering them. Kept in step with workspace.yaml's shared_models by `ws schema sync`.
+import { defineConfig } from "prisma/config";
+
+export default defineConfig({
+  schema: "prisma/schema.prisma",
+  migrations: { path: "prisma/migrations" },
+  experimental: { externalTables: true },
+  tables: {
+    external: ["ecosystem.organizations", "ecosystem.agents"],
+  },
+  enums: {
+    external: ["ecosystem.AgentStatus"],
+  },
+});

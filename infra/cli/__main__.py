@@ -1,0 +1,5 @@
+"""`python -m infra.cli` runs the `ws` command (used by tests and by environments without the script)."""
+
+from infra.cli import main
+
+main()

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from infra.stack.stackfiles import generate_stack_files
 from infra.workspace.loader import LoadedWorkspace
 from infra.workspace.model import Workspace
 
@@ -29,7 +30,7 @@ def generate_schema(loaded: LoadedWorkspace) -> dict[str, str]:
     return {SCHEMA_FILE: workspace_json_schema()}
 
 
-GENERATORS: list[Generator] = [generate_schema]
+GENERATORS: list[Generator] = [generate_schema, generate_stack_files]
 
 
 def generated_files(loaded: LoadedWorkspace) -> dict[str, str]:

@@ -1,0 +1,293 @@
+"""The Pulumi components of a stack: Network, Database, Cache and one Service per repo (pulumi-docker)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from infra.stack import naming
+from infra.stack.roles import JOB_SCRIPT_PATH, SCRIPT_PATH, roles_script
+from infra.stack.stackfiles import ServerSettings, ServiceSettings
+from infra.workspace.env import CACHE_HOST, DATABASE_HOST, Value, database_password_secret
+from infra.workspace.model import SecretRef, Workspace
+
+EnvInput = pulumi.Input[str]
+SecretLookup = Callable[[str], pulumi.Output[str]]
+
+POSTGRES_PORT = 5432
+REDIS_PORT = 6379
+
+
+def _child(parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on))
+
+
+def container_labels(labels: Mapping[str, str]) -> list[docker.ContainerLabelArgs]:
+    return [docker.ContainerLabelArgs(label=key, value=value) for key, value in sorted(labels.items())]
+
+
+def env_entry(name: str, value: Value, secrets: SecretLookup) -> EnvInput:
+    """``NAME=value`` for a container; any value with a secret part becomes a secret Output."""
+    if not any(isinstance(part, SecretRef) for part in value):
+        return name + "=" + "".join(str(part) for part in value)
+    pieces: list[pulumi.Input[str]] = [f"{name}="]
+    for part in value:
+        pieces.append(secrets(part.secret) if isinstance(part, SecretRef) else part)
+    return pulumi.Output.secret(pulumi.Output.concat(*pieces))
+
+
+def secret_entry(name: str, value: pulumi.Output[str]) -> EnvInput:
+    return pulumi.Output.secret(pulumi.Output.concat(f"{name}=", value))
+
+
+def _password(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
+    """A generated password (letters and digits only, so it is safe inside URLs) as a secret Output."""
+    generated = random.RandomPassword(name, length=32, special=False, opts=pulumi.ResourceOptions(parent=parent))
+    return pulumi.Output.secret(generated.result)
+
+
+def _ports(internal: int, external: int | None, bind_ip: str) -> list[docker.ContainerPortArgs]:
+    if external is None:
+        return []
+    return [docker.ContainerPortArgs(internal=internal, external=external, ip=bind_ip)]
+
+
+class Network(pulumi.ComponentResource):
+    """The stack's private bridge network; containers reach each other by their aliases on it."""
+
+    def __init__(
+        self, name: str, *, network_name: str, labels: Mapping[str, str], opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("ws:stack:Network", name, None, opts)
+        self.network = docker.Network(
+            name,
+            name=network_name,
+            driver="bridge",
+            labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.name: pulumi.Output[str] = self.network.name
+        self.register_outputs({"name": self.name})
+
+    def attach(self, *aliases: str) -> list[docker.ContainerNetworksAdvancedArgs]:
+        return [docker.ContainerNetworksAdvancedArgs(name=self.name, aliases=list(aliases))]
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    workspace: Workspace
+    environment: str
+    settings: ServerSettings
+    bind_ip: str
+
+
+class Database(pulumi.ComponentResource):
+    """PostgreSQL: pinned image, data volume, generated passwords, one namespace + login role per repo.
+
+    The roles script runs at first start (docker-entrypoint-initdb.d) and again in a one-shot set-up
+    container whenever it or the database container changes, so a repo added later gets its role too.
+    """
+
+    def __init__(self, name: str, args: DatabaseArgs, network: Network, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ws:stack:Database", name, None, opts)
+        ws, settings = args.workspace, args.settings
+        prefix = naming.prefix(ws, args.environment)
+        labels = naming.labels(ws, args.environment, "database")
+        database = ws.database.name
+        self.superuser_password = _password(f"{name}-superuser-password", self)
+        self.role_passwords: dict[str, pulumi.Output[str]] = {
+            repo: _password(f"{name}-{repo}-password", self) for repo in ws.repos
+        }
+        self.image = docker.RemoteImage(
+            f"{name}-image",
+            name=naming.server_image(naming.POSTGRES_IMAGE, settings.version),
+            keep_locally=True,
+            opts=_child(self),
+        )
+        self.volume = docker.Volume(
+            f"{name}-data",
+            name=f"{prefix}-postgres-data",
+            labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
+            opts=_child(self),
+        )
+        script = roles_script(ws)
+        credentials: list[EnvInput] = [
+            f"POSTGRES_USER={naming.POSTGRES_SUPERUSER}",
+            f"POSTGRES_DB={database}",
+            secret_entry("POSTGRES_PASSWORD", self.superuser_password),
+            *(secret_entry(database_password_secret(repo), pw) for repo, pw in self.role_passwords.items()),
+        ]
+        self.container = docker.Container(
+            f"{name}-container",
+            name=f"{prefix}-postgres",
+            image=self.image.image_id,
+            command=["postgres", "-c", f"max_connections={ws.database.max_connections}"],
+            envs=credentials,
+            volumes=[
+                docker.ContainerVolumeArgs(
+                    volume_name=self.volume.name, container_path=naming.postgres_data_dir(settings.version)
+                )
+            ],
+            uploads=[docker.ContainerUploadArgs(file=SCRIPT_PATH, content=script, executable=True)],
+            networks_advanced=network.attach(DATABASE_HOST),
+            ports=_ports(POSTGRES_PORT, settings.host_port, args.bind_ip),
+            healthcheck=docker.ContainerHealthcheckArgs(
+                # -h 127.0.0.1: the temporary server of first start listens on the socket only, so the
+                # container turns healthy once the real server (with every role) accepts TCP connections.
+                tests=["CMD", "pg_isready", "-h", "127.0.0.1", "-U", naming.POSTGRES_SUPERUSER, "-d", database],
+                interval="2s",
+                timeout="5s",
+                retries=15,
+                start_period="10s",
+            ),
+            memory=settings.memory_mb,
+            restart=naming.RESTART_POLICY,
+            wait=True,
+            wait_timeout=180,
+            labels=container_labels(labels),
+            opts=_child(self),
+        )
+        self.roles_job = docker.Container(
+            f"{name}-roles",
+            name=f"{prefix}-postgres-roles",
+            image=self.image.image_id,
+            command=["sh", JOB_SCRIPT_PATH],
+            envs=[
+                f"PGHOST={DATABASE_HOST}",
+                f"PGPORT={POSTGRES_PORT}",
+                secret_entry("PGPASSWORD", self.superuser_password),
+                pulumi.Output.concat("WS_DATABASE_CONTAINER=", self.container.id),  # re-run on a new server
+                *credentials,
+            ],
+            uploads=[docker.ContainerUploadArgs(file=JOB_SCRIPT_PATH, content=script, executable=True)],
+            networks_advanced=network.attach(),
+            attach=True,
+            logs=True,
+            must_run=False,
+            restart="no",
+            labels=container_labels({**labels, "ws.component": "database-roles"}),
+            opts=_child(self, [self.container]),
+        )
+        self.host = DATABASE_HOST
+        self.register_outputs({"container": self.container.name, "roles": self.roles_job.name})
+
+
+@dataclass(frozen=True)
+class CacheArgs:
+    workspace: Workspace
+    environment: str
+    settings: ServerSettings
+    bind_ip: str
+
+
+class Cache(pulumi.ComponentResource):
+    """Redis: pinned image, append-only data volume, generated password, `redis-cli ping` healthcheck."""
+
+    def __init__(self, name: str, args: CacheArgs, network: Network, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ws:stack:Cache", name, None, opts)
+        ws, settings = args.workspace, args.settings
+        prefix = naming.prefix(ws, args.environment)
+        labels = naming.labels(ws, args.environment, "cache")
+        self.password = _password(f"{name}-password", self)
+        self.image = docker.RemoteImage(
+            f"{name}-image",
+            name=naming.server_image(naming.REDIS_IMAGE, settings.version),
+            keep_locally=True,
+            opts=_child(self),
+        )
+        self.volume = docker.Volume(
+            f"{name}-data",
+            name=f"{prefix}-redis-data",
+            labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
+            opts=_child(self),
+        )
+        self.container = docker.Container(
+            f"{name}-container",
+            name=f"{prefix}-redis",
+            image=self.image.image_id,
+            # The password reaches redis through the environment, never through a plain argument.
+            command=["sh", "-c", 'exec redis-server --requirepass "$REDIS_PASSWORD" --appendonly yes'],
+            envs=[secret_entry("REDIS_PASSWORD", self.password)],
+            volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path="/data")],
+            networks_advanced=network.attach(CACHE_HOST),
+            ports=_ports(REDIS_PORT, settings.host_port, args.bind_ip),
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD-SHELL", 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'],
+                interval="2s",
+                timeout="5s",
+                retries=15,
+                start_period="5s",
+            ),
+            memory=settings.memory_mb,
+            restart=naming.RESTART_POLICY,
+            wait=True,
+            wait_timeout=120,
+            labels=container_labels(labels),
+            opts=_child(self),
+        )
+        self.register_outputs({"container": self.container.name})
+
+
+@dataclass(frozen=True)
+class ServiceArgs:
+    workspace: Workspace
+    environment: str
+    repo: str
+    settings: ServiceSettings
+    env: Mapping[str, Value]  # exactly infra.workspace.env.resolve(workspace, environment, repo)
+    bind_ip: str
+
+
+class Service(pulumi.ComponentResource):
+    """One repo's service: its image at the stack's tag, its resolved env (secrets as secret Outputs),
+    its port, a healthcheck on its health path, and ``depends_on`` = Database + Cache + its dependencies."""
+
+    def __init__(
+        self,
+        name: str,
+        args: ServiceArgs,
+        network: Network,
+        secrets: SecretLookup,
+        depends_on: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("ws:stack:Service", name, None, opts)
+        ws, repo = args.workspace, args.repo
+        service = ws.repos[repo].service
+        assert service is not None, f"{repo} has no service"
+        self.image = docker.RemoteImage(
+            f"{name}-image",
+            name=naming.image_reference(naming.service_image(ws, repo), args.settings.image_tag),
+            keep_locally=True,
+            opts=_child(self),
+        )
+        command = service.run.container
+        self.container = docker.Container(
+            f"{name}-container",
+            name=f"{naming.prefix(ws, args.environment)}-{repo}",
+            image=self.image.image_id,
+            command=["sh", "-c", command] if command else None,
+            envs=[env_entry(key, value, secrets) for key, value in args.env.items()],
+            networks_advanced=network.attach(repo),
+            ports=_ports(service.port, args.settings.host_port, args.bind_ip),
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=naming.health_command(service.port, service.health),
+                interval=naming.duration(service.health.interval),
+                timeout=naming.duration(service.health.timeout),
+                retries=service.health.retries,
+                start_period=naming.duration(service.health.start_period),
+            ),
+            memory=args.settings.memory_mb,
+            cpus=None if args.settings.cpus is None else f"{args.settings.cpus:g}",
+            restart=naming.RESTART_POLICY,
+            wait=True,
+            wait_timeout=naming.wait_timeout(service.health),
+            labels=container_labels(naming.labels(ws, args.environment, "service", repo)),
+            opts=_child(self, depends_on),
+        )
+        self.internal_url = f"http://{repo}:{service.port}"
+        self.register_outputs({"container": self.container.name, "url": self.internal_url})

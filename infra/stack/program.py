@@ -1,0 +1,158 @@
+"""The Pulumi program of one environment: workspace.yaml + the stack's settings -> resources and outputs.
+
+:func:`build` is what ``infra/__main__.py`` runs and what the tests drive under ``pulumi.runtime.set_mocks``.
+Every service's env is exactly :func:`infra.workspace.env.resolve` for the environment; its secret parts
+become secret Outputs: generated ones (each repo's database role password, the Redis password) from
+``random.RandomPassword`` resources, every other named secret from ``pulumi.Config().require_secret(NAME)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from infra.stack import naming
+from infra.stack.components import (
+    POSTGRES_PORT,
+    REDIS_PORT,
+    Cache,
+    CacheArgs,
+    Database,
+    DatabaseArgs,
+    Network,
+    Service,
+    ServiceArgs,
+)
+from infra.stack.roles import namespace_of
+from infra.stack.stackfiles import MANAGED_KEYS, NAMESPACE, StackSettings, environment_of_stack, settings_from_config
+from infra.workspace.env import CACHE_PASSWORD_SECRET, database_password_secret, resolve, role_name
+from infra.workspace.errors import UsageError
+from infra.workspace.graph import edges_of, stages
+from infra.workspace.loader import LoadedWorkspace
+
+
+@dataclass
+class Stack:
+    """What :func:`build` created, for ``__main__`` and the tests."""
+
+    network: Network
+    database: Database
+    cache: Cache
+    services: dict[str, Service]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class Secrets:
+    """Secret Outputs by name: generated passwords first, then the stack's secret config (asked once each)."""
+
+    def __init__(self, generated: Mapping[str, pulumi.Output[str]]):
+        self._generated = dict(generated)
+        self._config = pulumi.Config()
+        self._asked: dict[str, pulumi.Output[str]] = {}
+
+    def __call__(self, name: str) -> pulumi.Output[str]:
+        if name in self._generated:
+            return self._generated[name]
+        if name not in self._asked:
+            self._asked[name] = pulumi.Output.secret(self._config.require_secret(name))
+        return self._asked[name]
+
+
+def read_settings(loaded: LoadedWorkspace, environment: str) -> StackSettings:
+    """The ws:* stack config of the current stack, validated (needs the Pulumi runtime)."""
+    config = pulumi.Config(NAMESPACE)
+    raw = {key: config.get_object(key.split(":", 1)[1]) for key in MANAGED_KEYS}
+    return settings_from_config(loaded.model, environment, raw, source=f"Pulumi.{pulumi.get_stack()}.yaml")
+
+
+def current_environment(loaded: LoadedWorkspace) -> str:
+    return environment_of_stack(loaded.model, pulumi.get_stack())
+
+
+def build(loaded: LoadedWorkspace, environment: str, settings: StackSettings) -> Stack:
+    """Declare every resource of ``environment`` and export the stack outputs."""
+    ws = loaded.model
+    if ws.environments[environment].runtime != "pulumi":
+        raise UsageError(f"environment {environment!r} has runtime local; only `runtime: pulumi` ones have stacks")
+    prefix = naming.prefix(ws, environment)
+    network = Network("network", network_name=prefix, labels=naming.labels(ws, environment, "network"))
+    database = Database("postgres", DatabaseArgs(ws, environment, settings.postgres, settings.bind_ip), network)
+    cache = Cache("redis", CacheArgs(ws, environment, settings.redis, settings.bind_ip), network)
+    secrets = Secrets(
+        {
+            CACHE_PASSWORD_SECRET: cache.password,
+            **{database_password_secret(repo): pw for repo, pw in database.role_passwords.items()},
+        }
+    )
+    edges = edges_of(ws)
+    services: dict[str, Service] = {}
+    for stage in stages(edges):  # dependencies are declared before their dependents
+        for repo in stage:
+            if ws.repos[repo].service is None:
+                continue
+            upstream = [services[dep].container for dep in edges[repo] if dep in services]
+            services[repo] = Service(
+                repo,
+                ServiceArgs(
+                    ws, environment, repo, settings.services[repo], resolve(ws, environment, repo), settings.bind_ip
+                ),
+                network,
+                secrets,
+                depends_on=[database.container, database.roles_job, cache.container, *upstream],
+            )
+    stack = Stack(network, database, cache, services)
+    stack.outputs = outputs(loaded, environment, settings, stack)
+    for name, value in stack.outputs.items():
+        pulumi.export(name, value)
+    return stack
+
+
+def outputs(loaded: LoadedWorkspace, environment: str, settings: StackSettings, stack: Stack) -> dict[str, Any]:
+    """Stack outputs as reached from the machine running ws: service URLs, database host and per-repo URLs.
+
+    Published ports are used where the stack file publishes them; otherwise the addresses inside the network.
+    """
+    ws = loaded.model
+    host = settings.host
+    db_host, db_port = (
+        (host, settings.postgres.host_port) if settings.postgres.host_port else ("postgres", POSTGRES_PORT)
+    )
+    cache_host, cache_port = (host, settings.redis.host_port) if settings.redis.host_port else ("redis", REDIS_PORT)
+    service_urls: dict[str, str] = {}
+    for repo, service in stack.services.items():
+        port = settings.services[repo].host_port
+        service_urls[repo] = f"http://{host}:{port}" if port else service.internal_url
+    database_urls: dict[str, pulumi.Output[str]] = {}
+    for repo, password in stack.database.role_passwords.items():
+        namespace = namespace_of(ws, repo) or "public"
+        database_urls[repo] = pulumi.Output.secret(
+            pulumi.Output.concat(
+                f"postgresql://{role_name(repo)}:",
+                password,
+                f"@{db_host}:{db_port}/{ws.database.name}?schema={namespace}",
+            )
+        )
+    return {
+        "workspace": ws.name,
+        "environment": environment,
+        "service_urls": service_urls,
+        "internal_service_urls": {repo: service.internal_url for repo, service in stack.services.items()},
+        "database_host": db_host,
+        "database_port": db_port,
+        "database_name": ws.database.name,
+        "database_urls": database_urls,
+        "database_superuser_url": pulumi.Output.secret(
+            pulumi.Output.concat(
+                f"postgresql://{naming.POSTGRES_SUPERUSER}:",
+                stack.database.superuser_password,
+                f"@{db_host}:{db_port}/{ws.database.name}",
+            )
+        ),
+        "cache_url": pulumi.Output.secret(
+            pulumi.Output.concat("redis://:", stack.cache.password, f"@{cache_host}:{cache_port}/{ws.cache.db}")
+        ),
+        "stages": stages(edges_of(ws)),
+    }

@@ -50,9 +50,9 @@ def _password(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
     return pulumi.Output.secret(generated.result)
 
 
-def _ports(internal: int, external: int | None, bind_ip: str) -> list[docker.ContainerPortArgs]:
+def _ports(internal: int, external: int | None, bind_ip: str) -> list[docker.ContainerPortArgs] | None:
     if external is None:
-        return []
+        return None  # not published: reachable on the stack's network only
     return [docker.ContainerPortArgs(internal=internal, external=external, ip=bind_ip)]
 
 

@@ -27,7 +27,15 @@ from infra.stack.components import (
     ServiceArgs,
 )
 from infra.stack.roles import namespace_of
-from infra.stack.stackfiles import MANAGED_KEYS, NAMESPACE, StackSettings, environment_of_stack, settings_from_config
+from infra.stack.stackfiles import (
+    BIND_IP_KEY,
+    HOST_KEY,
+    MANAGED_KEYS,
+    NAMESPACE,
+    StackSettings,
+    environment_of_stack,
+    settings_from_config,
+)
 from infra.workspace.env import CACHE_PASSWORD_SECRET, database_password_secret, resolve, role_name
 from infra.workspace.errors import UsageError
 from infra.workspace.graph import edges_of, stages
@@ -64,8 +72,18 @@ class Secrets:
 def read_settings(loaded: LoadedWorkspace, environment: str) -> StackSettings:
     """The ws:* stack config of the current stack, validated (needs the Pulumi runtime)."""
     config = pulumi.Config(NAMESPACE)
-    raw = {key: config.get_object(key.split(":", 1)[1]) for key in MANAGED_KEYS}
-    return settings_from_config(loaded.model, environment, raw, source=f"Pulumi.{pulumi.get_stack()}.yaml")
+    source = f"Pulumi.{pulumi.get_stack()}.yaml"
+    raw: dict[str, Any] = {}
+    for key in MANAGED_KEYS:
+        name = key.split(":", 1)[1]
+        if key in (HOST_KEY, BIND_IP_KEY):
+            raw[key] = config.get(name)
+            continue
+        try:
+            raw[key] = config.get_object(name)
+        except pulumi.ConfigTypeError:
+            raise UsageError(f"{source}: {key}: is not a mapping. Fix: run `ws generate` to restore its keys") from None
+    return settings_from_config(loaded.model, environment, raw, source=source)
 
 
 def current_environment(loaded: LoadedWorkspace) -> str:

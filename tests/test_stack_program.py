@@ -1,0 +1,458 @@
+"""The Pulumi program under pulumi.runtime.set_mocks (no CLI, plugin or Docker): for every `runtime: pulumi`
+environment of the example and the real workspace, with the settings read from the committed stack files
+through Pulumi config, exactly as `pulumi up` reads them."""
+
+from __future__ import annotations
+
+import json
+import secrets as token
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from google.protobuf.json_format import MessageToDict
+from pulumi.runtime.mocks import MockMonitor
+from ruamel.yaml import YAML
+
+from infra.generate import write as generate_write
+from infra.stack import naming
+from infra.stack.program import build, current_environment, read_settings
+from infra.stack.stackfiles import (
+    SERVICES_KEY,
+    pulumi_environments,
+    read_stack_config,
+    settings_from_config,
+    stack_file_name,
+)
+from infra.workspace.env import CACHE_PASSWORD_SECRET, database_password_secret, is_secret, render, resolve
+from infra.workspace.errors import UsageError
+from infra.workspace.graph import edges_of
+from infra.workspace.loader import LoadedWorkspace, load_workspace
+from infra.workspace.model import SecretRef
+from tests.helpers import ROOT
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+CONTAINER = "docker:index/container:Container"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+PROJECT = YAML(typ="safe").load((ROOT / "Pulumi.yaml").read_text())["name"]
+
+
+class Secret:
+    """A value that reached the engine wrapped as a secret."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret(...)"
+
+
+def decode(value: Any) -> Any:
+    """Raw RPC inputs (as JSON) -> Python, with secret-wrapped values as Secret (secretness kept per element)."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return Secret(decode(value["value"]))
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def plain_strings(value: Any) -> list[str]:
+    """Every string in an input that is NOT inside a secret."""
+    if isinstance(value, Secret):
+        return []
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *plain_strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in plain_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    dependencies: list[str]
+
+
+@dataclass
+class Run:
+    resources: list[Registration] = field(default_factory=list)
+    passwords: dict[str, str] = field(default_factory=dict)  # RandomPassword name -> generated value
+    config_secrets: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: dict[str, bool] = field(default_factory=dict)
+    environment: str = ""
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == typ]
+
+    def named(self, name: str) -> Registration:
+        (found,) = [r for r in self.resources if r.name == name]
+        return found
+
+    def by_urn(self, urn: str) -> Registration:
+        (found,) = [r for r in self.resources if r.urn == urn]
+        return found
+
+    def secret_values(self) -> list[str]:
+        return [*self.passwords.values(), *self.config_secrets.values()]
+
+
+class Recorder(MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks, run: Run):
+        super().__init__(mocks)
+        self.run = run
+
+    def RegisterResource(self, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = decode(MessageToDict(request.object, preserving_proto_field_name=True))
+            urn = self.make_urn(request.parent, request.type, request.name)
+            self.run.resources.append(Registration(urn, request.type, request.name, inputs, list(request.dependencies)))
+        return super().RegisterResource(request)
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def __init__(self, run: Run):
+        self.run = run
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        state = dict(args.inputs)
+        if args.typ == PASSWORD:
+            value = "Pw" + token.token_hex(12)
+            self.run.passwords[args.name] = value
+            state["result"] = value
+        if args.typ == REMOTE_IMAGE:
+            state["imageId"] = "sha256:" + args.name
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+def external_secrets(loaded: LoadedWorkspace, environment: str) -> set[str]:
+    generated = {CACHE_PASSWORD_SECRET, *(database_password_secret(r) for r in loaded.model.repos)}
+    names = {
+        part.secret
+        for repo in loaded.model.repos
+        for value in resolve(loaded.model, environment, repo).values()
+        for part in value
+        if isinstance(part, SecretRef)
+    }
+    return names - generated
+
+
+def run_program(loaded: LoadedWorkspace, environment: str, stack_config: dict[str, Any] | None = None) -> Run:
+    """Run infra.stack.program as `pulumi up` would, with the stack file's config, under mocks."""
+    run = Run(environment=environment)
+    stack = loaded.model.stack_of(environment)
+    if stack_config is None:
+        path = loaded.root / stack_file_name(loaded.model, environment)
+        stack_config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
+    mocks = Mocks(run)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=Recorder(mocks, run))
+    config = {key: json.dumps(value) if isinstance(value, dict) else str(value) for key, value in stack_config.items()}
+    run.config_secrets = {name: "ext-" + token.token_hex(10) for name in external_secrets(loaded, environment)}
+    for name, value in run.config_secrets.items():
+        config[f"{PROJECT}:{name}"] = value
+    pulumi.runtime.set_all_config(config, [f"{PROJECT}:{n}" for n in run.config_secrets])
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        assert current_environment(loaded) == environment
+        result = build(loaded, environment, read_settings(loaded, environment))
+        names = list(result.outputs)
+        values = [pulumi.Output.from_input(result.outputs[n]) for n in names]
+
+        def record(resolved: list[Any]) -> None:
+            run.outputs = dict(zip(names, resolved, strict=True))
+
+        secret_flags = [v.is_secret() for v in values]  # futures
+        done = pulumi.Output.all(*values).apply(record)
+
+        async def flags() -> list[bool]:
+            return [await f for f in secret_flags]
+
+        def keep(flags_: list[bool]) -> None:
+            run.secret_outputs = dict(zip(names, flags_, strict=True))
+
+        return pulumi.Output.all(done, pulumi.Output.from_input(flags())).apply(lambda both: keep(both[1]))
+
+    program()
+    return run
+
+
+WORKSPACES = {"real": ROOT / "workspace.yaml", "example": ROOT / "examples" / "workspace.yaml"}
+CASES = [
+    (kind, environment)
+    for kind, path in WORKSPACES.items()
+    for environment in pulumi_environments(load_workspace(path).model)
+]
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[tuple[str, str], tuple[LoadedWorkspace, Run]]:
+    result = {}
+    for kind, environment in CASES:
+        loaded = load_workspace(WORKSPACES[kind])
+        result[(kind, environment)] = (loaded, run_program(loaded, environment))
+    return result
+
+
+def containers(run: Run) -> dict[str, Registration]:
+    return {r.inputs["name"]: r for r in run.of_type(CONTAINER)}
+
+
+def service_container(loaded: LoadedWorkspace, run: Run, repo: str) -> Registration:
+    return containers(run)[f"{naming.prefix(loaded.model, run.environment)}-{repo}"]
+
+
+def envs_of(container: Registration) -> tuple[dict[str, str], set[str]]:
+    """(NAME -> value, names whose entry is a secret Output)."""
+    values: dict[str, str] = {}
+    secret: set[str] = set()
+    for entry in container.inputs.get("envs", []):
+        text = entry.value if isinstance(entry, Secret) else entry
+        key, _, value = text.partition("=")
+        values[key] = value
+        if isinstance(entry, Secret):
+            secret.add(key)
+    return values, secret
+
+
+def secret_source(run: Run, loaded: LoadedWorkspace) -> dict[str, str]:
+    source = {name: value for name, value in run.config_secrets.items()}
+    source[CACHE_PASSWORD_SECRET] = run.passwords["redis-password"]
+    for repo in loaded.model.repos:
+        source[database_password_secret(repo)] = run.passwords[f"postgres-{repo}-password"]
+    return source
+
+
+def test_every_environment_of_both_workspaces_is_covered() -> None:
+    assert ("real", "dev") in CASES and ("real", "staging") in CASES and ("real", "prod") in CASES
+    assert {k for k, _ in CASES} == {"real", "example"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{k}-{e}" for k, e in CASES])
+def test_one_container_per_repo_with_env_exactly_as_ws_env_resolves_it(runs: Any, case: tuple[str, str]) -> None:
+    loaded, run = runs[case]
+    ws = loaded.model
+    prefix = naming.prefix(ws, run.environment)
+    with_service = [r for r, repo in ws.repos.items() if repo.service is not None]
+    expected_names = {f"{prefix}-{r}" for r in with_service} | {
+        f"{prefix}-postgres",
+        f"{prefix}-postgres-roles",
+        f"{prefix}-redis",
+    }
+    assert set(containers(run)) == expected_names
+    source = secret_source(run, loaded)
+    for repo in with_service:
+        values, secret = envs_of(service_container(loaded, run, repo))
+        resolved = resolve(ws, run.environment, repo)
+        assert values == {key: render(value, source.get) for key, value in resolved.items()}
+        assert secret == {key for key, value in resolved.items() if is_secret(value)}
+        # the container runtime's addresses: services by name on the network, the repo's own role
+        assert values["DATABASE_URL"].startswith(f"postgresql://{repo.replace('-', '_')}:")
+        assert "@postgres:5432/" in values["DATABASE_URL"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{k}-{e}" for k, e in CASES])
+def test_dependency_edges_equal_the_workspace_dag(runs: Any, case: tuple[str, str]) -> None:
+    loaded, run = runs[case]
+    ws = loaded.model
+    prefix = naming.prefix(ws, run.environment)
+    service_names = {f"{prefix}-{r}": r for r, repo in ws.repos.items() if repo.service is not None}
+    infrastructure = {f"{prefix}-postgres", f"{prefix}-postgres-roles", f"{prefix}-redis"}
+    for repo, deps in edges_of(ws).items():
+        if ws.repos[repo].service is None:
+            continue
+        container = service_container(loaded, run, repo)
+        upstream = {run.by_urn(u).inputs.get("name") for u in container.dependencies if run.by_urn(u).type == CONTAINER}
+        assert {service_names[n] for n in upstream if n in service_names} == set(deps)
+        assert infrastructure <= upstream
+    roles = containers(run)[f"{prefix}-postgres-roles"]
+    assert f"{prefix}-postgres" in {run.by_urn(u).inputs.get("name") for u in roles.dependencies}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{k}-{e}" for k, e in CASES])
+def test_every_password_and_secret_is_a_secret_output_and_in_no_plain_input(runs: Any, case: tuple[str, str]) -> None:
+    loaded, run = runs[case]
+    assert run.passwords  # the generated passwords exist: superuser, one per repo role, redis
+    assert set(run.passwords) == {
+        "postgres-superuser-password",
+        "redis-password",
+        *(f"postgres-{r}-password" for r in loaded.model.repos),
+    }
+    assert run.config_secrets or case[0] == "example"  # the real workspace names external secrets
+    secrets = run.secret_values()
+    for resource in run.resources:
+        for text in plain_strings(resource.inputs):
+            leaked = [s for s in secrets if s in text]
+            assert not leaked, f"{resource.name} has a secret in a plain input"
+    for resource in run.of_type(CONTAINER):
+        for entry in resource.inputs.get("envs", []):
+            if isinstance(entry, str):
+                assert "PASSWORD" not in entry.split("=", 1)[0], entry
+    # outputs: per-repo connection strings and the cache URL are secrets; URLs and host are not
+    assert run.secret_outputs["database_urls"] and run.secret_outputs["cache_url"]
+    assert run.secret_outputs["database_superuser_url"]
+    assert not run.secret_outputs["service_urls"] and not run.secret_outputs["database_host"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{k}-{e}" for k, e in CASES])
+def test_healthchecks_wait_restart_labels_and_unique_host_ports(runs: Any, case: tuple[str, str]) -> None:
+    loaded, run = runs[case]
+    ws = loaded.model
+    prefix = naming.prefix(ws, run.environment)
+    published: list[int] = []
+    for name, container in containers(run).items():
+        published += [p["external"] for p in container.inputs.get("ports", []) if "external" in p]
+        labels = {item["label"]: item["value"] for item in container.inputs["labels"]}
+        assert labels["ws.workspace"] == ws.name and labels["ws.environment"] == run.environment
+        if name == f"{prefix}-postgres-roles":
+            assert container.inputs["attach"] is True and container.inputs["mustRun"] is False
+            continue
+        assert container.inputs["wait"] is True and container.inputs["waitTimeout"] >= 60
+        assert container.inputs["restart"] == "unless-stopped"
+        tests = " ".join(container.inputs["healthcheck"]["tests"])
+        if name == f"{prefix}-postgres":
+            assert "pg_isready" in tests
+        elif name == f"{prefix}-redis":
+            assert "redis-cli" in tests and "ping" in tests
+        else:
+            repo = labels["ws.repo"]
+            service = ws.repos[repo].service
+            assert service is not None
+            assert f"http://127.0.0.1:{service.port}{service.health.path}" in tests
+            assert container.inputs["healthcheck"]["retries"] == service.health.retries
+    assert len(published) == len(set(published)) and published
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{k}-{e}" for k, e in CASES])
+def test_per_environment_settings_come_from_the_stack_file(runs: Any, case: tuple[str, str]) -> None:
+    loaded, run = runs[case]
+    ws = loaded.model
+    path = loaded.root / stack_file_name(ws, run.environment)
+    config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
+    images = {r.name: r.inputs["name"] for r in run.of_type(REMOTE_IMAGE)}
+    for repo, settings in config[SERVICES_KEY].items():
+        container = service_container(loaded, run, repo)
+        assert images[f"{repo}-image"] == f"{naming.service_image(ws, repo)}:{settings['image_tag']}"
+        assert container.inputs["image"] == f"sha256:{repo}-image"
+        assert [p["external"] for p in container.inputs["ports"]] == [settings["host_port"]]
+        assert container.inputs["memory"] == settings["memory_mb"]
+    assert images["postgres-image"] == f"docker.io/library/postgres:{config['ws:postgres']['version']}"
+    assert images["redis-image"] == f"docker.io/library/redis:{config['ws:redis']['version']}"
+    host = config["ws:host"]
+    assert run.outputs["database_host"] == host
+    assert run.outputs["database_port"] == config["ws:postgres"]["host_port"]
+    for repo, settings in config[SERVICES_KEY].items():
+        assert run.outputs["service_urls"][repo] == f"http://{host}:{settings['host_port']}"
+    source = secret_source(run, loaded)
+    for repo, url in run.outputs["database_urls"].items():
+        role = repo.replace("-", "_")
+        assert url.startswith(f"postgresql://{role}:{source[database_password_secret(repo)]}@{host}:")
+
+
+def test_stack_file_values_change_the_resources() -> None:
+    """The same environment with an edited stack config: the edit, and nothing but the edit, shows up."""
+    loaded = load_workspace(WORKSPACES["real"])
+    path = loaded.root / stack_file_name(loaded.model, "staging")
+    config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
+    config[SERVICES_KEY]["app-agents"]["image_tag"] = "v9.9.9"
+    config[SERVICES_KEY]["app-agents"]["host_port"] = None
+    config["ws:postgres"]["version"] = "15.10"
+    run = run_program(loaded, "staging", config)
+    images = {r.name: r.inputs["name"] for r in run.of_type(REMOTE_IMAGE)}
+    assert images["app-agents-image"] == "ghcr.io/saas-ecosystem/app-agents:v9.9.9"
+    assert images["postgres-image"] == "docker.io/library/postgres:15.10"
+    assert "ports" not in service_container(loaded, run, "app-agents").inputs
+    assert run.outputs["service_urls"]["app-agents"] == "http://app-agents:3001"
+
+
+def test_a_stack_config_with_a_clash_or_a_missing_repo_is_one_clear_error() -> None:
+    loaded = load_workspace(WORKSPACES["real"])
+    path = loaded.root / stack_file_name(loaded.model, "dev")
+    config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
+    clash = json.loads(json.dumps(config))
+    clash[SERVICES_KEY]["app-agents"]["host_port"] = clash["ws:postgres"]["host_port"]
+    with pytest.raises(UsageError, match=r"ws:services.app-agents.host_port: host port \d+ is already published"):
+        settings_from_config(loaded.model, "dev", clash)
+    missing = json.loads(json.dumps(config))
+    del missing[SERVICES_KEY]["app-agents"]
+    with pytest.raises(UsageError, match=r"ws:services.app-agents: missing. Fix: run `ws generate`"):
+        settings_from_config(loaded.model, "dev", missing)
+    with pytest.raises(UsageError, match="belongs to no `runtime: pulumi` environment"):
+        from infra.stack.stackfiles import environment_of_stack
+
+        environment_of_stack(loaded.model, "qa")
+
+
+NEW_REPO = """
+  billing:
+    github: saas-ecosystem/billing
+    role: secondary
+    depends_on: [app-agents, saas-spec-driven-development]
+    schema:
+      prisma: prisma/schema.prisma
+      namespace: billing
+    service:
+      port: 3003
+      image: ghcr.io/saas-ecosystem/billing
+      health: {path: /healthz}
+    requires: [DATABASE_URL, STRIPE_API_KEY]
+    env:
+      STRIPE_API_KEY: {secret: STRIPE_API_KEY}
+      AGENTS: ${services.app-agents.url}
+"""
+
+
+def test_adding_a_repo_adds_its_container_env_edges_and_stack_keys_with_no_other_edit(tmp_path: Path) -> None:
+    text = (ROOT / "workspace.yaml").read_text(encoding="utf-8")
+    (tmp_path / "workspace.yaml").write_text(text.rstrip("\n") + "\n" + NEW_REPO, encoding="utf-8")
+    for environment in ("dev", "staging", "prod"):
+        shutil.copy(ROOT / f"Pulumi.{environment}.yaml", tmp_path / f"Pulumi.{environment}.yaml")
+    edited = (tmp_path / "Pulumi.staging.yaml").read_text().replace("image_tag: latest", "image_tag: v1.2.3", 1)
+    (tmp_path / "Pulumi.staging.yaml").write_text(edited)
+    loaded = load_workspace(tmp_path / "workspace.yaml")
+
+    states = dict(generate_write(loaded))
+    assert states["Pulumi.dev.yaml"] == states["Pulumi.staging.yaml"] == states["Pulumi.prod.yaml"] == "updated"
+    for environment in ("dev", "staging", "prod"):
+        before = read_stack_config((ROOT / f"Pulumi.{environment}.yaml").read_text(), "before")
+        after = read_stack_config((tmp_path / f"Pulumi.{environment}.yaml").read_text(), "after")
+        assert set(after[SERVICES_KEY]) == set(before[SERVICES_KEY]) | {"billing"}
+        for key, value in before.items():  # every existing value kept
+            if key != SERVICES_KEY:
+                assert after[key] == value
+        for repo in before[SERVICES_KEY]:
+            if environment == "staging" and repo == "saas-ecosystem-architecture":
+                assert after[SERVICES_KEY][repo]["image_tag"] == "v1.2.3"
+            else:
+                assert after[SERVICES_KEY][repo] == before[SERVICES_KEY][repo]
+    assert dict(generate_write(loaded))["Pulumi.dev.yaml"] == "unchanged"
+
+    run = run_program(loaded, "staging")
+    container = service_container(loaded, run, "billing")
+    values, secret = envs_of(container)
+    resolved = resolve(loaded.model, "staging", "billing")
+    assert values == {k: render(v, secret_source(run, loaded).get) for k, v in resolved.items()}
+    assert values["AGENTS"] == "http://app-agents:3001" and values["PORT"] == "3003"
+    assert {"STRIPE_API_KEY", "DATABASE_URL", "REDIS_URL"} <= secret
+    assert "STRIPE_API_KEY" in run.config_secrets
+    upstream = {run.by_urn(u).inputs.get("name") for u in container.dependencies}
+    prefix = naming.prefix(loaded.model, "staging")
+    assert {f"{prefix}-app-agents", f"{prefix}-saas-spec-driven-development"} <= upstream
+    assert f"{prefix}-saas-ecosystem-architecture" not in upstream
+    assert "postgres-billing-password" in run.passwords
+    assert run.outputs["database_urls"]["billing"].endswith("/saas_ecosystem?schema=billing")
+    assert container.inputs["healthcheck"]["tests"][1].count("/healthz") == 4
+    staging_images = {r.name: r.inputs["name"] for r in run.of_type(REMOTE_IMAGE)}
+    assert staging_images["saas-ecosystem-architecture-image"].endswith(":v1.2.3")

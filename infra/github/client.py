@@ -48,10 +48,10 @@ def _print_to_stderr(message: str) -> None:
 class RetryPolicy:
     """How long to wait and how often to retry. Tests inject ``sleep``/``now`` to keep waits short but real."""
 
-    retries: int = 4  # further attempts after a network error or a 5xx answer
-    backoff: float = 1.0  # first backoff in seconds; doubles each attempt
+    retries: int = field(default_factory=lambda: int(os.environ.get("WS_GITHUB_RETRIES", "4")))  # after the first
+    backoff: float = field(default_factory=lambda: float(os.environ.get("WS_GITHUB_BACKOFF", "1")))  # doubles
     max_backoff: float = 30.0
-    max_wait: float = float(os.environ.get("WS_GITHUB_MAX_WAIT", "900"))  # longest rate-limit wait accepted
+    max_wait: float = field(default_factory=lambda: float(os.environ.get("WS_GITHUB_MAX_WAIT", "900")))
     rate_limit_waits: int = 3  # rate-limit waits per request before giving up
     sleep: Callable[[float], None] = time.sleep
     now: Callable[[], float] = time.time
@@ -95,7 +95,7 @@ def _message(response: requests.Response) -> str:
     return str(body.get("message", "")) if isinstance(body, dict) else ""
 
 
-class PatientSession(GitHubSession):  # type: ignore[misc]
+class PatientSession(GitHubSession):
     """github3's session, plus rate-limit waits and bounded retries with backoff."""
 
     def __init__(self, policy: RetryPolicy) -> None:
@@ -156,8 +156,8 @@ def explain(exc: Exception, what: str, policy: RetryPolicy | None = None) -> Git
             f" ({type(getattr(exc, 'exception', exc)).__name__}); check the network and github.api_url in"
             " workspace.yaml"
         )
-    if not isinstance(exc, gh_exceptions.GitHubError):
-        return GitHubError(f"GitHub: {what}: {exc}")
+    if isinstance(exc, gh_exceptions.IncompleteResponse) or not isinstance(exc, gh_exceptions.GitHubError):
+        return GitHubError(f"GitHub: {what}: unexpected answer from the API ({exc}); check github.api_url")
     response = exc.response
     code = exc.code
     message = str(exc.msg or "").strip().rstrip(".")
@@ -201,9 +201,7 @@ def explain(exc: Exception, what: str, policy: RetryPolicy | None = None) -> Git
         )
         return GitHubError(f"GitHub: {what}: 422 {message}{': ' + details if details else ''}")
     if code >= 500:
-        return GitHubError(
-            f"GitHub: {what}: server error {code} after {policy.retries + 1} attempts; try again later"
-        )
+        return GitHubError(f"GitHub: {what}: server error {code} after {policy.retries + 1} attempts; try again later")
     return GitHubError(f"GitHub: {what}: {code} {message}")
 
 

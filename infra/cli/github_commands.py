@@ -1,0 +1,274 @@
+"""Cross-repo feature work: `ws branch`, `ws pr`, `ws metrics` (and `propagate`, added under `ws schema`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from infra.cli._common import (
+    Context,
+    check_environment,
+    console,
+    err_console,
+    json_option,
+    parse_repos,
+    pass_context,
+    print_json,
+    repos_option,
+    step_summary,
+    table,
+)
+from infra.github import branches, metrics, prs
+from infra.github.client import client, optional_client
+from infra.workspace.errors import UsageError
+
+
+def _progress(message: str) -> None:
+    err_console.print(escape(message))
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else "yes" if value else "no"
+
+
+@click.group("branch")
+def branch_group() -> None:
+    """One feature branch across the workspace's repos: create it everywhere, see a status matrix, delete it.
+
+    GitHub parts (--remote, PR and CI columns) use the token in GITHUB_TOKEN and github.api_url.
+    """
+
+
+@branch_group.command("create")
+@click.argument("name")
+@repos_option
+@click.option("--from", "start", default=None, metavar="REF", help="Start point (default: each repo's default branch).")
+@click.option("--remote", is_flag=True, help="Also create the branch on GitHub from the start branch's head there.")
+@click.option("--allow-dirty", is_flag=True, help="Switch branches even in checkouts with uncommitted changes.")
+@click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+@json_option
+@pass_context
+def branch_create(
+    ctx: Context,
+    name: str,
+    repos: str | None,
+    start: str | None,
+    remote: bool,
+    allow_dirty: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Create and check out branch NAME in every selected checkout (and on GitHub with --remote).
+
+    Refuses, before changing anything, when a checkout has uncommitted changes (it names them).
+    """
+    loaded = ctx.loaded
+    github = client(loaded) if remote else None
+    actions = branches.create(
+        loaded,
+        name,
+        parse_repos(loaded, repos),
+        start=start,
+        remote=remote,
+        allow_dirty=allow_dirty,
+        dry_run=dry_run,
+        github=github,
+        progress=_progress,
+    )
+    if as_json:
+        print_json({"branch": name, "dry_run": dry_run, "repos": [a.as_dict() for a in actions]})
+        return
+    rows = [(a.repo, escape(a.local), escape(a.remote)) for a in actions]
+    console.print(table(f"branch {name}{' (dry run)' if dry_run else ''}", ["repo", "local", "GitHub"], rows))
+
+
+@branch_group.command("status")
+@click.argument("name")
+@repos_option
+@json_option
+@pass_context
+def branch_status(ctx: Context, name: str, repos: str | None, as_json: bool) -> None:
+    """One row per repo: branch NAME locally / remotely, ahead/behind the default branch, dirty, PR, CI."""
+    loaded = ctx.loaded
+    github = optional_client(loaded)
+    rows = branches.status(loaded, name, github, parse_repos(loaded, repos))
+    if as_json:
+        print_json({"branch": name, "repos": [r.as_dict() for r in rows]})
+        return
+    rendered = [
+        (
+            r.repo,
+            _yes_no(r.local),
+            _yes_no(r.remote) + (f" ({r.remote_source})" if r.remote is not None else ""),
+            "-" if r.ahead is None else f"{r.ahead}/{r.behind}",
+            _yes_no(r.dirty),
+            f"#{r.pr_number} {r.pr_state}" if r.pr_number else "-",
+            r.ci or "-",
+            escape("; ".join(r.notes)),
+        )
+        for r in rows
+    ]
+    columns = ["repo", "local", "remote", "ahead/behind", "dirty", "PR", "CI", "notes"]
+    console.print(table(f"branch {name}", columns, rendered))
+    lines = [f"## Branch `{name}`", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rendered]
+    step_summary("\n".join(lines))
+
+
+@branch_group.command("delete")
+@click.argument("name")
+@repos_option
+@click.option("--local/--no-local", "local", default=True, show_default=True, help="Delete the local branches.")
+@click.option("--remote", is_flag=True, help="Also delete the branch on GitHub.")
+@click.option("--force", is_flag=True, help="Delete even when the branch has commits not in the default branch.")
+@click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
+@json_option
+@pass_context
+def branch_delete(
+    ctx: Context, name: str, repos: str | None, local: bool, remote: bool, force: bool, dry_run: bool, as_json: bool
+) -> None:
+    """Delete branch NAME locally and/or on GitHub; refuses unmerged work unless --force."""
+    loaded = ctx.loaded
+    if not local and not remote:
+        raise UsageError("nothing to delete: --no-local without --remote")
+    github = client(loaded) if remote else None
+    actions = branches.delete(
+        loaded,
+        name,
+        parse_repos(loaded, repos),
+        local=local,
+        remote=remote,
+        force=force,
+        dry_run=dry_run,
+        github=github,
+        progress=_progress,
+    )
+    if as_json:
+        print_json({"branch": name, "dry_run": dry_run, "repos": [a.as_dict() for a in actions]})
+        return
+    rows = [(a.repo, escape(a.local), escape(a.remote)) for a in actions]
+    console.print(table(f"delete {name}{' (dry run)' if dry_run else ''}", ["repo", "local", "GitHub"], rows))
+
+
+@click.group("pr")
+def pr_group() -> None:
+    """Linked pull requests: one per repo of a feature branch, each listing the others in merge order."""
+
+
+@pr_group.command("open")
+@click.argument("name")
+@click.option("--title", required=True, help="Title of every pull request.")
+@click.option(
+    "--body-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Markdown body (the linked-PR block is appended; kept from the existing PR when omitted).",
+)
+@repos_option
+@click.option("--reviewer", "reviewers", multiple=True, metavar="LOGIN", help="Request a review (org/team for teams).")
+@click.option("--dry-run", is_flag=True, help="Print which PRs would be opened or updated; change nothing.")
+@json_option
+@pass_context
+def pr_open(
+    ctx: Context,
+    name: str,
+    title: str,
+    body_file: Path | None,
+    repos: str | None,
+    reviewers: tuple[str, ...],
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Open one PR per repo whose branch NAME has commits (or update the open one), then link them all.
+
+    Every body gets a generated block listing all sibling PRs in merge order (dependencies first).
+    Re-running updates the PRs; it never opens duplicates.
+    """
+    loaded = ctx.loaded
+    body = body_file.read_text(encoding="utf-8") if body_file else None
+    records = prs.open_pulls(
+        loaded,
+        client(loaded),
+        name,
+        title,
+        body,
+        repos=parse_repos(loaded, repos),
+        reviewers=reviewers,
+        dry_run=dry_run,
+        progress=_progress,
+    )
+    _render_pulls(f"pull requests for {name}{' (dry run)' if dry_run else ''}", records, as_json)
+
+
+@pr_group.command("status")
+@click.argument("name")
+@repos_option
+@json_option
+@pass_context
+def pr_status(ctx: Context, name: str, repos: str | None, as_json: bool) -> None:
+    """The linked set of branch NAME in merge order: number, state (open, closed, merged) and CI."""
+    loaded = ctx.loaded
+    records = prs.pull_status(loaded, client(loaded), name, parse_repos(loaded, repos))
+    _render_pulls(f"pull requests for {name}", records, as_json)
+
+
+def _render_pulls(title: str, records: list[prs.PullRecord], as_json: bool) -> None:
+    if as_json:
+        print_json([r.as_dict() for r in records])
+        return
+    rows = [
+        (index, r.repo, escape(r.action), r.reference if r.number else "-", r.state or "-", r.ci or "-", r.url or "-")
+        for index, r in enumerate(records, start=1)
+    ]
+    console.print(table(title, ["order", "repo", "action", "PR", "state", "CI", "url"], rows))
+
+
+@click.command("metrics")
+@click.option("--env", "-e", "environment", default=None, metavar="ENV", help="One environment (default: all).")
+@click.option("--days", default=30, show_default=True, type=int, help="Window: the last N days.")
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    required=True,
+    metavar="URL",
+    help="PostgreSQL holding the deploy ledger (env DATABASE_URL).",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "prometheus"]), default="table", show_default=True)
+@json_option
+@pass_context
+def metrics_command(
+    ctx: Context, environment: str | None, days: int, database_url: str, fmt: str, as_json: bool
+) -> None:
+    """The five DORA figures per environment from the deploy ledger, plus schema alignment and migration completion.
+
+    Deployment frequency, change lead time, change fail rate, failed deployment recovery time and deployment
+    rework rate; a figure without data says why instead of showing a number.
+    """
+    loaded = ctx.loaded
+    if environment is not None:
+        check_environment(loaded, environment)
+    result = metrics.report(loaded, database_url, environment=environment, days=days)
+    if as_json or fmt == "json":
+        print_json(result.as_dict())
+        return
+    if fmt == "prometheus":
+        click.echo(metrics.prometheus(result), nl=False)
+        return
+    names = list(metrics.PROMETHEUS)
+    rows = [
+        (env.environment, env.deployments, *(escape(metrics.format_figure(env.figures()[n])) for n in names))
+        for env in result.environments
+    ]
+    columns = ["environment", "deployments", "frequency", "lead time", "fail rate", "recovery", "rework"]
+    console.print(table(f"DORA figures, last {days} days", columns, rows))
+    for extra in result.extra:
+        value = f"{extra.value * 100:.1f}%" if extra.value is not None else "n/a"
+        console.print(f"{extra.name.replace('_', ' ')}: {value} ({escape(extra.detail)})")
+    lines = [f"## DORA figures (last {days} days)", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * 7]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    step_summary("\n".join(lines))
+
+
+COMMANDS = [branch_group, pr_group, metrics_command]

@@ -1,0 +1,67 @@
+"""Read a repo's files at a branch or SHA through GitHub's contents API (no checkout needed).
+
+Used by ``ws schema check --ref NAME`` so a pull-request workflow can check cross-repo schema alignment
+without cloning every repo.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from github3 import exceptions as gh_exceptions
+
+from infra.github.client import GitHub, GitHubError, client
+from infra.workspace.errors import UsageError
+from infra.workspace.loader import LoadedWorkspace
+
+
+def _full_name(loaded: LoadedWorkspace, repo: str) -> str:
+    if repo not in loaded.model.repos:
+        raise UsageError(f"unknown repo {repo!r}; workspace.yaml declares {', '.join(loaded.model.repos)}")
+    return loaded.model.repos[repo].github
+
+
+def read_files(
+    loaded: LoadedWorkspace, repo: str, ref: str, paths: list[str], github: GitHub | None = None
+) -> dict[str, str]:
+    """The text of each path (relative to the repo) at ``ref``; a missing file is an error naming it."""
+    full_name = _full_name(loaded, repo)
+    github = github or client(loaded)
+    repository = github.repo(full_name)
+    result: dict[str, str] = {}
+    for path in paths:
+        clean = path.strip("/")
+        with github.call(f"read {clean} at {ref} in {full_name}"):
+            try:
+                item = repository.file_contents(clean, ref=ref)
+            except gh_exceptions.NotFoundError:
+                raise GitHubError(
+                    f"GitHub: {full_name}: {clean} does not exist at {ref!r} (or {ref!r} is not a branch or SHA"
+                    f" there); check repos.{repo}.schema in workspace.yaml and the ref"
+                ) from None
+        if getattr(item, "type", "file") != "file":
+            raise GitHubError(f"GitHub: {full_name}: {clean} at {ref!r} is a {item.type}, not a file")
+        try:
+            data = item.decoded if item.decoded is not None else base64.b64decode(item.content or "")
+            result[path] = data if isinstance(data, str) else data.decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise GitHubError(f"GitHub: {full_name}: {clean} at {ref!r} is not UTF-8 text ({exc})") from None
+    return result
+
+
+def list_dir(loaded: LoadedWorkspace, repo: str, ref: str, path: str, github: GitHub | None = None) -> list[str]:
+    """Paths (relative to the repo, sorted) of the files directly inside folder ``path`` at ``ref``."""
+    full_name = _full_name(loaded, repo)
+    github = github or client(loaded)
+    repository = github.repo(full_name)
+    clean = path.strip("/")
+    with github.call(f"list {clean or '/'} at {ref} in {full_name}"):
+        try:
+            entries = repository.directory_contents(clean, ref=ref)
+        except gh_exceptions.NotFoundError:
+            raise GitHubError(
+                f"GitHub: {full_name}: folder {clean} does not exist at {ref!r}; check repos.{repo}.schema"
+                " in workspace.yaml and the ref"
+            ) from None
+    return sorted(str(item.path) for _name, item in entries if getattr(item, "type", "") == "file")

@@ -1,0 +1,373 @@
+"""DORA figures per environment from the deploy ledger, plus schema alignment and migration completion.
+
+The five figures (https://dora.dev/guides/dora-metrics/), over a window of ``days`` ending now, dry runs excluded:
+
+* deployment frequency: succeeded deployments per day;
+* change lead time: from a deployed commit's ``committed_at`` (ledger ``commits[repo]``) to the deployment's
+  ``finished_at``, for succeeded deployments (median and 90th percentile, hours);
+* change fail rate: deployments that failed or were rolled back, over finished deployments;
+* failed deployment recovery time: from a failed/rolled-back deployment's end to the end of the next succeeded
+  deployment of the same environment (median and 90th percentile, hours);
+* deployment rework rate: deployments made right after a failed/rolled-back one in the same environment
+  (unplanned, remediating deployments), over finished deployments.
+
+A figure with no data is ``None`` and says why; nothing is invented.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from infra.deploy import ledger
+from infra.workspace.errors import UsageError
+from infra.workspace.loader import LoadedWorkspace
+
+FAILED = ("failed", "rolled_back")
+FINISHED = ("succeeded", "failed", "rolled_back")
+
+
+@dataclass
+class Deployment:
+    id: int
+    environment: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    commits: dict[str, Any]
+
+
+@dataclass
+class Figure:
+    value: float | None
+    unit: str
+    detail: str = ""
+    samples: int = 0
+    p90: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"value": self.value, "unit": self.unit, "samples": self.samples}
+        if self.p90 is not None:
+            result["p90"] = self.p90
+        if self.detail:
+            result["detail"] = self.detail
+        return result
+
+
+@dataclass
+class EnvironmentFigures:
+    environment: str
+    deployments: int
+    deployment_frequency: Figure
+    change_lead_time: Figure
+    change_fail_rate: Figure
+    recovery_time: Figure
+    rework_rate: Figure
+
+    def figures(self) -> dict[str, Figure]:
+        return {
+            "deployment_frequency": self.deployment_frequency,
+            "change_lead_time": self.change_lead_time,
+            "change_fail_rate": self.change_fail_rate,
+            "failed_deployment_recovery_time": self.recovery_time,
+            "deployment_rework_rate": self.rework_rate,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "deployments": self.deployments,
+            **{name: figure.as_dict() for name, figure in self.figures().items()},
+        }
+
+
+@dataclass
+class Availability:
+    name: str
+    value: float | None
+    unit: str
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "unit": self.unit, "detail": self.detail}
+
+
+@dataclass
+class Report:
+    window_days: int
+    since: datetime
+    until: datetime
+    environments: list[EnvironmentFigures]
+    extra: list[Availability] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "window_days": self.window_days,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "environments": [e.as_dict() for e in self.environments],
+            **{a.name: a.as_dict() for a in self.extra},
+        }
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _hours(delta: timedelta) -> float:
+    return delta.total_seconds() / 3600.0
+
+
+def _duration_figure(values: list[float], empty: str) -> Figure:
+    if not values:
+        return Figure(None, "hours", empty)
+    return Figure(round(percentile(values, 0.5), 3), "hours", "median", len(values), round(percentile(values, 0.9), 3))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def compute(environment: str, rows: Sequence[Deployment], since: datetime, until: datetime) -> EnvironmentFigures:
+    """The five figures for one environment from its deployments (any order; dry runs already excluded)."""
+    days = max((until - since).total_seconds() / 86400.0, 1e-9)
+    ordered = sorted(rows, key=lambda d: (d.started_at, d.id))
+    in_window = [d for d in ordered if since <= d.started_at <= until]
+    finished = [d for d in in_window if d.status in FINISHED]
+    succeeded = [d for d in finished if d.status == "succeeded"]
+    failures = [d for d in finished if d.status in FAILED]
+
+    frequency = Figure(
+        round(len(succeeded) / days, 4), "per day", f"{len(succeeded)} succeeded in {days:g} days", len(succeeded)
+    )
+
+    lead_times: list[float] = []
+    for deployment in succeeded:
+        if deployment.finished_at is None:
+            continue
+        for commit in deployment.commits.values():
+            committed = _parse_time(commit.get("committed_at")) if isinstance(commit, dict) else None
+            if committed is not None:
+                lead_times.append(max(0.0, _hours(deployment.finished_at - committed)))
+    lead = _duration_figure(lead_times, "no succeeded deployment recorded commit times")
+
+    if finished:
+        fail_rate = Figure(
+            round(len(failures) / len(finished), 4),
+            "ratio",
+            f"{len(failures)} of {len(finished)} failed or rolled back",
+            len(finished),
+        )
+    else:
+        fail_rate = Figure(None, "ratio", "no finished deployments in the window")
+
+    recoveries: list[float] = []
+    unrecovered = 0
+    for failure in failures:
+        end = failure.finished_at or failure.started_at
+        after = next(
+            (
+                d
+                for d in ordered
+                if d.status == "succeeded"
+                and d.started_at >= failure.started_at
+                and d.id != failure.id
+                and d.finished_at is not None
+            ),
+            None,
+        )
+        if after is None or after.finished_at is None:
+            unrecovered += 1
+            continue
+        recoveries.append(max(0.0, _hours(after.finished_at - end)))
+    recovery = _duration_figure(recoveries, "no failed deployment" if not failures else "no recovery yet")
+    if unrecovered and recovery.value is not None:
+        recovery.detail += f"; {unrecovered} failure(s) not yet recovered"
+    elif unrecovered:
+        recovery.detail = f"{unrecovered} failure(s) not yet recovered"
+
+    rework = 0
+    finished_ids = {d.id for d in finished}
+    previous: Deployment | None = None
+    for deployment in ordered:
+        if deployment.status not in FINISHED:
+            continue
+        if previous is not None and previous.status in FAILED and deployment.id in finished_ids:
+            rework += 1
+        previous = deployment
+    if finished:
+        rework_rate = Figure(
+            round(rework / len(finished), 4),
+            "ratio",
+            f"{rework} of {len(finished)} followed a failed deployment",
+            len(finished),
+        )
+    else:
+        rework_rate = Figure(None, "ratio", "no finished deployments in the window")
+    return EnvironmentFigures(environment, len(in_window), frequency, lead, fail_rate, recovery, rework_rate)
+
+
+def read_deployments(conn: psycopg.Connection[Any], environment: str | None) -> list[Deployment]:
+    ledger.ensure_schema(conn)
+    query = sql.SQL(
+        "SELECT id, environment, status, started_at, finished_at, commits FROM {}.deployments"
+        " WHERE NOT dry_run AND ({} OR environment = %s) ORDER BY started_at, id"
+    ).format(sql.Identifier(ledger.NAMESPACE), sql.Literal(environment is None))
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, (environment,))
+        return [
+            Deployment(
+                int(r["id"]), r["environment"], r["status"], r["started_at"], r["finished_at"], r["commits"] or {}
+            )
+            for r in cur.fetchall()
+        ]
+
+
+def report(
+    loaded: LoadedWorkspace,
+    database_url: str,
+    *,
+    environment: str | None = None,
+    days: int = 30,
+    now: datetime | None = None,
+    extras: bool = True,
+) -> Report:
+    if days < 1:
+        raise UsageError("--days must be at least 1")
+    until = now or datetime.now().astimezone()
+    since = until - timedelta(days=days)
+    try:
+        with psycopg.connect(database_url, connect_timeout=10) as conn:
+            rows = read_deployments(conn, environment)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot read the deploy ledger: {first}; check --database-url / DATABASE_URL") from None
+    names = [environment] if environment else list(loaded.model.environments)
+    names += sorted({r.environment for r in rows} - set(names))
+    figures = [compute(name, [r for r in rows if r.environment == name], since, until) for name in names]
+    extra = [schema_alignment(loaded), migration_completion(loaded, database_url)] if extras else []
+    return Report(days, since, until, figures, extra)
+
+
+# --------------------------------------------------------------------------- the other areas, when present
+
+
+def _import(module: str, names: Sequence[str]) -> tuple[Any, str]:
+    """The first of ``names`` found in ``module``, or (None, why)."""
+    try:
+        found = importlib.import_module(module)
+    except ImportError as exc:
+        return None, f"{module} is not available ({exc})"
+    for name in names:
+        if hasattr(found, name):
+            return getattr(found, name), ""
+    return None, f"{module} has none of {', '.join(names)}"
+
+
+def schema_alignment(loaded: LoadedWorkspace) -> Availability:
+    """Share of shared models (per secondary) that match the primary, from infra.schema's alignment check."""
+    check, why = _import("infra.schema.align", ("alignment_report", "check_alignment", "align"))
+    if check is None:
+        return Availability("schema_alignment", None, "ratio", f"unavailable: {why}")
+    try:
+        result = check(loaded)
+    except Exception as exc:  # another area's failure must not hide the DORA figures; it is shown instead
+        return Availability("schema_alignment", None, "ratio", f"unavailable: {type(exc).__name__}: {exc}")
+    return _ratio_from("schema_alignment", result, ("aligned", "total"), "shared models aligned")
+
+
+def migration_completion(loaded: LoadedWorkspace, database_url: str) -> Availability:
+    """Share of SQLite agent-memory files migrated and validated, from infra.migrate's status."""
+    status, why = _import("infra.migrate.status", ("completion", "migration_status", "status"))
+    if status is None:
+        return Availability("migration_completion", None, "ratio", f"unavailable: {why}")
+    try:
+        result = status(loaded, database_url)
+    except Exception as exc:  # shown, never hidden: see schema_alignment
+        return Availability("migration_completion", None, "ratio", f"unavailable: {type(exc).__name__}: {exc}")
+    return _ratio_from("migration_completion", result, ("done", "total"), "files migrated and validated")
+
+
+def _ratio_from(name: str, result: Any, keys: tuple[str, str], what: str) -> Availability:
+    if isinstance(result, int | float):
+        return Availability(name, float(result), "ratio", what)
+    data = result.as_dict() if hasattr(result, "as_dict") else result
+    if isinstance(data, dict) and all(k in data for k in keys):
+        done, total = data[keys[0]], data[keys[1]]
+        if isinstance(done, list):
+            done = len(done)
+        if isinstance(total, list):
+            total = len(total)
+        value = round(done / total, 4) if total else None
+        return Availability(name, value, "ratio", f"{done} of {total} {what}")
+    return Availability(name, None, "ratio", f"unavailable: unexpected result {type(result).__name__}")
+
+
+# --------------------------------------------------------------------------- renderings
+
+
+PROMETHEUS = {
+    "deployment_frequency": ("ws_dora_deployment_frequency_per_day", "Succeeded deployments per day."),
+    "change_lead_time": ("ws_dora_change_lead_time_hours", "Median hours from commit to deployed."),
+    "change_fail_rate": ("ws_dora_change_fail_rate", "Share of deployments that failed or were rolled back."),
+    "failed_deployment_recovery_time": (
+        "ws_dora_failed_deployment_recovery_time_hours",
+        "Median hours from a failed deployment to the next succeeded one.",
+    ),
+    "deployment_rework_rate": (
+        "ws_dora_deployment_rework_rate",
+        "Share of deployments made right after a failed one (unplanned).",
+    ),
+}
+
+
+def prometheus(result: Report) -> str:
+    """The figures in the Prometheus text exposition format; unavailable figures appear as comments."""
+    lines: list[str] = []
+    for key, (metric, help_text) in PROMETHEUS.items():
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
+        for env in result.environments:
+            figure = env.figures()[key]
+            label = env.environment.replace("\\", "\\\\").replace('"', '\\"')
+            if figure.value is None:
+                lines.append(f'# {metric}{{environment="{label}"}} unavailable: {figure.detail}')
+            else:
+                lines.append(f'{metric}{{environment="{label}"}} {figure.value:g}')
+    lines += ["# HELP ws_deployments_total Deployments in the window.", "# TYPE ws_deployments_total gauge"]
+    lines += [f'ws_deployments_total{{environment="{e.environment}"}} {e.deployments}' for e in result.environments]
+    for extra in result.extra:
+        metric = f"ws_{extra.name}_ratio"
+        lines += [
+            f"# HELP {metric} {extra.detail if extra.value is not None else extra.name}",
+            f"# TYPE {metric} gauge",
+        ]
+        lines.append(f"{metric} {extra.value:g}" if extra.value is not None else f"# {metric} {extra.detail}")
+    return "\n".join(lines) + "\n"
+
+
+def format_figure(figure: Figure) -> str:
+    if figure.value is None:
+        return f"n/a ({figure.detail})"
+    if figure.unit == "ratio":
+        return f"{figure.value * 100:.1f}% ({figure.detail})"
+    if figure.unit == "hours":
+        return f"{figure.value:g} h median, p90 {figure.p90:g} h ({figure.samples} samples)"
+    return f"{figure.value:g} {figure.unit} ({figure.detail})"

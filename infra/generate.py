@@ -10,6 +10,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from infra.github.actions import generate_actions
+from infra.github.workflows import generate_workflows
 from infra.stack.stackfiles import generate_stack_files
 from infra.workspace.loader import LoadedWorkspace
 from infra.workspace.model import Workspace
@@ -30,7 +32,7 @@ def generate_schema(loaded: LoadedWorkspace) -> dict[str, str]:
     return {SCHEMA_FILE: workspace_json_schema()}
 
 
-GENERATORS: list[Generator] = [generate_schema, generate_stack_files]
+GENERATORS: list[Generator] = [generate_schema, generate_stack_files, generate_actions, generate_workflows]
 
 
 def generated_files(loaded: LoadedWorkspace) -> dict[str, str]:

@@ -456,3 +456,37 @@ def test_adding_a_repo_adds_its_container_env_edges_and_stack_keys_with_no_other
     assert container.inputs["healthcheck"]["tests"][1].count("/healthz") == 4
     staging_images = {r.name: r.inputs["name"] for r in run.of_type(REMOTE_IMAGE)}
     assert staging_images["saas-ecosystem-architecture-image"].endswith(":v1.2.3")
+
+
+def run_entry(workspace: Path, stack: str, monkeypatch: pytest.MonkeyPatch) -> Run:
+    """Run infra/__main__.py itself (as the Pulumi language host does) under mocks for ``stack``."""
+    import runpy
+
+    loaded = load_workspace(workspace)
+    monkeypatch.setenv("WS_WORKSPACE", str(workspace))
+    run = Run(environment=stack)
+    mocks = Mocks(run)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=Recorder(mocks, run))
+    path = loaded.root / f"Pulumi.{stack}.yaml"
+    config = read_stack_config(path.read_text(), str(path)) if path.is_file() else {}
+    pulumi.runtime.set_all_config(
+        {key: json.dumps(value) if isinstance(value, dict) else str(value) for key, value in config.items()}
+    )
+
+    @pulumi.runtime.test
+    def program() -> None:
+        runpy.run_path(str(ROOT / "infra"), run_name="__main__")
+
+    program()
+    return run
+
+
+def test_the_entry_point_builds_the_stack_selected_by_pulumi(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = run_entry(WORKSPACES["example"], "staging", monkeypatch)
+    loaded = load_workspace(WORKSPACES["example"])
+    assert {f"example-ecosystem-staging-{r}" for r in loaded.model.repos} <= set(containers(run))
+
+
+def test_the_entry_point_turns_a_bad_stack_into_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(pulumi.RunError, match="stack 'qa' belongs to no `runtime: pulumi` environment"):
+        run_entry(WORKSPACES["real"], "qa", monkeypatch)

@@ -78,7 +78,7 @@ class FakeGitHub:
         self._ids = 1000
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     # ----------------------------------------------------------------- lifecycle and set-up
     def __enter__(self) -> FakeGitHub:

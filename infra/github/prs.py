@@ -39,7 +39,7 @@ def merge_order(loaded: LoadedWorkspace, repos: Sequence[str] | None = None) -> 
 
 
 def strip_block(body: str | None) -> str:
-    return _BLOCK.sub("\n", body or "").strip()
+    return _BLOCK.sub("\n\n", body or "").strip()
 
 
 def with_block(body: str | None, block: str) -> str:

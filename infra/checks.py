@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from infra.stack.stackfiles import check_stack_files
 from infra.workspace.env import required_report
 from infra.workspace.graph import edges_of, stages
 from infra.workspace.loader import LoadedWorkspace
@@ -73,7 +74,7 @@ def check_generated(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
         yield CheckResult("generated files", "ok", "up to date")
 
 
-CHECKS: list[Check] = [check_model, check_required_env, check_checkouts, check_generated]
+CHECKS: list[Check] = [check_model, check_required_env, check_checkouts, check_generated, check_stack_files]
 
 
 def run_checks(loaded: LoadedWorkspace) -> list[CheckResult]:

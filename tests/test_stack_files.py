@@ -10,6 +10,7 @@ import pytest
 
 from infra.stack.stackfiles import (
     SERVICES_KEY,
+    check_stack_files,
     default_config,
     generate_stack_files,
     read_stack_config,
@@ -160,3 +161,22 @@ def test_ws_generate_on_a_corrupt_stack_file_exits_2_with_the_location(tmp_path:
     done = run_ws("-w", str(tmp_path / "workspace.yaml"), "generate", "--check")
     assert done.returncode == 2
     assert "Pulumi.dev.yaml:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ws_check_validates_every_stack_file(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "workspace.yaml", tmp_path / "workspace.yaml")
+    shutil.copy(ROOT / "Pulumi.dev.yaml", tmp_path / "Pulumi.dev.yaml")
+    prod = (ROOT / "Pulumi.prod.yaml").read_text().replace("host_port: 33001", "host_port: 33000")
+    (tmp_path / "Pulumi.prod.yaml").write_text(prod)
+    results = {r.name: r for r in check_stack_files(load_workspace(tmp_path / "workspace.yaml"))}
+    assert results["stack file Pulumi.dev.yaml"].status == "ok"
+    assert results["stack file Pulumi.staging.yaml"].status == "fail"
+    assert "missing (run `ws generate`" in results["stack file Pulumi.staging.yaml"].detail
+    assert results["stack file Pulumi.prod.yaml"].status == "fail"
+    assert "ws:services.app-agents.host_port: host port 33000 is already published by" in (
+        results["stack file Pulumi.prod.yaml"].detail
+    )
+
+    done = run_ws("-w", str(tmp_path / "workspace.yaml"), "check", "--json")
+    assert done.returncode == 1
+    assert "host port 33000 is already published" in done.stdout

@@ -120,8 +120,9 @@ class Recorder(MockMonitor):
 
 
 class Mocks(pulumi.runtime.Mocks):
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, roles_exit_code: int = 0):
         self.run = run
+        self.roles_exit_code = roles_exit_code
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -131,6 +132,8 @@ class Mocks(pulumi.runtime.Mocks):
             state["result"] = value
         if args.typ == REMOTE_IMAGE:
             state["imageId"] = "sha256:" + args.name
+        if args.typ == CONTAINER and args.inputs.get("attach"):
+            state["exitCode"] = self.roles_exit_code  # what Docker reports once the set-up container ended
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
@@ -149,14 +152,16 @@ def external_secrets(loaded: LoadedWorkspace, environment: str) -> set[str]:
     return names - generated
 
 
-def run_program(loaded: LoadedWorkspace, environment: str, stack_config: dict[str, Any] | None = None) -> Run:
+def run_program(
+    loaded: LoadedWorkspace, environment: str, stack_config: dict[str, Any] | None = None, roles_exit_code: int = 0
+) -> Run:
     """Run infra.stack.program as `pulumi up` would, with the stack file's config, under mocks."""
     run = Run(environment=environment)
     stack = loaded.model.stack_of(environment)
     if stack_config is None:
         path = loaded.root / stack_file_name(loaded.model, environment)
         stack_config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
-    mocks = Mocks(run)
+    mocks = Mocks(run, roles_exit_code)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=Recorder(mocks, run))
     config = {key: json.dumps(value) if isinstance(value, dict) else str(value) for key, value in stack_config.items()}
     run.config_secrets = {name: "ext-" + token.token_hex(10) for name in external_secrets(loaded, environment)}
@@ -174,16 +179,11 @@ def run_program(loaded: LoadedWorkspace, environment: str, stack_config: dict[st
         def record(resolved: list[Any]) -> None:
             run.outputs = dict(zip(names, resolved, strict=True))
 
-        secret_flags = [v.is_secret() for v in values]  # futures
-        done = pulumi.Output.all(*values).apply(record)
+        async def flags(_: None) -> None:
+            # awaited only once every output resolved (a failing program leaves no coroutine behind)
+            run.secret_outputs = {n: await v.is_secret() for n, v in zip(names, values, strict=True)}
 
-        async def flags() -> list[bool]:
-            return [await f for f in secret_flags]
-
-        def keep(flags_: list[bool]) -> None:
-            run.secret_outputs = dict(zip(names, flags_, strict=True))
-
-        return pulumi.Output.all(done, pulumi.Output.from_input(flags())).apply(lambda both: keep(both[1]))
+        return pulumi.Output.all(*values).apply(record).apply(flags)
 
     program()
     return run
@@ -304,6 +304,13 @@ def test_every_password_and_secret_is_a_secret_output_and_in_no_plain_input(runs
     assert run.secret_outputs["database_urls"] and run.secret_outputs["cache_url"]
     assert run.secret_outputs["database_superuser_url"]
     assert not run.secret_outputs["service_urls"] and not run.secret_outputs["database_host"]
+    assert run.outputs["database_roles"] == "applied"
+
+
+def test_a_failing_roles_set_up_fails_the_update_naming_the_container() -> None:
+    loaded = load_workspace(WORKSPACES["example"])
+    with pytest.raises(pulumi.RunError, match=r"example-ecosystem-dev-postgres-roles\) exited with code 3"):
+        run_program(loaded, "dev", roles_exit_code=3)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{k}-{e}" for k, e in CASES])

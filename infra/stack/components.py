@@ -77,6 +77,18 @@ class Network(pulumi.ComponentResource):
         return [docker.ContainerNetworksAdvancedArgs(name=self.name, aliases=list(aliases))]
 
 
+def roles_outcome(exit_code: int | None, container: str | None) -> str:
+    """'applied' when the roles set-up container exited 0; a RunError naming the container otherwise."""
+    if exit_code is None:
+        return "pending"
+    if exit_code != 0:
+        raise pulumi.RunError(
+            f"the database roles set-up ({container}) exited with code {exit_code}; "
+            f"read `docker logs {container}`, fix the cause and run `pulumi up` again"
+        )
+    return "applied"
+
+
 @dataclass(frozen=True)
 class DatabaseArgs:
     workspace: Workspace
@@ -173,7 +185,12 @@ class Database(pulumi.ComponentResource):
             opts=_child(self, [self.container]),
         )
         self.host = DATABASE_HOST
-        self.register_outputs({"container": self.container.name, "roles": self.roles_job.name})
+        # attach=True waits for the set-up container, but a failing one does not fail `pulumi up` by
+        # itself; this output (exported by the program) does, with the container to read logs from.
+        self.roles_status: pulumi.Output[str] = pulumi.Output.all(self.roles_job.exit_code, self.roles_job.name).apply(
+            lambda pair: roles_outcome(pair[0], pair[1])
+        )
+        self.register_outputs({"container": self.container.name, "roles": self.roles_status})
 
 
 @dataclass(frozen=True)

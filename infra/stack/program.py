@@ -172,5 +172,6 @@ def outputs(loaded: LoadedWorkspace, environment: str, settings: StackSettings, 
         "cache_url": pulumi.Output.secret(
             pulumi.Output.concat("redis://:", stack.cache.password, f"@{cache_host}:{cache_port}/{ws.cache.db}")
         ),
+        "database_roles": stack.database.roles_status,
         "stages": stages(edges_of(ws)),
     }

@@ -16,9 +16,9 @@ from __future__ import annotations
 import io
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
@@ -26,6 +26,9 @@ from ruamel.yaml.comments import CommentedMap
 from infra.workspace.errors import Problem, UsageError, WorkspaceError, display_path
 from infra.workspace.loader import LoadedWorkspace, parse_yaml, position
 from infra.workspace.model import Workspace
+
+if TYPE_CHECKING:
+    from infra.checks import CheckResult
 
 NAMESPACE = "ws"
 HOST_KEY = f"{NAMESPACE}:host"
@@ -408,3 +411,31 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str):
         return str(value)
     return value
+
+
+def check_stack_files(loaded: LoadedWorkspace) -> Iterator[CheckResult]:
+    """`ws check`: every stack file exists and holds values the Pulumi program accepts (ports, tags, limits)."""
+    from infra.checks import CheckResult
+
+    for environment in pulumi_environments(loaded.model):
+        name = stack_file_name(loaded.model, environment)
+        path = loaded.root / name
+        label = f"stack file {name}"
+        if not path.is_file():
+            yield CheckResult(label, "fail", f"{display_path(path)} is missing (run `ws generate` and commit it)")
+            continue
+        try:
+            config = read_stack_config(path.read_text(encoding="utf-8"), display_path(path))
+            settings = settings_from_config(loaded.model, environment, config, source=display_path(path))
+        except (WorkspaceError, UsageError) as exc:
+            yield CheckResult(label, "fail", str(exc))
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            yield CheckResult(label, "fail", f"cannot read {display_path(path)}: {exc}")
+            continue
+        tags = ", ".join(f"{repo}:{s.image_tag}" for repo, s in settings.services.items())
+        yield CheckResult(
+            label,
+            "ok",
+            f"{environment}: postgres {settings.postgres.version}, redis {settings.redis.version}; {tags}",
+        )

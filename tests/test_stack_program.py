@@ -13,7 +13,7 @@ from typing import Any
 
 import pulumi
 import pytest
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
 from pulumi.runtime.mocks import MockMonitor
 from ruamel.yaml import YAML
 
@@ -136,8 +136,8 @@ class Mocks(pulumi.runtime.Mocks):
             state["exitCode"] = self.roles_exit_code  # what Docker reports once the set-up container ended
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
 
 
 def external_secrets(loaded: LoadedWorkspace, environment: str) -> set[str]:

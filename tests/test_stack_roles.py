@@ -84,9 +84,9 @@ def test_roles_script_gives_each_repo_its_namespace_and_read_reference_on_the_pr
         assert done.returncode == 0, done.stderr
     primary = ws.primary
     agents, specs = [r for r in ws.repos if r != primary]
-    ns = {repo: ws.repos[repo].schema_.namespace for repo in ws.repos if ws.repos[repo].schema_}
+    ns = {repo: schema.namespace for repo in ws.repos if (schema := ws.repos[repo].schema_) is not None}
     with psycopg.connect(url, autocommit=True) as conn:
-        owners = dict(
+        owners: dict[str, str] = dict(
             conn.execute(
                 "SELECT nspname, pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = ANY(%s)",
                 [list(ns.values())],

@@ -12,8 +12,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from github3 import exceptions as gh_exceptions
+
 from infra.deploy.events import RepoState
-from infra.github.client import GitHub, GitHubError, RetryPolicy, optional_client
+from infra.github.client import GitHub, RetryPolicy, optional_client
 from infra.workspace.loader import LoadedWorkspace
 
 DESCRIPTION_LIMIT = 140  # GitHub truncates deployment (status) descriptions at 140 characters
@@ -82,16 +84,15 @@ class GitHubDeployments:
             "production_environment": bool(env is not None and env.protected),
         }
         what = f"create deployment of {declared.github}@{version} to {environment}"
-        try:
-            with self.github.call(what):
+        with self.github.call(what):
+            try:
                 created = self.github.request_json(repository, "POST", ["deployments"], 201, data)
-        except GitHubError as exc:
-            if "422" not in str(exc):
-                raise
-            # The version is not a ref GitHub knows (e.g. an image tag): record it against the default branch.
-            data["ref"] = declared.default_branch
-            data["description"] = _short(f"ws deployment #{deployment_id}: {repo} version {version} (not a git ref)")
-            with self.github.call(what):
+            except gh_exceptions.UnprocessableEntity:
+                # The version is not a ref GitHub knows (e.g. an image tag): record it against the default branch.
+                data["ref"] = declared.default_branch
+                data["description"] = _short(
+                    f"ws deployment #{deployment_id}: {repo} version {version} (not a git ref)"
+                )
                 created = self.github.request_json(repository, "POST", ["deployments"], 201, data)
         return Record(repo, declared.github, environment, int(created["id"]))
 

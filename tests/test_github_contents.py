@@ -1,0 +1,75 @@
+"""Remote schema reading through the contents API (what `ws schema check --ref NAME` uses)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.github.client import GitHubError
+from infra.github.contents import list_dir, read_files
+from infra.workspace.loader import LoadedWorkspace, load_workspace
+from tests.fake_github import GIT_IDENTITY, OWNER, REPO_SCHEMAS, FakeGitHub, build_workspace, commit_file, git_in
+
+PRIMARY = "saas-ecosystem-architecture"
+SCHEMA = REPO_SCHEMAS[PRIMARY]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGitHub]:
+    with FakeGitHub() as server:
+        yield server
+
+
+@pytest.fixture
+def setup(tmp_path: Path, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, LoadedWorkspace]:
+    for key, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("GITHUB_TOKEN", fake.token)
+    build_workspace(tmp_path, fake)
+    return tmp_path, load_workspace(tmp_path / "workspace.yaml")
+
+
+def test_read_files_at_a_branch_and_at_a_sha(setup: tuple[Path, LoadedWorkspace], fake: FakeGitHub) -> None:
+    root, loaded = setup
+    original = (root / PRIMARY / SCHEMA).read_text()
+    main_sha = git_in(root / PRIMARY, "rev-parse", "main")
+    git_in(root / PRIMARY, "checkout", "-q", "-b", "feat")
+    changed = original + "\n/// added on the branch\nmodel Extra {\n  id Int @id\n}\n"
+    commit_file(root / PRIMARY, SCHEMA, changed, "schema change")
+    git_in(root / PRIMARY, "push", "-q", "origin", "feat")
+
+    assert read_files(loaded, PRIMARY, "feat", [SCHEMA]) == {SCHEMA: changed}
+    assert read_files(loaded, PRIMARY, main_sha, [SCHEMA]) == {SCHEMA: original}
+    reads = [(r.method, r.path, r.query) for r in fake.requests if "/contents/" in r.path]
+    assert reads == [
+        ("GET", f"/repos/{OWNER}/{PRIMARY}/contents/{SCHEMA}", {"ref": "feat"}),
+        ("GET", f"/repos/{OWNER}/{PRIMARY}/contents/{SCHEMA}", {"ref": main_sha}),
+    ]
+
+
+def test_a_missing_file_is_one_line_naming_it(setup: tuple[Path, LoadedWorkspace]) -> None:
+    _root, loaded = setup
+    with pytest.raises(GitHubError) as caught:
+        read_files(loaded, PRIMARY, "main", ["prisma/missing.prisma"])
+    message = str(caught.value)
+    assert f"{OWNER}/{PRIMARY}: prisma/missing.prisma does not exist at 'main'" in message
+    assert "\n" not in message
+
+
+def test_list_dir_lists_the_files_of_a_multi_file_schema_folder(
+    setup: tuple[Path, LoadedWorkspace], fake: FakeGitHub
+) -> None:
+    root, loaded = setup
+    commit_file(root / PRIMARY, "db/schema/models.prisma", "model A {\n  id Int @id\n}\n", "split schema")
+    commit_file(root / PRIMARY, "db/schema/base.prisma", "// base\n", "split schema")
+    commit_file(root / PRIMARY, "db/schema/migrations/0001/migration.sql", "SELECT 1;\n", "migration")
+    git_in(root / PRIMARY, "push", "-q", "origin", "main")
+    assert list_dir(loaded, PRIMARY, "main", "db/schema") == ["db/schema/base.prisma", "db/schema/models.prisma"]
+    files = read_files(loaded, PRIMARY, "main", list_dir(loaded, PRIMARY, "main", "db/schema"))
+    assert files["db/schema/base.prisma"] == "// base\n"
+    with pytest.raises(GitHubError, match="folder nope does not exist at 'main'"):
+        list_dir(loaded, PRIMARY, "main", "nope")
+    listing = [r for r in fake.requests if r.path == f"/repos/{OWNER}/{PRIMARY}/contents/db/schema"]
+    assert listing and listing[0].query == {"ref": "main"}

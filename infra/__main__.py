@@ -1,25 +1,22 @@
 """Pulumi program entry (Pulumi.yaml: main infra/): load workspace.yaml and the stack config -> resources.
 
-The workspace file is $WS_WORKSPACE or the nearest workspace.yaml from the project folder up; the stack
-selects the environment (its `stack:` in workspace.yaml). Everything else is in infra.stack.
+The workspace file is $WS_WORKSPACE, else the workspace.yaml beside Pulumi.yaml, else the nearest one from
+the working directory up; the stack selects the environment (its `stack:` in workspace.yaml). Everything
+else is in infra.stack.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pulumi
 
-from infra.stack.program import build, current_environment, read_settings
+from infra.stack.program import build, current_environment, locate_workspace, read_settings
 from infra.workspace.errors import UsageError, WorkspaceError
 from infra.workspace.loader import load_workspace
 
 
 def main() -> None:
     try:
-        declared = os.environ.get("WS_WORKSPACE")
-        loaded = load_workspace(Path(declared) if declared else None)
+        loaded = load_workspace(locate_workspace())
         environment = current_environment(loaded)
         build(loaded, environment, read_settings(loaded, environment))
     except WorkspaceError as exc:  # one located message per problem, no traceback

@@ -459,26 +459,43 @@ def test_adding_a_repo_adds_its_container_env_edges_and_stack_keys_with_no_other
     assert {f"{prefix}-app-agents", f"{prefix}-saas-spec-driven-development"} <= upstream
     assert f"{prefix}-saas-ecosystem-architecture" not in upstream
     assert "postgres-billing-password" in run.passwords
+    database = containers(run)[f"{prefix}-postgres"]
+    (upload,) = database.inputs["uploads"]
+    assert 'CREATE SCHEMA IF NOT EXISTS "billing" AUTHORIZATION "billing"' in upload["content"]
+    assert 'GRANT USAGE ON SCHEMA "ecosystem" TO "billing"' in upload["content"]
+    assert "WS_DB_PASSWORD_BILLING" in envs_of(database)[1]
     assert run.outputs["database_urls"]["billing"].endswith("/saas_ecosystem?schema=billing")
     assert container.inputs["healthcheck"]["tests"][1].count("/healthz") == 4
     staging_images = {r.name: r.inputs["name"] for r in run.of_type(REMOTE_IMAGE)}
     assert staging_images["saas-ecosystem-architecture-image"].endswith(":v1.2.3")
 
 
-def run_entry(workspace: Path, stack: str, monkeypatch: pytest.MonkeyPatch) -> Run:
-    """Run infra/__main__.py itself (as the Pulumi language host does) under mocks for ``stack``."""
+def run_entry(
+    workspace: Path | None,
+    stack: str,
+    monkeypatch: pytest.MonkeyPatch,
+    secrets: dict[str, str] | None = None,
+) -> Run:
+    """Run infra/__main__.py itself, as the Pulumi language host does (working directory infra/), under mocks.
+
+    ``workspace`` goes to $WS_WORKSPACE; None leaves the program to find workspace.yaml on its own.
+    """
     import runpy
 
-    loaded = load_workspace(workspace)
-    monkeypatch.setenv("WS_WORKSPACE", str(workspace))
+    if workspace is None:
+        monkeypatch.delenv("WS_WORKSPACE", raising=False)
+    else:
+        monkeypatch.setenv("WS_WORKSPACE", str(workspace))
+    monkeypatch.chdir(ROOT / "infra")
+    root = (workspace or ROOT / "workspace.yaml").parent
     run = Run(environment=stack)
     mocks = Mocks(run)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=Recorder(mocks, run))
-    path = loaded.root / f"Pulumi.{stack}.yaml"
+    path = root / f"Pulumi.{stack}.yaml"
     config = read_stack_config(path.read_text(), str(path)) if path.is_file() else {}
-    pulumi.runtime.set_all_config(
-        {key: json.dumps(value) if isinstance(value, dict) else str(value) for key, value in config.items()}
-    )
+    values = {key: json.dumps(value) if isinstance(value, dict) else str(value) for key, value in config.items()}
+    values.update({f"{PROJECT}:{name}": value for name, value in (secrets or {}).items()})
+    pulumi.runtime.set_all_config(values, [f"{PROJECT}:{name}" for name in secrets or {}])
 
     @pulumi.runtime.test
     def program() -> None:
@@ -492,6 +509,19 @@ def test_the_entry_point_builds_the_stack_selected_by_pulumi(monkeypatch: pytest
     run = run_entry(WORKSPACES["example"], "staging", monkeypatch)
     loaded = load_workspace(WORKSPACES["example"])
     assert {f"example-ecosystem-staging-{r}" for r in loaded.model.repos} <= set(containers(run))
+
+
+def test_the_entry_point_finds_the_workspace_from_infra_and_needs_every_external_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secrets = {"NEXTAUTH_SECRET": "n-" + token.token_hex(8), "OPENAI_API_KEY": "o-" + token.token_hex(8)}
+    run = run_entry(None, "prod", monkeypatch, secrets)
+    values, secret = envs_of(containers(run)["saas-ecosystem-prod-app-agents"])
+    assert values["OPENAI_API_KEY"] == secrets["OPENAI_API_KEY"] and "OPENAI_API_KEY" in secret
+    assert values["DB_MAX_CONNECTIONS"] == "50"  # prod's own value from workspace.yaml
+
+    with pytest.raises(pulumi.ConfigMissingError, match="OPENAI_API_KEY"):
+        run_entry(None, "prod", monkeypatch, {"NEXTAUTH_SECRET": "n"})
 
 
 def test_the_entry_point_turns_a_bad_stack_into_one_message(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,8 +8,10 @@ become secret Outputs: generated ones (each repo's database role password, the R
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -39,7 +41,7 @@ from infra.stack.stackfiles import (
 from infra.workspace.env import CACHE_PASSWORD_SECRET, database_password_secret, resolve, role_name
 from infra.workspace.errors import UsageError
 from infra.workspace.graph import edges_of, stages
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.loader import DEFAULT_FILE, LoadedWorkspace
 
 
 @dataclass
@@ -84,6 +86,18 @@ def read_settings(loaded: LoadedWorkspace, environment: str) -> StackSettings:
         except pulumi.ConfigTypeError:
             raise UsageError(f"{source}: {key}: is not a mapping. Fix: run `ws generate` to restore its keys") from None
     return settings_from_config(loaded.model, environment, raw, source=source)
+
+
+def locate_workspace() -> Path | None:
+    """workspace.yaml for the program: $WS_WORKSPACE, else the one beside Pulumi.yaml, else (None) the nearest
+    one from the working directory up (Pulumi runs the program inside infra/, below the project)."""
+    declared = os.environ.get("WS_WORKSPACE")
+    if declared:
+        return Path(declared)
+    root = pulumi.runtime.get_root_directory()
+    if root and (Path(root) / DEFAULT_FILE).is_file():
+        return Path(root) / DEFAULT_FILE
+    return None
 
 
 def current_environment(loaded: LoadedWorkspace) -> str:

@@ -757,6 +757,16 @@ def check_runs(fake: FakeGitHub, state: RepoState, query: dict[str, str], body: 
     return 200, {"total_count": len(runs), "check_runs": runs}
 
 
+def get_commit(fake: FakeGitHub, state: RepoState, query: dict[str, str], body: Any, ref: str) -> tuple[int, Any]:
+    sha = fake.sha_of(state, ref)
+    if sha is None:
+        raise _error(422, f"No commit found for SHA: {ref}")
+    payload = fake.commit_payload(state, sha)
+    payload["stats"] = {"total": 0, "additions": 0, "deletions": 0}
+    payload["files"] = []
+    return 200, payload
+
+
 def contents(fake: FakeGitHub, state: RepoState, query: dict[str, str], body: Any, path: str) -> tuple[int, Any]:
     ref = query.get("ref") or state.default_branch
     sha = fake.sha_of(state, ref)
@@ -868,6 +878,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     (r"/pulls/(\d+)/requested_reviewers", "POST", request_reviewers),
     (r"/commits/(.+)/status", "GET", combined_status),
     (r"/commits/(.+)/check-runs", "GET", check_runs),
+    (r"/commits/([^/]+)", "GET", get_commit),
     (r"/contents/?(.*)", "GET", contents),
     (r"/deployments", "POST", create_deployment),
     (r"/deployments", "GET", list_deployments),

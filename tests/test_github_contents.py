@@ -49,13 +49,18 @@ def test_read_files_at_a_branch_and_at_a_sha(setup: tuple[Path, LoadedWorkspace]
     ]
 
 
-def test_a_missing_file_is_one_line_naming_it(setup: tuple[Path, LoadedWorkspace]) -> None:
+def test_a_missing_file_is_left_out_and_a_missing_ref_is_one_line(
+    setup: tuple[Path, LoadedWorkspace], fake: FakeGitHub
+) -> None:
     _root, loaded = setup
+    assert read_files(loaded, PRIMARY, "main", ["prisma.config.ts", SCHEMA]).keys() == {SCHEMA}
+    assert ("GET", f"/repos/{OWNER}/{PRIMARY}/commits/main") in fake.calls()  # the ref itself was checked
     with pytest.raises(GitHubError) as caught:
-        read_files(loaded, PRIMARY, "main", ["prisma/missing.prisma"])
+        read_files(loaded, PRIMARY, "no-such-branch", [SCHEMA])
     message = str(caught.value)
-    assert f"{OWNER}/{PRIMARY}: prisma/missing.prisma does not exist at 'main'" in message
-    assert "\n" not in message
+    assert message == (
+        f"GitHub: {OWNER}/{PRIMARY}: no branch, tag or commit 'no-such-branch' (repo {PRIMARY}); push it or check --ref"
+    )
 
 
 def test_list_dir_lists_the_files_of_a_multi_file_schema_folder(
@@ -66,8 +71,13 @@ def test_list_dir_lists_the_files_of_a_multi_file_schema_folder(
     commit_file(root / PRIMARY, "db/schema/base.prisma", "// base\n", "split schema")
     commit_file(root / PRIMARY, "db/schema/migrations/0001/migration.sql", "SELECT 1;\n", "migration")
     git_in(root / PRIMARY, "push", "-q", "origin", "main")
-    assert list_dir(loaded, PRIMARY, "main", "db/schema") == ["db/schema/base.prisma", "db/schema/models.prisma"]
-    files = read_files(loaded, PRIMARY, "main", list_dir(loaded, PRIMARY, "main", "db/schema"))
+    assert list_dir(loaded, PRIMARY, "main", "db/schema") == [
+        "db/schema/base.prisma",
+        "db/schema/migrations",
+        "db/schema/models.prisma",
+    ]
+    assert list_dir(loaded, PRIMARY, "main", "db/schema/migrations") == ["db/schema/migrations/0001"]
+    files = read_files(loaded, PRIMARY, "main", ["db/schema/base.prisma", "db/schema/models.prisma"])
     assert files["db/schema/base.prisma"] == "// base\n"
     with pytest.raises(GitHubError, match="folder nope does not exist at 'main'"):
         list_dir(loaded, PRIMARY, "main", "nope")

@@ -25,21 +25,28 @@ def _full_name(loaded: LoadedWorkspace, repo: str) -> str:
 def read_files(
     loaded: LoadedWorkspace, repo: str, ref: str, paths: list[str], github: GitHub | None = None
 ) -> dict[str, str]:
-    """The text of each path (relative to the repo) at ``ref``; a missing file is an error naming it."""
+    """The text of each path (relative to the repo) at ``ref``.
+
+    A path that does not exist at ``ref`` is left out of the result (callers decide whether it is optional);
+    a ``ref`` that does not exist in the repo is an error naming it.
+    """
     full_name = _full_name(loaded, repo)
     github = github or client(loaded)
     repository = github.repo(full_name)
     result: dict[str, str] = {}
+    ref_checked = False
     for path in paths:
         clean = path.strip("/")
         with github.call(f"read {clean} at {ref} in {full_name}"):
             try:
                 item = repository.file_contents(clean, ref=ref)
             except gh_exceptions.NotFoundError:
-                raise GitHubError(
-                    f"GitHub: {full_name}: {clean} does not exist at {ref!r} (or {ref!r} is not a branch or SHA"
-                    f" there); check repos.{repo}.schema in workspace.yaml and the ref"
-                ) from None
+                item = None
+        if item is None:
+            if not ref_checked:
+                _check_ref(github, repository, full_name, repo, ref)
+                ref_checked = True
+            continue
         if getattr(item, "type", "file") != "file":
             raise GitHubError(f"GitHub: {full_name}: {clean} at {ref!r} is a {item.type}, not a file")
         try:
@@ -50,8 +57,20 @@ def read_files(
     return result
 
 
+def _check_ref(github: GitHub, repository: object, full_name: str, repo: str, ref: str) -> None:
+    """Raise a clear error when ``ref`` (branch, tag or SHA) does not exist in the repo."""
+    with github.call(f"read commit {ref} in {full_name}"):
+        try:
+            github.request_json(repository, "GET", ["commits", ref], 200)
+        except (gh_exceptions.NotFoundError, gh_exceptions.UnprocessableEntity):
+            raise GitHubError(
+                f"GitHub: {full_name}: no branch, tag or commit {ref!r} (repo {repo}); push it or check --ref"
+            ) from None
+
+
 def list_dir(loaded: LoadedWorkspace, repo: str, ref: str, path: str, github: GitHub | None = None) -> list[str]:
-    """Paths (relative to the repo, sorted) of the files directly inside folder ``path`` at ``ref``."""
+    """Paths (relative to the repo, sorted) of the entries directly inside folder ``path`` at ``ref``:
+    files and sub-folders (a Prisma multi-file schema may nest folders)."""
     full_name = _full_name(loaded, repo)
     github = github or client(loaded)
     repository = github.repo(full_name)
@@ -64,4 +83,4 @@ def list_dir(loaded: LoadedWorkspace, repo: str, ref: str, path: str, github: Gi
                 f"GitHub: {full_name}: folder {clean} does not exist at {ref!r}; check repos.{repo}.schema"
                 " in workspace.yaml and the ref"
             ) from None
-    return sorted(str(item.path) for _name, item in entries if getattr(item, "type", "") == "file")
+    return sorted(str(item.path) for _name, item in entries if getattr(item, "type", "") in ("file", "dir"))

@@ -1,0 +1,452 @@
+"""The local step runner: expressions, command files, job order and conditions, local actions, masking, and
+hostile dispatch inputs driven through the generated workflow (they reach `ws` as plain strings, never a shell).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from infra.github import actions, workflows
+from infra.github.pins import CACHE, CHECKOUT, SETUP_PYTHON
+from infra.github.steprunner import (
+    LocalRunner,
+    RunnerError,
+    Scope,
+    Status,
+    condition,
+    evaluate,
+    hash_files,
+    interpolate,
+    parse_command_file,
+)
+from infra.workspace.loader import load_workspace
+from tests.helpers import ROOT
+
+GOLDEN_WORKSPACE = ROOT / "tests" / "golden" / "github" / "workspace.yaml"
+
+
+def scope(tmp_path: Path, *, success: bool = True, failure: bool = False, **contexts: Any) -> Scope:
+    return Scope(contexts, Status(success=success, failure=failure), tmp_path)
+
+
+# --- expressions ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("needs.plan.outputs.deploy_api == 'true'", True),
+        ("needs.plan.outputs.deploy_web == 'true'", False),
+        ("needs.plan.outputs.missing == ''", True),
+        ("'ABC' == 'abc'", True),
+        ("1 == '1'", True),
+        ("'1.0' == 1", True),
+        ("null == ''", True),
+        ("inputs.dry_run", False),
+        ("!inputs.dry_run", True),
+        ("inputs.name || 'fallback'", "fallback"),
+        ("inputs.environment && 'x' || 'y'", "x"),
+        ("(1 < 2) && (2 >= 2) && !(3 <= 2)", True),
+        ("contains('a,b,c', 'B')", True),
+        ("startsWith('deploy-api', 'deploy-')", True),
+        ("endsWith('deploy-api', '-web')", False),
+        ("format('{0}-{1}', 'a', 2)", "a-2"),
+        ("steps.select.outputs['deploy_api']", "true"),
+        ("'it''s'", "it's"),
+    ],
+)
+def test_expressions(tmp_path: Path, text: str, expected: Any) -> None:
+    contexts = {
+        "needs": {"plan": {"result": "success", "outputs": {"deploy_api": "true", "deploy_web": "false"}}},
+        "inputs": {"dry_run": False, "name": "", "environment": "local"},
+        "steps": {"select": {"outputs": {"deploy_api": "true"}}},
+    }
+    assert evaluate(text, scope(tmp_path, **contexts)) == expected
+
+
+def test_status_functions_and_implied_success(tmp_path: Path) -> None:
+    guard = "${{ !cancelled() && !failure() && needs.plan.outputs.x == 'true' }}"
+    needs = {"plan": {"outputs": {"x": "true"}}}
+    assert condition(guard, scope(tmp_path, success=False, failure=False, needs=needs))  # a need was skipped
+    assert not condition(guard, scope(tmp_path, success=False, failure=True, needs=needs))
+    # no status function: success() is implied
+    assert not condition("needs.plan.outputs.x == 'true'", scope(tmp_path, success=False, needs=needs))
+    assert condition("needs.plan.outputs.x == 'true'", scope(tmp_path, needs=needs))
+    assert condition(
+        "failure() && needs.plan.outputs.x != ''", scope(tmp_path, success=False, failure=True, needs=needs)
+    )
+    assert condition(None, scope(tmp_path)) and not condition(None, scope(tmp_path, success=False))
+    assert condition("always()", scope(tmp_path, success=False, failure=True))
+
+
+def test_unsupported_expressions_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RunnerError, match="unknown context"):
+        evaluate("nope.x", scope(tmp_path))
+    with pytest.raises(RunnerError, match="unsupported function"):
+        evaluate("fromJSON('{}')", scope(tmp_path))
+    with pytest.raises(RunnerError, match="cannot parse"):
+        evaluate("inputs.x === 1", scope(tmp_path, inputs={}))
+
+
+def test_interpolation_keeps_values_as_text(tmp_path: Path) -> None:
+    hostile = "$(touch pwned) ${{ secrets.TOKEN }} 'q' \"qq\""
+    text = interpolate("value: ${{ inputs.x }}!", scope(tmp_path, inputs={"x": hostile}, secrets={"TOKEN": "s3"}))
+    assert text == f"value: {hostile}!"  # the value's own ${{ is not evaluated again
+
+
+def test_hash_files(tmp_path: Path) -> None:
+    (tmp_path / "requirements.lock").write_text("a==1\n")
+    first = hash_files(tmp_path, ["requirements.lock"])
+    assert len(first) == 64 and hash_files(tmp_path, ["missing.txt"]) == ""
+    (tmp_path / "requirements.lock").write_text("a==2\n")
+    assert hash_files(tmp_path, ["requirements.lock"]) != first
+
+
+def test_command_files() -> None:
+    text = "a=1\nb=x=y\n\nlong<<EOF_1\nline one\nline=two\nEOF_1\nc=\n"
+    assert parse_command_file(text) == {"a": "1", "b": "x=y", "long": "line one\nline=two", "c": ""}
+    with pytest.raises(RunnerError, match="no closing"):
+        parse_command_file("x<<END\nnever closed\n")
+
+
+# --- workflows ------------------------------------------------------------------------------------------------
+
+
+def tree(tmp_path: Path, workflow: str, action_files: dict[str, str] | None = None) -> Path:
+    root = tmp_path / "repo"
+    (root / ".github" / "workflows").mkdir(parents=True)
+    (root / ".github" / "workflows" / "w.yml").write_text(textwrap.dedent(workflow))
+    for name, text in (action_files or {}).items():
+        (root / "actions" / name).mkdir(parents=True)
+        (root / "actions" / name / "action.yml").write_text(textwrap.dedent(text))
+    return root
+
+
+GREET_ACTION = """\
+    name: greet
+    description: test action
+    inputs:
+      who: {description: who, required: true}
+      greeting: {description: greeting, required: false, default: hello}
+    outputs:
+      said: {description: what was said, value: "${{ steps.say.outputs.said }}"}
+    runs:
+      using: composite
+      steps:
+        - id: say
+          shell: bash
+          env: {WHO: "${{ inputs.who }}", GREETING: "${{ inputs.greeting }}"}
+          run: |
+            echo "said=$GREETING $WHO" >> "$GITHUB_OUTPUT"
+            echo "action path $GITHUB_ACTION_PATH"
+    """
+
+PIPELINE = f"""\
+    name: t
+    on:
+      workflow_dispatch:
+        inputs:
+          fail_at: {{type: string, default: ''}}
+          skip_b: {{type: boolean, default: false}}
+    permissions: {{}}
+    jobs:
+      a:
+        runs-on: ubuntu-24.04
+        outputs:
+          value: ${{{{ steps.one.outputs.value }}}}
+          run_b: ${{{{ steps.one.outputs.run_b }}}}
+        steps:
+          - uses: {CHECKOUT.uses}
+          - uses: {SETUP_PYTHON.uses}
+            with: {{python-version: '3.11'}}
+          - id: one
+            shell: bash
+            env: {{SKIP_B: "${{{{ inputs.skip_b }}}}"}}
+            run: |
+              echo "value=from-a" >> "$GITHUB_OUTPUT"
+              if [ "$SKIP_B" = "true" ]; then echo "run_b=false"; else echo "run_b=true"; fi >> "$GITHUB_OUTPUT"
+              echo "CARRIED=carried" >> "$GITHUB_ENV"
+              mkdir -p "$RUNNER_TEMP/bin" && printf '#!/bin/sh\\necho tool-ran\\n' > "$RUNNER_TEMP/bin/mytool"
+              chmod +x "$RUNNER_TEMP/bin/mytool" && echo "$RUNNER_TEMP/bin" >> "$GITHUB_PATH"
+              echo "## summary of a" >> "$GITHUB_STEP_SUMMARY"
+          - shell: bash
+            run: |
+              echo "carried=$CARRIED"
+              mytool
+              python -c 'import sys; print("python", sys.version_info[:2])'
+          - id: greet
+            uses: ./actions/greet
+            with: {{who: world}}
+          - shell: bash
+            env: {{SAID: "${{{{ steps.greet.outputs.said }}}}"}}
+            run: echo "greet said $SAID"
+      b:
+        needs: a
+        if: ${{{{ needs.a.outputs.run_b == 'true' }}}}
+        runs-on: ubuntu-24.04
+        steps:
+          - shell: bash
+            env: {{FROM_A: "${{{{ needs.a.outputs.value }}}}", FAIL_AT: "${{{{ inputs.fail_at }}}}"}}
+            run: |
+              echo "b got $FROM_A"
+              if [ "$FAIL_AT" = "b" ]; then echo "failing on purpose"; exit 3; fi
+      c:
+        needs: [a, b]
+        if: ${{{{ !cancelled() && !failure() }}}}
+        runs-on: ubuntu-24.04
+        steps:
+          - shell: bash
+            run: echo c ran
+      d:
+        needs: c
+        runs-on: ubuntu-24.04
+        steps:
+          - shell: bash
+            run: echo d ran
+      undo:
+        needs: [a, b, c, d]
+        if: failure()
+        runs-on: ubuntu-24.04
+        steps:
+          - shell: bash
+            run: echo undo ran
+    """
+
+
+def test_a_workflow_runs_in_order_with_outputs_env_path_and_summary(tmp_path: Path) -> None:
+    root = tree(tmp_path, PIPELINE, {"greet": GREET_ACTION})
+    result = LocalRunner(root).run_workflow(".github/workflows/w.yml")
+    assert result.order == ["a", "b", "c", "d", "undo"]
+    assert {j: r.result for j, r in result.jobs.items()} == {
+        "a": "success",
+        "b": "success",
+        "c": "success",
+        "d": "success",
+        "undo": "skipped",
+    }
+    a = result.jobs["a"]
+    assert a.outputs == {"value": "from-a", "run_b": "true"}
+    assert "carried=carried" in a.steps[3].log and "tool-ran" in a.steps[3].log
+    assert "python (3, 11)" in a.steps[3].log
+    assert "the working copy" in a.steps[0].log
+    assert "greet said hello world" in a.steps[5].log
+    assert f"action path {root / 'actions' / 'greet'}" in a.steps[4].log
+    assert a.summary.strip() == "## summary of a"
+    assert "b got from-a" in result.jobs["b"].steps[0].log
+    assert result.conclusion == "success"
+
+
+def test_a_skipped_job_does_not_block_guarded_dependents(tmp_path: Path) -> None:
+    root = tree(tmp_path, PIPELINE, {"greet": GREET_ACTION})
+    result = LocalRunner(root).run_workflow(".github/workflows/w.yml", {"skip_b": True})
+    assert result.jobs["b"].result == "skipped"
+    assert result.jobs["c"].result == "success"  # guarded by !cancelled() && !failure()
+    assert result.jobs["d"].result == "success"
+    assert result.jobs["undo"].result == "skipped"
+
+
+def test_a_failure_skips_dependents_and_runs_the_failure_job(tmp_path: Path) -> None:
+    root = tree(tmp_path, PIPELINE, {"greet": GREET_ACTION})
+    result = LocalRunner(root).run_workflow(".github/workflows/w.yml", {"fail_at": "b"})
+    b = result.jobs["b"]
+    assert b.result == "failure" and b.steps[0].exit_code == 3 and "failing on purpose" in b.steps[0].log
+    assert result.jobs["c"].result == "skipped"
+    assert result.jobs["d"].result == "skipped"
+    assert result.jobs["undo"].result == "success"
+    assert result.conclusion == "failure"
+
+
+def test_steps_after_a_failure_are_skipped_unless_always(tmp_path: Path) -> None:
+    workflow = """\
+        on: workflow_dispatch
+        jobs:
+          only:
+            runs-on: ubuntu-24.04
+            steps:
+              - {shell: bash, run: exit 1}
+              - {shell: bash, run: echo never}
+              - {if: always(), shell: bash, run: echo cleanup}
+              - {if: failure(), shell: bash, run: echo on-failure}
+    """
+    result = LocalRunner(tree(tmp_path, workflow)).run_workflow(".github/workflows/w.yml")
+    outcomes = [step.outcome for step in result.jobs["only"].steps]
+    assert outcomes == ["failure", "skipped", "success", "success"]
+    assert result.jobs["only"].result == "failure"
+
+
+def test_masks_and_secrets_never_reach_the_logs(tmp_path: Path) -> None:
+    workflow = """\
+        on: workflow_dispatch
+        jobs:
+          only:
+            runs-on: ubuntu-24.04
+            env: {TOKEN: "${{ secrets.TOKEN }}"}
+            outputs: {derived: "${{ steps.s.outputs.derived }}"}
+            steps:
+              - id: s
+                shell: bash
+                run: |
+                  derived="db://user:$TOKEN-derived@host"
+                  echo "::add-mask::$derived"
+                  echo "derived=$derived" >> "$GITHUB_OUTPUT"
+                  echo "token is $TOKEN and derived is $derived"
+              - {shell: bash, run: 'echo "again db://user:$TOKEN-derived@host"'}
+    """
+    lines: list[str] = []
+    runner = LocalRunner(tree(tmp_path, workflow), secrets={"TOKEN": "hunter2"}, echo=lines.append)
+    result = runner.run_workflow(".github/workflows/w.yml")
+    everything = "\n".join(lines) + result.jobs["only"].log + str(result.jobs["only"].outputs)
+    assert "hunter2" not in everything
+    assert "token is *** and derived is ***" in result.jobs["only"].steps[0].log
+    assert "again ***" in result.jobs["only"].steps[1].log
+
+
+def test_local_action_inputs_are_checked(tmp_path: Path) -> None:
+    workflow = """\
+        on: workflow_dispatch
+        jobs:
+          only:
+            runs-on: ubuntu-24.04
+            steps:
+              - uses: ./actions/greet
+                with: {who: x, shout: loud}
+    """
+    with pytest.raises(RunnerError, match="has no input"):
+        LocalRunner(tree(tmp_path / "one", workflow, {"greet": GREET_ACTION})).run_workflow(".github/workflows/w.yml")
+    missing = workflow.replace("with: {who: x, shout: loud}", "with: {greeting: hi}")
+    with pytest.raises(RunnerError, match="needs input who"):
+        LocalRunner(tree(tmp_path / "two", missing, {"greet": GREET_ACTION})).run_workflow(".github/workflows/w.yml")
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("{uses: actions/checkout@v4}", "not pinned to a full commit SHA"),
+        ("{uses: someone/else@" + "a" * 40 + "}", "has no local equivalent"),
+        ("{run: echo hi}", "needs shell:"),
+        ("{shell: pwsh, run: echo hi}", "is not supported"),
+    ],
+)
+def test_unsupported_steps_are_refused(tmp_path: Path, step: str, message: str) -> None:
+    workflow = f"""\
+        on: workflow_dispatch
+        jobs:
+          only:
+            runs-on: ubuntu-24.04
+            steps:
+              - {step}
+    """
+    with pytest.raises(RunnerError, match=message):
+        LocalRunner(tree(tmp_path, workflow)).run_workflow(".github/workflows/w.yml")
+
+
+def test_cache_equivalent_hits_when_the_path_exists(tmp_path: Path) -> None:
+    workflow = f"""\
+        on: workflow_dispatch
+        jobs:
+          only:
+            runs-on: ubuntu-24.04
+            steps:
+              - {{id: c1, uses: {CACHE.uses}, with: {{path: present, key: k}}}}
+              - {{id: c2, uses: {CACHE.uses}, with: {{path: absent, key: k}}}}
+              - shell: bash
+                env: {{ONE: "${{{{ steps.c1.outputs.cache-hit }}}}", TWO: "${{{{ steps.c2.outputs.cache-hit }}}}"}}
+                run: echo "hits $ONE $TWO"
+    """
+    root = tree(tmp_path, workflow)
+    (root / "present").mkdir()
+    result = LocalRunner(root).run_workflow(".github/workflows/w.yml")
+    assert "hits true false" in result.jobs["only"].steps[2].log
+
+
+def test_dispatch_inputs_are_validated(tmp_path: Path) -> None:
+    root = tree(tmp_path, PIPELINE, {"greet": GREET_ACTION})
+    with pytest.raises(RunnerError, match="unknown input"):
+        LocalRunner(root).run_workflow(".github/workflows/w.yml", {"nope": "1"})
+
+
+# --- the generated workflow with hostile inputs ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def golden_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("golden")
+    shutil.copy(GOLDEN_WORKSPACE, root / "workspace.yaml")
+    loaded = load_workspace(root / "workspace.yaml")
+    for relative, content in {**actions.generate_actions(loaded), **workflows.generate_workflows(loaded)}.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(content)
+    return root
+
+
+HOSTILE = [
+    "$(touch pwned)",
+    "core`touch pwned`",
+    "core'; touch pwned; echo '",
+    'core"; touch pwned; echo "',
+    "${{ secrets.API_KEY }}",
+    "core,api\ntouch pwned",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_repositories_input_reaches_ws_as_a_plain_string(golden_tree: Path, hostile: str) -> None:
+    """The generated plan job hands the input to `ws plan` through env:; ws refuses the unknown repo (exit 2)
+    naming it literally; nothing is executed and the secret is never expanded or shown."""
+    runner = LocalRunner(golden_tree, secrets={"API_KEY": "the-api-key-value"})
+    result = runner.run_workflow(workflows.DEPLOYMENT_WORKFLOW, {"environment": "local", "repositories": hostile})
+    plan = result.jobs["plan"]
+    assert plan.result == "failure"
+    failed = next(step for step in plan.steps if step.outcome == "failure")
+    assert failed.name == "Plan the stages (Mermaid graph in the job summary)"
+    assert failed.exit_code == 2
+    assert "unknown repo" in failed.log
+    assert not (golden_tree / "pwned").exists()
+    assert "the-api-key-value" not in plan.log
+    if hostile.startswith("${{"):
+        assert "${{ secrets.API_KEY }}" in failed.log
+    # nothing ran after the failed plan, and rollback has no deployment to roll back
+    assert result.ran() == ["plan"]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_the_generated_selection_step_treats_hostile_input_as_data(golden_tree: Path, hostile: str) -> None:
+    """The select step of the generated plan job, run on its own: outputs stay booleans, nothing executes."""
+    document = YAML(typ="safe").load((golden_tree / workflows.DEPLOYMENT_WORKFLOW).read_text())
+    select = next(s for s in document["jobs"]["plan"]["steps"] if s.get("id") == "select")
+    workflow = {
+        "on": {"workflow_dispatch": {"inputs": {"repositories": {"type": "string", "default": "all"}}}},
+        "jobs": {
+            "plan": {
+                "runs-on": "ubuntu-24.04",
+                "outputs": document["jobs"]["plan"]["outputs"],
+                "steps": [select],
+            }
+        },
+    }
+    root = golden_tree.parent / f"select-{abs(hash(hostile))}"
+    (root / ".github" / "workflows").mkdir(parents=True, exist_ok=True)
+    (root / ".github" / "workflows" / "select.yml").write_text(json.dumps(workflow))
+    runner = LocalRunner(root)
+    outputs = runner.run_workflow(".github/workflows/select.yml", {"repositories": hostile}).jobs["plan"].outputs
+    assert not (root / "pwned").exists() and not (golden_tree / "pwned").exists()
+    # whitespace is dropped and the rest split on commas: only exact repo names select anything
+    names = set("".join(hostile.split()).split(","))
+    for repo in ("core", "api", "worker", "web"):
+        assert outputs[f"deploy_{repo}"] == ("true" if repo in names else "false")
+    assert outputs["deploy_core"] == ("true" if hostile.startswith("core,") else "false")
+    assert outputs["deployment_id"] == ""
+    everything = runner.run_workflow(".github/workflows/select.yml", {"repositories": " all "}).jobs["plan"].outputs
+    assert {k: v for k, v in everything.items() if k != "deployment_id"} == {
+        "deploy_core": "true",
+        "deploy_api": "true",
+        "deploy_worker": "true",
+        "deploy_web": "true",
+    }

@@ -1,0 +1,641 @@
+"""Value conversion from SQLite storage classes to PostgreSQL column types, by named, counted rules.
+
+Every source value takes exactly one of three paths:
+
+* it loads as-is (the storage class matches the target type);
+* a named rule converts it (``RULES``); the rule is counted, and when the conversion is lossy the raw source
+  value is kept byte for byte in ``ws_migrate.raw_values`` (the side store), so nothing is lost;
+* it cannot be represented: :class:`Rejected` is raised with a reason (``REJECT_REASONS``) and the whole row goes
+  to ``ws_migrate.rejects`` with its raw value.
+
+Each converted value also has a canonical text encoding; a row's canonical encoding hashed with md5 gives the
+order-independent content checksum that :mod:`infra.migrate.validate` recomputes inside PostgreSQL
+(:func:`canonical_sql`). Both sides must agree exactly, so the two live here side by side.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+import struct
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from psycopg import sql
+
+RULES: dict[str, str] = {
+    "nul-removed": "NUL characters removed from text (PostgreSQL text cannot hold them); raw value kept",
+    "invalid-utf8-replaced": "text that is not valid UTF-8 decoded with U+FFFD replacements; raw bytes kept",
+    "integer-as-text": "an INTEGER value in a text column stored as its decimal text (exact)",
+    "real-as-text": "a REAL value in a text column stored as its shortest exact decimal text",
+    "blob-as-text": "a BLOB holding valid UTF-8 in a text column stored as that text (exact)",
+    "text-as-bytes": "a TEXT value in a bytea column stored as its UTF-8 bytes (exact)",
+    "number-as-bytes": "a number in a bytea column stored as the bytes of its decimal text",
+    "text-to-integer": "integer text (e.g. '42') in an integer column parsed (exact)",
+    "real-to-integer": "an integral REAL (e.g. 3.0) in an integer column stored as an integer (exact)",
+    "integer-to-real": "an INTEGER in a floating-point column stored as a double",
+    "text-to-number": "numeric text in a numeric or floating-point column parsed",
+    "number-to-boolean": "0/1 in a boolean column stored as false/true",
+    "text-to-boolean": "true/false/t/f/yes/no text in a boolean column parsed",
+    "epoch-seconds-to-timestamptz": "a Unix epoch in seconds (number or numeric text) stored as a UTC timestamp",
+    "epoch-milliseconds-to-timestamptz": "a Unix epoch in milliseconds (|value| > 1e11) stored as a UTC timestamp",
+    "naive-time-as-utc": "an ISO date-time without a UTC offset read as UTC",
+    "number-as-json": "a number in a JSON column stored as a JSON number",
+    "json-nul-removed": "\\u0000 escapes removed from JSON strings (jsonb rejects them); raw value kept",
+    "json-surrogate-replaced": "lone UTF-16 surrogate escapes in JSON replaced by U+FFFD (jsonb rejects them); raw kept",
+    "json-duplicate-keys": "a JSON object with duplicate keys keeps the last (jsonb semantics); raw value kept",
+    "rowid-alias": "an INTEGER PRIMARY KEY column is the rowid and is stored as source_rowid (exact)",
+    "sqlite-internal-skipped": "SQLite's own bookkeeping tables (sqlite_sequence, sqlite_stat*) are not data",
+    "virtual-shadow-skipped": "shadow tables of a virtual (FTS/R-tree) table hold its index; the table is migrated",
+}
+
+REJECT_REASONS: dict[str, str] = {
+    "null-in-not-null": "NULL in a column the target declares NOT NULL",
+    "integer-out-of-range": "integer outside the target column's range",
+    "not-an-integer": "value in an integer column that is not an integer",
+    "not-a-number": "value in a numeric column that is not a number",
+    "not-a-boolean": "value in a boolean column that is not a boolean",
+    "invalid-json": "text in a JSON column that PostgreSQL cannot parse as JSON",
+    "unparseable-timestamp": "value in a date/time column that is neither ISO 8601 text nor a Unix epoch",
+    "timestamp-out-of-range": "date/time outside the range PostgreSQL and Python share",
+    "invalid-uuid": "value in a uuid column that is not a UUID",
+    "too-long": "text longer than the target column's declared length",
+    "blob-not-convertible": "a BLOB in a column whose type cannot hold bytes",
+}
+
+UTC = dt.UTC
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = dt.timedelta(microseconds=1)
+INT_RANGES = {"int2": (-(2**15), 2**15 - 1), "int4": (-(2**31), 2**31 - 1), "int8": (-(2**63), 2**63 - 1)}
+TEXT_TYPES = {"text", "varchar", "bpchar", "name", "citext"}
+TIME_TYPES = {"timestamptz", "timestamp"}
+SUPPORTED_TYPES = (
+    TEXT_TYPES
+    | TIME_TYPES
+    | set(INT_RANGES)
+    | {
+        "bytea",
+        "float4",
+        "float8",
+        "numeric",
+        "bool",
+        "json",
+        "jsonb",
+        "date",
+        "uuid",
+    }
+)
+
+
+class InvalidUtf8(bytes):
+    """A SQLite TEXT value whose bytes are not valid UTF-8 (kept apart from BLOBs, which are plain bytes)."""
+
+
+def text_factory(raw: bytes) -> str | InvalidUtf8:
+    """sqlite3 text factory: decode UTF-8, or keep the bytes marked as invalid text (never raises)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return InvalidUtf8(raw)
+
+
+class Rejected(Exception):
+    """The value cannot be stored in the target column; the row goes to the reject table."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    name: str
+    type_name: str  # pg_type.typname, e.g. text, int4, jsonb, timestamptz
+    not_null: bool = False
+    has_default: bool = False
+    max_length: int | None = None  # varchar(n) / char(n)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "type": self.type_name, "not_null": self.not_null, "max_length": self.max_length}
+
+
+# A note is (rule, raw bytes to keep or None). Converters append notes and return the converted value.
+Notes = list[tuple[str, bytes | None]]
+Converter = Callable[[Any, Notes], Any]
+
+
+def storage_class(value: Any) -> str:
+    """SQLite's typeof() of a fetched value."""
+    if value is None:
+        return "null"
+    if isinstance(value, InvalidUtf8) or isinstance(value, str):
+        return "text"
+    if isinstance(value, bytes):
+        return "blob"
+    if isinstance(value, int):
+        return "integer"
+    return "real"
+
+
+def raw_bytes(value: Any) -> bytes | None:
+    """The source value as bytes, exactly: text as UTF-8 (or its invalid bytes), numbers as decimal text."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, float):
+        return repr(value).encode()
+    return str(value).encode()
+
+
+# --------------------------------------------------------------------------------------------- converters
+
+
+def _clean_text(value: str, notes: Notes, raw: bytes | None) -> str:
+    if "\x00" in value:
+        notes.append(("nul-removed", raw if raw is not None else value.encode("utf-8")))
+        return value.replace("\x00", "")
+    return value
+
+
+def _to_text(value: Any, notes: Notes) -> str:
+    if isinstance(value, str):
+        return _clean_text(value, notes, None)
+    if isinstance(value, bytes):
+        raw = bytes(value)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            notes.append(("invalid-utf8-replaced", raw))
+            return raw.decode("utf-8", "replace").replace("\x00", "")
+        if not isinstance(value, InvalidUtf8):
+            notes.append(("blob-as-text", None))
+        return _clean_text(text, notes, raw)
+    if isinstance(value, bool | int):
+        notes.append(("integer-as-text", None))
+        return str(value)
+    notes.append(("real-as-text", None))
+    return repr(value)
+
+
+def _text_converter(column: TargetColumn) -> Converter:
+    limit = column.max_length
+
+    def convert(value: Any, notes: Notes) -> Any:
+        if value is None:
+            return None
+        text = value if value.__class__ is str and "\x00" not in value else _to_text(value, notes)
+        if limit is not None and len(text) > limit:
+            raise Rejected("too-long")
+        return text
+
+    return convert
+
+
+def _bytea(value: Any, notes: Notes) -> Any:
+    if value is None or value.__class__ is bytes:
+        return value
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, str):
+        notes.append(("text-as-bytes", None))
+        return value.encode("utf-8")
+    notes.append(("number-as-bytes", None))
+    return raw_bytes(value)
+
+
+def _integer_converter(type_name: str) -> Converter:
+    low, high = INT_RANGES[type_name]
+
+    def convert(value: Any, notes: Notes) -> Any:
+        if value is None:
+            return None
+        if value.__class__ is int:
+            result = value
+        elif isinstance(value, float):
+            if not value.is_integer():
+                raise Rejected("not-an-integer")
+            notes.append(("real-to-integer", None))
+            result = int(value)
+        elif isinstance(value, str):
+            try:
+                result = int(value.strip())
+            except ValueError:
+                raise Rejected("not-an-integer") from None
+            notes.append(("text-to-integer", None))
+        elif isinstance(value, int):
+            result = int(value)
+        else:
+            raise Rejected("blob-not-convertible" if not isinstance(value, InvalidUtf8) else "not-an-integer")
+        if not low <= result <= high:
+            raise Rejected("integer-out-of-range")
+        return result
+
+    return convert
+
+
+def _float_converter(type_name: str) -> Converter:
+    single = type_name == "float4"
+
+    def convert(value: Any, notes: Notes) -> Any:
+        if value is None:
+            return None
+        if value.__class__ is float:
+            result = value
+        elif isinstance(value, int):
+            notes.append(("integer-to-real", None))
+            result = float(value)
+        elif isinstance(value, str):
+            try:
+                result = float(value.strip())
+            except ValueError:
+                raise Rejected("not-a-number") from None
+            notes.append(("text-to-number", None))
+        else:
+            raise Rejected("blob-not-convertible")
+        if single:
+            try:
+                result = struct.unpack(">f", struct.pack(">f", result))[0]
+            except OverflowError:
+                raise Rejected("not-a-number") from None
+        return result
+
+    return convert
+
+
+def _numeric(value: Any, notes: Notes) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise Rejected("not-a-number")
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise Rejected("not-a-number") from None
+        if not result.is_finite():
+            raise Rejected("not-a-number")
+        notes.append(("text-to-number", None))
+        return result
+    raise Rejected("blob-not-convertible")
+
+
+TRUE_TEXT = {"true", "t", "yes", "y", "on", "1"}
+FALSE_TEXT = {"false", "f", "no", "n", "off", "0"}
+
+
+def _boolean(value: Any, notes: Notes) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and value in (0, 1):
+        notes.append(("number-to-boolean", None))
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in TRUE_TEXT or lowered in FALSE_TEXT:
+            notes.append(("text-to-boolean", None))
+            return lowered in TRUE_TEXT
+    raise Rejected("not-a-boolean")
+
+
+EPOCH_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _from_epoch(number: float | int, notes: Notes) -> dt.datetime:
+    try:
+        if abs(number) > 1e11:
+            notes.append(("epoch-milliseconds-to-timestamptz", None))
+            if isinstance(number, int):
+                return EPOCH + dt.timedelta(milliseconds=number)
+            return EPOCH + dt.timedelta(microseconds=round(number * 1000))
+        notes.append(("epoch-seconds-to-timestamptz", None))
+        if isinstance(number, int):
+            return EPOCH + dt.timedelta(seconds=number)
+        return EPOCH + dt.timedelta(microseconds=round(number * 1_000_000))
+    except (OverflowError, ValueError):
+        raise Rejected("timestamp-out-of-range") from None
+
+
+def parse_timestamp(value: Any, notes: Notes) -> dt.datetime:
+    """A timezone-aware UTC datetime from ISO 8601 text or a Unix epoch (seconds or milliseconds)."""
+    if isinstance(value, bool):
+        raise Rejected("unparseable-timestamp")
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise Rejected("unparseable-timestamp")
+        return _from_epoch(value, notes)
+    if not isinstance(value, str):
+        raise Rejected("unparseable-timestamp")
+    text = value.strip()
+    if EPOCH_TEXT.match(text):
+        number: float | int = int(text) if text.lstrip("+-").isdigit() else float(text)
+        return _from_epoch(number, notes)
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise Rejected("unparseable-timestamp") from None
+    if parsed.tzinfo is None:
+        notes.append(("naive-time-as-utc", None))
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise Rejected("timestamp-out-of-range") from None
+
+
+def _timestamp_converter(type_name: str) -> Converter:
+    aware = type_name == "timestamptz"
+
+    def convert(value: Any, notes: Notes) -> Any:
+        if value is None:
+            return None
+        result = parse_timestamp(value, notes)
+        return result if aware else result.replace(tzinfo=None)
+
+    return convert
+
+
+def _date(value: Any, notes: Notes) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    return parse_timestamp(value, notes).date()
+
+
+def _uuid(value: Any, notes: Notes) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value.strip()))
+        except ValueError:
+            raise Rejected("invalid-uuid") from None
+    if isinstance(value, bytes) and len(value) == 16 and not isinstance(value, InvalidUtf8):
+        return str(uuid.UUID(bytes=bytes(value)))
+    raise Rejected("invalid-uuid")
+
+
+# ------------------------------------------------------------------------------------------------- JSON
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"JSON constant {name} is not valid JSON")
+
+
+class _Dedup(dict[str, Any]):
+    duplicated = False
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = _Dedup(pairs)
+    if len(result) != len(pairs):
+        result.duplicated = True
+    return result
+
+
+def _clean_json(node: Any, found: set[str]) -> Any:
+    if isinstance(node, str):
+        if "\x00" in node:
+            found.add("json-nul-removed")
+            node = node.replace("\x00", "")
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError:
+            found.add("json-surrogate-replaced")
+            node = _surrogate_free(node)
+        return node
+    if isinstance(node, list):
+        return [_clean_json(item, found) for item in node]
+    if isinstance(node, dict):
+        if getattr(node, "duplicated", False):
+            found.add("json-duplicate-keys")
+        return {_clean_json(k, found): _clean_json(v, found) for k, v in node.items()}
+    return node
+
+
+def _surrogate_free(text: str) -> str:
+    """Replace lone UTF-16 surrogates (from JSON escapes like \\ud800) by U+FFFD."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def jsonb_text(node: Any) -> str:
+    """The text PostgreSQL's jsonb output gives for a parsed JSON value (jsonb_out), reproduced exactly.
+
+    Object keys sorted by UTF-8 length then bytes, ", " and ": " separators, numbers as numeric_out prints
+    them, strings escaped as escape_json does (which matches json.dumps with ensure_ascii=False).
+    """
+    if node is None:
+        return "null"
+    if node is True:
+        return "true"
+    if node is False:
+        return "false"
+    if isinstance(node, str):
+        return json.dumps(node, ensure_ascii=False)
+    if isinstance(node, int):
+        return str(node)
+    if isinstance(node, Decimal):
+        if node.is_zero():
+            node = abs(node)
+        return format(node, "f")
+    if isinstance(node, list):
+        return "[" + ", ".join(jsonb_text(item) for item in node) + "]"
+    if isinstance(node, dict):
+        keys = sorted(node, key=lambda k: (len(k.encode("utf-8")), k.encode("utf-8")))
+        return "{" + ", ".join(json.dumps(k, ensure_ascii=False) + ": " + jsonb_text(node[k]) for k in keys) + "}"
+    raise TypeError(f"not a JSON value: {type(node).__name__}")
+
+
+def _parse_json(text: str) -> Any:
+    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_pairs)
+
+
+def _json_converter(type_name: str) -> Converter:
+    binary = type_name == "jsonb"
+
+    def convert(value: Any, notes: Notes) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool | int):
+            notes.append(("number-as-json", None))
+            return str(int(value))
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise Rejected("invalid-json")
+            notes.append(("number-as-json", None))
+            return jsonb_text(Decimal(repr(value))) if binary else repr(value)
+        raw: bytes | None = None
+        if isinstance(value, bytes):
+            raw = bytes(value)
+            try:
+                value = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise Rejected("invalid-json") from None
+            if not isinstance(value, InvalidUtf8):
+                notes.append(("blob-as-text", None))
+        try:
+            parsed = _parse_json(value)
+        except (ValueError, RecursionError):
+            raise Rejected("invalid-json") from None
+        if not binary:
+            if "\x00" in value:
+                raise Rejected("invalid-json")
+            return value
+        found: set[str] = set()
+        cleaned = _clean_json(parsed, found)
+        for rule in sorted(found):
+            notes.append((rule, raw if raw is not None else value.encode("utf-8", "surrogatepass")))
+        try:
+            return jsonb_text(cleaned)
+        except UnicodeEncodeError:
+            raise Rejected("invalid-json") from None
+
+    return convert
+
+
+def converter_for(column: TargetColumn) -> Converter:
+    """The converter of one target column (its NOT NULL check included)."""
+    kind = column.type_name
+    base: Converter
+    if kind in TEXT_TYPES:
+        base = _text_converter(column)
+    elif kind == "bytea":
+        base = _bytea
+    elif kind in INT_RANGES:
+        base = _integer_converter(kind)
+    elif kind in ("float4", "float8"):
+        base = _float_converter(kind)
+    elif kind == "numeric":
+        base = _numeric
+    elif kind == "bool":
+        base = _boolean
+    elif kind in ("json", "jsonb"):
+        base = _json_converter(kind)
+    elif kind in TIME_TYPES:
+        base = _timestamp_converter(kind)
+    elif kind == "date":
+        base = _date
+    elif kind == "uuid":
+        base = _uuid
+    else:
+        raise ValueError(f"column {column.name}: type {kind} is not supported")
+    if not column.not_null:
+        return base
+
+    def not_null(value: Any, notes: Notes) -> Any:
+        if value is None:
+            raise Rejected("null-in-not-null")
+        return base(value, notes)
+
+    return not_null
+
+
+# ------------------------------------------------------------------------------------- canonical encoding
+
+Canon = Callable[[Any], str]
+
+
+def _canon_text(value: Any) -> str:
+    return "N" if value is None else f"{len(value)}:{value}"
+
+
+def _canon_bytes(value: Any) -> str:
+    return "N" if value is None else f"{len(value)}:{hashlib.md5(value).hexdigest()}"
+
+
+def _canon_plain(value: Any) -> str:
+    return "N" if value is None else str(value)
+
+
+def _canon_float(value: Any) -> str:
+    return "N" if value is None else struct.pack(">d", value).hex()
+
+
+def _canon_bool(value: Any) -> str:
+    return "N" if value is None else ("true" if value else "false")
+
+
+def _canon_time(value: Any) -> str:
+    if value is None:
+        return "N"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return str((value - EPOCH) // ONE_MICROSECOND)
+
+
+def _canon_date(value: Any) -> str:
+    return "N" if value is None else value.isoformat()
+
+
+def _canon_numeric(value: Any) -> str:
+    return "N" if value is None else format(value, "f")
+
+
+def canonical_for(column: TargetColumn) -> Canon:
+    kind = column.type_name
+    if kind in TEXT_TYPES or kind in ("json", "jsonb"):
+        return _canon_text
+    if kind == "bytea":
+        return _canon_bytes
+    if kind in ("float4", "float8"):
+        return _canon_float
+    if kind == "bool":
+        return _canon_bool
+    if kind in TIME_TYPES:
+        return _canon_time
+    if kind == "date":
+        return _canon_date
+    if kind == "numeric":
+        return _canon_numeric
+    return _canon_plain
+
+
+def canonical_sql(column: TargetColumn) -> sql.Composed:
+    """The SQL expression that gives, inside PostgreSQL, what :func:`canonical_for` gives in Python."""
+    col = sql.Identifier(column.name)
+    kind = column.type_name
+    if kind in TEXT_TYPES:
+        expr = sql.SQL("length({c}::text)::text || ':' || {c}::text").format(c=col)
+    elif kind in ("json", "jsonb"):
+        expr = sql.SQL("length({c}::text)::text || ':' || {c}::text").format(c=col)
+    elif kind == "bytea":
+        expr = sql.SQL("length({c})::text || ':' || md5({c})").format(c=col)
+    elif kind in ("float4", "float8"):
+        expr = sql.SQL("encode(float8send({c}::float8), 'hex')").format(c=col)
+    elif kind in TIME_TYPES:
+        expr = sql.SQL("(extract(epoch from {c}) * 1000000)::bigint::text").format(c=col)
+    elif kind == "date":
+        expr = sql.SQL("to_char({c}, 'YYYY-MM-DD')").format(c=col)
+    else:
+        expr = sql.SQL("{c}::text").format(c=col)
+    return sql.SQL("coalesce({}, 'N')").format(expr)
+
+
+def row_hash(canonical: str) -> int:
+    """Signed 64-bit integer of the first 8 bytes of md5(canonical row): summed, it is order-independent."""
+    digest = hashlib.md5(canonical.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def row_hash_sql(rowid_column: str, columns: list[TargetColumn]) -> sql.Composed:
+    """SQL of :func:`row_hash` over the canonical encoding of a target row."""
+    parts: list[sql.Composable] = [sql.SQL("{}::text").format(sql.Identifier(rowid_column))]
+    parts += [canonical_sql(c) for c in columns]
+    body = sql.SQL(" || '|' || ").join(parts)
+    return sql.SQL("('x' || left(md5({}), 16))::bit(64)::bigint").format(body)

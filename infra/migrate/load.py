@@ -1,0 +1,633 @@
+"""`ws migrate run`: bulk-load every agent's SQLite tables into PostgreSQL with COPY, resumably.
+
+Unit of work: one (agent, source table). Rows are read in rowid order and sent in batches; each batch is one
+PostgreSQL transaction holding the COPY of its rows, its rejects, the raw values its rules kept and the ledger
+row's new position (last rowid, row counts, running checksum, rule counts). So whatever kills the process
+(kill -9 included), the database holds whole batches and a ledger that says exactly where to go on: a re-run
+resumes after the last committed rowid, and every target row's primary key (agent_id, source_rowid) makes a
+duplicate impossible. A file whose content changed since its unit started (sha256) is reloaded from scratch.
+
+Agents run in parallel over a bounded psycopg pool (``jobs`` connections). A corrupt, truncated or locked file
+fails that agent with a clear message; the others finish.
+
+COPY format: text. Measured on this project's benchmark corpus (scripts/bench_migrate.py --formats), psycopg's
+binary COPY was not faster end to end: the per-value wrapping jsonb and uuid need in binary format costs more
+Python time than PostgreSQL saves parsing text, and the server is not the bottleneck. ``--copy-format binary``
+stays available so the measurement can be repeated.
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Json, Jsonb
+from psycopg_pool import ConnectionPool
+
+from infra.migrate.convert import storage_class
+from infra.migrate.plan import TableMapping, build_mapping, duplicate_targets, iterate_rows, row_converter
+from infra.migrate.progress import Observer, Silent
+from infra.migrate.source import (
+    SourceError,
+    SourceFile,
+    SourceSchema,
+    count_rows,
+    file_digest,
+    integrity,
+    open_readonly,
+    read_schema,
+)
+from infra.migrate.target import LEDGER_SCHEMA, ensure_ledger, introspect
+from infra.workspace.errors import UsageError
+
+CopyFormat = Literal["text", "binary"]
+L = sql.Identifier(LEDGER_SCHEMA)
+
+
+@dataclass
+class RunOptions:
+    jobs: int = 4
+    batch_rows: int = 20_000
+    copy_format: CopyFormat = "text"
+    create_tables: bool = False
+    busy_timeout: float = 2.0
+    validate: bool = True
+    integrity_check: bool = True
+
+
+@dataclass
+class UnitResult:
+    source_table: str
+    target_table: str
+    status: str  # validated, loaded, mismatch, failed, skipped (already done), planned
+    rows: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    resumed_from: int | None = None
+    rules: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class AgentResult:
+    repo: str
+    agent_id: str
+    path: str
+    namespace: str
+    status: str
+    units: list[UnitResult] = field(default_factory=list)
+    error: str = ""
+    skipped_tables: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(u.rows_loaded for u in self.units)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(u.rows_rejected for u in self.units)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows_loaded"] = self.rows_loaded
+        data["rows_rejected"] = self.rows_rejected
+        return data
+
+
+@dataclass
+class RunReport:
+    agents: list[AgentResult]
+    seconds: float
+    copy_format: str
+    dry_run: bool = False
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(a.rows_loaded for a in self.agents)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(a.rows_rejected for a in self.agents)
+
+    @property
+    def failed(self) -> list[AgentResult]:
+        return [a for a in self.agents if a.status in ("failed", "mismatch")]
+
+    def rules(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for agent in self.agents:
+            for unit in agent.units:
+                for rule, count in unit.rules.items():
+                    total[rule] = total.get(rule, 0) + count
+            for rule in agent.skipped_tables.values():
+                total[rule] = total.get(rule, 0) + 1
+        return dict(sorted(total.items()))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "copy_format": self.copy_format,
+            "seconds": round(self.seconds, 3),
+            "rows_loaded": self.rows_loaded,
+            "rows_rejected": self.rows_rejected,
+            "rows_per_second": round(self.rows_loaded / self.seconds) if self.seconds else None,
+            "agents_failed": len(self.failed),
+            "rules": self.rules(),
+            "agents": [a.as_dict() for a in self.agents],
+        }
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def row_record(columns: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+    """A whole source row as JSON that keeps every value exactly (text with NUL or bad UTF-8 and blobs as base64)."""
+    record: dict[str, Any] = {}
+    for name, value in zip(["rowid", *columns], row, strict=True):
+        kind = storage_class(value)
+        if value is None or isinstance(value, int | float):
+            record[name] = {"class": kind, "value": value if value is None or kind == "integer" else repr(value)}
+        elif isinstance(value, str) and "\x00" not in value:
+            record[name] = {"class": kind, "value": value}
+        else:
+            data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+            record[name] = {"class": kind, "base64": base64.b64encode(data).decode("ascii")}
+    return record
+
+
+def _identity(text: Any) -> str:
+    return str(text)
+
+
+def binary_adapters(mapping: TableMapping) -> list[Callable[[Any], Any] | None]:
+    """Per-column wrappers that binary COPY needs (jsonb/json text, uuid objects); None where none is needed."""
+    adapters: list[Callable[[Any], Any] | None] = [None, None]
+    for column in mapping.target_columns:
+        if column.type_name == "jsonb":
+            adapters.append(lambda v: None if v is None else Jsonb(v, dumps=_identity))
+        elif column.type_name == "json":
+            adapters.append(lambda v: None if v is None else Json(v, dumps=_identity))
+        elif column.type_name == "uuid":
+            adapters.append(lambda v: None if v is None else uuid.UUID(v))
+        else:
+            adapters.append(None)
+    return adapters
+
+
+@dataclass
+class FilePlan:
+    source: SourceFile
+    schema: SourceSchema | None = None
+    mappings: list[TableMapping] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts.values())
+
+
+def plan_file(
+    conn: psycopg.Connection[Any],
+    source: SourceFile,
+    sqlite_conn: sqlite3.Connection,
+    *,
+    create_tables: bool,
+    integrity_check: bool,
+    quick: bool = True,
+) -> FilePlan:
+    """Read one file's schema and map each table onto its target (raises SourceError for unreadable files)."""
+    plan = FilePlan(source)
+    if integrity_check:
+        problems = integrity(sqlite_conn, source.path, quick=quick)
+        if problems:
+            raise SourceError(
+                f"{source.path}: SQLite integrity check failed ({'; '.join(problems[:3])}); the file is corrupt - "
+                "recover it with `sqlite3 FILE .recover` or restore it from a backup, then run again"
+            )
+    plan.schema = read_schema(sqlite_conn, source.path)
+    for table in plan.schema.tables:
+        target = introspect(conn, source.namespace, source.target_table(table.name))
+        plan.mappings.append(build_mapping(source, table, target, create_tables=create_tables))
+        plan.counts[table.name] = count_rows(sqlite_conn, table, source.path)
+    duplicate_targets(plan.mappings)
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+class Migrator:
+    def __init__(self, url: str, options: RunOptions, observer: Observer | None = None) -> None:
+        self.url = url
+        self.options = options
+        self.observer = observer or Silent()
+        self.create_lock = threading.Lock()
+
+    # -- ledger rows --------------------------------------------------------------------------------------
+
+    def _file_status(
+        self, conn: psycopg.Connection[Any], source: SourceFile, status: str, error: str, sha: str | None
+    ) -> None:
+        size = source.path.stat().st_size if source.path.exists() else None
+        conn.execute(
+            sql.SQL(
+                """INSERT INTO {}.files (namespace, agent_id, repo, source_path, sha256, size_bytes, status, error)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (namespace, agent_id) DO UPDATE SET repo = EXCLUDED.repo,
+                  source_path = EXCLUDED.source_path, sha256 = coalesce(EXCLUDED.sha256, files.sha256),
+                  size_bytes = EXCLUDED.size_bytes, status = EXCLUDED.status, error = EXCLUDED.error,
+                  updated_at = now(), archived_to = NULL"""
+            ).format(L),
+            (source.namespace, source.agent_id, source.repo, str(source.path), sha, size, status, error or None),
+        )
+
+    def _unit_state(self, conn: psycopg.Connection[Any], source: SourceFile, table: str) -> dict[str, Any] | None:
+        row = conn.execute(
+            sql.SQL(
+                """SELECT sha256, status, last_rowid, rows_loaded, rows_rejected, checksum, rules, load_seconds,
+                          batches
+                   FROM {}.units WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
+            ).format(L),
+            (source.namespace, source.agent_id, table),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("sha256", "status", "last_rowid", "rows_loaded", "rows_rejected", "checksum", "rules", "seconds")
+        state = dict(zip(keys, row[:8], strict=True))
+        state["batches"] = row[8]
+        state["checksum"] = int(state["checksum"])
+        return state
+
+    def _fail_unit(
+        self, conn: psycopg.Connection[Any], source: SourceFile, mapping: TableMapping, sha: str, error: str
+    ) -> None:
+        conn.execute(
+            sql.SQL(
+                """INSERT INTO {}.units (namespace, agent_id, source_table, target_table, sha256, status, error)
+                VALUES (%s, %s, %s, %s, %s, 'failed', %s)
+                ON CONFLICT (namespace, agent_id, source_table) DO UPDATE SET status = 'failed',
+                  error = EXCLUDED.error"""
+            ).format(L),
+            (source.namespace, source.agent_id, mapping.source.name, mapping.target_name, sha, error),
+        )
+
+    # -- one table -----------------------------------------------------------------------------------------
+
+    def load_unit(
+        self,
+        conn: psycopg.Connection[Any],
+        sqlite_conn: sqlite3.Connection,
+        source: SourceFile,
+        sha: str,
+        mapping: TableMapping,
+        rows: int = 0,
+    ) -> UnitResult:
+        result = UnitResult(mapping.source.name, mapping.target_label, "loaded", rows=rows)
+        key = (source.namespace, source.agent_id, mapping.source.name)
+        if mapping.problems:
+            result.status, result.error = "failed", "; ".join(mapping.problems)
+            self._fail_unit(conn, source, mapping, sha, result.error)
+            return result
+        state = self._unit_state(conn, source, mapping.source.name)
+        fresh = state is None or state["sha256"] != sha
+        if not fresh and state is not None and state["status"] in ("loaded", "validated", "mismatch"):
+            result.rows_loaded, result.rows_rejected = state["rows_loaded"], state["rows_rejected"]
+            result.rules = dict(state["rules"])
+            self.observer.advance(source.agent_id, result.rows_loaded + result.rows_rejected)
+            if state["status"] == "loaded" and self.options.validate:
+                result.status = self.validate_loaded(conn, source, mapping, state["rows_loaded"], state["checksum"])
+            else:
+                result.status = "skipped" if state["status"] == "validated" else state["status"]
+            return result
+        if mapping.create:
+            with self.create_lock, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('ws_migrate create tables'))")
+                for statement in mapping.create_statements():
+                    conn.execute(statement)
+        rows_loaded = 0 if fresh or state is None else state["rows_loaded"]
+        rows_rejected = 0 if fresh or state is None else state["rows_rejected"]
+        checksum = 0 if fresh or state is None else state["checksum"]
+        rules: dict[str, int] = {} if fresh or state is None else dict(state["rules"])
+        seconds = 0.0 if fresh or state is None else float(state["seconds"])
+        after = None if fresh or state is None else state["last_rowid"]
+        result.resumed_from = after
+        for rule, count in mapping.rules.items():
+            rules[rule] = count
+        if rows_loaded or rows_rejected:
+            self.observer.advance(source.agent_id, rows_loaded + rows_rejected)
+        convert = row_converter(source.agent_id, mapping)
+        binary = self.options.copy_format == "binary"
+        adapters = binary_adapters(mapping) if binary else []
+        wrap = [(i, a) for i, a in enumerate(adapters) if a is not None]
+        types = ["text", "int8"] + [c.type_name for c in mapping.target_columns]
+        source_rows = iterate_rows(sqlite_conn, mapping, source.path, after)
+        copy_sql = mapping.copy_sql(binary)
+        first = fresh
+        exhausted = False
+        batch_limit = max(1, self.options.batch_rows)
+        while not exhausted:
+            started = time.monotonic()
+            batch = 0
+            with conn.transaction():
+                if first:
+                    self._reset_unit(conn, source, mapping, sha)
+                    first = False
+                rejects: list[tuple[Any, ...]] = []
+                raws: list[tuple[Any, ...]] = []
+                batch_sum = 0
+                last = after
+                exhausted = True
+                with conn.cursor().copy(copy_sql) as copy:
+                    if binary:
+                        copy.set_types(types)
+                    for row in source_rows:
+                        converted, rejected, applied = convert(row)
+                        last = row[0]
+                        batch += 1
+                        for rule, column, raw in applied:
+                            rules[rule] = rules.get(rule, 0) + 1
+                            if raw is not None:
+                                raws.append((*key, last, column, rule, raw))
+                        if converted is not None:
+                            values = converted.values
+                            for index, adapt in wrap:
+                                values[index] = adapt(values[index])
+                            copy.write_row(values)
+                            batch_sum += converted.checksum
+                        elif rejected is not None:
+                            rejects.append(
+                                (
+                                    *key,
+                                    rejected.rowid,
+                                    rejected.column,
+                                    rejected.reason,
+                                    rejected.storage_class,
+                                    rejected.raw,
+                                    Jsonb(row_record(mapping.source_columns, rejected.row)),
+                                )
+                            )
+                        if batch >= batch_limit:
+                            exhausted = False
+                            break
+                cursor = conn.cursor()
+                if rejects:
+                    cursor.executemany(
+                        sql.SQL(
+                            """INSERT INTO {}.rejects (namespace, agent_id, source_table, source_rowid, column_name,
+                               reason, storage_class, raw, row_json) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+                        ).format(L),
+                        rejects,
+                    )
+                if raws:
+                    cursor.executemany(
+                        sql.SQL(
+                            """INSERT INTO {}.raw_values (namespace, agent_id, source_table, source_rowid,
+                               column_name, rule, raw) VALUES (%s, %s, %s, %s, %s, %s, %s)"""
+                        ).format(L),
+                        raws,
+                    )
+                rows_rejected += len(rejects)
+                rows_loaded += batch - len(rejects)
+                checksum += batch_sum
+                after = last
+                seconds += time.monotonic() - started
+                conn.execute(
+                    sql.SQL(
+                        """UPDATE {}.units SET last_rowid = %s, rows_loaded = %s, rows_rejected = %s, checksum = %s,
+                           rules = %s, batches = batches + 1, load_seconds = %s, status = %s,
+                           source_rows = CASE WHEN %s THEN %s ELSE source_rows END,
+                           loaded_at = CASE WHEN %s THEN now() END, error = NULL
+                           WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
+                    ).format(L),
+                    (
+                        after,
+                        rows_loaded,
+                        rows_rejected,
+                        checksum,
+                        Jsonb(rules),
+                        seconds,
+                        "loaded" if exhausted else "loading",
+                        exhausted,
+                        rows_loaded + rows_rejected,
+                        exhausted,
+                        *key,
+                    ),
+                )
+            self.observer.advance(source.agent_id, batch)
+        result.rows_loaded, result.rows_rejected, result.rules, result.seconds = (
+            rows_loaded,
+            rows_rejected,
+            dict(sorted(rules.items())),
+            seconds,
+        )
+        if self.options.validate:
+            result.status = self.validate_loaded(conn, source, mapping, rows_loaded, checksum)
+        return result
+
+    def _reset_unit(self, conn: psycopg.Connection[Any], source: SourceFile, mapping: TableMapping, sha: str) -> None:
+        """Start a unit from nothing: remove this agent's rows, rejects and raw values, then a fresh ledger row."""
+        key = (source.namespace, source.agent_id, mapping.source.name)
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE agent_id = %s").format(mapping.target_identifier), (source.agent_id,)
+        )
+        for table in ("rejects", "raw_values"):
+            conn.execute(
+                sql.SQL("DELETE FROM {}.{} WHERE namespace = %s AND agent_id = %s AND source_table = %s").format(
+                    L, sql.Identifier(table)
+                ),
+                key,
+            )
+        conn.execute(
+            sql.SQL(
+                """INSERT INTO {}.units (namespace, agent_id, source_table, target_table, sha256, status)
+                VALUES (%s, %s, %s, %s, %s, 'loading')
+                ON CONFLICT (namespace, agent_id, source_table) DO UPDATE SET target_table = EXCLUDED.target_table,
+                  sha256 = EXCLUDED.sha256, status = 'loading', last_rowid = NULL, source_rows = NULL,
+                  rows_loaded = 0, rows_rejected = 0, checksum = 0, rules = '{{}}', batches = 0,
+                  started_at = now(), loaded_at = NULL, load_seconds = 0, validated_at = NULL, validation = NULL,
+                  error = NULL"""
+            ).format(L),
+            (*key, mapping.target_label, sha),
+        )
+
+    def validate_loaded(
+        self, conn: psycopg.Connection[Any], source: SourceFile, mapping: TableMapping, rows: int, checksum: int
+    ) -> str:
+        """Compare PostgreSQL's count and checksum of the agent's target rows with those recorded while loading."""
+        found = conn.execute(mapping.checksum_sql(), (source.agent_id,)).fetchone()
+        assert found is not None
+        target_rows, target_sum = int(found[0]), int(found[1])
+        ok = target_rows == rows and target_sum == checksum
+        status = "validated" if ok else "mismatch"
+        detail = {
+            "method": "load-checksum",
+            "source_rows": rows,
+            "target_rows": target_rows,
+            "source_checksum": str(checksum),
+            "target_checksum": str(target_sum),
+        }
+        conn.execute(
+            sql.SQL(
+                """UPDATE {}.units SET status = %s, validated_at = CASE WHEN %s THEN now() END, validation = %s
+                   WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
+            ).format(L),
+            (status, ok, Jsonb(detail), source.namespace, source.agent_id, mapping.source.name),
+        )
+        return status
+
+    # -- one agent -----------------------------------------------------------------------------------------
+
+    def migrate_file(self, pool: ConnectionPool[Any], plan: FilePlan) -> AgentResult:
+        source = plan.source
+        result = AgentResult(source.repo, source.agent_id, str(source.path), source.namespace, "loaded")
+        self.observer.agent_started(source.agent_id, plan.rows)
+        with pool.connection() as conn:
+            locked = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext('ws_migrate'), hashtext(%s))",
+                (f"{source.namespace}/{source.agent_id}",),
+            ).fetchone()
+            if not (locked and locked[0]):
+                result.status = "failed"
+                result.error = "another `ws migrate run` is migrating this agent right now; wait for it to finish"
+                self.observer.agent_finished(source.agent_id, result.status, result.error)
+                return result
+            try:
+                self._migrate_locked(conn, plan, result)
+            finally:
+                conn.execute(
+                    "SELECT pg_advisory_unlock(hashtext('ws_migrate'), hashtext(%s))",
+                    (f"{source.namespace}/{source.agent_id}",),
+                )
+        self.observer.agent_finished(source.agent_id, result.status, result.error)
+        return result
+
+    def _migrate_locked(self, conn: psycopg.Connection[Any], plan: FilePlan, result: AgentResult) -> None:
+        source = plan.source
+        sha: str | None = None
+        try:
+            if plan.error:
+                raise SourceError(plan.error)
+            sha = file_digest(source.path)
+            self._file_status(conn, source, "running", "", sha)
+            sqlite_conn = open_readonly(source.path, busy_timeout=self.options.busy_timeout)
+            try:
+                sqlite_conn.execute("BEGIN")  # one read snapshot for the whole file
+                assert plan.schema is not None
+                result.skipped_tables = dict(plan.schema.skipped)
+                for mapping in plan.mappings:
+                    unit = self.load_unit(
+                        conn, sqlite_conn, source, sha, mapping, plan.counts.get(mapping.source.name, 0)
+                    )
+                    result.units.append(unit)
+            finally:
+                sqlite_conn.close()
+        except SourceError as exc:
+            result.status, result.error = "failed", str(exc)
+            self._file_status(conn, source, "failed", result.error, sha)
+            return
+        statuses = {u.status for u in result.units}
+        if "failed" in statuses:
+            result.status = "failed"
+            result.error = "; ".join(f"{u.source_table}: {u.error}" for u in result.units if u.error)
+        elif "mismatch" in statuses:
+            result.status = "mismatch"
+            result.error = "checksum mismatch in " + ", ".join(
+                u.source_table for u in result.units if u.status == "mismatch"
+            )
+        elif statuses <= {"validated", "skipped"}:
+            result.status = "validated"
+        else:
+            result.status = "loaded"
+        self._file_status(conn, source, result.status, result.error, sha)
+
+    # -- everything ----------------------------------------------------------------------------------------
+
+    def plan(self, sources: list[SourceFile]) -> list[FilePlan]:
+        plans: list[FilePlan] = []
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            for source in sources:
+                try:
+                    sqlite_conn = open_readonly(source.path, busy_timeout=self.options.busy_timeout)
+                    try:
+                        plans.append(
+                            plan_file(
+                                conn,
+                                source,
+                                sqlite_conn,
+                                create_tables=self.options.create_tables,
+                                integrity_check=self.options.integrity_check,
+                            )
+                        )
+                    finally:
+                        sqlite_conn.close()
+                except SourceError as exc:
+                    plans.append(FilePlan(source, error=str(exc)))
+        return plans
+
+    def run(self, sources: list[SourceFile], *, dry_run: bool = False) -> RunReport:
+        started = time.monotonic()
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                if not dry_run:
+                    ensure_ledger(conn)
+        except psycopg.OperationalError as exc:
+            raise UsageError(f"cannot connect to the database: {str(exc).strip().splitlines()[0]}") from None
+        plans = self.plan(sources)
+        if dry_run:
+            return RunReport([dry_result(p) for p in plans], time.monotonic() - started, self.options.copy_format, True)
+        self.observer.start(len(plans), sum(p.rows for p in plans))
+        results: list[AgentResult] = []
+        try:
+            pool: ConnectionPool[Any] = ConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=max(1, self.options.jobs),
+                kwargs={"autocommit": True},
+                open=True,
+                name="ws-migrate",
+            )
+            with pool, ThreadPoolExecutor(max_workers=max(1, self.options.jobs), thread_name_prefix="migrate") as ex:
+                futures = [ex.submit(self.migrate_file, pool, plan) for plan in plans]
+                results = [f.result() for f in futures]
+        finally:
+            self.observer.finish()
+        return RunReport(results, time.monotonic() - started, self.options.copy_format)
+
+
+def dry_result(plan: FilePlan) -> AgentResult:
+    source = plan.source
+    result = AgentResult(source.repo, source.agent_id, str(source.path), source.namespace, "planned")
+    if plan.error:
+        result.status, result.error = "failed", plan.error
+        return result
+    for mapping in plan.mappings:
+        unit = UnitResult(
+            mapping.source.name,
+            mapping.target_label,
+            "failed" if mapping.problems else ("create+load" if mapping.create else "load"),
+            rows=plan.counts.get(mapping.source.name, 0),
+            error="; ".join(mapping.problems),
+        )
+        result.units.append(unit)
+    if any(u.status == "failed" for u in result.units):
+        result.status = "failed"
+    if plan.schema:
+        result.skipped_tables = dict(plan.schema.skipped)
+    return result
+
+
+def run_migration(
+    url: str, sources: list[SourceFile], options: RunOptions, observer: Observer | None = None, *, dry_run: bool = False
+) -> RunReport:
+    return Migrator(url, options, observer).run(sources, dry_run=dry_run)

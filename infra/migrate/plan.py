@@ -1,0 +1,236 @@
+"""How one source table maps onto its target table, and the per-row conversion that check, run and validate share."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from infra.migrate.convert import (
+    Notes,
+    Rejected,
+    TargetColumn,
+    canonical_for,
+    converter_for,
+    row_hash,
+    row_hash_sql,
+)
+from infra.migrate.source import SourceError, SourceFile, SourceTable, describe, quote_sqlite
+from infra.migrate.target import KEY_COLUMNS, TargetTable, create_table_sql, target_type_for, unsupported
+
+PG_TYPNAME = {
+    "bigint": "int8",
+    "text": "text",
+    "jsonb": "jsonb",
+    "timestamptz": "timestamptz",
+    "double precision": "float8",
+    "boolean": "bool",
+    "bytea": "bytea",
+    "numeric": "numeric",
+}
+
+
+@dataclass
+class TableMapping:
+    source: SourceTable
+    namespace: str
+    target_name: str
+    target: TargetTable | None  # None: missing (created by --create-tables when `create` is set)
+    create: bool = False
+    source_columns: list[str] = field(default_factory=list)  # selected after rowid, in order
+    target_columns: list[TargetColumn] = field(default_factory=list)  # same order
+    problems: list[str] = field(default_factory=list)
+    rules: dict[str, int] = field(default_factory=dict)  # table-level rules (rowid alias)
+
+    @property
+    def target_label(self) -> str:
+        return f"{self.namespace}.{self.target_name}"
+
+    @property
+    def target_identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.namespace, self.target_name)
+
+    def select_sql(self) -> str:
+        columns = ", ".join(["rowid"] + [quote_sqlite(c) for c in self.source_columns])
+        return f"SELECT {columns} FROM {quote_sqlite(self.source.name)} WHERE rowid > ? ORDER BY rowid"  # noqa: S608
+
+    def copy_sql(self, binary: bool) -> sql.Composed:
+        names = [sql.Identifier(n) for n in KEY_COLUMNS] + [sql.Identifier(c.name) for c in self.target_columns]
+        return sql.SQL("COPY {} ({}) FROM STDIN{}").format(
+            self.target_identifier, sql.SQL(", ").join(names), sql.SQL(" (FORMAT BINARY)" if binary else "")
+        )
+
+    def create_statements(self) -> list[sql.Composed]:
+        return create_table_sql(self.namespace, self.target_name, self.source)
+
+    def checksum_sql(self) -> sql.Composed:
+        """count and order-independent checksum of one agent's rows in the target, computed by PostgreSQL."""
+        return sql.SQL("SELECT count(*), coalesce(sum({h}), 0) FROM {t} WHERE agent_id = %s").format(
+            h=row_hash_sql("source_rowid", self.target_columns), t=self.target_identifier
+        )
+
+    def row_hashes_sql(self) -> sql.Composed:
+        return sql.SQL("SELECT source_rowid, {h} FROM {t} WHERE agent_id = %s").format(
+            h=row_hash_sql("source_rowid", self.target_columns), t=self.target_identifier
+        )
+
+
+def synthetic_target(namespace: str, name: str, source: SourceTable) -> TargetTable:
+    """The table --create-tables would create, as if introspected."""
+    columns = {
+        "agent_id": TargetColumn("agent_id", "text", True),
+        "source_rowid": TargetColumn("source_rowid", "int8", True),
+    }
+    for column in source.columns:
+        if column.name == source.rowid_alias or column.name in KEY_COLUMNS:
+            continue
+        columns[column.name] = TargetColumn(column.name, PG_TYPNAME[target_type_for(column)])
+    return TargetTable(namespace, name, columns)
+
+
+def build_mapping(
+    source_file: SourceFile, table: SourceTable, target: TargetTable | None, *, create_tables: bool
+) -> TableMapping:
+    name = source_file.target_table(table.name)
+    mapping = TableMapping(table, source_file.namespace, name, target)
+    if table.without_rowid:
+        mapping.problems.append(
+            f"table {table.name!r} is WITHOUT ROWID: its rows have no rowid to key them by; "
+            "copy it into a rowid table first (CREATE TABLE ... AS SELECT) or leave it out of the source"
+        )
+        return mapping
+    if target is None:
+        if not create_tables:
+            mapping.problems.append(
+                f"target table {mapping.target_label} does not exist; apply {source_file.repo}'s migrations "
+                "or pass --create-tables to create it from the source schema"
+            )
+            return mapping
+        mapping.create = True
+        target = synthetic_target(source_file.namespace, name, table)
+    missing_keys = [k for k in KEY_COLUMNS if k not in target.columns]
+    if missing_keys:
+        mapping.problems.append(
+            f"target table {mapping.target_label} lacks column(s) {', '.join(missing_keys)}; every target row "
+            "carries agent_id text and source_rowid bigint (its primary key) so that re-runs never duplicate"
+        )
+    bad = unsupported(target.columns)
+    for column in table.columns:
+        if column.name in target.columns and column.name not in KEY_COLUMNS:
+            if column.name in bad:
+                mapping.problems.append(
+                    f"target column {mapping.target_label}.{column.name} has type "
+                    f"{target.columns[column.name].type_name}, which ws migrate cannot convert to; use text, "
+                    "bytea, integer, float, numeric, boolean, json(b), timestamp(tz), date or uuid"
+                )
+                continue
+            mapping.source_columns.append(column.name)
+            mapping.target_columns.append(target.columns[column.name])
+        elif column.name == table.rowid_alias:
+            mapping.rules["rowid-alias"] = 1
+        else:
+            mapping.problems.append(
+                f"source column {table.name}.{column.name} has no column in {mapping.target_label}; its values "
+                "would be lost - add the column to the target table (a migration), or map the table elsewhere in "
+                "sqlite_migration.tables"
+            )
+    mapped = set(mapping.source_columns) | set(KEY_COLUMNS)
+    for target_column in target.columns.values():
+        if target_column.name not in mapped and target_column.not_null and not target_column.has_default:
+            mapping.problems.append(
+                f"target column {mapping.target_label}.{target_column.name} is NOT NULL without a default and the "
+                "source has no such column; give it a default or make it nullable"
+            )
+    mapping.target = target
+    return mapping
+
+
+def duplicate_targets(mappings: list[TableMapping]) -> None:
+    """Two source tables of one file may not load into the same target table (their rowids would collide)."""
+    seen: dict[str, str] = {}
+    for mapping in mappings:
+        other = seen.get(mapping.target_label)
+        if other is not None:
+            mapping.problems.append(
+                f"source tables {other!r} and {mapping.source.name!r} both map to {mapping.target_label}; map "
+                "each source table to its own target in sqlite_migration.tables"
+            )
+        seen[mapping.target_label] = mapping.source.name
+
+
+@dataclass
+class ConvertedRow:
+    rowid: int
+    values: list[Any]  # agent_id, source_rowid, then target columns
+    checksum: int
+
+
+@dataclass
+class RejectedRow:
+    rowid: int
+    column: str
+    reason: str
+    storage_class: str
+    raw: bytes | None
+    row: tuple[Any, ...]
+
+
+RowResult = tuple[ConvertedRow | None, RejectedRow | None, list[tuple[str, str, bytes | None]]]
+
+
+def row_converter(
+    agent_id: str, mapping: TableMapping, *, checksum: bool = True
+) -> Callable[[tuple[Any, ...]], RowResult]:
+    """A function from a fetched source row (rowid first) to a converted row or a rejected row, with the
+    rules it applied as (rule, column, raw bytes kept or None)."""
+    from infra.migrate.convert import raw_bytes, storage_class
+
+    columns = mapping.target_columns
+    pairs = [(converter_for(c), canonical_for(c), c.name) for c in columns]
+
+    def convert(row: tuple[Any, ...]) -> RowResult:
+        rowid = row[0]
+        values: list[Any] = [agent_id, rowid]
+        parts = [str(rowid)]
+        applied: list[tuple[str, str, bytes | None]] = []
+        notes: Notes = []
+        index = 1
+        for conv, canon, name in pairs:
+            value = row[index]
+            try:
+                result = conv(value, notes)
+            except Rejected as rejected:
+                return (
+                    None,
+                    RejectedRow(rowid, name, rejected.reason, storage_class(value), raw_bytes(value), row),
+                    applied,
+                )
+            if notes:
+                applied.extend((rule, name, raw) for rule, raw in notes)
+                notes.clear()
+            values.append(result)
+            if checksum:
+                parts.append(canon(result))
+            index += 1
+        return ConvertedRow(rowid, values, row_hash("|".join(parts)) if checksum else 0), None, applied
+
+    return convert
+
+
+def iterate_rows(
+    conn: sqlite3.Connection, mapping: TableMapping, path: Path, after: int | None
+) -> Iterator[tuple[Any, ...]]:
+    """Source rows in rowid order after ``after``; read errors become :class:`SourceError`."""
+    try:
+        cursor = conn.execute(mapping.select_sql(), (after if after is not None else -(2**63),))
+        while True:
+            chunk = cursor.fetchmany(2000)
+            if not chunk:
+                return
+            yield from chunk
+    except sqlite3.Error as exc:
+        raise SourceError(describe(path, exc)) from None

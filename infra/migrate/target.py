@@ -1,0 +1,219 @@
+"""The PostgreSQL side: which database, the migration's own ledger namespace, target tables and their columns."""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from infra.migrate.convert import SUPPORTED_TYPES, TargetColumn
+from infra.migrate.source import SourceColumn, SourceTable
+from infra.workspace import env as envmod
+from infra.workspace.errors import UsageError
+from infra.workspace.loader import LoadedWorkspace
+
+LEDGER_SCHEMA = "ws_migrate"
+KEY_COLUMNS = ("agent_id", "source_rowid")
+
+
+def libpq_url(url: str) -> str:
+    """A libpq URL from a Prisma-style one: drops ``?schema=`` (libpq rejects it), keeps everything else."""
+    parts = urllib.parse.urlsplit(url)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "schema"]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def database_url(loaded: LoadedWorkspace | None, environment: str | None, explicit: str | None, repo: str) -> str:
+    """--database-url wins; else the repo's database URL in --env (secrets taken from this process's env)."""
+    if explicit:
+        return libpq_url(explicit)
+    if loaded is None or environment is None:
+        raise UsageError("give --database-url URL or --env ENV to say which database to migrate into")
+    if environment not in loaded.model.environments:
+        raise UsageError(
+            f"--env: unknown environment {environment!r}; {loaded.path.name} declares "
+            f"{', '.join(loaded.model.environments)}"
+        )
+    value = envmod.endpoints(loaded.model, environment, repo).database
+    missing = sorted({p.secret for p in value if not isinstance(p, str) and envmod.environ_secrets(p.secret) is None})
+    if missing:
+        raise UsageError(
+            f"--env {environment}: the database URL of {repo} needs secret(s) {', '.join(missing)}; export them "
+            "in this shell or pass --database-url"
+        )
+    return libpq_url(envmod.render(value, envmod.environ_secrets))
+
+
+def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(url, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise UsageError(f"cannot connect to the database: {str(exc).strip().splitlines()[0]}") from None
+
+
+def ledger_ddl() -> list[sql.Composed]:
+    """The migration's own tables, in namespace ws_migrate (created on first use, idempotently)."""
+    s = sql.Identifier(LEDGER_SCHEMA)
+    return [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s),
+        sql.SQL(
+            """CREATE TABLE IF NOT EXISTS {}.files (
+                namespace text NOT NULL,
+                agent_id text NOT NULL,
+                repo text NOT NULL,
+                source_path text NOT NULL,
+                sha256 text,
+                size_bytes bigint,
+                status text NOT NULL,
+                error text,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                archived_to text,
+                PRIMARY KEY (namespace, agent_id))"""
+        ).format(s),
+        sql.SQL(
+            """CREATE TABLE IF NOT EXISTS {}.units (
+                namespace text NOT NULL,
+                agent_id text NOT NULL,
+                source_table text NOT NULL,
+                target_table text NOT NULL,
+                sha256 text NOT NULL,
+                status text NOT NULL,
+                last_rowid bigint,
+                source_rows bigint,
+                rows_loaded bigint NOT NULL DEFAULT 0,
+                rows_rejected bigint NOT NULL DEFAULT 0,
+                checksum numeric NOT NULL DEFAULT 0,
+                rules jsonb NOT NULL DEFAULT '{{}}',
+                batches integer NOT NULL DEFAULT 0,
+                started_at timestamptz NOT NULL DEFAULT now(),
+                loaded_at timestamptz,
+                load_seconds double precision NOT NULL DEFAULT 0,
+                validated_at timestamptz,
+                validation jsonb,
+                error text,
+                PRIMARY KEY (namespace, agent_id, source_table))"""
+        ).format(s),
+        sql.SQL(
+            """CREATE TABLE IF NOT EXISTS {}.rejects (
+                id bigserial PRIMARY KEY,
+                namespace text NOT NULL,
+                agent_id text NOT NULL,
+                source_table text NOT NULL,
+                source_rowid bigint NOT NULL,
+                column_name text NOT NULL,
+                reason text NOT NULL,
+                storage_class text NOT NULL,
+                raw bytea,
+                row_json jsonb NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                UNIQUE (namespace, agent_id, source_table, source_rowid))"""
+        ).format(s),
+        sql.SQL(
+            """CREATE TABLE IF NOT EXISTS {}.raw_values (
+                namespace text NOT NULL,
+                agent_id text NOT NULL,
+                source_table text NOT NULL,
+                source_rowid bigint NOT NULL,
+                column_name text NOT NULL,
+                rule text NOT NULL,
+                raw bytea NOT NULL,
+                PRIMARY KEY (namespace, agent_id, source_table, source_rowid, column_name, rule))"""
+        ).format(s),
+    ]
+
+
+def ensure_ledger(conn: psycopg.Connection[Any]) -> None:
+    """Create ws_migrate and its tables when missing (serialised by an advisory lock across processes)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('ws_migrate ledger'))")
+        for statement in ledger_ddl():
+            conn.execute(statement)
+
+
+def ledger_exists(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT to_regclass('ws_migrate.units') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class TargetTable:
+    namespace: str
+    name: str
+    columns: dict[str, TargetColumn]  # every column, keyed by name, in table order
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.namespace, self.name)
+
+
+def introspect(conn: psycopg.Connection[Any], namespace: str, table: str) -> TargetTable | None:
+    """The target table's columns with base type, NOT NULL, default and declared length; None when absent."""
+    rows = conn.execute(
+        """
+        SELECT a.attname, coalesce(bt.typname, t.typname), a.attnotnull, a.atthasdef,
+               CASE WHEN coalesce(bt.typname, t.typname) IN ('varchar', 'bpchar') AND a.atttypmod > 4
+                    THEN a.atttypmod - 4 END
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        JOIN pg_type t ON t.oid = a.atttypid
+        LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+        WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
+        ORDER BY a.attnum
+        """,
+        (namespace, table),
+    ).fetchall()
+    if not rows:
+        return None
+    columns = {
+        str(name): TargetColumn(str(name), str(typ), bool(nn), bool(hasdef), int(length) if length else None)
+        for name, typ, nn, hasdef, length in rows
+    }
+    return TargetTable(namespace, table, columns)
+
+
+def target_type_for(column: SourceColumn) -> str:
+    """PostgreSQL type for a source column when --create-tables creates the target (SQLite affinity rules)."""
+    declared = column.declared_type.upper()
+    name = column.name.lower()
+    if "JSON" in declared:
+        return "jsonb"
+    if any(word in declared for word in ("DATE", "TIME")) or name.endswith("_at"):
+        return "timestamptz"
+    if "INT" in declared:
+        return "bigint"
+    if any(word in declared for word in ("CHAR", "CLOB", "TEXT")):
+        return "text"
+    if any(word in declared for word in ("REAL", "FLOA", "DOUB")):
+        return "double precision"
+    if "BOOL" in declared:
+        return "boolean"
+    if declared == "" or "BLOB" in declared:
+        return "bytea"
+    return "numeric"
+
+
+def create_table_sql(namespace: str, table: str, source: SourceTable) -> list[sql.Composed]:
+    """DDL that creates a target table for ``source``: agent_id, source_rowid, then every data column."""
+    columns: list[sql.Composable] = [
+        sql.SQL("agent_id text NOT NULL"),
+        sql.SQL("source_rowid bigint NOT NULL"),
+    ]
+    for column in source.columns:
+        if column.name == source.rowid_alias or column.name in KEY_COLUMNS:
+            continue
+        columns.append(sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(target_type_for(column))))
+    columns.append(sql.SQL("PRIMARY KEY (agent_id, source_rowid)"))
+    return [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(namespace)),
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+            sql.Identifier(namespace, table), sql.SQL(", ").join(columns)
+        ),
+    ]
+
+
+def unsupported(columns: dict[str, TargetColumn]) -> list[str]:
+    return [c.name for c in columns.values() if c.type_name not in SUPPORTED_TYPES and c.name not in KEY_COLUMNS]

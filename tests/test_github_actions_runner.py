@@ -63,12 +63,12 @@ def scope(tmp_path: Path, *, success: bool = True, failure: bool = False, **cont
     ],
 )
 def test_expressions(tmp_path: Path, text: str, expected: Any) -> None:
-    contexts = {
+    contexts: dict[str, Any] = {
         "needs": {"plan": {"result": "success", "outputs": {"deploy_api": "true", "deploy_web": "false"}}},
         "inputs": {"dry_run": False, "name": "", "environment": "local"},
         "steps": {"select": {"outputs": {"deploy_api": "true"}}},
     }
-    assert evaluate(text, scope(tmp_path, **contexts)) == expected
+    assert evaluate(text, Scope(contexts, Status(success=True, failure=False), tmp_path)) == expected
 
 
 def test_status_functions_and_implied_success(tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ def image_reference(repository: str, tag: str) -> str:
 
 
 def server_image(repository: str, version: str) -> str:
-    return image_reference(repository, version) if "@" not in version else f"{repository}:{version}"
+    """The pinned Postgres/Redis image: ``repository:version`` (a version may carry ``@sha256:...``)."""
+    return f"{repository}:{version}"
 
 
 def postgres_data_dir(version: str) -> str:

@@ -80,6 +80,7 @@ class Registration:
     name: str
     inputs: dict[str, Any]
     dependencies: list[str]
+    protect: bool = False
 
 
 @dataclass
@@ -115,7 +116,9 @@ class Recorder(MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             inputs = decode(MessageToDict(request.object, preserving_proto_field_name=True))
             urn = self.make_urn(request.parent, request.type, request.name)
-            self.run.resources.append(Registration(urn, request.type, request.name, inputs, list(request.dependencies)))
+            self.run.resources.append(
+                Registration(urn, request.type, request.name, inputs, list(request.dependencies), request.protect)
+            )
         return super().RegisterResource(request)
 
 
@@ -340,6 +343,8 @@ def test_healthchecks_wait_restart_labels_and_unique_host_ports(runs: Any, case:
             assert f"http://127.0.0.1:{service.port}{service.health.path}" in tests
             assert container.inputs["healthcheck"]["retries"] == service.health.retries
     assert len(published) == len(set(published)) and published
+    (volume,) = [r for r in run.of_type("docker:index/volume:Volume") if r.inputs["name"].endswith("-postgres-data")]
+    assert volume.protect is ws.environments[run.environment].protected  # prod/staging data survives destroy
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{k}-{e}" for k, e in CASES])

@@ -124,7 +124,8 @@ class Database(pulumi.ComponentResource):
             f"{name}-data",
             name=f"{prefix}-postgres-data",
             labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
-            opts=_child(self),
+            # the data of a protected environment survives `pulumi destroy` unless unprotected on purpose
+            opts=pulumi.ResourceOptions(parent=self, protect=ws.environments[args.environment].protected),
         )
         script = roles_script(ws)
         credentials: list[EnvInput] = [

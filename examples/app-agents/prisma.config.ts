@@ -6,6 +6,7 @@ import { defineConfig } from "prisma/config";
 export default defineConfig({
   schema: "shared/database/schema.prisma",
   migrations: { path: "shared/database/migrations" },
+  datasource: { url: process.env.DATABASE_URL ?? "" },
   experimental: { externalTables: true },
   tables: {
     external: [

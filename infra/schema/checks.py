@@ -1,0 +1,42 @@
+"""The `ws check` entry of the schema area: alignment of every secondary's shared models with the primary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from infra.checks import CheckResult
+from infra.schema.align import check_alignment
+from infra.schema.load import load_schemas, schema_repos
+from infra.workspace.errors import WorkspaceError
+from infra.workspace.loader import LoadedWorkspace
+
+
+def check_schema_alignment(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
+    """One result per secondary: aligned, differs (with each difference), or skipped with the reason."""
+    secondaries = [r for r in schema_repos(loaded) if r != loaded.model.primary]
+    if not secondaries:
+        yield CheckResult("schema alignment", "skipped", "no secondary repo declares a schema")
+        return
+    try:
+        schemas = load_schemas(loaded)
+    except WorkspaceError as exc:
+        yield CheckResult("schema alignment", "fail", "; ".join(str(p) for p in exc.problems))
+        return
+    report = check_alignment(schemas)
+    primary_skip = schemas.skipped.get(schemas.primary)
+    for repo in secondaries:
+        name = f"schema alignment {repo}"
+        if repo in schemas.skipped:
+            yield CheckResult(name, "skipped", f"skipped: {schemas.skipped[repo]}")
+            continue
+        if primary_skip:
+            yield CheckResult(name, "skipped", f"skipped: primary {schemas.primary} {primary_skip}")
+            continue
+        statuses = [s for s in report.statuses if s.repo == repo]
+        problems = [p for p in report.problems if p.repo == repo]
+        aligned = sum(1 for s in statuses if s.aligned)
+        differences = [str(d) for s in statuses for d in s.differences] + [str(p) for p in problems]
+        if differences:
+            yield CheckResult(name, "fail", f"{aligned}/{len(statuses)} aligned: " + "; ".join(differences))
+        else:
+            yield CheckResult(name, "ok", f"{aligned}/{len(statuses)} shared models and enums aligned (100%)")

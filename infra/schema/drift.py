@@ -1,0 +1,596 @@
+"""`ws schema drift`: the live PostgreSQL database against every repo's declared models.
+
+The database side is read with five whole-catalog queries over pg_catalog (tables, columns, indexes,
+constraints, enums), filtered to the repos' namespaces, never one query per table and never through
+information_schema. The declared side is what ``prisma migrate`` would create from the models with Prisma's
+default mapping: String -> text, Int -> integer, BigInt -> bigint, Float -> double precision, Decimal ->
+numeric(65,30), DateTime -> timestamp(3), Json -> jsonb, Bytes -> bytea, Boolean -> boolean, ``@db.*`` native
+types, enums as types in the namespace, and the default names ``<table>_pkey``, ``<table>_<cols>_key``,
+``<table>_<cols>_idx`` and ``<table>_<cols>_fkey`` (``map:`` overrides them).
+
+Each repo's namespace is compared with the models that repo owns (its ``@@schema``); the shared copies in
+the secondaries belong to the primary's namespace and are compared there, once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from infra.schema.load import LoadedSchemas, load_schemas
+from infra.schema.model_info import (
+    column_name,
+    db_name,
+    default_expr,
+    id_fields,
+    native_type,
+    relation_fields,
+    relation_references,
+    schema_name,
+    str_arg,
+)
+from infra.schema.psl import Array, Block, Call, Field, Ident, Num, Schema, Str, names_of
+from infra.workspace import env as envmod
+from infra.workspace.errors import UsageError
+from infra.workspace.loader import LoadedWorkspace
+
+IGNORED_TABLES = {"_prisma_migrations"}
+SCALAR_SQL = {
+    "String": "text",
+    "Boolean": "boolean",
+    "Int": "integer",
+    "BigInt": "bigint",
+    "Float": "double precision",
+    "Decimal": "numeric(65,30)",
+    "DateTime": "timestamp(3) without time zone",
+    "Json": "jsonb",
+    "Bytes": "bytea",
+}
+NATIVE_SQL = {
+    "Text": "text",
+    "VarChar": "character varying",
+    "Char": "character",
+    "Uuid": "uuid",
+    "Xml": "xml",
+    "Inet": "inet",
+    "Citext": "citext",
+    "Bit": "bit",
+    "VarBit": "bit varying",
+    "SmallInt": "smallint",
+    "Integer": "integer",
+    "Oid": "oid",
+    "BigInt": "bigint",
+    "Real": "real",
+    "DoublePrecision": "double precision",
+    "Decimal": "numeric",
+    "Money": "money",
+    "Timestamp": "timestamp",
+    "Timestamptz": "timestamp",
+    "Date": "date",
+    "Time": "time",
+    "Timetz": "time",
+    "Json": "json",
+    "JsonB": "jsonb",
+    "ByteA": "bytea",
+    "Boolean": "boolean",
+}
+ACTIONS = {"a": "NoAction", "r": "Restrict", "c": "Cascade", "n": "SetNull", "d": "SetDefault"}
+INDEX_TYPES = {"BTree": "btree", "Hash": "hash", "Gist": "gist", "Gin": "gin", "SpGist": "spgist", "Brin": "brin"}
+MAX_IDENTIFIER = 63
+
+
+# --- the comparable catalog ----------------------------------------------------------------------------
+
+
+@dataclass
+class Column:
+    type: str
+    nullable: bool
+    default: str | None  # normalized: "now()", "autoincrement()", "dbgenerated", a literal's text, or None
+
+
+@dataclass
+class Index:
+    columns: tuple[str, ...]  # "col" or "col DESC"
+    unique: bool
+    method: str
+
+
+@dataclass
+class ForeignKey:
+    columns: tuple[str, ...]
+    target: str  # schema.table
+    target_columns: tuple[str, ...]
+    on_delete: str
+    on_update: str
+
+
+@dataclass
+class Table:
+    columns: dict[str, Column] = field(default_factory=dict)
+    primary_key: tuple[str, tuple[str, ...]] | None = None
+    indexes: dict[str, Index] = field(default_factory=dict)  # unique indexes included
+    foreign_keys: dict[str, ForeignKey] = field(default_factory=dict)
+
+
+@dataclass
+class Catalog:
+    tables: dict[str, Table] = field(default_factory=dict)  # "schema.table"
+    enums: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "schema.name" -> values
+
+
+# --- declared side -------------------------------------------------------------------------------------
+
+
+def constraint_name(table: str, columns: list[str], suffix: str) -> str:
+    name = f"{table}_{'_'.join(columns)}_{suffix}" if columns else f"{table}_{suffix}"
+    return name[:MAX_IDENTIFIER]
+
+
+def _number(text: str) -> str:
+    text = text.strip()
+    if re.fullmatch(r"-?\d+\.\d+", text):
+        text = text.rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
+    return text
+
+
+def _declared_default(f: Field, schema: Schema) -> str | None:
+    if f.attribute("updatedAt") is not None:
+        return None
+    expr = default_expr(f)
+    if expr is None:
+        return None
+    if isinstance(expr, Call):
+        if expr.name == "now":
+            return "now()"
+        if expr.name == "autoincrement":
+            return "autoincrement()"
+        if expr.name == "dbgenerated":
+            return "dbgenerated"
+        return None  # uuid(), cuid(), nanoid(), ulid(): generated by the client, no database default
+    if isinstance(expr, Str):
+        return expr.value
+    if isinstance(expr, Num):
+        return _number(expr.raw)
+    if isinstance(expr, Ident):
+        if expr.name in ("true", "false"):
+            return expr.name
+        enum = schema.enums.get(f.type)
+        if enum is not None:
+            value = next((v for v in enum.values if v.name == expr.name), None)
+            mapped = str_arg(value.attribute("map") if value else None)
+            return mapped or expr.name
+        return expr.name
+    if isinstance(expr, Array):
+        return "[" + ",".join(_declared_list_item(i) for i in expr.items) + "]"
+    return None
+
+
+def _declared_list_item(expr: Any) -> str:
+    if isinstance(expr, Str):
+        return expr.value
+    if isinstance(expr, Num):
+        return _number(expr.raw)
+    return str(expr.text())
+
+
+def _declared_type(f: Field, schema: Schema, namespace: str) -> str:
+    suffix = "[]" if f.list else ""
+    if f.unsupported is not None:
+        return f.unsupported.lower() + suffix
+    enum = schema.enums.get(f.type)
+    if enum is not None:
+        return f"enum {schema_name(enum, namespace)}.{db_name(enum)}{suffix}"
+    native = native_type(f)
+    if native is None:
+        return SCALAR_SQL.get(f.type, f.type) + suffix
+    kind = native.name.split(".", 1)[1]
+    base = NATIVE_SQL.get(kind, kind.lower())
+    args = [a.value.text() for a in native.args]
+    if kind in ("Timestamp", "Timestamptz", "Time", "Timetz"):
+        precision = args[0] if args else "3"
+        zone = "with time zone" if kind.endswith("tz") else "without time zone"
+        return f"{base}({precision}) {zone}{suffix}"
+    if kind == "Decimal" and not args:
+        args = ["65", "30"]
+    if kind in ("Char", "Bit") and not args:
+        args = ["1"]
+    return (f"{base}({','.join(args)})" if args else base) + suffix
+
+
+def declared_catalog(schemas: LoadedSchemas) -> tuple[Catalog, list[str]]:
+    """What the models declare, per owned namespace; and the namespaces covered."""
+    catalog = Catalog()
+    namespaces: list[str] = []
+    for repo in schemas.repos.values():
+        namespace = repo.config.namespace
+        namespaces.append(namespace)
+        schema = repo.schema
+        for enum in schema.enums.values():
+            if schema_name(enum, namespace) != namespace:
+                continue
+            values = tuple(str_arg(v.attribute("map")) or v.name for v in enum.values)
+            catalog.enums[f"{namespace}.{db_name(enum)}"] = values
+        for block in schema.models.values():
+            if block.kind != "model" or block.block_attribute("ignore") is not None:
+                continue
+            if schema_name(block, namespace) != namespace:
+                continue
+            catalog.tables[f"{namespace}.{db_name(block)}"] = _declared_table(block, schema, namespace)
+    return catalog, namespaces
+
+
+def _declared_table(block: Block, schema: Schema, namespace: str) -> Table:
+    table_name = db_name(block)
+    table = Table()
+    columns_of = {f.name: column_name(f) for f in block.fields}
+    for f in block.fields:
+        if f.type in schema.models or f.type in schema.types or f.attribute("ignore") is not None:
+            continue
+        default = _declared_default(f, schema)
+        table.columns[column_name(f)] = Column(_declared_type(f, schema, namespace), f.optional or f.list, default)
+        unique = f.attribute("unique")
+        if unique is not None:
+            name = str_arg(unique, "map", None) or constraint_name(table_name, [column_name(f)], "key")
+            table.indexes[name] = Index((column_name(f),), True, "btree")
+    pk_fields = id_fields(block)
+    if pk_fields:
+        block_id = block.block_attribute("id")
+        field_id = next((f.attribute("id") for f in block.fields if f.attribute("id") is not None), None)
+        name = str_arg(block_id or field_id, "map", None) or f"{table_name}_pkey"
+        table.primary_key = (name[:MAX_IDENTIFIER], tuple(columns_of.get(n, n) for n in pk_fields))
+    for attribute in block.block_attributes:
+        if attribute.name not in ("unique", "index"):
+            continue
+        items = attribute.arg("fields", 0)
+        entries = items.items if isinstance(items, Array) else ()
+        columns = []
+        for item in entries:
+            name = item.name if isinstance(item, Ident | Call) else ""
+            column = columns_of.get(name, name)
+            sort = item.arg("sort") if isinstance(item, Call) else None
+            columns.append(f"{column} DESC" if isinstance(sort, Ident) and sort.name == "Desc" else column)
+        plain = [columns_of.get(n, n) for n in names_of(items)]
+        unique_ = attribute.name == "unique"
+        name = str_arg(attribute, "map", None) or constraint_name(table_name, plain, "key" if unique_ else "idx")
+        index_type = attribute.arg("type")
+        method = INDEX_TYPES.get(index_type.name, index_type.name.lower()) if isinstance(index_type, Ident) else "btree"
+        table.indexes[name] = Index(tuple(columns), unique_, method)
+    for f in block.fields:
+        local = relation_fields(f)
+        target = schema.models.get(f.type)
+        if not local or target is None:
+            continue
+        target_columns = {g.name: column_name(g) for g in target.fields}
+        columns = [columns_of.get(n, n) for n in local]
+        relation = f.attribute("relation")
+        name = str_arg(relation, "map", None) or constraint_name(table_name, columns, "fkey")
+        on_delete = relation.arg("onDelete") if relation else None
+        on_update = relation.arg("onUpdate") if relation else None
+        table.foreign_keys[name] = ForeignKey(
+            tuple(columns),
+            f"{schema_name(target, namespace)}.{db_name(target)}",
+            tuple(target_columns.get(n, n) for n in relation_references(f)),
+            on_delete.name if isinstance(on_delete, Ident) else ("SetNull" if f.optional else "Restrict"),
+            on_update.name if isinstance(on_update, Ident) else "Cascade",
+        )
+    return table
+
+
+# --- live side -----------------------------------------------------------------------------------------
+
+TABLES_SQL = """
+SELECT n.nspname, c.relname
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%(ns)s)
+"""
+COLUMNS_SQL = """
+SELECT n.nspname, c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       pg_catalog.pg_get_expr(d.adbin, d.adrelid),
+       coalesce(et.typtype, t.typtype) = 'e', coalesce(en.nspname, tn.nspname), coalesce(et.typname, t.typname),
+       t.typcategory = 'A'
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace
+LEFT JOIN pg_catalog.pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+LEFT JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
+LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND n.nspname = ANY(%(ns)s)
+ORDER BY n.nspname, c.relname, a.attnum
+"""
+INDEXES_SQL = """
+SELECT n.nspname, t.relname, i.relname, ix.indisunique, ix.indisprimary, am.amname,
+       ARRAY(SELECT pg_catalog.pg_get_indexdef(ix.indexrelid, k, false)
+                    || CASE WHEN ix.indoption[k - 1] & 1 = 1 THEN ' DESC' ELSE '' END
+             FROM generate_series(1, ix.indnkeyatts) AS k ORDER BY k)
+FROM pg_catalog.pg_index ix
+JOIN pg_catalog.pg_class i ON i.oid = ix.indexrelid
+JOIN pg_catalog.pg_class t ON t.oid = ix.indrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+JOIN pg_catalog.pg_am am ON am.oid = i.relam
+WHERE n.nspname = ANY(%(ns)s)
+"""
+CONSTRAINTS_SQL = """
+SELECT n.nspname, t.relname, con.conname, con.contype,
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord),
+       fn.nspname, ft.relname,
+       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.ord),
+       con.confdeltype, con.confupdtype
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_class t ON t.oid = con.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+LEFT JOIN pg_catalog.pg_class ft ON ft.oid = con.confrelid
+LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = ft.relnamespace
+WHERE con.contype IN ('p', 'f') AND n.nspname = ANY(%(ns)s)
+"""
+ENUMS_SQL = """
+SELECT n.nspname, t.typname, array_agg(e.enumlabel ORDER BY e.enumsortorder)
+FROM pg_catalog.pg_type t
+JOIN pg_catalog.pg_enum e ON e.enumtypid = t.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+WHERE n.nspname = ANY(%(ns)s)
+GROUP BY n.nspname, t.typname
+"""
+
+
+def _unquote(name: str) -> str:
+    if len(name) >= 2 and name[0] == '"' and name[-1] == '"':
+        return name[1:-1].replace('""', '"')
+    return name
+
+
+def _live_default(expr: str | None) -> str | None:
+    if expr is None:
+        return None
+    text = expr.strip()
+    if text.startswith("nextval("):
+        return "autoincrement()"
+    if text in ("CURRENT_TIMESTAMP", "now()", "CURRENT_TIMESTAMP(3)") or text.startswith("CURRENT_TIMESTAMP"):
+        return "now()"
+    if text.startswith("ARRAY[") or re.fullmatch(r"'\{.*\}'::[\w .\"\[\]]+\[\]", text):
+        inner = text[6:].split("]")[0] if text.startswith("ARRAY[") else text[2 : text.index("}'")]
+        items = [i.strip() for i in inner.split(",") if i.strip()]
+        return "[" + ",".join(_live_default(i) or "" for i in items) + "]"
+    literal = re.fullmatch(r"\(?'((?:[^']|'')*)'(?:::[\w .\"()\[\],]+)?\)?", text)
+    if literal:
+        value = literal.group(1).replace("''", "'")
+        return _number(value) if re.fullmatch(r"-?\d+(\.\d+)?", value) else value
+    number = re.fullmatch(r"\(?(-?\d+(?:\.\d+)?)\)?(?:::[\w ]+)?", text)
+    if number:
+        return _number(number.group(1))
+    if text in ("true", "false"):
+        return text
+    return "dbgenerated:" + text
+
+
+def live_catalog(conn: psycopg.Connection[Any], namespaces: list[str]) -> Catalog:
+    """The database's tables, columns, indexes, constraints and enums in these namespaces (five queries)."""
+    catalog = Catalog()
+    params = {"ns": namespaces}
+    with conn.cursor() as cur:
+        for nsp, rel in cur.execute(TABLES_SQL, params).fetchall():
+            catalog.tables[f"{nsp}.{rel}"] = Table()
+        for nsp, rel, col, type_, notnull, default, is_enum, type_ns, type_name, is_array in cur.execute(
+            COLUMNS_SQL, params
+        ).fetchall():
+            table = catalog.tables.get(f"{nsp}.{rel}")
+            if table is None:
+                continue
+            text = f"enum {type_ns}.{type_name}{'[]' if is_array else ''}" if is_enum else type_
+            table.columns[col] = Column(text, not notnull, _live_default(default))
+        for nsp, rel, index, unique, primary, method, columns in cur.execute(INDEXES_SQL, params).fetchall():
+            table = catalog.tables.get(f"{nsp}.{rel}")
+            if table is None or primary:
+                continue
+            table.indexes[index] = Index(tuple(_index_column(c) for c in columns), unique, method)
+        for row in cur.execute(CONSTRAINTS_SQL, params).fetchall():
+            nsp, rel, name, kind, columns, fnsp, frel, fcolumns, on_delete, on_update = row
+            table = catalog.tables.get(f"{nsp}.{rel}")
+            if table is None:
+                continue
+            if kind == "p":
+                table.primary_key = (name, tuple(columns))
+            else:
+                table.foreign_keys[name] = ForeignKey(
+                    tuple(columns),
+                    f"{fnsp}.{frel}",
+                    tuple(fcolumns),
+                    ACTIONS.get(on_delete, on_delete),
+                    ACTIONS.get(on_update, on_update),
+                )
+        for nsp, name, values in cur.execute(ENUMS_SQL, params).fetchall():
+            catalog.enums[f"{nsp}.{name}"] = tuple(values)
+    return catalog
+
+
+def _index_column(text: str) -> str:
+    if text.endswith(" DESC"):
+        return _unquote(text[:-5]) + " DESC"
+    return _unquote(text)
+
+
+# --- comparison ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DriftItem:
+    kind: str
+    object: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "object": self.object, "detail": self.detail}
+
+
+@dataclass
+class DriftReport:
+    items: list[DriftItem]
+    namespaces: list[str]
+    tables: int
+    seconds: float
+    skipped: dict[str, str]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": not self.items,
+            "namespaces": self.namespaces,
+            "tables": self.tables,
+            "seconds": round(self.seconds, 3),
+            "drift": [i.as_dict() for i in self.items],
+            "skipped": self.skipped,
+        }
+
+    def markdown(self) -> str:
+        lines = ["## ws schema drift", ""]
+        if not self.items:
+            lines.append(f"No drift: {self.tables} tables in {', '.join(self.namespaces)} match the declared models.")
+        else:
+            lines += ["| kind | object | detail |", "| --- | --- | --- |"]
+            lines += [f"| {i.kind} | {i.object} | {i.detail} |" for i in self.items]
+        for repo, reason in self.skipped.items():
+            lines.append(f"\n{repo}: skipped ({reason})")
+        return "\n".join(lines)
+
+
+def _fmt_fk(fk: ForeignKey) -> str:
+    return (
+        f"({', '.join(fk.columns)}) -> {fk.target}({', '.join(fk.target_columns)})"
+        f" ON DELETE {fk.on_delete} ON UPDATE {fk.on_update}"
+    )
+
+
+def _fmt_index(index: Index) -> str:
+    return f"{'UNIQUE ' if index.unique else ''}{index.method} ({', '.join(index.columns)})"
+
+
+def compare_catalogs(declared: Catalog, live: Catalog) -> list[DriftItem]:
+    items: list[DriftItem] = []
+    add = items.append
+    for name, values in declared.enums.items():
+        actual = live.enums.get(name)
+        if actual is None:
+            add(DriftItem("missing enum", name, f"values {', '.join(values)}"))
+        elif actual != values:
+            add(DriftItem("enum values", name, f"declared {', '.join(values)}; database {', '.join(actual)}"))
+    for name in sorted(set(live.enums) - set(declared.enums)):
+        add(DriftItem("extra enum", name, f"values {', '.join(live.enums[name])}"))
+    for name, table in declared.tables.items():
+        live_table = live.tables.get(name)
+        if live_table is None:
+            add(DriftItem("missing table", name, f"{len(table.columns)} columns declared"))
+            continue
+        items.extend(_compare_table(name, table, live_table))
+    for name in sorted(set(live.tables) - set(declared.tables)):
+        table_name = name.split(".", 1)[1]
+        if table_name in IGNORED_TABLES or table_name.startswith("_"):
+            continue
+        add(DriftItem("extra table", name, f"{len(live.tables[name].columns)} columns, not declared by any model"))
+    return items
+
+
+def _compare_table(name: str, declared: Table, live: Table) -> list[DriftItem]:
+    items: list[DriftItem] = []
+    add = items.append
+    for column, want in declared.columns.items():
+        have = live.columns.get(column)
+        target = f"{name}.{column}"
+        if have is None:
+            add(DriftItem("missing column", target, f"{want.type}{'' if want.nullable else ' NOT NULL'}"))
+            continue
+        if want.type != have.type:
+            add(DriftItem("column type", target, f"declared {want.type}; database {have.type}"))
+        if want.nullable != have.nullable:
+            add(
+                DriftItem(
+                    "nullability",
+                    target,
+                    f"declared {'NULL' if want.nullable else 'NOT NULL'}; database {'NULL' if have.nullable else 'NOT NULL'}",
+                )
+            )
+        if want.default == "dbgenerated":
+            if have.default is None:
+                add(DriftItem("default", target, "declared dbgenerated(...); database has no default"))
+        elif want.default != have.default:
+            shown = (have.default or "none").removeprefix("dbgenerated:")
+            add(DriftItem("default", target, f"declared {want.default or 'none'}; database {shown}"))
+    for column in live.columns:
+        if column not in declared.columns:
+            add(DriftItem("extra column", f"{name}.{column}", f"{live.columns[column].type}, not declared"))
+    if declared.primary_key != live.primary_key:
+        want_pk = (
+            f"{declared.primary_key[0]} ({', '.join(declared.primary_key[1])})" if declared.primary_key else "none"
+        )
+        have_pk = f"{live.primary_key[0]} ({', '.join(live.primary_key[1])})" if live.primary_key else "none"
+        add(DriftItem("primary key", name, f"declared {want_pk}; database {have_pk}"))
+    for index_name, want_index in declared.indexes.items():
+        kind = "unique" if want_index.unique else "index"
+        have_index = live.indexes.get(index_name)
+        if have_index is None:
+            add(DriftItem(f"missing {kind}", f"{name} {index_name}", _fmt_index(want_index)))
+        elif have_index != want_index:
+            add(
+                DriftItem(
+                    kind,
+                    f"{name} {index_name}",
+                    f"declared {_fmt_index(want_index)}; database {_fmt_index(have_index)}",
+                )
+            )
+    for index_name, have_index in live.indexes.items():
+        if index_name not in declared.indexes:
+            kind = "unique" if have_index.unique else "index"
+            add(DriftItem(f"extra {kind}", f"{name} {index_name}", _fmt_index(have_index)))
+    for fk_name, want_fk in declared.foreign_keys.items():
+        have_fk = live.foreign_keys.get(fk_name)
+        if have_fk is None:
+            add(DriftItem("missing foreign key", f"{name} {fk_name}", _fmt_fk(want_fk)))
+        elif have_fk != want_fk:
+            add(
+                DriftItem(
+                    "foreign key", f"{name} {fk_name}", f"declared {_fmt_fk(want_fk)}; database {_fmt_fk(have_fk)}"
+                )
+            )
+    for fk_name, have_fk in live.foreign_keys.items():
+        if fk_name not in declared.foreign_keys:
+            add(DriftItem("extra foreign key", f"{name} {fk_name}", _fmt_fk(have_fk)))
+    return items
+
+
+def database_url_for(loaded: LoadedWorkspace, environment: str) -> str:
+    """The shared database's URL in ENV (local: DATABASE_URL or the default server); secrets from the env."""
+    ws = loaded.model
+    repo = ws.primary
+    value = envmod.endpoints(ws, environment, repo).database
+    missing = sorted(p.secret for p in value if not isinstance(p, str) and envmod.environ_secrets(p.secret) is None)
+    if missing:
+        raise UsageError(
+            f"--env {environment}: the database URL needs secret(s) {', '.join(missing)} in the environment; "
+            "set them or pass --database-url"
+        )
+    url = envmod.render(value, envmod.environ_secrets)
+    return url.split("?", 1)[0]
+
+
+def drift(loaded: LoadedWorkspace, database_url: str, schemas: LoadedSchemas | None = None) -> DriftReport:
+    """Compare the database at ``database_url`` with every readable repo's declared models."""
+    schemas = schemas or load_schemas(loaded)
+    declared, namespaces = declared_catalog(schemas)
+    started = time.perf_counter()
+    try:
+        with psycopg.connect(database_url, connect_timeout=10, autocommit=True) as conn:
+            live = live_catalog(conn, namespaces)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot connect to the database: {first}; check --env/--database-url") from None
+    items = compare_catalogs(declared, live)
+    seconds = time.perf_counter() - started
+    return DriftReport(items, namespaces, len(declared.tables), seconds, dict(schemas.skipped))

@@ -1,0 +1,774 @@
+"""Prisma Schema Language: a lossless parser and a printer.
+
+The parser covers the whole grammar: ``datasource``, ``generator``, ``model``, ``enum``, ``type`` and ``view``
+blocks; ``//`` comments and ``///`` doc comments (kept, attached to the next block, field or value); field
+types with ``?`` and ``[]`` and ``Unsupported("...")``; field and block attributes with any arguments
+(functions, arrays, named arguments, nested calls such as ``[a(sort: Desc)]``); trailing commas; string
+escapes; multi-file schema folders (one :class:`SchemaFile` per file, merged by :class:`Schema`).
+
+Every node remembers its offsets in the source, so :func:`print_file` reproduces untouched blocks byte for
+byte and re-renders only the blocks that were replaced, in ``prisma format`` style.
+Syntax errors raise :class:`PslSyntaxError` naming ``file:line:column``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, Union
+
+BLOCK_KINDS = ("datasource", "generator", "model", "enum", "type", "view")
+SCALAR_TYPES = ("String", "Boolean", "Int", "BigInt", "Float", "Decimal", "DateTime", "Json", "Bytes")
+
+
+class PslSyntaxError(Exception):
+    """A schema file that is not valid Prisma Schema Language; the message names file:line:column."""
+
+    def __init__(self, file: str, line: int, column: int, message: str, fix: str = "") -> None:
+        self.file, self.line, self.column, self.message, self.fix = file, line, column, message, fix
+        text = f"{file}:{line}:{column}: {message}"
+        super().__init__(f"{text}. Fix: {fix}" if fix else text)
+
+
+# --- expressions ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Str:
+    value: str
+    raw: str  # as written, quotes included
+
+    def text(self) -> str:
+        return self.raw
+
+
+@dataclass(frozen=True)
+class Num:
+    raw: str
+
+    def text(self) -> str:
+        return self.raw
+
+
+@dataclass(frozen=True)
+class Ident:
+    name: str  # constants (true, Cascade, Desc) and field references
+
+    def text(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str | None
+    value: Expr
+
+    def text(self) -> str:
+        return f"{self.name}: {self.value.text()}" if self.name else self.value.text()
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Arg, ...]
+
+    def text(self) -> str:
+        return f"{self.name}({', '.join(a.text() for a in self.args)})"
+
+    def arg(self, name: str, position: int | None = None) -> Expr | None:
+        return find_arg(self.args, name, position)
+
+
+@dataclass(frozen=True)
+class Array:
+    items: tuple[Expr, ...]
+
+    def text(self) -> str:
+        return "[" + ", ".join(i.text() for i in self.items) + "]"
+
+
+Expr = Union[Str, Num, Ident, Call, Array]  # noqa: UP007  (a runtime alias used in isinstance-free code)
+
+
+def find_arg(args: Sequence[Arg], name: str, position: int | None = None) -> Expr | None:
+    """The argument called ``name``, else the unnamed one at ``position`` (Prisma's positional default)."""
+    for arg in args:
+        if arg.name == name:
+            return arg.value
+    if position is not None:
+        unnamed = [a for a in args if a.name is None]
+        if len(unnamed) > position:
+            return unnamed[position].value
+    return None
+
+
+def names_of(expr: Expr | None) -> list[str]:
+    """Field names listed in ``[a, b(sort: Desc)]`` (or a single ``a``)."""
+    if expr is None:
+        return []
+    items = expr.items if isinstance(expr, Array) else (expr,)
+    out = []
+    for item in items:
+        if isinstance(item, Ident):
+            out.append(item.name)
+        elif isinstance(item, Call):
+            out.append(item.name)
+    return out
+
+
+# --- nodes ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str  # without @/@@: "id", "default", "db.VarChar", "@index" is stored as "index" with block=True
+    args: tuple[Arg, ...]
+    has_parens: bool
+    block: bool
+    line: int = 0
+    column: int = 0
+
+    def text(self) -> str:
+        prefix = "@@" if self.block else "@"
+        if not self.has_parens:
+            return prefix + self.name
+        return f"{prefix}{self.name}({', '.join(a.text() for a in self.args)})"
+
+    def arg(self, name: str, position: int | None = None) -> Expr | None:
+        return find_arg(self.args, name, position)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # "String", "Agent", or "Unsupported" (see unsupported)
+    optional: bool
+    list: bool
+    attributes: tuple[Attribute, ...]
+    doc: tuple[str, ...] = ()  # /// lines above, without the slashes
+    comment: str | None = None  # trailing // comment, as written
+    unsupported: str | None = None  # the string of Unsupported("...")
+    line: int = 0
+    column: int = 0
+
+    @property
+    def type_text(self) -> str:
+        base = f"Unsupported({json.dumps(self.unsupported)})" if self.unsupported is not None else self.type
+        return base + ("[]" if self.list else "") + ("?" if self.optional else "")
+
+    def attribute(self, name: str) -> Attribute | None:
+        return next((a for a in self.attributes if a.name == name), None)
+
+
+@dataclass(frozen=True)
+class EnumValue:
+    name: str
+    attributes: tuple[Attribute, ...]
+    doc: tuple[str, ...] = ()
+    comment: str | None = None
+    line: int = 0
+    column: int = 0
+
+    def attribute(self, name: str) -> Attribute | None:
+        return next((a for a in self.attributes if a.name == name), None)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    key: str
+    value: Expr
+    doc: tuple[str, ...] = ()
+    comment: str | None = None
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True)
+class Comment:
+    text: str  # the whole comment as written ("// ..." )
+
+
+@dataclass(frozen=True)
+class Blank:
+    pass
+
+
+Member = Union[Field, EnumValue, Assignment, Attribute, Comment, Blank]  # noqa: UP007
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: Literal["datasource", "generator", "model", "enum", "type", "view"]
+    name: str
+    members: tuple[Member, ...]
+    doc: tuple[str, ...] = ()
+    file: str = ""
+    line: int = 0
+    column: int = 0
+    start: int = 0  # offset of the first doc comment line (or the keyword)
+    end: int = 0  # offset just after the closing brace
+
+    @property
+    def fields(self) -> list[Field]:
+        return [m for m in self.members if isinstance(m, Field)]
+
+    @property
+    def values(self) -> list[EnumValue]:
+        return [m for m in self.members if isinstance(m, EnumValue)]
+
+    @property
+    def assignments(self) -> list[Assignment]:
+        return [m for m in self.members if isinstance(m, Assignment)]
+
+    @property
+    def block_attributes(self) -> list[Attribute]:
+        return [m for m in self.members if isinstance(m, Attribute)]
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    def block_attribute(self, name: str) -> Attribute | None:
+        return next((a for a in self.block_attributes if a.name == name), None)
+
+    def assignment(self, key: str) -> Expr | None:
+        return next((a.value for a in self.assignments if a.key == key), None)
+
+
+@dataclass(frozen=True)
+class SchemaFile:
+    path: str
+    text: str
+    blocks: tuple[Block, ...]
+
+
+@dataclass
+class Schema:
+    """All files of one schema (a single file or a folder) with lookups by block name."""
+
+    files: list[SchemaFile] = field(default_factory=list)
+
+    @property
+    def blocks(self) -> Iterator[Block]:
+        for f in self.files:
+            yield from f.blocks
+
+    def of_kind(self, *kinds: str) -> list[Block]:
+        return [b for b in self.blocks if b.kind in kinds]
+
+    @property
+    def models(self) -> dict[str, Block]:
+        return {b.name: b for b in self.blocks if b.kind in ("model", "view")}
+
+    @property
+    def enums(self) -> dict[str, Block]:
+        return {b.name: b for b in self.blocks if b.kind == "enum"}
+
+    @property
+    def types(self) -> dict[str, Block]:
+        return {b.name: b for b in self.blocks if b.kind == "type"}
+
+    def block(self, name: str) -> Block | None:
+        return next((b for b in self.blocks if b.name == name and b.kind in ("model", "view", "enum", "type")), None)
+
+
+# --- lexer ---------------------------------------------------------------------------------------------
+
+TokenKind = Literal["ident", "string", "number", "punct", "newline", "comment", "doc", "eof"]
+_TOKEN = re.compile(
+    r"(?P<ws>[ \t\r\f\v\ufeff]+)"
+    r"|(?P<newline>\n)"
+    r"|(?P<doc>///[^\n]*)"
+    r"|(?P<comment>//[^\n]*)"
+    r"|(?P<string>\")"
+    r"|(?P<number>-?\d+(?:\.\d+)?(?![A-Za-z_]))"
+    r"|(?P<ident>[A-Za-z_][A-Za-z0-9_\-]*)"
+    r"|(?P<punct>@@|[{}()\[\],:=?.@])"
+)
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "/": "/", "b": "\b", "f": "\f", "0": "\0"}
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: TokenKind
+    text: str
+    value: str
+    start: int
+    end: int
+    line: int
+    column: int
+
+
+def tokenize(text: str, file: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos, line, line_start = 0, 1, 0
+    length = len(text)
+    while pos < length:
+        match = _TOKEN.match(text, pos)
+        column = pos - line_start + 1
+        if match is None:
+            raise PslSyntaxError(
+                file, line, column, f"unexpected character {text[pos]!r}", "remove it or quote it inside a string"
+            )
+        kind = match.lastgroup
+        if kind == "ws":
+            pos = match.end()
+            continue
+        if kind == "string":
+            value, end = _read_string(text, pos, file, line, column)
+            tokens.append(Token("string", text[pos:end], value, pos, end, line, column))
+            pos = end
+            continue
+        end = match.end()
+        token_text = text[pos:end]
+        tokens.append(Token(kind, token_text, token_text, pos, end, line, column))  # type: ignore[arg-type]
+        if kind == "newline":
+            line += 1
+            line_start = end
+        pos = end
+    tokens.append(Token("eof", "", "", length, length, line, pos - line_start + 1))
+    return tokens
+
+
+def _read_string(text: str, start: int, file: str, line: int, column: int) -> tuple[str, int]:
+    out: list[str] = []
+    pos = start + 1
+    while pos < len(text):
+        char = text[pos]
+        if char == '"':
+            return "".join(out), pos + 1
+        if char == "\n":
+            break
+        if char == "\\":
+            nxt = text[pos + 1 : pos + 2]
+            if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[pos + 2 : pos + 6]):
+                out.append(chr(int(text[pos + 2 : pos + 6], 16)))
+                pos += 6
+                continue
+            if nxt in _ESCAPES:
+                out.append(_ESCAPES[nxt])
+                pos += 2
+                continue
+            raise PslSyntaxError(
+                file,
+                line,
+                column + (pos - start),
+                f"unknown string escape \\{nxt}",
+                'use \\", \\\\, \\n, \\t, \\r or \\uXXXX',
+            )
+        out.append(char)
+        pos += 1
+    raise PslSyntaxError(file, line, column, "unterminated string", 'close the string with " on the same line')
+
+
+# --- parser --------------------------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, text: str, file: str) -> None:
+        self.text = text
+        self.file = file
+        self.tokens = tokenize(text, file)
+        self.pos = 0
+
+    # token helpers
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.pos]
+
+    def peek(self, offset: int = 1) -> Token:
+        return self.tokens[min(self.pos + offset, len(self.tokens) - 1)]
+
+    def advance(self) -> Token:
+        token = self.tokens[self.pos]
+        if token.kind != "eof":
+            self.pos += 1
+        return token
+
+    def error(self, message: str, fix: str = "", token: Token | None = None) -> PslSyntaxError:
+        token = token or self.tok
+        return PslSyntaxError(self.file, token.line, token.column, message, fix)
+
+    def describe(self, token: Token) -> str:
+        return {"newline": "end of line", "eof": "end of file"}.get(token.kind, repr(token.text))
+
+    def expect(self, text: str, fix: str = "") -> Token:
+        if self.tok.text != text or self.tok.kind not in ("punct",):
+            raise self.error(f"expected {text!r} but found {self.describe(self.tok)}", fix)
+        return self.advance()
+
+    def expect_ident(self, what: str) -> Token:
+        if self.tok.kind != "ident":
+            raise self.error(f"expected {what} but found {self.describe(self.tok)}")
+        return self.advance()
+
+    def skip_inline_space(self) -> None:
+        """Inside (), [] newlines and comments are insignificant."""
+        while self.tok.kind in ("newline", "comment", "doc"):
+            self.advance()
+
+    # grammar
+    def parse_file(self) -> SchemaFile:
+        blocks: list[Block] = []
+        doc: list[str] = []
+        doc_start: int | None = None
+        while self.tok.kind != "eof":
+            token = self.tok
+            if token.kind == "newline":
+                self.advance()
+                if self.tok.kind == "newline":  # a blank line detaches doc comments
+                    doc, doc_start = [], None
+                continue
+            if token.kind == "doc":
+                if doc_start is None:
+                    doc_start = token.start
+                doc.append(token.text[3:])
+                self.advance()
+                continue
+            if token.kind == "comment":
+                doc, doc_start = [], None
+                self.advance()
+                continue
+            if token.kind == "ident" and token.text in BLOCK_KINDS:
+                blocks.append(self.parse_block(tuple(doc), doc_start))
+                doc, doc_start = [], None
+                continue
+            raise self.error(
+                f"expected a block (one of {', '.join(BLOCK_KINDS)}) but found {self.describe(token)}",
+                "start each top-level declaration with model, enum, type, view, datasource or generator",
+            )
+        return SchemaFile(self.file, self.text, tuple(blocks))
+
+    def parse_block(self, doc: tuple[str, ...], doc_start: int | None) -> Block:
+        keyword = self.advance()
+        kind = keyword.text
+        name = self.expect_ident(f"a name after {kind!r}")
+        self.expect("{", f"open the {kind} body with {{ on the same line")
+        self.end_of_line(f"{kind} {name.text}")
+        members: list[Member] = []
+        pending_doc: list[str] = []
+        while True:
+            token = self.tok
+            if token.kind == "eof":
+                raise self.error(
+                    f"{kind} {name.text} (line {keyword.line}) is not closed", "add the closing } on its own line"
+                )
+            if token.kind == "punct" and token.text == "}":
+                self.advance()
+                break
+            if token.kind == "newline":
+                self.advance()
+                if not members or not isinstance(members[-1], Blank):
+                    members.append(Blank())
+                continue
+            if token.kind == "doc":
+                pending_doc.append(token.text[3:])
+                self.advance()
+                self.end_of_line("doc comment")
+                continue
+            if token.kind == "comment":
+                members.append(Comment(token.text))
+                self.advance()
+                self.end_of_line("comment")
+                continue
+            if token.kind == "punct" and token.text == "@@":
+                if kind in ("datasource", "generator"):
+                    raise self.error(f"block attributes are not allowed in a {kind}")
+                attribute = self.parse_attribute(block=True)
+                members.append(attribute)
+                self.end_of_line(f"@@{attribute.name}")
+                continue
+            if token.kind != "ident":
+                raise self.error(
+                    f"unexpected {self.describe(token)} in {kind} {name.text}",
+                    "each line holds one field, value, key = value, @@attribute or comment",
+                )
+            if kind in ("datasource", "generator"):
+                members.append(self.parse_assignment(tuple(pending_doc)))
+            elif kind == "enum":
+                members.append(self.parse_enum_value(tuple(pending_doc)))
+            else:
+                members.append(self.parse_field(tuple(pending_doc), f"{kind} {name.text}"))
+            pending_doc = []
+        # drop the Blank produced by the newline right after "{"
+        trimmed = list(members)
+        if trimmed and isinstance(trimmed[0], Blank):
+            trimmed.pop(0)
+        while trimmed and isinstance(trimmed[-1], Blank):
+            trimmed.pop()
+        end = self.tokens[self.pos - 1].end
+        return Block(
+            kind,  # type: ignore[arg-type]
+            name.text,
+            tuple(trimmed),
+            doc,
+            self.file,
+            keyword.line,
+            keyword.column,
+            doc_start if doc_start is not None else keyword.start,
+            end,
+        )
+
+    def end_of_line(self, after: str) -> str | None:
+        """Consume an optional trailing // comment and the newline; returns the comment."""
+        comment = None
+        if self.tok.kind in ("comment", "doc"):
+            comment = self.advance().text
+        if self.tok.kind == "newline":
+            self.advance()
+            return comment
+        if self.tok.kind == "eof" or (self.tok.kind == "punct" and self.tok.text == "}"):
+            return comment
+        raise self.error(
+            f"unexpected {self.describe(self.tok)} after {after}", "put one declaration per line", self.tok
+        )
+
+    def parse_assignment(self, doc: tuple[str, ...]) -> Assignment:
+        key = self.advance()
+        self.expect("=", f"write `{key.text} = value`")
+        value = self.parse_expr()
+        comment = self.end_of_line(key.text)
+        return Assignment(key.text, value, doc, comment, key.line, key.column)
+
+    def parse_enum_value(self, doc: tuple[str, ...]) -> EnumValue:
+        name = self.advance()
+        attributes: list[Attribute] = []
+        while self.tok.kind == "punct" and self.tok.text == "@":
+            attributes.append(self.parse_attribute(block=False))
+        comment = self.end_of_line(name.text)
+        return EnumValue(name.text, tuple(attributes), doc, comment, name.line, name.column)
+
+    def parse_field(self, doc: tuple[str, ...], where: str) -> Field:
+        name = self.advance()
+        if self.tok.kind != "ident":
+            raise self.error(
+                f"field {name.text} of {where} has no type",
+                f"write `{name.text} String` (or another type) on the same line",
+            )
+        type_token = self.advance()
+        type_name = type_token.text
+        unsupported: str | None = None
+        if type_name == "Unsupported":
+            self.expect("(", 'write Unsupported("native type")')
+            if self.tok.kind != "string":
+                raise self.error("Unsupported(...) takes one string", 'write Unsupported("circle")')
+            unsupported = self.advance().value
+            self.expect(")")
+        is_list = optional = False
+        if self.tok.kind == "punct" and self.tok.text == "[":
+            self.advance()
+            self.expect("]", f"write {type_name}[] for a list")
+            is_list = True
+        if self.tok.kind == "punct" and self.tok.text == "?":
+            self.advance()
+            optional = True
+        if is_list and optional:
+            raise self.error(
+                f"field {name.text}: a list cannot be optional", f"write {type_name}[] (lists are never null)"
+            )
+        attributes: list[Attribute] = []
+        while self.tok.kind == "punct" and self.tok.text == "@":
+            attributes.append(self.parse_attribute(block=False))
+        comment = self.end_of_line(f"field {name.text}")
+        return Field(
+            name.text,
+            type_name,
+            optional,
+            is_list,
+            tuple(attributes),
+            doc,
+            comment,
+            unsupported,
+            name.line,
+            name.column,
+        )
+
+    def parse_attribute(self, *, block: bool) -> Attribute:
+        at = self.advance()
+        parts = [self.expect_ident("an attribute name").text]
+        while self.tok.kind == "punct" and self.tok.text == "." and self.peek().kind == "ident":
+            self.advance()
+            parts.append(self.advance().text)
+        has_parens = False
+        args: tuple[Arg, ...] = ()
+        if self.tok.kind == "punct" and self.tok.text == "(" and self.tok.start == self.tokens[self.pos - 1].end:
+            has_parens = True
+            args = self.parse_args()
+        return Attribute(".".join(parts), args, has_parens, block, at.line, at.column)
+
+    def parse_args(self) -> tuple[Arg, ...]:
+        open_token = self.expect("(")
+        args: list[Arg] = []
+        while True:
+            self.skip_inline_space()
+            if self.tok.kind == "punct" and self.tok.text == ")":
+                self.advance()
+                return tuple(args)
+            if self.tok.kind == "eof":
+                raise self.error(f"parenthesis opened on line {open_token.line} is not closed", "add )", open_token)
+            name = None
+            if self.tok.kind == "ident" and self.peek().kind == "punct" and self.peek().text == ":":
+                name = self.advance().text
+                self.advance()
+                self.skip_inline_space()
+            args.append(Arg(name, self.parse_expr()))
+            self.skip_inline_space()
+            if self.tok.kind == "punct" and self.tok.text == ",":
+                self.advance()
+                continue
+            if not (self.tok.kind == "punct" and self.tok.text == ")"):
+                raise self.error(f"expected ',' or ')' but found {self.describe(self.tok)}", "separate arguments by ,")
+
+    def parse_expr(self) -> Expr:
+        token = self.tok
+        if token.kind == "string":
+            self.advance()
+            return Str(token.value, token.text)
+        if token.kind == "number":
+            self.advance()
+            return Num(token.text)
+        if token.kind == "ident":
+            self.advance()
+            name = token.text
+            while self.tok.kind == "punct" and self.tok.text == "." and self.peek().kind == "ident":
+                self.advance()
+                name += "." + self.advance().text
+            if self.tok.kind == "punct" and self.tok.text == "(":
+                return Call(name, self.parse_args())
+            return Ident(name)
+        if token.kind == "punct" and token.text == "[":
+            self.advance()
+            items: list[Expr] = []
+            while True:
+                self.skip_inline_space()
+                if self.tok.kind == "punct" and self.tok.text == "]":
+                    self.advance()
+                    return Array(tuple(items))
+                if self.tok.kind == "eof":
+                    raise self.error(f"bracket opened on line {token.line} is not closed", "add ]", token)
+                items.append(self.parse_expr())
+                self.skip_inline_space()
+                if self.tok.kind == "punct" and self.tok.text == ",":
+                    self.advance()
+                    continue
+                if not (self.tok.kind == "punct" and self.tok.text == "]"):
+                    raise self.error(f"expected ',' or ']' but found {self.describe(self.tok)}", "separate items by ,")
+        raise self.error(
+            f"expected a value but found {self.describe(token)}",
+            'a value is a "string", a number, a name, f(), or [..]',
+        )
+
+
+def parse(text: str, file: str = "schema.prisma") -> SchemaFile:
+    """Parse one schema file; raise :class:`PslSyntaxError` (file:line:column) when it is not valid PSL."""
+    return _Parser(text, file).parse_file()
+
+
+def parse_schema(files: Iterable[tuple[str, str]]) -> Schema:
+    """Parse every (path, text) of a schema (single file or folder) into one :class:`Schema`."""
+    return Schema([parse(text, path) for path, text in files])
+
+
+# --- printer -------------------------------------------------------------------------------------------
+
+
+def render_block(block: Block) -> str:
+    """One block in ``prisma format`` style (aligned columns, two-space indent), doc comments included."""
+    lines = [f"///{d}" for d in block.doc]
+    lines.append(f"{block.kind} {block.name} {{")
+    rows = _member_rows(block)
+    lines.extend(rows)
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _member_rows(block: Block) -> list[str]:
+    # Alignment groups (as prisma format does): runs of fields/values/assignments, comments included,
+    # broken by blank lines and block attributes. A blank line always precedes the first block attribute.
+    out: list[str] = []
+    group: list[tuple[list[str], str | None, tuple[str, ...]] | str] = []
+
+    def flush() -> None:
+        widths = [0, 0, 0]
+        for row in group:
+            if isinstance(row, str):
+                continue
+            cells = row[0]
+            for i, cell in enumerate(cells[:-1]):
+                widths[i] = max(widths[i], len(cell))
+        for row in group:
+            if isinstance(row, str):
+                out.append("  " + row)
+                continue
+            cells, comment, doc = row
+            out.extend(f"  ///{d}" for d in doc)
+            padded = [cell.ljust(widths[i]) if i < len(cells) - 1 else cell for i, cell in enumerate(cells)]
+            text = " ".join(padded).rstrip()
+            if comment:
+                text += " " + comment
+            out.append("  " + text)
+        group.clear()
+
+    previous: Member | None = None
+    for member in block.members:
+        if isinstance(member, Field):
+            cells = [member.name, member.type_text, " ".join(a.text() for a in member.attributes)]
+            group.append((cells, member.comment, member.doc))
+        elif isinstance(member, EnumValue):
+            group.append(([member.name, " ".join(a.text() for a in member.attributes)], member.comment, member.doc))
+        elif isinstance(member, Assignment):
+            group.append(([member.key, "= " + member.value.text()], member.comment, member.doc))
+        elif isinstance(member, Comment):
+            group.append(member.text)
+        else:
+            flush()
+            if isinstance(member, Blank):
+                out.append("")
+            elif isinstance(member, Attribute):
+                if previous is not None and not isinstance(previous, Blank | Attribute | Comment):
+                    out.append("")
+                out.append("  " + member.text())
+        previous = member
+    flush()
+    return out
+
+
+def print_file(schema_file: SchemaFile, replacements: dict[int, Block | None] | None = None) -> str:
+    """The file's text with the blocks at the given indexes re-rendered (None removes the block).
+
+    Untouched blocks and everything between blocks are copied byte for byte.
+    """
+    replacements = replacements or {}
+    text = schema_file.text
+    out: list[str] = []
+    pos = 0
+    for index, block in enumerate(schema_file.blocks):
+        if index not in replacements:
+            continue
+        new = replacements[index]
+        out.append(text[pos : block.start])
+        if new is None:
+            pos = block.end
+            if text[pos : pos + 1] == "\n":
+                pos += 1
+            while text[pos : pos + 1] == "\n" and (not out or out[-1].endswith("\n\n")):
+                pos += 1
+        else:
+            out.append(render_block(new))
+            pos = block.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def append_blocks(text: str, blocks: Sequence[Block]) -> str:
+    """Text with rendered blocks appended at the end, separated by one blank line."""
+    if not blocks:
+        return text
+    body = "\n\n".join(render_block(b) for b in blocks)
+    stripped = text.rstrip("\n")
+    return (stripped + "\n\n" if stripped else "") + body + "\n"
+
+
+def with_members(block: Block, members: Sequence[Member]) -> Block:
+    return replace(block, members=tuple(members))

@@ -77,6 +77,15 @@ def check_generated(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
 CHECKS: list[Check] = [check_model, check_required_env, check_checkouts, check_generated, check_stack_files]
 
 
+def check_schema_alignment(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
+    from infra.schema.checks import check_schema_alignment as schema_check
+
+    return schema_check(loaded)
+
+
+CHECKS.append(check_schema_alignment)
+
+
 def run_checks(loaded: LoadedWorkspace) -> list[CheckResult]:
     results: list[CheckResult] = []
     for check in CHECKS:

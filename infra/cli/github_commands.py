@@ -256,17 +256,17 @@ def metrics_command(
     if fmt == "prometheus":
         click.echo(metrics.prometheus(result), nl=False)
         return
-    names = list(metrics.PROMETHEUS)
     rows = [
-        (env.environment, env.deployments, *(escape(metrics.format_figure(env.figures()[n])) for n in names))
+        (env.environment, metrics.FIGURE_NAMES[key], metrics.format_value(f), escape(metrics.format_detail(f)))
         for env in result.environments
+        for key, f in env.figures().items()
     ]
-    columns = ["environment", "deployments", "frequency", "lead time", "fail rate", "recovery", "rework"]
+    columns = ["environment", "figure", "value", "detail"]
     console.print(table(f"DORA figures, last {days} days", columns, rows))
     for extra in result.extra:
         value = f"{extra.value * 100:.1f}%" if extra.value is not None else "n/a"
         console.print(f"{extra.name.replace('_', ' ')}: {value} ({escape(extra.detail)})")
-    lines = [f"## DORA figures (last {days} days)", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * 7]
+    lines = [f"## DORA figures (last {days} days)", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * 4]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     step_summary("\n".join(lines))
 

@@ -283,15 +283,20 @@ def _import(module: str, names: Sequence[str]) -> tuple[Any, str]:
 
 
 def schema_alignment(loaded: LoadedWorkspace) -> Availability:
-    """Share of shared models (per secondary) that match the primary, from infra.schema's alignment check."""
-    check, why = _import("infra.schema.align", ("alignment_report", "check_alignment", "align"))
-    if check is None:
-        return Availability("schema_alignment", None, "ratio", f"unavailable: {why}")
+    """Share of the secondaries' shared models and enums aligned with the primary (infra.schema's check)."""
+    load, why = _import("infra.schema.load", ("load_schemas",))
+    check, why_check = _import("infra.schema.align", ("check_alignment",))
+    if load is None or check is None:
+        return Availability("schema_alignment", None, "ratio", f"unavailable: {why or why_check}")
     try:
-        result = check(loaded)
+        result = check(load(loaded))
     except Exception as exc:  # another area's failure must not hide the DORA figures; it is shown instead
         return Availability("schema_alignment", None, "ratio", f"unavailable: {type(exc).__name__}: {exc}")
-    return _ratio_from("schema_alignment", result, ("aligned", "total"), "shared models aligned")
+    if getattr(result, "total", 0) == 0:
+        skipped = getattr(result, "skipped", {}) or {}
+        reason = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no shared models declared"
+        return Availability("schema_alignment", None, "ratio", f"unavailable: {reason}")
+    return _ratio_from("schema_alignment", result, ("aligned", "shared"), "shared models and enums aligned")
 
 
 def migration_completion(loaded: LoadedWorkspace, database_url: str) -> Availability:
@@ -363,11 +368,26 @@ def prometheus(result: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_figure(figure: Figure) -> str:
+FIGURE_NAMES = {
+    "deployment_frequency": "deployment frequency",
+    "change_lead_time": "change lead time",
+    "change_fail_rate": "change fail rate",
+    "failed_deployment_recovery_time": "failed deployment recovery time",
+    "deployment_rework_rate": "deployment rework rate",
+}
+
+
+def format_value(figure: Figure) -> str:
     if figure.value is None:
-        return f"n/a ({figure.detail})"
+        return "n/a"
     if figure.unit == "ratio":
-        return f"{figure.value * 100:.1f}% ({figure.detail})"
+        return f"{figure.value * 100:.1f}%"
     if figure.unit == "hours":
-        return f"{figure.value:g} h median, p90 {figure.p90:g} h ({figure.samples} samples)"
-    return f"{figure.value:g} {figure.unit} ({figure.detail})"
+        return f"{figure.value:g} h (p90 {figure.p90:g} h)"
+    return f"{figure.value:g} {figure.unit}"
+
+
+def format_detail(figure: Figure) -> str:
+    if figure.unit == "hours" and figure.value is not None:
+        return f"median of {figure.samples}" + (f"; {figure.detail.split('; ', 1)[1]}" if "; " in figure.detail else "")
+    return figure.detail

@@ -5,7 +5,10 @@ hostile dispatch inputs driven through the generated workflow (they reach `ws` a
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -450,3 +453,16 @@ def test_the_generated_selection_step_treats_hostile_input_as_data(golden_tree: 
         "deploy_worker": "true",
         "deploy_web": "true",
     }
+
+
+def test_command_line(tmp_path: Path) -> None:
+    root = tree(tmp_path, PIPELINE, {"greet": GREET_ACTION})
+    base = [sys.executable, "-m", "infra.github.steprunner", ".github/workflows/w.yml", "--root", str(root)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ok = subprocess.run(base, cwd=root, capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "b got from-a" in ok.stdout and "undo: skipped" in ok.stdout
+    failed = subprocess.run([*base, "-i", "fail_at=b"], cwd=root, capture_output=True, text=True, env=env)
+    assert failed.returncode == 1 and "undo: success" in failed.stdout
+    bad = subprocess.run([*base, "-i", "nope=1"], cwd=root, capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "unknown input(s) nope" in bad.stderr and "Traceback" not in bad.stderr

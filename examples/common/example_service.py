@@ -3,6 +3,13 @@
 It is real: /health connects to PostgreSQL (DATABASE_URL, Prisma form with ?schema=<namespace>) and pings
 Redis (REDIS_URL) on every call and reports both, with latencies; routes run real SQL. Standard library
 HTTP server plus psycopg and redis, nothing else.
+
+Versions. The running version is ``WS_VERSION`` (set by `ws` when it deploys a version). A repo may describe
+its releases in ``releases.json`` at its root (the service's working directory): for each version,
+``requires_tables`` (tables that version reads; /health answers 503 naming any that is missing, as a release
+deployed before its migration would) and ``removed_routes`` (API routes that version no longer serves). Versions
+not listed behave as the code in the checkout. The deploy tests use these to ship a release that fails its
+health check and one that breaks a neighbour's integration test.
 """
 
 from __future__ import annotations
@@ -59,9 +66,37 @@ def check_redis() -> dict[str, Any]:
         return {"ok": False, "error": str(exc)}
 
 
+def release(version: str) -> dict[str, Any]:
+    """What ``releases.json`` (in the working directory) says about ``version``; {} when nothing."""
+    try:
+        with open("releases.json", encoding="utf-8") as handle:
+            releases = json.load(handle)
+    except FileNotFoundError:
+        return {}
+    entry = releases.get(version, {}) if isinstance(releases, dict) else {}
+    return entry if isinstance(entry, dict) else {}
+
+
+def check_tables(tables: list[str]) -> dict[str, Any]:
+    """Whether the tables a release reads exist (to_regclass, schema-qualified names)."""
+    if not tables:
+        return {"ok": True}
+    try:
+        with connect() as conn:
+            missing = [t for t in tables if conn.execute("SELECT to_regclass(%s)", [t]).fetchone() == (None,)]
+    except psycopg.Error as exc:
+        return {"ok": False, "error": str(exc).strip().splitlines()[0]}
+    if missing:
+        return {"ok": False, "error": f"missing table(s) {', '.join(missing)}: this release needs a migration"}
+    return {"ok": True}
+
+
 def serve(name: str, routes: dict[str, Route]) -> None:
     """Serve until SIGTERM/SIGINT on PORT (127.0.0.1 unless HOST is set)."""
     version = os.environ.get("WS_VERSION", "dev")
+    behaviour = release(version)
+    routes = {path: route for path, route in routes.items() if path not in behaviour.get("removed_routes", [])}
+    required_tables = list(behaviour.get("requires_tables", []))
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"{name}/{version}"
@@ -80,15 +115,18 @@ def serve(name: str, routes: dict[str, Route]) -> None:
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
             if path == "/health":
-                database, cache = check_database(), check_redis()
-                healthy = database["ok"] and cache["ok"]
+                database, cache, tables = check_database(), check_redis(), check_tables(required_tables)
+                healthy = database["ok"] and cache["ok"] and tables["ok"]
                 body = {
                     "status": "ok" if healthy else "unhealthy",
                     "service": name,
                     "version": version,
                     "database": database,
                     "redis": cache,
+                    "tables": tables,
                 }
+                if not tables["ok"]:
+                    body["error"] = tables["error"]
                 self._send(200 if healthy else 503, body)
                 return
             route = routes.get(path)

@@ -7,10 +7,18 @@ Every other part (status, metrics, GitHub deployment records) reads these tables
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
+
+from infra.workspace.errors import CheckFailed
 
 NAMESPACE = "ws"
 
@@ -52,6 +60,12 @@ CREATE TABLE IF NOT EXISTS {ns}.deployment_steps (
     finished_at    timestamptz
 );
 CREATE INDEX IF NOT EXISTS deployment_steps_deployment ON {ns}.deployment_steps (deployment_id, id);
+CREATE TABLE IF NOT EXISTS {ns}.deploy_locks (
+    environment   text        PRIMARY KEY,
+    holder        text        NOT NULL,              -- host:pid of the process holding the advisory lock
+    deployment_id bigint,
+    acquired_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 """
 
 
@@ -61,3 +75,236 @@ def ensure_schema(conn: psycopg.Connection[Any]) -> None:
         # Serialise concurrent first-time creation: CREATE ... IF NOT EXISTS can race on the catalog.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('ws.ledger.ddl'))")
         conn.execute(sql.SQL(DDL).format(ns=sql.Identifier(NAMESPACE)))
+
+
+# Triggers whose deployer holds the environment lock for the whole run (`ws deploy`, `ws up`): a `running` row of
+# theirs whose lock is free was left by a dead deployer. `ws pipeline begin` rows (trigger pipeline/workflow) run
+# as one job per step, so between jobs nobody holds the lock; they end with `ws pipeline finish` or `ws rollback`.
+ATTACHED_TRIGGERS = ("cli", "up")
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10, row_factory=dict_row)
+    except psycopg.OperationalError as exc:
+        raise CheckFailed(f"deploy ledger: cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}") from exc
+    ensure_schema(conn)
+    return conn
+
+
+def _table(name: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(NAMESPACE), sql.Identifier(name))
+
+
+@contextmanager
+def environment_lock(
+    url: str, environment: str, holder: str | None = None
+) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """Hold the per-environment advisory lock on a dedicated connection, or fail at once naming its holder.
+
+    The lock is a session lock: it goes away with the connection, so a deployer killed with -9 frees it.
+    """
+    holder = holder or holder_name()
+    conn = connect(url)
+    try:
+        got = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext('ws.deploy'), hashtext(%s)) AS got", [environment]
+        ).fetchone()
+        if not got or not got["got"]:
+            row = conn.execute(
+                sql.SQL("SELECT holder, deployment_id, acquired_at FROM {} WHERE environment = %s").format(
+                    _table("deploy_locks")
+                ),
+                [environment],
+            ).fetchone()
+            who = (
+                f"{row['holder']} (deployment {row['deployment_id']}, since {row['acquired_at']:%Y-%m-%d %H:%M:%S%z})"
+                if row
+                else "another process"
+            )
+            raise CheckFailed(
+                f"environment {environment} is being deployed by {who}; wait for it to finish (ws status --env "
+                f"{environment}) and run again"
+            )
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (environment, holder, deployment_id, acquired_at) VALUES (%s, %s, NULL, "
+                "clock_timestamp()) ON CONFLICT (environment) DO UPDATE SET holder = EXCLUDED.holder, "
+                "deployment_id = NULL, acquired_at = EXCLUDED.acquired_at"
+            ).format(_table("deploy_locks")),
+            [environment, holder],
+        )
+        yield conn
+    finally:
+        conn.close()
+
+
+def note_lock_deployment(conn: psycopg.Connection[Any], environment: str, deployment_id: int) -> None:
+    conn.execute(
+        sql.SQL("UPDATE {} SET deployment_id = %s WHERE environment = %s").format(_table("deploy_locks")),
+        [deployment_id, environment],
+    )
+
+
+def recover_interrupted(conn: psycopg.Connection[Any], environment: str) -> list[int]:
+    """Mark `running` deployments of dead deployers (and their running steps) interrupted; their ids.
+
+    Call only while holding the environment lock: then no live attached deployer exists for the environment.
+    """
+    rows = conn.execute(
+        sql.SQL(
+            "UPDATE {} SET status = 'interrupted', finished_at = clock_timestamp(), "
+            "error = coalesce(error, 'the deployer stopped before finishing (killed or crashed); '"
+            " || 'run `ws rollback --deployment ' || id || '` to restore the previous versions') "
+            "WHERE environment = %s AND status = 'running' AND trigger = ANY(%s) AND NOT dry_run RETURNING id"
+        ).format(_table("deployments")),
+        [environment, list(ATTACHED_TRIGGERS)],
+    ).fetchall()
+    ids = [int(r["id"]) for r in rows]
+    if ids:
+        interrupt_running_steps(conn, ids)
+    return ids
+
+
+def interrupt_running_steps(conn: psycopg.Connection[Any], deployment_ids: Sequence[int]) -> int:
+    cursor = conn.execute(
+        sql.SQL(
+            "UPDATE {} SET status = 'interrupted', finished_at = clock_timestamp(), "
+            "detail = coalesce(detail || '; ', '') || 'interrupted: its process stopped before finishing' "
+            "WHERE deployment_id = ANY(%s) AND status = 'running'"
+        ).format(_table("deployment_steps")),
+        [list(deployment_ids)],
+    )
+    return cursor.rowcount
+
+
+def open_pipeline_deployments(conn: psycopg.Connection[Any], environment: str) -> list[dict[str, Any]]:
+    return conn.execute(
+        sql.SQL(
+            "SELECT id, holder, trigger, started_at FROM {} WHERE environment = %s AND status = 'running' "
+            "AND NOT dry_run AND NOT (trigger = ANY(%s)) ORDER BY id"
+        ).format(_table("deployments")),
+        [environment, list(ATTACHED_TRIGGERS)],
+    ).fetchall()
+
+
+def create_deployment(
+    conn: psycopg.Connection[Any],
+    *,
+    environment: str,
+    repos: Sequence[str],
+    versions_before: Mapping[str, str | None],
+    versions_after: Mapping[str, str],
+    holder: str,
+    trigger: str,
+    run_url: str | None,
+    dry_run: bool,
+    commits: Mapping[str, Any] | None = None,
+) -> int:
+    row = conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (environment, status, repos, versions_before, versions_after, commits, holder, trigger, "
+            "run_url, dry_run) VALUES (%s, 'running', %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+        ).format(_table("deployments")),
+        [
+            environment,
+            list(repos),
+            json.dumps(dict(versions_before)),
+            json.dumps(dict(versions_after)),
+            json.dumps(dict(commits or {})),
+            holder,
+            trigger,
+            run_url,
+            dry_run,
+        ],
+    ).fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+def start_step(
+    conn: psycopg.Connection[Any],
+    deployment_id: int,
+    step: str,
+    *,
+    repo: str | None = None,
+    stage: int | None = None,
+    version_before: str | None = None,
+    version_after: str | None = None,
+    detail: str | None = None,
+) -> int:
+    row = conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (deployment_id, step, repo, stage, status, version_before, version_after, detail) "
+            "VALUES (%s, %s, %s, %s, 'running', %s, %s, %s) RETURNING id"
+        ).format(_table("deployment_steps")),
+        [deployment_id, step, repo, stage, version_before, version_after, detail],
+    ).fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+def finish_step(
+    conn: psycopg.Connection[Any], step_id: int, status: str, detail: str | None = None, log_excerpt: str | None = None
+) -> None:
+    assert status in STEP_STATUSES
+    conn.execute(
+        sql.SQL(
+            "UPDATE {} SET status = %s, detail = coalesce(%s, detail), log_excerpt = coalesce(%s, log_excerpt), "
+            "finished_at = clock_timestamp() WHERE id = %s"
+        ).format(_table("deployment_steps")),
+        [status, detail, log_excerpt, step_id],
+    )
+
+
+def set_log_excerpt(conn: psycopg.Connection[Any], step_id: int, excerpt: str) -> None:
+    conn.execute(
+        sql.SQL("UPDATE {} SET log_excerpt = %s WHERE id = %s").format(_table("deployment_steps")), [excerpt, step_id]
+    )
+
+
+def finish_deployment(conn: psycopg.Connection[Any], deployment_id: int, status: str, error: str | None = None) -> None:
+    assert status in DEPLOYMENT_STATUSES
+    conn.execute(
+        sql.SQL("UPDATE {} SET status = %s, error = %s, finished_at = clock_timestamp() WHERE id = %s").format(
+            _table("deployments")
+        ),
+        [status, error, deployment_id],
+    )
+
+
+def set_versions_after(conn: psycopg.Connection[Any], deployment_id: int, versions: Mapping[str, str]) -> None:
+    conn.execute(
+        sql.SQL("UPDATE {} SET versions_after = %s WHERE id = %s").format(_table("deployments")),
+        [json.dumps(dict(versions)), deployment_id],
+    )
+
+
+def deployment(conn: psycopg.Connection[Any], deployment_id: int) -> dict[str, Any] | None:
+    row: dict[str, Any] | None = conn.execute(
+        sql.SQL("SELECT * FROM {} WHERE id = %s").format(_table("deployments")), [deployment_id]
+    ).fetchone()
+    return row
+
+
+def steps(conn: psycopg.Connection[Any], deployment_id: int) -> list[dict[str, Any]]:
+    return conn.execute(
+        sql.SQL("SELECT * FROM {} WHERE deployment_id = %s ORDER BY id").format(_table("deployment_steps")),
+        [deployment_id],
+    ).fetchall()
+
+
+def recent(conn: psycopg.Connection[Any], environment: str | None = None, limit: int = 5) -> list[dict[str, Any]]:
+    """The last deployments, per environment when ``environment`` is None."""
+    return conn.execute(
+        sql.SQL(
+            "SELECT * FROM (SELECT d.*, row_number() OVER (PARTITION BY environment ORDER BY id DESC) AS n "
+            "FROM {} d WHERE %s::text IS NULL OR environment = %s) ranked WHERE n <= %s "
+            "ORDER BY environment, id DESC"
+        ).format(_table("deployments")),
+        [environment, environment, limit],
+    ).fetchall()

@@ -1,0 +1,425 @@
+"""Commands that change or inspect running environments: deploy, pipeline, rollback, db, health, status, up, down.
+
+Parse, call infra.deploy, render. Exit codes: 0 ok, 1 the deploy/check failed, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from infra.cli._common import (
+    Context,
+    check_environment,
+    check_repo,
+    console,
+    env_option,
+    err_console,
+    json_option,
+    parse_repos,
+    pass_context,
+    print_json,
+    repos_option,
+    step_summary,
+    table,
+)
+from infra.deploy import health as healthmod
+from infra.deploy import migrations, pipeline
+from infra.deploy import status as statusmod
+from infra.deploy import up as upmod
+from infra.deploy.events import DeployObserver
+from infra.deploy.runtime import runtime_for
+from infra.workspace.errors import CheckFailed, UsageError
+from infra.workspace.loader import LoadedWorkspace
+
+STATUS_STYLE = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}
+
+
+def progress(message: str) -> None:
+    err_console.print(escape(message))
+
+
+def observer(loaded: LoadedWorkspace) -> DeployObserver | None:
+    """The GitHub deployment observer when infra.github provides one and its environment is set up."""
+    try:
+        from infra.github.deployments import observer_from_environment
+    except ImportError:
+        return None
+    try:
+        found: DeployObserver | None = observer_from_environment(loaded)
+        return found
+    except Exception as exc:  # an observer never fails a deploy
+        progress(f"warning: GitHub deployment records disabled: {exc}")
+        return None
+
+
+def parse_versions(loaded: LoadedWorkspace, text: str | None) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        repo, sep, tag = item.partition("=")
+        if not sep or not tag.strip():
+            raise UsageError(f"--versions: {item.strip()!r} is not repo=tag (e.g. app-agents=1.4.2)")
+        check_repo(loaded, repo.strip())
+        versions[repo.strip()] = tag.strip()
+    return versions
+
+
+def versions_option(func: Any) -> Any:
+    return click.option(
+        "--versions", default=None, metavar="REPO=TAG,...", help="Versions to deploy (default: the current checkout)."
+    )(func)
+
+
+def deployment_option(func: Any) -> Any:
+    return click.option("--deployment", "deployment_id", type=int, required=True, metavar="ID", help="Ledger id.")(func)
+
+
+def render_outcome(outcome: pipeline.Outcome, as_json: bool, title: str, ok: bool | None = None) -> None:
+    if as_json:
+        print_json(outcome.as_dict())
+    else:
+        rows = [
+            (
+                s.step,
+                s.repo or "",
+                "[yellow]skipped[/]" if s.skipped else STATUS_STYLE[s.ok],
+                escape(s.detail.splitlines()[0] if s.detail else ""),
+            )
+            for s in outcome.steps
+        ]
+        if rows:
+            console.print(table(title, ["step", "repo", "status", "detail"], rows))
+        console.print(f"deployment {outcome.deployment_id}: {outcome.status}")
+        if outcome.error:
+            console.print(f"error: {escape(outcome.error)}")
+        if any(s.step == "rollback" for s in outcome.steps):
+            console.print(f"note: {pipeline.SCHEMA_NOTE}")
+    lines = [f"## {title}: {outcome.status}", "", "| step | repo | status | detail |", "| --- | --- | --- | --- |"]
+    lines += [
+        f"| {s.step} | {s.repo or ''} | {'skipped' if s.skipped else ('ok' if s.ok else 'FAIL')} | "
+        f"{(s.detail.splitlines()[0] if s.detail else '').replace('|', '/')} |"
+        for s in outcome.steps
+    ]
+    step_summary("\n".join(lines))
+    if not (outcome.ok if ok is None else ok):
+        raise CheckFailed(f"deployment {outcome.deployment_id} {outcome.status.replace('_', ' ')}")
+
+
+def render_plan(plan: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json({"dry_run": True, "plan": plan})
+        return
+    console.print(f"[bold]Plan for {plan['environment']}[/] (runtime {plan['runtime']}); nothing is changed")
+    infra = plan["infra"]
+    console.print(f"1. infra: {escape(json.dumps(infra) if isinstance(infra, dict) else infra)}")
+    console.print("2. migrate (stage order):")
+    for repo, what in plan["migrate"].items():
+        console.print(f"   - {repo}: {escape(json.dumps(what) if not isinstance(what, str) else what)}")
+    console.print(f"3. validate: {plan['validate']}")
+    console.print("4. deploy stages:")
+    for stage in plan["stages"]:
+        for entry in stage["repos"]:
+            console.print(
+                f"   stage {stage['stage']}: {entry['repo']} {entry['version_before'] or '(none)'} -> "
+                f"{entry['version_after']} ({entry['action']}; health {entry['health']})"
+            )
+    if "preview" in plan:
+        console.print(f"   pulumi preview: {escape(plan['preview'])}")
+    console.print("5. integration tests:")
+    for repo, command in plan["integration"].items():
+        console.print(f"   - {repo}: {escape(command)}")
+    console.print(f"6. health: {plan['health']}")
+    console.print(f"on failure: {plan['on_failure']}")
+
+
+@click.command("deploy")
+@env_option()
+@repos_option
+@versions_option
+@click.option("--dry-run", is_flag=True, help="Print the exact plan; change nothing.")
+@json_option
+@pass_context
+def deploy_command(
+    ctx: Context, environment: str, repos: str | None, versions: str | None, dry_run: bool, as_json: bool
+) -> None:
+    """Deploy ENV: infra -> migrate -> validate -> stages (health-gated) -> integration -> health.
+
+    On any failure every service deployed by this run goes back to its previous version, in reverse stage
+    order, and health is checked again. Rollback never reverts schema: migrations stay applied.
+    A second deploy of the same environment while one runs fails at once, naming the holder.
+    """
+    loaded = ctx.loaded
+    check_environment(loaded, environment)
+    selected = parse_repos(loaded, repos)
+    wanted = parse_versions(loaded, versions)
+    runner = pipeline.Pipeline(loaded, environment, progress=progress, observer=None if dry_run else observer(loaded))
+    if dry_run:
+        render_plan(runner.plan(selected, wanted), as_json)
+        return
+    render_outcome(runner.run(selected, wanted), as_json, f"ws deploy {environment}")
+
+
+@click.group("pipeline")
+def pipeline_group() -> None:
+    """The deploy's steps one per command, for CI jobs: begin, infra, migrate, validate, deploy, integration,
+    health, finish. Each takes the environment lock for its own run and records itself in the ledger."""
+
+
+@pipeline_group.command("begin")
+@env_option()
+@repos_option
+@versions_option
+@click.option("--dry-run", is_flag=True, help="Record a dry-run deployment: later steps only print their plan.")
+@pass_context
+def pipeline_begin(ctx: Context, environment: str, repos: str | None, versions: str | None, dry_run: bool) -> None:
+    """Create the deployment in the ledger; print its id (and add deployment_id=<id> to $GITHUB_OUTPUT)."""
+    loaded = ctx.loaded
+    check_environment(loaded, environment)
+    deployment_id = pipeline.pipeline_begin(
+        loaded,
+        environment,
+        parse_repos(loaded, repos),
+        parse_versions(loaded, versions),
+        dry_run=dry_run,
+        progress=progress,
+        observer=observer(loaded),
+    )
+    click.echo(deployment_id)
+    target = os.environ.get("GITHUB_OUTPUT")
+    if target:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(f"deployment_id={deployment_id}\n")
+
+
+def _step_command(step: str, doc: str, needs_repo: bool = False) -> click.Command:
+    @click.pass_obj
+    def run(ctx: Context, deployment_id: int, as_json: bool, repo: str | None = None) -> None:
+        loaded = ctx.loaded
+        if repo is not None:
+            check_repo(loaded, repo)
+        outcome = pipeline.pipeline_step(
+            loaded, deployment_id, step, repo=repo, progress=progress, observer=observer(loaded)
+        )
+        render_outcome(outcome, as_json, f"ws pipeline {step}")
+
+    params: list[click.Parameter] = [
+        click.Option(["--deployment", "deployment_id"], type=int, required=True, metavar="ID", help="Ledger id."),
+        click.Option(["--json", "as_json"], is_flag=True, help="Print machine-readable JSON instead of tables."),
+    ]
+    if needs_repo:
+        params.append(click.Option(["--repo"], required=True, metavar="R", help="The repo to deploy."))
+    return click.Command(step, callback=run, params=params, help=doc)
+
+
+for _step, _doc, _repo in (
+    ("infra", "Provision PostgreSQL (with the workspace database) and Redis for the deployment's environment.", False),
+    ("migrate", "Apply each selected repo's migrations in stage order (built-in applier or its command).", False),
+    ("validate", "Schema alignment and drift, when infra.schema provides them ('not available' otherwise).", False),
+    ("deploy", "Deploy one repo at the deployment's version, gated by its health check.", True),
+    ("integration", "Run the selected repos' test.integration commands against the running environment.", False),
+    ("health", "Check the health of the environment (database, migrations, Redis, services, schema).", False),
+    ("finish", "Mark the deployment succeeded, rolled_back or failed from its steps.", False),
+):
+    pipeline_group.add_command(_step_command(_step, _doc, _repo))
+
+
+@click.command("rollback")
+@deployment_option
+@json_option
+@pass_context
+def rollback_command(ctx: Context, deployment_id: int, as_json: bool) -> None:
+    """Roll the services a deployment touched back to their previous versions (reverse stage order).
+
+    Works on failed, interrupted (deployer killed) and still-open pipeline deployments. Schema is never
+    reverted: migrations stay applied.
+    """
+    loaded = ctx.loaded
+    outcome = pipeline.rollback(loaded, deployment_id, progress=progress, observer=observer(loaded))
+    # the rollback succeeded when the deployment ends rolled_back
+    render_outcome(outcome, as_json, f"ws rollback {deployment_id}", ok=outcome.status == "rolled_back")
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database commands of the workspace (the built-in Prisma-compatible migration applier)."""
+
+
+@db_group.command("migrate")
+@env_option()
+@click.option("--repo", required=True, metavar="R", help="The repo whose migrations to apply.")
+@click.option("--dry-run", is_flag=True, help="List the pending migrations; apply nothing.")
+@json_option
+@pass_context
+def db_migrate(ctx: Context, environment: str, repo: str, dry_run: bool, as_json: bool) -> None:
+    """Apply REPO's Prisma migration folders like `prisma migrate deploy`, recording _prisma_migrations rows.
+
+    Refuses like Prisma: a failed migration (P3009), a non-empty schema without history (P3005), an applied
+    migration whose migration.sql changed since.
+    """
+    loaded = ctx.loaded
+    check_environment(loaded, environment)
+    check_repo(loaded, repo)
+    runtime = runtime_for(loaded, environment)
+    infra = runtime.locate() if dry_run else runtime.provision()
+    if infra is None:
+        names = [m.name for m in migrations.migration_files(loaded, repo)]
+        applied, note = names, "database not running: every migration is pending"
+    else:
+        applied = migrations.apply(infra.database_url, loaded, repo, dry_run=dry_run, progress=progress)
+        note = ""
+    namespace = migrations.namespace_of(loaded, repo)
+    if as_json:
+        print_json({"repo": repo, "namespace": namespace, "dry_run": dry_run, "migrations": applied, "note": note})
+        return
+    verb = "would apply" if dry_run else "applied"
+    if applied:
+        console.print(f"{repo} ({namespace}): {verb} {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        console.print(f"{repo} ({namespace}): up to date")
+    if note:
+        console.print(note)
+
+
+@click.command("health")
+@env_option()
+@json_option
+@click.option("--format", "fmt", type=click.Choice(["table", "prometheus"]), default="table", help="Output format.")
+@pass_context
+def health_command(ctx: Context, environment: str, as_json: bool, fmt: str) -> None:
+    """Check ENV: database, every repo's migrations, Redis PING, each service's health endpoint (concurrently,
+    with its timeout and retries) and schema alignment. Exit 1 when anything is unhealthy."""
+    loaded = ctx.loaded
+    check_environment(loaded, environment)
+    runtime = runtime_for(loaded, environment)
+    report = healthmod.check(loaded, environment, runtime, runtime.locate())
+    if as_json:
+        print_json(report.as_dict())
+    elif fmt == "prometheus":
+        sys.stdout.write(report.prometheus())
+    else:
+        render_health(report)
+    if not report.ok:
+        raise CheckFailed(f"{environment} is unhealthy: {', '.join(c.name for c in report.failed)}")
+
+
+def render_health(report: healthmod.HealthReport) -> None:
+    rows = [
+        (c.name, STATUS_STYLE[c.ok], "" if c.latency_ms is None else f"{c.latency_ms:.1f}", escape(c.detail))
+        for c in report.components
+    ]
+    console.print(table(f"health of {report.environment}", ["component", "status", "ms", "detail"], rows))
+
+
+@click.command("status")
+@env_option(required=False)
+@json_option
+@pass_context
+def status_command(ctx: Context, environment: str | None, as_json: bool) -> None:
+    """Per environment: the last deployments, migration progress, schema alignment and health."""
+    loaded = ctx.loaded
+    if environment:
+        check_environment(loaded, environment)
+    results = statusmod.status(loaded, environment)
+    if as_json:
+        print_json(results)
+        return
+    for env in results:
+        console.print(f"[bold]{env['environment']}[/] ({env['runtime']})")
+        if not env.get("reachable"):
+            console.print(f"  {escape(env.get('detail', 'not reachable'))}")
+            continue
+        rows = [
+            (
+                d["id"],
+                d["status"] + (" (dry run)" if d["dry_run"] else ""),
+                ", ".join(f"{r}={v}" for r, v in d["versions_after"].items()),
+                f"{d['started_at']:%Y-%m-%d %H:%M:%S}",
+                d["trigger"],
+                escape((d["error"] or "")[:100]),
+            )
+            for d in env["deployments"]
+        ]
+        console.print(table("  last deployments", ["id", "status", "versions", "started", "trigger", "error"], rows))
+        health = env["health"]
+        checks = [(c["name"], STATUS_STYLE[c["ok"]], escape(c["detail"])) for c in health["components"]]
+        console.print(table("  migrations, schema and health", ["component", "status", "detail"], checks))
+
+
+@click.command("up")
+@env_option(default="local")
+@click.option("--attach", is_flag=True, help="Stay in the foreground; Ctrl-C stops everything (ws down).")
+@json_option
+@pass_context
+def up_command(ctx: Context, environment: str, attach: bool, as_json: bool) -> None:
+    """Bring the workspace up on this machine: PostgreSQL and Redis (DATABASE_URL/REDIS_URL, the local
+    servers, or embedded ones), migrations, every service in stage order, health. Services keep running
+    until `ws down` (or Ctrl-C with --attach). State and logs: .ws/<env>/ beside workspace.yaml."""
+    loaded = ctx.loaded
+    started = time.monotonic()
+    result = upmod.up(loaded, environment, progress=progress, observer=observer(loaded))
+    elapsed = time.monotonic() - started
+    if as_json:
+        print_json(
+            {
+                **result.outcome.as_dict(),
+                "urls": result.urls,
+                "health": result.report.as_dict(),
+                "seconds": round(elapsed, 2),
+            }
+        )
+    else:
+        rows = [(repo, url) for repo, url in result.urls.items()]
+        console.print(table(f"{loaded.model.name} ({environment}) in {elapsed:.1f}s", ["service", "url"], rows))
+        render_health(result.report)
+        console.print(f"logs: {loaded.root / '.ws' / environment / 'logs'}; stop with `ws down --env {environment}`")
+    if not result.outcome.ok or not result.report.ok:
+        raise CheckFailed(
+            f"ws up: deployment {result.outcome.deployment_id} {result.outcome.status}"
+            + (f": {result.outcome.error}" if result.outcome.error else "")
+        )
+    if attach:
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        progress("attached: Ctrl-C stops the workspace")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            for line in upmod.down(loaded, environment):
+                progress(f"stopped {line}")
+
+
+@click.command("down")
+@env_option(default="local")
+@json_option
+@pass_context
+def down_command(ctx: Context, environment: str, as_json: bool) -> None:
+    """Stop every service of the local environment and the embedded servers `ws up` started."""
+    stopped = upmod.down(ctx.loaded, environment)
+    if as_json:
+        print_json({"environment": environment, "stopped": stopped})
+    elif stopped:
+        for line in stopped:
+            console.print(f"stopped {line}")
+    else:
+        console.print(f"nothing running in {environment}")
+
+
+COMMANDS = (
+    deploy_command,
+    pipeline_group,
+    rollback_command,
+    db_group,
+    health_command,
+    status_command,
+    up_command,
+    down_command,
+)

@@ -1,0 +1,358 @@
+"""The local runtime: shared servers on this machine and each service a supervised, detached subprocess.
+
+State lives under ``.ws/<env>/`` beside workspace.yaml: ``state/servers.json`` (the servers in use, embedded
+ones with their pids), ``state/services.json`` (per repo: supervisor pid = process group, version, port,
+start time), ``logs/<repo>.log`` (the supervisor's and the service's output). Services outlive the `ws` process
+that started them, so each `ws pipeline ...` job, `ws up` and `ws down` can be separate processes.
+
+A version, locally, is a label handed to the service as ``WS_VERSION``; the service decides what it means
+(the example services read their repo's ``releases.json``, see README). The default version of a repo is the
+short commit of its checkout (``-dirty`` when it has local changes), or ``dev`` outside git.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from infra.deploy import servers
+from infra.deploy.runtime import Infra, process_env, rendered_env
+from infra.workspace.errors import CheckFailed, UsageError
+from infra.workspace.loader import LoadedWorkspace
+
+SUPERVISOR = Path(__file__).with_name("supervise.py")
+STOP_TIMEOUT = 10.0
+
+
+def state_root(loaded: LoadedWorkspace, environment: str) -> Path:
+    return loaded.root / ".ws" / environment
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is in process group ``pgid``."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def stop_group(pgid: int, timeout: float = STOP_TIMEOUT, reap: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM a process group, wait for it to be gone, SIGKILL what is left after ``timeout``."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if reap is not None:
+            reap.poll()
+        if not group_alive(pgid):
+            return
+        time.sleep(0.02)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    while group_alive(pgid):
+        if reap is not None:
+            reap.poll()
+        time.sleep(0.02)
+
+
+class LocalRuntime:
+    name = "local"
+
+    def __init__(self, loaded: LoadedWorkspace, environment: str) -> None:
+        self.loaded = loaded
+        self.environment = environment
+        self.root = state_root(loaded, environment)
+        self.state_dir = self.root / "state"
+        self.logs_dir = self.root / "logs"
+        self._lock = threading.Lock()
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._infra: Infra | None = None
+
+    # ---- state files -------------------------------------------------------------------------------------
+    def _read(self, name: str) -> dict[str, Any]:
+        path = self.state_dir / name
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as exc:
+            raise CheckFailed(f"{path}: corrupt state file ({exc}); run `ws down` to reset it") from exc
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, name: str, data: dict[str, Any]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        tmp.replace(path)
+
+    def services(self) -> dict[str, dict[str, Any]]:
+        """repo -> recorded state of its running service (entries whose process group died are dropped)."""
+        with self._lock:
+            data = self._read("services.json")
+        return {repo: entry for repo, entry in data.items() if group_alive(int(entry["pgid"]))}
+
+    # ---- infrastructure ----------------------------------------------------------------------------------
+    def _server_urls(self, start: bool) -> tuple[str, str, str, str] | None:
+        model = self.loaded.model
+        recorded = self._read("servers.json")
+        db_url = os.environ.get("DATABASE_URL")
+        db_source = "DATABASE_URL"
+        if not db_url:
+            rec = recorded.get("postgres")
+            if rec and servers.pid_alive(int(rec["pid"])) and servers.answers("127.0.0.1", int(rec["port"])):
+                db_url, db_source = rec["url"], f"embedded PostgreSQL (pid {rec['pid']})"
+            elif servers.answers("127.0.0.1", model.database.port):
+                db_url = f"postgresql://postgres@127.0.0.1:{model.database.port}/postgres"
+                db_source = f"local server on 127.0.0.1:{model.database.port}"
+            elif start:
+                server = servers.start_embedded_postgres(self.root / "embedded-postgres", model.database.port)
+                recorded["postgres"] = server.__dict__
+                db_url, db_source = server.url, f"embedded PostgreSQL (pid {server.pid}, started now)"
+            else:
+                return None
+        cache_url = os.environ.get("REDIS_URL")
+        cache_source = "REDIS_URL"
+        if not cache_url:
+            rec = recorded.get("redis")
+            if rec and servers.pid_alive(int(rec["pid"])) and servers.answers("127.0.0.1", int(rec["port"])):
+                cache_url, cache_source = rec["url"], f"embedded Valkey (pid {rec['pid']})"
+            elif servers.answers("127.0.0.1", model.cache.port):
+                cache_url = f"redis://127.0.0.1:{model.cache.port}/{model.cache.db}"
+                cache_source = f"local server on 127.0.0.1:{model.cache.port}"
+            elif start:
+                server = servers.start_embedded_redis(self.root / "embedded-valkey", model.cache.port)
+                recorded["redis"] = server.__dict__
+                cache_url = f"redis://127.0.0.1:{server.port}/{model.cache.db}"
+                cache_source = f"embedded Valkey (pid {server.pid}, started now)"
+            else:
+                return None
+        if start:
+            self._write("servers.json", recorded)
+        return db_url, db_source, cache_url, cache_source
+
+    def _infra_from(self, found: tuple[str, str, str, str]) -> Infra:
+        db_url, db_source, cache_url, cache_source = found
+        parts = urlsplit(db_url)
+        if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
+            raise UsageError(
+                f"{db_source} must be a postgresql://user@host:port/db URL naming a TCP host "
+                "(the services receive it with ?schema=<namespace> appended)"
+            )
+        workspace_url = urlunsplit(parts._replace(path=f"/{self.loaded.model.database.name}", query=""))
+        return Infra(workspace_url, cache_url, db_source, cache_source)
+
+    def locate(self) -> Infra | None:
+        found = self._server_urls(start=False)
+        return self._infra_from(found) if found else None
+
+    def provision(self) -> Infra:
+        found = self._server_urls(start=True)
+        assert found is not None
+        infra = self._infra_from(found)
+        name = self.loaded.model.database.name
+        server_url = found[0]
+        try:
+            with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as conn:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+                if not exists:
+                    try:
+                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                    except psycopg.errors.DuplicateDatabase:
+                        pass
+        except psycopg.OperationalError as exc:
+            raise CheckFailed(
+                f"PostgreSQL ({infra.database_source}) is not reachable: {str(exc).strip().splitlines()[0]}; "
+                "start it, or unset DATABASE_URL to use an embedded server"
+            ) from exc
+        self._infra = infra
+        return infra
+
+    def ledger_url(self) -> str:
+        return self.infra().database_url
+
+    def infra(self) -> Infra:
+        if self._infra is None:
+            self._infra = self.provision()
+        return self._infra
+
+    # ---- services ----------------------------------------------------------------------------------------
+    def default_version(self, repo: str) -> str:
+        directory = self.loaded.repo_dir(repo)
+        try:
+            commit = subprocess.run(
+                ["git", "log", "-1", "--format=%h", "--", "."],
+                cwd=directory,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            if commit.returncode != 0 or not commit.stdout.strip():
+                return "dev"
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--", "."], cwd=directory, capture_output=True, text=True, timeout=10
+            )
+            return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        except (OSError, subprocess.TimeoutExpired):
+            return "dev"
+
+    def current_version(self, repo: str) -> str | None:
+        entry = self.services().get(repo)
+        if entry:
+            return str(entry["version"])
+        with self._lock:
+            recorded = self._read("services.json").get(repo)
+        if recorded and not recorded.get("pgid"):
+            return str(recorded["version"])  # a repo without a service: its version is what was last deployed
+        return None
+
+    def endpoint(self, repo: str) -> str | None:
+        service = self.loaded.model.repos[repo].service
+        return f"http://127.0.0.1:{service.port}" if service else None
+
+    def service_env(self, repo: str, infra: Infra, version: str | None = None) -> dict[str, str]:
+        env = rendered_env(
+            self.loaded, self.environment, repo, {"database": infra.database_url, "cache": infra.cache_url}
+        )
+        if version is not None:
+            env["WS_VERSION"] = version
+        return process_env(env)
+
+    def command_env(self, repo: str, infra: Infra) -> dict[str, str]:
+        return self.service_env(repo, infra, self.current_version(repo))
+
+    def deploy(self, repo: str, version: str) -> str:
+        spec = self.loaded.model.repos[repo]
+        infra = self.infra()
+        self.stop(repo)
+        if spec.service is None or not spec.service.run.local:
+            with self._lock:
+                data = self._read("services.json")
+                data[repo] = {"version": version, "pgid": 0, "started_at": time.time()}
+                self._write("services.json", data)
+            return f"{repo} has no local service; recorded version {version}"
+        port = spec.service.port
+        deadline = time.monotonic() + 5
+        while servers.answers("127.0.0.1", port, 0.2):
+            if time.monotonic() > deadline:
+                raise CheckFailed(
+                    f"{repo}: port {port} is in use by a process ws does not manage; stop it or change "
+                    f"repos.{repo}.service.port in workspace.yaml"
+                )
+            time.sleep(0.05)
+        env = self.service_env(repo, infra, version)
+        directory = self.loaded.repo_dir(repo)
+        if not directory.is_dir():
+            raise UsageError(f"{repo}: checkout {directory} does not exist; fix repos.{repo}.path in workspace.yaml")
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs_dir / f"{repo}.log"
+        with open(log_path, "ab") as log:
+            log.write(f"\n=== ws: starting {repo} version {version} ===\n".encode())
+            log.flush()
+            child = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(SUPERVISOR),
+                    "--name",
+                    repo,
+                    "--cwd",
+                    str(directory),
+                    "--",
+                    spec.service.run.local,
+                ],
+                cwd=directory,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self._children[child.pid] = child
+        with self._lock:
+            data = self._read("services.json")
+            data[repo] = {
+                "pgid": child.pid,
+                "version": version,
+                "port": port,
+                "started_at": time.time(),
+                "log": str(log_path),
+                "command": spec.service.run.local,
+            }
+            self._write("services.json", data)
+        return f"started {repo} {version} (supervisor pid {child.pid}) on 127.0.0.1:{port}"
+
+    def alive(self, repo: str) -> bool:
+        with self._lock:
+            entry = self._read("services.json").get(repo)
+        if not entry or not entry.get("pgid"):
+            return False
+        child = self._children.get(int(entry["pgid"]))
+        if child is not None:
+            child.poll()
+        return group_alive(int(entry["pgid"]))
+
+    def stop(self, repo: str) -> None:
+        with self._lock:
+            data = self._read("services.json")
+        entry = data.get(repo)
+        if entry and entry.get("pgid"):
+            pgid = int(entry["pgid"])
+            stop_group(pgid, reap=self._children.pop(pgid, None))
+        if entry:
+            with self._lock:
+                data = self._read("services.json")
+                data.pop(repo, None)
+                self._write("services.json", data)
+
+    def logs(self, repo: str, lines: int = 20) -> str:
+        path = self.logs_dir / f"{repo}.log"
+        if not path.exists():
+            return ""
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 16384))
+            text = handle.read().decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ---- whole environment -------------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Stop every service, then the embedded servers this runtime started; what was stopped."""
+        stopped = []
+        with self._lock:
+            data = self._read("services.json")
+        for repo in list(data):
+            self.stop(repo)
+            stopped.append(f"service {repo}")
+        recorded = self._read("servers.json")
+        for kind in ("postgres", "redis"):
+            rec = recorded.pop(kind, None)
+            if rec:
+                server = servers.EmbeddedServer(**rec)
+                if server.alive():
+                    servers.stop_embedded(server)
+                    stopped.append(f"embedded {kind} (pid {server.pid})")
+        self._write("servers.json", recorded)
+        return stopped

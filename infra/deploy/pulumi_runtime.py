@@ -1,0 +1,186 @@
+"""The pulumi runtime: environments provisioned by the Pulumi program (infra/__main__.py) via the Automation API.
+
+It selects the environment's stack in the project at the workspace root, sets a repo's image tag in the
+stack config (``ws:services.<repo>.image_tag``, the key the Pulumi program reads), and runs ``up`` targeted at
+that repo's resources (the ``ws:stack:Service`` component named after the repo and its children), or at the
+network, database and cache for the infra step. URLs come from the stack outputs (``service_urls``,
+``database_superuser_url``, ``cache_url``). Dry runs use ``preview``.
+
+The Pulumi CLI cannot run on this machine; the tests drive this class through a fake stack object with the
+same methods as ``pulumi.automation.Stack`` (``stack_factory``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from infra.deploy.runtime import Infra, process_env, rendered_env
+from infra.workspace.errors import CheckFailed, UsageError
+from infra.workspace.loader import LoadedWorkspace
+
+INFRA_NAMES = ("network", "postgres", "redis")
+DEFAULT_TAG = "latest"
+
+
+def tag_key(repo: str) -> str:
+    return f'ws:services["{repo}"].image_tag'
+
+
+def _matches(urn: str, names: Iterable[str]) -> bool:
+    name = urn.rsplit("::", 1)[-1]
+    return any(name == n or name.startswith(f"{n}-") for n in names)
+
+
+class PulumiRuntime:
+    name = "pulumi"
+
+    def __init__(
+        self,
+        loaded: LoadedWorkspace,
+        environment: str,
+        *,
+        stack_factory: Callable[[], Any] | None = None,
+        progress: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.loaded = loaded
+        self.environment = environment
+        self.stack_name = loaded.model.stack_of(environment)
+        self._factory = stack_factory or self._select_stack
+        self._stack: Any = None
+        self.progress = progress
+
+    def _select_stack(self) -> Any:
+        try:
+            from pulumi import automation as auto
+        except ImportError as exc:  # pragma: no cover - pulumi is a pinned dependency
+            raise CheckFailed(f"the Pulumi Automation API is not installed: {exc}") from exc
+        try:
+            return auto.select_stack(stack_name=self.stack_name, work_dir=str(self.loaded.root))
+        except Exception as exc:
+            raise CheckFailed(
+                f"pulumi: cannot select stack {self.stack_name} in {self.loaded.root}: {exc}; install the Pulumi CLI, "
+                f"log in, and create the stack (`pulumi stack init {self.stack_name}`)"
+            ) from exc
+
+    @property
+    def stack(self) -> Any:
+        if self._stack is None:
+            self._stack = self._factory()
+        return self._stack
+
+    def outputs(self) -> dict[str, Any]:
+        return {key: getattr(value, "value", value) for key, value in self.stack.outputs().items()}
+
+    def _urns(self, names: Iterable[str]) -> list[str]:
+        names = list(names)
+        exported = self.stack.export_stack()
+        deployment = getattr(exported, "deployment", exported) or {}
+        resources = deployment.get("resources", []) if isinstance(deployment, dict) else []
+        return [r["urn"] for r in resources if _matches(str(r.get("urn", "")), names)]
+
+    def _up(self, names: Iterable[str], what: str) -> str:
+        targets = self._urns(names)
+        result = self.stack.up(target=targets or None, target_dependents=False, on_output=self.progress)
+        summary = getattr(result, "summary", None)
+        changes = getattr(summary, "resource_changes", None) or {}
+        state = getattr(summary, "result", "succeeded")
+        if state not in ("succeeded", None):
+            raise CheckFailed(f"pulumi up ({what}) on stack {self.stack_name}: {state}")
+        counted = ", ".join(f"{k} {v}" for k, v in sorted(changes.items())) or "no changes"
+        return f"pulumi up {what} on stack {self.stack_name} ({len(targets)} targets): {counted}"
+
+    # ---- Runtime interface -------------------------------------------------------------------------------
+    def provision(self) -> Infra:
+        self.last_detail = self._up(INFRA_NAMES, "infra")
+        infra = self.locate()
+        if infra is None:
+            raise CheckFailed(f"stack {self.stack_name} has no database_superuser_url/cache_url outputs after up")
+        return infra
+
+    def locate(self) -> Infra | None:
+        outputs = self.outputs()
+        db, cache = outputs.get("database_superuser_url"), outputs.get("cache_url")
+        if not db or not cache:
+            return None
+        return Infra(str(db), str(cache), f"stack {self.stack_name} output", f"stack {self.stack_name} output")
+
+    def ledger_url(self) -> str:
+        explicit = os.environ.get("WS_LEDGER_URL") or os.environ.get("DATABASE_URL")
+        if explicit:
+            return explicit
+        infra = self.locate()
+        if infra is None:
+            raise UsageError(
+                f"no deploy ledger for {self.environment}: set WS_LEDGER_URL (a PostgreSQL URL) or run the infra "
+                f"step first so stack {self.stack_name} exports database_superuser_url"
+            )
+        return infra.database_url
+
+    def default_version(self, repo: str) -> str:
+        return self.current_version(repo) or DEFAULT_TAG
+
+    def current_version(self, repo: str) -> str | None:
+        try:
+            value = self.stack.get_config(tag_key(repo), path=True)
+        except Exception:
+            return None
+        return str(getattr(value, "value", value)) if value is not None else None
+
+    def deploy(self, repo: str, version: str) -> str:
+        from pulumi import automation as auto
+
+        self.stack.set_config(tag_key(repo), auto.ConfigValue(value=version), path=True)
+        return self._up([repo], f"{repo}={version}")
+
+    def preview(self, versions: dict[str, str]) -> str:
+        """`pulumi preview` with the tags of a planned deploy; the stack config is restored afterwards."""
+        from pulumi import automation as auto
+
+        previous = {repo: self.current_version(repo) for repo in versions}
+        try:
+            for repo, version in versions.items():
+                self.stack.set_config(tag_key(repo), auto.ConfigValue(value=version), path=True)
+            result = self.stack.preview(on_output=self.progress)
+            changes = getattr(result, "change_summary", None) or {}
+            return ", ".join(f"{k} {v}" for k, v in sorted(changes.items())) or "no changes"
+        finally:
+            for repo, old in previous.items():
+                if old is None:
+                    self.stack.remove_config(tag_key(repo), path=True)
+                else:
+                    self.stack.set_config(tag_key(repo), auto.ConfigValue(value=old), path=True)
+
+    def stop(self, repo: str) -> None:
+        raise CheckFailed(
+            f"the pulumi runtime does not stop single services ({repo}); remove it from workspace.yaml and "
+            "`pulumi up`, or `pulumi destroy` the stack"
+        )
+
+    def alive(self, repo: str) -> bool:
+        return True  # containers are restarted by Docker; the health probe decides
+
+    def endpoint(self, repo: str) -> str | None:
+        urls = self.outputs().get("service_urls") or {}
+        url = urls.get(repo) if isinstance(urls, dict) else None
+        return str(url) if url else None
+
+    def command_env(self, repo: str, infra: Infra) -> dict[str, str]:
+        """The repo's env as seen from this machine: outputs replace the container-network addresses."""
+        env = rendered_env(self.loaded, self.environment, repo)
+        outputs = self.outputs()
+        database_urls = outputs.get("database_urls") or {}
+        if isinstance(database_urls, dict) and database_urls.get(repo):
+            env["DATABASE_URL"] = str(database_urls[repo])
+        env["REDIS_URL"] = infra.cache_url
+        service_urls = outputs.get("service_urls") or {}
+        for name, other in self.loaded.model.repos.items():
+            if other.service and isinstance(service_urls, dict) and service_urls.get(name):
+                internal = f"http://{name}:{other.service.port}"
+                for key, value in env.items():
+                    env[key] = value.replace(internal, str(service_urls[name]))
+        return process_env(env)
+
+    def logs(self, repo: str, lines: int = 20) -> str:
+        return ""

@@ -1,0 +1,131 @@
+"""The one small interface every runtime implements, and the factory that picks one per environment.
+
+A runtime provisions the shared infrastructure (PostgreSQL, Redis), deploys one repo's service at a version,
+tells the version running now and the service's URL, and stops a service. The pipeline only talks to this
+interface, so the same staged deploy, health gates and rollback run locally (subprocesses) and on Pulumi stacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from infra.workspace.env import environ_secrets, missing_secrets, render, resolve
+from infra.workspace.errors import UsageError
+from infra.workspace.loader import LoadedWorkspace
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Where the shared infrastructure of an environment is reached from this machine."""
+
+    database_url: str  # libpq URL of the workspace database (no ?schema=), with rights to migrate
+    cache_url: str
+    database_source: str  # e.g. "DATABASE_URL", "local server", "embedded (pid 123)", "stack output"
+    cache_source: str
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "database": redact(self.database_url),
+            "database_source": self.database_source,
+            "cache": redact(self.cache_url),
+            "cache_source": self.cache_source,
+        }
+
+
+class Runtime(Protocol):
+    name: str
+
+    def provision(self) -> Infra:
+        """Make sure PostgreSQL (with the workspace database) and Redis exist; where they are."""
+        ...
+
+    def locate(self) -> Infra | None:
+        """Where the infrastructure is, without creating or starting anything (None when unknown)."""
+        ...
+
+    def default_version(self, repo: str) -> str:
+        """The version deployed when none is asked for."""
+        ...
+
+    def current_version(self, repo: str) -> str | None:
+        """The version of the repo's service running now (None when not running)."""
+        ...
+
+    def deploy(self, repo: str, version: str) -> str:
+        """Run ``repo`` at ``version`` (replacing what runs); returns a one-line detail. Not health-gated."""
+        ...
+
+    def stop(self, repo: str) -> None: ...
+
+    def alive(self, repo: str) -> bool:
+        """Whether the repo's service process (or container) still exists; a dead one fails its gate at once."""
+        ...
+
+    def ledger_url(self) -> str:
+        """libpq URL of the database holding the deploy ledger (the `ws` namespace)."""
+        ...
+
+    def endpoint(self, repo: str) -> str | None:
+        """Base URL of the repo's service as reached from this machine."""
+        ...
+
+    def command_env(self, repo: str, infra: Infra) -> dict[str, str]:
+        """The environment for the repo's migrate and integration-test commands run from this machine."""
+        ...
+
+    def logs(self, repo: str, lines: int = 20) -> str:
+        """The last lines of the service's log, for the ledger's log excerpts."""
+        ...
+
+
+def redact(url: str) -> str:
+    """A URL with its password replaced by ***, safe to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def rendered_env(
+    loaded: LoadedWorkspace, environment: str, repo: str, local_urls: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The repo's resolved env as text, secrets from this process's environment (missing ones: one clear error)."""
+    values = resolve(loaded.model, environment, repo, local_urls=local_urls)
+    missing = missing_secrets(values, environ_secrets)
+    if missing:
+        raise UsageError(
+            f"{repo} in {environment} needs secret(s) {', '.join(missing)}; export them in this shell "
+            "(or as CI secrets) before deploying"
+        )
+    return {key: render(value, environ_secrets) for key, value in values.items()}
+
+
+def process_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment plus ``extra``, with the running interpreter's folder first on PATH.
+
+    Example services and tests are Python; running them with the interpreter of the running `ws` means they
+    find psycopg and redis without a second install.
+    """
+    env = {**os.environ, **extra}
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
+    return env
+
+
+def runtime_for(loaded: LoadedWorkspace, environment: str) -> Runtime:
+    kind = loaded.model.environments[environment].runtime
+    if kind == "local":
+        from infra.deploy.local import LocalRuntime
+
+        return LocalRuntime(loaded, environment)
+    from infra.deploy.pulumi_runtime import PulumiRuntime
+
+    return PulumiRuntime(loaded, environment)

@@ -1,0 +1,82 @@
+"""The supervisor of one local service: runs its command, restarts it when it dies, stops it on SIGTERM.
+
+Started by the local runtime as ``python supervise.py --name NAME -- COMMAND`` in a new session (so it and
+its service form one process group that outlives the `ws` process that started it, and ``ws down`` can
+stop the whole group). Standard library only: it runs with the interpreter of the `ws` that started it.
+
+Restart policy: a service that exits on its own is restarted after a back-off (0.5 s doubling to 8 s); after
+``--max-restarts`` restarts within a minute the supervisor gives up and exits with the service's code, which
+the health gate then sees as a dead service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--cwd", required=True)
+    parser.add_argument("--max-restarts", type=int, default=5)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command")
+
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    restarts: list[float] = []
+    backoff = 0.5
+    code = 0
+    while not stopping:
+        log(args.name, f"starting: {' '.join(command)}")
+        child = subprocess.Popen(command, cwd=args.cwd, shell=len(command) == 1)
+        code = child.wait()
+        if stopping:
+            break
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < 60] + [now]
+        if len(restarts) > args.max_restarts:
+            log(args.name, f"exited with code {code}; {args.max_restarts} restarts within a minute, giving up")
+            return code or 1
+        log(args.name, f"exited with code {code}; restarting in {backoff:.1f}s")
+        deadline = time.monotonic() + backoff
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.05)
+        backoff = min(backoff * 2, 8.0)
+    if child is not None and child.poll() is None:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    log(args.name, "stopped")
+    return 0
+
+
+def log(name: str, message: str) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    sys.stderr.write(f"[ws-supervise {stamp} {name} pid={os.getpid()}] {message}\n")
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -83,10 +83,6 @@ class Environment(Strict):
     description: str = ""
     env: EnvMap = Field(default_factory=dict, description="Variables set for every repo in this environment.")
 
-    @property
-    def stack_name(self) -> str | None:
-        return None if self.runtime == "local" else (self.stack or None)
-
 
 class Database(Strict):
     name: Identifier = Field(description="Name of the shared PostgreSQL database.")

@@ -21,6 +21,7 @@ import json
 import math
 import re
 import struct
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -402,10 +403,16 @@ class _Dedup(dict[str, Any]):
     duplicated = False
 
 
+_PARSE = threading.local()  # .duplicates: set by _pairs while this thread parses one JSON text
+
+
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = _Dedup(pairs)
+    result = dict(pairs)
     if len(result) != len(pairs):
-        result.duplicated = True
+        dedup = _Dedup(result)
+        dedup.duplicated = True
+        _PARSE.duplicates = True
+        return dedup
     return result
 
 
@@ -434,32 +441,44 @@ def _surrogate_free(text: str) -> str:
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
+_encode_string = json.encoder.encode_basestring  # escapes exactly as json.dumps(ensure_ascii=False)
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    # jsonb orders keys by UTF-8 length, then bytes; UTF-8 byte order is code point order, so str order serves
+    return (len(key) if key.isascii() else len(key.encode("utf-8")), key)
+
+
 def jsonb_text(node: Any) -> str:
     """The text PostgreSQL's jsonb output gives for a parsed JSON value (jsonb_out), reproduced exactly.
 
     Object keys sorted by UTF-8 length then bytes, ", " and ": " separators, numbers as numeric_out prints
     them, strings escaped as escape_json does (which matches json.dumps with ensure_ascii=False).
     """
+    cls = node.__class__
+    if cls is str:
+        return _encode_string(node)
+    if cls is dict or isinstance(node, dict):
+        if not node:
+            return "{}"
+        return (
+            "{" + ", ".join(_encode_string(k) + ": " + jsonb_text(node[k]) for k in sorted(node, key=_key_order)) + "}"
+        )
+    if cls is int:
+        return str(node)
+    if cls is Decimal:
+        if node.is_zero():
+            node = abs(node)
+        return format(node, "f")
     if node is None:
         return "null"
     if node is True:
         return "true"
     if node is False:
         return "false"
-    if isinstance(node, str):
-        return json.dumps(node, ensure_ascii=False)
-    if isinstance(node, int):
-        return str(node)
-    if isinstance(node, Decimal):
-        if node.is_zero():
-            node = abs(node)
-        return format(node, "f")
-    if isinstance(node, list):
-        return "[" + ", ".join(jsonb_text(item) for item in node) + "]"
-    if isinstance(node, dict):
-        keys = sorted(node, key=lambda k: (len(k.encode("utf-8")), k.encode("utf-8")))
-        return "{" + ", ".join(json.dumps(k, ensure_ascii=False) + ": " + jsonb_text(node[k]) for k in keys) + "}"
-    raise TypeError(f"not a JSON value: {type(node).__name__}")
+    if cls is list:
+        return "[" + ", ".join([jsonb_text(item) for item in node]) + "]"
+    raise TypeError(f"not a JSON value: {cls.__name__}")
 
 
 def _parse_json(text: str) -> Any:
@@ -489,6 +508,7 @@ def _json_converter(type_name: str) -> Converter:
                 raise Rejected("invalid-json") from None
             if not isinstance(value, InvalidUtf8):
                 notes.append(("blob-as-text", None))
+        _PARSE.duplicates = False
         try:
             parsed = _parse_json(value)
         except (ValueError, RecursionError):
@@ -497,6 +517,8 @@ def _json_converter(type_name: str) -> Converter:
             if "\x00" in value:
                 raise Rejected("invalid-json")
             return value
+        if "\\u" not in value and not _PARSE.duplicates:
+            return jsonb_text(parsed)  # fast path: no escapes that jsonb refuses, no duplicate keys
         found: set[str] = set()
         cleaned = _clean_json(parsed, found)
         for rule in sorted(found):

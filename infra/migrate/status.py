@@ -1,0 +1,114 @@
+"""`ws migrate status`: the mission dashboard: agents total/migrated/validated/failed, rows, percent, rejects."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from psycopg import sql
+
+from infra.migrate.source import SourceFile
+from infra.migrate.target import LEDGER_SCHEMA, connect, ledger_exists
+
+L = sql.Identifier(LEDGER_SCHEMA)
+MIGRATED = {"loaded", "validated", "mismatch", "archived", "deleted"}
+VALIDATED = {"validated", "archived", "deleted"}
+
+
+@dataclass
+class AgentStatus:
+    namespace: str
+    agent_id: str
+    status: str  # pending, running, loaded, validated, mismatch, failed, archived, deleted, changed
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    error: str = ""
+    source_present: bool = True
+
+
+@dataclass
+class StatusReport:
+    agents: list[AgentStatus]
+    rejects: dict[str, int] = field(default_factory=dict)
+    rules: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        total = len(self.agents)
+        statuses = [a.status for a in self.agents]
+        return {
+            "total": total,
+            "migrated": sum(s in MIGRATED for s in statuses),
+            "validated": sum(s in VALIDATED for s in statuses),
+            "archived": sum(s in ("archived", "deleted") for s in statuses),
+            "failed": sum(s in ("failed", "mismatch") for s in statuses),
+            "in_progress": sum(s in ("running", "loading") for s in statuses),
+            "pending": sum(s in ("pending", "changed") for s in statuses),
+        }
+
+    @property
+    def percent_complete(self) -> float:
+        counts = self.counts()
+        return round(100.0 * counts["validated"] / counts["total"], 1) if counts["total"] else 100.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "agents": self.counts(),
+            "percent_complete": self.percent_complete,
+            "rows_loaded": sum(a.rows_loaded for a in self.agents),
+            "rows_rejected": sum(a.rows_rejected for a in self.agents),
+            "rejects_by_reason": self.rejects,
+            "rules": self.rules,
+            "per_agent": [asdict(a) for a in self.agents],
+        }
+
+
+def status(url: str, sources: list[SourceFile], namespaces: list[str]) -> StatusReport:
+    with connect(url, autocommit=True) as conn:
+        agents: dict[tuple[str, str], AgentStatus] = {
+            (s.namespace, s.agent_id): AgentStatus(s.namespace, s.agent_id, "pending") for s in sources
+        }
+        if not ledger_exists(conn):
+            return StatusReport(sorted(agents.values(), key=lambda a: (a.namespace, a.agent_id)))
+        files = conn.execute(
+            sql.SQL(
+                "SELECT namespace, agent_id, status, coalesce(error, '') FROM {}.files WHERE namespace = ANY(%s)"
+            ).format(L),
+            (namespaces,),
+        ).fetchall()
+        for namespace, agent, state, error in files:
+            entry = agents.get((namespace, agent))
+            if entry is None:
+                entry = agents[(namespace, agent)] = AgentStatus(namespace, agent, state, source_present=False)
+            entry.status, entry.error = state, error
+        units = conn.execute(
+            sql.SQL(
+                """SELECT namespace, agent_id, sum(rows_loaded), sum(rows_rejected),
+                          bool_or(status IN ('loading', 'failed', 'mismatch'))
+                   FROM {}.units WHERE namespace = ANY(%s) GROUP BY 1, 2"""
+            ).format(L),
+            (namespaces,),
+        ).fetchall()
+        for namespace, agent, loaded, rejected, _unfinished in units:
+            entry = agents.get((namespace, agent))
+            if entry is not None:
+                entry.rows_loaded, entry.rows_rejected = int(loaded or 0), int(rejected or 0)
+        rejects = {
+            str(r[0]): int(r[1])
+            for r in conn.execute(
+                sql.SQL(
+                    "SELECT reason, count(*) FROM {}.rejects WHERE namespace = ANY(%s) GROUP BY 1 ORDER BY 1"
+                ).format(L),
+                (namespaces,),
+            ).fetchall()
+        }
+        rules = {
+            str(r[0]): int(r[1])
+            for r in conn.execute(
+                sql.SQL(
+                    """SELECT key, sum(value::bigint) FROM {}.units, jsonb_each_text(rules)
+                       WHERE namespace = ANY(%s) GROUP BY 1 ORDER BY 1"""
+                ).format(L),
+                (namespaces,),
+            ).fetchall()
+        }
+    return StatusReport(sorted(agents.values(), key=lambda a: (a.namespace, a.agent_id)), rejects, rules)

@@ -40,9 +40,9 @@ def cli(ctx: click.Context, workspace_path: Path | None) -> None:
 
 
 def _register() -> None:
-    from infra.cli import deploy_commands, github_commands, schema_commands, workspace_commands
+    from infra.cli import deploy_commands, github_commands, migrate_commands, schema_commands, workspace_commands
 
-    for module in (workspace_commands, github_commands, schema_commands, deploy_commands):
+    for module in (workspace_commands, github_commands, schema_commands, deploy_commands, migrate_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -3,8 +3,9 @@
 The parser covers the whole grammar: ``datasource``, ``generator``, ``model``, ``enum``, ``type`` and ``view``
 blocks; ``//`` comments and ``///`` doc comments (kept, attached to the next block, field or value); field
 types with ``?`` and ``[]`` and ``Unsupported("...")``; field and block attributes with any arguments
-(functions, arrays, named arguments, nested calls such as ``[a(sort: Desc)]``); trailing commas; string
-escapes; multi-file schema folders (one :class:`SchemaFile` per file, merged by :class:`Schema`).
+(functions, arrays, named arguments, nested calls such as ``[a(sort: Desc)]``); string escapes; trailing
+commas and line breaks inside (...) or [...] are rejected as Prisma rejects them; multi-file schema folders
+(one :class:`SchemaFile` per file, merged by :class:`Schema`).
 
 Every node remembers its offsets in the source, so :func:`print_file` reproduces untouched blocks byte for
 byte and re-renders only the blocks that were replaced, in ``prisma format`` style.
@@ -404,9 +405,18 @@ class _Parser:
         return self.advance()
 
     def skip_inline_space(self) -> None:
-        """Inside (), [] newlines and comments are insignificant."""
-        while self.tok.kind in ("newline", "comment", "doc"):
-            self.advance()
+        """Prisma allows no line break (nor comment) inside (...) or [...]."""
+        if self.tok.kind in ("newline", "comment", "doc"):
+            raise self.error(
+                "line breaks are not allowed inside (...) or [...]",
+                "keep the attribute, call or list on one line",
+            )
+
+    def trailing_comma(self, close: str) -> None:
+        if self.tok.kind == "punct" and self.tok.text == close:
+            raise self.error(
+                "trailing commas are not valid in attribute arguments and lists", "remove the comma before " + close
+            )
 
     # grammar
     def parse_file(self) -> SchemaFile:
@@ -545,6 +555,7 @@ class _Parser:
             raise self.error(
                 f"field {name.text} of {where} has no type",
                 f"write `{name.text} String` (or another type) on the same line",
+                name,
             )
         type_token = self.advance()
         type_name = type_token.text
@@ -560,12 +571,13 @@ class _Parser:
             self.advance()
             self.expect("]", f"write {type_name}[] for a list")
             is_list = True
+        question = self.tok
         if self.tok.kind == "punct" and self.tok.text == "?":
             self.advance()
             optional = True
         if is_list and optional:
             raise self.error(
-                f"field {name.text}: a list cannot be optional", f"write {type_name}[] (lists are never null)"
+                f"field {name.text}: a list cannot be optional", f"write {type_name}[] (lists are never null)", question
             )
         attributes: list[Attribute] = []
         while self.tok.kind == "punct" and self.tok.text == "@":
@@ -616,6 +628,8 @@ class _Parser:
             self.skip_inline_space()
             if self.tok.kind == "punct" and self.tok.text == ",":
                 self.advance()
+                self.skip_inline_space()
+                self.trailing_comma(")")
                 continue
             if not (self.tok.kind == "punct" and self.tok.text == ")"):
                 raise self.error(f"expected ',' or ')' but found {self.describe(self.tok)}", "separate arguments by ,")
@@ -651,6 +665,8 @@ class _Parser:
                 self.skip_inline_space()
                 if self.tok.kind == "punct" and self.tok.text == ",":
                     self.advance()
+                    self.skip_inline_space()
+                    self.trailing_comma("]")
                     continue
                 if not (self.tok.kind == "punct" and self.tok.text == "]"):
                     raise self.error(f"expected ',' or ']' but found {self.describe(self.tok)}", "separate items by ,")

@@ -191,8 +191,10 @@ def target_type_for(column: SourceColumn) -> str:
         return "double precision"
     if "BOOL" in declared:
         return "boolean"
-    if declared == "" or "BLOB" in declared:
+    if "BLOB" in declared:
         return "bytea"
+    if declared == "":
+        return "text"  # no declared type (FTS columns, loose tables): text, other storage classes by rules
     return "numeric"
 
 

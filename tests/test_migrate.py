@@ -1,0 +1,568 @@
+"""ws migrate against real PostgreSQL with generated SQLite corpora: the example, nasty data, kill -9 and resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infra.migrate.convert import TargetColumn, canonical_for, converter_for, jsonb_text, row_hash, row_hash_sql
+from infra.migrate.target import libpq_url
+from tests.helpers import ROOT, run_ws
+from tests.test_migrate_support import (
+    agent_file,
+    apply_target_migrations,
+    copy_example,
+    create_memory_tables,
+    generator,
+    workspace,
+    ws_json,
+)
+
+
+@pytest.fixture
+def target_url(fresh_database: str) -> str:
+    apply_target_migrations(fresh_database)
+    return fresh_database
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- the example
+
+
+def test_example_check_run_validate_cleanup_status(tmp_path: Path, target_url: str) -> None:
+    ws_file = copy_example(tmp_path)
+    app_agents = ws_file.parent / "app-agents"
+    paths = generator().generate(app_agents, agents=4, memory_rows=60, conversation_rows=90)
+    digests = {p.parent.name: sha256(p) for p in paths}
+    base = ("-w", str(ws_file), "migrate")
+    db = ("--database-url", target_url + "?schema=agents")  # the Prisma form is accepted too
+
+    _, status0 = ws_json(*base, "status", *db)
+    assert status0["agents"]["total"] == 4 and status0["agents"]["pending"] == 4
+
+    _, plan = ws_json(*base, "check", *db)
+    assert plan["ok"] and plan["rows"] == 4 * 150
+    assert plan["rules"]["epoch-seconds-to-timestamptz"]["count"] > 0  # the example mixes epoch and ISO dates
+    memories = next(t for t in plan["agents"][0]["tables"] if t["source_table"] == "memories")
+    created = next(c for c in memories["columns"] if c["name"] == "created_at")
+    assert created["epoch_values"] > 0 and created["iso_values"] > 0
+    assert set(created["storage_classes"]) == {"integer", "real", "text"}
+
+    _, dry = ws_json(*base, "run", *db, "--dry-run")
+    assert dry["dry_run"] and {u["status"] for a in dry["agents"] for u in a["units"]} == {"load"}
+    with psycopg.connect(target_url) as conn:
+        assert conn.execute("SELECT count(*) FROM agents.memories").fetchone() == (0,)
+
+    _, first = ws_json(*base, "run", *db, "--jobs", "2")
+    assert first["rows_loaded"] == 4 * 150 and first["rows_rejected"] == 0
+    assert {a["status"] for a in first["agents"]} == {"validated"}
+    _, second = ws_json(*base, "run", *db)  # double run: nothing reloaded, nothing duplicated
+    assert {u["status"] for a in second["agents"] for u in a["units"]} == {"skipped"}
+    with psycopg.connect(target_url) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT agent_id) FROM agents.memories").fetchone() == (240, 4)
+        assert conn.execute("SELECT count(*) FROM agents.conversations").fetchone() == (360,)
+        agent = paths[0].parent.name
+        source = sqlite3.connect(paths[0])
+        content, metadata = source.execute("SELECT content, metadata FROM memories WHERE id = 3").fetchone()
+        row = conn.execute(
+            "SELECT content, metadata FROM agents.memories WHERE agent_id = %s AND source_rowid = 3", (agent,)
+        ).fetchone()
+        assert row == (content, json.loads(metadata))
+
+    _, validated = ws_json(*base, "validate", *db)
+    assert validated["ok"] and validated["files"] == 4
+    _, dash = ws_json(*base, "status", *db)
+    assert dash["agents"]["validated"] == 4 and dash["percent_complete"] == 100.0 and dash["rows_loaded"] == 600
+
+    _, cleaned = ws_json(*base, "cleanup", *db)
+    assert cleaned["retired"] == 4 and cleaned["refused"] == 0
+    manifest = json.loads(Path(cleaned["manifests"][0]).read_text())
+    assert {f["agent_id"]: f["sha256"] for f in manifest["files"]} == digests
+    for entry in manifest["files"]:
+        archived = Path(cleaned["manifests"][0]).parent / entry["archived_to"]
+        assert sha256(archived) == entry["sha256"] and entry["rows"] == {"conversations": 90, "memories": 60}
+    assert not any(p.exists() for p in paths)
+    _, after = ws_json(*base, "status", *db)
+    assert after["agents"]["archived"] == 4 and after["agents"]["total"] == 4
+
+
+# -------------------------------------------------------------------------------------------- nasty data
+
+BAD_UTF8 = b"caf\xe9 \xff\xfe latin-1 bytes"
+
+
+def build_nasty(tmp: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    # 1. every anomaly the rules or the reject table must account for
+    path = files["nasty"] = agent_file(tmp, "nasty")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn, loose=True)
+    memories = [
+        (1, "fact", "plain", None, '{"a": 1}', "2024-01-02T03:04:05Z"),
+        (2, "fact", "with\x00nul", None, None, 1700000000),
+        (3, "fact", sqlite3.Binary(b"blob that is utf-8"), b"\x00\x01", None, 1700000000123),
+        (4, "fact", 42, None, '{"t": "x\\u0000y", "n": 1.50, "e": 1e2}', 1700000000.25),
+        (5, "fact", 3.5, None, '{"k": 1, "k": 2}', "2024-05-06 07:08:09"),
+        (6, "fact", "bad json", None, "{not json", "2024-01-01"),
+        (7, None, "null kind", None, None, "2024-01-01T00:00:00+02:00"),
+        (8, "fact", "bad date", None, None, "next tuesday"),
+        (9, "fact", "surrogate", None, '["\\ud800"]', "1700000000"),
+    ]
+    conn.executemany("INSERT INTO memories VALUES (?, ?, ?, ?, ?, ?)", memories)
+    conn.execute("INSERT INTO memories VALUES (10, 'fact', CAST(? AS TEXT), NULL, NULL, 0)", (BAD_UTF8,))
+    conn.executemany(
+        "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (1, "s", "user", "hi", 10, 1700000000),
+            (2, "s", "user", "too many tokens", 2**40, 1700000001),
+            (3, "s", "user", "text tokens", "12", 1700000002),
+            (4, "s", "user", "real tokens", 7.0, 1700000003),
+            (5, "s", "user", "fractional tokens", 7.5, 1700000004),
+        ],
+    )
+    conn.commit()
+    conn.close()
+    # 2. unicode and reserved-word names, an empty table, an FTS5 table with its shadow tables
+    path = files["unicode"] = agent_file(tmp, "ünïcode-agent")
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE "日記" ("select" TEXT, "naïve" INTEGER, "order" REAL, "when" DATETIME);
+        INSERT INTO "日記" VALUES ('選択', 1, 2.5, '2024-01-01T00:00:00Z'), ('🤖', NULL, NULL, 1700000000);
+        CREATE TABLE empty_notes (id INTEGER PRIMARY KEY, body TEXT);
+        CREATE VIRTUAL TABLE notes_fts USING fts5(body);
+        INSERT INTO notes_fts (body) VALUES ('full text one'), ('full text two');
+        """
+    )
+    conn.close()
+    # 3. WAL mode with rows still in the write-ahead log (the writer keeps its connection open)
+    files["wal"] = agent_file(tmp, "wal-agent")
+    # 4. a 50 MB blob
+    path = files["blob"] = agent_file(tmp, "blob-agent")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn)
+    conn.execute("INSERT INTO memories VALUES (1, 'big', 'fifty megabytes', ?, NULL, 1)", (os.urandom(50 * 2**20),))
+    conn.commit()
+    conn.close()
+    # 5. a truncated copy of a good file
+    path = files["corrupt"] = agent_file(tmp, "corrupt-agent")
+    good = agent_file(tmp, "template")
+    conn = sqlite3.connect(good)
+    create_memory_tables(conn)
+    conn.executemany(
+        "INSERT INTO memories VALUES (?, 'fact', ?, NULL, NULL, 1)", [(i, "x" * 500) for i in range(1, 400)]
+    )
+    conn.commit()
+    conn.close()
+    data = good.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    good.unlink()
+    good.parent.rmdir()
+    # 6. a file a writer holds locked
+    path = files["locked"] = agent_file(tmp, "locked-agent")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn)
+    conn.execute("INSERT INTO memories VALUES (1, 'fact', 'locked', NULL, NULL, 1)")
+    conn.commit()
+    conn.close()
+    return files
+
+
+def test_nasty_corpus_loses_nothing(tmp_path: Path, target_url: str) -> None:
+    files = build_nasty(tmp_path)
+    ws_file = workspace(tmp_path)
+    wal_writer = sqlite3.connect(files["wal"], isolation_level=None)
+    wal_writer.execute("PRAGMA journal_mode = WAL")
+    wal_writer.execute("PRAGMA wal_autocheckpoint = 0")
+    create_memory_tables(wal_writer)
+    wal_writer.executemany(
+        "INSERT INTO conversations VALUES (?, 's', 'user', ?, 1, 1700000000)", [(i, f"m{i}") for i in range(1, 51)]
+    )
+    assert Path(str(files["wal"]) + "-wal").stat().st_size > 0
+    locker = sqlite3.connect(files["locked"], isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    base = ("-w", str(ws_file), "migrate")
+    db = ("--database-url", target_url, "--busy-timeout", "0.2")
+    try:
+        _, plan = ws_json(*base, "check", *db, "--create-tables", expect=1)
+        problems = "\n".join(plan["problems"])
+        assert "corrupt-agent" in problems and "corrupt or truncated" in problems
+        assert "locked-agent" in problems and "locked by another process" in problems
+        for reason in ("invalid-json", "null-in-not-null", "unparseable-timestamp", "integer-out-of-range"):
+            assert reason in problems
+        nasty = next(a for a in plan["agents"] if a["agent_id"] == "nasty")
+        content = next(
+            c
+            for t in nasty["tables"]
+            if t["source_table"] == "memories"
+            for c in t["columns"]
+            if c["name"] == "content"
+        )
+        assert content["storage_classes"] == {"text": 7, "blob": 1, "integer": 1, "real": 1}
+        unicode_plan = next(a for a in plan["agents"] if a["agent_id"] == "ünïcode-agent")
+        assert unicode_plan["skipped_tables"] == {
+            "notes_fts_config": "virtual-shadow-skipped",
+            "notes_fts_content": "virtual-shadow-skipped",
+            "notes_fts_data": "virtual-shadow-skipped",
+            "notes_fts_docsize": "virtual-shadow-skipped",
+            "notes_fts_idx": "virtual-shadow-skipped",
+        }
+        proc = run_ws(*base, "check", *db)  # without --create-tables the unicode tables have no target
+        assert proc.returncode == 1 and "pass --create-tables" in proc.stdout
+
+        code, report = ws_json(*base, "run", *db, "--create-tables", expect=1)
+        by_agent = {a["agent_id"]: a for a in report["agents"]}
+        assert (
+            by_agent["corrupt-agent"]["status"] == "failed"
+            and "corrupt or truncated" in by_agent["corrupt-agent"]["error"]
+        )
+        assert by_agent["locked-agent"]["status"] == "failed" and "locked" in by_agent["locked-agent"]["error"]
+        for agent in ("nasty", "ünïcode-agent", "wal-agent", "blob-agent"):
+            assert by_agent[agent]["status"] == "validated", by_agent[agent]
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    rules = report["rules"]
+    for rule in (
+        "nul-removed",
+        "invalid-utf8-replaced",
+        "integer-as-text",
+        "real-as-text",
+        "blob-as-text",
+        "epoch-seconds-to-timestamptz",
+        "epoch-milliseconds-to-timestamptz",
+        "naive-time-as-utc",
+        "json-nul-removed",
+        "json-duplicate-keys",
+        "json-surrogate-replaced",
+        "text-to-integer",
+        "real-to-integer",
+        "virtual-shadow-skipped",
+    ):
+        assert rules.get(rule, 0) >= 1, rule
+    nasty = by_agent["nasty"]
+    units = {u["source_table"]: u for u in nasty["units"]}
+    assert (units["memories"]["rows_loaded"], units["memories"]["rows_rejected"]) == (7, 3)
+    assert (units["conversations"]["rows_loaded"], units["conversations"]["rows_rejected"]) == (3, 2)
+
+    with psycopg.connect(target_url) as conn:
+        rows = dict(
+            conn.execute("SELECT source_rowid, content FROM agents.memories WHERE agent_id = 'nasty'").fetchall()
+        )
+        assert rows[2] == "withnul" and rows[3] == "blob that is utf-8" and rows[4] == "42" and rows[5] == "3.5"
+        assert rows[10] == BAD_UTF8.decode("utf-8", "replace")
+        meta = dict(
+            conn.execute("SELECT source_rowid, metadata::text FROM agents.memories WHERE agent_id = 'nasty'").fetchall()
+        )
+        assert meta[4] == '{"e": 100, "n": 1.50, "t": "xy"}' and meta[5] == '{"k": 2}'
+        times = dict(
+            conn.execute(
+                "SELECT source_rowid, extract(epoch FROM created_at) FROM agents.memories WHERE agent_id = 'nasty'"
+            ).fetchall()
+        )
+        assert times[2] == 1700000000 and times[3] == Decimal("1700000000.123") and times[4] == Decimal("1700000000.25")
+        raw = dict(
+            conn.execute(
+                "SELECT source_rowid, raw FROM ws_migrate.raw_values WHERE agent_id = 'nasty' AND rule = 'invalid-utf8-replaced'"
+            ).fetchall()
+        )
+        assert raw == {10: BAD_UTF8}
+        nul_raw = conn.execute(
+            "SELECT raw FROM ws_migrate.raw_values WHERE agent_id = 'nasty' AND source_rowid = 2 AND rule = 'nul-removed'"
+        ).fetchone()
+        assert nul_raw == (b"with\x00nul",)
+        rejects = {
+            (r[0], r[1]): (r[2], r[3], r[4])
+            for r in conn.execute(
+                "SELECT source_table, source_rowid, reason, raw, row_json FROM ws_migrate.rejects WHERE agent_id = 'nasty'"
+            ).fetchall()
+        }
+        assert rejects[("memories", 6)][:2] == ("invalid-json", b"{not json")
+        assert rejects[("memories", 7)][0] == "null-in-not-null"
+        assert rejects[("memories", 8)][:2] == ("unparseable-timestamp", b"next tuesday")
+        assert rejects[("conversations", 2)][:2] == ("integer-out-of-range", str(2**40).encode())
+        assert rejects[("conversations", 5)][0] == "not-an-integer"
+        assert rejects[("memories", 6)][2]["content"] == {"class": "text", "value": "bad json"}
+        blob = conn.execute(
+            "SELECT length(embedding), md5(embedding) FROM agents.memories WHERE agent_id = 'blob-agent'"
+        ).fetchone()
+        source_blob = sqlite3.connect(files["blob"]).execute("SELECT embedding FROM memories").fetchone()[0]
+        assert blob == (50 * 2**20, hashlib.md5(source_blob).hexdigest())
+        assert conn.execute("SELECT count(*) FROM agents.conversations WHERE agent_id = 'wal-agent'").fetchone() == (
+            50,
+        )
+        uni = conn.execute('SELECT "select", "naïve", "order" FROM agents."日記" ORDER BY source_rowid').fetchall()
+        assert uni == [("選択", 1, 2.5), ("🤖", None, None)]
+        assert conn.execute("SELECT count(*) FROM agents.empty_notes").fetchone() == (0,)
+        assert conn.execute("SELECT body FROM agents.notes_fts ORDER BY source_rowid").fetchall() == [
+            ("full text one",),
+            ("full text two",),
+        ]
+    wal_writer.close()
+
+    # the writer is gone: the locked agent migrates now; the corrupt one still fails and validate says so
+    code, again = ws_json(*base, "run", *db, "--create-tables", expect=1)
+    statuses = {a["agent_id"]: a["status"] for a in again["agents"]}
+    assert statuses["locked-agent"] == "validated" and statuses["corrupt-agent"] == "failed"
+    assert statuses["nasty"] == "validated"
+    code, validated = ws_json(*base, "validate", "--database-url", target_url, expect=1)
+    assert {f["agent_id"] for f in validated["agents"] if not f["ok"]} == {"corrupt-agent"}
+    _, dash = ws_json(*base, "status", "--database-url", target_url)
+    assert dash["agents"]["failed"] == 1 and dash["rejects_by_reason"]["invalid-json"] >= 1
+
+
+# ------------------------------------------------------------------------------------- kill -9 and resume
+
+
+def make_agents(tmp: Path, agents: int, rows: int) -> list[Path]:
+    paths = []
+    for index in range(agents):
+        path = agent_file(tmp, f"agent-{index:02d}")
+        conn = sqlite3.connect(path)
+        create_memory_tables(conn)
+        conn.executemany(
+            "INSERT INTO memories VALUES (?, 'fact', ?, ?, ?, ?)",
+            [
+                (i, f"memory {i} of {index} " * 5, os.urandom(64), json.dumps({"i": i}), 1700000000 + i)
+                for i in range(1, rows + 1)
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO conversations VALUES (?, 's', 'user', ?, ?, ?)",
+            [(i, f"message {i}", i, f"2024-01-01T00:00:{i % 60:02d}Z") for i in range(1, rows + 1)],
+        )
+        conn.commit()
+        conn.close()
+        paths.append(path)
+    return paths
+
+
+def ledger_batches(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        try:
+            row = conn.execute("SELECT coalesce(sum(batches), 0) FROM ws_migrate.units").fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0
+        return int(row[0]) if row else 0
+
+
+def test_kill_9_at_several_points_then_resume_and_validate(tmp_path: Path, target_url: str) -> None:
+    make_agents(tmp_path, agents=4, rows=3000)
+    ws_file = workspace(tmp_path)
+    command = [
+        sys.executable,
+        "-m",
+        "infra.cli",
+        "-w",
+        str(ws_file),
+        "migrate",
+        "run",
+        "--database-url",
+        target_url,
+        "--batch-rows",
+        "150",
+        "--jobs",
+        "2",
+        "--quiet",
+    ]
+    total_batches = 4 * 2 * (3000 // 150)
+    kills = 0
+    for threshold in (3, 30, 90):
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while ledger_batches(target_url) < threshold and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        with psycopg.connect(target_url) as conn:
+            loaded = conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM ws_migrate.units").fetchone()
+            in_target = conn.execute(
+                "SELECT (SELECT count(*) FROM agents.memories) + (SELECT count(*) FROM agents.conversations)"
+            ).fetchone()
+            # the ledger and the data were committed together: they agree exactly after every kill
+            assert loaded == in_target
+    assert kills >= 2, "the migration finished before it could be killed; the test needs more rows"
+    assert ledger_batches(target_url) < total_batches
+
+    _, resumed = ws_json("-w", str(ws_file), "migrate", "run", "--database-url", target_url)
+    assert {a["status"] for a in resumed["agents"]} == {"validated"}
+    assert any(u["resumed_from"] for a in resumed["agents"] for u in a["units"])
+    with psycopg.connect(target_url) as conn:
+        for table in ("memories", "conversations"):
+            total, distinct = conn.execute(
+                f"SELECT count(*), count(DISTINCT (agent_id, source_rowid)) FROM agents.{table}"  # noqa: S608
+            ).fetchone() or (0, 0)
+            assert total == distinct == 4 * 3000
+    _, validated = ws_json("-w", str(ws_file), "migrate", "validate", "--database-url", target_url)
+    assert validated["ok"]
+
+
+# ----------------------------------------------------------------------------- validation and cleanup refusals
+
+
+def test_validate_names_differing_rowids_and_cleanup_refuses(tmp_path: Path, target_url: str) -> None:
+    paths = make_agents(tmp_path, agents=3, rows=50)
+    ws_file = workspace(tmp_path)
+    base = ("-w", str(ws_file), "migrate")
+    db = ("--database-url", target_url)
+    ws_json(*base, "run", *db)
+    with psycopg.connect(target_url) as conn:
+        conn.execute("UPDATE agents.memories SET content = 'tampered' WHERE agent_id = 'agent-00' AND source_rowid = 7")
+        conn.execute("DELETE FROM agents.conversations WHERE agent_id = 'agent-00' AND source_rowid = 9")
+    _, report = ws_json(*base, "validate", *db, expect=1)
+    bad = {f["agent_id"]: f for f in report["agents"] if not f["ok"]}
+    assert set(bad) == {"agent-00"}
+    tables = {t["source_table"]: t for t in bad["agent-00"]["tables"]}
+    assert tables["memories"]["different"] == [7] and tables["conversations"]["missing_in_target"] == [9]
+
+    # agent-01 changes after validation; a new agent was never migrated; agent-00 mismatches: all refused
+    conn = sqlite3.connect(paths[1])
+    conn.execute("UPDATE memories SET content = 'edited later' WHERE id = 1")
+    conn.commit()
+    conn.close()
+    make_agents(tmp_path / "late", agents=1, rows=5)
+    late = agent_file(tmp_path, "agent-late")
+    (tmp_path / "late" / "bot" / "agents" / "agent-00" / "memory.db").rename(late)
+    _, cleaned = ws_json(*base, "cleanup", *db, expect=1)
+    reasons = {i["agent_id"]: (i["action"], i["reason"]) for i in cleaned["files"]}
+    assert reasons["agent-02"][0] == "archive"
+    assert reasons["agent-00"][0] == "refused" and "mismatch" in reasons["agent-00"][1]
+    assert reasons["agent-01"][0] == "refused" and "sha256 changed" in reasons["agent-01"][1]
+    assert reasons["agent-late"][0] == "refused" and "never migrated" in reasons["agent-late"][1]
+    assert paths[0].exists() and paths[1].exists() and not paths[2].exists() and late.exists()
+
+
+# ------------------------------------------------------------------------------------------------ units
+
+
+JSON_CASES = [
+    '{"b": 1, "a": 2, "aa": [1, 2.50, -0, -0.0, 1e2, 1E-3, 12345678901234567890.5]}',
+    '{"é": "ü", "z": "\\n\\t\\"\\\\ \\u0001 \\u001f \\u007f", "": null, "k": [true, false, {}, []]}',
+    '[{"deep": {"x": "😀", "y": 1.0e1}}, "\\u00e9"]',
+    '"just a string"',
+    "123.4560",
+]
+
+
+def test_jsonb_text_matches_postgresql(fresh_database: str) -> None:
+    from infra.migrate.convert import _parse_json
+
+    with psycopg.connect(fresh_database) as conn:
+        for case in JSON_CASES:
+            expected = conn.execute("SELECT %s::jsonb::text", (case,)).fetchone()
+            assert expected == (jsonb_text(_parse_json(case)),), case
+
+
+def test_canonical_checksums_agree_with_postgresql_for_every_type(fresh_database: str) -> None:
+    columns = [
+        TargetColumn("t", "text"),
+        TargetColumn("v", "varchar", max_length=10),
+        TargetColumn("b", "bytea"),
+        TargetColumn("i2", "int2"),
+        TargetColumn("i8", "int8"),
+        TargetColumn("f4", "float4"),
+        TargetColumn("f8", "float8"),
+        TargetColumn("n", "numeric"),
+        TargetColumn("o", "bool"),
+        TargetColumn("j", "jsonb"),
+        TargetColumn("js", "json"),
+        TargetColumn("ts", "timestamptz"),
+        TargetColumn("tn", "timestamp"),
+        TargetColumn("d", "date"),
+        TargetColumn("u", "uuid"),
+    ]
+    pg_types = "text, varchar(10), bytea, int2, int8, float4, float8, numeric, bool, jsonb, json, timestamptz, timestamp, date, uuid"
+    source_rows = [
+        (
+            "é\nx",
+            "short",
+            b"\x00\xff",
+            7,
+            2**40,
+            0.1,
+            1e300,
+            "12.50",
+            1,
+            '{"b": 1, "a": [1.0]}',
+            '{"b":1 }',
+            "2024-02-29T12:00:00.123456+05:30",
+            1700000000.5,
+            "2024-02-29",
+            "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+        ),
+        (None,) * 15,
+        (
+            "",
+            "",
+            b"",
+            -1,
+            -(2**63),
+            -0.0,
+            2.5,
+            3,
+            "false",
+            "[]",
+            "[]",
+            1700000000123,
+            "2024-01-01 00:00:00",
+            "1999-12-31",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12",
+        ),
+    ]
+    converters = [converter_for(c) for c in columns]
+    canons = [canonical_for(c) for c in columns]
+    names = ", ".join(c.name for c in columns)
+    with psycopg.connect(fresh_database) as conn:
+        conn.execute(
+            f"CREATE TABLE t (source_rowid bigint, {', '.join(f'{c.name} {t.strip()}' for c, t in zip(columns, pg_types.split(','), strict=True))})"
+        )
+        expected = {}
+        for rowid, row in enumerate(source_rows, start=1):
+            values = [conv(v, []) for conv, v in zip(converters, row, strict=True)]
+            expected[rowid] = row_hash(
+                "|".join([str(rowid)] + [canon(v) for canon, v in zip(canons, values, strict=True)])
+            )
+            with conn.cursor().copy(f"COPY t (source_rowid, {names}) FROM STDIN") as copy:
+                copy.write_row([rowid, *values])
+        got = dict(
+            conn.execute(
+                f"SELECT source_rowid, {row_hash_sql('source_rowid', columns).as_string(conn)} FROM t"
+            ).fetchall()
+        )  # noqa: S608
+    assert got == expected
+
+
+def test_database_url_and_bad_usage(tmp_path: Path) -> None:
+    assert (
+        libpq_url("postgresql://u@h:5432/db?schema=agents&sslmode=require")
+        == "postgresql://u@h:5432/db?sslmode=require"
+    )
+    ws_file = workspace(tmp_path)
+    proc = run_ws(
+        "-w", str(ws_file), "migrate", "status", "--repos", "nope", "--database-url", "postgresql://x@127.0.0.1:1/x"
+    )
+    assert proc.returncode == 2 and "declares no sqlite_migration" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_ws("-w", str(ws_file), "migrate", "check", "--database-url", "postgresql://nobody@127.0.0.1:1/none")
+    assert proc.returncode == 2 and "cannot connect to the database" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,195 @@
+"""`ws schema check` and `ws schema sync` on a copy of the example workspace, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from infra.schema.align import check_alignment
+from infra.schema.load import LocalReader, load_schemas
+from infra.schema.sync import apply_edits, plan_sync
+from infra.workspace import load_workspace
+from tests.helpers import EXAMPLES, ROOT, run_ws
+
+PRIMARY = "saas-ecosystem-architecture/admin-app/prisma/schema.prisma"
+AGENTS = "app-agents/shared/database/schema.prisma"
+SPECS = "saas-spec-driven-development/prisma/schema.prisma"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    target = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, target, ignore=shutil.ignore_patterns("node_modules", "*.db", "__pycache__"))
+    return target
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def line_of(path: Path, text: str) -> int:
+    return path.read_text(encoding="utf-8").split(text)[0].count("\n") + 1
+
+
+def ws(workspace: Path, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return run_ws("-w", str(workspace / "workspace.yaml"), *args, env=env)
+
+
+def test_example_workspace_is_fully_aligned(workspace: Path, tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    result = ws(workspace, "schema", "check", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "alignment: 100% (8/8 aligned)" in result.stdout
+    assert "Alignment: **100%** (8/8" in summary.read_text(encoding="utf-8")
+    data = json.loads(ws(workspace, "schema", "check", "--json").stdout)
+    assert data["ok"] is True and data["percent"] == 100.0 and data["shared"] == 8
+
+
+def test_changed_shared_field_is_reported_then_synced(workspace: Path) -> None:
+    edit(workspace / PRIMARY, "  name      String   @db.VarChar(128)", "  name      String   @db.VarChar(200)")
+    before_agents = (workspace / AGENTS).read_text(encoding="utf-8")
+    result = ws(workspace, "schema", "check", "--json")
+    assert result.returncode == 1, result.stderr
+    data = json.loads(result.stdout)
+    differences = [d for m in data["shared_models"] for d in m["differences"]]
+    assert differences == [
+        {
+            "repo": "app-agents",
+            "name": "AgentTool",
+            "member": "name",
+            "aspect": "native type",
+            "primary": "@db.VarChar(200)",
+            "copy": "@db.VarChar(128)",
+            "file": differences[0]["file"],
+            "line": line_of(workspace / AGENTS, "  name            String           @db.VarChar(128)"),
+        }
+    ]
+    assert differences[0]["file"].endswith(AGENTS)
+    assert data["percent"] == 87.5
+    assert "failed: schema alignment 87.5%" in result.stderr
+
+    check = ws(workspace, "schema", "sync", "--check")
+    assert check.returncode == 1
+    assert "-  name            String           @db.VarChar(128)" in check.stdout
+    assert "+  name            String           @db.VarChar(200)" in check.stdout
+    assert (workspace / AGENTS).read_text(encoding="utf-8") == before_agents, "--check writes nothing"
+
+    synced = ws(workspace, "schema", "sync")
+    assert synced.returncode == 0, synced.stderr
+    after = (workspace / AGENTS).read_text(encoding="utf-8")
+    changed = [(a, b) for a, b in zip(before_agents.splitlines(), after.splitlines(), strict=True) if a != b]
+    assert changed == [
+        (
+            "  name            String           @db.VarChar(128)",
+            "  name            String           @db.VarChar(200)",
+        )
+    ], "only the changed field's line differs; back-relations and everything else are byte-identical"
+    assert ws(workspace, "schema", "sync", "--check").returncode == 0
+    assert ws(workspace, "schema", "check").returncode == 0
+
+
+def test_sync_keeps_back_relations_and_drops_dangling_ones(workspace: Path) -> None:
+    # a new required column in Agent, and a new shared enum value: both secondaries must follow
+    edit(
+        workspace / PRIMARY,
+        '  config         Json          @default("{}")',
+        '  config         Json          @default("{}")\n  region         String        @default("eu")',
+    )
+    edit(workspace / PRIMARY, "  RETIRED\n", "  RETIRED\n  ARCHIVED\n")
+    report = check_alignment(load_schemas(load_workspace(workspace / "workspace.yaml")))
+    aspects = sorted((d.repo, d.name, d.member, d.aspect) for d in report.differences())
+    assert aspects == [
+        ("app-agents", "Agent", "region", "missing field"),
+        ("app-agents", "AgentStatus", "ARCHIVED", "missing value"),
+        ("saas-spec-driven-development", "Agent", "region", "missing field"),
+        ("saas-spec-driven-development", "AgentStatus", "ARCHIVED", "missing value"),
+    ]
+    loaded = load_workspace(workspace / "workspace.yaml")
+    apply_edits(loaded, plan_sync(loaded))
+    specs = (workspace / SPECS).read_text(encoding="utf-8")
+    assert "specifications Specification[]" in specs, "the secondary's back-relation is kept"
+    assert "memories" not in specs and "AgentTool" not in specs, "no back-relation to models specs does not have"
+    agents = (workspace / AGENTS).read_text(encoding="utf-8")
+    assert "runs           AgentRun[]" in agents and "memories       AgentMemory[]" in agents
+    assert "  ARCHIVED\n" in agents and "  ARCHIVED\n" in specs
+    assert check_alignment(load_schemas(loaded)).ok
+    assert plan_sync(loaded) == []
+
+
+def test_missing_copy_and_external_list_are_repaired(workspace: Path) -> None:
+    agents = workspace / AGENTS
+    text = agents.read_text(encoding="utf-8")
+    start = text.index("/// Long-term memory")
+    end = text.index("/// A tool an agent may call.")
+    agents.write_text(text[:start] + text[end:], encoding="utf-8")
+    edit(agents, "  memories       AgentMemory[]\n", "")
+    edit(workspace / "saas-spec-driven-development/prisma.config.ts", '"ecosystem.organizations", ', "")
+    report = check_alignment(load_schemas(load_workspace(workspace / "workspace.yaml")))
+    failing = {(d.repo, d.name): d.aspect for d in report.differences()}
+    assert failing[("app-agents", "AgentMemory")] == "missing copy (run `ws schema sync`)"
+    assert failing[("saas-spec-driven-development", "Organization")].startswith(
+        "not declared external: add 'ecosystem.organizations' to tables.external"
+    )
+    result = ws(workspace, "schema", "sync", "--dry-run")
+    assert result.returncode == 0 and "+model AgentMemory {" in result.stdout
+    assert '+    external: ["ecosystem.organizations", "ecosystem.agents"],' in result.stdout
+    loaded = load_workspace(workspace / "workspace.yaml")
+    assert not check_alignment(load_schemas(loaded)).ok, "--dry-run writes nothing"
+    apply_edits(loaded, plan_sync(loaded))
+    assert check_alignment(load_schemas(loaded)).ok
+
+
+def test_collisions_and_dangling_relations_are_problems(workspace: Path) -> None:
+    edit(
+        workspace / SPECS, '  @@map("dev_artifacts")\n  @@schema("specs")', '  @@map("agents")\n  @@schema("ecosystem")'
+    )
+    edit(workspace / AGENTS, "fields: [toolId], references: [id]", "fields: [toolId], references: [uuid]")
+    report = check_alignment(load_schemas(load_workspace(workspace / "workspace.yaml")))
+    texts = [str(p) for p in report.problems]
+    assert any("DevArtifact: table ecosystem.agents collides with the primary's model Agent" in t for t in texts), texts
+    assert any("ToolInvocation.tool: references AgentTool.uuid, which does not exist in the copy" in t for t in texts)
+    assert not report.ok and report.percent == 100.0
+
+
+def test_syntax_error_in_a_schema_is_one_located_message(workspace: Path) -> None:
+    edit(workspace / AGENTS, "  input       Json\n", "  input       Json @default(\n")
+    line = line_of(workspace / AGENTS, "  input       Json @default(")
+    result = ws(workspace, "schema", "check")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert (
+        f"shared/database/schema.prisma:{line}:29:" in result.stderr.replace("\n", "")
+        and "line breaks are not allowed" in result.stderr
+    )
+
+
+def test_real_workspace_says_not_checked_out() -> None:
+    result = run_ws("-w", str(ROOT / "workspace.yaml"), "schema", "check", "--json")
+    assert result.returncode == 0, result.stderr
+    skipped = json.loads(result.stdout)["skipped"]
+    assert set(skipped) == {"saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development"}
+    assert all(reason.startswith("not checked out") for reason in skipped.values())
+    check = run_ws("-w", str(ROOT / "workspace.yaml"), "check", "--json")
+    rows = {c["name"]: c for c in json.loads(check.stdout)["checks"]}
+    assert rows["schema alignment app-agents"]["status"] == "skipped"
+    assert rows["schema alignment app-agents"]["detail"].startswith("skipped: not checked out")
+
+
+def test_schemas_can_be_read_through_any_reader(workspace: Path) -> None:
+    """--ref reads files through a reader; here the reader is a second folder standing for another branch."""
+    branch = workspace.parent / "branch"
+    shutil.copytree(workspace, branch)
+    edit(branch / PRIMARY, "  kind      String   @db.VarChar(32)", "  kind      String   @db.VarChar(48)")
+    loaded = load_workspace(workspace / "workspace.yaml")
+    readers = lambda repo: LocalReader(branch / str(loaded.model.repos[repo].path))  # noqa: E731
+    report = check_alignment(load_schemas(loaded, readers))
+    assert [(d.name, d.member, d.aspect) for d in report.differences()] == [("AgentMemory", "kind", "native type")]
+    edits = plan_sync(loaded, readers)
+    assert [(e.repo, e.path) for e in edits] == [("app-agents", "shared/database/schema.prisma")]
+    assert "+  kind      String   @db.VarChar(48)" in edits[0].diff()
+    assert check_alignment(load_schemas(loaded)).ok, "the local checkout is untouched"

@@ -941,6 +941,9 @@ def build_workspace(root: Path, fake: FakeGitHub, maintainers: dict[str, list[st
         git_in(checkout, "remote", "add", "origin", str(bare))
         source = (EXAMPLES / repo / schema).read_text(encoding="utf-8")
         commit_file(checkout, schema, source, "initial schema")
+        config = EXAMPLES / repo / "prisma.config.ts"
+        if config.is_file():
+            commit_file(checkout, "prisma.config.ts", config.read_text(encoding="utf-8"), "prisma config")
         commit_file(checkout, "README.md", f"# {repo}\n", "readme")
         git_in(checkout, "push", "-q", "-u", "origin", "main")
         fake.add_repo(f"{OWNER}/{repo}", bare)
@@ -986,3 +989,42 @@ def recording_policy(sleeps: list[float], messages: list[str], **overrides: Any)
         time.sleep(min(seconds, 0.01))
 
     return RetryPolicy(sleep=sleep, notify=messages.append, **overrides)
+
+
+@dataclass
+class Invoked:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Invoked:
+    """Run `ws` in this process (same entry point and error handling as the console script, no start-up cost)."""
+    import contextlib
+    import io
+    import os
+
+    from infra.cli import main
+    from infra.cli._common import console, err_console
+
+    widths = (console._width, err_console._width)  # rich reads COLUMNS once, when the console is created
+    console.width = err_console.width = 300
+    changes = {"COLUMNS": "300", **(env or {})}
+    saved = {key: os.environ.get(key) for key in changes}
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        os.environ.update(changes)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        console._width, err_console._width = widths
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return Invoked(code, out.getvalue(), err.getvalue())

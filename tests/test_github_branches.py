@@ -12,7 +12,16 @@ from infra.github import branches
 from infra.github.client import GitHub
 from infra.workspace.errors import UsageError
 from infra.workspace.loader import LoadedWorkspace, load_workspace
-from tests.fake_github import GIT_IDENTITY, OWNER, REPO_SCHEMAS, FakeGitHub, build_workspace, commit_file, git_in
+from tests.fake_github import (
+    GIT_IDENTITY,
+    OWNER,
+    REPO_SCHEMAS,
+    FakeGitHub,
+    build_workspace,
+    commit_file,
+    git_in,
+    invoke,
+)
 from tests.helpers import run_ws
 
 REPOS = list(REPO_SCHEMAS)
@@ -69,7 +78,7 @@ def test_create_everywhere_locally_and_on_github(root: Path, fake: FakeGitHub) -
         ]
     assert [(r.method, r.path, r.body) for r in fake.requests] == expected
     # Running it again changes nothing and creates nothing on GitHub.
-    again = run_ws("-w", str(root / "workspace.yaml"), "branch", "create", "feat-x", "--remote", "--json", env=ENV)
+    again = invoke("-w", str(root / "workspace.yaml"), "branch", "create", "feat-x", "--remote", "--json", env=ENV)
     assert again.returncode == 0, again.stderr
     assert {r["local"] for r in json.loads(again.stdout)["repos"]} == {"exists; checked out"}
     assert not [r for r in fake.requests[len(expected) :] if r.method == "POST"]
@@ -77,14 +86,14 @@ def test_create_everywhere_locally_and_on_github(root: Path, fake: FakeGitHub) -
 
 def test_create_refuses_a_dirty_tree_before_touching_anything(root: Path) -> None:
     (root / "app-agents" / "notes.txt").write_text("wip\n")
-    result = run_ws("-w", str(root / "workspace.yaml"), "branch", "create", "feat-y", env=GIT_IDENTITY)
+    result = invoke("-w", str(root / "workspace.yaml"), "branch", "create", "feat-y", env=GIT_IDENTITY)
     assert result.returncode == 2
     assert "uncommitted changes in app-agents (1 changed file(s): notes.txt)" in result.stderr
     assert "--allow-dirty" in result.stderr and "Traceback" not in result.stderr
     for repo in REPOS:
         assert git_in(root / repo, "branch", "--show-current") == "main"
         assert git_in(root / repo, "branch", "--list", "feat-y") == ""
-    allowed = run_ws(
+    allowed = invoke(
         "-w", str(root / "workspace.yaml"), "branch", "create", "feat-y", "--allow-dirty", env=GIT_IDENTITY
     )
     assert allowed.returncode == 0, allowed.stderr
@@ -93,7 +102,7 @@ def test_create_refuses_a_dirty_tree_before_touching_anything(root: Path) -> Non
 
 
 def test_create_dry_run_changes_nothing(root: Path, fake: FakeGitHub) -> None:
-    result = run_ws(
+    result = invoke(
         "-w", str(root / "workspace.yaml"), "branch", "create", "feat-d", "--remote", "--dry-run", "--json", env=ENV
     )
     assert result.returncode == 0, result.stderr
@@ -138,9 +147,9 @@ def test_status_matrix(root: Path, fake: FakeGitHub) -> None:
 
 
 def test_status_without_a_token_uses_origin_and_says_what_is_missing(root: Path) -> None:
-    run_ws("-w", str(root / "workspace.yaml"), "branch", "create", "feat-t", env=GIT_IDENTITY)
+    invoke("-w", str(root / "workspace.yaml"), "branch", "create", "feat-t", env=GIT_IDENTITY)
     git_in(root / "app-agents", "push", "-q", "origin", "feat-t")
-    result = run_ws(
+    result = invoke(
         "-w", str(root / "workspace.yaml"), "branch", "status", "feat-t", "--json", env={"GITHUB_TOKEN": ""}
     )
     assert result.returncode == 0, result.stderr
@@ -148,7 +157,9 @@ def test_status_without_a_token_uses_origin_and_says_what_is_missing(root: Path)
     assert rows["app-agents"]["remote"] is True and rows["app-agents"]["remote_source"] == "origin"
     assert rows["saas-spec-driven-development"]["remote"] is False
     assert rows["app-agents"]["notes"] == ["PR and CI need GITHUB_TOKEN"]
-    table = run_ws("-w", str(root / "workspace.yaml"), "branch", "status", "feat-t", env={"GITHUB_TOKEN": ""})
+    table = invoke(
+        "-w", str(root / "workspace.yaml"), "branch", "status", "feat-t", env={"GITHUB_TOKEN": "", "COLUMNS": "300"}
+    )
     assert "app-agents" in table.stdout and "PR and CI need GITHUB_TOKEN" in table.stdout
 
 
@@ -174,10 +185,10 @@ def test_delete_refuses_unmerged_work_unless_forced(root: Path, fake: FakeGitHub
 
 
 def test_delete_a_merged_branch_needs_no_force(root: Path) -> None:
-    result = run_ws("-w", str(root / "workspace.yaml"), "branch", "create", "feat-m", env=GIT_IDENTITY)
+    result = invoke("-w", str(root / "workspace.yaml"), "branch", "create", "feat-m", env=GIT_IDENTITY)
     assert result.returncode == 0, result.stderr
-    deleted = run_ws("-w", str(root / "workspace.yaml"), "branch", "delete", "feat-m", "--json", env=GIT_IDENTITY)
+    deleted = invoke("-w", str(root / "workspace.yaml"), "branch", "delete", "feat-m", "--json", env=GIT_IDENTITY)
     assert deleted.returncode == 0, deleted.stderr
     assert {r["local"] for r in json.loads(deleted.stdout)["repos"]} == {"deleted"}
-    refused = run_ws("-w", str(root / "workspace.yaml"), "branch", "delete", "main", env=GIT_IDENTITY)
+    refused = invoke("-w", str(root / "workspace.yaml"), "branch", "delete", "main", env=GIT_IDENTITY)
     assert refused.returncode == 2 and "it is a default branch" in refused.stderr

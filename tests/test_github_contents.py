@@ -53,7 +53,7 @@ def test_a_missing_file_is_left_out_and_a_missing_ref_is_one_line(
     setup: tuple[Path, LoadedWorkspace], fake: FakeGitHub
 ) -> None:
     _root, loaded = setup
-    assert read_files(loaded, PRIMARY, "main", ["prisma.config.ts", SCHEMA]).keys() == {SCHEMA}
+    assert read_files(loaded, PRIMARY, "main", ["docs/missing.md", SCHEMA]).keys() == {SCHEMA}
     assert ("GET", f"/repos/{OWNER}/{PRIMARY}/commits/main") in fake.calls()  # the ref itself was checked
     with pytest.raises(GitHubError) as caught:
         read_files(loaded, PRIMARY, "no-such-branch", [SCHEMA])

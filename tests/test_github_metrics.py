@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 from infra.deploy import ledger
 from infra.github import metrics
 from infra.workspace.loader import LoadedWorkspace, load_workspace
+from tests.fake_github import invoke
 from tests.helpers import ROOT, run_ws
 
 NOW = datetime(2026, 3, 31, tzinfo=UTC)
@@ -135,15 +136,20 @@ def test_cli_json_table_and_prometheus(fresh_database: str, tmp_path: Path) -> N
     assert prod["deployment_rework_rate"]["value"] == 0.5
     for extra in ("schema_alignment", "migration_completion"):
         assert data[extra]["value"] is not None or data[extra]["detail"].startswith("unavailable: "), data[extra]
-    table = run_ws("metrics", "--env", "prod", env=env)
+    table = invoke("-w", str(ROOT / "workspace.yaml"), "metrics", "--env", "prod", env={**env, "COLUMNS": "300"})
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if "change fail rate" in line)
     assert "50.0%" in row and "1 of 2 failed or rolled back" in row
     assert "migration completion:" in table.stdout
-    prom = run_ws("metrics", "--format", "prometheus", env=env)
+    prom = invoke("-w", str(ROOT / "workspace.yaml"), "metrics", "--format", "prometheus", env=env)
     assert 'ws_dora_change_fail_rate{environment="prod"} 0.5' in prom.stdout
-    bad = run_ws("metrics", "--env", "nope", env=env)
+    bad = invoke("-w", str(ROOT / "workspace.yaml"), "metrics", "--env", "nope", env=env)
     assert bad.returncode == 2 and "unknown environment 'nope'" in bad.stderr
-    unreachable = run_ws("metrics", env={"DATABASE_URL": "postgresql://127.0.0.1:1/x?connect_timeout=2"})
+    unreachable = invoke(
+        "-w",
+        str(ROOT / "workspace.yaml"),
+        "metrics",
+        env={"DATABASE_URL": "postgresql://127.0.0.1:1/x?connect_timeout=2"},
+    )
     assert unreachable.returncode == 2 and "cannot read the deploy ledger" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr

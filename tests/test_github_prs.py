@@ -11,7 +11,7 @@ import pytest
 from infra.github import branches, prs
 from infra.github.client import GitHub
 from infra.workspace.loader import load_workspace
-from tests.fake_github import GIT_IDENTITY, OWNER, FakeGitHub, build_workspace, commit_file, git_in
+from tests.fake_github import GIT_IDENTITY, OWNER, FakeGitHub, build_workspace, commit_file, git_in, invoke
 from tests.helpers import run_ws
 
 PRIMARY, AGENTS, SPECS = "saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development"
@@ -129,11 +129,11 @@ def test_status_reports_the_linked_set(root: Path, fake: FakeGitHub) -> None:
     fake.pull(f"{OWNER}/{PRIMARY}", 1).update(state="closed", merged=True)
     head = git_in(root / SPECS, "rev-parse", "feat")
     fake.set_status(f"{OWNER}/{SPECS}", head, "pending")
-    result = run_ws("-w", str(root / "workspace.yaml"), "pr", "status", "feat", "--json", env=ENV)
+    result = invoke("-w", str(root / "workspace.yaml"), "pr", "status", "feat", "--json", env=ENV)
     assert result.returncode == 0, result.stderr
     rows = [(r["repo"], r["number"], r["state"], r["ci"]) for r in json.loads(result.stdout)]
     assert rows == [(PRIMARY, 1, "merged", "none"), (AGENTS, None, None, None), (SPECS, 1, "open", "pending")]
-    table = run_ws("-w", str(root / "workspace.yaml"), "pr", "status", "feat", env=ENV)
+    table = invoke("-w", str(root / "workspace.yaml"), "pr", "status", "feat", env={**ENV, "COLUMNS": "300"})
     assert f"{OWNER}/{SPECS}#1" in table.stdout and "merged" in table.stdout
 
 
@@ -148,7 +148,7 @@ def test_reviewers_are_requested_as_users_and_team_slugs(root: Path, fake: FakeG
 
 
 def test_dry_run_opens_nothing(root: Path, fake: FakeGitHub) -> None:
-    result = run_ws(
+    result = invoke(
         "-w", str(root / "workspace.yaml"), "pr", "open", "feat", "--title", "Feature", "--dry-run", env=ENV
     )
     assert result.returncode == 0, result.stderr

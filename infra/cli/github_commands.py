@@ -20,7 +20,7 @@ from infra.cli._common import (
     step_summary,
     table,
 )
-from infra.github import branches, metrics, prs
+from infra.github import branches, metrics, propagate, prs
 from infra.github.client import client, optional_client
 from infra.workspace.errors import UsageError
 
@@ -269,6 +269,74 @@ def metrics_command(
     lines = [f"## DORA figures (last {days} days)", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * 4]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     step_summary("\n".join(lines))
+
+
+@click.command("propagate")
+@click.option(
+    "--branch",
+    default=None,
+    metavar="NAME",
+    help="Branch for the secondaries (default: the primary's feature branch, else schema/sync-<sha>).",
+)
+@click.option("--title", default=None, help="Title of the pull requests (default: names the primary's commit).")
+@repos_option
+@click.option(
+    "--types-dir",
+    default=propagate.TYPES_DIR,
+    show_default=True,
+    metavar="PATH",
+    help="Folder of the exported shared types inside each secondary.",
+)
+@click.option("--no-types", is_flag=True, help="Do not write the exported shared types.")
+@click.option("--dry-run", is_flag=True, help="Print the diffs and the pull-request plan; change nothing.")
+@json_option
+@pass_context
+def propagate_command(
+    ctx: Context,
+    branch: str | None,
+    title: str | None,
+    repos: str | None,
+    types_dir: str,
+    no_types: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """After a change to the primary's schema: one branch per secondary with `ws schema sync` and the shared
+    types applied, committed and pushed, and linked pull requests reviewed by every repo's maintainers.
+    """
+    loaded = ctx.loaded
+    github = None if dry_run else client(loaded)
+    result = propagate.propagate(
+        loaded,
+        github,
+        branch=branch,
+        title=title,
+        repos=parse_repos(loaded, repos),
+        types_dir=None if no_types else types_dir,
+        dry_run=dry_run,
+        progress=_progress,
+    )
+    if as_json:
+        print_json(result.as_dict())
+        return
+    for repo_plan in result.repos:
+        if dry_run and repo_plan.edits:
+            click.echo(repo_plan.diff(), nl=False)
+    rows = [
+        (
+            p.repo,
+            f"{result.branch} (from {p.base})",
+            ", ".join(p.files) or "in sync",
+            (p.commit or "-")[:7] if not dry_run else "-",
+        )
+        for p in result.repos
+    ]
+    heading = f"propagate {result.primary}@{result.primary_sha[:7]}{' (dry run)' if dry_run else ''}"
+    console.print(table(heading, ["repo", "branch", "files", "commit"], [tuple(escape(c) for c in r) for r in rows]))
+    console.print(f"types: {escape(result.types)}")
+    console.print(f"pull requests: {escape(result.title)}; reviewers: {escape(', '.join(result.reviewers) or '-')}")
+    if result.pulls:
+        _render_pulls(f"pull requests for {result.branch}", result.pulls, False)
 
 
 COMMANDS = [branch_group, pr_group, metrics_command]

@@ -102,9 +102,15 @@ def open_pulls(
     repos: Sequence[str] | None = None,
     reviewers: Sequence[str] = (),
     dry_run: bool = False,
+    body_for_new: str | None = None,
+    update_title: bool = True,
     progress: Progress = _quiet,
 ) -> list[PullRecord]:
-    """Open (or update) one PR per repo whose ``branch`` has commits, then link them all in every body."""
+    """Open (or update) one PR per repo whose ``branch`` has commits, then link them all in every body.
+
+    ``body`` replaces the author's text of every PR (kept when None); ``body_for_new`` is the text of PRs
+    opened now when ``body`` is None. ``update_title`` False leaves existing PRs' titles alone.
+    """
     if not title.strip():
         raise UsageError("--title must not be empty")
     records: list[PullRecord] = []
@@ -131,7 +137,7 @@ def open_pulls(
             record.action = "would open"
         else:
             with github.call(f"open pull request {branch} -> {base} in {full_name}"):
-                created = github.repo(full_name).create_pull(title, base, branch, body or "")
+                created = github.repo(full_name).create_pull(title, base, branch, body or body_for_new or "")
             pulls[repo] = created
             record.action = "opened"
         if repo in pulls:
@@ -152,7 +158,7 @@ def open_pulls(
         changes: dict[str, str] = {}
         if new_body != (pull.body or ""):
             changes["body"] = new_body
-        if record.action == "updated" and pull.title != title:
+        if record.action == "updated" and update_title and pull.title != title:
             changes["title"] = title
         if changes:
             with github.call(f"update pull request {record.reference}"):

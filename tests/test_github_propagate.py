@@ -1,0 +1,153 @@
+"""`ws schema propagate`: a primary schema change becomes synced, committed, pushed, reviewed PRs in the secondaries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.github import propagate, prs
+from infra.github.client import GitHub
+from infra.workspace.errors import UsageError
+from infra.workspace.loader import LoadedWorkspace, load_workspace
+from tests.fake_github import GIT_IDENTITY, OWNER, REPO_SCHEMAS, FakeGitHub, build_workspace, commit_file, git_in
+
+PRIMARY, AGENTS, SPECS = "saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development"
+ENV = {**GIT_IDENTITY, "GITHUB_TOKEN": "test-token"}
+TYPES = [
+    "shared-database-types/python/shared_database_types.py",
+    "shared-database-types/typescript/index.ts",
+    "shared-database-types/typescript/package.json",
+    "shared-database-types/typescript/tsconfig.json",
+]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGitHub]:
+    with FakeGitHub() as server:
+        yield server
+
+
+@pytest.fixture
+def root(tmp_path: Path, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The workspace after a committed, pushed change of the primary's schema on branch feat-schema."""
+    for key, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(key, value)
+    build_workspace(tmp_path, fake)
+    primary = tmp_path / PRIMARY
+    schema = REPO_SCHEMAS[PRIMARY]
+    text = (primary / schema).read_text()
+    assert "model Agent {\n" in text
+    git_in(primary, "checkout", "-q", "-b", "feat-schema")
+    commit_file(primary, schema, text.replace("model Agent {\n", "model Agent {\n  nickname String?\n", 1), "nickname")
+    git_in(primary, "push", "-q", "origin", "feat-schema")
+    return tmp_path
+
+
+def loaded_of(root: Path) -> LoadedWorkspace:
+    return load_workspace(root / "workspace.yaml")
+
+
+def test_dry_run_prints_the_diffs_and_the_plan_and_changes_nothing(root: Path, fake: FakeGitHub) -> None:
+    before = {repo: git_in(root / repo, "rev-parse", "HEAD") for repo in (AGENTS, SPECS)}
+    plan = propagate.propagate(loaded_of(root), None, dry_run=True)
+    assert plan.branch == "feat-schema"  # the primary's feature branch
+    assert plan.reviewers == ["acme/platform", "alice", "bob", "acme/specs"]
+    by_repo = {p.repo: p for p in plan.repos}
+    assert by_repo[AGENTS].files == [REPO_SCHEMAS[AGENTS], *TYPES]
+    assert by_repo[SPECS].files == [REPO_SCHEMAS[SPECS], *TYPES]
+    assert f"+++ b/{AGENTS}/{REPO_SCHEMAS[AGENTS]}" in by_repo[AGENTS].diff()
+    assert "+  nickname       String?" in by_repo[AGENTS].diff()
+    assert "nickname: str | None = None" in by_repo[SPECS].diff()
+    assert {repo: git_in(root / repo, "rev-parse", "HEAD") for repo in (AGENTS, SPECS)} == before
+    assert all(git_in(root / repo, "branch", "--show-current") == "main" for repo in (AGENTS, SPECS))
+    assert fake.requests == []
+
+
+def test_propagate_opens_linked_prs_reviewed_by_every_maintainer(root: Path, fake: FakeGitHub) -> None:
+    loaded = loaded_of(root)
+    result = propagate.propagate(loaded, GitHub(fake.api_url, fake.token))
+    primary_sha = git_in(root / PRIMARY, "rev-parse", "HEAD")
+    for repo in (AGENTS, SPECS):
+        assert git_in(root / repo, "branch", "--show-current") == "feat-schema"
+        assert git_in(root / repo, "status", "--porcelain") == ""
+        log = git_in(root / repo, "log", "-1", "--format=%s")
+        assert log == f"Sync shared schema from {PRIMARY}@{primary_sha[:7]}"
+        bare = root / "remotes" / f"{repo}.git"
+        assert git_in(bare, "rev-parse", "feat-schema") == git_in(root / repo, "rev-parse", "HEAD")
+        assert "nickname String?" in (root / repo / REPO_SCHEMAS[repo]).read_text().replace("       ", " ")
+        assert (root / repo / TYPES[0]).is_file()
+    # After propagating, `ws schema sync` has nothing left to do on the branch.
+    from infra.schema import sync
+
+    assert sync.plan_sync(loaded) == []
+    # One PR per repo, the primary first; every one links the other two and asks all maintainers.
+    assert [(p.repo, p.action, p.number) for p in result.pulls] == [
+        (PRIMARY, "opened", 1),
+        (AGENTS, "opened", 1),
+        (SPECS, "opened", 1),
+    ]
+    title = f"Sync shared schema from {PRIMARY}@{primary_sha[:7]}"
+    posts = [(r.path, r.body) for r in fake.requests if r.method == "POST"]
+    body = propagate.body_of(result)
+    for repo in (PRIMARY, AGENTS, SPECS):
+        assert (
+            f"/repos/{OWNER}/{repo}/pulls",
+            {"title": title, "body": body, "base": "main", "head": "feat-schema"},
+        ) in posts
+        assert (
+            f"/repos/{OWNER}/{repo}/pulls/1/requested_reviewers",
+            {"reviewers": ["alice", "bob"], "team_reviewers": ["platform", "specs"]},
+        ) in posts
+        pull = fake.pull(f"{OWNER}/{repo}", 1)
+        assert pull["body"].count(prs.BLOCK_START) == 1
+        assert f"1. {OWNER}/{PRIMARY}#1" in pull["body"]
+        assert pull["reviewers"] == ["alice", "bob"] and pull["teams"] == ["platform", "specs"]
+
+    # Re-running finds nothing to change: no new commit, no duplicate PR.
+    heads = {repo: git_in(root / repo, "rev-parse", "HEAD") for repo in (AGENTS, SPECS)}
+    fake.requests.clear()
+    again = propagate.propagate(loaded_of(root), GitHub(fake.api_url, fake.token))
+    assert all(p.edits == [] for p in again.repos)
+    assert {repo: git_in(root / repo, "rev-parse", "HEAD") for repo in (AGENTS, SPECS)} == heads
+    assert not [r for r in fake.requests if r.method == "POST" and r.path.endswith("/pulls")]
+    assert all(len(fake.repos[f"{OWNER}/{repo}"].pulls) == 1 for repo in (PRIMARY, AGENTS, SPECS))
+
+
+def test_an_uncommitted_primary_change_is_refused(root: Path) -> None:
+    schema = root / PRIMARY / REPO_SCHEMAS[PRIMARY]
+    schema.write_text(schema.read_text() + "\n// more\n")
+    with pytest.raises(UsageError, match="is not committed; commit it first"):
+        propagate.plan(loaded_of(root))
+
+
+def test_a_dirty_secondary_is_refused_before_anything_changes(root: Path, fake: FakeGitHub) -> None:
+    (root / AGENTS / "scratch.txt").write_text("x")
+    with pytest.raises(UsageError, match=r"uncommitted changes in app-agents \(scratch.txt\)"):
+        propagate.propagate(loaded_of(root), GitHub(fake.api_url, fake.token))
+    assert git_in(root / SPECS, "branch", "--show-current") == "main"
+    assert fake.requests == []
+
+
+def test_cli_dry_run_and_json(root: Path, fake: FakeGitHub) -> None:
+    from click.testing import CliRunner
+
+    from infra.cli._common import Context
+    from infra.cli.github_commands import propagate_command
+
+    runner = CliRunner()
+    result = runner.invoke(
+        propagate_command, ["--dry-run", "--no-types"], obj=Context(root / "workspace.yaml"), catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert f"+++ b/{AGENTS}/{REPO_SCHEMAS[AGENTS]}" in result.output
+    assert "shared-database-types" not in result.output.split("types:")[0]
+    assert "reviewers: acme/platform, alice, bob, acme/specs" in result.output
+    as_json = runner.invoke(
+        propagate_command, ["--dry-run", "--json", "--repos", SPECS], obj=Context(root / "workspace.yaml")
+    )
+    data = json.loads(as_json.output)
+    assert [r["repo"] for r in data["repos"]] == [SPECS] and data["dry_run"] is True
+    assert fake.requests == []

@@ -194,7 +194,7 @@ def setup_action() -> CommentedMap:
                 "  python -m pip install --quiet -r requirements.lock",
                 "  python -m pip install --quiet --no-deps .",
                 "fi",
-                "ws --version",
+                'echo "ws: $(command -v ws)"',
             ],
         ),
     ]
@@ -313,19 +313,17 @@ def health_check_action() -> CommentedMap:
 
 def rollback_action() -> CommentedMap:
     inputs = mapping(("deployment", _input(DEPLOYMENT_INPUT, required=True)))
-    env = {"DEPLOYMENT_ID": "${{ inputs.deployment }}"}
     steps = [
-        run_step("Roll back", ['ws rollback --deployment "$DEPLOYMENT_ID"'], env=env),
         run_step(
-            "Record the deployment's outcome",
-            ['ws pipeline finish --deployment "$DEPLOYMENT_ID"'],
-            env=env,
-            condition="always()",
-        ),
+            "Roll back",
+            ['ws rollback --deployment "$DEPLOYMENT_ID"'],
+            env={"DEPLOYMENT_ID": "${{ inputs.deployment }}"},
+        )
     ]
     return _action(
         "ws rollback",
-        "Take every repo the deployment changed back to the version it ran before, then record the outcome.",
+        "Take every service the deployment changed back to the version it ran before and record the deployment "
+        "as rolled back (migrations stay applied).",
         inputs,
         steps,
     )

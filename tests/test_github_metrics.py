@@ -153,3 +153,38 @@ def test_cli_json_table_and_prometheus(fresh_database: str, tmp_path: Path) -> N
     )
     assert unreachable.returncode == 2 and "cannot read the deploy ledger" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_schema_alignment_and_migration_completion_come_from_their_areas(
+    fresh_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from tests.fake_github import GIT_IDENTITY, FakeGitHub, build_workspace
+
+    for key, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(key, value)
+    with FakeGitHub() as fake:
+        path = build_workspace(tmp_path, fake)
+    text = path.read_text()
+    anchor = "  app-agents:\n    github: acme/app-agents\n"
+    assert anchor in text
+    path.write_text(text.replace(anchor, anchor + "    sqlite_migration:\n      source: agents/*/memory.db\n"))
+    for agent in ("alpha", "beta"):
+        folder = tmp_path / "app-agents" / "agents" / agent
+        folder.mkdir(parents=True)
+        with sqlite3.connect(folder / "memory.db") as db:
+            db.execute("CREATE TABLE memories (id INTEGER PRIMARY KEY, content TEXT)")
+            db.execute("INSERT INTO memories (content) VALUES ('remember')")
+        db.close()
+    report = metrics.report(load_workspace(path), fresh_database, days=7)
+    extras = {a.name: a for a in report.extra}
+    assert extras["schema_alignment"].value == 1.0, extras["schema_alignment"].detail  # copies of the examples
+    assert extras["schema_alignment"].detail.endswith("shared models and enums aligned")
+    assert extras["migration_completion"].value == 0.0, extras["migration_completion"].detail
+    assert extras["migration_completion"].detail == "0 of 2 agents' SQLite files migrated and validated"
+    # a secondary whose copy differs lowers the alignment figure
+    specs = tmp_path / "saas-spec-driven-development" / "prisma" / "schema.prisma"
+    specs.write_text(specs.read_text().replace("  RETIRED\n", "", 1))
+    lowered = {a.name: a for a in metrics.report(load_workspace(path), fresh_database, days=7).extra}
+    assert lowered["schema_alignment"].value is not None and lowered["schema_alignment"].value < 1.0

@@ -300,15 +300,24 @@ def schema_alignment(loaded: LoadedWorkspace) -> Availability:
 
 
 def migration_completion(loaded: LoadedWorkspace, database_url: str) -> Availability:
-    """Share of SQLite agent-memory files migrated and validated, from infra.migrate's status."""
-    status, why = _import("infra.migrate.status", ("completion", "migration_status", "status"))
-    if status is None:
-        return Availability("migration_completion", None, "ratio", f"unavailable: {why}")
+    """Share of agents' SQLite memory files migrated and validated in PostgreSQL (infra.migrate's status)."""
+    scope, why = _import("infra.migrate", ("scope",))
+    status, why_status = _import("infra.migrate.status", ("status",))
+    if scope is None or status is None:
+        return Availability("migration_completion", None, "ratio", f"unavailable: {why or why_status}")
     try:
-        result = status(loaded, database_url)
+        found = scope(loaded, None, None, database_url)
+        counts = status(found.url, found.sources, found.namespaces).counts()
     except Exception as exc:  # shown, never hidden: see schema_alignment
         return Availability("migration_completion", None, "ratio", f"unavailable: {type(exc).__name__}: {exc}")
-    return _ratio_from("migration_completion", result, ("done", "total"), "files migrated and validated")
+    if not counts.get("total"):
+        return Availability("migration_completion", None, "ratio", "unavailable: no SQLite files to migrate found")
+    return _ratio_from(
+        "migration_completion",
+        {"done": counts["validated"], "total": counts["total"]},
+        ("done", "total"),
+        "agents' SQLite files migrated and validated",
+    )
 
 
 def _ratio_from(name: str, result: Any, keys: tuple[str, str], what: str) -> Availability:

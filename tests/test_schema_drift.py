@@ -1,0 +1,166 @@
+"""`ws schema drift` against a real database migrated from the example repos, then altered by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infra.schema import drift as driftmod
+from infra.schema.drift import drift
+from infra.workspace import load_workspace
+from tests.helpers import EXAMPLES, run_ws
+
+STAGES = [
+    "saas-ecosystem-architecture/admin-app/prisma/migrations",
+    "app-agents/shared/database/migrations",
+    "saas-spec-driven-development/prisma/migrations",
+]
+
+
+def migrate(url: str) -> None:
+    """Apply every example repo's migration.sql in stage order (primary first), as prisma migrate would."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for folder in STAGES:
+            for migration in sorted((EXAMPLES / folder).glob("*/migration.sql")):
+                conn.execute(migration.read_text(encoding="utf-8").encode())
+
+
+@pytest.fixture
+def migrated(fresh_database: str) -> str:
+    migrate(fresh_database)
+    return fresh_database
+
+
+def test_migrated_database_has_no_drift(migrated: str) -> None:
+    result = run_ws("-w", str(EXAMPLES / "workspace.yaml"), "schema", "drift", "--database-url", migrated, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert data["ok"] is True and data["drift"] == []
+    assert data["tables"] == 11
+    assert data["namespaces"] == ["ecosystem", "agents", "specs"]
+
+
+def test_env_local_reads_database_url(migrated: str) -> None:
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute('ALTER TABLE "ecosystem"."organizations" ADD COLUMN "extra" integer')
+    result = run_ws(
+        "-w", str(EXAMPLES / "workspace.yaml"), "schema", "drift", "--env", "local", env={"DATABASE_URL": migrated}
+    )
+    assert result.returncode == 1
+    assert "ecosystem.organizations.extra" in result.stdout
+    assert "1 difference(s) between the database and the declared models" in result.stderr
+
+
+ALTERATIONS = [
+    ('ALTER TABLE "ecosystem"."agents" DROP COLUMN "config"', "missing column", "ecosystem.agents.config"),
+    ('ALTER TABLE "agents"."agent_runs" ADD COLUMN "note" text', "extra column", "agents.agent_runs.note"),
+    (
+        'ALTER TABLE "ecosystem"."organizations" ALTER COLUMN "slug" TYPE varchar(80)',
+        "column type",
+        "ecosystem.organizations.slug",
+    ),
+    ('ALTER TABLE "specs"."requirements" ALTER COLUMN "body" DROP NOT NULL', "nullability", "specs.requirements.body"),
+    (
+        'ALTER TABLE "specs"."requirements" ALTER COLUMN "priority" SET DEFAULT 5',
+        "default",
+        "specs.requirements.priority",
+    ),
+    (
+        'ALTER TABLE "ecosystem"."agent_tools" ALTER COLUMN "enabled" DROP DEFAULT',
+        "default",
+        "ecosystem.agent_tools.enabled",
+    ),
+    ('DROP INDEX "ecosystem"."agents_status_idx"', "missing index", "ecosystem.agents agents_status_idx"),
+    (
+        'CREATE INDEX "handmade_idx" ON "agents"."conversations" ("role")',
+        "extra index",
+        "agents.conversations handmade_idx",
+    ),
+    (
+        'DROP INDEX "ecosystem"."organizations_slug_key"',
+        "missing unique",
+        "ecosystem.organizations organizations_slug_key",
+    ),
+    (
+        'ALTER TABLE "agents"."tool_invocations" DROP CONSTRAINT "tool_invocations_run_id_fkey"',
+        "missing foreign key",
+        "agents.tool_invocations tool_invocations_run_id_fkey",
+    ),
+    (
+        'ALTER TABLE "specs"."specifications" DROP CONSTRAINT "specifications_agent_id_fkey", '
+        'ADD CONSTRAINT "specifications_agent_id_fkey" FOREIGN KEY ("agent_id") REFERENCES "ecosystem"."agents"("id") '
+        "ON DELETE CASCADE ON UPDATE CASCADE",
+        "foreign key",
+        "specs.specifications specifications_agent_id_fkey",
+    ),
+    (
+        'ALTER TABLE "agents"."memories" DROP CONSTRAINT "memories_pkey", ADD PRIMARY KEY ("agent_id")',
+        "primary key",
+        "agents.memories",
+    ),
+    ('ALTER TYPE "specs"."SpecStatus" ADD VALUE \'ARCHIVED\'', "enum values", "specs.SpecStatus"),
+    ('CREATE TYPE "agents"."Mood" AS ENUM (\'HAPPY\')', "extra enum", "agents.Mood"),
+    ('DROP TABLE "specs"."dev_artifacts"', "missing table", "specs.dev_artifacts"),
+    ('CREATE TABLE "agents"."scratch" ("id" integer PRIMARY KEY)', "extra table", "agents.scratch"),
+]
+
+
+def test_each_hand_made_alteration_is_named(migrated: str) -> None:
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        for statement, _, _ in ALTERATIONS:
+            conn.execute(statement.encode())
+    report = drift(load_workspace(EXAMPLES / "workspace.yaml"), migrated)
+    found = {(item.kind, item.object) for item in report.items}
+    for statement, kind, obj in ALTERATIONS:
+        assert (kind, obj) in found, f"{statement!r} not reported as {kind} {obj}; got {sorted(found)}"
+    expected = {(kind, obj) for _, kind, obj in ALTERATIONS}
+    # the extra primary-key-less change of memories also shows as a primary key difference only
+    assert found - expected == set(), sorted(found - expected)
+    details = {(i.kind, i.object): i.detail for i in report.items}
+    assert details[("column type", "ecosystem.organizations.slug")] == (
+        "declared character varying(64); database character varying(80)"
+    )
+    assert details[("default", "specs.requirements.priority")] == "declared 3; database 5"
+    assert "ON DELETE SetNull" in details[("foreign key", "specs.specifications specifications_agent_id_fkey")]
+
+
+def test_drift_reads_only_pg_catalog_with_few_whole_catalog_queries(migrated: str) -> None:
+    queries = [
+        driftmod.TABLES_SQL,
+        driftmod.COLUMNS_SQL,
+        driftmod.INDEXES_SQL,
+        driftmod.CONSTRAINTS_SQL,
+        driftmod.ENUMS_SQL,
+    ]
+    assert all("information_schema" not in q for q in queries)
+    executed: list[str] = []
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        original = psycopg.Cursor.execute
+
+        def counting(self, query, params=None, **kwargs):  # type: ignore[no-untyped-def]
+            executed.append(str(query))
+            return original(self, query, params, **kwargs)
+
+        psycopg.Cursor.execute = counting  # type: ignore[method-assign]
+        try:
+            catalog = driftmod.live_catalog(conn, ["ecosystem", "agents", "specs"])
+        finally:
+            psycopg.Cursor.execute = original  # type: ignore[method-assign]
+    assert len(executed) == 5
+    assert len(catalog.tables) == 11
+
+
+def test_unreachable_database_is_one_message(tmp_path: Path) -> None:
+    result = run_ws(
+        "-w",
+        str(EXAMPLES / "workspace.yaml"),
+        "schema",
+        "drift",
+        "--database-url",
+        "postgresql://postgres@127.0.0.1:1/x",
+    )
+    assert result.returncode == 2
+    assert "cannot connect to the database" in result.stderr and "Traceback" not in result.stderr

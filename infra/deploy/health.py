@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-import redis
 
 from infra.deploy import migrations
 from infra.deploy.runtime import Infra, Runtime
@@ -207,6 +206,8 @@ def database_components(loaded: LoadedWorkspace, infra: Infra | None) -> list[Co
 def redis_component(infra: Infra | None) -> Component:
     if infra is None:
         return Component("redis", "redis", False, "no Redis found (run `ws up` or set REDIS_URL)")
+    import redis  # imported here: it is slow to import and only this check needs it
+
     started = time.perf_counter()
     try:
         client = redis.Redis.from_url(infra.cache_url, socket_timeout=3, socket_connect_timeout=3)

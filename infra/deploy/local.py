@@ -343,6 +343,12 @@ class LocalRuntime:
         stopped = []
         with self._lock:
             data = self._read("services.json")
+        groups = [int(entry["pgid"]) for entry in data.values() if entry.get("pgid")]
+        for pgid in groups:  # signal every service first, so that they stop in parallel
+            try:
+                os.killpg(pgid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         for repo in list(data):
             self.stop(repo)
             stopped.append(f"service {repo}")

@@ -1,0 +1,354 @@
+"""The staged deploy of the example workspace with real processes, PostgreSQL and Redis.
+
+Each test writes its own copy of examples/workspace.yaml into tmp_path: free service ports, a fresh database
+name, short health start periods, and `path:` entries pointing at the real example repos. The example
+services' releases.json gives two realistic bad releases: app-agents 2.0.0 reads a table whose migration has
+not shipped (its /health answers 503) and spec 3.0.0 drops /api/specs, which the integration tests still call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from infra.deploy.servers import free_port
+from tests.conftest import database_url
+from tests.helpers import EXAMPLES, ROOT, run_ws
+
+REPOS = ("saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development")
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class ExampleEnv:
+    root: Path
+    workspace: Path
+    database: str  # libpq URL of the workspace database
+    ports: dict[str, int]
+    env: dict[str, str]
+
+    def ws(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return run_ws("-w", str(self.workspace), *args, cwd=self.root, env=self.env, timeout=timeout)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+        return subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "-w", str(self.workspace), *args],
+            cwd=self.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def query(self, query: str, *params: Any) -> list[dict[str, Any]]:
+        with psycopg.connect(self.database, autocommit=True, row_factory=dict_row) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def deployment(self, deployment_id: int) -> dict[str, Any]:
+        return self.query("SELECT * FROM ws.deployments WHERE id = %s", deployment_id)[0]
+
+    def steps(self, deployment_id: int) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM ws.deployment_steps WHERE deployment_id = %s ORDER BY id", deployment_id)
+
+    def health(self, repo: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[repo]}/health", timeout=5) as response:
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+
+
+def write_example_workspace(
+    root: Path, db_name: str, ports: dict[str, int], *, start_period: float = 2.0, extra_top: str = ""
+) -> Path:
+    """A copy of examples/workspace.yaml with its own ports, database and short health start periods."""
+    text = (EXAMPLES / "workspace.yaml").read_text()
+    text = text.replace("name: example_ecosystem", f"name: {db_name}{extra_top}")
+    for repo, old in zip(REPOS, (4100, 4101, 4102), strict=True):
+        text = text.replace(f"    path: {repo}\n", f"    path: {EXAMPLES / repo}\n")
+        text = text.replace(f"port: {old}\n", f"port: {ports[repo]}\n")
+    text = text.replace("start_period: 5}", f"start_period: {start_period}}}")
+    text = text.replace("# yaml-language-server: $schema=./workspace.schema.json\n", "")
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "workspace.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def make_example(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Callable[[float], ExampleEnv]]:
+    """Build the example copy; ``start_period`` is the services' health start period (a bad release's gate
+    lasts that long, which the concurrency and kill tests use as a window)."""
+    made: list[ExampleEnv] = []
+
+    def make(start_period: float = 6.0) -> ExampleEnv:
+        name = f"ws_deploy_{uuid.uuid4().hex[:10]}"
+        ports = {repo: free_port() for repo in REPOS}
+        workspace = write_example_workspace(tmp_path, name, ports, start_period=start_period)
+        env = {"DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
+        made.append(ExampleEnv(tmp_path, workspace, database_url(postgres_url, name), ports, env))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for example in made:
+            example.ws("down")
+            name = example.database.rsplit("/", 1)[-1]
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def example(make_example: Callable[[float], ExampleEnv]) -> ExampleEnv:
+    return make_example(6.0)
+
+
+def deploy_json(example: ExampleEnv, *args: str) -> tuple[int, dict[str, Any], str]:
+    done = example.ws("deploy", "--env", "local", "--json", *args)
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+def test_full_deploy_of_the_example_workspace(example: ExampleEnv) -> None:
+    code, out, err = deploy_json(example)
+    assert code == 0, err
+    assert out["status"] == "succeeded"
+    deployment = example.deployment(out["deployment_id"])
+    assert deployment["status"] == "succeeded" and deployment["trigger"] == "cli"
+    assert deployment["versions_before"] == {repo: None for repo in REPOS}
+    steps = example.steps(out["deployment_id"])
+    assert [(s["step"], s["repo"]) for s in steps if s["step"] in ("infra", "migrate")] == [
+        ("infra", None),
+        ("migrate", "saas-ecosystem-architecture"),
+        ("migrate", "app-agents"),
+        ("migrate", "saas-spec-driven-development"),
+    ]
+    deploys = [s for s in steps if s["step"] == "deploy"]
+    assert [(s["repo"], s["stage"]) for s in deploys][0] == ("saas-ecosystem-architecture", 1)
+    assert {s["repo"] for s in deploys[1:]} == {"app-agents", "saas-spec-driven-development"}
+    assert all(s["status"] == "succeeded" and s["version_before"] is None for s in deploys)
+    # stage 2 started only after stage 1 was healthy
+    assert min(s["started_at"] for s in deploys[1:]) >= deploys[0]["finished_at"]
+    integration = [s for s in steps if s["step"] == "integration"]
+    assert len(integration) == 3 and all(s["status"] == "succeeded" for s in integration)
+    assert "integration ok" in integration[0]["log_excerpt"]
+    assert steps[-1]["step"] == "health" and steps[-1]["status"] == "succeeded"
+    for repo in REPOS:
+        body = example.health(repo)
+        assert body["status"] == "ok" and body["version"] == deployment["versions_after"][repo]
+    # migrations recorded like Prisma, in each repo's namespace
+    rows = example.query("SELECT migration_name, applied_steps_count FROM agents._prisma_migrations")
+    assert rows == [{"migration_name": "20260106090000_agent_runtime", "applied_steps_count": 1}]
+
+    health = example.ws("health", "--env", "local", "--json")
+    assert health.returncode == 0, health.stderr
+    report = json.loads(health.stdout)
+    assert report["ok"] and {c["name"] for c in report["components"]} >= {
+        "postgres",
+        "redis",
+        "migrations:app-agents",
+        "service:saas-spec-driven-development",
+    }
+    prometheus = example.ws("health", "--env", "local", "--format", "prometheus")
+    assert 'ws_health_up{environment="local",component="service:app-agents",kind="service"} 1' in prometheus.stdout
+    status = example.ws("status", "--env", "local", "--json")
+    assert status.returncode == 0, status.stderr
+    [local] = json.loads(status.stdout)
+    assert local["deployments"][0]["id"] == out["deployment_id"] and local["health"]["ok"]
+
+    # deploying the same versions again changes nothing: every deploy step is skipped
+    code, again, err = deploy_json(example)
+    assert code == 0, err
+    assert {s["status"] for s in example.steps(again["deployment_id"]) if s["step"] == "deploy"} == {"skipped"}
+
+
+def test_health_failure_in_stage_2_rolls_every_deployed_service_back(example: ExampleEnv) -> None:
+    code, first, err = deploy_json(example)
+    assert code == 0, err
+    before = example.deployment(first["deployment_id"])["versions_after"]
+
+    code, out, err = deploy_json(
+        example, "--versions", "saas-ecosystem-architecture=1.1.0,app-agents=2.0.0,saas-spec-driven-development=1.1.0"
+    )
+    assert code == 1
+    assert "rolled back" in err
+    deployment = example.deployment(out["deployment_id"])
+    assert deployment["status"] == "rolled_back"
+    assert deployment["versions_before"] == before
+    assert "app-agents" in deployment["error"] and "agents.agent_skills" in deployment["error"]
+    steps = example.steps(out["deployment_id"])
+    failed = [s for s in steps if s["status"] == "failed"]
+    assert [(s["step"], s["repo"]) for s in failed] == [("deploy", "app-agents")]
+    assert "missing table" in failed[0]["detail"] and failed[0]["log_excerpt"]
+    assert not [s for s in steps if s["step"] == "integration"]  # never reached
+    rollbacks = [s for s in steps if s["step"] == "rollback"]
+    assert {s["repo"] for s in rollbacks} == set(REPOS)
+    assert [s["stage"] for s in rollbacks] == sorted((s["stage"] for s in rollbacks), reverse=True)
+    assert rollbacks[-1]["repo"] == "saas-ecosystem-architecture"
+    assert all(s["status"] == "succeeded" and s["version_after"] == before[s["repo"]] for s in rollbacks)
+    assert steps[-1]["step"] == "health" and steps[-1]["status"] == "succeeded"
+    assert "after rollback" in steps[-1]["detail"]
+    for repo in REPOS:
+        assert example.health(repo)["version"] == before[repo]
+    # schema is never reverted: the migrations stay applied
+    assert example.query("SELECT count(*) AS n FROM agents._prisma_migrations")[0]["n"] == 1
+
+
+def test_failing_integration_test_rolls_back(example: ExampleEnv) -> None:
+    code, first, err = deploy_json(example)
+    assert code == 0, err
+    before = example.deployment(first["deployment_id"])["versions_after"]
+
+    code, out, err = deploy_json(
+        example, "--repos", "saas-spec-driven-development", "--versions", "saas-spec-driven-development=3.0.0"
+    )
+    assert code == 1
+    deployment = example.deployment(out["deployment_id"])
+    assert deployment["status"] == "rolled_back" and deployment["repos"] == ["saas-spec-driven-development"]
+    steps = example.steps(out["deployment_id"])
+    deploy = next(s for s in steps if s["step"] == "deploy")
+    assert deploy["status"] == "succeeded" and deploy["version_after"] == "3.0.0"  # healthy, so the gate passed
+    integration = next(s for s in steps if s["step"] == "integration")
+    assert integration["status"] == "failed" and "404" in integration["log_excerpt"]
+    [rollback] = [s for s in steps if s["step"] == "rollback"]
+    assert rollback["repo"] == "saas-spec-driven-development" and rollback["status"] == "succeeded"
+    assert rollback["version_after"] == before["saas-spec-driven-development"]
+    assert example.health("saas-spec-driven-development")["version"] == before["saas-spec-driven-development"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{example.ports['saas-spec-driven-development']}/api/specs") as r:
+        assert r.status == 200
+
+
+def wait_for(predicate: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = predicate()
+        except psycopg.Error:
+            found = None
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def running_deploy_step(example: ExampleEnv, repo: str) -> dict[str, Any] | None:
+    rows = example.query(
+        "SELECT s.* FROM ws.deployment_steps s JOIN ws.deployments d ON d.id = s.deployment_id "
+        "WHERE d.status = 'running' AND s.step = 'deploy' AND s.repo = %s AND s.status = 'running'",
+        repo,
+    )
+    return rows[0] if rows else None
+
+
+def test_concurrent_deploy_of_the_same_environment_is_refused(make_example: Callable[[float], ExampleEnv]) -> None:
+    example = make_example(60.0)  # the bad release's health gate holds the lock for a minute
+    code, _, err = deploy_json(example)
+    assert code == 0, err
+    slow = example.popen("deploy", "--env", "local", "--versions", "app-agents=2.0.0")
+    try:
+        step = wait_for(lambda: running_deploy_step(example, "app-agents"))
+        second = example.ws("deploy", "--env", "local")
+        assert second.returncode == 1
+        assert "environment local is being deployed by" in second.stderr
+        assert f":{slow.pid} (deployment {step['deployment_id']}," in second.stderr  # names the holder host:pid
+        assert slow.poll() is None  # the holder was still deploying while the second one was refused
+    finally:
+        slow.kill()
+        slow.wait(timeout=30)
+    assert example.query("SELECT count(*) AS n FROM ws.deployments")[0]["n"] == 2  # the refused one left no row
+
+
+def test_deployer_killed_mid_stage_is_marked_interrupted_and_rolled_back(
+    make_example: Callable[[float], ExampleEnv],
+) -> None:
+    example = make_example(60.0)
+    code, first, err = deploy_json(example)
+    assert code == 0, err
+    before = example.deployment(first["deployment_id"])["versions_after"]
+    deployer = example.popen("deploy", "--env", "local", "--versions", "app-agents=2.0.0")
+    step = wait_for(lambda: running_deploy_step(example, "app-agents"))
+    os.kill(deployer.pid, signal.SIGKILL)
+    deployer.wait(timeout=30)
+    killed = step["deployment_id"]
+    assert example.deployment(killed)["status"] == "running"  # nobody could write anything else
+
+    # the next run on the environment marks it interrupted; `ws rollback` then restores the versions before
+    done = example.ws("rollback", "--deployment", str(killed), "--json")
+    assert done.returncode == 0, done.stderr
+    assert f"deployment {killed} was left running by a deployer that stopped: marked interrupted" in done.stderr
+    deployment = example.deployment(killed)
+    assert deployment["status"] == "rolled_back" and deployment["error"].startswith("interrupted, then rolled back")
+    steps = example.steps(killed)
+    gate = next(s for s in steps if s["step"] == "deploy" and s["repo"] == "app-agents")
+    assert gate["status"] == "interrupted"
+    rollback = [s for s in example.steps(killed) if s["step"] == "rollback"]
+    assert [(s["repo"], s["status"]) for s in rollback] == [("app-agents", "succeeded")]
+    assert example.health("app-agents")["version"] == before["app-agents"]
+
+
+def test_pipeline_commands_run_the_same_steps_as_separate_processes(example: ExampleEnv, tmp_path: Path) -> None:
+    output = tmp_path / "github_output"
+    example.env["GITHUB_OUTPUT"] = str(output)
+    begin = example.ws("pipeline", "begin", "--env", "local")
+    assert begin.returncode == 0, begin.stderr
+    deployment_id = int(begin.stdout.strip())
+    assert output.read_text() == f"deployment_id={deployment_id}\n"
+    commands = [["infra"], ["migrate"], ["validate"]]
+    commands += [["deploy", "--repo", repo] for repo in REPOS]
+    commands += [["integration"], ["health"], ["finish"]]
+    for command in commands:
+        done = example.ws("pipeline", command[0], "--deployment", str(deployment_id), *command[1:])
+        assert done.returncode == 0, (command, done.stderr)
+    deployment = example.deployment(deployment_id)
+    assert deployment["status"] == "succeeded" and deployment["trigger"] == "pipeline"
+    assert [s["step"] for s in example.steps(deployment_id)].count("deploy") == 3
+    for repo in REPOS:  # the services outlived every `ws pipeline` process
+        assert example.health(repo)["status"] == "ok"
+    again = example.ws("pipeline", "health", "--deployment", str(deployment_id))
+    assert again.returncode == 1 and "already succeeded" in again.stderr
+    bad = example.ws("pipeline", "deploy", "--deployment", str(deployment_id))
+    assert bad.returncode == 2 and "--repo" in bad.stderr
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(example: ExampleEnv, postgres_url: str) -> None:
+    done = example.ws("deploy", "--env", "local", "--dry-run", "--json", "--versions", "app-agents=2.0.0")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)["plan"]
+    assert [[e["repo"] for e in s["repos"]] for s in plan["stages"]] == [
+        ["saas-ecosystem-architecture"],
+        ["app-agents", "saas-spec-driven-development"],
+    ]
+    assert plan["stages"][1]["repos"][0]["version_after"] == "2.0.0"
+    assert plan["migrate"]["app-agents"]["apply"] == ["20260106090000_agent_runtime"]
+    name = example.database.rsplit("/", 1)[-1]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None
+    assert not (example.root / ".ws" / "local" / "state" / "services.json").exists()
+    text = example.ws("deploy", "--env", "local", "--dry-run")
+    assert "nothing is changed" in text.stdout and "schema is never reverted" in text.stdout
+
+
+def test_bad_versions_and_unknown_deployment_are_usage_errors(example: ExampleEnv) -> None:
+    done = example.ws("deploy", "--env", "local", "--versions", "app-agents")
+    assert done.returncode == 2 and "is not repo=tag" in done.stderr
+    done = example.ws(
+        "deploy", "--env", "local", "--repos", "app-agents", "--versions", "saas-ecosystem-architecture=1"
+    )
+    assert done.returncode == 2 and "--versions names saas-ecosystem-architecture" in done.stderr
+    done = example.ws("rollback", "--deployment", "999999")
+    assert done.returncode == 2 and "no deployment 999999" in done.stderr

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
 from pathlib import Path
+
+from pydantic import BaseModel
 
 from infra.schema.load import load_schemas
 from infra.schema.model_info import is_relation, str_arg
@@ -108,10 +111,19 @@ def typescript(blocks: list[Block], schema: Schema) -> str:
     return "\n".join(lines) + "\n"
 
 
+RESERVED = set(dir(BaseModel)) | set(keyword.kwlist) | {"model_config"}
+
+
 def _py_field(f: Field, schema: Schema) -> str:
+    """One annotated attribute; names that clash with BaseModel or Python get a `_` suffix and an alias."""
     base = f.type if f.type in schema.enums else PY_TYPES.get(f.type, "Any")
     text = f"list[{base}]" if f.list else base
-    return f"{text} | None = None" if f.optional else text
+    if f.optional:
+        text += " | None"
+    if f.name in RESERVED:
+        default = "None, " if f.optional else ""
+        return f"{f.name}_: {text} = Field({default}alias={json.dumps(f.name)})"
+    return f"{f.name}: {text} = None" if f.optional else f"{f.name}: {text}"
 
 
 def python(blocks: list[Block], schema: Schema) -> str:
@@ -125,7 +137,7 @@ def python(blocks: list[Block], schema: Schema) -> str:
         "from decimal import Decimal  # noqa: F401",
         "from typing import Any  # noqa: F401",
         "",
-        "from pydantic import BaseModel, ConfigDict, JsonValue  # noqa: F401",
+        "from pydantic import BaseModel, ConfigDict, Field, JsonValue  # noqa: F401",
     ]
     exports = []
     for block in blocks:
@@ -143,12 +155,12 @@ def python(blocks: list[Block], schema: Schema) -> str:
         lines.append(f"class {block.name}(BaseModel):")
         lines.append(f"    {json.dumps(doc)}")
         lines.append("")
-        lines.append('    model_config = ConfigDict(extra="forbid")')
+        lines.append('    model_config = ConfigDict(extra="forbid", populate_by_name=True)')
         lines.append("")
         for f in block.fields:
             if is_relation(f, schema) or f.type in schema.types:
                 continue
-            lines.append(f"    {f.name}: {_py_field(f, schema)}")
+            lines.append(f"    {_py_field(f, schema)}")
     lines += ["", "", "__all__ = " + json.dumps(sorted(exports))]
     for block in blocks:
         if block.kind == "model":

@@ -188,7 +188,7 @@ def setup_action() -> CommentedMap:
         run_step(
             "Install ws",
             [
-                "if python -m pip show --quiet infra >/dev/null 2>&1; then",
+                "if python -c 'import importlib.metadata as m; m.distribution(\"infra\")' 2>/dev/null; then",
                 '  echo "ws is already installed for $(command -v python)"',
                 "else",
                 "  python -m pip install --quiet -r requirements.lock",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from infra.migrate.convert import TargetColumn, canonical_for, converter_for, jsonb_text, row_hash, row_hash_sql
 from infra.migrate.target import libpq_url
@@ -260,22 +261,22 @@ def test_nasty_corpus_loses_nothing(tmp_path: Path, target_url: str) -> None:
     assert (units["conversations"]["rows_loaded"], units["conversations"]["rows_rejected"]) == (3, 2)
 
     with psycopg.connect(target_url) as conn:
-        rows = dict(
+        rows: dict[int, str] = dict(
             conn.execute("SELECT source_rowid, content FROM agents.memories WHERE agent_id = 'nasty'").fetchall()
         )
         assert rows[2] == "withnul" and rows[3] == "blob that is utf-8" and rows[4] == "42" and rows[5] == "3.5"
         assert rows[10] == BAD_UTF8.decode("utf-8", "replace")
-        meta = dict(
+        meta: dict[int, str] = dict(
             conn.execute("SELECT source_rowid, metadata::text FROM agents.memories WHERE agent_id = 'nasty'").fetchall()
         )
         assert meta[4] == '{"e": 100, "n": 1.50, "t": "xy"}' and meta[5] == '{"k": 2}'
-        times = dict(
+        times: dict[int, Decimal] = dict(
             conn.execute(
                 "SELECT source_rowid, extract(epoch FROM created_at) FROM agents.memories WHERE agent_id = 'nasty'"
             ).fetchall()
         )
         assert times[2] == 1700000000 and times[3] == Decimal("1700000000.123") and times[4] == Decimal("1700000000.25")
-        raw = dict(
+        raw: dict[int, bytes] = dict(
             conn.execute(
                 "SELECT source_rowid, raw FROM ws_migrate.raw_values WHERE agent_id = 'nasty' AND rule = 'invalid-utf8-replaced'"
             ).fetchall()
@@ -438,10 +439,10 @@ def test_validate_names_differing_rowids_and_cleanup_refuses(tmp_path: Path, tar
     assert tables["memories"]["different"] == [7] and tables["conversations"]["missing_in_target"] == [9]
 
     # agent-01 changes after validation; a new agent was never migrated; agent-00 mismatches: all refused
-    conn = sqlite3.connect(paths[1])
-    conn.execute("UPDATE memories SET content = 'edited later' WHERE id = 1")
-    conn.commit()
-    conn.close()
+    edit = sqlite3.connect(paths[1])
+    edit.execute("UPDATE memories SET content = 'edited later' WHERE id = 1")
+    edit.commit()
+    edit.close()
     make_agents(tmp_path / "late", agents=1, rows=5)
     late = agent_file(tmp_path, "agent-late")
     (tmp_path / "late" / "bot" / "agents" / "agent-00" / "memory.db").rename(late)
@@ -533,24 +534,23 @@ def test_canonical_checksums_agree_with_postgresql_for_every_type(fresh_database
     ]
     converters = [converter_for(c) for c in columns]
     canons = [canonical_for(c) for c in columns]
-    names = ", ".join(c.name for c in columns)
+    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+    definitions = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(t.strip()))
+        for c, t in zip(columns, pg_types.split(","), strict=True)
+    )
     with psycopg.connect(fresh_database) as conn:
-        conn.execute(
-            f"CREATE TABLE t (source_rowid bigint, {', '.join(f'{c.name} {t.strip()}' for c, t in zip(columns, pg_types.split(','), strict=True))})"
-        )
+        conn.execute(sql.SQL("CREATE TABLE t (source_rowid bigint, {})").format(definitions))
         expected = {}
         for rowid, row in enumerate(source_rows, start=1):
             values = [conv(v, []) for conv, v in zip(converters, row, strict=True)]
             expected[rowid] = row_hash(
                 "|".join([str(rowid)] + [canon(v) for canon, v in zip(canons, values, strict=True)])
             )
-            with conn.cursor().copy(f"COPY t (source_rowid, {names}) FROM STDIN") as copy:
+            with conn.cursor().copy(sql.SQL("COPY t (source_rowid, {}) FROM STDIN").format(names)) as copy:
                 copy.write_row([rowid, *values])
-        got = dict(
-            conn.execute(
-                f"SELECT source_rowid, {row_hash_sql('source_rowid', columns).as_string(conn)} FROM t"
-            ).fetchall()
-        )  # noqa: S608
+        query = sql.SQL("SELECT source_rowid, {} FROM t").format(row_hash_sql("source_rowid", columns))
+        got: dict[int, int] = dict(conn.execute(query).fetchall())
     assert got == expected
 
 

@@ -33,7 +33,7 @@ def apply_target_migrations(url: str) -> None:
     files = sorted(PRIMARY_MIGRATIONS.glob("*/migration.sql")) + sorted(AGENTS_MIGRATIONS.glob("*/migration.sql"))
     with psycopg.connect(url, autocommit=True) as conn:
         for file in files:
-            conn.execute(file.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+            conn.execute(file.read_text(encoding="utf-8"))
 
 
 def copy_example(tmp: Path) -> Path:

@@ -7,33 +7,38 @@ row's new position (last rowid, row counts, running checksum, rule counts). So w
 resumes after the last committed rowid, and every target row's primary key (agent_id, source_rowid) makes a
 duplicate impossible. A file whose content changed since its unit started (sha256) is reloaded from scratch.
 
-Agents run in parallel over a bounded psycopg pool (``jobs`` connections). A corrupt, truncated or locked file
-fails that agent with a clear message; the others finish.
+Units run in parallel in ``jobs`` worker processes, each with one database connection (threads would be
+serialised by the GIL: the per-row conversion is Python). Workers die with their parent, so kill -9 of the
+command stops everything at once. A corrupt, truncated or locked file fails that agent with a clear message;
+the others finish.
 
-COPY format: text. Measured on this project's benchmark corpus (scripts/bench_migrate.py --formats), psycopg's
-binary COPY was not faster end to end: the per-value wrapping jsonb and uuid need in binary format costs more
-Python time than PostgreSQL saves parsing text, and the server is not the bottleneck. ``--copy-format binary``
-stays available so the measurement can be repeated.
+COPY format: binary by default. Measured here with psycopg 3.3 on 100,000 rows of the memories shape
+(text, bytea, jsonb, timestamptz): text COPY with write_row 0.56-0.69 s, binary COPY with set_types 0.38-0.44 s,
+even with the per-value Jsonb wrapper binary jsonb needs. ``--copy-format text`` remains for comparison
+(scripts/bench_migrate.py --formats repeats the measurement), and tables with a type psycopg cannot send in
+binary fall back to text.
 """
 
 from __future__ import annotations
 
 import base64
+import multiprocessing
+import os
+import signal
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Json, Jsonb
-from psycopg_pool import ConnectionPool
 
-from infra.migrate.convert import storage_class
+from infra.migrate.convert import SUPPORTED_TYPES, storage_class
 from infra.migrate.plan import TableMapping, build_mapping, duplicate_targets, iterate_rows, row_converter
 from infra.migrate.progress import Observer, Silent
 from infra.migrate.source import (
@@ -41,23 +46,24 @@ from infra.migrate.source import (
     SourceFile,
     SourceSchema,
     count_rows,
+    describe,
     file_digest,
     integrity,
     open_readonly,
     read_schema,
 )
-from infra.migrate.target import LEDGER_SCHEMA, ensure_ledger, introspect
-from infra.workspace.errors import UsageError
+from infra.migrate.target import LEDGER_SCHEMA, connect, ensure_ledger, introspect
 
 CopyFormat = Literal["text", "binary"]
 L = sql.Identifier(LEDGER_SCHEMA)
+BINARY_TYPES = SUPPORTED_TYPES - {"citext"}  # types psycopg can send in binary COPY with set_types
 
 
 @dataclass
 class RunOptions:
     jobs: int = 4
     batch_rows: int = 20_000
-    copy_format: CopyFormat = "text"
+    copy_format: CopyFormat = "binary"
     create_tables: bool = False
     busy_timeout: float = 2.0
     validate: bool = True
@@ -191,6 +197,7 @@ class FilePlan:
     mappings: list[TableMapping] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     error: str = ""
+    sha256: str = ""
 
     @property
     def rows(self) -> int:
@@ -327,7 +334,9 @@ class Migrator:
         if rows_loaded or rows_rejected:
             self.observer.advance(source.agent_id, rows_loaded + rows_rejected)
         convert = row_converter(source.agent_id, mapping)
-        binary = self.options.copy_format == "binary"
+        binary = self.options.copy_format == "binary" and all(
+            c.type_name in BINARY_TYPES for c in mapping.target_columns
+        )
         adapters = binary_adapters(mapping) if binary else []
         wrap = [(i, a) for i, a in enumerate(adapters) if a is not None]
         types = ["text", "int8"] + [c.type_name for c in mapping.target_columns]
@@ -486,58 +495,79 @@ class Migrator:
         )
         return status
 
-    # -- one agent -----------------------------------------------------------------------------------------
+    # -- one unit, in a worker (or in this process when jobs == 1) ---------------------------------------------
 
-    def migrate_file(self, pool: ConnectionPool[Any], plan: FilePlan) -> AgentResult:
-        source = plan.source
-        result = AgentResult(source.repo, source.agent_id, str(source.path), source.namespace, "loaded")
-        self.observer.agent_started(source.agent_id, plan.rows)
-        with pool.connection() as conn:
-            locked = conn.execute(
-                "SELECT pg_try_advisory_lock(hashtext('ws_migrate'), hashtext(%s))",
-                (f"{source.namespace}/{source.agent_id}",),
-            ).fetchone()
-            if not (locked and locked[0]):
-                result.status = "failed"
-                result.error = "another `ws migrate run` is migrating this agent right now; wait for it to finish"
-                self.observer.agent_finished(source.agent_id, result.status, result.error)
-                return result
-            try:
-                self._migrate_locked(conn, plan, result)
-            finally:
-                conn.execute(
-                    "SELECT pg_advisory_unlock(hashtext('ws_migrate'), hashtext(%s))",
-                    (f"{source.namespace}/{source.agent_id}",),
-                )
-        self.observer.agent_finished(source.agent_id, result.status, result.error)
-        return result
-
-    def _migrate_locked(self, conn: psycopg.Connection[Any], plan: FilePlan, result: AgentResult) -> None:
-        source = plan.source
-        sha: str | None = None
+    def run_unit(
+        self, conn: psycopg.Connection[Any], source: SourceFile, sha: str, mapping: TableMapping, rows: int
+    ) -> UnitResult:
+        """Load one table of one file under an advisory lock (two runs never load the same unit at once)."""
+        lock_key = f"{source.namespace}/{source.agent_id}/{mapping.source.name}"
+        self.observer.agent_started(source.agent_id, rows)
+        locked = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext('ws_migrate'), hashtext(%s))", (lock_key,)
+        ).fetchone()
+        if not (locked and locked[0]):
+            return UnitResult(
+                mapping.source.name,
+                mapping.target_label,
+                "failed",
+                rows=rows,
+                error="another `ws migrate run` is migrating this table right now; wait for it to finish",
+            )
         try:
-            if plan.error:
-                raise SourceError(plan.error)
-            sha = file_digest(source.path)
-            self._file_status(conn, source, "running", "", sha)
             sqlite_conn = open_readonly(source.path, busy_timeout=self.options.busy_timeout)
             try:
-                sqlite_conn.execute("BEGIN")  # one read snapshot for the whole file
-                assert plan.schema is not None
-                result.skipped_tables = dict(plan.schema.skipped)
-                for mapping in plan.mappings:
-                    unit = self.load_unit(
-                        conn, sqlite_conn, source, sha, mapping, plan.counts.get(mapping.source.name, 0)
-                    )
-                    result.units.append(unit)
+                sqlite_conn.execute("BEGIN")  # one read snapshot for the whole table
+                return self.load_unit(conn, sqlite_conn, source, sha, mapping, rows)
             finally:
                 sqlite_conn.close()
-        except SourceError as exc:
-            result.status, result.error = "failed", str(exc)
-            self._file_status(conn, source, "failed", result.error, sha)
-            return
+        except (SourceError, sqlite3.Error) as exc:
+            error = str(exc) if isinstance(exc, SourceError) else describe(source.path, exc)
+        except psycopg.Error as exc:
+            error = f"PostgreSQL refused the batch: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+        finally:
+            if not conn.closed:
+                conn.execute("SELECT pg_advisory_unlock(hashtext('ws_migrate'), hashtext(%s))", (lock_key,))
+        if not conn.closed and not conn.broken:
+            self._fail_unit(conn, source, mapping, sha, error)
+        return UnitResult(mapping.source.name, mapping.target_label, "failed", rows=rows, error=error)
+
+    # -- everything ----------------------------------------------------------------------------------------
+
+    def plan(self, sources: list[SourceFile]) -> list[FilePlan]:
+        plans: list[FilePlan] = []
+        with connect(self.url, autocommit=True) as conn:
+            for source in sources:
+                try:
+                    sqlite_conn = open_readonly(source.path, busy_timeout=self.options.busy_timeout)
+                    try:
+                        sqlite_conn.execute("BEGIN")
+                        plan = plan_file(
+                            conn,
+                            source,
+                            sqlite_conn,
+                            create_tables=self.options.create_tables,
+                            integrity_check=self.options.integrity_check,
+                        )
+                    finally:
+                        sqlite_conn.close()
+                    plan.sha256 = file_digest(source.path)
+                    plans.append(plan)
+                except (SourceError, sqlite3.Error, OSError) as exc:
+                    error = str(exc) if isinstance(exc, SourceError) else describe(source.path, exc)
+                    plans.append(FilePlan(source, error=error))
+        return plans
+
+    def _finish_agent(self, conn: psycopg.Connection[Any], plan: FilePlan, units: list[UnitResult]) -> AgentResult:
+        source = plan.source
+        result = AgentResult(source.repo, source.agent_id, str(source.path), source.namespace, "loaded")
+        result.units = sorted(units, key=lambda u: u.source_table)
+        if plan.schema is not None:
+            result.skipped_tables = dict(plan.schema.skipped)
         statuses = {u.status for u in result.units}
-        if "failed" in statuses:
+        if plan.error:
+            result.status, result.error = "failed", plan.error
+        elif "failed" in statuses:
             result.status = "failed"
             result.error = "; ".join(f"{u.source_table}: {u.error}" for u in result.units if u.error)
         elif "mismatch" in statuses:
@@ -547,62 +577,181 @@ class Migrator:
             )
         elif statuses <= {"validated", "skipped"}:
             result.status = "validated"
-        else:
-            result.status = "loaded"
-        self._file_status(conn, source, result.status, result.error, sha)
-
-    # -- everything ----------------------------------------------------------------------------------------
-
-    def plan(self, sources: list[SourceFile]) -> list[FilePlan]:
-        plans: list[FilePlan] = []
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            for source in sources:
-                try:
-                    sqlite_conn = open_readonly(source.path, busy_timeout=self.options.busy_timeout)
-                    try:
-                        plans.append(
-                            plan_file(
-                                conn,
-                                source,
-                                sqlite_conn,
-                                create_tables=self.options.create_tables,
-                                integrity_check=self.options.integrity_check,
-                            )
-                        )
-                    finally:
-                        sqlite_conn.close()
-                except SourceError as exc:
-                    plans.append(FilePlan(source, error=str(exc)))
-        return plans
+        self._file_status(conn, source, result.status, result.error, plan.sha256 or None)
+        self.observer.agent_finished(source.agent_id, result.status, result.error)
+        return result
 
     def run(self, sources: list[SourceFile], *, dry_run: bool = False) -> RunReport:
         started = time.monotonic()
-        try:
-            with psycopg.connect(self.url, autocommit=True) as conn:
-                if not dry_run:
-                    ensure_ledger(conn)
-        except psycopg.OperationalError as exc:
-            raise UsageError(f"cannot connect to the database: {str(exc).strip().splitlines()[0]}") from None
+        if not dry_run:
+            with connect(self.url, autocommit=True) as conn:
+                ensure_ledger(conn)
         plans = self.plan(sources)
         if dry_run:
             return RunReport([dry_result(p) for p in plans], time.monotonic() - started, self.options.copy_format, True)
-        self.observer.start(len(plans), sum(p.rows for p in plans))
-        results: list[AgentResult] = []
-        try:
-            pool: ConnectionPool[Any] = ConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=max(1, self.options.jobs),
-                kwargs={"autocommit": True},
-                open=True,
-                name="ws-migrate",
+        tasks = [(index, mapping) for index, plan in enumerate(plans) if not plan.error for mapping in plan.mappings]
+        # largest tables first, so parallel workers finish together
+        tasks.sort(key=lambda t: -plans[t[0]].counts.get(t[1].source.name, 0))
+        units: dict[int, list[UnitResult]] = {i: [] for i in range(len(plans))}
+        results: dict[int, AgentResult] = {}
+        workers = min(max(1, self.options.jobs), len(tasks))
+        executor: ProcessPoolExecutor | None = None
+        queue: Any = None
+        if workers > 1:
+            # fork the workers first, before this process opens connections or starts threads they would inherit
+            context = multiprocessing.get_context("fork")
+            queue = context.Queue()
+            executor = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(self.url, self.options, queue),
             )
-            with pool, ThreadPoolExecutor(max_workers=max(1, self.options.jobs), thread_name_prefix="migrate") as ex:
-                futures = [ex.submit(self.migrate_file, pool, plan) for plan in plans]
-                results = [f.result() for f in futures]
+            executor.submit(_ready).result()
+        self.observer.start(len(plans), sum(p.rows for p in plans if not p.error))
+        try:
+            with connect(self.url, autocommit=True) as conn:
+                for index, plan in enumerate(plans):
+                    if plan.error:
+                        results[index] = self._finish_agent(conn, plan, [])
+                    else:
+                        self._file_status(conn, plan.source, "running", "", plan.sha256)
+                remaining = {i: len(p.mappings) for i, p in enumerate(plans) if not p.error}
+                for index, count in remaining.items():
+                    if count == 0:
+                        results[index] = self._finish_agent(conn, plans[index], [])
+
+                def finished(index: int, unit: UnitResult) -> None:
+                    units[index].append(unit)
+                    remaining[index] -= 1
+                    if remaining[index] == 0:
+                        results[index] = self._finish_agent(conn, plans[index], units[index])
+
+                if executor is None:
+                    for index, mapping in tasks:
+                        plan = plans[index]
+                        rows = plan.counts.get(mapping.source.name, 0)
+                        finished(index, self.run_unit(conn, plan.source, plan.sha256, mapping, rows))
+                else:
+                    self._run_parallel(executor, queue, plans, tasks, finished)
         finally:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
             self.observer.finish()
-        return RunReport(results, time.monotonic() - started, self.options.copy_format)
+        ordered = [results[i] for i in range(len(plans)) if i in results]
+        return RunReport(ordered, time.monotonic() - started, self.options.copy_format)
+
+    def _run_parallel(
+        self,
+        executor: ProcessPoolExecutor,
+        queue: Any,
+        plans: list[FilePlan],
+        tasks: list[tuple[int, TableMapping]],
+        finished: Callable[[int, UnitResult], None],
+    ) -> None:
+        """Units over the worker processes, each with one database connection (Python's GIL would serialise the
+        per-row conversion in threads). Workers report rows through a queue that feeds the observer."""
+        drain = threading.Thread(target=_drain, args=(queue, self.observer), daemon=True)
+        drain.start()
+        try:
+            futures = {}
+            for index, mapping in tasks:
+                plan = plans[index]
+                rows = plan.counts.get(mapping.source.name, 0)
+                future = executor.submit(_worker_unit, plan.source, plan.sha256, mapping, rows)
+                futures[future] = (index, mapping, rows)
+            for future in as_completed(futures):
+                index, mapping, rows = futures[future]
+                try:
+                    unit = future.result()
+                except Exception as exc:  # a worker that died or could not connect: that unit fails, not the run
+                    unit = UnitResult(
+                        mapping.source.name, mapping.target_label, "failed", rows=rows, error=f"worker failed: {exc}"
+                    )
+                finished(index, unit)
+        finally:
+            queue.put(None)
+            drain.join(timeout=5)
+
+
+# ------------------------------------------------------------------------------------- worker processes
+
+_WORKER: dict[str, Any] = {}
+
+
+class QueueObserver:
+    """The observer inside a worker process: forwards progress to the parent through a queue."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def start(self, agents: int, rows: int) -> None:
+        pass
+
+    def agent_started(self, agent: str, rows: int) -> None:
+        self.queue.put(("start", agent, rows))
+
+    def advance(self, agent: str, rows: int) -> None:
+        self.queue.put(("advance", agent, rows))
+
+    def agent_finished(self, agent: str, status: str, detail: str) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def _drain(queue: Any, observer: Observer) -> None:
+    started: set[str] = set()
+    while True:
+        message = queue.get()
+        if message is None:
+            return
+        kind, agent, rows = message
+        if kind == "start":
+            if agent not in started:
+                started.add(agent)
+                observer.agent_started(agent, rows)
+        else:
+            observer.advance(agent, rows)
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive its parent (kill -9 of `ws migrate run` stops everything at once)."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _ready() -> bool:
+    return True
+
+
+def _init_worker(url: str, options: RunOptions, queue: Any) -> None:
+    _die_with_parent()
+    _WORKER["url"] = url
+    _WORKER["migrator"] = Migrator(url, options, QueueObserver(queue))
+
+
+def _worker_unit(source: SourceFile, sha: str, mapping: TableMapping, rows: int) -> UnitResult:
+    conn = _WORKER.get("conn")
+    if conn is None or conn.closed or conn.broken:
+        conn = _WORKER["conn"] = psycopg.connect(_WORKER["url"], autocommit=True)
+    migrator: Migrator = _WORKER["migrator"]
+    return migrator.run_unit(conn, source, sha, mapping, rows)
 
 
 def dry_result(plan: FilePlan) -> AgentResult:

@@ -12,7 +12,17 @@ from infra.github import propagate, prs
 from infra.github.client import GitHub
 from infra.workspace.errors import UsageError
 from infra.workspace.loader import LoadedWorkspace, load_workspace
-from tests.fake_github import GIT_IDENTITY, OWNER, REPO_SCHEMAS, FakeGitHub, build_workspace, commit_file, git_in
+from tests.fake_github import (
+    GIT_IDENTITY,
+    OWNER,
+    REPO_SCHEMAS,
+    FakeGitHub,
+    build_workspace,
+    commit_file,
+    git_in,
+    invoke,
+)
+from tests.helpers import run_ws
 
 PRIMARY, AGENTS, SPECS = "saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development"
 ENV = {**GIT_IDENTITY, "GITHUB_TOKEN": "test-token"}
@@ -132,22 +142,43 @@ def test_a_dirty_secondary_is_refused_before_anything_changes(root: Path, fake: 
 
 
 def test_cli_dry_run_and_json(root: Path, fake: FakeGitHub) -> None:
-    from click.testing import CliRunner
-
-    from infra.cli._common import Context
-    from infra.cli.github_commands import propagate_command
-
-    runner = CliRunner()
-    result = runner.invoke(
-        propagate_command, ["--dry-run", "--no-types"], obj=Context(root / "workspace.yaml"), catch_exceptions=False
-    )
-    assert result.exit_code == 0, result.output
-    assert f"+++ b/{AGENTS}/{REPO_SCHEMAS[AGENTS]}" in result.output
-    assert "shared-database-types" not in result.output.split("types:")[0]
-    assert "reviewers: acme/platform, alice, bob, acme/specs" in result.output
-    as_json = runner.invoke(
-        propagate_command, ["--dry-run", "--json", "--repos", SPECS], obj=Context(root / "workspace.yaml")
-    )
-    data = json.loads(as_json.output)
+    workspace = str(root / "workspace.yaml")
+    result = invoke("-w", workspace, "schema", "propagate", "--dry-run", "--no-types", env={"GITHUB_TOKEN": ""})
+    assert result.returncode == 0, result.stderr
+    assert f"+++ b/{AGENTS}/{REPO_SCHEMAS[AGENTS]}" in result.stdout
+    assert "shared-database-types" not in result.stdout
+    assert "types: not exported (--no-types)" in result.stdout
+    assert "reviewers: acme/platform, alice, bob, acme/specs" in result.stdout
+    as_json = invoke("-w", workspace, "schema", "propagate", "--dry-run", "--json", "--repos", SPECS)
+    data = json.loads(as_json.stdout)
     assert [r["repo"] for r in data["repos"]] == [SPECS] and data["dry_run"] is True
     assert fake.requests == []
+    wrong = invoke("-w", workspace, "schema", "propagate", "--dry-run", "--repos", PRIMARY)
+    assert wrong.returncode == 2 and "do not extend the primary's schema" in wrong.stderr
+
+
+def test_end_to_end_propagate_then_the_remote_check_is_aligned(root: Path, fake: FakeGitHub) -> None:
+    """`ws schema check --ref` reads every repo through the contents API; `ws schema propagate` fixes it."""
+    workspace = str(root / "workspace.yaml")
+    env = {**GIT_IDENTITY, "GITHUB_TOKEN": fake.token}
+    missing = invoke("-w", workspace, "schema", "check", "--ref", "feat-schema", env=env)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        f"error: GitHub: {OWNER}/{AGENTS}: no branch, tag or commit 'feat-schema' (repo {AGENTS}); push it or check --ref"
+    )
+    done = run_ws("-w", workspace, "schema", "propagate", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert [(p["repo"], p["action"]) for p in data["pull_requests"]] == [
+        (PRIMARY, "opened"),
+        (AGENTS, "opened"),
+        (SPECS, "opened"),
+    ]
+    assert f"{AGENTS}: pushed feat-schema" in done.stderr  # progress on stderr
+    fake.requests.clear()
+    check = invoke("-w", workspace, "schema", "check", "--ref", "feat-schema", "--json", env=env)
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["ok"] is True
+    reads = {(r.path, r.query.get("ref")) for r in fake.requests if "/contents/" in r.path}
+    for repo in (PRIMARY, AGENTS, SPECS):
+        assert (f"/repos/{OWNER}/{repo}/contents/{REPO_SCHEMAS[repo]}", "feat-schema") in reads

@@ -354,6 +354,10 @@ def status_command(ctx: Context, environment: str | None, as_json: bool) -> None
         console.print(table("  migrations, schema and health", ["component", "status", "detail"], checks))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @click.command("up")
 @env_option(default="local")
 @click.option("--attach", is_flag=True, help="Stay in the foreground; Ctrl-C stops everything (ws down).")
@@ -387,7 +391,7 @@ def up_command(ctx: Context, environment: str, attach: bool, as_json: bool) -> N
             + (f": {result.outcome.error}" if result.outcome.error else "")
         )
     if attach:
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _interrupt)
         progress("attached: Ctrl-C stops the workspace")
         try:
             while True:

@@ -104,7 +104,8 @@ def test_up_then_down_leaves_no_process_behind(tmp_path: Path) -> None:
         down = ws(workspace, "down", "--json")
     assert down.returncode == 0, down.stderr
     stopped = json.loads(down.stdout)["stopped"]
-    assert sorted(stopped)[:2] == [
+    pg, valkey = servers["postgres"]["pid"], servers["redis"]["pid"]
+    assert sorted(stopped)[:2] == [f"embedded postgres (pid {pg})", f"embedded redis (pid {valkey})"]
         "embedded postgres (pid %d)" % servers["postgres"]["pid"],
         "embedded redis (pid %d)" % servers["redis"]["pid"],
     ]

@@ -106,9 +106,6 @@ def test_up_then_down_leaves_no_process_behind(tmp_path: Path) -> None:
     stopped = json.loads(down.stdout)["stopped"]
     pg, valkey = servers["postgres"]["pid"], servers["redis"]["pid"]
     assert sorted(stopped)[:2] == [f"embedded postgres (pid {pg})", f"embedded redis (pid {valkey})"]
-        "embedded postgres (pid %d)" % servers["postgres"]["pid"],
-        "embedded redis (pid %d)" % servers["redis"]["pid"],
-    ]
     assert_everything_stopped(workspace, services, servers)
     again = ws(workspace, "down")
     assert again.returncode == 0 and "nothing running" in again.stdout

@@ -1,0 +1,304 @@
+"""Benchmark `ws migrate run` against pgloader and against raw `psql \\copy`, side by side, on the same data.
+
+Two scenarios, each on freshly generated SQLite agent files (examples/app-agents/scripts/generate_memories.py:
+text, JSON, blob and mixed epoch/ISO timestamp columns):
+
+* many files: N agents x M rows (default 200 files, 1,000,000 rows);
+* one large file (default 400,000 rows).
+
+For each scenario, in the same run:
+
+* pgloader: one invocation per file, each into its own schema (pgloader loads one SQLite file per run);
+* ws migrate run, validation included (every table's PostgreSQL checksum compared with the source's);
+* ws migrate run --no-validate (the load alone);
+* raw psql \\copy of the same rows pre-dumped as COPY text files: the upper bound of loading.
+
+It prints rows/s of each and the ratios. Targets (issue 8): ws with validation >= 10x pgloader on the many
+files and >= 2x on the large file; the load alone >= 0.8x raw \\copy. Not run in tests or CI.
+
+pgloader comes from Debian: `sudo apt-get install -y pgloader` (the script says so and skips it when missing).
+
+    .venv/bin/python scripts/bench_migrate.py                       # defaults
+    .venv/bin/python scripts/bench_migrate.py --agents 20 --rows 2000 --large-rows 50000   # a quick look
+    .venv/bin/python scripts/bench_migrate.py --formats             # also ws with text vs binary COPY
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from infra.deploy.servers import postgres_server_url  # noqa: E402
+from infra.migrate.load import RunOptions, run_migration  # noqa: E402
+from infra.migrate.source import SourceFile  # noqa: E402
+
+EXAMPLES = ROOT / "examples"
+MIGRATIONS = sorted(
+    (EXAMPLES / "saas-ecosystem-architecture/admin-app/prisma/migrations").glob("*/migration.sql")
+) + sorted((EXAMPLES / "app-agents/shared/database/migrations").glob("*/migration.sql"))
+TABLES = ("memories", "conversations")
+
+
+@dataclass
+class Result:
+    method: str
+    rows: int
+    seconds: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def generator() -> ModuleType:
+    path = EXAMPLES / "app-agents" / "scripts" / "generate_memories.py"
+    spec = importlib.util.spec_from_file_location("generate_memories", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def with_database(server: str, name: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(server)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
+
+
+def url_form(conninfo: str) -> str:
+    """postgresql:// URL of a conninfo (pgloader wants the URL form)."""
+    info = psycopg.conninfo.conninfo_to_dict(conninfo)
+    user = info.get("user", "postgres")
+    password = f":{info['password']}" if info.get("password") else ""
+    return f"postgresql://{user}{password}@{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/{info['dbname']}"
+
+
+class Databases:
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self.created: list[str] = []
+
+    def fresh(self, migrations: bool = True) -> str:
+        name = f"ws_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.server, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.created.append(name)
+        url = with_database(self.server, name)
+        if migrations:
+            with psycopg.connect(url, autocommit=True) as conn:
+                for file in MIGRATIONS:
+                    conn.execute(file.read_text(encoding="utf-8"))
+        return url
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.server, autocommit=True) as conn:
+            for name in self.created:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def corpus(work: Path, label: str, agents: int, memories: int, conversations: int) -> list[Path]:
+    folder = work / label
+    marker = folder / f".done-{agents}-{memories}-{conversations}"
+    if not marker.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        started = time.monotonic()
+        generator().generate(folder, agents, memories, conversations, seed=7)
+        marker.touch()
+        print(
+            f"  generated {agents} file(s), {agents * (memories + conversations):,} rows in {time.monotonic() - started:.1f}s"
+        )
+    return sorted(folder.glob("agents/*/memory.db"))
+
+
+def sources(paths: list[Path]) -> list[SourceFile]:
+    return [SourceFile("app-agents", p.parent.name, p, str(p), "agents", {}) for p in paths]
+
+
+def bench_ws(dbs: Databases, paths: list[Path], jobs: int, validate: bool, copy_format: str) -> Result:
+    url = dbs.fresh()
+    options = RunOptions(jobs=jobs, validate=validate, copy_format="text" if copy_format == "text" else "binary")
+    started = time.monotonic()
+    report = run_migration(url, sources(paths), options)
+    seconds = time.monotonic() - started
+    bad = [a.agent_id for a in report.agents if a.status not in ("validated", "loaded")]
+    if bad:
+        raise SystemExit(f"ws migrate run failed for {bad[:5]}")
+    label = "ws migrate run" + (" (validation included)" if validate else " --no-validate (load alone)")
+    return Result(f"{label} [{copy_format}]", report.rows_loaded, seconds, f"{jobs} jobs")
+
+
+def bench_raw_copy(dbs: Databases, paths: list[Path], work: Path, jobs: int) -> Result:
+    """Pre-dump the rows (already converted: from a ws-loaded database) as COPY text files, then time psql \\copy."""
+    loaded = dbs.fresh()
+    run_migration(loaded, sources(paths), RunOptions(jobs=jobs, validate=False))
+    dumps: dict[str, Path] = {}
+    with psycopg.connect(loaded) as conn:
+        for table in TABLES:
+            target = work / f"dump-{table}.copy"
+            with (
+                target.open("wb") as handle,
+                conn.cursor().copy(sql.SQL("COPY {} TO STDOUT").format(sql.Identifier("agents", table))) as copy,
+            ):
+                for chunk in copy:
+                    handle.write(chunk)
+            dumps[table] = target
+    url = dbs.fresh()
+    psql = shutil.which("psql")
+    if psql is None:
+        raise SystemExit("psql is not installed (apt-get install -y postgresql-client)")
+    rows = 0
+    started = time.monotonic()
+    for table, path in dumps.items():
+        command = f"\\copy agents.{table} FROM '{path}'"
+        out = subprocess.run(
+            [psql, url_form(url), "-v", "ON_ERROR_STOP=1", "-c", command], capture_output=True, text=True
+        )
+        if out.returncode:
+            raise SystemExit(f"psql \\copy failed: {out.stderr}")
+        rows += int(out.stdout.strip().split()[-1])
+    seconds = time.monotonic() - started
+    for path in dumps.values():
+        path.unlink()
+    return Result("raw psql \\copy of pre-dumped rows (upper bound)", rows, seconds, "one stream per table")
+
+
+PGLOADER_COMMAND = """LOAD DATABASE
+  FROM sqlite://{source}
+  INTO {target}
+  WITH include drop, create tables, create indexes, reset sequences
+  SET search_path TO '{schema}'
+  BEFORE LOAD DO $$ CREATE SCHEMA IF NOT EXISTS "{schema}"; $$;
+"""
+
+
+def bench_pgloader(dbs: Databases, paths: list[Path], work: Path) -> Result | None:
+    pgloader = shutil.which("pgloader")
+    if pgloader is None:
+        print("  pgloader is not installed: `sudo apt-get install -y pgloader` (Debian/Ubuntu); skipping it")
+        return None
+    url = dbs.fresh(migrations=False)
+    target = url_form(url)
+    started = time.monotonic()
+    for index, path in enumerate(paths):
+        schema = f"agent_{index:04d}"
+        command = work / "pgloader.load"
+        command.write_text(PGLOADER_COMMAND.format(source=path, target=target, schema=schema), encoding="utf-8")
+        out = subprocess.run([pgloader, "--quiet", str(command)], capture_output=True, text=True, cwd=work)
+        if out.returncode:
+            raise SystemExit(f"pgloader failed on {path}: {out.stdout[-2000:]}{out.stderr[-2000:]}")
+    seconds = time.monotonic() - started
+    rows = 0
+    with psycopg.connect(url) as conn:
+        for index in range(len(paths)):
+            for table in TABLES:
+                found = conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(f"agent_{index:04d}", table))
+                ).fetchone()
+                rows += int(found[0]) if found else 0
+    return Result("pgloader, one invocation per file", rows, seconds, f"{len(paths)} invocations, no validation")
+
+
+def report(title: str, results: list[Result]) -> dict[str, Any]:
+    baseline = next((r for r in results if r.method.startswith("pgloader")), None)
+    raw = next((r for r in results if r.method.startswith("raw")), None)
+    print(f"\n{title}")
+    print(f"  {'method':58} {'rows':>10} {'seconds':>9} {'rows/s':>10} {'x pgloader':>10} {'x raw copy':>10}")
+    for r in results:
+        vs_pgloader = f"{r.rate / baseline.rate:.2f}" if baseline and baseline.rate else "-"
+        vs_raw = f"{r.rate / raw.rate:.2f}" if raw and raw.rate else "-"
+        print(
+            f"  {r.method:58} {r.rows:>10,} {r.seconds:>9.2f} {r.rate:>10,.0f} {vs_pgloader:>10} {vs_raw:>10}  {r.note}"
+        )
+    return {"title": title, "results": [r.__dict__ | {"rate": r.rate} for r in results]}
+
+
+def targets(many: list[Result], large: list[Result]) -> None:
+    def find(results: list[Result], prefix: str) -> Result | None:
+        return next((r for r in results if r.method.startswith(prefix)), None)
+
+    print("\ntargets (issue 8)")
+    for label, results, factor in (("200 files", many, 10.0), ("one large file", large, 2.0)):
+        pg, ws = find(results, "pgloader"), find(results, "ws migrate run (validation")
+        if pg and ws:
+            ratio = ws.rate / pg.rate
+            print(
+                f"  {label}: ws with validation {ratio:.2f}x pgloader (target >= {factor:.0f}x): {'met' if ratio >= factor else 'NOT met'}"
+            )
+    for label, results in (("200 files", many), ("one large file", large)):
+        raw, load = find(results, "raw"), find(results, "ws migrate run --no-validate")
+        if raw and load:
+            ratio = load.rate / raw.rate
+            print(
+                f"  {label}: ws load alone {ratio:.2f}x raw \\copy (target >= 0.8x): {'met' if ratio >= 0.8 else 'NOT met'}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=200, help="files in the many-files scenario")
+    parser.add_argument("--rows", type=int, default=5000, help="rows per file (half memories, half conversations)")
+    parser.add_argument("--large-rows", type=int, default=400_000, help="rows of the one-large-file scenario")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="ws migrate run --jobs")
+    parser.add_argument("--formats", action="store_true", help="also run ws with text COPY (binary is the default)")
+    parser.add_argument("--skip-pgloader", action="store_true")
+    parser.add_argument("--work-dir", type=Path, default=None, help="where the corpora are generated (kept)")
+    parser.add_argument("--database-url", default=None, help="server to create the benchmark databases on")
+    args = parser.parse_args()
+
+    work = args.work_dir or Path(tempfile.gettempdir()) / "ws-bench-migrate"
+    work.mkdir(parents=True, exist_ok=True)
+    server = args.database_url or postgres_server_url(work / "state")
+    dbs = Databases(server)
+    half = max(1, args.rows // 2)
+    scenarios = {
+        "many": (
+            f"{args.agents} files x {args.rows:,} rows",
+            corpus(work, "many", args.agents, half, args.rows - half),
+        ),
+        "large": (
+            f"one file x {args.large_rows:,} rows",
+            corpus(work, "large", 1, args.large_rows // 2, args.large_rows - args.large_rows // 2),
+        ),
+    }
+    summaries: dict[str, list[Result]] = {}
+    try:
+        for key, (title, paths) in scenarios.items():
+            print(f"\n== {title}")
+            results: list[Result] = []
+            if not args.skip_pgloader:
+                found = bench_pgloader(dbs, paths, work)
+                if found:
+                    results.append(found)
+            results.append(bench_ws(dbs, paths, args.jobs, True, "binary"))
+            results.append(bench_ws(dbs, paths, args.jobs, False, "binary"))
+            if args.formats:
+                results.append(bench_ws(dbs, paths, args.jobs, True, "text"))
+                results.append(bench_ws(dbs, paths, args.jobs, False, "text"))
+            results.append(bench_raw_copy(dbs, paths, work, args.jobs))
+            report(title, results)
+            summaries[key] = results
+    finally:
+        dbs.drop_all()
+    targets(summaries.get("many", []), summaries.get("large", []))
+
+
+if __name__ == "__main__":
+    main()

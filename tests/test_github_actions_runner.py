@@ -466,3 +466,33 @@ def test_command_line(tmp_path: Path) -> None:
     assert failed.returncode == 1 and "undo: success" in failed.stdout
     bad = subprocess.run([*base, "-i", "nope=1"], cwd=root, capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "unknown input(s) nope" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# --- the generated pull-request workflow ----------------------------------------------------------------------
+
+
+def test_the_pr_checks_pass_on_the_example_workspace_and_catch_a_stale_file(tmp_path: Path) -> None:
+    root = tmp_path / "workspace"
+    shutil.copytree(ROOT / "examples", root, ignore=shutil.ignore_patterns(".ws", "node_modules", "__pycache__"))
+    generated = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "generate"], cwd=root, capture_output=True, text=True
+    )
+    assert generated.returncode == 0, generated.stderr
+    with pytest.raises(RunnerError, match="needs check; run those too"):
+        LocalRunner(root).run_workflow(workflows.PR_WORKFLOW, jobs=["preview"])
+
+    clean = LocalRunner(root).run_workflow(workflows.PR_WORKFLOW, jobs=["check"])
+    check = clean.jobs["check"]
+    assert check.result == "success", check.log
+    ran = [step.name for step in check.steps if step.outcome == "success"]
+    assert ["ws check", "Generated files are up to date", "Check schema alignment"] == ran[-3:]
+
+    # a pull request that edits workspace.yaml without regenerating: the checks fail on the stale files
+    text = (root / "workspace.yaml").read_text()
+    (root / "workspace.yaml").write_text(
+        text.replace("  dev:\n    runtime: pulumi\n", "  qa:\n    runtime: local\n  dev:\n    runtime: pulumi\n", 1)
+    )
+    stale = LocalRunner(root).run_workflow(workflows.PR_WORKFLOW, jobs=["check"]).jobs["check"]
+    assert stale.result == "failure"
+    failed = next(step for step in stale.steps if step.outcome == "failure")
+    assert failed.name == "ws check" and "checks failed: generated files" in failed.log

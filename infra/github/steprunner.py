@@ -59,7 +59,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -520,7 +520,10 @@ class LocalRunner:
 
     # -- workflows --------------------------------------------------------------------------------------
 
-    def run_workflow(self, workflow: str | Path, inputs: Mapping[str, Any] | None = None) -> RunResult:
+    def run_workflow(
+        self, workflow: str | Path, inputs: Mapping[str, Any] | None = None, *, jobs: Iterable[str] | None = None
+    ) -> RunResult:
+        """Run the workflow's jobs in order; ``jobs`` limits the run to those (and must include what they need)."""
         path = workflow if isinstance(workflow, Path) else self.root / workflow
         document = _load_yaml(path)
         if not isinstance(document, dict) or not isinstance(document.get("jobs"), dict):
@@ -529,10 +532,21 @@ class LocalRunner:
         declared = (trigger.get("workflow_dispatch") or {}).get("inputs") or {} if isinstance(trigger, dict) else {}
         values = self._dispatch_inputs(path, declared, dict(inputs or {}))
         workflow_env = {str(k): v for k, v in (document.get("env") or {}).items()}
-        jobs: dict[str, Any] = document["jobs"]
+        specs: dict[str, Any] = document["jobs"]
+        order = self._job_order(path, specs)
+        if jobs is not None:
+            wanted = set(jobs)
+            unknown = sorted(wanted - set(specs))
+            if unknown:
+                raise RunnerError(f"{path}: no job(s) {', '.join(unknown)}")
+            for job_id in wanted:
+                missing = sorted(set(_needs(specs[job_id])) - wanted)
+                if missing:
+                    raise RunnerError(f"{path}: job {job_id} needs {', '.join(missing)}; run those too")
+            order = [job_id for job_id in order if job_id in wanted]
         results: dict[str, JobResult] = {}
-        for job_id in self._job_order(path, jobs):
-            results[job_id] = self._run_job(path, document, job_id, jobs[job_id], values, workflow_env, results)
+        for job_id in order:
+            results[job_id] = self._run_job(path, document, job_id, specs[job_id], values, workflow_env, results)
         return RunResult(results)
 
     def _dispatch_inputs(self, path: Path, declared: Mapping[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -586,7 +600,7 @@ class LocalRunner:
             if unsupported in spec:
                 raise RunnerError(f"{path}: job {job_id}: `{unsupported}:` is not supported by the local runner")
         direct = _needs(spec)
-        ancestors = _ancestors(direct, {j: _needs(s) for j, s in document["jobs"].items()})
+        ancestors = _ancestors(direct, {j: _needs(s) for j, s in document["jobs"].items()}) & set(done)
         needs_context = {d: {"result": done[d].result, "outputs": dict(done[d].outputs)} for d in direct}
         status = Status(
             success=all(done[d].result == "success" for d in direct),
@@ -950,11 +964,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--secret", action="append", default=[], metavar="NAME", help="pass this environment variable as a secret"
     )
+    parser.add_argument("--job", action="append", default=None, metavar="ID", help="run only these jobs")
     args = parser.parse_args(argv)
     try:
         secrets = {name: os.environ.get(name, "") for name in args.secret}
         runner = LocalRunner(args.root, secrets=secrets, echo=print)
-        result = runner.run_workflow(args.workflow.resolve(), dict(_pairs(args.input)))
+        result = runner.run_workflow(args.workflow.resolve(), dict(_pairs(args.input)), jobs=args.job)
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -83,3 +83,13 @@ def test_deploy_then_rollback_leave_records_with_every_state(deployed: tuple[Fak
     assert states["saas-ecosystem-architecture"] == ["in_progress", "success", "inactive"]
     posts = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/deployments")]
     assert all(set(r.body) >= {"ref", "environment", "payload", "description"} for r in posts)
+
+    # `ws metrics` finds the local environment's own database (like `ws status`) and reads its ledger.
+    figures = run_ws("-w", str(workspace), "metrics", "--env", "local", "--json", cwd=workspace.parent, env=env)
+    assert figures.returncode == 0, figures.stderr
+    [local] = json.loads(figures.stdout)["environments"]
+    assert local["deployments"] == 2
+    assert local["change_fail_rate"]["value"] == 0.5
+    assert local["deployment_frequency"]["samples"] == 1
+    assert local["failed_deployment_recovery_time"]["value"] is None
+    assert local["failed_deployment_recovery_time"]["detail"] == "1 failure(s) not yet recovered"

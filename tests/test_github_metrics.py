@@ -126,8 +126,9 @@ def test_cli_json_table_and_prometheus(fresh_database: str, tmp_path: Path) -> N
         ledger.ensure_schema(conn)
         insert(conn, "prod", "failed", now - timedelta(days=2, hours=3), now - timedelta(days=2, hours=2))
         insert(conn, "prod", "succeeded", now - timedelta(days=2), now - timedelta(days=1, hours=23))
-    env = {"DATABASE_URL": fresh_database}
-    result = run_ws("metrics", "--env", "prod", "--days", "7", "--json", env=env)
+    ws = ("-w", str(ROOT / "workspace.yaml"))
+    ledger_db = ("--database-url", fresh_database)
+    result = run_ws(*ws, "metrics", *ledger_db, "--env", "prod", "--days", "7", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     prod = data["environments"][0]
@@ -136,21 +137,16 @@ def test_cli_json_table_and_prometheus(fresh_database: str, tmp_path: Path) -> N
     assert prod["deployment_rework_rate"]["value"] == 0.5
     for extra in ("schema_alignment", "migration_completion"):
         assert data[extra]["value"] is not None or data[extra]["detail"].startswith("unavailable: "), data[extra]
-    table = invoke("-w", str(ROOT / "workspace.yaml"), "metrics", "--env", "prod", env={**env, "COLUMNS": "300"})
+    table = invoke(*ws, "metrics", *ledger_db, "--env", "prod")
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if "change fail rate" in line)
     assert "50.0%" in row and "1 of 2 failed or rolled back" in row
     assert "migration completion:" in table.stdout
-    prom = invoke("-w", str(ROOT / "workspace.yaml"), "metrics", "--format", "prometheus", env=env)
+    prom = invoke(*ws, "metrics", *ledger_db, "--format", "prometheus")
     assert 'ws_dora_change_fail_rate{environment="prod"} 0.5' in prom.stdout
-    bad = invoke("-w", str(ROOT / "workspace.yaml"), "metrics", "--env", "nope", env=env)
+    bad = invoke(*ws, "metrics", *ledger_db, "--env", "nope")
     assert bad.returncode == 2 and "unknown environment 'nope'" in bad.stderr
-    unreachable = invoke(
-        "-w",
-        str(ROOT / "workspace.yaml"),
-        "metrics",
-        env={"DATABASE_URL": "postgresql://127.0.0.1:1/x?connect_timeout=2"},
-    )
+    unreachable = invoke(*ws, "metrics", "--database-url", "postgresql://127.0.0.1:1/x?connect_timeout=2")
     assert unreachable.returncode == 2 and "cannot read the deploy ledger" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
 

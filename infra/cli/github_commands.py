@@ -230,16 +230,15 @@ def _render_pulls(title: str, records: list[prs.PullRecord], as_json: bool) -> N
 @click.option("--days", default=30, show_default=True, type=int, help="Window: the last N days.")
 @click.option(
     "--database-url",
-    envvar="DATABASE_URL",
-    required=True,
+    default=None,
     metavar="URL",
-    help="PostgreSQL holding the deploy ledger (env DATABASE_URL).",
+    help="Read every environment's rows from this ledger (default: each environment's own database).",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "prometheus"]), default="table", show_default=True)
 @json_option
 @pass_context
 def metrics_command(
-    ctx: Context, environment: str | None, days: int, database_url: str, fmt: str, as_json: bool
+    ctx: Context, environment: str | None, days: int, database_url: str | None, fmt: str, as_json: bool
 ) -> None:
     """The five DORA figures per environment from the deploy ledger, plus schema alignment and migration completion.
 

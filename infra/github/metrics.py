@@ -241,29 +241,88 @@ def read_deployments(conn: psycopg.Connection[Any], environment: str | None) -> 
         ]
 
 
+def unavailable(environment: str, reason: str) -> EnvironmentFigures:
+    """Figures of an environment whose ledger cannot be read: every figure says why."""
+
+    def figure(unit: str) -> Figure:
+        return Figure(None, unit, reason)
+
+    return EnvironmentFigures(
+        environment, 0, figure("per day"), figure("hours"), figure("ratio"), figure("hours"), figure("ratio")
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def locate_database(loaded: LoadedWorkspace, environment: str) -> tuple[str | None, str]:
+    """The environment's database (where its deploy ledger lives), found the way `ws status` finds it."""
+    try:
+        from infra.deploy.runtime import runtime_for
+
+        infra = runtime_for(loaded, environment).locate()
+    except Exception as exc:  # a missing Pulumi CLI, an unreachable stack: shown as the figures' reason
+        return None, f"cannot locate the {environment} database: {_first_line(exc)}"
+    if infra is None:
+        return None, f"{environment} is not running (no database found); `ws up` or pass --database-url"
+    return infra.database_url, ""
+
+
+def _read(url: str, environment: str | None) -> list[Deployment]:
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            return read_deployments(conn, environment)
+    except psycopg.Error as exc:
+        raise UsageError(f"cannot read the deploy ledger: {_first_line(exc)}; check --database-url") from None
+
+
 def report(
     loaded: LoadedWorkspace,
-    database_url: str,
+    database_url: str | None,
     *,
     environment: str | None = None,
     days: int = 30,
     now: datetime | None = None,
     extras: bool = True,
 ) -> Report:
+    """The figures per environment. With ``database_url`` every environment's rows are read from that one
+    ledger; without, each environment's ledger is read from its own database (located like `ws status`)."""
     if days < 1:
         raise UsageError("--days must be at least 1")
     until = now or datetime.now().astimezone()
     since = until - timedelta(days=days)
-    try:
-        with psycopg.connect(database_url, connect_timeout=10) as conn:
-            rows = read_deployments(conn, environment)
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot read the deploy ledger: {first}; check --database-url / DATABASE_URL") from None
     names = [environment] if environment else list(loaded.model.environments)
-    names += sorted({r.environment for r in rows} - set(names))
-    figures = [compute(name, [r for r in rows if r.environment == name], since, until) for name in names]
-    extra = [schema_alignment(loaded), migration_completion(loaded, database_url)] if extras else []
+    figures: list[EnvironmentFigures] = []
+    located: dict[str, str] = {}
+    if database_url is not None:
+        rows = _read(database_url, environment)
+        names += sorted({r.environment for r in rows} - set(names))
+        figures = [compute(name, [r for r in rows if r.environment == name], since, until) for name in names]
+    else:
+        for name in names:
+            url, why = locate_database(loaded, name)
+            if url is None:
+                figures.append(unavailable(name, why))
+                continue
+            located[name] = url
+            try:
+                env_rows = _read(url, name)
+            except UsageError as exc:
+                figures.append(unavailable(name, str(exc)))
+                continue
+            figures.append(compute(name, env_rows, since, until))
+    extra: list[Availability] = []
+    if extras:
+        target = environment or ("local" if "local" in loaded.model.environments else names[0])
+        migration_url = database_url or located.get(target)
+        extra.append(schema_alignment(loaded))
+        if migration_url is None:
+            reason = f"unavailable: the {target} database is not reachable; pass --database-url"
+            extra.append(Availability("migration_completion", None, "ratio", reason))
+        else:
+            extra.append(migration_completion(loaded, migration_url))
     return Report(days, since, until, figures, extra)
 
 

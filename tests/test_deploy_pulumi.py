@@ -1,0 +1,181 @@
+"""The pulumi runtime through its interface, with a fake stack object in place of pulumi.automation.Stack.
+
+The Pulumi CLI and engine cannot run here, so `FakeStack` has the Stack methods the runtime uses (get/set/
+remove_config, up, preview, outputs, export_stack) and plays the engine: `up` on a service's URNs makes that
+service (a real HTTP server on 127.0.0.1) run the image tag from the stack config. Everything else is real:
+the ledger and migrations on PostgreSQL, Redis, health probes over HTTP, the example integration tests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import psycopg
+import pytest
+from pulumi import automation as auto
+
+from infra.deploy import ledger
+from infra.deploy.pipeline import Pipeline
+from infra.deploy.pulumi_runtime import PulumiRuntime, tag_key
+from infra.workspace.loader import load_workspace
+from tests.test_deploy_pipeline import REPOS, write_example_workspace
+
+BAD_TAG = "broken"
+
+
+class FakeService:
+    """A real HTTP server standing for a container: /health reports the running tag (503 for BAD_TAG)."""
+
+    def __init__(self) -> None:
+        self.version = "none"
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body: Any
+                if self.path == "/health":
+                    ok = service.version != BAD_TAG
+                    status, body = (
+                        (200 if ok else 503),
+                        {"status": "ok" if ok else "unhealthy", "version": service.version},
+                    )
+                else:
+                    status, body = 200, []
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class FakeStack:
+    def __init__(self, services: dict[str, FakeService], database: str, cache: str) -> None:
+        self.services = services
+        self.database = database
+        self.cache = cache
+        self.config: dict[str, str] = {}
+        self.ups: list[list[str] | None] = []
+        self.previews = 0
+        base = "urn:pulumi:dev::example::"
+        self.urns = [f"{base}ws:stack:Network::network", f"{base}ws:stack:Database::postgres"]
+        self.urns += [f"{base}ws:stack:Database$docker:index/container:Container::postgres-container"]
+        self.urns += [f"{base}ws:stack:Cache::redis"]
+        for repo in services:
+            self.urns += [f"{base}ws:stack:Service::{repo}"]
+            self.urns += [f"{base}ws:stack:Service$docker:index/container:Container::{repo}-container"]
+
+    def get_config(self, key: str, path: bool = False) -> auto.ConfigValue:
+        assert path
+        if key not in self.config:
+            raise KeyError(f"configuration key {key!r} not found")
+        return auto.ConfigValue(value=self.config[key])
+
+    def set_config(self, key: str, value: auto.ConfigValue, path: bool = False) -> None:
+        assert path
+        self.config[key] = value.value
+
+    def remove_config(self, key: str, path: bool = False) -> None:
+        self.config.pop(key, None)
+
+    def export_stack(self) -> Any:
+        return SimpleNamespace(deployment={"resources": [{"urn": urn} for urn in self.urns]})
+
+    def up(self, target: list[str] | None = None, target_dependents: bool = False, on_output: Any = None) -> Any:
+        self.ups.append(target)
+        for repo, service in self.services.items():
+            if target and any(urn.rsplit("::", 1)[-1] in (repo, f"{repo}-container") for urn in target):
+                service.version = self.config.get(tag_key(repo), "latest")
+        return SimpleNamespace(
+            summary=SimpleNamespace(result="succeeded", resource_changes={"update": len(target or [])})
+        )
+
+    def preview(self, on_output: Any = None) -> Any:
+        self.previews += 1
+        return SimpleNamespace(change_summary={"update": 2})
+
+    def outputs(self) -> dict[str, auto.OutputValue]:
+        urls = {repo: service.url for repo, service in self.services.items()}
+        return {
+            "service_urls": auto.OutputValue(urls, False),
+            "database_superuser_url": auto.OutputValue(self.database, True),
+            "database_urls": auto.OutputValue({repo: self.database for repo in self.services}, True),
+            "cache_url": auto.OutputValue(self.cache, True),
+        }
+
+
+@pytest.fixture
+def stack_env(
+    tmp_path: Path, fresh_database: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Pipeline, FakeStack]]:
+    ports = {repo: 4100 + i for i, repo in enumerate(REPOS)}
+    loaded = load_workspace(write_example_workspace(tmp_path, "example_ecosystem", ports, start_period=0.3))
+    monkeypatch.setenv("WS_LEDGER_URL", fresh_database)
+    for repo in REPOS:  # the container env's secret references, as CI secrets would provide them
+        monkeypatch.setenv(f"WS_DB_PASSWORD_{repo.upper().replace('-', '_')}", "not-used-by-the-fakes")
+    monkeypatch.setenv("WS_CACHE_PASSWORD", "not-used-by-the-fakes")
+    services = {repo: FakeService() for repo in REPOS}
+    stack = FakeStack(services, fresh_database, redis_url)
+    runtime = PulumiRuntime(loaded, "dev", stack_factory=lambda: stack)
+    yield Pipeline(loaded, "dev", runtime=runtime), stack
+    for service in services.values():
+        service.server.shutdown()
+
+
+def test_runtime_sets_image_tags_and_targets_one_repo(stack_env: tuple[Pipeline, FakeStack]) -> None:
+    pipeline, stack = stack_env
+    runtime = pipeline.runtime
+    assert isinstance(runtime, PulumiRuntime)
+    infra = runtime.provision()
+    assert [urn.rsplit("::", 1)[-1] for urn in stack.ups[-1] or []] == [
+        "network",
+        "postgres",
+        "postgres-container",
+        "redis",
+    ]
+    assert infra.cache_url == stack.cache
+    assert runtime.current_version("app-agents") is None and runtime.default_version("app-agents") == "latest"
+    detail = runtime.deploy("app-agents", "1.4.2")
+    assert stack.config == {'ws:services["app-agents"].image_tag': "1.4.2"}
+    assert [urn.rsplit("::", 1)[-1] for urn in stack.ups[-1] or []] == ["app-agents", "app-agents-container"]
+    assert "app-agents=1.4.2" in detail and runtime.current_version("app-agents") == "1.4.2"
+    assert stack.services["app-agents"].version == "1.4.2"
+    assert runtime.endpoint("app-agents") == stack.services["app-agents"].url
+    env = runtime.command_env("saas-spec-driven-development", infra)
+    assert env["AGENT_REGISTRY_URL"] == stack.services["app-agents"].url + "/api/agents"  # published, not internal
+    assert env["REDIS_URL"] == stack.cache
+    # a dry run previews with the planned tags and leaves the stack config as it was
+    plan = pipeline.plan(None, {"app-agents": "2.0.0"})
+    assert plan["preview"] == "update 2" and stack.previews == 1
+    assert stack.config == {'ws:services["app-agents"].image_tag': "1.4.2"}
+
+
+def test_pipeline_on_a_pulumi_stack_deploys_then_rolls_back_a_bad_tag(stack_env: tuple[Pipeline, FakeStack]) -> None:
+    pipeline, stack = stack_env
+    first = pipeline.run(None, {repo: "1.0.0" for repo in REPOS})
+    assert first.status == "succeeded", first.error
+    assert {s.version for s in stack.services.values()} == {"1.0.0"}
+
+    second = pipeline.run(None, {"saas-ecosystem-architecture": "1.1.0", "app-agents": BAD_TAG})
+    assert second.status == "rolled_back"
+    assert [s.repo for s in second.steps if s.step == "rollback"] == ["app-agents", "saas-ecosystem-architecture"]
+    assert {repo: s.version for repo, s in stack.services.items()} == {repo: "1.0.0" for repo in REPOS}
+    assert stack.config[tag_key("app-agents")] == "1.0.0"
+    with ledger.connect(pipeline.runtime.ledger_url()) as conn:
+        row = ledger.deployment(conn, second.deployment_id or 0)
+        assert row is not None and row["status"] == "rolled_back" and row["environment"] == "dev"
+        assert row["versions_before"]["app-agents"] == "1.0.0"
+    with psycopg.connect(stack.database) as conn:  # the migrate step ran with the built-in applier
+        assert conn.execute("SELECT count(*) FROM ecosystem._prisma_migrations").fetchone() == (2,)

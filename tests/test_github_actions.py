@@ -165,7 +165,7 @@ def test_deployment_jobs_follow_the_pipeline(golden_files: dict[str, str]) -> No
     assert jobs["integration"]["needs"] == ["plan", "deploy-core", "deploy-api", "deploy-worker", "deploy-web"]
     assert jobs["integration"]["if"] == "${{ !cancelled() && !failure() }}"
     assert jobs["health"]["needs"] == ["plan", "integration"]
-    assert jobs["rollback"]["if"] == "${{ failure() && needs.plan.outputs.deployment_id != '' }}"
+    assert jobs["rollback"]["if"] == "${{ (failure() || cancelled()) && needs.plan.outputs.deployment_id != '' }}"
     assert set(jobs["rollback"]["needs"]) == set(jobs) - {"rollback"}
 
 

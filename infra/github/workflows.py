@@ -339,7 +339,7 @@ def deployment_workflow(workspace: Workspace) -> CommentedMap:
     jobs["rollback"] = job(
         "rollback",
         needs=["plan", "infra", "migrate", "validate", *deploy_jobs, "integration", "health"],
-        condition="failure() && needs.plan.outputs.deployment_id != ''",
+        condition="(failure() || cancelled()) && needs.plan.outputs.deployment_id != ''",
         timeout=TIMEOUTS["rollback"],
         secrets=every_secret,
         steps=[local_step("Roll back the deployment", "rollback", deployment)],

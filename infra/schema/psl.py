@@ -18,7 +18,8 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Union
+from functools import cached_property
+from typing import Literal, NamedTuple, Union
 
 BLOCK_KINDS = ("datasource", "generator", "model", "enum", "type", "view")
 SCALAR_TYPES = ("String", "Boolean", "Int", "BigInt", "Float", "Decimal", "DateTime", "Json", "Bytes")
@@ -258,15 +259,15 @@ class Schema:
     def of_kind(self, *kinds: str) -> list[Block]:
         return [b for b in self.blocks if b.kind in kinds]
 
-    @property
+    @cached_property
     def models(self) -> dict[str, Block]:
         return {b.name: b for b in self.blocks if b.kind in ("model", "view")}
 
-    @property
+    @cached_property
     def enums(self) -> dict[str, Block]:
         return {b.name: b for b in self.blocks if b.kind == "enum"}
 
-    @property
+    @cached_property
     def types(self) -> dict[str, Block]:
         return {b.name: b for b in self.blocks if b.kind == "type"}
 
@@ -282,16 +283,18 @@ _TOKEN = re.compile(
     r"|(?P<newline>\n)"
     r"|(?P<doc>///[^\n]*)"
     r"|(?P<comment>//[^\n]*)"
-    r"|(?P<string>\")"
+    r"|(?P<string>\"(?:[^\"\\\n]|\\[^\n])*\")"
+    r"|(?P<open_string>\"(?:[^\"\\\n]|\\[^\n])*)"
     r"|(?P<number>-?\d+(?:\.\d+)?(?![A-Za-z_]))"
     r"|(?P<ident>[A-Za-z_][A-Za-z0-9_\-]*)"
     r"|(?P<punct>@@|[{}()\[\],:=?.@])"
+    r"|(?P<bad>.)"
 )
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "/": "/", "b": "\b", "f": "\f", "0": "\0"}
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     kind: TokenKind
     text: str
     value: str
@@ -303,64 +306,49 @@ class Token:
 
 def tokenize(text: str, file: str) -> list[Token]:
     tokens: list[Token] = []
-    pos, line, line_start = 0, 1, 0
-    length = len(text)
-    while pos < length:
-        match = _TOKEN.match(text, pos)
-        column = pos - line_start + 1
-        if match is None:
-            raise PslSyntaxError(
-                file, line, column, f"unexpected character {text[pos]!r}", "remove it or quote it inside a string"
-            )
+    append = tokens.append
+    line, line_start = 1, 0
+    for match in _TOKEN.finditer(text):
         kind = match.lastgroup
         if kind == "ws":
-            pos = match.end()
             continue
+        start = match.start()
+        column = start - line_start + 1
+        token_text = match.group()
         if kind == "string":
-            value, end = _read_string(text, pos, file, line, column)
-            tokens.append(Token("string", text[pos:end], value, pos, end, line, column))
-            pos = end
+            value = _unescape(token_text, file, line, column) if "\\" in token_text else token_text[1:-1]
+            append(Token("string", token_text, value, start, match.end(), line, column))
             continue
-        end = match.end()
-        token_text = text[pos:end]
-        tokens.append(Token(kind, token_text, token_text, pos, end, line, column))  # type: ignore[arg-type]
+        if kind == "open_string":
+            raise PslSyntaxError(file, line, column, "unterminated string", 'close the string with " on the same line')
+        if kind == "bad":
+            raise PslSyntaxError(
+                file, line, column, f"unexpected character {token_text!r}", "remove it or quote it inside a string"
+            )
+        append(Token(kind, token_text, token_text, start, match.end(), line, column))  # type: ignore[arg-type]
         if kind == "newline":
             line += 1
-            line_start = end
-        pos = end
-    tokens.append(Token("eof", "", "", length, length, line, pos - line_start + 1))
+            line_start = match.end()
+    append(Token("eof", "", "", len(text), len(text), line, len(text) - line_start + 1))
     return tokens
 
 
-def _read_string(text: str, start: int, file: str, line: int, column: int) -> tuple[str, int]:
-    out: list[str] = []
-    pos = start + 1
-    while pos < len(text):
-        char = text[pos]
-        if char == '"':
-            return "".join(out), pos + 1
-        if char == "\n":
-            break
-        if char == "\\":
-            nxt = text[pos + 1 : pos + 2]
-            if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[pos + 2 : pos + 6]):
-                out.append(chr(int(text[pos + 2 : pos + 6], 16)))
-                pos += 6
-                continue
-            if nxt in _ESCAPES:
-                out.append(_ESCAPES[nxt])
-                pos += 2
-                continue
-            raise PslSyntaxError(
-                file,
-                line,
-                column + (pos - start),
-                f"unknown string escape \\{nxt}",
-                'use \\", \\\\, \\n, \\t, \\r or \\uXXXX',
-            )
-        out.append(char)
-        pos += 1
-    raise PslSyntaxError(file, line, column, "unterminated string", 'close the string with " on the same line')
+def _unescape(raw: str, file: str, line: int, column: int) -> str:
+    def replace_escape(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code[0] == "u" and len(code) == 5:
+            return chr(int(code[1:], 16))
+        if code in _ESCAPES:
+            return _ESCAPES[code]
+        raise PslSyntaxError(
+            file,
+            line,
+            column + 1 + match.start(),
+            f"unknown string escape \\{code}",
+            'use \\", \\\\, \\n, \\t, \\r or \\uXXXX',
+        )
+
+    return _ESCAPE.sub(replace_escape, raw[1:-1])
 
 
 # --- parser --------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
+
+from infra.schema.prisma_config import new_config
 
 FIELD_KINDS = [
     ("String", ""),
@@ -146,3 +149,43 @@ def _copy_of(primary_parts: list[str], name: str, extra_children: list[str], sha
         for child in reversed(extra_children):
             kept.insert(last_field + 1, f"  {child[0].lower()}{child[1:]}s {child}[]")
     return "\n".join(kept)
+
+
+def write_workspace(folder: Path, synthetic: SyntheticWorkspace, *, name: str = "synthetic") -> Path:
+    """Write the synthetic repos and a workspace.yaml declaring them; the path of workspace.yaml."""
+    models = list(synthetic.shared)
+    repos = {
+        "primary": ("primary", "core", None, synthetic.primary),
+        "second": ("secondary", "second", "primary", synthetic.secondaries["second"]),
+        "third": ("secondary", "third", "primary", synthetic.secondaries["third"]),
+    }
+    lines = [
+        "version: 1",
+        f"name: {name}",
+        "github: {owner: synthetic}",
+        "environments: {local: {runtime: local}}",
+        "database: {name: synthetic}",
+        "repos:",
+    ]
+    for repo, (role, namespace, extends, text) in repos.items():
+        (folder / repo / "prisma").mkdir(parents=True, exist_ok=True)
+        (folder / repo / "prisma" / "schema.prisma").write_text(text, encoding="utf-8")
+        lines += [
+            f"  {repo}:",
+            f"    github: synthetic/{repo}",
+            f"    path: {repo}",
+            f"    role: {role}",
+            *([f"    depends_on: [{extends}]"] if extends else []),
+            "    schema:",
+            "      prisma: prisma/schema.prisma",
+            f"      namespace: {namespace}",
+            *([f"      extends: {extends}"] if extends else []),
+            f"      shared_models: [{', '.join(models)}]",
+        ]
+        if extends:
+            tables = [f"core.{_snake(n)}s" for n in models if n != "Lifecycle"]
+            config = new_config("prisma/schema.prisma", "prisma/migrations", tables, ["core.Lifecycle"])
+            (folder / repo / "prisma.config.ts").write_text(config, encoding="utf-8")
+    path = folder / "workspace.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -442,3 +442,34 @@ def test_the_gates_catch_planted_defects(generated_tree: Path, tmp_path: Path) -
     workflow.write_text(text.replace(PINS["actions/checkout"].uses, "actions/checkout@v4", 1))
     findings = {finding["ident"] for finding in json.loads(zizmor(tree).stdout)}
     assert "unpinned-uses" in findings
+
+
+def test_a_minimal_workspace(tmp_path: Path) -> None:
+    """One repo, one local environment, no secrets: no preview job, no secrets env, setup without masks."""
+    (tmp_path / "workspace.yaml").write_text(
+        "version: 1\nname: tiny\ngithub: {owner: tiny-org}\nenvironments:\n  local: {runtime: local}\n"
+        "database: {name: tiny}\nrepos:\n  only:\n    github: tiny-org/only\n    role: primary\n"
+    )
+    files = github_files(load_workspace(tmp_path / "workspace.yaml"))
+    pr = load(files[workflows.PR_WORKFLOW])
+    assert isinstance(pr, dict) and list(pr["jobs"]) == ["check"]
+    deployment = load(files[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(deployment, dict)
+    assert list(deployment["jobs"]) == [
+        "plan",
+        "infra",
+        "migrate",
+        "validate",
+        "deploy-only",
+        "integration",
+        "health",
+        "rollback",
+    ]
+    assert "# Protected environments (approval required): none." in files[workflows.DEPLOYMENT_WORKFLOW]
+    plan = deployment["jobs"]["plan"]
+    assert plan["env"] == {"DATABASE_URL": "${{ secrets.DATABASE_URL }}", "REDIS_URL": "${{ secrets.REDIS_URL }}"}
+    tree = write_tree(tmp_path / "tree", files)
+    assert check_jsonschema(tree).returncode == 0
+    result = actionlint(tree, [workflows.DEPLOYMENT_WORKFLOW, workflows.PR_WORKFLOW])
+    assert result.returncode == 0, result.stdout
+    assert json.loads(zizmor(tree).stdout) == []

@@ -12,7 +12,8 @@ What it supports (the subset the generators emit; anything else is refused with 
   ``failure()`` when any job it needs, directly or through others, failed; ``cancelled()`` is always false
   (nothing is cancelled here) and ``always()`` true. ``outputs:``, ``env:``, ``timeout-minutes:`` and
   ``environment:`` (evaluated and recorded; there are no approvals here) are honoured. ``strategy.matrix``,
-  ``services:``, ``container:`` and reusable workflows are not supported.
+  ``services:``, ``container:`` and reusable workflows are not supported. ``permissions``, ``concurrency``,
+  ``runs-on`` and ``run-name`` only mean something to GitHub and are not read.
 * **Steps**: ``run:`` with ``shell: bash`` (``bash --noprofile --norc -eo pipefail``, as GitHub runs it) or
   ``sh``; ``id``, ``if``, ``env``, ``working-directory``, ``continue-on-error``, ``timeout-minutes``.
   Step-level ``success()``/``failure()`` look at the earlier steps of the same job.

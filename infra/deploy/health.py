@@ -25,7 +25,7 @@ from infra.workspace.graph import edges_of, stages
 from infra.workspace.loader import LoadedWorkspace
 from infra.workspace.model import Health
 
-START_POLL = 0.05  # seconds between probes during the start period
+START_POLL = 0.02  # seconds between probes during the start period
 
 
 @dataclass

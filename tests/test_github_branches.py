@@ -69,12 +69,12 @@ def test_create_everywhere_locally_and_on_github(root: Path, fake: FakeGitHub) -
         assert bare_sha(root, repo, "feat-x") == main
     expected = []
     for repo in REPOS:
-        main = bare_sha(root, repo, "main")
+        remote_main = bare_sha(root, repo, "main")
         expected += [
             ("GET", f"/repos/{OWNER}/{repo}", None),
             ("GET", f"/repos/{OWNER}/{repo}/git/ref/heads/feat-x", None),
             ("GET", f"/repos/{OWNER}/{repo}/git/ref/heads/main", None),
-            ("POST", f"/repos/{OWNER}/{repo}/git/refs", {"ref": "refs/heads/feat-x", "sha": main}),
+            ("POST", f"/repos/{OWNER}/{repo}/git/refs", {"ref": "refs/heads/feat-x", "sha": remote_main}),
         ]
     assert [(r.method, r.path, r.body) for r in fake.requests] == expected
     # Running it again changes nothing and creates nothing on GitHub.

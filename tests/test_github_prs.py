@@ -161,3 +161,14 @@ def test_strip_and_replace_the_generated_block() -> None:
     assert prs.strip_block(text) == "Intro\n\nOutro"
     assert prs.with_block(text, "NEW") == "Intro\n\nOutro\n\nNEW\n"
     assert prs.with_block(None, "NEW") == "NEW\n"
+
+
+def test_push_first_publishes_local_commits_then_opens(root: Path, fake: FakeGitHub) -> None:
+    commit_file(root / AGENTS, "local-only.txt", "x\n", "not pushed yet")
+    loaded = load_workspace(root / "workspace.yaml")
+    github = GitHub(fake.api_url, fake.token)
+    without = prs.open_pulls(loaded, github, "feat", "Feature", repos=[AGENTS], dry_run=True)
+    assert without[0].action == "skipped: 'feat' has no commits ahead of main"
+    records = prs.open_pulls(loaded, github, "feat", "Feature", repos=[AGENTS], push=True)
+    assert [(r.repo, r.action, r.number) for r in records] == [(AGENTS, "opened", 1)]
+    assert git_in(root / "remotes" / f"{AGENTS}.git", "rev-parse", "feat") == git_in(root / AGENTS, "rev-parse", "feat")

@@ -168,6 +168,7 @@ def pr_group() -> None:
 )
 @repos_option
 @click.option("--reviewer", "reviewers", multiple=True, metavar="LOGIN", help="Request a review (org/team for teams).")
+@click.option("--push", is_flag=True, help="First push each checkout's local branch NAME to its origin.")
 @click.option("--dry-run", is_flag=True, help="Print which PRs would be opened or updated; change nothing.")
 @json_option
 @pass_context
@@ -178,6 +179,7 @@ def pr_open(
     body_file: Path | None,
     repos: str | None,
     reviewers: tuple[str, ...],
+    push: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -197,6 +199,7 @@ def pr_open(
         repos=parse_repos(loaded, repos),
         reviewers=reviewers,
         dry_run=dry_run,
+        push=push,
         progress=_progress,
     )
     _render_pulls(f"pull requests for {name}{' (dry run)' if dry_run else ''}", records, as_json)
@@ -223,6 +226,12 @@ def _render_pulls(title: str, records: list[prs.PullRecord], as_json: bool) -> N
         for index, r in enumerate(records, start=1)
     ]
     console.print(table(title, ["order", "repo", "action", "PR", "state", "CI", "url"], rows))
+    lines = [f"## {title}", "", "| order | repo | action | PR | state | CI |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        f"| {i} | {r.repo} | {r.action} | {r.reference if r.number else '-'} | {r.state or '-'} | {r.ci or '-'} |"
+        for i, r in enumerate(records, start=1)
+    ]
+    step_summary("\n".join(lines))
 
 
 @click.command("metrics")

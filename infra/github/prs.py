@@ -13,6 +13,7 @@ from typing import Any
 
 from infra.github.branches import combined_ci, compare, latest_pull, remote_sha, selected
 from infra.github.client import GitHub
+from infra.github.git import Checkout
 from infra.workspace import graph
 from infra.workspace.errors import UsageError
 from infra.workspace.loader import LoadedWorkspace
@@ -104,12 +105,14 @@ def open_pulls(
     dry_run: bool = False,
     body_for_new: str | None = None,
     update_title: bool = True,
+    push: bool = False,
     progress: Progress = _quiet,
 ) -> list[PullRecord]:
     """Open (or update) one PR per repo whose ``branch`` has commits, then link them all in every body.
 
     ``body`` replaces the author's text of every PR (kept when None); ``body_for_new`` is the text of PRs
-    opened now when ``body`` is None. ``update_title`` False leaves existing PRs' titles alone.
+    opened now when ``body`` is None. ``update_title`` False leaves existing PRs' titles alone. ``push`` first
+    pushes the local branch of every checkout that has it (to its ``origin``).
     """
     if not title.strip():
         raise UsageError("--title must not be empty")
@@ -120,6 +123,13 @@ def open_pulls(
         full_name, base = declared.github, declared.default_branch
         record = PullRecord(repo, full_name, "")
         records.append(record)
+        checkout = Checkout(repo, loaded.repo_dir(repo))
+        if push and checkout.exists() and checkout.has_branch(branch):
+            if dry_run:
+                progress(f"{repo}: would push {branch}")
+            else:
+                checkout.push(branch)
+                progress(f"{repo}: pushed {branch}")
         if remote_sha(github, full_name, branch) is None:
             record.action = f"skipped: no branch {branch!r} on GitHub (push it first)"
             progress(f"{repo}: {record.action}")

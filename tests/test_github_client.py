@@ -28,6 +28,7 @@ def test_requests_go_to_the_enterprise_api_root_with_the_token(fake: FakeGitHub)
     assert repository.full_name == REPO
     assert fake.calls() == [("GET", f"/repos/{REPO}")]
     assert fake.requests[0].headers["authorization"] == f"token {fake.token}"
+    assert fake.requests[0].headers["x-github-api-version"] == "2022-11-28"
     github.repo(REPO)
     assert len(fake.requests) == 1, "the repository is fetched once per client"
 

@@ -31,6 +31,7 @@ from infra.workspace.loader import LoadedWorkspace
 
 DEFAULT_API_URL = "https://api.github.com"
 TOKEN_VARIABLE = "GITHUB_TOKEN"
+API_VERSION = "2022-11-28"
 TRANSIENT_STATUSES = (500, 502, 503, 504)
 
 
@@ -219,6 +220,7 @@ class GitHub:
         else:
             self.gh = github3.GitHub(token=token, session=self.session)
             self.session.base_url = self.api_url
+        self.session.headers["X-GitHub-Api-Version"] = API_VERSION  # the REST version these calls follow
         self._repos: dict[str, Any] = {}
 
     @contextmanager

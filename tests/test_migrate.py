@@ -396,7 +396,8 @@ def test_kill_9_at_several_points_then_resume_and_validate(tmp_path: Path, targe
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
-        proc.wait()
+        _, stderr = proc.communicate()
+        assert proc.returncode in (0, -signal.SIGKILL), stderr.decode()
         with psycopg.connect(target_url) as conn:
             loaded = conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM ws_migrate.units").fetchone()
             in_target = conn.execute(
@@ -406,6 +407,10 @@ def test_kill_9_at_several_points_then_resume_and_validate(tmp_path: Path, targe
             assert loaded == in_target
     assert kills >= 2, "the migration finished before it could be killed; the test needs more rows"
     assert ledger_batches(target_url) < total_batches
+
+    _, plan = ws_json("-w", str(ws_file), "migrate", "run", "--database-url", target_url, "--dry-run")
+    actions = [u["status"] for a in plan["agents"] for u in a["units"]]
+    assert any(a.startswith("resume after rowid") for a in actions), actions
 
     _, resumed = ws_json("-w", str(ws_file), "migrate", "run", "--database-url", target_url)
     assert {a["status"] for a in resumed["agents"]} == {"validated"}
@@ -566,3 +571,31 @@ def test_database_url_and_bad_usage(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "declares no sqlite_migration" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_ws("-w", str(ws_file), "migrate", "check", "--database-url", "postgresql://nobody@127.0.0.1:1/none")
     assert proc.returncode == 2 and "cannot connect to the database" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_progress_lines_and_bars() -> None:
+    import io
+
+    from rich.console import Console
+
+    from infra.migrate.progress import Bars, Lines
+
+    stream = io.StringIO()
+    lines = Lines(stream, interval=0.0)
+    lines.start(2, 100)
+    lines.agent_started("a", 60)
+    lines.advance("a", 60)
+    lines.agent_finished("a", "validated", "")
+    lines.agent_finished("b", "failed", "b.db: corrupt")
+    lines.finish()
+    text = stream.getvalue()
+    assert "60/100 rows (60.0%)" in text and "migrate: failed b: b.db: corrupt" in text and "agents 2/2" in text
+
+    out = io.StringIO()
+    bars = Bars(Console(file=out, force_terminal=True, width=120))
+    bars.start(1, 10)
+    bars.agent_started("agent-1", 10)
+    bars.advance("agent-1", 10)
+    bars.agent_finished("agent-1", "failed", "locked")
+    bars.finish()
+    assert "all agents 1/1" in out.getvalue() and "locked" in out.getvalue()

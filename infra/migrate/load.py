@@ -52,7 +52,7 @@ from infra.migrate.source import (
     open_readonly,
     read_schema,
 )
-from infra.migrate.target import LEDGER_SCHEMA, connect, ensure_ledger, introspect
+from infra.migrate.target import LEDGER_SCHEMA, connect, ensure_ledger, introspect, ledger_exists
 
 CopyFormat = Literal["text", "binary"]
 L = sql.Identifier(LEDGER_SCHEMA)
@@ -588,7 +588,10 @@ class Migrator:
                 ensure_ledger(conn)
         plans = self.plan(sources)
         if dry_run:
-            return RunReport([dry_result(p) for p in plans], time.monotonic() - started, self.options.copy_format, True)
+            with connect(self.url, autocommit=True) as conn:
+                states = ledger_states(conn) if ledger_exists(conn) else {}
+            agents = [dry_result(p, states) for p in plans]
+            return RunReport(agents, time.monotonic() - started, self.options.copy_format, True)
         tasks = [(index, mapping) for index, plan in enumerate(plans) if not plan.error for mapping in plan.mappings]
         # largest tables first, so parallel workers finish together
         tasks.sort(key=lambda t: -plans[t[0]].counts.get(t[1].source.name, 0))
@@ -754,18 +757,39 @@ def _worker_unit(source: SourceFile, sha: str, mapping: TableMapping, rows: int)
     return migrator.run_unit(conn, source, sha, mapping, rows)
 
 
-def dry_result(plan: FilePlan) -> AgentResult:
+def ledger_states(conn: psycopg.Connection[Any]) -> dict[tuple[str, str, str], tuple[str, str, int | None]]:
+    """(namespace, agent, table) -> (status, sha256, last rowid) of every unit in the ledger."""
+    rows = conn.execute(
+        sql.SQL("SELECT namespace, agent_id, source_table, status, sha256, last_rowid FROM {}.units").format(L)
+    ).fetchall()
+    return {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in rows}
+
+
+def dry_result(plan: FilePlan, states: dict[tuple[str, str, str], tuple[str, str, int | None]]) -> AgentResult:
+    """What `run` would do with one file: load, create+load, resume after a rowid, reload a changed file, skip."""
     source = plan.source
     result = AgentResult(source.repo, source.agent_id, str(source.path), source.namespace, "planned")
     if plan.error:
         result.status, result.error = "failed", plan.error
         return result
     for mapping in plan.mappings:
+        state = states.get((source.namespace, source.agent_id, mapping.source.name))
+        action = "create+load" if mapping.create else "load"
+        resumed: int | None = None
+        if mapping.problems:
+            action = "failed"
+        elif state is not None and state[1] != plan.sha256:
+            action = "reload (file changed)"
+        elif state is not None and state[0] in ("loaded", "validated", "mismatch"):
+            action = f"skip ({state[0]})"
+        elif state is not None and state[2] is not None:
+            action, resumed = f"resume after rowid {state[2]}", state[2]
         unit = UnitResult(
             mapping.source.name,
             mapping.target_label,
-            "failed" if mapping.problems else ("create+load" if mapping.create else "load"),
+            action,
             rows=plan.counts.get(mapping.source.name, 0),
+            resumed_from=resumed,
             error="; ".join(mapping.problems),
         )
         result.units.append(unit)

@@ -154,9 +154,11 @@ def test_deployment_jobs_follow_the_pipeline(golden_files: dict[str, str]) -> No
     assert jobs["infra"]["needs"] == ["plan"]
     assert jobs["migrate"]["needs"] == ["plan", "infra"]
     assert jobs["validate"]["needs"] == ["plan", "migrate"]
-    # depends_on becomes needs: web waits for both api and worker, which wait for core.
+    # depends_on becomes needs: web waits for both api and worker, which wait for core; within a stage the
+    # deploy jobs run one after another (worker after api), since each holds the environment's deploy lock.
     assert jobs["deploy-core"]["needs"] == ["plan", "validate"]
     assert jobs["deploy-api"]["needs"] == ["plan", "validate", "deploy-core"]
+    assert jobs["deploy-worker"]["needs"] == ["plan", "validate", "deploy-core", "deploy-api"]
     assert jobs["deploy-web"]["needs"] == ["plan", "validate", "deploy-api", "deploy-worker"]
     for repo in ("core", "api", "worker", "web"):
         guard = jobs[f"deploy-{repo}"]["if"]

@@ -12,6 +12,10 @@ of them failed. Every job:
 
 Deploy jobs of repos that were not selected are skipped without blocking their dependents: each deploy job
 and everything after it runs under ``!cancelled() && !failure()`` instead of the default ``success()``.
+
+Deploy jobs run one at a time: besides its ``depends_on`` repos, each deploy job needs the previous repo of its
+stage. Every ``ws pipeline`` step holds the environment's deploy lock (a PostgreSQL advisory lock, taken without
+waiting), so repos of one stage started together by GitHub would all but one fail on it.
 """
 
 from __future__ import annotations
@@ -265,6 +269,17 @@ def plan_job(workspace: Workspace, secrets: list[str]) -> CommentedMap:
     return job("plan", timeout=TIMEOUTS["plan"], secrets=secrets, steps=steps, outputs=outputs)
 
 
+def deploy_job(workspace: Workspace, repo: str, needs: list[str], base: list[str]) -> CommentedMap:
+    return job(
+        f"deploy {repo}",
+        needs=needs,
+        condition=f"{NOT_BLOCKED} && needs.plan.outputs.{output_key(repo)} == 'true'",
+        timeout=TIMEOUTS["deploy"],
+        secrets=sorted({*base, *repo_secrets(workspace, repo)}),
+        steps=[local_step(f"Deploy {repo}", "deploy-stage", {"deployment": DEPLOYMENT_ID, "repo": repo})],
+    )
+
+
 def deployment_workflow(workspace: Workspace) -> CommentedMap:
     edges = edges_of(workspace)
     order = [repo for layer in stages(edges) for repo in layer]
@@ -302,16 +317,16 @@ def deployment_workflow(workspace: Workspace) -> CommentedMap:
         secrets=base,
         steps=[local_step("Validate schema alignment and drift", "schema-check", deployment)],
     )
-    for repo in order:
-        needs = ["plan", "validate", *(deploy_job_id(dep) for dep in sorted(edges[repo]))]
-        jobs[deploy_job_id(repo)] = job(
-            f"deploy {repo}",
-            needs=needs,
-            condition=f"{NOT_BLOCKED} && needs.plan.outputs.{output_key(repo)} == 'true'",
-            timeout=TIMEOUTS["deploy"],
-            secrets=sorted({*base, *repo_secrets(workspace, repo)}),
-            steps=[local_step(f"Deploy {repo}", "deploy-stage", {**deployment, "repo": repo})],
-        )
+    layers = stages(edges)
+    for layer in layers:
+        for position, repo in enumerate(layer):
+            needs = ["plan", "validate", *(deploy_job_id(dep) for dep in sorted(edges[repo]))]
+            if position:
+                # One deploy job at a time: each `ws pipeline` step holds the environment's deploy lock, so
+                # repos of one stage that GitHub started together would fail on it. The stage's previous repo
+                # goes first; when it was not selected its skip does not block this one (the guard below).
+                needs.append(deploy_job_id(layer[position - 1]))
+            jobs[deploy_job_id(repo)] = deploy_job(workspace, repo, needs, base)
     deploy_jobs = [deploy_job_id(repo) for repo in order]
     jobs["integration"] = job(
         "integration tests",

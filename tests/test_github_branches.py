@@ -192,3 +192,17 @@ def test_delete_a_merged_branch_needs_no_force(root: Path) -> None:
     assert {r["local"] for r in json.loads(deleted.stdout)["repos"]} == {"deleted"}
     refused = invoke("-w", str(root / "workspace.yaml"), "branch", "delete", "main", env=GIT_IDENTITY)
     assert refused.returncode == 2 and "it is a default branch" in refused.stderr
+
+
+def test_missing_checkouts_and_start_points_are_named(root: Path) -> None:
+    loaded = loaded_of(root)
+    with pytest.raises(UsageError, match=r"--from: start point not found in .*\(no 'release-9'\)"):
+        branches.create(loaded, "feat-f", start="release-9")
+    import shutil
+
+    shutil.rmtree(root / "app-agents")
+    with pytest.raises(UsageError) as caught:
+        branches.create(loaded, "feat-f")
+    assert f"no checkout for app-agents ({root / 'app-agents'})" in str(caught.value)
+    assert "--remote" in str(caught.value)
+    assert all(git_in(root / r, "branch", "--list", "feat-f") == "" for r in REPOS if r != "app-agents")

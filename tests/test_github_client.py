@@ -109,6 +109,10 @@ def test_rate_limit_wait_reads_githubs_headers() -> None:
     plain.status_code = 403
     plain._content = b'{"message": "Must have admin rights to Repository."}'
     assert rate_limit_wait(plain, now=0.0) is None
+    secondary = requests.Response()
+    secondary.status_code = 403
+    secondary._content = b'{"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}'
+    assert rate_limit_wait(secondary, now=0.0) == 60.0  # GitHub: wait at least one minute
 
 
 def test_dropped_connections_are_retried_with_growing_backoff(fake: FakeGitHub) -> None:

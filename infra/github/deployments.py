@@ -9,6 +9,7 @@ each with a link to the workflow run when the deploy runs in GitHub Actions.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ class GitHubDeployments:
         self.run_url = run_url
         self.records: dict[tuple[int, str], Record] = {}
         self.environments: dict[int, str] = {}
+        self._lock = threading.Lock()  # the pipeline deploys a stage's repos in parallel
 
     def deployment_started(self, deployment_id: int, environment: str, repos: list[str]) -> None:
         self.environments[deployment_id] = environment
@@ -55,17 +57,19 @@ class GitHubDeployments:
     def repo_state(
         self, deployment_id: int, environment: str, repo: str, version: str, state: RepoState, detail: str
     ) -> None:
-        record = self.records.get((deployment_id, repo))
-        if record is None:
-            record = self._create(deployment_id, environment, repo, version)
-            self.records[(deployment_id, repo)] = record
-        self._post_status(record, state, detail)
+        with self._lock:
+            record = self.records.get((deployment_id, repo))
+            if record is None:
+                record = self._create(deployment_id, environment, repo, version)
+                self.records[(deployment_id, repo)] = record
+            self._post_status(record, state, detail)
 
     def deployment_finished(self, deployment_id: int, environment: str, status: str) -> None:
         """Repos left in progress when the deployment ended (interrupted, failed elsewhere) get an error status."""
-        for (number, _repo), record in self.records.items():
-            if number == deployment_id and record.states and record.states[-1] == "in_progress":
-                self._post_status(record, "error", f"deployment #{deployment_id} ended {status} before this repo")
+        with self._lock:
+            for (number, _repo), record in self.records.items():
+                if number == deployment_id and record.states and record.states[-1] == "in_progress":
+                    self._post_status(record, "error", f"deployment #{deployment_id} ended {status} before this repo")
 
     # ------------------------------------------------------------------------------------------------
     def _create(self, deployment_id: int, environment: str, repo: str, version: str) -> Record:

@@ -190,3 +190,12 @@ def test_cli_explains_github_errors_in_one_line(
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr and "s3cr3t" not in result.stderr + result.stdout
     assert len(fake.requests) == 1  # 401/403/404 are answers, not retried
+
+
+def test_a_rate_limit_that_persists_gives_up_after_the_bounded_waits(fake: FakeGitHub) -> None:
+    sleeps: list[float] = []
+    fake.fail(429, headers={"retry-after": "2"}, times=10)
+    with pytest.raises(GitHubError) as caught:
+        GitHub(fake.api_url, fake.token, recording_policy(sleeps, [], rate_limit_waits=2)).repo(REPO)
+    assert sleeps == [2.0, 2.0] and len(fake.requests) == 3
+    assert "429 rate limit exhausted (resets in 2s, still limited after 2 waits)" in str(caught.value)

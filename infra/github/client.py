@@ -176,9 +176,14 @@ def explain(exc: Exception, what: str, policy: RetryPolicy | None = None) -> Git
                 if reset and reset.isdigit()
                 else f"in {wait:.0f}s"
             )
+            why = (
+                f"longer than the {policy.max_wait:.0f}s ws waits"
+                if wait > policy.max_wait
+                else f"still limited after {policy.rate_limit_waits} waits"
+            )
             return GitHubError(
-                f"GitHub: {what}: {code} rate limit exhausted (resets {when}, longer than the"
-                f" {policy.max_wait:.0f}s ws waits); run again after the reset or raise WS_GITHUB_MAX_WAIT"
+                f"GitHub: {what}: {code} rate limit exhausted (resets {when}, {why}); run again after the reset"
+                " or raise WS_GITHUB_MAX_WAIT"
             )
         needed = response.headers.get("x-accepted-oauth-scopes") or response.headers.get(
             "x-accepted-github-permissions"

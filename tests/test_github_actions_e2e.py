@@ -106,6 +106,8 @@ def test_a_whole_coordinated_deployment_runs_through_every_job(example: dict[str
     assert result.order == EVERY_JOB
     assert result.ran() == EVERY_JOB[:-1], report  # every job but the rollback
     assert result.jobs["rollback"].result == "skipped"
+    # every job ran in the GitHub environment chosen by the input (where approvals and its secrets apply)
+    assert {result.jobs[job_id].environment for job_id in result.ran()} == {"local"}
 
     plan = result.jobs["plan"]
     assert {key: plan.outputs[key] for key in plan.outputs if key.startswith("deploy_")} == {

@@ -184,3 +184,12 @@ def test_schema_alignment_and_migration_completion_come_from_their_areas(
     specs.write_text(specs.read_text().replace("  RETIRED\n", "", 1))
     lowered = {a.name: a for a in metrics.report(load_workspace(path), fresh_database, days=7).extra}
     assert lowered["schema_alignment"].value is not None and lowered["schema_alignment"].value < 1.0
+
+
+def test_an_unreadable_environment_shows_one_reason() -> None:
+    down = metrics.unavailable("prod", "prod is not running (no database found)")
+    assert metrics.common_reason(down) == "prod is not running (no database found)"
+    assert all(f.value is None for f in down.figures().values())
+    empty = metrics.compute("dev", [], NOW - timedelta(days=30), NOW)
+    assert metrics.common_reason(empty) is None  # readable but empty: each figure says why on its own
+    assert empty.deployment_frequency.value == 0.0

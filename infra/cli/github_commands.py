@@ -264,11 +264,16 @@ def metrics_command(
     if fmt == "prometheus":
         click.echo(metrics.prometheus(result), nl=False)
         return
-    rows = [
-        (env.environment, metrics.FIGURE_NAMES[key], metrics.format_value(f), escape(metrics.format_detail(f)))
-        for env in result.environments
-        for key, f in env.figures().items()
-    ]
+    rows = []
+    for env in result.environments:
+        unreadable = metrics.common_reason(env)
+        if unreadable is not None:
+            rows.append((env.environment, "all figures", "n/a", escape(unreadable)))
+            continue
+        rows += [
+            (env.environment, metrics.FIGURE_NAMES[key], metrics.format_value(f), escape(metrics.format_detail(f)))
+            for key, f in env.figures().items()
+        ]
     columns = ["environment", "figure", "value", "detail"]
     console.print(table(f"DORA figures, last {days} days", columns, rows))
     for extra in result.extra:

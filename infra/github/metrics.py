@@ -445,6 +445,15 @@ FIGURE_NAMES = {
 }
 
 
+def common_reason(env: EnvironmentFigures) -> str | None:
+    """The one reason shared by every figure of an environment whose ledger could not be read."""
+    figures = list(env.figures().values())
+    reasons = {f.detail for f in figures}
+    if env.deployments == 0 and all(f.value is None for f in figures) and len(reasons) == 1:
+        return reasons.pop()
+    return None
+
+
 def format_value(figure: Figure) -> str:
     if figure.value is None:
         return "n/a"

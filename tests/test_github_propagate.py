@@ -182,3 +182,15 @@ def test_end_to_end_propagate_then_the_remote_check_is_aligned(root: Path, fake:
     reads = {(r.path, r.query.get("ref")) for r in fake.requests if "/contents/" in r.path}
     for repo in (PRIMARY, AGENTS, SPECS):
         assert (f"/repos/{OWNER}/{repo}/contents/{REPO_SCHEMAS[repo]}", "feat-schema") in reads
+
+
+def test_a_change_on_the_default_branch_gets_a_sync_branch(root: Path) -> None:
+    primary = root / PRIMARY
+    git_in(primary, "checkout", "-q", "main")
+    git_in(primary, "merge", "-q", "--ff-only", "feat-schema")
+    plan = propagate.plan(loaded_of(root))
+    sha = git_in(primary, "rev-parse", "HEAD")
+    assert plan.branch == f"schema/sync-{sha[:7]}"
+    assert plan.title == f"Sync shared schema from {PRIMARY}@{sha[:7]}"
+    assert {p.repo: p.base for p in plan.repos} == {AGENTS: "main", SPECS: "main"}
+    assert all(p.edits for p in plan.repos)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,15 +309,18 @@ ORDER BY n.nspname, c.relname, a.attnum
 """
 INDEXES_SQL = """
 SELECT n.nspname, t.relname, i.relname, ix.indisunique, ix.indisprimary, am.amname,
-       ARRAY(SELECT pg_catalog.pg_get_indexdef(ix.indexrelid, k, false)
-                    || CASE WHEN ix.indoption[k - 1] & 1 = 1 THEN ' DESC' ELSE '' END
-             FROM generate_series(1, ix.indnkeyatts) AS k ORDER BY k)
+       ARRAY(SELECT coalesce(a.attname, pg_catalog.pg_get_indexdef(ix.indexrelid, k.ord::int, false))
+                    || CASE WHEN ix.indoption[k.ord - 1] & 1 = 1 THEN ' DESC' ELSE '' END
+             FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             LEFT JOIN pg_catalog.pg_attribute a
+                    ON a.attrelid = ix.indrelid AND a.attnum = k.attnum AND k.attnum <> 0
+             WHERE k.ord <= ix.indnkeyatts ORDER BY k.ord)
 FROM pg_catalog.pg_index ix
 JOIN pg_catalog.pg_class i ON i.oid = ix.indexrelid
 JOIN pg_catalog.pg_class t ON t.oid = ix.indrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
 JOIN pg_catalog.pg_am am ON am.oid = i.relam
-WHERE n.nspname = ANY(%(ns)s)
+WHERE n.nspname = ANY(%(ns)s) AND NOT ix.indisprimary
 """
 CONSTRAINTS_SQL = """
 SELECT n.nspname, t.relname, con.conname, con.contype,
@@ -373,16 +377,26 @@ def _live_default(expr: str | None) -> str | None:
     return "dbgenerated:" + text
 
 
-def live_catalog(conn: psycopg.Connection[Any], namespaces: list[str]) -> Catalog:
-    """The database's tables, columns, indexes, constraints and enums in these namespaces (five queries)."""
+def live_catalog(
+    conn: psycopg.Connection[Any], namespaces: list[str], columns_conn: psycopg.Connection[Any] | None = None
+) -> Catalog:
+    """The database's tables, columns, indexes, constraints and enums in these namespaces (five queries).
+
+    With ``columns_conn`` the (largest) column query runs on that second connection at the same time.
+    """
     catalog = Catalog()
     params = {"ns": namespaces}
+    pool = None
+    if columns_conn is not None:
+        pool = ThreadPoolExecutor(max_workers=1)
+        pending = pool.submit(lambda: columns_conn.execute(COLUMNS_SQL, params).fetchall())
     with conn.cursor() as cur:
         for nsp, rel in cur.execute(TABLES_SQL, params).fetchall():
             catalog.tables[f"{nsp}.{rel}"] = Table()
-        for nsp, rel, col, type_, notnull, default, is_enum, type_ns, type_name, is_array in cur.execute(
-            COLUMNS_SQL, params
-        ).fetchall():
+        columns = pending.result() if pool else cur.execute(COLUMNS_SQL, params).fetchall()
+        if pool:
+            pool.shutdown()
+        for nsp, rel, col, type_, notnull, default, is_enum, type_ns, type_name, is_array in columns:
             table = catalog.tables.get(f"{nsp}.{rel}")
             if table is None:
                 continue
@@ -582,12 +596,19 @@ def database_url_for(loaded: LoadedWorkspace, environment: str) -> str:
 
 def drift(loaded: LoadedWorkspace, database_url: str, schemas: LoadedSchemas | None = None) -> DriftReport:
     """Compare the database at ``database_url`` with every readable repo's declared models."""
-    schemas = schemas or load_schemas(loaded)
-    declared, namespaces = declared_catalog(schemas)
     started = time.perf_counter()
+    schemas = schemas or load_schemas(loaded)
+    namespaces = [repo.config.namespace for repo in schemas.repos.values()]
     try:
-        with psycopg.connect(database_url, connect_timeout=10, autocommit=True) as conn:
-            live = live_catalog(conn, namespaces)
+        with (
+            psycopg.connect(database_url, connect_timeout=10, autocommit=True) as conn,
+            psycopg.connect(database_url, connect_timeout=10, autocommit=True) as columns_conn,
+            ThreadPoolExecutor(max_workers=1) as pool,
+        ):
+            # the catalog queries run while the declared side is computed
+            reading = pool.submit(live_catalog, conn, namespaces, columns_conn)
+            declared, _ = declared_catalog(schemas)
+            live = reading.result()
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cannot connect to the database: {first}; check --env/--database-url") from None

@@ -161,7 +161,10 @@ class Field:
         return base + ("[]" if self.list else "") + ("?" if self.optional else "")
 
     def attribute(self, name: str) -> Attribute | None:
-        return next((a for a in self.attributes if a.name == name), None)
+        for attribute in self.attributes:
+            if attribute.name == name:
+                return attribute
+        return None
 
 
 @dataclass(frozen=True)
@@ -212,19 +215,19 @@ class Block:
     start: int = 0  # offset of the first doc comment line (or the keyword)
     end: int = 0  # offset just after the closing brace
 
-    @property
+    @cached_property
     def fields(self) -> list[Field]:
         return [m for m in self.members if isinstance(m, Field)]
 
-    @property
+    @cached_property
     def values(self) -> list[EnumValue]:
         return [m for m in self.members if isinstance(m, EnumValue)]
 
-    @property
+    @cached_property
     def assignments(self) -> list[Assignment]:
         return [m for m in self.members if isinstance(m, Assignment)]
 
-    @property
+    @cached_property
     def block_attributes(self) -> list[Attribute]:
         return [m for m in self.members if isinstance(m, Attribute)]
 

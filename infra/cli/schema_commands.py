@@ -19,7 +19,8 @@ from infra.cli._common import (
     step_summary,
     table,
 )
-from infra.schema import align, drift, export, load, sync
+from infra.schema import align, export, load, sync
+from infra.schema import drift as drift_module
 from infra.workspace.errors import CheckFailed
 
 
@@ -145,9 +146,9 @@ def drift_command(ctx: Context, environment: str | None, database_url: str | Non
     loaded = ctx.loaded
     if database_url is None:
         check_environment(loaded, environment or "local")
-        database_url = drift.database_url_for(loaded, environment or "local")
+        database_url = drift_module.database_url_for(loaded, environment or "local")
     err_console.print("reading the database catalog ...")
-    report = drift.drift(loaded, database_url)
+    report = drift_module.drift(loaded, database_url)
     if as_json:
         print_json(report.as_dict())
     else:

@@ -193,3 +193,39 @@ def test_schemas_can_be_read_through_any_reader(workspace: Path) -> None:
     assert [(e.repo, e.path) for e in edits] == [("app-agents", "shared/database/schema.prisma")]
     assert "+  kind      String   @db.VarChar(48)" in edits[0].diff()
     assert check_alignment(load_schemas(loaded)).ok, "the local checkout is untouched"
+
+
+def test_check_ref_reads_every_repo_through_the_github_contents_api(tmp_path: Path) -> None:
+    from tests.fake_github import GIT_IDENTITY, OWNER, FakeGitHub, build_workspace, commit_file, git_in
+
+    with FakeGitHub() as fake:
+        workspace_file = build_workspace(tmp_path, fake)
+        env = {**GIT_IDENTITY, "GITHUB_TOKEN": fake.token}
+        primary = tmp_path / "saas-ecosystem-architecture"
+        for repo in ("saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development"):
+            git_in(tmp_path / repo, "checkout", "-q", "-b", "feat")
+        text = (primary / PRIMARY.split("/", 1)[1]).read_text(encoding="utf-8")
+        changed = text.replace("  kind      String   @db.VarChar(32)", "  kind      String   @db.VarChar(40)")
+        commit_file(primary, PRIMARY.split("/", 1)[1], changed, "widen kind")
+        for repo in ("saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development"):
+            git_in(tmp_path / repo, "push", "-q", "origin", "feat")
+        git_in(primary, "checkout", "-q", "main")  # the local checkout is not what --ref reads
+
+        on_main = run_ws("-w", str(workspace_file), "schema", "check", "--ref", "main", "--json", env=env)
+        assert on_main.returncode == 0, on_main.stdout + on_main.stderr
+        assert json.loads(on_main.stdout)["percent"] == 100.0
+        on_feat = run_ws("-w", str(workspace_file), "schema", "check", "--ref", "feat", "--json", env=env)
+        assert on_feat.returncode == 1, on_feat.stderr
+        differences = [d for m in json.loads(on_feat.stdout)["shared_models"] for d in m["differences"]]
+        assert [(d["name"], d["member"], d["aspect"], d["primary"], d["copy"]) for d in differences] == [
+            ("AgentMemory", "kind", "native type", "@db.VarChar(40)", "@db.VarChar(32)")
+        ]
+        assert differences[0]["file"] == f"{OWNER}/app-agents@feat:shared/database/schema.prisma"
+        reads = [r for r in fake.requests if "/contents/" in r.path and r.query.get("ref") == "feat"]
+        assert {r.path.split("/")[3] for r in reads} == {
+            "saas-ecosystem-architecture",
+            "app-agents",
+            "saas-spec-driven-development",
+        }
+        # the local checkouts were never the source
+        assert check_alignment(load_schemas(load_workspace(workspace_file))).ok

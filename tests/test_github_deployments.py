@@ -132,3 +132,28 @@ def test_factory_needs_a_token_and_links_the_workflow_run(
     observer = observer_from_environment(loaded)
     assert observer is not None and observer.run_url == RUN
     assert workflow_run_url({"GITHUB_SERVER_URL": "https://x"}) is None
+
+
+def test_a_later_process_posts_to_the_deployment_an_earlier_one_created(
+    setup: tuple[Path, LoadedWorkspace], fake: FakeGitHub
+) -> None:
+    root, loaded = setup
+    sha = git_in(root / AGENTS, "rev-parse", "HEAD")
+    deploy_step = GitHubDeployments(loaded, GitHub(fake.api_url, fake.token), RUN)
+    deploy_step.repo_state(11, "prod", AGENTS, sha, "in_progress", "deploying")
+    deploy_step.repo_state(11, "prod", AGENTS, sha, "success", "healthy")
+    other = GitHubDeployments(loaded, GitHub(fake.api_url, fake.token), RUN)
+    other.repo_state(12, "prod", AGENTS, sha, "in_progress", "deploying")  # another deployment: its own record
+    fake.requests.clear()
+    rollback = GitHubDeployments(loaded, GitHub(fake.api_url, fake.token), RUN)  # `ws rollback`, a new process
+    rollback.repo_state(11, "prod", AGENTS, sha, "inactive", "rolled back to 1.0.0")
+    records = fake.repos[f"{OWNER}/{AGENTS}"].deployments
+    assert len(records) == 2
+    first = records[0]["id"]
+    listing = [r for r in fake.requests if r.method == "GET" and r.path == f"/repos/{OWNER}/{AGENTS}/deployments"]
+    assert listing[0].query == {"environment": "prod", "per_page": "100"}
+    assert [(r.method, r.path) for r in fake.requests if r.method == "POST"] == [
+        ("POST", f"/repos/{OWNER}/{AGENTS}/deployments/{first}/statuses")
+    ]
+    states = [s["state"] for s in fake.repos[f"{OWNER}/{AGENTS}"].deployment_statuses[first]]
+    assert states == ["in_progress", "success", "inactive"]

@@ -252,12 +252,18 @@ class GitHub:
         return self._repos[full_name]
 
     def request_json(
-        self, repo: Any, method: str, parts: list[str], expected: int, data: dict[str, Any] | None = None
+        self,
+        repo: Any,
+        method: str,
+        parts: list[str],
+        expected: int,
+        data: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
     ) -> Any:
         """A documented endpoint under /repos/{owner}/{repo}/ that github3.py 4.0 has no method for."""
         url = repo._build_url(*parts, base_url=repo._api)
         if method == "GET":
-            response = repo._get(url)
+            response = repo._get(url, params=params)
         elif method == "POST":
             response = repo._post(url, data=data)
         else:

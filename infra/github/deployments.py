@@ -60,7 +60,9 @@ class GitHubDeployments:
         with self._lock:
             record = self.records.get((deployment_id, repo))
             if record is None:
-                record = self._create(deployment_id, environment, repo, version)
+                record = self._existing(deployment_id, environment, repo) or self._create(
+                    deployment_id, environment, repo, version
+                )
                 self.records[(deployment_id, repo)] = record
             self._post_status(record, state, detail)
 
@@ -72,6 +74,25 @@ class GitHubDeployments:
                     self._post_status(record, "error", f"deployment #{deployment_id} ended {status} before this repo")
 
     # ------------------------------------------------------------------------------------------------
+    def _existing(self, deployment_id: int, environment: str, repo: str) -> Record | None:
+        """The record an earlier process made for this deployment and repo (the workflow runs each step, and
+        the rollback, as separate `ws` processes), found by the ledger id its payload carries."""
+        declared = self.loaded.model.repos[repo]
+        repository = self.github.repo(declared.github)
+        with self.github.call(f"list deployments of {declared.github} in {environment}"):
+            found = self.github.request_json(
+                repository, "GET", ["deployments"], 200, params={"environment": environment, "per_page": "100"}
+            )
+        for item in found or []:
+            payload = item.get("payload")
+            if (
+                isinstance(payload, dict)
+                and payload.get("ws_deployment_id") == deployment_id
+                and (payload.get("repo") == repo)
+            ):
+                return Record(repo, declared.github, environment, int(item["id"]), ["(earlier process)"])
+        return None
+
     def _create(self, deployment_id: int, environment: str, repo: str, version: str) -> Record:
         declared = self.loaded.model.repos[repo]
         env = self.loaded.model.environments.get(environment)

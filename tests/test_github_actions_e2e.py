@@ -167,3 +167,28 @@ def test_a_failing_deploy_ends_in_the_rollback_job(example: dict[str, object]) -
     assert status == "rolled_back", steps
     assert ("deploy", "app-agents", "failed") in steps
     assert any(step == "rollback" for step, _, _ in steps), steps
+
+
+def test_a_dry_run_with_hostile_versions_records_them_as_plain_text(example: dict[str, object]) -> None:
+    """Through every job of the generated workflow, a hostile `versions` input is data: recorded literally in
+    the ledger, never executed, its `${{ }}` never evaluated; `dry_run` (a boolean input) reaches ws as --dry-run."""
+    hostile = "$(touch pwned);`touch pwned`'\"${{ secrets.DATABASE_URL }}"
+    result = run(example, versions=f"app-agents={hostile}", dry_run=True)
+    assert result.conclusion == "success", result.report() + "\n" + everything_logged(result)
+    assert result.ran() == EVERY_JOB[:-1]
+    root = example["root"]
+    assert isinstance(root, Path)
+    assert not (root / "pwned").exists()
+    database = example["database"]
+    assert isinstance(database, str)
+    deployment_id = result.jobs["plan"].outputs["deployment_id"]
+    with psycopg.connect(database) as conn:
+        row = conn.execute(
+            "SELECT dry_run, versions_after ->> 'app-agents' FROM ws.deployments WHERE id = %s", [int(deployment_id)]
+        ).fetchone()
+    assert row == (True, hostile)
+    # a dry run starts nothing
+    ports = example["ports"]
+    assert isinstance(ports, dict)
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", ports[4101])) != 0

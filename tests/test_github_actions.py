@@ -475,3 +475,28 @@ def test_a_minimal_workspace(tmp_path: Path) -> None:
     result = actionlint(tree, [workflows.DEPLOYMENT_WORKFLOW, workflows.PR_WORKFLOW])
     assert result.returncode == 0, result.stdout
     assert json.loads(zizmor(tree).stdout) == []
+
+
+def test_no_two_deployment_jobs_can_run_at_once(golden_files: dict[str, str], real_files: dict[str, str]) -> None:
+    """Every `ws pipeline` step holds the environment's deploy lock without waiting: the jobs must form one chain
+    under needs:, or GitHub would start two together and one would fail on the lock."""
+    for files in (golden_files, real_files):
+        document = load(files[workflows.DEPLOYMENT_WORKFLOW])
+        assert isinstance(document, dict)
+        needs = {job_id: set(job.get("needs", [])) for job_id, job in document["jobs"].items()}
+
+        for first in needs:
+            for second in needs:
+                if first != second:
+                    assert first in ancestors(needs, second) or second in ancestors(needs, first), (first, second)
+
+
+def ancestors(needs: dict[str, set[str]], job_id: str) -> set[str]:
+    found: set[str] = set()
+    todo = list(needs[job_id])
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(needs[current])
+    return found

@@ -54,6 +54,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -510,7 +511,7 @@ class LocalRunner:
         self.echo = echo or (lambda line: None)
         self.masks: set[str] = {value for value in self.secrets.values() if value}
         self.run_id = str(int(time.time() * 1000) % 10**9)
-        self.temp = Path(tempfile.mkdtemp(prefix="ws-steprunner-"))
+        self.temp = Path(tempfile.gettempdir())
 
     # -- masking ---------------------------------------------------------------------------------------
 
@@ -546,8 +547,12 @@ class LocalRunner:
                     raise RunnerError(f"{path}: job {job_id} needs {', '.join(missing)}; run those too")
             order = [job_id for job_id in order if job_id in wanted]
         results: dict[str, JobResult] = {}
-        for job_id in order:
-            results[job_id] = self._run_job(path, document, job_id, specs[job_id], values, workflow_env, results)
+        self.temp = Path(tempfile.mkdtemp(prefix="ws-steprunner-"))  # RUNNER_TEMP and the steps' files
+        try:
+            for job_id in order:
+                results[job_id] = self._run_job(path, document, job_id, specs[job_id], values, workflow_env, results)
+        finally:
+            shutil.rmtree(self.temp, ignore_errors=True)
         return RunResult(results)
 
     def _dispatch_inputs(self, path: Path, declared: Mapping[str, Any], given: dict[str, Any]) -> dict[str, Any]:

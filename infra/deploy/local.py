@@ -12,6 +12,7 @@ short commit of its checkout (``-dirty`` when it has local changes), or ``dev`` 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -86,11 +89,22 @@ class LocalRuntime:
         self.root = state_root(loaded, environment)
         self.state_dir = self.root / "state"
         self.logs_dir = self.root / "logs"
-        self._lock = threading.Lock()
+        self._thread_lock = threading.Lock()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._infra: Infra | None = None
 
     # ---- state files -------------------------------------------------------------------------------------
+    @contextmanager
+    def _state_lock(self) -> Iterator[None]:
+        """Serialise read-modify-write of the state files across threads and processes (parallel CI jobs)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._thread_lock, open(self.state_dir / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def _read(self, name: str) -> dict[str, Any]:
         path = self.state_dir / name
         if not path.exists():
@@ -110,7 +124,7 @@ class LocalRuntime:
 
     def services(self) -> dict[str, dict[str, Any]]:
         """repo -> recorded state of its running service (entries whose process group died are dropped)."""
-        with self._lock:
+        with self._state_lock():
             data = self._read("services.json")
         return {repo: entry for repo, entry in data.items() if group_alive(int(entry["pgid"]))}
 
@@ -222,7 +236,7 @@ class LocalRuntime:
         entry = self.services().get(repo)
         if entry:
             return str(entry["version"])
-        with self._lock:
+        with self._state_lock():
             recorded = self._read("services.json").get(repo)
         if recorded and not recorded.get("pgid"):
             return str(recorded["version"])  # a repo without a service: its version is what was last deployed
@@ -248,7 +262,7 @@ class LocalRuntime:
         infra = self.infra()
         self.stop(repo)
         if spec.service is None or not spec.service.run.local:
-            with self._lock:
+            with self._state_lock():
                 data = self._read("services.json")
                 data[repo] = {"version": version, "pgid": 0, "started_at": time.time()}
                 self._write("services.json", data)
@@ -290,7 +304,7 @@ class LocalRuntime:
                 start_new_session=True,
             )
         self._children[child.pid] = child
-        with self._lock:
+        with self._state_lock():
             data = self._read("services.json")
             data[repo] = {
                 "pgid": child.pid,
@@ -304,7 +318,7 @@ class LocalRuntime:
         return f"started {repo} {version} (supervisor pid {child.pid}) on 127.0.0.1:{port}"
 
     def alive(self, repo: str) -> bool:
-        with self._lock:
+        with self._state_lock():
             entry = self._read("services.json").get(repo)
         if not entry or not entry.get("pgid"):
             return False
@@ -314,14 +328,14 @@ class LocalRuntime:
         return group_alive(int(entry["pgid"]))
 
     def stop(self, repo: str) -> None:
-        with self._lock:
+        with self._state_lock():
             data = self._read("services.json")
         entry = data.get(repo)
         if entry and entry.get("pgid"):
             pgid = int(entry["pgid"])
             stop_group(pgid, reap=self._children.pop(pgid, None))
         if entry:
-            with self._lock:
+            with self._state_lock():
                 data = self._read("services.json")
                 data.pop(repo, None)
                 self._write("services.json", data)
@@ -341,7 +355,7 @@ class LocalRuntime:
     def down(self) -> list[str]:
         """Stop every service, then the embedded servers this runtime started; what was stopped."""
         stopped = []
-        with self._lock:
+        with self._state_lock():
             data = self._read("services.json")
         groups = [int(entry["pgid"]) for entry in data.values() if entry.get("pgid")]
         for pgid in groups:  # signal every service first, so that they stop in parallel

@@ -207,8 +207,8 @@ class Pipeline:
 
     # ---- ledger sessions ---------------------------------------------------------------------------------
     @contextmanager
-    def locked(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        with ledger.environment_lock(self.ledger_url(), self.environment) as conn:
+    def locked(self, shared: bool = False) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with ledger.environment_lock(self.ledger_url(), self.environment, shared=shared) as conn:
             recovered = ledger.recover_interrupted(conn, self.environment)
             for deployment_id in recovered:
                 self.say(
@@ -661,7 +661,7 @@ def pipeline_step(
         raise UsageError(f"unknown pipeline step {step!r}; one of {', '.join(PIPELINE_STEPS)}")
     environment = environment_of(loaded, deployment_id)
     pipeline = Pipeline(loaded, environment, progress=progress, observer=observer)
-    with pipeline.locked() as conn:
+    with pipeline.locked(shared=step != "finish") as conn:
         dep = pipeline.load(conn, deployment_id)
         if dep["status"] != "running":
             raise CheckFailed(

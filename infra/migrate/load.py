@@ -534,29 +534,30 @@ class Migrator:
 
     # -- everything ----------------------------------------------------------------------------------------
 
+    def plan_one(self, conn: psycopg.Connection[Any], source: SourceFile) -> FilePlan:
+        """Integrity check, schema, targets, row counts and sha256 of one file (errors go into the plan)."""
+        try:
+            sqlite_conn = open_readonly(source.path, busy_timeout=self.options.busy_timeout)
+            try:
+                sqlite_conn.execute("BEGIN")
+                plan = plan_file(
+                    conn,
+                    source,
+                    sqlite_conn,
+                    create_tables=self.options.create_tables,
+                    integrity_check=self.options.integrity_check,
+                )
+            finally:
+                sqlite_conn.close()
+            plan.sha256 = file_digest(source.path)
+            return plan
+        except (SourceError, sqlite3.Error, OSError) as exc:
+            error = str(exc) if isinstance(exc, SourceError) else describe(source.path, exc)
+            return FilePlan(source, error=error)
+
     def plan(self, sources: list[SourceFile]) -> list[FilePlan]:
-        plans: list[FilePlan] = []
         with connect(self.url, autocommit=True) as conn:
-            for source in sources:
-                try:
-                    sqlite_conn = open_readonly(source.path, busy_timeout=self.options.busy_timeout)
-                    try:
-                        sqlite_conn.execute("BEGIN")
-                        plan = plan_file(
-                            conn,
-                            source,
-                            sqlite_conn,
-                            create_tables=self.options.create_tables,
-                            integrity_check=self.options.integrity_check,
-                        )
-                    finally:
-                        sqlite_conn.close()
-                    plan.sha256 = file_digest(source.path)
-                    plans.append(plan)
-                except (SourceError, sqlite3.Error, OSError) as exc:
-                    error = str(exc) if isinstance(exc, SourceError) else describe(source.path, exc)
-                    plans.append(FilePlan(source, error=error))
-        return plans
+            return [self.plan_one(conn, source) for source in sources]
 
     def _finish_agent(self, conn: psycopg.Connection[Any], plan: FilePlan, units: list[UnitResult]) -> AgentResult:
         source = plan.source
@@ -586,18 +587,13 @@ class Migrator:
         if not dry_run:
             with connect(self.url, autocommit=True) as conn:
                 ensure_ledger(conn)
-        plans = self.plan(sources)
         if dry_run:
+            plans = self.plan(sources)
             with connect(self.url, autocommit=True) as conn:
                 states = ledger_states(conn) if ledger_exists(conn) else {}
             agents = [dry_result(p, states) for p in plans]
             return RunReport(agents, time.monotonic() - started, self.options.copy_format, True)
-        tasks = [(index, mapping) for index, plan in enumerate(plans) if not plan.error for mapping in plan.mappings]
-        # largest tables first, so parallel workers finish together
-        tasks.sort(key=lambda t: -plans[t[0]].counts.get(t[1].source.name, 0))
-        units: dict[int, list[UnitResult]] = {i: [] for i in range(len(plans))}
-        results: dict[int, AgentResult] = {}
-        workers = min(max(1, self.options.jobs), len(tasks))
+        workers = min(max(1, self.options.jobs), 2 * len(sources))
         executor: ProcessPoolExecutor | None = None
         queue: Any = None
         if workers > 1:
@@ -611,6 +607,19 @@ class Migrator:
                 initargs=(self.url, self.options, queue),
             )
             executor.submit(_ready).result()
+            # files are planned (integrity check, counts, sha256) in the workers too
+            try:
+                plans = list(executor.map(_worker_plan, sources, chunksize=max(1, len(sources) // (4 * workers))))
+            except BaseException:
+                executor.shutdown(wait=False, cancel_futures=True)
+                raise
+        else:
+            plans = self.plan(sources)
+        tasks = [(index, mapping) for index, plan in enumerate(plans) if not plan.error for mapping in plan.mappings]
+        # largest tables first, so parallel workers finish together
+        tasks.sort(key=lambda t: -plans[t[0]].counts.get(t[1].source.name, 0))
+        units: dict[int, list[UnitResult]] = {i: [] for i in range(len(plans))}
+        results: dict[int, AgentResult] = {}
         self.observer.start(len(plans), sum(p.rows for p in plans if not p.error))
         try:
             with connect(self.url, autocommit=True) as conn:
@@ -749,12 +758,21 @@ def _init_worker(url: str, options: RunOptions, queue: Any) -> None:
     _WORKER["migrator"] = Migrator(url, options, QueueObserver(queue))
 
 
-def _worker_unit(source: SourceFile, sha: str, mapping: TableMapping, rows: int) -> UnitResult:
-    conn = _WORKER.get("conn")
+def _worker_connection() -> psycopg.Connection[Any]:
+    conn: psycopg.Connection[Any] | None = _WORKER.get("conn")
     if conn is None or conn.closed or conn.broken:
         conn = _WORKER["conn"] = psycopg.connect(_WORKER["url"], autocommit=True)
+    return conn
+
+
+def _worker_plan(source: SourceFile) -> FilePlan:
     migrator: Migrator = _WORKER["migrator"]
-    return migrator.run_unit(conn, source, sha, mapping, rows)
+    return migrator.plan_one(_worker_connection(), source)
+
+
+def _worker_unit(source: SourceFile, sha: str, mapping: TableMapping, rows: int) -> UnitResult:
+    migrator: Migrator = _WORKER["migrator"]
+    return migrator.run_unit(_worker_connection(), source, sha, mapping, rows)
 
 
 def ledger_states(conn: psycopg.Connection[Any]) -> dict[tuple[str, str, str], tuple[str, str, int | None]]:

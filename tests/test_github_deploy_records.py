@@ -31,7 +31,7 @@ def deployed(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[tupl
     with FakeGitHub() as fake:
         for repo in REPOS:
             fake.add_repo(f"{OWNER}/{repo}")
-        workspace = write_example_workspace(tmp_path, name, ports, start_period=2.0)
+        workspace = write_example_workspace(tmp_path, name, ports, start_period=6.0)
         text = workspace.read_text()
         assert "  repo: workspace\n" in text
         workspace.write_text(text.replace("  repo: workspace\n", f"  repo: workspace\n  api_url: {fake.api_url}\n", 1))

@@ -451,6 +451,10 @@ def test_validate_names_differing_rowids_and_cleanup_refuses(tmp_path: Path, tar
     make_agents(tmp_path / "late", agents=1, rows=5)
     late = agent_file(tmp_path, "agent-late")
     (tmp_path / "late" / "bot" / "agents" / "agent-00" / "memory.db").rename(late)
+    _, dash = ws_json(*base, "status", *db)
+    states = {a["agent_id"]: a["status"] for a in dash["per_agent"]}
+    assert states == {"agent-00": "mismatch", "agent-01": "changed", "agent-02": "validated", "agent-late": "pending"}
+    assert dash["agents"]["failed"] == 1 and dash["agents"]["pending"] == 2 and dash["percent_complete"] == 25.0
     _, cleaned = ws_json(*base, "cleanup", *db, expect=1)
     reasons = {i["agent_id"]: (i["action"], i["reason"]) for i in cleaned["files"]}
     assert reasons["agent-02"][0] == "archive"
@@ -557,6 +561,20 @@ def test_canonical_checksums_agree_with_postgresql_for_every_type(fresh_database
         query = sql.SQL("SELECT source_rowid, {} FROM t").format(row_hash_sql("source_rowid", columns))
         got: dict[int, int] = dict(conn.execute(query).fetchall())
     assert got == expected
+
+
+def test_env_resolves_the_database_url(tmp_path: Path, target_url: str) -> None:
+    make_agents(tmp_path, agents=2, rows=5)
+    ws_file = workspace(tmp_path)
+    info = psycopg.conninfo.conninfo_to_dict(target_url)
+    prisma_url = (
+        f"postgresql://{info.get('user', 'postgres')}@{info['host']}:{info['port']}/{info['dbname']}?schema=agents"
+    )
+    proc = run_ws("-w", str(ws_file), "migrate", "run", "--env", "local", "--json", env={"DATABASE_URL": prisma_url})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rows_loaded"] == 20
+    proc = run_ws("-w", str(ws_file), "migrate", "status", "--env", "nowhere")
+    assert proc.returncode == 2 and "unknown environment 'nowhere'" in proc.stderr
 
 
 def test_database_url_and_bad_usage(tmp_path: Path) -> None:

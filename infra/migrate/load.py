@@ -246,17 +246,18 @@ class Migrator:
     def _file_status(
         self, conn: psycopg.Connection[Any], source: SourceFile, status: str, error: str, sha: str | None
     ) -> None:
-        size = source.path.stat().st_size if source.path.exists() else None
+        stat = source.path.stat() if source.path.exists() else None
+        size, mtime = (stat.st_size, stat.st_mtime_ns) if stat else (None, None)
         conn.execute(
             sql.SQL(
-                """INSERT INTO {}.files (namespace, agent_id, repo, source_path, sha256, size_bytes, status, error)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                """INSERT INTO {}.files (namespace, agent_id, repo, source_path, sha256, size_bytes, mtime_ns, status,
+                  error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (namespace, agent_id) DO UPDATE SET repo = EXCLUDED.repo,
                   source_path = EXCLUDED.source_path, sha256 = coalesce(EXCLUDED.sha256, files.sha256),
-                  size_bytes = EXCLUDED.size_bytes, status = EXCLUDED.status, error = EXCLUDED.error,
-                  updated_at = now(), archived_to = NULL"""
+                  size_bytes = EXCLUDED.size_bytes, mtime_ns = EXCLUDED.mtime_ns, status = EXCLUDED.status,
+                  error = EXCLUDED.error, updated_at = now(), archived_to = NULL"""
             ).format(L),
-            (source.namespace, source.agent_id, source.repo, str(source.path), sha, size, status, error or None),
+            (source.namespace, source.agent_id, source.repo, str(source.path), sha, size, mtime, status, error or None),
         )
 
     def _unit_state(self, conn: psycopg.Connection[Any], source: SourceFile, table: str) -> dict[str, Any] | None:

@@ -71,15 +71,22 @@ def status(url: str, sources: list[SourceFile], namespaces: list[str]) -> Status
             return StatusReport(sorted(agents.values(), key=lambda a: (a.namespace, a.agent_id)))
         files = conn.execute(
             sql.SQL(
-                "SELECT namespace, agent_id, status, coalesce(error, '') FROM {}.files WHERE namespace = ANY(%s)"
+                "SELECT namespace, agent_id, status, coalesce(error, ''), size_bytes, mtime_ns FROM {}.files "
+                "WHERE namespace = ANY(%s)"
             ).format(L),
             (namespaces,),
         ).fetchall()
-        for namespace, agent, state, error in files:
+        stats = {(s.namespace, s.agent_id): s.path.stat() for s in sources if s.path.exists()}
+        for namespace, agent, state, error, size, mtime in files:
             entry = agents.get((namespace, agent))
             if entry is None:
                 entry = agents[(namespace, agent)] = AgentStatus(namespace, agent, state, source_present=False)
             entry.status, entry.error = state, error
+            current = stats.get((namespace, agent))
+            changed = current is not None and (current.st_size, current.st_mtime_ns) != (size, mtime)
+            if state in ("loaded", "validated", "mismatch") and changed:
+                entry.status = "changed"
+                entry.error = "the SQLite file changed since it was migrated; run `ws migrate run` to reload it"
         units = conn.execute(
             sql.SQL(
                 """SELECT namespace, agent_id, sum(rows_loaded), sum(rows_rejected),

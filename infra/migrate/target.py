@@ -67,6 +67,7 @@ def ledger_ddl() -> list[sql.Composed]:
                 source_path text NOT NULL,
                 sha256 text,
                 size_bytes bigint,
+                mtime_ns bigint,
                 status text NOT NULL,
                 error text,
                 updated_at timestamptz NOT NULL DEFAULT now(),

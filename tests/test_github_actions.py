@@ -107,9 +107,10 @@ def test_generation_is_deterministic(golden: LoadedWorkspace) -> None:
     assert all(content.endswith("\n") and "\r" not in content for content in first.values())
 
 
-def test_committed_files_are_what_workspace_yaml_generates(real_files: dict[str, str]) -> None:
-    for relative, content in real_files.items():
-        assert (ROOT / relative).read_bytes() == content.encode("utf-8"), f"{relative} is stale: run ws generate"
+@pytest.mark.parametrize("folder", [ROOT, ROOT / "examples"], ids=["workspace", "example"])
+def test_committed_files_are_what_workspace_yaml_generates(folder: Path) -> None:
+    for relative, content in github_files(load_workspace(folder / "workspace.yaml")).items():
+        assert (folder / relative).read_bytes() == content.encode("utf-8"), f"{folder / relative} is stale"
 
 
 def test_registered_with_ws_generate(golden: LoadedWorkspace, golden_files: dict[str, str]) -> None:

@@ -13,6 +13,7 @@ from infra.schema.align import check_alignment
 from infra.schema.load import LocalReader, load_schemas
 from infra.schema.sync import apply_edits, plan_sync
 from infra.workspace import load_workspace
+from tests.fixtures.prisma.nodetools import prisma_validate
 from tests.helpers import EXAMPLES, ROOT, run_ws
 
 PRIMARY = "saas-ecosystem-architecture/admin-app/prisma/schema.prisma"
@@ -128,6 +129,9 @@ def test_sync_keeps_back_relations_and_drops_dangling_ones(workspace: Path) -> N
     agents = (workspace / AGENTS).read_text(encoding="utf-8")
     assert "runs           AgentRun[]" in agents and "memories       AgentMemory[]" in agents
     assert "  ARCHIVED\n" in agents and "  ARCHIVED\n" in specs
+    for repo, schema in (("app-agents", AGENTS), ("saas-spec-driven-development", SPECS)):
+        validated = prisma_validate(workspace / repo, schema.split("/", 1)[1])
+        assert validated.returncode == 0, f"prisma rejects the synced {repo}: {validated.stdout}{validated.stderr}"
     assert check_alignment(load_schemas(loaded)).ok
     assert plan_sync(loaded) == []
 

@@ -157,10 +157,13 @@ def drift_command(ctx: Context, environment: str | None, database_url: str | Non
             rows.append(("skipped", repo, escape(reason)))
         if rows:
             console.print(table("schema drift", ["kind", "object", "detail"], rows))
-        console.print(
-            f"{len(report.items)} difference(s) in {', '.join(report.namespaces)}; "
-            f"{report.tables} tables compared in {report.seconds:.2f}s"
-        )
+        if report.namespaces:
+            console.print(
+                f"{len(report.items)} difference(s) in {', '.join(report.namespaces)}; "
+                f"{report.tables} tables compared in {report.seconds:.2f}s"
+            )
+        else:
+            console.print("nothing compared: no repo's schema could be read (see skipped)")
     step_summary(report.markdown())
     if report.items:
         raise CheckFailed(f"{len(report.items)} difference(s) between the database and the declared models")

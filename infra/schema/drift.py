@@ -466,7 +466,9 @@ class DriftReport:
 
     def markdown(self) -> str:
         lines = ["## ws schema drift", ""]
-        if not self.items:
+        if not self.namespaces:
+            lines.append("Nothing compared: no repo's schema could be read.")
+        elif not self.items:
             lines.append(f"No drift: {self.tables} tables in {', '.join(self.namespaces)} match the declared models.")
         else:
             lines += ["| kind | object | detail |", "| --- | --- | --- |"]

@@ -1,0 +1,87 @@
+"""The local runtime's supervision: a service killed under it comes back; stopping leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from infra.deploy.health import probe, wait_healthy
+from infra.deploy.local import LocalRuntime, group_alive
+from infra.deploy.servers import free_port, pid_alive
+from infra.workspace.loader import load_workspace
+from infra.workspace.model import Health
+from tests.test_deploy_pipeline import REPOS, write_example_workspace
+
+PRIMARY = REPOS[0]
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def service_pid(supervisor: int) -> int:
+    """The service process under the supervisor (through the `sh -c` when the shell did not exec)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for child in children_of(supervisor):
+            grandchildren = children_of(child)
+            if grandchildren:
+                return grandchildren[0]
+            if "python" in Path(f"/proc/{child}/cmdline").read_text(errors="replace"):
+                return child
+        time.sleep(0.02)
+    raise AssertionError("no service process under the supervisor")
+
+
+def test_supervisor_restarts_a_killed_service_and_stop_ends_the_group(
+    tmp_path: Path, postgres_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"ws_local_{uuid.uuid4().hex[:10]}"
+    ports = {repo: free_port() for repo in REPOS}
+    loaded = load_workspace(write_example_workspace(tmp_path, name, ports))
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    runtime = LocalRuntime(loaded, "local")
+    url = f"http://127.0.0.1:{ports[PRIMARY]}/health"
+    gate = Health(timeout=2, retries=0, interval=0.05, start_period=60)
+    try:
+        detail = runtime.deploy(PRIMARY, "v1")
+        assert "started saas-ecosystem-architecture v1" in detail
+        assert wait_healthy(url, gate, lambda: runtime.alive(PRIMARY)).ok
+        supervisor = int(runtime.services()[PRIMARY]["pgid"])
+        first = service_pid(supervisor)
+        os.kill(first, signal.SIGKILL)  # the service dies; its supervisor brings it back
+        deadline = time.monotonic() + 30
+        while pid_alive(first) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = service_pid(supervisor)
+        assert second != first
+        result = wait_healthy(url, gate, lambda: runtime.alive(PRIMARY))
+        assert result.ok and result.body and result.body["version"] == "v1"
+        assert runtime.current_version(PRIMARY) == "v1"
+        log = runtime.logs(PRIMARY, 50)
+        assert re.search(r"exited with code (-9|137); restarting", log), log  # 137: the shell reports SIGKILL
+    finally:
+        runtime.stop(PRIMARY)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    assert not group_alive(supervisor)
+    assert not probe(url, 0.5).ok
+    assert runtime.current_version(PRIMARY) is None

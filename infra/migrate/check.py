@@ -19,7 +19,7 @@ from infra.migrate.convert import REJECT_REASONS, RULES, TIME_TYPES, storage_cla
 from infra.migrate.load import FilePlan, plan_file
 from infra.migrate.plan import iterate_rows, row_converter
 from infra.migrate.source import SourceError, SourceFile, file_digest, open_readonly
-from infra.migrate.target import connect
+from infra.migrate.target import connect, database_errors
 
 HUGE_BLOB = 16 * 1024 * 1024
 SAMPLE_LIMIT = 20
@@ -191,6 +191,7 @@ def check_file(
     return result
 
 
+@database_errors
 def check(
     url: str, sources: list[SourceFile], *, create_tables: bool = False, busy_timeout: float = 2.0
 ) -> CheckReport:

@@ -18,7 +18,7 @@ from typing import Any
 from psycopg import sql
 
 from infra.migrate.source import SourceError, SourceFile, file_digest, open_readonly, read_schema
-from infra.migrate.target import LEDGER_SCHEMA, connect, ledger_exists
+from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ledger_exists
 
 L = sql.Identifier(LEDGER_SCHEMA)
 COMPANIONS = ("-wal", "-shm", "-journal")
@@ -104,6 +104,7 @@ def _eligibility(conn: Any, source: SourceFile, busy_timeout: float) -> CleanupI
     return item
 
 
+@database_errors
 def cleanup(
     url: str,
     sources: list[SourceFile],

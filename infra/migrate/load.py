@@ -52,7 +52,7 @@ from infra.migrate.source import (
     open_readonly,
     read_schema,
 )
-from infra.migrate.target import LEDGER_SCHEMA, connect, ensure_ledger, introspect, ledger_exists
+from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ensure_ledger, introspect, ledger_exists
 
 CopyFormat = Literal["text", "binary"]
 L = sql.Identifier(LEDGER_SCHEMA)
@@ -503,7 +503,7 @@ class Migrator:
     ) -> UnitResult:
         """Load one table of one file under an advisory lock (two runs never load the same unit at once)."""
         lock_key = f"{source.namespace}/{source.agent_id}/{mapping.source.name}"
-        self.observer.agent_started(source.agent_id, rows)
+        self.observer.agent_started(source.agent_id, -1)  # -1: "started"; the parent knows the file's total
         locked = conn.execute(
             "SELECT pg_try_advisory_lock(hashtext('ws_migrate'), hashtext(%s))", (lock_key,)
         ).fetchone()
@@ -640,13 +640,18 @@ class Migrator:
                     if remaining[index] == 0:
                         results[index] = self._finish_agent(conn, plans[index], units[index])
 
+                totals = {p.source.agent_id: p.rows for p in plans}
                 if executor is None:
-                    for index, mapping in tasks:
-                        plan = plans[index]
-                        rows = plan.counts.get(mapping.source.name, 0)
-                        finished(index, self.run_unit(conn, plan.source, plan.sha256, mapping, rows))
+                    observer, self.observer = self.observer, _FirstStart(self.observer, totals)
+                    try:
+                        for index, mapping in tasks:
+                            plan = plans[index]
+                            rows = plan.counts.get(mapping.source.name, 0)
+                            finished(index, self.run_unit(conn, plan.source, plan.sha256, mapping, rows))
+                    finally:
+                        self.observer = observer
                 else:
-                    self._run_parallel(executor, queue, plans, tasks, finished)
+                    self._run_parallel(executor, queue, plans, tasks, finished, totals)
         finally:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
@@ -661,10 +666,11 @@ class Migrator:
         plans: list[FilePlan],
         tasks: list[tuple[int, TableMapping]],
         finished: Callable[[int, UnitResult], None],
+        totals: dict[str, int],
     ) -> None:
         """Units over the worker processes, each with one database connection (Python's GIL would serialise the
         per-row conversion in threads). Workers report rows through a queue that feeds the observer."""
-        drain = threading.Thread(target=_drain, args=(queue, self.observer), daemon=True)
+        drain = threading.Thread(target=_drain, args=(queue, _FirstStart(self.observer, totals)), daemon=True)
         drain.start()
         try:
             futures = {}
@@ -714,17 +720,40 @@ class QueueObserver:
         pass
 
 
+class _FirstStart:
+    """Passes progress on, announcing each agent once (with its file's total rows) however many tables it has."""
+
+    def __init__(self, observer: Observer, totals: dict[str, int]) -> None:
+        self.observer = observer
+        self.totals = totals
+        self.started: set[str] = set()
+
+    def start(self, agents: int, rows: int) -> None:
+        self.observer.start(agents, rows)
+
+    def agent_started(self, agent: str, rows: int) -> None:
+        if agent not in self.started:
+            self.started.add(agent)
+            self.observer.agent_started(agent, self.totals.get(agent, 0))
+
+    def advance(self, agent: str, rows: int) -> None:
+        self.observer.advance(agent, rows)
+
+    def agent_finished(self, agent: str, status: str, detail: str) -> None:
+        self.observer.agent_finished(agent, status, detail)
+
+    def finish(self) -> None:
+        self.observer.finish()
+
+
 def _drain(queue: Any, observer: Observer) -> None:
-    started: set[str] = set()
     while True:
         message = queue.get()
         if message is None:
             return
         kind, agent, rows = message
         if kind == "start":
-            if agent not in started:
-                started.add(agent)
-                observer.agent_started(agent, rows)
+            observer.agent_started(agent, rows)
         else:
             observer.advance(agent, rows)
 
@@ -819,6 +848,7 @@ def dry_result(plan: FilePlan, states: dict[tuple[str, str, str], tuple[str, str
     return result
 
 
+@database_errors
 def run_migration(
     url: str, sources: list[SourceFile], options: RunOptions, observer: Observer | None = None, *, dry_run: bool = False
 ) -> RunReport:

@@ -8,7 +8,7 @@ from typing import Any
 from psycopg import sql
 
 from infra.migrate.source import SourceFile
-from infra.migrate.target import LEDGER_SCHEMA, connect, ledger_exists
+from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ledger_exists
 
 L = sql.Identifier(LEDGER_SCHEMA)
 MIGRATED = {"loaded", "validated", "mismatch", "archived", "deleted"}
@@ -62,6 +62,7 @@ class StatusReport:
         }
 
 
+@database_errors
 def status(url: str, sources: list[SourceFile], namespaces: list[str]) -> StatusReport:
     with connect(url, autocommit=True) as conn:
         agents: dict[tuple[str, str], AgentStatus] = {

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -12,7 +14,7 @@ from psycopg import sql
 from infra.migrate.convert import SUPPORTED_TYPES, TargetColumn
 from infra.migrate.source import SourceColumn, SourceTable
 from infra.workspace import env as envmod
-from infra.workspace.errors import UsageError
+from infra.workspace.errors import CheckFailed, UsageError
 from infra.workspace.loader import LoadedWorkspace
 
 LEDGER_SCHEMA = "ws_migrate"
@@ -54,6 +56,32 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
         raise UsageError(f"cannot connect to the database: {str(exc).strip().splitlines()[0]}") from None
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def database_errors(func: F) -> F:
+    """Turn PostgreSQL failures outside a unit's own handling into one clear message instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except psycopg.OperationalError as exc:
+            raise UsageError(f"cannot use the database: {_first_line(exc)}") from None
+        except psycopg.Error as exc:
+            raise CheckFailed(
+                f"PostgreSQL refused a ws migrate statement: {_first_line(exc)}; check the target tables and the "
+                "ws_migrate schema of this database"
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def ledger_ddl() -> list[sql.Composed]:
     """The migration's own tables, in namespace ws_migrate (created on first use, idempotently)."""
     s = sql.Identifier(LEDGER_SCHEMA)
@@ -74,6 +102,7 @@ def ledger_ddl() -> list[sql.Composed]:
                 archived_to text,
                 PRIMARY KEY (namespace, agent_id))"""
         ).format(s),
+        sql.SQL("ALTER TABLE {}.files ADD COLUMN IF NOT EXISTS mtime_ns bigint").format(s),
         sql.SQL(
             """CREATE TABLE IF NOT EXISTS {}.units (
                 namespace text NOT NULL,

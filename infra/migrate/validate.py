@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool
 from infra.migrate.load import FilePlan, plan_file
 from infra.migrate.plan import TableMapping, iterate_rows, row_converter
 from infra.migrate.source import SourceError, SourceFile, file_digest, open_readonly
-from infra.migrate.target import LEDGER_SCHEMA, connect, ensure_ledger
+from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ensure_ledger
 
 L = sql.Identifier(LEDGER_SCHEMA)
 LIST_LIMIT = 50
@@ -223,6 +223,7 @@ def validate_file(pool: ConnectionPool[Any], source: SourceFile, busy_timeout: f
     return result
 
 
+@database_errors
 def validate(url: str, sources: list[SourceFile], *, jobs: int = 4, busy_timeout: float = 2.0) -> ValidateReport:
     with connect(url, autocommit=True) as conn:
         ensure_ledger(conn)

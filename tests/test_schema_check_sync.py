@@ -247,3 +247,35 @@ def test_check_ref_reads_every_repo_through_the_github_contents_api(tmp_path: Pa
         }
         # the local checkouts were never the source
         assert check_alignment(load_schemas(load_workspace(workspace_file))).ok
+
+
+def test_multi_file_schema_folder_is_checked_and_synced(workspace: Path) -> None:
+    """A secondary whose schema is a folder of *.prisma files: the copy's own file is the one rewritten."""
+    source = workspace / AGENTS
+    text = source.read_text(encoding="utf-8")
+    folder = workspace / "app-agents/shared/database/schema"
+    folder.mkdir()
+    split = text.index("enum RunStatus {")
+    (folder / "shared.prisma").write_text(text[:split], encoding="utf-8")
+    (folder / "runtime.prisma").write_text(text[split:], encoding="utf-8")
+    source.unlink()
+    edit(workspace / "workspace.yaml", "prisma: shared/database/schema.prisma", "prisma: shared/database/schema")
+    loaded = load_workspace(workspace / "workspace.yaml")
+    assert check_alignment(load_schemas(loaded)).ok
+    edit(
+        workspace / PRIMARY,
+        '  version   String   @default("1.0.0") @db.VarChar(32)',
+        '  version   String   @default("2.0.0") @db.VarChar(32)',
+    )
+    report = check_alignment(load_schemas(loaded))
+    assert [(d.repo, d.name, d.member, d.aspect) for d in report.differences()] == [
+        ("app-agents", "AgentTool", "version", "@default")
+    ]
+    assert report.differences()[0].file.endswith("shared/database/schema/shared.prisma")
+    edits = plan_sync(loaded)
+    assert [(e.repo, e.path) for e in edits] == [("app-agents", "shared/database/schema/shared.prisma")]
+    apply_edits(loaded, edits)
+    assert check_alignment(load_schemas(loaded)).ok
+    assert (folder / "runtime.prisma").read_text(encoding="utf-8") == text[split:]
+    validated = prisma_validate(workspace / "app-agents", "shared/database/schema")
+    assert validated.returncode == 0, validated.stdout + validated.stderr

@@ -164,3 +164,19 @@ def test_unreachable_database_is_one_message(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "cannot connect to the database" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_provisioned_environment_needs_its_secret_or_an_explicit_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.workspace.errors import UsageError
+
+    loaded = load_workspace(EXAMPLES / "workspace.yaml")
+    monkeypatch.delenv("WS_DB_PASSWORD_SAAS_ECOSYSTEM_ARCHITECTURE", raising=False)
+    with pytest.raises(UsageError) as caught:
+        driftmod.database_url_for(loaded, "dev")
+    assert "WS_DB_PASSWORD_SAAS_ECOSYSTEM_ARCHITECTURE" in str(caught.value) and "--database-url" in str(caught.value)
+    monkeypatch.setenv("WS_DB_PASSWORD_SAAS_ECOSYSTEM_ARCHITECTURE", "s3cret")
+    assert driftmod.database_url_for(loaded, "dev") == (
+        "postgresql://saas_ecosystem_architecture:s3cret@postgres:5432/example_ecosystem"
+    )
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:5999/other")
+    assert driftmod.database_url_for(loaded, "local") == "postgresql://postgres@127.0.0.1:5999/other"

@@ -279,3 +279,21 @@ def test_multi_file_schema_folder_is_checked_and_synced(workspace: Path) -> None
     assert (folder / "runtime.prisma").read_text(encoding="utf-8") == text[split:]
     validated = prisma_validate(workspace / "app-agents", "shared/database/schema")
     assert validated.returncode == 0, validated.stdout + validated.stderr
+
+
+def test_shared_model_relating_to_an_unshared_one_is_a_problem(workspace: Path) -> None:
+    edit(
+        workspace / "workspace.yaml",
+        "shared_models: [Organization, Agent, AgentStatus]",
+        "shared_models: [Agent, AgentStatus]",
+    )
+    report = check_alignment(load_schemas(load_workspace(workspace / "workspace.yaml")))
+    texts = [str(p) for p in report.problems]
+    assert texts[0] == (
+        "workspace.yaml: Agent.organization: the shared model relates to Organization, which "
+        "saas-spec-driven-development does not share; add Organization to "
+        "repos.saas-spec-driven-development.schema.shared_models"
+    )
+    # the copy it still holds is now the secondary's own model on the primary's table
+    assert "Organization: table ecosystem.organizations collides with the primary's model Organization" in texts[1]
+    assert len(texts) == 2

@@ -296,6 +296,23 @@ def check_alignment(schemas: LoadedSchemas) -> AlignmentReport:
             status.differences.extend(
                 compare_blocks(repo, p_block, p_schema, c_block, s_schema, _file_of(secondary, c_block))
             )
+        for name in shared:
+            p_block = p_schema.block(name)
+            for f in p_block.fields if p_block is not None and p_block.kind != "enum" else []:
+                if relation_fields(f) and f.type in p_schema.models and f.type not in shared:
+                    problems.append(
+                        Difference(
+                            repo,
+                            name,
+                            f.name,
+                            f"the shared model relates to {f.type}, which {repo} does not share; "
+                            f"add {f.type} to repos.{repo}.schema.shared_models",
+                            None,
+                            None,
+                            "workspace.yaml",
+                            0,
+                        )
+                    )
         _check_external(primary, secondary, statuses, shared, main_file)
         problems.extend(_secondary_rules(primary, secondary, primary_tables, set(shared)))
     return AlignmentReport(primary_name, statuses, problems, skipped)

@@ -288,6 +288,7 @@ class LocalRuntime:
             child = subprocess.Popen(
                 [
                     sys.executable,
+                    "-S",  # the supervisor needs the standard library only: skip site for a faster start
                     str(SUPERVISOR),
                     "--name",
                     repo,

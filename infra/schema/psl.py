@@ -363,19 +363,17 @@ class _Parser:
         self.file = file
         self.tokens = tokenize(text, file)
         self.pos = 0
+        self.tok: Token = self.tokens[0]  # the current token (kept in step by advance)
 
     # token helpers
-    @property
-    def tok(self) -> Token:
-        return self.tokens[self.pos]
-
     def peek(self, offset: int = 1) -> Token:
         return self.tokens[min(self.pos + offset, len(self.tokens) - 1)]
 
     def advance(self) -> Token:
-        token = self.tokens[self.pos]
+        token = self.tok
         if token.kind != "eof":
             self.pos += 1
+            self.tok = self.tokens[self.pos]
         return token
 
     def error(self, message: str, fix: str = "", token: Token | None = None) -> PslSyntaxError:

@@ -297,3 +297,30 @@ def test_shared_model_relating_to_an_unshared_one_is_a_problem(workspace: Path) 
     # the copy it still holds is now the secondary's own model on the primary's table
     assert "Organization: table ecosystem.organizations collides with the primary's model Organization" in texts[1]
     assert len(texts) == 2
+
+
+def test_sync_writes_a_missing_prisma_config_and_refuses_one_it_cannot_edit(workspace: Path) -> None:
+    config = workspace / "saas-spec-driven-development/prisma.config.ts"
+    config.unlink()
+    loaded = load_workspace(workspace / "workspace.yaml")
+    failing = {(d.name, d.aspect.split(":")[0]) for d in check_alignment(load_schemas(loaded)).differences()}
+    assert failing == {
+        ("Organization", "not declared external"),
+        ("Agent", "not declared external"),
+        ("AgentStatus", "not declared external"),
+    }
+    edits = plan_sync(loaded)
+    assert [(e.repo, e.path, e.old_text) for e in edits] == [("saas-spec-driven-development", "prisma.config.ts", None)]
+    assert edits[0].diff().startswith("--- /dev/null\n+++ b/saas-spec-driven-development/prisma.config.ts")
+    apply_edits(loaded, edits)
+    assert check_alignment(load_schemas(loaded)).ok
+    created = config.read_text(encoding="utf-8")
+    assert '    external: ["ecosystem.organizations", "ecosystem.agents"],' in created
+    assert 'schema: "prisma/schema.prisma"' in created and 'migrations: { path: "prisma/migrations" }' in created
+    validated = prisma_validate(workspace / "saas-spec-driven-development", "prisma/schema.prisma")
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    # a config without the external lists cannot be kept in step automatically: one message with the fix
+    config.write_text('import { defineConfig } from "prisma/config";\n\nexport default defineConfig({});\n')
+    result = ws(workspace, "schema", "sync", "--check")
+    assert result.returncode == 2
+    assert "cannot keep the external lists in step" in result.stderr and "tables: { external: [] }" in result.stderr

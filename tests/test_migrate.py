@@ -463,6 +463,11 @@ def test_validate_names_differing_rowids_and_cleanup_refuses(tmp_path: Path, tar
     assert reasons["agent-late"][0] == "refused" and "never migrated" in reasons["agent-late"][1]
     assert paths[0].exists() and paths[1].exists() and not paths[2].exists() and late.exists()
 
+    # --reload repairs what validate found; the file that changed is reloaded by a plain run
+    ws_json(*base, "run", *db, "--reload")
+    _, revalidated = ws_json(*base, "validate", *db)
+    assert revalidated["ok"] and revalidated["files"] == 3
+
 
 # ------------------------------------------------------------------------------------------------ units
 

@@ -192,6 +192,9 @@ def check_command(
     help="COPY format (binary measured faster here; scripts/bench_migrate.py --formats compares).",
 )
 @click.option("--create-tables", is_flag=True, help="Create missing target tables from the source schema.")
+@click.option(
+    "--reload", is_flag=True, help="Reload every selected agent from scratch (e.g. after `validate` found a mismatch)."
+)
 @click.option("--no-validate", is_flag=True, help="Skip the checksum comparison after each table is loaded.")
 @click.option("--no-integrity-check", is_flag=True, help="Skip SQLite's quick_check before reading a file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
@@ -208,6 +211,7 @@ def run_command(
     batch_rows: int,
     copy_format: str,
     create_tables: bool,
+    reload: bool,
     no_validate: bool,
     no_integrity_check: bool,
     quiet: bool,
@@ -231,6 +235,7 @@ def run_command(
         busy_timeout=busy_timeout,
         validate=not no_validate,
         integrity_check=not no_integrity_check,
+        reload=reload,
     )
     observer = for_terminal(err_console, quiet=quiet or dry_run)
     report = run_migration(found.url, found.sources, options, observer, dry_run=dry_run)

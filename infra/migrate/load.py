@@ -68,6 +68,7 @@ class RunOptions:
     busy_timeout: float = 2.0
     validate: bool = True
     integrity_check: bool = True
+    reload: bool = False  # start every table from scratch (e.g. after a validation mismatch)
 
 
 @dataclass
@@ -308,7 +309,7 @@ class Migrator:
             self._fail_unit(conn, source, mapping, sha, result.error)
             return result
         state = self._unit_state(conn, source, mapping.source.name)
-        fresh = state is None or state["sha256"] != sha
+        fresh = state is None or state["sha256"] != sha or self.options.reload
         if not fresh and state is not None and state["status"] in ("loaded", "validated", "mismatch"):
             result.rows_loaded, result.rows_rejected = state["rows_loaded"], state["rows_rejected"]
             result.rules = dict(state["rules"])

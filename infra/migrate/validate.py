@@ -160,7 +160,7 @@ def validate_table(
         if missing or extra or different:
             reasons.append(
                 f"{len(missing)} rowid(s) missing in the target, {len(extra)} extra, {len(different)} with different "
-                "content"
+                "content; `ws migrate run --reload --repos ...` reloads it"
             )
     result.ok = not reasons
     result.reason = "; ".join(reasons)

@@ -213,3 +213,20 @@ def test_json_schema_validates_the_workspaces() -> None:
     bad["repos"]["app-agents"]["depend_on"] = []
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def test_every_command_is_reachable_through_the_lazy_root_group() -> None:
+    import importlib
+
+    from infra.cli import COMMAND_MODULES, cli
+
+    defined = {
+        command.name: module
+        for module in set(COMMAND_MODULES.values())
+        for command in importlib.import_module(f"infra.cli.{module}").COMMANDS
+    }
+    assert defined == COMMAND_MODULES
+    help_text = run_ws("--help").stdout
+    for name in COMMAND_MODULES:
+        assert f"  {name} " in help_text, name
+    assert cli.get_command(None, "nope") is None  # type: ignore[arg-type]

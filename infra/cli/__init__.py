@@ -7,6 +7,7 @@ or 1 (a check found problems); never a traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -17,8 +18,51 @@ from infra import __version__
 from infra.cli._common import Context, err_console
 from infra.workspace.errors import CheckFailed, UsageError, WorkspaceError
 
+# Command name -> the module of infra.cli that defines it. Modules are imported only when one of their
+# commands runs (or when `ws --help` lists them all), so `ws plan` does not pay for pulumi or github3.
+COMMAND_MODULES = {
+    "check": "workspace_commands",
+    "plan": "workspace_commands",
+    "graph": "workspace_commands",
+    "env": "workspace_commands",
+    "generate": "workspace_commands",
+    "schema": "schema_commands",
+    "migrate": "migrate_commands",
+    "deploy": "deploy_commands",
+    "pipeline": "deploy_commands",
+    "rollback": "deploy_commands",
+    "db": "deploy_commands",
+    "health": "deploy_commands",
+    "status": "deploy_commands",
+    "up": "deploy_commands",
+    "down": "deploy_commands",
+    "branch": "github_commands",
+    "pr": "github_commands",
+    "metrics": "github_commands",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"infra.cli.{module_name}")
+        for command in module.COMMANDS:
+            if command.name == cmd_name:
+                return command
+        raise RuntimeError(f"infra.cli.{module_name} does not define the command {cmd_name!r}")
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
 @click.option(
     "--workspace",
     "-w",
@@ -37,17 +81,6 @@ def cli(ctx: click.Context, workspace_path: Path | None) -> None:
     and schema checks. Exit codes: 0 ok, 1 a check found problems, 2 bad usage or configuration.
     """
     ctx.obj = Context(workspace_path)
-
-
-def _register() -> None:
-    from infra.cli import deploy_commands, github_commands, migrate_commands, schema_commands, workspace_commands
-
-    for module in (workspace_commands, github_commands, schema_commands, deploy_commands, migrate_commands):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -481,8 +481,15 @@ def jsonb_text(node: Any) -> str:
     raise TypeError(f"not a JSON value: {cls.__name__}")
 
 
+def _json_number(text: str) -> Decimal:
+    number = Decimal(text)
+    if not -16383 <= number.adjusted() <= 131071:  # beyond PostgreSQL numeric: jsonb would refuse the batch
+        raise ValueError(f"JSON number {text[:20]}... is out of PostgreSQL's numeric range")
+    return number
+
+
 def _parse_json(text: str) -> Any:
-    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_pairs)
+    return json.loads(text, parse_float=_json_number, parse_constant=_reject_constant, object_pairs_hook=_pairs)
 
 
 def _json_converter(type_name: str) -> Converter:

@@ -496,3 +496,37 @@ def test_the_pr_checks_pass_on_the_example_workspace_and_catch_a_stale_file(tmp_
     assert stale.result == "failure"
     failed = next(step for step in stale.steps if step.outcome == "failure")
     assert failed.name == "ws check" and "checks failed: generated files" in failed.log
+
+
+def test_the_generated_setup_action_masks_the_named_variables(tmp_path: Path) -> None:
+    """The setup action's own ::add-mask:: step (not the runner's masking of declared secrets) hides values,
+    and a variable name that is not a plain identifier is refused before bash could expand it."""
+    root = tmp_path / "repo"
+    (root / "actions" / "setup").mkdir(parents=True)
+    (root / "actions" / "setup" / "action.yml").write_text(actions.yaml_text(actions.setup_action()))
+    workflow = """\
+        on: workflow_dispatch
+        jobs:
+          only:
+            runs-on: ubuntu-24.04
+            env: {TOKEN: not-a-declared-secret-42, OTHER: visible-value}
+            steps:
+              - uses: ./actions/setup
+                with: {mask-variables: "TOKEN EMPTY_ONE"}
+              - {shell: bash, run: 'echo "token=$TOKEN other=$OTHER"; command -v ws'}
+    """
+    (root / ".github" / "workflows").mkdir(parents=True)
+    (root / ".github" / "workflows" / "w.yml").write_text(textwrap.dedent(workflow))
+    result = LocalRunner(root).run_workflow(".github/workflows/w.yml")
+    job = result.jobs["only"]
+    assert job.result == "success", job.log
+    assert "token=*** other=visible-value" in job.steps[-1].log
+    assert "not-a-declared-secret-42" not in job.log
+    assert str(Path(sys.executable).parent / "ws") in job.steps[-1].log  # setup put this Python's ws first
+
+    hostile = workflow.replace('"TOKEN EMPTY_ONE"', '"TOKEN x[$(touch pwned)]"')
+    (root / ".github" / "workflows" / "w.yml").write_text(textwrap.dedent(hostile))
+    refused = LocalRunner(root).run_workflow(".github/workflows/w.yml").jobs["only"]
+    assert refused.result == "failure"
+    assert "is not an environment variable name" in refused.steps[0].log
+    assert not (root / "pwned").exists()

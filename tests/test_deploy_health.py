@@ -118,3 +118,14 @@ def test_prometheus_exposition() -> None:
     assert "schema:drift" not in text  # not checked: no sample rather than a false 0
     assert 'ws_environment_healthy{environment="local"} 0' in text
     assert not report.ok and [c.name for c in report.failed] == ['service:"odd"']
+
+
+def test_urls_are_printed_without_their_passwords() -> None:
+    from infra.deploy.runtime import Infra, redact
+
+    assert redact("postgresql://app:s3cret@db:5432/ws") == "postgresql://app:***@db:5432/ws"
+    assert redact("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert "s3cret" not in redact("host=db user=app password=s3cret dbname=ws")
+    assert redact("postgresql://postgres@127.0.0.1:5432/ws") == "postgresql://postgres@127.0.0.1:5432/ws"
+    described = Infra("postgresql://a:s3cret@h/ws", "redis://:s3cret@h:6379/0", "DATABASE_URL", "REDIS_URL").describe()
+    assert "s3cret" not in str(described)

@@ -307,6 +307,14 @@ def health_command(ctx: Context, environment: str, as_json: bool, fmt: str) -> N
         sys.stdout.write(report.prometheus())
     else:
         render_health(report)
+    lines = [f"## ws health {environment}: {'ok' if report.ok else 'UNHEALTHY'}", ""]
+    lines += ["| component | status | ms | detail |", "| --- | --- | --- | --- |"]
+    lines += [
+        f"| {c.name} | {'n/a' if c.ok is None else ('ok' if c.ok else 'FAIL')} | "
+        f"{'' if c.latency_ms is None else f'{c.latency_ms:.1f}'} | {c.detail.replace('|', '/')} |"
+        for c in report.components
+    ]
+    step_summary("\n".join(lines))
     if not report.ok:
         raise CheckFailed(f"{environment} is unhealthy: {', '.join(c.name for c in report.failed)}")
 

@@ -85,7 +85,17 @@ class Runtime(Protocol):
 
 
 def redact(url: str) -> str:
-    """A URL with its password replaced by ***, safe to print."""
+    """A URL (or libpq key=value string) with its password replaced by ***, safe to print."""
+    if "://" not in url:
+        import psycopg
+
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            return "***"
+        if "password" in info:
+            info["password"] = "***"
+        return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
     parts = urlsplit(url)
     if parts.password is None:
         return url

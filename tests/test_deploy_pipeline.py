@@ -299,6 +299,10 @@ def test_deployer_killed_mid_stage_is_marked_interrupted_and_rolled_back(
     rollback = [s for s in example.steps(killed) if s["step"] == "rollback"]
     assert [(s["repo"], s["status"]) for s in rollback] == [("app-agents", "succeeded")]
     assert example.health("app-agents")["version"] == before["app-agents"]
+    again = example.ws("rollback", "--deployment", str(killed))  # idempotent: nothing left to undo
+    assert again.returncode == 0, again.stderr
+    last = [s for s in example.steps(killed) if s["step"] == "rollback"][-1]
+    assert last["status"] == "skipped" and "already runs" in last["detail"]
 
 
 def test_pipeline_commands_run_the_same_steps_as_separate_processes(example: ExampleEnv, tmp_path: Path) -> None:

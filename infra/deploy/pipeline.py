@@ -473,7 +473,11 @@ class Pipeline:
                 previous = before.get(repo)
                 current = self.runtime.current_version(repo)
 
-                def action(_: int, repo: str = repo, previous: str | None = previous) -> StepResult:
+                def action(
+                    _: int, repo: str = repo, previous: str | None = previous, current: str | None = current
+                ) -> StepResult:
+                    if previous is not None and current == previous and self._healthy_now(repo):
+                        return StepResult("rollback", True, f"{repo} already runs {previous}", repo, skipped=True)
                     if previous is None:
                         self.runtime.stop(repo)
                         return StepResult("rollback", True, f"{repo} was not running before: stopped", repo)

@@ -5,7 +5,6 @@ Parse, call infra.deploy, render. Exit codes: 0 ok, 1 the deploy/check failed, 2
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -114,16 +113,31 @@ def render_outcome(outcome: pipeline.Outcome, as_json: bool, title: str, ok: boo
         raise CheckFailed(f"deployment {outcome.deployment_id} {outcome.status.replace('_', ' ')}")
 
 
+def describe_migrations(what: Any) -> str:
+    if isinstance(what, str):
+        return what
+    parts = [f"apply {len(what['apply'])}: {', '.join(what['apply'])}" if what.get("apply") else "up to date"]
+    if what.get("failed"):
+        parts.append(f"FAILED (blocks migrate, P3009): {', '.join(what['failed'])}")
+    if what.get("modified"):
+        parts.append(f"EDITED after applying (refused): {', '.join(what['modified'])}")
+    if what.get("note"):
+        parts.append(str(what["note"]))
+    return "; ".join(parts)
+
+
 def render_plan(plan: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json({"dry_run": True, "plan": plan})
         return
     console.print(f"[bold]Plan for {plan['environment']}[/] (runtime {plan['runtime']}); nothing is changed")
     infra = plan["infra"]
-    console.print(f"1. infra: {escape(json.dumps(infra) if isinstance(infra, dict) else infra)}")
+    if isinstance(infra, dict):
+        infra = f"PostgreSQL {infra['database']} ({infra['database_source']}); Redis {infra['cache']} ({infra['cache_source']})"
+    console.print(f"1. infra: {escape(infra)}")
     console.print("2. migrate (stage order):")
     for repo, what in plan["migrate"].items():
-        console.print(f"   - {repo}: {escape(json.dumps(what) if not isinstance(what, str) else what)}")
+        console.print(f"   - {repo}: {escape(describe_migrations(what))}")
     console.print(f"3. validate: {plan['validate']}")
     console.print("4. deploy stages:")
     for stage in plan["stages"]:

@@ -131,6 +131,9 @@ def test_full_deploy_of_the_example_workspace(example: ExampleEnv) -> None:
     deployment = example.deployment(out["deployment_id"])
     assert deployment["status"] == "succeeded" and deployment["trigger"] == "cli"
     assert deployment["versions_before"] == {repo: None for repo in REPOS}
+    commits = deployment["commits"]  # the checkouts' commits, for the change lead time of `ws metrics`
+    assert set(commits) == set(REPOS) and all(len(c["sha"]) == 40 and c["committed_at"] for c in commits.values())
+    assert commits[REPOS[0]]["sha"].startswith(deployment["versions_after"][REPOS[0]].split("-")[0])
     steps = example.steps(out["deployment_id"])
     assert [(s["step"], s["repo"]) for s in steps if s["step"] in ("infra", "migrate")] == [
         ("infra", None),

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -236,6 +237,12 @@ class Pipeline:
                 f"`ws pipeline finish --deployment {first['id']}` or `ws rollback --deployment {first['id']}`"
             )
         selected, before, after = self.resolve_selection(repos, versions)
+        commits = {}
+        for repo in selected:
+            # the checkout's commit when deploying the checkout, else the version when it names a commit here
+            found = commit_of(self.loaded.repo_dir(repo), (versions or {}).get(repo) or "HEAD")
+            if found:
+                commits[repo] = found
         deployment_id = ledger.create_deployment(
             conn,
             environment=self.environment,
@@ -246,6 +253,7 @@ class Pipeline:
             trigger=trigger,
             run_url=run_url,
             dry_run=dry_run,
+            commits=commits,
         )
         ledger.note_lock_deployment(conn, self.environment, deployment_id)
         self.say(f"deployment {deployment_id} of {', '.join(selected)} to {self.environment} begun")
@@ -622,6 +630,25 @@ def environment_of(loaded: LoadedWorkspace, deployment_id: int) -> str:
         f"--deployment: no deployment {deployment_id} found in the ledger of any environment"
         + (f" ({'; '.join(errors)})" if errors else "")
     )
+
+
+def commit_of(directory: Path, ref: str) -> dict[str, str] | None:
+    """{"sha", "committed_at"} of the last commit touching ``directory`` at ``ref`` (None outside git or unknown ref);
+    the ledger's ``commits`` feed the change lead time of `ws metrics`."""
+    try:
+        done = subprocess.run(
+            ["git", "log", "-1", "--format=%H%n%cI", ref, "--", "."],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = done.stdout.split()
+    if done.returncode != 0 or len(lines) != 2:
+        return None
+    return {"sha": lines[0], "committed_at": lines[1]}
 
 
 def run_url_from_environment() -> str | None:

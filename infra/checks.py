@@ -86,6 +86,15 @@ def check_schema_alignment(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
 CHECKS.append(check_schema_alignment)
 
 
+def check_sqlite_migration(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
+    from infra.migrate.offline import check_sqlite_migration as migrate_check
+
+    return migrate_check(loaded)
+
+
+CHECKS.append(check_sqlite_migration)
+
+
 def run_checks(loaded: LoadedWorkspace) -> list[CheckResult]:
     results: list[CheckResult] = []
     for check in CHECKS:

@@ -622,3 +622,22 @@ def test_progress_lines_and_bars() -> None:
     bars.agent_finished("agent-1", "failed", "locked")
     bars.finish()
     assert "all agents 1/1" in out.getvalue() and "locked" in out.getvalue()
+
+
+def test_ws_check_reports_sqlite_migration(tmp_path: Path) -> None:
+    from infra.migrate.offline import check_sqlite_migration
+    from infra.workspace.loader import load_workspace
+
+    make_agents(tmp_path, agents=2, rows=1)
+    ws_file = workspace(tmp_path)
+    [result] = list(check_sqlite_migration(load_workspace(ws_file)))
+    assert result.status == "ok" and result.detail.startswith("2 file(s) match agents/*/memory.db -> schema agents")
+    ws_file.write_text(
+        ws_file.read_text().replace("source: agents/*/memory.db", "source: agents/*/memory.db\n      agent_id: stem")
+    )
+    [result] = list(check_sqlite_migration(load_workspace(ws_file)))
+    assert (
+        result.status == "fail"
+        and "same agent id 'memory'" in result.detail
+        and "set agent_id to parent" in result.detail
+    )

@@ -490,7 +490,12 @@ def test_jsonb_text_matches_postgresql(fresh_database: str) -> None:
             assert expected == (jsonb_text(_parse_json(case)),), case
 
 
-def test_canonical_checksums_agree_with_postgresql_for_every_type(fresh_database: str) -> None:
+@pytest.mark.parametrize("copy_format", ["text", "binary"])
+def test_canonical_checksums_agree_with_postgresql_for_every_type(fresh_database: str, copy_format: str) -> None:
+    from infra.migrate.load import binary_adapters
+    from infra.migrate.plan import TableMapping
+    from infra.migrate.source import SourceTable
+
     columns = [
         TargetColumn("t", "text"),
         TargetColumn("v", "varchar", max_length=10),
@@ -561,7 +566,16 @@ def test_canonical_checksums_agree_with_postgresql_for_every_type(fresh_database
             expected[rowid] = row_hash(
                 "|".join([str(rowid)] + [canon(v) for canon, v in zip(canons, values, strict=True)])
             )
-            with conn.cursor().copy(sql.SQL("COPY t (source_rowid, {}) FROM STDIN").format(names)) as copy:
+            binary = copy_format == "binary"
+            statement = sql.SQL("COPY t (source_rowid, {}) FROM STDIN{}").format(
+                names, sql.SQL(" (FORMAT BINARY)" if binary else "")
+            )
+            with conn.cursor().copy(statement) as copy:
+                if binary:
+                    copy.set_types(["int8", *(c.type_name for c in columns)])
+                    mapping = TableMapping(SourceTable("t", []), "public", "t", None, target_columns=columns)
+                    adapters = binary_adapters(mapping)[2:]
+                    values = [a(v) if a else v for a, v in zip(adapters, values, strict=True)]
                 copy.write_row([rowid, *values])
         query = sql.SQL("SELECT source_rowid, {} FROM t").format(row_hash_sql("source_rowid", columns))
         got: dict[int, int] = dict(conn.execute(query).fetchall())

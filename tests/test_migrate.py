@@ -418,7 +418,9 @@ def test_kill_9_at_several_points_then_resume_and_validate(tmp_path: Path, targe
     with psycopg.connect(target_url) as conn:
         for table in ("memories", "conversations"):
             total, distinct = conn.execute(
-                f"SELECT count(*), count(DISTINCT (agent_id, source_rowid)) FROM agents.{table}"  # noqa: S608
+                sql.SQL("SELECT count(*), count(DISTINCT (agent_id, source_rowid)) FROM {}").format(
+                    sql.Identifier("agents", table)
+                )
             ).fetchone() or (0, 0)
             assert total == distinct == 4 * 3000
     _, validated = ws_json("-w", str(ws_file), "migrate", "validate", "--database-url", target_url)

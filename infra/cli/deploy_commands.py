@@ -414,8 +414,8 @@ def up_command(ctx: Context, environment: str, attach: bool, as_json: bool) -> N
         )
     if attach:
         signal.signal(signal.SIGTERM, _interrupt)
-        progress("attached: Ctrl-C stops the workspace")
-        try:
+        try:  # announce inside the try: a Ctrl-C right after the announcement must still stop everything
+            progress("attached: Ctrl-C stops the workspace")
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -68,6 +69,8 @@ class FakeStack:
         self.cache = cache
         self.config: dict[str, str] = {}
         self.ups: list[list[str] | None] = []
+        self.updating = False
+        self.overlapping_updates = 0
         self.previews = 0
         base = "urn:pulumi:dev::example::"
         self.urns = [f"{base}ws:stack:Network::network", f"{base}ws:stack:Database::postgres"]
@@ -94,6 +97,11 @@ class FakeStack:
         return SimpleNamespace(deployment={"resources": [{"urn": urn} for urn in self.urns]})
 
     def up(self, target: list[str] | None = None, target_dependents: bool = False, on_output: Any = None) -> Any:
+        if self.updating:  # the real engine refuses: "the stack is currently locked by 1 lock(s)"
+            self.overlapping_updates += 1
+        self.updating = True
+        time.sleep(0.05)  # an update takes a while: parallel callers would overlap here
+        self.updating = False
         self.ups.append(target)
         for repo, service in self.services.items():
             if target and any(urn.rsplit("::", 1)[-1] in (repo, f"{repo}-container") for urn in target):
@@ -167,6 +175,8 @@ def test_pipeline_on_a_pulumi_stack_deploys_then_rolls_back_a_bad_tag(stack_env:
     first = pipeline.run(None, {repo: "1.0.0" for repo in REPOS})
     assert first.status == "succeeded", first.error
     assert {s.version for s in stack.services.values()} == {"1.0.0"}
+
+    assert stack.overlapping_updates == 0  # stage 2's two repos deployed in parallel threads, one update at a time
 
     second = pipeline.run(None, {"saas-ecosystem-architecture": "1.1.0", "app-agents": BAD_TAG})
     assert second.status == "rolled_back"

@@ -2,7 +2,8 @@
 
 It selects the environment's stack in the project at the workspace root, sets a repo's image tag in the
 stack config (``ws:services.<repo>.image_tag``, the key the Pulumi program reads), and runs ``up`` targeted at
-that repo's resources (the ``ws:stack:Service`` component named after the repo and its children), or at the
+that repo's resources (one update at a time: Pulumi locks a stack during an update, so the repos of a stage take
+turns for their config and ``up`` while their health gates run in parallel) (the ``ws:stack:Service`` component named after the repo and its children), or at the
 network, database and cache for the infra step. URLs come from the stack outputs (``service_urls``,
 ``database_superuser_url``, ``cache_url``). Dry runs use ``preview``.
 
@@ -13,6 +14,7 @@ same methods as ``pulumi.automation.Stack`` (``stack_factory``).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -50,6 +52,9 @@ class PulumiRuntime:
         self._factory = stack_factory or self._select_stack
         self._stack: Any = None
         self.progress = progress
+        # one stack runs one update at a time (Pulumi locks it): the repos of a stage, deployed by parallel
+        # threads, take turns for config+up while their health gates still run in parallel
+        self._stack_lock = threading.Lock()
 
     def _select_stack(self) -> Any:
         try:
@@ -93,7 +98,8 @@ class PulumiRuntime:
 
     # ---- Runtime interface -------------------------------------------------------------------------------
     def provision(self) -> Infra:
-        self.last_detail = self._up(INFRA_NAMES, "infra")
+        with self._stack_lock:
+            self.last_detail = self._up(INFRA_NAMES, "infra")
         infra = self.locate()
         if infra is None:
             raise CheckFailed(f"stack {self.stack_name} has no database_superuser_url/cache_url outputs after up")
@@ -131,8 +137,9 @@ class PulumiRuntime:
     def deploy(self, repo: str, version: str) -> str:
         from pulumi import automation as auto
 
-        self.stack.set_config(tag_key(repo), auto.ConfigValue(value=version), path=True)
-        return self._up([repo], f"{repo}={version}")
+        with self._stack_lock:
+            self.stack.set_config(tag_key(repo), auto.ConfigValue(value=version), path=True)
+            return self._up([repo], f"{repo}={version}")
 
     def preview(self, versions: dict[str, str]) -> str:
         """`pulumi preview` with the tags of a planned deploy; the stack config is restored afterwards."""

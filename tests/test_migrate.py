@@ -214,6 +214,9 @@ def test_nasty_corpus_loses_nothing(tmp_path: Path, target_url: str) -> None:
             if c["name"] == "content"
         )
         assert content["storage_classes"] == {"text": 7, "blob": 1, "integer": 1, "real": 1}
+        blob_plan = next(a for a in plan["agents"] if a["agent_id"] == "blob-agent")
+        embedding = next(c for t in blob_plan["tables"] for c in t["columns"] if c["name"] == "embedding")
+        assert embedding["huge_blobs"] == 1 and embedding["largest_blob"] == 50 * 2**20
         unicode_plan = next(a for a in plan["agents"] if a["agent_id"] == "ünïcode-agent")
         assert unicode_plan["skipped_tables"] == {
             "notes_fts_config": "virtual-shadow-skipped",

@@ -154,6 +154,21 @@ def check_command(
             console.print(
                 table("columns with mixed storage classes", ["agent", "table", "column", "typeof counts"], mixed)
             )
+        huge = [
+            (item.agent_id, t.source_table, c.name, c.huge_blobs, f"{c.largest_blob:,} bytes")
+            for item in report.files
+            for t in item.tables
+            for c in t.columns
+            if c.huge_blobs
+        ]
+        if huge:
+            console.print(
+                table(
+                    "huge blobs (> 16 MiB; streamed by COPY, no rule needed)",
+                    ["agent", "table", "column", "count", "largest"],
+                    huge,
+                )
+            )
         if report.rules():
             console.print(
                 table("rules", ["rule", "count", "meaning"], [(k, v, RULES[k]) for k, v in report.rules().items()])

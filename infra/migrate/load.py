@@ -36,7 +36,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import psycopg
-from psycopg import sql
+from psycopg import postgres, sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.types.json import Json, Jsonb
 
 from infra.migrate.convert import SUPPORTED_TYPES, storage_class
@@ -177,13 +179,45 @@ def _identity(text: Any) -> str:
     return str(text)
 
 
-def binary_adapters(mapping: TableMapping) -> list[Callable[[Any], Any] | None]:
-    """Per-column wrappers that binary COPY needs (jsonb/json text, uuid objects); None where none is needed."""
+class _SerializedJson(str):
+    """Marker type for the dumpers below (registered per connection; never instantiated)."""
+
+
+class SerializedJsonbBinaryDumper(Dumper):
+    """Binary jsonb from JSON text the converters already produced: version byte 1, then the text."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + obj.encode("utf-8")
+
+
+class SerializedJsonBinaryDumper(Dumper):
+    """Binary json from JSON text: the text itself."""
+
+    format = Format.BINARY
+    oid = postgres.types["json"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return bytes(obj.encode("utf-8"))
+
+
+def use_serialized_json(conn: psycopg.Connection[Any]) -> None:
+    """Make binary COPY with set_types(['jsonb'|'json']) take our JSON text as-is on this connection (no per-value
+    wrapper). Only lookups by type oid (COPY set_types) change; parameters still choose dumpers by Python class."""
+    conn.adapters.register_dumper(_SerializedJson, SerializedJsonbBinaryDumper)
+    conn.adapters.register_dumper(_SerializedJson, SerializedJsonBinaryDumper)
+
+
+def binary_adapters(mapping: TableMapping, serialized_json: bool = False) -> list[Callable[[Any], Any] | None]:
+    """Per-column wrappers that binary COPY needs (jsonb/json text unless the connection takes it as-is, uuid
+    objects); None where none is needed."""
     adapters: list[Callable[[Any], Any] | None] = [None, None]
     for column in mapping.target_columns:
-        if column.type_name == "jsonb":
+        if column.type_name == "jsonb" and not serialized_json:
             adapters.append(lambda v: None if v is None else Jsonb(v, dumps=_identity))
-        elif column.type_name == "json":
+        elif column.type_name == "json" and not serialized_json:
             adapters.append(lambda v: None if v is None else Json(v, dumps=_identity))
         elif column.type_name == "uuid":
             adapters.append(lambda v: None if v is None else uuid.UUID(v))
@@ -340,7 +374,9 @@ class Migrator:
         binary = self.options.copy_format == "binary" and all(
             c.type_name in BINARY_TYPES for c in mapping.target_columns
         )
-        adapters = binary_adapters(mapping) if binary else []
+        if binary:
+            use_serialized_json(conn)
+        adapters = binary_adapters(mapping, serialized_json=True) if binary else []
         wrap = [(i, a) for i, a in enumerate(adapters) if a is not None]
         types = ["text", "int8"] + [c.type_name for c in mapping.target_columns]
         source_rows = iterate_rows(sqlite_conn, mapping, source.path, after)

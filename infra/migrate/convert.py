@@ -500,8 +500,11 @@ def _json_number(text: str) -> Decimal:
     return number
 
 
+_DECODER = json.JSONDecoder(parse_float=_json_number, parse_constant=_reject_constant, object_pairs_hook=_pairs)
+
+
 def _parse_json(text: str) -> Any:
-    return json.loads(text, parse_float=_json_number, parse_constant=_reject_constant, object_pairs_hook=_pairs)
+    return _DECODER.decode(text)  # one decoder for all (json.loads with hooks would build one per call)
 
 
 def _json_converter(type_name: str) -> Converter:

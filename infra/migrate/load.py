@@ -38,6 +38,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import postgres, sql
 from psycopg.adapt import Dumper
+from psycopg.copy import QueuedLibpqWriter
 from psycopg.pq import Format
 from psycopg.types.json import Json, Jsonb
 
@@ -396,7 +397,9 @@ class Migrator:
                 batch_sum = 0
                 last = after
                 exhausted = True
-                with conn.cursor().copy(copy_sql) as copy:
+                cursor = conn.cursor()
+                # a writer thread sends while this thread reads and converts the next rows
+                with cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy:
                     if binary:
                         copy.set_types(types)
                     for row in source_rows:

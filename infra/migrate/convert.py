@@ -461,6 +461,28 @@ def _key_order(key: str) -> tuple[int, str]:
     return (len(key) if key.isascii() else len(key.encode("utf-8")), key)
 
 
+_KEY_ORDERS: dict[tuple[str, ...], list[str]] = {}  # objects of one table tend to share their keys
+
+
+def _sorted_keys(node: dict[str, Any]) -> list[str]:
+    keys = tuple(node)
+    found = _KEY_ORDERS.get(keys)
+    if found is None:
+        found = sorted(keys, key=_key_order)
+        if len(_KEY_ORDERS) < 4096:
+            _KEY_ORDERS[keys] = found
+    return found
+
+
+def _leaf_or_nested(value: Any) -> str:
+    cls = value.__class__
+    if cls is str:
+        return _encode_string(value)
+    if cls is int:
+        return str(value)
+    return jsonb_text(value)
+
+
 def jsonb_text(node: Any) -> str:
     """The text PostgreSQL's jsonb output gives for a parsed JSON value (jsonb_out), reproduced exactly.
 
@@ -473,9 +495,7 @@ def jsonb_text(node: Any) -> str:
     if cls is dict or isinstance(node, dict):
         if not node:
             return "{}"
-        return (
-            "{" + ", ".join(_encode_string(k) + ": " + jsonb_text(node[k]) for k in sorted(node, key=_key_order)) + "}"
-        )
+        return "{" + ", ".join([_encode_string(k) + ": " + _leaf_or_nested(node[k]) for k in _sorted_keys(node)]) + "}"
     if cls is int:
         return str(node)
     if cls is Decimal:
@@ -489,7 +509,7 @@ def jsonb_text(node: Any) -> str:
     if node is False:
         return "false"
     if cls is list:
-        return "[" + ", ".join([jsonb_text(item) for item in node]) + "]"
+        return "[" + ", ".join([_leaf_or_nested(item) for item in node]) + "]"
     raise TypeError(f"not a JSON value: {cls.__name__}")
 
 

@@ -693,6 +693,12 @@ class Migrator:
                         self.observer = observer
                 else:
                     self._run_parallel(executor, queue, plans, tasks, finished, totals)
+        except KeyboardInterrupt:
+            # Ctrl-C: stop the workers now; their open batches roll back and the next run resumes after the last
+            # committed one, exactly as after kill -9
+            if executor is not None:
+                _kill_workers(executor)
+            raise
         finally:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
@@ -823,7 +829,14 @@ def _ready() -> bool:
     return True
 
 
+def _kill_workers(executor: ProcessPoolExecutor) -> None:
+    processes = getattr(executor, "_processes", None) or {}  # the pool keeps its processes there (CPython)
+    for process in list(processes.values()):
+        process.kill()
+
+
 def _init_worker(url: str, options: RunOptions, queue: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops the workers)
     _die_with_parent()
     _WORKER["url"] = url
     _WORKER["migrator"] = Migrator(url, options, QueueObserver(queue))

@@ -230,3 +230,12 @@ def test_every_command_is_reachable_through_the_lazy_root_group() -> None:
     for name in COMMAND_MODULES:
         assert f"  {name} " in help_text, name
     assert cli.get_command(None, "nope") is None  # type: ignore[arg-type]
+
+
+def test_local_database_url_accepts_a_libpq_conninfo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "host=db.internal port=6543 dbname=other user=u")
+    ws = load_workspace(EXAMPLES / "workspace.yaml").model
+    assert (
+        render(resolve(ws, "local", "app-agents")["DATABASE_URL"])
+        == "postgresql://u@db.internal:6543/other?schema=agents"
+    )

@@ -50,9 +50,30 @@ class Endpoints:
 
 def _local_database_base(workspace: Workspace) -> str:
     base = os.environ.get("DATABASE_URL")
+    if base and not base.startswith(("postgresql://", "postgres://")):
+        base = _conninfo_to_url(base)
     if base:
         return base.split("?", 1)[0]
     return f"postgresql://postgres@{LOCAL_HOST}:{workspace.database.port}/{workspace.database.name}"
+
+
+def _conninfo_to_url(conninfo: str) -> str:
+    """A libpq key=value DATABASE_URL as a URL (Prisma and the services read URLs only)."""
+    from urllib.parse import quote
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(conninfo)
+    except Exception as exc:  # psycopg.ProgrammingError: not a valid conninfo either
+        from infra.workspace.errors import UsageError
+
+        raise UsageError(f"DATABASE_URL is neither a postgresql:// URL nor a libpq conninfo: {exc}") from None
+    user = quote(str(info.get("user", "postgres")), safe="")
+    password = f":{quote(str(info['password']), safe='')}" if info.get("password") else ""
+    host = str(info.get("host", LOCAL_HOST))
+    port = str(info.get("port", "5432"))
+    return f"postgresql://{user}{password}@{host}:{port}/{quote(str(info.get('dbname', 'postgres')), safe='')}"
 
 
 def endpoints(

@@ -79,9 +79,11 @@ def test_supervisor_restarts_a_killed_service_and_stop_ends_the_group(
         log = runtime.logs(PRIMARY, 50)
         assert re.search(r"exited with code (-9|137); restarting", log), log  # 137: the shell reports SIGKILL
     finally:
-        runtime.stop(PRIMARY)
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        try:
+            runtime.stop(PRIMARY)
+        finally:  # the database goes even when stopping fails
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     assert not group_alive(supervisor)
     assert not probe(url, 0.5).ok
     assert runtime.current_version(PRIMARY) is None

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,11 @@ class ExampleEnv:
     database: str  # libpq URL of the workspace database
     ports: dict[str, int]
     env: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        """The workspace database's name (``database`` is a libpq key=value string)."""
+        return str(psycopg.conninfo.conninfo_to_dict(self.database)["dbname"])
 
     def ws(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return run_ws("-w", str(self.workspace), *args, cwd=self.root, env=self.env, timeout=timeout)
@@ -90,28 +95,33 @@ def write_example_workspace(
     return path
 
 
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture
-def make_example(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Callable[[float], ExampleEnv]]:
+def make_example(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str, redis_url: str
+) -> Callable[[float], ExampleEnv]:
     """Build the example copy; ``start_period`` is the services' health start period (a bad release's gate
-    lasts that long, which the concurrency and kill tests use as a window)."""
-    made: list[ExampleEnv] = []
+    lasts that long, which the concurrency and kill tests use as a window).
+
+    Each copy registers its own finalizers as soon as its database name exists: `ws down`, then the drop of the
+    database. pytest runs every finalizer even when the test or another finalizer fails, so no database is left.
+    """
 
     def make(start_period: float = 6.0) -> ExampleEnv:
         name = f"ws_deploy_{uuid.uuid4().hex[:10]}"
+        request.addfinalizer(lambda: drop_database(postgres_url, name))  # runs last (finalizers run LIFO)
         ports = {repo: free_port() for repo in REPOS}
         workspace = write_example_workspace(tmp_path, name, ports, start_period=start_period)
         env = {"DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
-        made.append(ExampleEnv(tmp_path, workspace, database_url(postgres_url, name), ports, env))
-        return made[-1]
+        example = ExampleEnv(tmp_path, workspace, database_url(postgres_url, name), ports, env)
+        request.addfinalizer(lambda: example.ws("down", timeout=60))
+        return example
 
-    try:
-        yield make
-    finally:
-        for example in made:
-            example.ws("down")
-            name = example.database.rsplit("/", 1)[-1]
-            with psycopg.connect(postgres_url, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return make
 
 
 @pytest.fixture
@@ -351,7 +361,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(example: ExampleEnv, postgr
     ]
     assert plan["stages"][1]["repos"][0]["version_after"] == "2.0.0"
     assert plan["migrate"]["app-agents"]["apply"] == ["20260106090000_agent_runtime"]
-    name = example.database.rsplit("/", 1)[-1]
+    name = example.name
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None
     assert not (example.root / ".ws" / "local" / "state" / "services.json").exists()
@@ -368,3 +378,82 @@ def test_bad_versions_and_unknown_deployment_are_usage_errors(example: ExampleEn
     assert done.returncode == 2 and "--versions names saas-ecosystem-architecture" in done.stderr
     done = example.ws("rollback", "--deployment", "999999")
     assert done.returncode == 2 and "no deployment 999999" in done.stderr
+
+
+def pipeline_ws(example: ExampleEnv, step: str, deployment_id: int, *args: str) -> None:
+    done = example.ws("pipeline", step, "--deployment", str(deployment_id), *args)
+    assert done.returncode == 0, (step, done.stdout, done.stderr)
+
+
+def test_validate_of_a_subset_checks_only_the_selected_repos(example: ExampleEnv) -> None:
+    # a fresh database: only the primary's migrations run, so the other repos' tables do not exist yet
+    begin = example.ws("pipeline", "begin", "--env", "local", "--repos", REPOS[0])
+    assert begin.returncode == 0, begin.stderr
+    deployment_id = int(begin.stdout.strip())
+    pipeline_ws(example, "infra", deployment_id)
+    pipeline_ws(example, "migrate", deployment_id)
+    done = example.ws("pipeline", "validate", "--deployment", str(deployment_id), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [validate] = json.loads(done.stdout)["steps"]
+    assert validate["ok"] and not validate["skipped"], validate
+    unchecked = "not checked: app-agents, saas-spec-driven-development: not selected by --repos"
+    assert "drift: no drift in" in validate["detail"] and unchecked in validate["detail"]
+    [row] = [s for s in example.steps(deployment_id) if s["step"] == "validate"]
+    assert row["status"] == "succeeded" and unchecked in row["detail"]
+    # the agents namespace really is empty: a whole-workspace validate still finds its drift
+    assert not example.query("SELECT 1 FROM pg_namespace WHERE nspname = 'agents'")
+
+
+def test_rollback_exit_code_follows_the_health_check_after_it(example: ExampleEnv) -> None:
+    code, first, err = deploy_json(example)
+    assert code == 0, err
+    spec = "saas-spec-driven-development"
+    before = example.deployment(first["deployment_id"])["versions_after"][spec]
+    begin = example.ws("pipeline", "begin", "--env", "local", "--repos", spec, "--versions", f"{spec}=1.1.0")
+    assert begin.returncode == 0, begin.stderr
+    deployment_id = int(begin.stdout.strip())
+    pipeline_ws(example, "deploy", deployment_id, "--repo", spec)
+    assert example.health(spec)["version"] == "1.1.0"
+
+    # a migration recorded as failed (as Prisma leaves one): the health check after the rollback fails
+    example.query(
+        "INSERT INTO agents._prisma_migrations (id, checksum, migration_name, started_at, applied_steps_count) "
+        "VALUES ('broken', 'x', '20990101000000_broken', now(), 0) RETURNING id"
+    )
+    done = example.ws("rollback", "--deployment", str(deployment_id), "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    [rollback] = [s for s in out["steps"] if s["step"] == "rollback"]
+    assert rollback["ok"] and not rollback["skipped"]  # the service itself went back...
+    assert example.health(spec)["version"] == before
+    assert out["steps"][-1]["step"] == "health" and not out["steps"][-1]["ok"]  # ...but the environment is unhealthy
+    deployment = example.deployment(deployment_id)
+    assert deployment["status"] == "failed"
+    assert "rollback did not restore a healthy environment: health" in deployment["error"]
+    assert "20990101000000_broken" in deployment["error"]
+
+    # once the environment is healthy again, the same rollback (nothing left to undo) succeeds
+    example.query("DELETE FROM agents._prisma_migrations WHERE id = 'broken' RETURNING id")
+    done = example.ws("rollback", "--deployment", str(deployment_id), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    assert [s["skipped"] for s in out["steps"] if s["step"] == "rollback"] == [True]
+    assert out["steps"][-1]["ok"] and example.deployment(deployment_id)["status"] == "rolled_back"
+
+
+def test_unsafe_versions_and_unknown_repos_are_refused_before_anything_runs(
+    example: ExampleEnv, postgres_url: str
+) -> None:
+    marker = example.root / "pwned"
+    for command in (["deploy", "--env", "local"], ["pipeline", "begin", "--env", "local"]):
+        done = example.ws(*command, "--versions", f"app-agents=1.0; touch {marker}")
+        assert done.returncode == 2, done.stderr
+        assert "app-agents='1.0; touch" in done.stderr and "^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$" in done.stderr
+        assert "Traceback" not in done.stderr
+        done = example.ws(*command, "--versions", "no-such-repo=1.0")
+        assert done.returncode == 2 and "unknown repo 'no-such-repo'" in done.stderr, done.stderr
+        assert "workspace.yaml declares: saas-ecosystem-architecture" in done.stderr
+    assert not marker.exists()
+    name = example.name  # refused before anything ran: not even the database exists
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None

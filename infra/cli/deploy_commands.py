@@ -35,7 +35,8 @@ from infra.deploy import status as statusmod
 from infra.deploy import up as upmod
 from infra.deploy.events import DeployObserver
 from infra.deploy.runtime import runtime_for
-from infra.workspace.errors import CheckFailed, UsageError
+from infra.deploy.versions import parse_versions
+from infra.workspace.errors import CheckFailed
 from infra.workspace.loader import LoadedWorkspace
 
 STATUS_STYLE = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}
@@ -59,19 +60,6 @@ def observer(loaded: LoadedWorkspace) -> DeployObserver | None:
         return None
 
 
-def parse_versions(loaded: LoadedWorkspace, text: str | None) -> dict[str, str]:
-    versions: dict[str, str] = {}
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        repo, sep, tag = item.partition("=")
-        if not sep or not tag.strip():
-            raise UsageError(f"--versions: {item.strip()!r} is not repo=tag (e.g. app-agents=1.4.2)")
-        check_repo(loaded, repo.strip())
-        versions[repo.strip()] = tag.strip()
-    return versions
-
-
 def versions_option(func: Any) -> Any:
     return click.option(
         "--versions", default=None, metavar="REPO=TAG,...", help="Versions to deploy (default: the current checkout)."
@@ -82,7 +70,7 @@ def deployment_option(func: Any) -> Any:
     return click.option("--deployment", "deployment_id", type=int, required=True, metavar="ID", help="Ledger id.")(func)
 
 
-def render_outcome(outcome: pipeline.Outcome, as_json: bool, title: str, ok: bool | None = None) -> None:
+def render_outcome(outcome: pipeline.Outcome, as_json: bool, title: str) -> None:
     if as_json:
         print_json(outcome.as_dict())
     else:
@@ -109,7 +97,7 @@ def render_outcome(outcome: pipeline.Outcome, as_json: bool, title: str, ok: boo
         for s in outcome.steps
     ]
     step_summary("\n".join(lines))
-    if not (outcome.ok if ok is None else ok):
+    if not outcome.ok:
         raise CheckFailed(f"deployment {outcome.deployment_id} {outcome.status.replace('_', ' ')}")
 
 
@@ -258,8 +246,7 @@ def rollback_command(ctx: Context, deployment_id: int, as_json: bool) -> None:
     """
     loaded = ctx.loaded
     outcome = pipeline.rollback(loaded, deployment_id, progress=progress, observer=observer(loaded))
-    # the rollback succeeded when the deployment ends rolled_back
-    render_outcome(outcome, as_json, f"ws rollback {deployment_id}", ok=outcome.status == "rolled_back")
+    render_outcome(outcome, as_json, f"ws rollback {deployment_id}")
 
 
 @click.group("db")

@@ -29,6 +29,7 @@ import psycopg
 from infra.deploy import health, ledger, migrations, schema_checks
 from infra.deploy.events import DeployObserver, RepoState
 from infra.deploy.runtime import Infra, Runtime, runtime_for
+from infra.deploy.versions import check_versions
 from infra.workspace.errors import CheckFailed, UsageError
 from infra.workspace.graph import selected_stages
 from infra.workspace.loader import LoadedWorkspace
@@ -55,10 +56,11 @@ class Outcome:
     steps: list[StepResult] = field(default_factory=list)
     error: str | None = None
     plan: dict[str, Any] | None = None
+    succeeded: bool | None = None  # set when success means something else than status succeeded (ws rollback)
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        return self.status == "succeeded" if self.succeeded is None else self.succeeded
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +122,10 @@ class Pipeline:
     def stages(self, repos: Sequence[str] | None) -> list[list[str]]:
         return selected_stages(self.model, list(repos) if repos else None)
 
+    def _subset(self, dep: dict[str, Any]) -> bool:
+        """Whether the deployment selects only some of the workspace's repos."""
+        return set(dep["repos"]) != set(self.model.repos)
+
     def stage_of(self, repo: str) -> int:
         for index, stage in enumerate(self.stages(None), start=1):
             if repo in stage:
@@ -134,7 +140,7 @@ class Pipeline:
         self, repos: Sequence[str] | None, versions: Mapping[str, str] | None
     ) -> tuple[list[str], dict[str, str | None], dict[str, str]]:
         selected = [r for stage in self.stages(repos) for r in stage]
-        versions = dict(versions or {})
+        versions = check_versions(self.loaded, versions or {})
         stray = [r for r in versions if r not in selected]
         if stray:
             raise UsageError(f"--versions names {', '.join(stray)}, which --repos does not select")
@@ -369,7 +375,7 @@ class Pipeline:
 
     def step_validate(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> StepResult:
         def action(_: int) -> StepResult:
-            results = schema_checks.run(self.loaded, self.infra())
+            results = schema_checks.run(self.loaded, self.infra(), dep["repos"] if self._subset(dep) else None)
             detail = "; ".join(f"{r.name}: {r.detail}" for r in results)
             if any(r.ok is False for r in results):
                 return StepResult("validate", False, detail)
@@ -520,23 +526,33 @@ class Pipeline:
                 )
         return results
 
-    def finish(self, conn: psycopg.Connection[Any], dep: dict[str, Any], error: str | None = None) -> str:
-        """Mark the deployment from its steps: succeeded, rolled_back (rollback ran and held) or failed."""
+    def finish(
+        self, conn: psycopg.Connection[Any], dep: dict[str, Any], rollback_steps: Sequence[StepResult] | None = None
+    ) -> str:
+        """Mark the deployment from its steps: succeeded, rolled_back or failed.
+
+        ``rollback_steps``: the rollback this process just ran (its rollback steps and the health check after it);
+        the deployment is rolled_back exactly when every one of them passed. Without them (``ws pipeline finish``)
+        the ledger decides the same way from the last rollback attempt it records.
+        """
         rows = ledger.steps(conn, dep["id"])
-        rollback_rows = [s for s in rows if s["step"] == "rollback"]
-        others = [s for s in rows if s["step"] != "rollback"]
-        bad = [s for s in others if s["status"] in ("failed", "interrupted", "running")]
-        if not bad and not rollback_rows:
-            status = "succeeded"
-        elif rollback_rows and all(s["status"] in ("succeeded", "skipped") for s in rollback_rows):
-            status = "rolled_back"
+        bad = [s for s in rows if s["step"] != "rollback" and s["status"] in ("failed", "interrupted", "running")]
+        error = None
+        if rollback_steps is not None:
+            failing = [s for s in rollback_steps if not s.ok]
+            status = "failed" if failing else "rolled_back"
+            if failing:
+                first_failing = failing[0]
+                error = f"rollback did not restore a healthy environment: {first_failing.step}"
+                error += f"{' ' + first_failing.repo if first_failing.repo else ''}: {first_failing.detail}"
         else:
-            status = "failed"
-        if error is None and bad:
+            status = ledger_outcome(rows)
+        if bad:
             first = bad[0]
-            error = (
+            cause = (
                 f"{first['step']}{' ' + first['repo'] if first['repo'] else ''}: {first['detail'] or first['status']}"
             )
+            error = f"{cause}; {error}" if error else cause
         if dep["status"] == "interrupted" and status != "succeeded":
             error = f"interrupted, then {status.replace('_', ' ')}: {error}"
         ledger.finish_deployment(conn, dep["id"], status, error)
@@ -558,11 +574,11 @@ class Pipeline:
             dep = self.load(conn, deployment_id)
             steps: list[StepResult] = []
             ok = self._forward(conn, dep, steps)
+            undo: list[StepResult] | None = None
             if not ok:
-                dep = self.load(conn, deployment_id)
-                steps += self.rollback(conn, dep)
-                steps.append(self.step_health(conn, dep, "after rollback: "))
-            status = self.finish(conn, self.load(conn, deployment_id))
+                undo = self._rollback_and_check(conn, self.load(conn, deployment_id))
+                steps += undo
+            status = self.finish(conn, self.load(conn, deployment_id), undo)
             row = self.load(conn, deployment_id)
             return Outcome(deployment_id, self.environment, status, steps, row["error"])
 
@@ -597,13 +613,34 @@ class Pipeline:
             if dep["status"] == "running" and dep["trigger"] in ledger.ATTACHED_TRIGGERS:
                 raise CheckFailed(f"deployment {deployment_id} is still running")  # cannot happen under the lock
             ledger.interrupt_running_steps(conn, [deployment_id])
-            steps = self.rollback(conn, dep)
-            steps.append(self.step_health(conn, dep, "after rollback: "))
+            steps = self._rollback_and_check(conn, dep)
             if not [s for s in steps if s.step == "rollback"]:
                 self.say(f"deployment {deployment_id} deployed no service: nothing to roll back")
-            status = self.finish(conn, self.load(conn, deployment_id))
+            status = self.finish(conn, self.load(conn, deployment_id), steps)
             row = self.load(conn, deployment_id)
-            return Outcome(deployment_id, self.environment, status, steps, row["error"])
+            # `ws rollback` succeeds exactly when every rollback step and the health check after them passed
+            held = all(s.ok for s in steps)
+            return Outcome(deployment_id, self.environment, status, steps, row["error"], succeeded=held)
+
+    def _rollback_and_check(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> list[StepResult]:
+        """Roll back, then check health: the steps that decide whether the rollback held."""
+        steps = self.rollback(conn, dep)
+        steps.append(self.step_health(conn, dep, "after rollback: "))
+        return steps
+
+
+def ledger_outcome(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A deployment's status from its ledger steps (ordered by id): succeeded when nothing failed and nothing was
+    rolled back; rolled_back when the last rollback attempt (each repo's latest rollback step and the health checks
+    after the last one) passed; failed otherwise."""
+    rollback_at = [i for i, s in enumerate(rows) if s["step"] == "rollback"]
+    if not rollback_at:
+        bad = [s for s in rows if s["status"] in ("failed", "interrupted", "running")]
+        return "failed" if bad else "succeeded"
+    latest = {s["repo"]: s["status"] for s in rows if s["step"] == "rollback"}
+    after = [s["status"] for s in rows[rollback_at[-1] + 1 :] if s["step"] == "health"]
+    held = all(status in ("succeeded", "skipped") for status in [*latest.values(), *after])
+    return "rolled_back" if held else "failed"
 
 
 def environment_of(loaded: LoadedWorkspace, deployment_id: int) -> str:

@@ -7,8 +7,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,25 +50,41 @@ def _summarise(problems: list[Any]) -> str:
     return f"{len(problems)} problem(s): {shown}{more}"
 
 
-def run(loaded: LoadedWorkspace, infra: Infra | None) -> list[SchemaResult]:
+def _only(schemas: Any, keep: Collection[str], reason: str) -> Any:
+    """``schemas`` (an infra.schema LoadedSchemas) restricted to the repos in ``keep``; the others are skipped."""
+    skipped = {**schemas.skipped, **{r: reason for r in schemas.repos if r not in keep}}
+    repos = {r: s for r, s in schemas.repos.items() if r in keep}
+    return dataclasses.replace(schemas, repos=repos, skipped=skipped)
+
+
+def run(loaded: LoadedWorkspace, infra: Infra | None, repos: Sequence[str] | None = None) -> list[SchemaResult]:
+    """Alignment and drift of ``repos`` (all when None). A subset deploy validates only its own repos: alignment
+    compares the selected repos with the primary, drift reads only their namespaces; the result names the others as
+    not checked (their migrations did not run in this deployment, so their tables may not exist yet)."""
     load_schemas, check_alignment, drift = _entry_points()
     results = []
     schemas: Any = None
+    selected = list(repos) if repos else None
+    unchecked = [r for r in loaded.model.repos if selected is not None and r not in selected]
+    note = f" (not checked: {', '.join(unchecked)}: not selected by --repos)" if unchecked else ""
+    reason = "not selected by --repos"
     if load_schemas is None or check_alignment is None:
         results.append(SchemaResult("alignment", None, "not available (infra.schema provides no alignment check)"))
     else:
         try:
             schemas = load_schemas(loaded)
+            if selected is not None:
+                schemas = _only(schemas, {*selected, loaded.model.primary}, reason)
             report = check_alignment(schemas)
             if report.ok:
                 results.append(
-                    SchemaResult("alignment", True, f"{report.aligned}/{report.total} shared models aligned")
+                    SchemaResult("alignment", True, f"{report.aligned}/{report.total} shared models aligned{note}")
                 )
             else:
                 differences = list(report.differences())
                 results.append(
                     SchemaResult(
-                        "alignment", False, f"{report.aligned}/{report.total} aligned; {_summarise(differences)}"
+                        "alignment", False, f"{report.aligned}/{report.total} aligned; {_summarise(differences)}{note}"
                     )
                 )
         except Exception as exc:  # a checker's own failure is reported, not raised into the pipeline
@@ -78,14 +95,16 @@ def run(loaded: LoadedWorkspace, infra: Infra | None) -> list[SchemaResult]:
         results.append(SchemaResult("drift", None, "not checked: no database"))
     else:
         try:
+            if selected is not None and load_schemas is not None:
+                schemas = _only(schemas if schemas is not None else load_schemas(loaded), set(selected), reason)
             report = (
                 drift(loaded, infra.database_url, schemas) if schemas is not None else drift(loaded, infra.database_url)
             )
             items = list(report.items)
             if items:
-                results.append(SchemaResult("drift", False, _summarise(items)))
+                results.append(SchemaResult("drift", False, _summarise(items) + note))
             else:
-                results.append(SchemaResult("drift", True, f"no drift in {report.tables} tables"))
+                results.append(SchemaResult("drift", True, f"no drift in {report.tables} tables{note}"))
         except Exception as exc:
             results.append(SchemaResult("drift", False, f"drift check failed: {exc}"))
     return results

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
@@ -90,15 +91,28 @@ def render_outcome(outcome: pipeline.Outcome, as_json: bool, title: str) -> None
             console.print(f"error: {escape(outcome.error)}")
         if any(s.step == "rollback" for s in outcome.steps):
             console.print(f"note: {pipeline.SCHEMA_NOTE}")
-    lines = [f"## {title}: {outcome.status}", "", "| step | repo | status | detail |", "| --- | --- | --- | --- |"]
-    lines += [
-        f"| {s.step} | {s.repo or ''} | {'skipped' if s.skipped else ('ok' if s.ok else 'FAIL')} | "
-        f"{(s.detail.splitlines()[0] if s.detail else '').replace('|', '/')} |"
-        for s in outcome.steps
-    ]
-    step_summary("\n".join(lines))
+    summary_table(
+        f"## {title}: {outcome.status}",
+        ["step", "repo", "status", "detail"],
+        [
+            (
+                s.step,
+                s.repo or "",
+                "skipped" if s.skipped else ("ok" if s.ok else "FAIL"),
+                s.detail.splitlines()[0] if s.detail else "",
+            )
+            for s in outcome.steps
+        ],
+    )
     if not outcome.ok:
         raise CheckFailed(f"deployment {outcome.deployment_id} {outcome.status.replace('_', ' ')}")
+
+
+def summary_table(heading: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Append a Markdown table under ``heading`` to $GITHUB_STEP_SUMMARY ('|' in cells becomes '/')."""
+    lines = [heading, "", f"| {' | '.join(columns)} |", f"| {' | '.join('---' for _ in columns)} |"]
+    lines += [f"| {' | '.join(cell.replace('|', '/') for cell in row)} |" for row in rows]
+    step_summary("\n".join(lines))
 
 
 def describe_migrations(what: Any) -> str:
@@ -308,14 +322,19 @@ def health_command(ctx: Context, environment: str, as_json: bool, fmt: str) -> N
         sys.stdout.write(report.prometheus())
     else:
         render_health(report)
-    lines = [f"## ws health {environment}: {'ok' if report.ok else 'UNHEALTHY'}", ""]
-    lines += ["| component | status | ms | detail |", "| --- | --- | --- | --- |"]
-    lines += [
-        f"| {c.name} | {'n/a' if c.ok is None else ('ok' if c.ok else 'FAIL')} | "
-        f"{'' if c.latency_ms is None else f'{c.latency_ms:.1f}'} | {c.detail.replace('|', '/')} |"
-        for c in report.components
-    ]
-    step_summary("\n".join(lines))
+    summary_table(
+        f"## ws health {environment}: {'ok' if report.ok else 'UNHEALTHY'}",
+        ["component", "status", "ms", "detail"],
+        [
+            (
+                c.name,
+                "n/a" if c.ok is None else ("ok" if c.ok else "FAIL"),
+                "" if c.latency_ms is None else f"{c.latency_ms:.1f}",
+                c.detail,
+            )
+            for c in report.components
+        ],
+    )
     if not report.ok:
         raise CheckFailed(f"{environment} is unhealthy: {', '.join(c.name for c in report.failed)}")
 

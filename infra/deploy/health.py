@@ -142,26 +142,20 @@ class HealthReport:
         return {"environment": self.environment, "ok": self.ok, "components": [c.as_dict() for c in self.components]}
 
     def prometheus(self) -> str:
-        lines = [
-            "# HELP ws_health_up Whether a component of the environment is healthy (1), unhealthy (0).",
-            "# TYPE ws_health_up gauge",
-        ]
-        for c in self.components:
-            if c.ok is not None:
-                lines.append(f"ws_health_up{{{_labels(self.environment, c)}}} {int(c.ok)}")
-        lines += [
-            "# HELP ws_health_latency_seconds Latency of the component's last health probe.",
-            "# TYPE ws_health_latency_seconds gauge",
-        ]
-        for c in self.components:
-            if c.latency_ms is not None:
-                lines.append(f"ws_health_latency_seconds{{{_labels(self.environment, c)}}} {c.latency_ms / 1000:.6f}")
-        lines += [
-            "# HELP ws_environment_healthy Whether every checked component of the environment is healthy.",
-            "# TYPE ws_environment_healthy gauge",
-            f'ws_environment_healthy{{environment="{_escape(self.environment)}"}} {int(self.ok)}',
-        ]
+        up = [(c, str(int(c.ok))) for c in self.components if c.ok is not None]
+        latency = [(c, f"{c.latency_ms / 1000:.6f}") for c in self.components if c.latency_ms is not None]
+        lines = _gauge("ws_health_up", "Whether a component of the environment is healthy (1), unhealthy (0).")
+        lines += [f"ws_health_up{{{_labels(self.environment, c)}}} {value}" for c, value in up]
+        lines += _gauge("ws_health_latency_seconds", "Latency of the component's last health probe.")
+        lines += [f"ws_health_latency_seconds{{{_labels(self.environment, c)}}} {value}" for c, value in latency]
+        lines += _gauge("ws_environment_healthy", "Whether every checked component of the environment is healthy.")
+        lines.append(f'ws_environment_healthy{{environment="{_escape(self.environment)}"}} {int(self.ok)}')
         return "\n".join(lines) + "\n"
+
+
+def _gauge(name: str, help_text: str) -> list[str]:
+    """The HELP and TYPE lines of a Prometheus gauge."""
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
 
 
 def _escape(text: str) -> str:

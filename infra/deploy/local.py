@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -132,40 +132,62 @@ class LocalRuntime:
     def _server_urls(self, start: bool) -> tuple[str, str, str, str] | None:
         model = self.loaded.model
         recorded = self._read("servers.json")
-        db_url = os.environ.get("DATABASE_URL")
-        db_source = "DATABASE_URL"
-        if not db_url:
-            rec = recorded.get("postgres")
-            if rec and servers.pid_alive(int(rec["pid"])) and servers.answers("127.0.0.1", int(rec["port"])):
-                db_url, db_source = rec["url"], f"embedded PostgreSQL (pid {rec['pid']})"
-            elif servers.answers("127.0.0.1", model.database.port):
-                db_url = f"postgresql://postgres@127.0.0.1:{model.database.port}/postgres"
-                db_source = f"local server on 127.0.0.1:{model.database.port}"
-            elif start:
-                server = servers.start_embedded_postgres(self.root / "embedded-postgres", model.database.port)
-                recorded["postgres"] = server.__dict__
-                db_url, db_source = server.url, f"embedded PostgreSQL (pid {server.pid}, started now)"
-            else:
-                return None
-        cache_url = os.environ.get("REDIS_URL")
-        cache_source = "REDIS_URL"
-        if not cache_url:
-            rec = recorded.get("redis")
-            if rec and servers.pid_alive(int(rec["pid"])) and servers.answers("127.0.0.1", int(rec["port"])):
-                cache_url, cache_source = rec["url"], f"embedded Valkey (pid {rec['pid']})"
-            elif servers.answers("127.0.0.1", model.cache.port):
-                cache_url = f"redis://127.0.0.1:{model.cache.port}/{model.cache.db}"
-                cache_source = f"local server on 127.0.0.1:{model.cache.port}"
-            elif start:
-                server = servers.start_embedded_redis(self.root / "embedded-valkey", model.cache.port)
-                recorded["redis"] = server.__dict__
-                cache_url = f"redis://127.0.0.1:{server.port}/{model.cache.db}"
-                cache_source = f"embedded Valkey (pid {server.pid}, started now)"
-            else:
-                return None
+        database = self._server_url(
+            recorded,
+            "postgres",
+            "PostgreSQL",
+            model.database.port,
+            f"postgresql://postgres@127.0.0.1:{model.database.port}/postgres",
+            lambda: servers.start_embedded_postgres(self.root / "embedded-postgres", model.database.port),
+            lambda server: server.url,
+            start,
+        )
+        if database is None:
+            return None
+        cache = self._server_url(
+            recorded,
+            "redis",
+            "Valkey",
+            model.cache.port,
+            f"redis://127.0.0.1:{model.cache.port}/{model.cache.db}",
+            lambda: servers.start_embedded_redis(self.root / "embedded-valkey", model.cache.port),
+            lambda server: f"redis://127.0.0.1:{server.port}/{model.cache.db}",
+            start,
+        )
+        if cache is None:
+            return None
         if start:
             self._write("servers.json", recorded)
-        return db_url, db_source, cache_url, cache_source
+        return (*database, *cache)
+
+    @staticmethod
+    def _server_url(
+        recorded: dict[str, Any],
+        key: str,
+        label: str,
+        port: int,
+        local_url: str,
+        start_embedded: Callable[[], servers.EmbeddedServer],
+        started_url: Callable[[servers.EmbeddedServer], str],
+        start: bool,
+    ) -> tuple[str, str] | None:
+        """(url, source) of one server: its environment variable (DATABASE_URL/REDIS_URL), the embedded server
+        recorded in ``recorded`` when it still answers, a local server on its port, else (``start``) a new embedded
+        one, recorded in ``recorded``; None when none is found and ``start`` is false."""
+        variable = "DATABASE_URL" if key == "postgres" else "REDIS_URL"
+        url = os.environ.get(variable)
+        if url:
+            return url, variable
+        rec = recorded.get(key)
+        if rec and servers.pid_alive(int(rec["pid"])) and servers.answers("127.0.0.1", int(rec["port"])):
+            return rec["url"], f"embedded {label} (pid {rec['pid']})"
+        if servers.answers("127.0.0.1", port):
+            return local_url, f"local server on 127.0.0.1:{port}"
+        if not start:
+            return None
+        server = start_embedded()
+        recorded[key] = server.__dict__
+        return started_url(server), f"embedded {label} (pid {server.pid}, started now)"
 
     def _infra_from(self, found: tuple[str, str, str, str]) -> Infra:
         db_url, db_source, cache_url, cache_source = found

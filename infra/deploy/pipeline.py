@@ -289,6 +289,9 @@ class Pipeline:
         version_after: str | None = None,
         dry_detail: str = "",
     ) -> StepResult:
+        """Run ``action`` as one ledger row (``stage`` defaults to the repo's stage in the workspace)."""
+        if stage is None and repo is not None:
+            stage = self.stage_of(repo)
         step_id = ledger.start_step(
             conn, dep["id"], step, repo=repo, stage=stage, version_before=version_before, version_after=version_after
         )
@@ -325,29 +328,59 @@ class Pipeline:
         )
 
     def step_migrate(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> list[StepResult]:
+        def plan(repo: str) -> tuple[Callable[[int], StepResult], str] | None:
+            spec = self.model.repos[repo]
+            if spec.migrate is None:
+                return None
+            command = spec.migrate.command
+            if command:
+                return self._command_action(conn, "migrate", repo, command), f"run `{command}`"
+
+            def apply(_: int) -> StepResult:
+                applied = migrations.apply(self.infra().database_url, self.loaded, repo, progress=self.say)
+                detail = f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "up to date"
+                namespace = migrations.namespace_of(self.loaded, repo)
+                return StepResult("migrate", True, f"{detail} (namespace {namespace})", repo)
+
+            return apply, "apply pending Prisma migrations with the built-in applier"
+
+        return self._repo_steps(conn, dep, "migrate", plan)
+
+    def step_integration(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> list[StepResult]:
+        def plan(repo: str) -> tuple[Callable[[int], StepResult], str] | None:
+            command = self.model.repos[repo].test.integration
+            if not command:
+                return None
+            return self._command_action(conn, "integration", repo, command), f"run `{command}`"
+
+        return self._repo_steps(conn, dep, "integration", plan)
+
+    def _repo_steps(
+        self,
+        conn: psycopg.Connection[Any],
+        dep: dict[str, Any],
+        step: str,
+        plan: Callable[[str], tuple[Callable[[int], StepResult], str] | None],
+    ) -> list[StepResult]:
+        """``step`` for each selected repo in stage order, one ledger row each, stopping at the first failure.
+        ``plan(repo)`` gives the repo's action and its dry-run description, or None when it has nothing to do."""
         results = []
         for stage_index, stage in enumerate(self.stages(dep["repos"]), start=1):
             for repo in stage:
-                spec = self.model.repos[repo]
-                if spec.migrate is None:
+                planned = plan(repo)
+                if planned is None:
                     continue
-                command = spec.migrate.command
-
-                def action(step_id: int, repo: str = repo, command: str | None = command) -> StepResult:
-                    if command:
-                        return self._run_command(conn, step_id, "migrate", repo, command)
-                    applied = migrations.apply(self.infra().database_url, self.loaded, repo, progress=self.say)
-                    detail = f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "up to date"
-                    return StepResult(
-                        "migrate", True, f"{detail} (namespace {migrations.namespace_of(self.loaded, repo)})", repo
-                    )
-
-                dry = f"run `{command}`" if command else "apply pending Prisma migrations with the built-in applier"
-                result = self._step(conn, dep, "migrate", action, repo=repo, stage=stage_index, dry_detail=dry)
+                action, dry = planned
+                result = self._step(conn, dep, step, action, repo=repo, stage=stage_index, dry_detail=dry)
                 results.append(result)
                 if not result.ok:
                     return results
         return results
+
+    def _command_action(
+        self, conn: psycopg.Connection[Any], step: str, repo: str, command: str
+    ) -> Callable[[int], StepResult]:
+        return lambda step_id: self._run_command(conn, step_id, step, repo, command)
 
     def _run_command(
         self, conn: psycopg.Connection[Any], step_id: int, step: str, repo: str, command: str
@@ -405,16 +438,9 @@ class Pipeline:
             self.notify("repo_state", dep["id"], self.environment, repo, target, state, result.detail)
             return result
 
+        dry = f"deploy {repo} {before or '(none)'} -> {target}, health-gated"
         return self._step(
-            conn,
-            dep,
-            "deploy",
-            action,
-            repo=repo,
-            stage=self.stage_of(repo),
-            version_before=before,
-            version_after=target,
-            dry_detail=f"deploy {repo} {before or '(none)'} -> {target}, health-gated",
+            conn, dep, "deploy", action, repo=repo, version_before=before, version_after=target, dry_detail=dry
         )
 
     def _healthy_now(self, repo: str) -> bool:
@@ -440,25 +466,6 @@ class Pipeline:
             return [self.step_deploy_repo(conn, dep, stage[0])]
         with ThreadPoolExecutor(max_workers=len(stage)) as pool:
             return list(pool.map(lambda repo: self.step_deploy_repo(conn, dep, repo), stage))
-
-    def step_integration(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> list[StepResult]:
-        results = []
-        for stage_index, stage in enumerate(self.stages(dep["repos"]), start=1):
-            for repo in stage:
-                command = self.model.repos[repo].test.integration
-                if not command:
-                    continue
-
-                def action(step_id: int, repo: str = repo, command: str = command) -> StepResult:
-                    return self._run_command(conn, step_id, "integration", repo, command)
-
-                result = self._step(
-                    conn, dep, "integration", action, repo=repo, stage=stage_index, dry_detail=f"run `{command}`"
-                )
-                results.append(result)
-                if not result.ok:
-                    return results
-        return results
 
     def step_health(self, conn: psycopg.Connection[Any], dep: dict[str, Any], label: str = "") -> StepResult:
         def action(_: int) -> StepResult:
@@ -511,6 +518,7 @@ class Pipeline:
                         )
                     return result
 
+                dry = f"roll {repo} back to {previous}"
                 results.append(
                     self._step(
                         conn,
@@ -518,10 +526,9 @@ class Pipeline:
                         "rollback",
                         action,
                         repo=repo,
-                        stage=self.stage_of(repo),
                         version_before=current,
                         version_after=previous,
-                        dry_detail=f"roll {repo} back to {previous}",
+                        dry_detail=dry,
                     )
                 )
         return results

@@ -24,6 +24,7 @@ from infra import generate
 from infra.github import actions, workflows
 from infra.github.pins import PINS, SHA
 from infra.workspace.errors import UsageError
+from infra.workspace.graph import edges_of, stages
 from infra.workspace.loader import LoadedWorkspace, load_workspace
 from tests.helpers import ROOT, run_ws
 
@@ -155,11 +156,11 @@ def test_deployment_jobs_follow_the_pipeline(golden_files: dict[str, str]) -> No
     assert jobs["infra"]["needs"] == ["plan"]
     assert jobs["migrate"]["needs"] == ["plan", "infra"]
     assert jobs["validate"]["needs"] == ["plan", "migrate"]
-    # depends_on becomes needs: web waits for both api and worker, which wait for core; within a stage the
-    # deploy jobs run one after another (worker after api), since each holds the environment's deploy lock.
+    # depends_on becomes needs: web waits for both api and worker, which wait for core only (api and worker,
+    # one stage, deploy at the same time: jobs of one deployment hold the environment's deploy lock shared).
     assert jobs["deploy-core"]["needs"] == ["plan", "validate"]
     assert jobs["deploy-api"]["needs"] == ["plan", "validate", "deploy-core"]
-    assert jobs["deploy-worker"]["needs"] == ["plan", "validate", "deploy-core", "deploy-api"]
+    assert jobs["deploy-worker"]["needs"] == ["plan", "validate", "deploy-core"]
     assert jobs["deploy-web"]["needs"] == ["plan", "validate", "deploy-api", "deploy-worker"]
     for repo in ("core", "api", "worker", "web"):
         guard = jobs[f"deploy-{repo}"]["if"]
@@ -218,6 +219,62 @@ def test_secrets_are_scoped_to_the_jobs_that_use_them(golden_files: dict[str, st
     assert {"API_KEY", "SENTRY_DSN", "SENTRY_DSN_PROD"} <= set(jobs["rollback"]["env"])
     # ws's own generated database passwords live in the Pulumi stack, not in GitHub secrets
     assert not any(name.startswith("WS_DB_PASSWORD") for job in jobs.values() for name in job.get("env", {}))
+
+
+def test_github_token_reaches_only_the_steps_that_record_deployments(golden_files: dict[str, str]) -> None:
+    """The deploy and rollback steps get WS_GITHUB_TOKEN as GITHUB_TOKEN (ws's deployment observer reads it) in
+    their own env:, so no other step (checkout, setup-python, ...) sees it; the workflow token stays read-only."""
+    document = load(golden_files[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    token = {"GITHUB_TOKEN": "${{ secrets.WS_GITHUB_TOKEN }}"}
+    given = []
+    for job_id, job in document["jobs"].items():
+        assert "GITHUB_TOKEN" not in job.get("env", {}), job_id
+        assert job["permissions"] == {"contents": "read"}, job_id
+        for step in job["steps"]:
+            if "GITHUB_TOKEN" in step.get("env", {}):
+                assert step["env"] == token, (job_id, step)
+                given.append((job_id, step["uses"]))
+    assert given == [
+        ("deploy-core", "./actions/deploy-stage"),
+        ("deploy-api", "./actions/deploy-stage"),
+        ("deploy-worker", "./actions/deploy-stage"),
+        ("deploy-web", "./actions/deploy-stage"),
+        ("rollback", "./actions/rollback"),
+    ]
+
+
+def test_pr_schema_check_reads_the_head_branch_when_the_repos_are_elsewhere(
+    real_files: dict[str, str], tmp_path: Path
+) -> None:
+    """The real workspace's repos are sibling checkouts (not in the PR's checkout): the check reads every repo's schema at
+    the PR's head branch through the API; the branch name goes in as an action input, which the action passes to
+    the shell through env: only. The example's repos live inside the repository: their checkouts are read."""
+    document = load(real_files[workflows.PR_WORKFLOW])
+    assert isinstance(document, dict)
+    step = document["jobs"]["check"]["steps"][-1]
+    assert step["uses"] == "./actions/schema-check"
+    assert step["with"] == {"ref": "${{ github.head_ref }}"}
+    assert step["env"] == {"GITHUB_TOKEN": "${{ secrets.WS_GITHUB_TOKEN }}"}
+    action = load(real_files[actions.action_path("schema-check")])
+    assert isinstance(action, dict)
+    offline = action["runs"]["steps"][0]
+    assert offline["env"] == {"REF": "${{ inputs.ref }}"} and '--ref "$REF"' in offline["run"]
+
+    example = load(
+        workflows.generate_workflows(load_workspace(ROOT / "examples" / "workspace.yaml"))[workflows.PR_WORKFLOW]
+    )
+    assert isinstance(example, dict)
+    step = example["jobs"]["check"]["steps"][-1]
+    assert step["uses"] == "./actions/schema-check" and "with" not in step and "env" not in step
+
+    for path, inside in (("repo", True), ("nested/repo", True), ("../repo", False), ("/srv/repo", False)):
+        (tmp_path / "workspace.yaml").write_text(
+            "version: 1\nname: tiny\ngithub: {owner: tiny-org}\nenvironments:\n  local: {runtime: local}\n"
+            f"database: {{name: tiny}}\nrepos:\n  only:\n    github: tiny-org/only\n    role: primary\n"
+            f"    path: {path}\n    schema: {{prisma: schema.prisma, namespace: only}}\n"
+        )
+        assert workflows.checked_out_with_workspace(load_workspace(tmp_path / "workspace.yaml").model) is inside, path
 
 
 def test_pr_workflow(golden_files: dict[str, str]) -> None:
@@ -478,18 +535,26 @@ def test_a_minimal_workspace(tmp_path: Path) -> None:
     assert json.loads(zizmor(tree).stdout) == []
 
 
-def test_no_two_deployment_jobs_can_run_at_once(golden_files: dict[str, str], real_files: dict[str, str]) -> None:
-    """Every `ws pipeline` step holds the environment's deploy lock without waiting: the jobs must form one chain
-    under needs:, or GitHub would start two together and one would fail on the lock."""
-    for files in (golden_files, real_files):
-        document = load(files[workflows.DEPLOYMENT_WORKFLOW])
-        assert isinstance(document, dict)
-        needs = {job_id: set(job.get("needs", [])) for job_id, job in document["jobs"].items()}
-
-        for first in needs:
-            for second in needs:
+@pytest.mark.parametrize("folder", [GOLDEN, ROOT, ROOT / "examples"], ids=["golden", "workspace", "example"])
+def test_deploy_jobs_need_only_their_dependencies(folder: Path) -> None:
+    """A deploy job needs the plan, the validation and the deploy jobs of its depends_on repos, nothing else: the
+    repos of one stage deploy in parallel (the `ws pipeline` jobs of one deployment share the deploy lock), and
+    no deploy job waits for another of its stage, directly or through others."""
+    loaded = load_workspace(folder / "workspace.yaml")
+    document = load(workflows.generate_workflows(loaded)[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    needs = {job_id: set(job.get("needs", [])) for job_id, job in document["jobs"].items()}
+    edges = edges_of(loaded.model)
+    layers = stages(edges)
+    assert any(len(layer) > 1 for layer in layers), "the fixture should have a stage of several repos"
+    for repo, depends_on in edges.items():
+        job = document["jobs"][workflows.deploy_job_id(repo)]
+        assert job["needs"] == ["plan", "validate", *(workflows.deploy_job_id(dep) for dep in sorted(depends_on))]
+    for layer in layers:
+        for first in layer:
+            for second in layer:
                 if first != second:
-                    assert first in ancestors(needs, second) or second in ancestors(needs, first), (first, second)
+                    assert workflows.deploy_job_id(first) not in ancestors(needs, workflows.deploy_job_id(second))
 
 
 def ancestors(needs: dict[str, set[str]], job_id: str) -> set[str]:

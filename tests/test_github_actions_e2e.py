@@ -5,11 +5,14 @@ GitHub automation from `ws generate`; the local step runner then runs the workfl
 `run:` steps calling the real `ws pipeline` commands, which start the example services and gate them on /health.
 The second test deploys a release of app-agents whose /health fails (its migration has not shipped), so the
 deploy job fails, integration and health are skipped and the rollback job takes the deployment back.
+GitHub itself is the local fake API (workspace.yaml's github.api_url points at it): the deploy and rollback
+steps get the WS_GITHUB_TOKEN secret as GITHUB_TOKEN and record GitHub deployments in the three repos.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import urllib.request
@@ -21,11 +24,15 @@ import pytest
 
 from infra.github import workflows
 from infra.github.steprunner import LocalRunner, RunResult
+from tests.fake_github import FakeGitHub
 from tests.helpers import EXAMPLES, run_ws
 
 pytestmark = pytest.mark.slow
 
 EXAMPLE_PORTS = (4100, 4101, 4102)
+OWNER = "example-ecosystem"
+SERVER = "https://github.example"
+COORDINATION_REPO = "example-ecosystem/workspace"
 REPOS = ("saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development")
 EVERY_JOB = [
     "plan",
@@ -64,24 +71,51 @@ def example(tmp_path: Path, fresh_database: str, postgres_url: str, redis_url: s
         text = text.replace(f"port: {port}\n", f"port: {ports[port]}\n")
     assert "  name: example_ecosystem\n" in text
     text = text.replace("  name: example_ecosystem\n", f"  name: {database_name(fresh_database)}\n")
-    (root / "workspace.yaml").write_text(text)
-    generated = run_ws("generate", cwd=root)
-    assert generated.returncode == 0, generated.stdout + generated.stderr
-    assert (root / workflows.DEPLOYMENT_WORKFLOW).is_file() and (root / "actions/deploy-stage/action.yml").is_file()
-    secrets = {"DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
-    try:
-        yield {"root": root, "secrets": secrets, "database": fresh_database, "ports": ports}
-    finally:
-        down = run_ws("down", "--env", "local", cwd=root, env=secrets)
-        assert down.returncode == 0, down.stdout + down.stderr
+    with FakeGitHub() as github:
+        for repo in REPOS:
+            github.add_repo(f"{OWNER}/{repo}")
+        assert "  repo: workspace\n" in text
+        text = text.replace("  repo: workspace\n", f"  repo: workspace\n  api_url: {github.api_url}\n", 1)
+        (root / "workspace.yaml").write_text(text)
+        generated = run_ws("generate", cwd=root)
+        assert generated.returncode == 0, generated.stdout + generated.stderr
+        assert (root / workflows.DEPLOYMENT_WORKFLOW).is_file()
+        assert (root / "actions/deploy-stage/action.yml").is_file()
+        secrets = {"DATABASE_URL": postgres_url, "REDIS_URL": redis_url, "WS_GITHUB_TOKEN": github.token}
+        try:
+            yield {"root": root, "secrets": secrets, "database": fresh_database, "ports": ports, "github": github}
+        finally:
+            down = run_ws("down", "--env", "local", cwd=root, env=secrets)
+            assert down.returncode == 0, down.stdout + down.stderr
 
 
 def run(example: dict[str, object], **inputs: object) -> RunResult:
     root = example["root"]
     secrets = example["secrets"]
     assert isinstance(root, Path) and isinstance(secrets, dict)
-    runner = LocalRunner(root, secrets=secrets)
+    # what a GitHub runner sets for every step (the run id comes from the step runner itself)
+    machine = {**os.environ, "GITHUB_SERVER_URL": SERVER, "GITHUB_REPOSITORY": COORDINATION_REPO}
+    machine.pop("GITHUB_TOKEN", None)
+    runner = LocalRunner(root, env=machine, secrets=secrets)
+    example["run_url"] = f"{SERVER}/{COORDINATION_REPO}/actions/runs/{runner.run_id}"
     return runner.run_workflow(workflows.DEPLOYMENT_WORKFLOW, {"environment": "local", **inputs})
+
+
+def github_states(example: dict[str, object], deployment_id: str) -> dict[str, list[str]]:
+    """The statuses of the GitHub deployment recorded for ledger deployment ``deployment_id`` in each repo."""
+    github = example["github"]
+    assert isinstance(github, FakeGitHub)
+    states: dict[str, list[str]] = {}
+    for repo in REPOS:
+        state = github.repos[f"{OWNER}/{repo}"]
+        records = [r for r in state.deployments if r["payload"]["ws_deployment_id"] == int(deployment_id)]
+        assert len(records) <= 1, records
+        for record in records:
+            assert record["environment"] == "local"
+            statuses = state.deployment_statuses[record["id"]]
+            assert {s["log_url"] for s in statuses} == {example["run_url"]}
+            states[repo] = [s["state"] for s in statuses]
+    return states
 
 
 def ledger(database: str, deployment_id: str) -> tuple[str, list[tuple[str, str | None, str]]]:
@@ -127,6 +161,8 @@ def test_a_whole_coordinated_deployment_runs_through_every_job(example: dict[str
         assert ("deploy", repo, "succeeded") in steps
     for step in ("infra", "migrate", "validate", "integration", "health"):
         assert any(s == step and st == "succeeded" for s, _, st in steps), (step, steps)
+    # each deploy job recorded its repo's GitHub deployment, linked to the workflow run
+    assert github_states(example, deployment_id) == {repo: ["in_progress", "success"] for repo in REPOS}
 
     # the services the workflow deployed answer for real, and the server URL secret never reached a log
     ports = example["ports"]
@@ -139,8 +175,12 @@ def test_a_whole_coordinated_deployment_runs_through_every_job(example: dict[str
 
 
 def test_a_failing_deploy_ends_in_the_rollback_job(example: dict[str, object]) -> None:
+    first = run(example)
+    assert first.conclusion == "success", first.report() + "\n" + everything_logged(first)
     # app-agents 2.0.0 reads a table whose migration has not shipped: its /health answers 503
-    result = run(example, versions="app-agents=2.0.0")
+    result = run(
+        example, versions="saas-ecosystem-architecture=1.1.0,app-agents=2.0.0,saas-spec-driven-development=1.1.0"
+    )
     report = result.report() + "\n" + everything_logged(result)
     jobs = {job_id: job.result for job_id, job in result.jobs.items()}
     assert jobs == {
@@ -150,8 +190,8 @@ def test_a_failing_deploy_ends_in_the_rollback_job(example: dict[str, object]) -
         "validate": "success",
         "deploy-saas-ecosystem-architecture": "success",
         "deploy-app-agents": "failure",
-        # same stage, deployed after app-agents (one deploy at a time): not started once app-agents failed
-        "deploy-saas-spec-driven-development": "skipped",
+        # same stage as app-agents: it needs only the primary, so its failing neighbour does not stop it
+        "deploy-saas-spec-driven-development": "success",
         "integration": "skipped",
         "health": "skipped",
         "rollback": "success",
@@ -166,19 +206,44 @@ def test_a_failing_deploy_ends_in_the_rollback_job(example: dict[str, object]) -
     status, steps = ledger(database, deployment_id)
     assert status == "rolled_back", steps
     assert ("deploy", "app-agents", "failed") in steps
-    assert any(step == "rollback" for step, _, _ in steps), steps
+    assert ("deploy", "saas-spec-driven-development", "succeeded") in steps
+    for repo in REPOS:
+        assert ("rollback", repo, "succeeded") in steps, steps
+    # the services run the first deployment's versions again
+    previous = first.jobs["plan"].outputs["deployment_id"]
+    with psycopg.connect(database) as conn:
+        row = conn.execute("SELECT versions_after FROM ws.deployments WHERE id = %s", [int(previous)]).fetchone()
+    assert row is not None
+    ports = example["ports"]
+    assert isinstance(ports, dict)
+    for port, repo in zip(EXAMPLE_PORTS, REPOS, strict=True):
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[port]}/health", timeout=5) as response:
+            assert json.loads(response.read())["version"] == row[0][repo]
+    # the rollback job (its own process) found the GitHub records the deploy jobs made and marked them inactive
+    states = github_states(example, deployment_id)
+    assert states["app-agents"][:2] == ["in_progress", "failure"], states
+    for repo in ("saas-ecosystem-architecture", "saas-spec-driven-development"):
+        assert states[repo] == ["in_progress", "success", "inactive"], states
 
 
-def test_a_dry_run_with_hostile_versions_records_them_as_plain_text(example: dict[str, object]) -> None:
-    """Through every job of the generated workflow, a hostile `versions` input is data: recorded literally in
-    the ledger, never executed, its `${{ }}` never evaluated; `dry_run` (a boolean input) reaches ws as --dry-run."""
+def test_hostile_versions_are_refused_as_plain_text_and_a_dry_run_changes_nothing(example: dict[str, object]) -> None:
+    """A hostile `versions` input reaches ws as data: refused by its version check with the text quoted, never
+    executed, its `${{ }}` never evaluated, so no deployment opens and nothing after the plan runs. `dry_run` (a
+    boolean input) reaches ws as --dry-run: every job runs, the ledger records the plan, nothing starts."""
     hostile = "$(touch pwned);`touch pwned`'\"${{ secrets.DATABASE_URL }}"
-    result = run(example, versions=f"app-agents={hostile}", dry_run=True)
-    assert result.conclusion == "success", result.report() + "\n" + everything_logged(result)
-    assert result.ran() == EVERY_JOB[:-1]
+    refused = run(example, versions=f"app-agents={hostile}", dry_run=True)
+    assert refused.ran() == ["plan"] and refused.jobs["plan"].result == "failure"
+    begin = next(step for step in refused.jobs["plan"].steps if step.outcome == "failure")
+    assert begin.name == "Begin the deployment in the ledger"
+    assert f"app-agents={hostile!r} is not a safe version" in begin.log, begin.log
+    assert refused.jobs["plan"].outputs["deployment_id"] == ""  # so the rollback job does not run either
     root = example["root"]
     assert isinstance(root, Path)
     assert not (root / "pwned").exists()
+
+    result = run(example, versions="app-agents=9.9.9", dry_run=True)
+    assert result.conclusion == "success", result.report() + "\n" + everything_logged(result)
+    assert result.ran() == EVERY_JOB[:-1]
     database = example["database"]
     assert isinstance(database, str)
     deployment_id = result.jobs["plan"].outputs["deployment_id"]
@@ -186,7 +251,7 @@ def test_a_dry_run_with_hostile_versions_records_them_as_plain_text(example: dic
         row = conn.execute(
             "SELECT dry_run, versions_after ->> 'app-agents' FROM ws.deployments WHERE id = %s", [int(deployment_id)]
         ).fetchone()
-    assert row == (True, hostile)
+    assert row == (True, "9.9.9")
     # a dry run starts nothing
     ports = example["ports"]
     assert isinstance(ports, dict)

@@ -30,6 +30,7 @@ from infra.github.steprunner import (
     parse_command_file,
 )
 from infra.workspace.loader import load_workspace
+from tests.fake_github import FakeGitHub
 from tests.helpers import ROOT
 
 GOLDEN_WORKSPACE = ROOT / "tests" / "golden" / "github" / "workspace.yaml"
@@ -530,3 +531,65 @@ def test_the_generated_setup_action_masks_the_named_variables(tmp_path: Path) ->
     assert refused.result == "failure"
     assert "is not an environment variable name" in refused.steps[0].log
     assert not (root / "pwned").exists()
+
+
+def bare_repo(folder: Path, files_from: Path, branch: str) -> Path:
+    """A bare git repository whose ``branch`` holds a copy of ``files_from`` (what the fake GitHub serves)."""
+    folder.mkdir(parents=True)
+    work = folder / "work"
+    shutil.copytree(files_from, work, ignore=shutil.ignore_patterns(".ws", "node_modules", "__pycache__", "*.db"))
+
+    def git(*args: str, cwd: Path = work) -> None:
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+    git("init", "-q", "-b", branch)
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "schema")
+    git("clone", "-q", "--bare", str(work), str(folder / "bare.git"), cwd=folder)
+    return folder / "bare.git"
+
+
+def test_the_pr_schema_check_reads_every_repo_at_the_pull_requests_branch(tmp_path: Path) -> None:
+    """A workspace whose repos are sibling checkouts (absent from the pull request's checkout): the generated
+    check reads every repo's schema at the PR's head branch through the GitHub API (here the local fake, backed
+    by real git repositories), and a hostile branch name reaches ws as one plain string, never a shell."""
+    root = tmp_path / "workspace"
+    root.mkdir()
+    repos = ("saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development")
+    branch = "feature/shared-models"
+    with FakeGitHub() as github:
+        for repo in repos:
+            github.add_repo(
+                f"example-ecosystem/{repo}", bare_repo(tmp_path / "git" / repo, ROOT / "examples" / repo, branch)
+            )
+        text = (ROOT / "examples" / "workspace.yaml").read_text()
+        for repo in repos:
+            assert f"    path: {repo}\n" in text
+            text = text.replace(f"    path: {repo}\n", f"    path: ../{repo}\n")  # not in this checkout
+        text = text.replace("  repo: workspace\n", f"  repo: workspace\n  api_url: {github.api_url}\n", 1)
+        (root / "workspace.yaml").write_text(text)
+        generated = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "generate"], cwd=root, capture_output=True, text=True
+        )
+        assert generated.returncode == 0, generated.stderr
+        machine = {k: v for k, v in os.environ.items() if k != "GITHUB_TOKEN"}
+        secrets = {"WS_GITHUB_TOKEN": github.token}
+
+        def check(head_ref: str) -> Any:
+            runner = LocalRunner(
+                root, env=machine, secrets=secrets, github={"event_name": "pull_request", "head_ref": head_ref}
+            )
+            return runner.run_workflow(workflows.PR_WORKFLOW, jobs=["check"]).jobs["check"]
+
+        passed = check(branch)
+        assert passed.result == "success", passed.log
+        assert "alignment: 100% (" in passed.log and "Check schema alignment: success" in passed.log
+        reads = [path for method, path in github.calls() if method == "GET" and "/contents/" in path]
+        assert {path.split("/")[3] for path in reads} == set(repos)  # every repo's schema came from the API
+
+        hostile = "x$(touch${IFS}pwned)`touch pwned`"
+        refused = check(hostile)
+        assert refused.result == "failure"
+        failed = next(step for step in refused.steps if step.outcome == "failure")
+        assert f"no branch, tag or commit {hostile!r}" in failed.log, failed.log
+        assert not (root / "pwned").exists() and not (tmp_path / "pwned").exists()

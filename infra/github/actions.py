@@ -94,11 +94,19 @@ def uses_step(
 
 
 def local_step(
-    name: str, action: str, with_: Mapping[str, Any] | None = None, *, condition: str | None = None
+    name: str,
+    action: str,
+    with_: Mapping[str, Any] | None = None,
+    *,
+    condition: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> CommentedMap:
+    """A step using one of the generated composite actions; ``env`` reaches the action's steps (and only them)."""
     step = mapping(("name", name), ("if", condition), ("uses", f"./{ACTIONS_DIR}/{action}"))
     if with_:
         step["with"] = mapping(*with_.items())
+    if env:
+        step["env"] = mapping(*env.items())
     return step
 
 
@@ -216,10 +224,30 @@ def schema_check_action() -> CommentedMap:
                 required=False,
                 default="",
             ),
-        )
+        ),
+        (
+            "ref",
+            _input(
+                "Without a deployment: read every repo's schema at this branch, tag or SHA through the GitHub API "
+                "(needs GITHUB_TOKEN in the step's env) instead of the checkouts. Empty: the checkouts.",
+                required=False,
+                default="",
+            ),
+        ),
     )
     steps = [
-        run_step("Check schema alignment", ["ws schema check"], condition="inputs.deployment == ''"),
+        run_step(
+            "Check schema alignment",
+            [
+                "args=()",
+                'if [ -n "$REF" ]; then',
+                '  args+=(--ref "$REF")',
+                "fi",
+                'ws schema check "${args[@]}"',
+            ],
+            env={"REF": "${{ inputs.ref }}"},
+            condition="inputs.deployment == ''",
+        ),
         run_step(
             "Validate the deployment's schemas and drift",
             ['ws pipeline validate --deployment "$DEPLOYMENT_ID"'],

@@ -240,19 +240,17 @@ class _Parser:
         return token
 
     def or_(self) -> Any:
-        value = self.and_()
-        while self.peek() == "||":
-            self.take()
-            right = self.and_()
-            value = value if truthy(value) else right
-        return value
+        return self.chain("||", self.and_, lambda left, right: left if truthy(left) else right)
 
     def and_(self) -> Any:
-        value = self.comparison()
-        while self.peek() == "&&":
+        return self.chain("&&", self.comparison, lambda left, right: right if truthy(left) else left)
+
+    def chain(self, operator: str, operand: Callable[[], Any], combine: Callable[[Any, Any], Any]) -> Any:
+        """``operand (operator operand)*``, left to right; ``||`` and ``&&`` return an operand, as GitHub's do."""
+        value = operand()
+        while self.peek() == operator:
             self.take()
-            right = self.comparison()
-            value = right if truthy(value) else value
+            value = combine(value, operand())
         return value
 
     def comparison(self) -> Any:
@@ -475,13 +473,26 @@ def _load_yaml(path: Path) -> Any:
 
 @dataclass
 class _JobState:
-    """What the steps of one job share: env and PATH additions, masks, failure so far, the summary."""
+    """What the steps of one job share: env and PATH additions, failure so far, the summary, its folder."""
 
+    job_id: str
+    job_dir: Path
     env: dict[str, str]
     path: list[str]
     failed: bool = False
     summary: list[str] = field(default_factory=list)
     deadline: float | None = None
+
+
+@dataclass
+class _StepCall:
+    """One step about to run: where it is (for messages), its label, its YAML, its scope and process env."""
+
+    where: str
+    label: str
+    step: Mapping[str, Any]
+    scope: Scope
+    env: dict[str, str]
 
 
 class LocalRunner:
@@ -490,7 +501,8 @@ class LocalRunner:
     ``root`` holds ``.github/workflows`` and ``actions/`` (where ``./actions/x`` points, like the repository
     root on GitHub); steps run in ``workdir`` (default ``root``), which is also ``GITHUB_WORKSPACE``.
     ``env`` is the environment the runner machine gives every step (default: this process's), ``secrets``
-    and ``vars`` fill those contexts (a missing secret is the empty string, as on GitHub).
+    and ``vars`` fill those contexts (a missing secret is the empty string, as on GitHub); ``github`` adds to
+    (or replaces) properties of the ``github`` context, e.g. ``head_ref`` for a pull request's checks.
     """
 
     def __init__(
@@ -501,6 +513,7 @@ class LocalRunner:
         env: Mapping[str, str] | None = None,
         secrets: Mapping[str, str] | None = None,
         variables: Mapping[str, str] | None = None,
+        github: Mapping[str, Any] | None = None,
         echo: Callable[[str], None] | None = None,
     ) -> None:
         self.root = root.resolve()
@@ -508,6 +521,7 @@ class LocalRunner:
         self.base_env = dict(os.environ if env is None else env)
         self.secrets = dict(secrets or {})
         self.variables = dict(variables or {})
+        self.github = dict(github or {})
         self.echo = echo or (lambda line: None)
         self.masks: set[str] = {value for value in self.secrets.values() if value}
         self.run_id = str(int(time.time() * 1000) % 10**9)
@@ -619,6 +633,7 @@ class LocalRunner:
             "run_id": self.run_id,
             "workflow": str(document.get("name", path.name)),
             "event": {"inputs": dict(inputs)},
+            **self.github,
         }
         scope = Scope(
             {
@@ -654,18 +669,20 @@ class LocalRunner:
             {str(k): interpolate(v, env_scope.child(env=job_env)) for k, v in (spec.get("env") or {}).items()}
         )
         timeout = spec.get("timeout-minutes")
+        job_dir = self.temp / f"{job_id}-{uuid.uuid4().hex[:8]}"
+        job_dir.mkdir(parents=True)
         state = _JobState(
-            env=dict(job_env), path=[], deadline=time.monotonic() + float(timeout) * 60 if timeout else None
+            job_id,
+            job_dir,
+            env=dict(job_env),
+            path=[],
+            deadline=time.monotonic() + float(timeout) * 60 if timeout else None,
         )
         steps_context: dict[str, Any] = {}
         results: list[StepResult] = []
-        job_dir = self.temp / f"{job_id}-{uuid.uuid4().hex[:8]}"
-        job_dir.mkdir(parents=True)
         base = scope.child(steps=steps_context, github={**github}, env=job_env)
         for index, step in enumerate(spec.get("steps") or []):
-            results.extend(
-                self._run_step(path, job_id, index, step, base, state, steps_context, job_dir, action_dir=None)
-            )
+            results.extend(self._run_step(path, index, step, base, state, steps_context, action_dir=None))
         result = "failure" if state.failed else "success"
         outputs_scope = base.child(steps=steps_context)
         outputs = {str(k): self.mask(interpolate(v, outputs_scope)) for k, v in (spec.get("outputs") or {}).items()}
@@ -677,16 +694,14 @@ class LocalRunner:
     def _run_step(
         self,
         path: Path,
-        job_id: str,
         index: int,
         step: Mapping[str, Any],
         scope: Scope,
         state: _JobState,
         steps_context: dict[str, Any],
-        job_dir: Path,
         action_dir: Path | None,
     ) -> list[StepResult]:
-        where = f"{path}: job {job_id}, step {index + 1}"
+        where = f"{path}: job {state.job_id}, step {index + 1}"
         step_scope = scope.child(steps=steps_context, env={**scope.contexts["env"], **state.env})
         step_scope.status = Status(success=not state.failed, failure=state.failed)
         label = interpolate(step.get("name") or step.get("run", "") or step.get("uses", ""), step_scope)
@@ -697,12 +712,18 @@ class LocalRunner:
             if step_id:
                 steps_context[step_id] = {"outputs": {}, "outcome": "skipped", "conclusion": "skipped"}
             return [StepResult(label, "skipped")]
-        step_env = {str(k): interpolate(v, step_scope) for k, v in (step.get("env") or {}).items()}
+        # The process gets the env context (job env, GITHUB_ENV additions and, inside a composite action, the env
+        # of the step that uses it, as on GitHub) and then the step's own env.
+        step_env = {
+            **step_scope.contexts["env"],
+            **{str(k): interpolate(v, step_scope) for k, v in (step.get("env") or {}).items()},
+        }
+        call = _StepCall(where, label, step, step_scope, step_env)
         if "run" in step:
-            result = self._run_script(where, label, step, step_scope, state, step_env, job_dir, action_dir)
+            result = self._run_script(call, state, action_dir)
             results = [result]
         elif "uses" in step:
-            result, results = self._run_uses(where, label, step, step_scope, state, step_env, job_dir, path, job_id)
+            result, results = self._run_uses(call, state)
         else:
             raise RunnerError(f"{where}: a step needs run: or uses:")
         outcome = result.outcome
@@ -737,17 +758,8 @@ class LocalRunner:
         )
         return env
 
-    def _run_script(
-        self,
-        where: str,
-        label: str,
-        step: Mapping[str, Any],
-        scope: Scope,
-        state: _JobState,
-        step_env: Mapping[str, str],
-        job_dir: Path,
-        action_dir: Path | None,
-    ) -> StepResult:
+    def _run_script(self, call: _StepCall, state: _JobState, action_dir: Path | None) -> StepResult:
+        where, step, scope = call.where, call.step, call.scope
         shell = step.get("shell")
         if shell is None:
             raise RunnerError(f"{where}: a run: step needs shell: (the generated steps always name it)")
@@ -758,7 +770,7 @@ class LocalRunner:
         if shell not in commands:
             raise RunnerError(f"{where}: shell {shell!r} is not supported (bash or sh)")
         body = interpolate(step["run"], scope)
-        step_dir = Path(tempfile.mkdtemp(prefix="step-", dir=job_dir))
+        step_dir = Path(tempfile.mkdtemp(prefix="step-", dir=state.job_dir))
         files = {
             "GITHUB_OUTPUT": step_dir / "output",
             "GITHUB_ENV": step_dir / "env",
@@ -769,7 +781,7 @@ class LocalRunner:
             file.touch()
         script_file = step_dir / "script.sh"
         script_file.write_text(body, encoding="utf-8")
-        env = self._environment(state, step_env, files)
+        env = self._environment(state, call.env, files)
         if action_dir is not None:
             env["GITHUB_ACTION_PATH"] = str(action_dir)
         cwd = (
@@ -810,24 +822,14 @@ class LocalRunner:
         masked = self.mask(text)
         for line in masked.splitlines():
             self.echo(f"    {line}")
-        return StepResult(label, "success" if code == 0 else "failure", code, masked, outputs)
+        return StepResult(call.label, "success" if code == 0 else "failure", code, masked, outputs)
 
-    def _run_uses(
-        self,
-        where: str,
-        label: str,
-        step: Mapping[str, Any],
-        scope: Scope,
-        state: _JobState,
-        step_env: Mapping[str, str],
-        job_dir: Path,
-        path: Path,
-        job_id: str,
-    ) -> tuple[StepResult, list[StepResult]]:
-        uses = str(step["uses"])
-        with_ = {str(k): interpolate(v, scope) for k, v in (step.get("with") or {}).items()}
+    def _run_uses(self, call: _StepCall, state: _JobState) -> tuple[StepResult, list[StepResult]]:
+        where = call.where
+        uses = str(call.step["uses"])
+        with_ = {str(k): interpolate(v, call.scope) for k, v in (call.step.get("with") or {}).items()}
         if uses.startswith("./"):
-            return self._run_local_action(where, label, uses, with_, scope, state, step_env, job_dir, path, job_id)
+            return self._run_local_action(call, uses, with_, state)
         action, _, ref = uses.partition("@")
         if not SHA_REF.fullmatch(ref):
             raise RunnerError(f"{where}: {uses} is not pinned to a full commit SHA")
@@ -836,22 +838,13 @@ class LocalRunner:
             raise RunnerError(f"{where}: {action} has no local equivalent in this runner")
         outputs, note = equivalent(self, with_, state)
         self.echo(f"    {note}")
-        result = StepResult(label, "success", 0, note, outputs)
+        result = StepResult(call.label, "success", 0, note, outputs)
         return result, [result]
 
     def _run_local_action(
-        self,
-        where: str,
-        label: str,
-        uses: str,
-        with_: Mapping[str, str],
-        scope: Scope,
-        state: _JobState,
-        step_env: Mapping[str, str],
-        job_dir: Path,
-        path: Path,
-        job_id: str,
+        self, call: _StepCall, uses: str, with_: Mapping[str, str], state: _JobState
     ) -> tuple[StepResult, list[StepResult]]:
+        where, scope = call.where, call.scope
         action_dir = (self.root / uses).resolve()
         metadata = next((action_dir / n for n in ("action.yml", "action.yaml") if (action_dir / n).is_file()), None)
         if metadata is None:
@@ -874,14 +867,12 @@ class LocalRunner:
             else:
                 inputs[name] = interpolate(spec.get("default", ""), scope)
         inner_steps: dict[str, Any] = {}
-        inner = scope.child(inputs=inputs, steps=inner_steps, env={**scope.contexts["env"], **step_env})
+        inner = scope.child(inputs=inputs, steps=inner_steps, env={**scope.contexts["env"], **call.env})
         failed_before = state.failed
         results: list[StepResult] = []
         for index, inner_step in enumerate(runs.get("steps") or []):
             results.extend(
-                self._run_step(
-                    metadata, job_id, index, inner_step, inner, state, inner_steps, job_dir, action_dir=action_dir
-                )
+                self._run_step(metadata, index, inner_step, inner, state, inner_steps, action_dir=action_dir)
             )
         failed = state.failed and not failed_before
         state.failed = failed_before  # the outer step decides (continue-on-error applies to the whole action)
@@ -889,7 +880,7 @@ class LocalRunner:
             str(name): interpolate((spec or {}).get("value", ""), inner.child(steps=inner_steps))
             for name, spec in (document.get("outputs") or {}).items()
         }
-        result = StepResult(label, "failure" if failed else "success", None, "", outputs)
+        result = StepResult(call.label, "failure" if failed else "success", None, "", outputs)
         return result, results
 
 

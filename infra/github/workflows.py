@@ -13,14 +13,19 @@ of them failed. Every job:
 Deploy jobs of repos that were not selected are skipped without blocking their dependents: each deploy job
 and everything after it runs under ``!cancelled() && !failure()`` instead of the default ``success()``.
 
-Deploy jobs run one at a time: besides its ``depends_on`` repos, each deploy job needs the previous repo of its
-stage. Every ``ws pipeline`` step holds the environment's deploy lock (a PostgreSQL advisory lock, taken without
-waiting), so repos of one stage started together by GitHub would all but one fail on it.
+A deploy job needs only the plan, the validation and the deploy jobs of its ``depends_on`` repos, so the repos
+of one stage deploy in parallel: the ``ws pipeline`` steps of one open deployment hold the environment's deploy
+lock shared, while ``ws deploy``, ``ws pipeline begin`` and ``ws rollback`` take it alone.
+
+The deploy and rollback steps get the ``WS_GITHUB_TOKEN`` secret as ``GITHUB_TOKEN`` (in that step's ``env:``
+only), so ws records a GitHub deployment, with its statuses and a link to the run, in each deployed repo. The
+workflow's own token reaches only this repository, so it is not used for that and keeps ``contents: read``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import PurePosixPath
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -63,6 +68,9 @@ PATHS_OF_THE_WORKSPACE = (
     "requirements.lock",
 )
 
+# A token with access to the workspace's repos (Deployments: write for the deploy records, Contents: read for
+# reading schemas at a ref); given to the steps that call GitHub as GITHUB_TOKEN, through their env: only.
+GITHUB_TOKEN_SECRET = "WS_GITHUB_TOKEN"
 DEPLOYMENT_ID = expression("needs.plan.outputs.deployment_id")
 NOT_BLOCKED = "!cancelled() && !failure()"
 TIMEOUTS = {
@@ -81,6 +89,21 @@ TIMEOUTS = {
 
 def deploy_job_id(repo: str) -> str:
     return f"deploy-{repo}"
+
+
+def github_token_env() -> dict[str, str]:
+    """The step env that lets ws call GitHub for the workspace's repos (never the job's env: no other step sees it)."""
+    return {"GITHUB_TOKEN": expression(f"secrets.{GITHUB_TOKEN_SECRET}")}
+
+
+def pipeline_run_step(name: str, step: str) -> CommentedMap:
+    """A ``ws pipeline <step>`` of the plan job's deployment, run directly (not through a composite action)."""
+    return run_step(name, [f'ws pipeline {step} --deployment "$DEPLOYMENT_ID"'], env={"DEPLOYMENT_ID": DEPLOYMENT_ID})
+
+
+def deployment_step(name: str, action: str, *, github: bool = False) -> CommentedMap:
+    """A composite action acting on the plan job's deployment; ``github``: it records GitHub deployments."""
+    return local_step(name, action, {"deployment": DEPLOYMENT_ID}, env=github_token_env() if github else None)
 
 
 # --- secrets ----------------------------------------------------------------------------------------
@@ -269,14 +292,23 @@ def plan_job(workspace: Workspace, secrets: list[str]) -> CommentedMap:
     return job("plan", timeout=TIMEOUTS["plan"], secrets=secrets, steps=steps, outputs=outputs)
 
 
-def deploy_job(workspace: Workspace, repo: str, needs: list[str], base: list[str]) -> CommentedMap:
+def deploy_job(workspace: Workspace, repo: str, depends_on: Iterable[str], base: list[str]) -> CommentedMap:
+    """The deploy job of ``repo``: after the validation and its ``depends_on`` repos' deploy jobs only (not after
+    the other repos of its stage, which deploy at the same time)."""
     return job(
         f"deploy {repo}",
-        needs=needs,
+        needs=["plan", "validate", *(deploy_job_id(dep) for dep in sorted(depends_on))],
         condition=f"{NOT_BLOCKED} && needs.plan.outputs.{output_key(repo)} == 'true'",
         timeout=TIMEOUTS["deploy"],
         secrets=sorted({*base, *repo_secrets(workspace, repo)}),
-        steps=[local_step(f"Deploy {repo}", "deploy-stage", {"deployment": DEPLOYMENT_ID, "repo": repo})],
+        steps=[
+            local_step(
+                f"Deploy {repo}",
+                "deploy-stage",
+                {"deployment": DEPLOYMENT_ID, "repo": repo},
+                env=github_token_env(),
+            )
+        ],
     )
 
 
@@ -289,44 +321,29 @@ def deployment_workflow(workspace: Workspace) -> CommentedMap:
 
     jobs = mapping()
     jobs["plan"] = plan_job(workspace, base)
-    deployment = {"deployment": DEPLOYMENT_ID}
     jobs["infra"] = job(
         "infrastructure",
         needs=["plan"],
         timeout=TIMEOUTS["infra"],
         secrets=every_secret,
-        steps=[
-            run_step(
-                "Provision PostgreSQL, Redis and the services",
-                ['ws pipeline infra --deployment "$DEPLOYMENT_ID"'],
-                env={"DEPLOYMENT_ID": DEPLOYMENT_ID},
-            )
-        ],
+        steps=[pipeline_run_step("Provision PostgreSQL, Redis and the services", "infra")],
     )
     jobs["migrate"] = job(
         "migrate",
         needs=["plan", "infra"],
         timeout=TIMEOUTS["migrate"],
         secrets=base,
-        steps=[local_step("Migrate the database", "migrate", deployment)],
+        steps=[deployment_step("Migrate the database", "migrate")],
     )
     jobs["validate"] = job(
         "validate schemas",
         needs=["plan", "migrate"],
         timeout=TIMEOUTS["validate"],
         secrets=base,
-        steps=[local_step("Validate schema alignment and drift", "schema-check", deployment)],
+        steps=[deployment_step("Validate schema alignment and drift", "schema-check")],
     )
-    layers = stages(edges)
-    for layer in layers:
-        for position, repo in enumerate(layer):
-            needs = ["plan", "validate", *(deploy_job_id(dep) for dep in sorted(edges[repo]))]
-            if position:
-                # One deploy job at a time: each `ws pipeline` step holds the environment's deploy lock, so
-                # repos of one stage that GitHub started together would fail on it. The stage's previous repo
-                # goes first; when it was not selected its skip does not block this one (the guard below).
-                needs.append(deploy_job_id(layer[position - 1]))
-            jobs[deploy_job_id(repo)] = deploy_job(workspace, repo, needs, base)
+    for repo in order:
+        jobs[deploy_job_id(repo)] = deploy_job(workspace, repo, edges[repo], base)
     deploy_jobs = [deploy_job_id(repo) for repo in order]
     jobs["integration"] = job(
         "integration tests",
@@ -334,7 +351,7 @@ def deployment_workflow(workspace: Workspace) -> CommentedMap:
         condition=NOT_BLOCKED,
         timeout=TIMEOUTS["integration"],
         secrets=base,
-        steps=[local_step("Run the integration tests", "integration-test", deployment)],
+        steps=[deployment_step("Run the integration tests", "integration-test")],
     )
     jobs["health"] = job(
         "health checks",
@@ -343,12 +360,8 @@ def deployment_workflow(workspace: Workspace) -> CommentedMap:
         timeout=TIMEOUTS["health"],
         secrets=base,
         steps=[
-            local_step("Check every service's health", "health-check", deployment),
-            run_step(
-                "Record the deployment's outcome",
-                ['ws pipeline finish --deployment "$DEPLOYMENT_ID"'],
-                env={"DEPLOYMENT_ID": DEPLOYMENT_ID},
-            ),
+            deployment_step("Check every service's health", "health-check"),
+            pipeline_run_step("Record the deployment's outcome", "finish"),
         ],
     )
     jobs["rollback"] = job(
@@ -357,7 +370,7 @@ def deployment_workflow(workspace: Workspace) -> CommentedMap:
         condition="(failure() || cancelled()) && needs.plan.outputs.deployment_id != ''",
         timeout=TIMEOUTS["rollback"],
         secrets=every_secret,
-        steps=[local_step("Roll back the deployment", "rollback", deployment)],
+        steps=[deployment_step("Roll back the deployment", "rollback", github=True)],
     )
 
     document = mapping(
@@ -391,6 +404,40 @@ def pulumi_stacks(workspace: Workspace) -> list[tuple[str, str]]:
     ]
 
 
+def checked_out_with_workspace(workspace: Workspace) -> bool:
+    """Whether every schema repo's checkout lies inside workspace.yaml's folder (a relative ``path:`` that does not
+    leave it), so checking out the coordination repository checks them out too (as in examples/)."""
+    for repo in workspace.repos.values():
+        if repo.schema_ is None:
+            continue
+        if repo.path is None:
+            return False
+        path = PurePosixPath(repo.path.replace("\\", "/"))
+        if path.is_absolute() or ".." in path.parts:
+            return False
+    return True
+
+
+def schema_check_step(workspace: Workspace) -> CommentedMap:
+    """The pull request's schema alignment check.
+
+    When the repos are checked out with this repository, their checkouts are read. Otherwise every repo's schema
+    is read through the GitHub API at the pull request's head branch name: a change that spans repos is made on
+    one branch name in all of them (``ws branch create NAME``), and the coordination repository's pull request
+    uses that name too. A repo without that branch fails the check with ws's message naming it: push the branch
+    there, or name the pull request's branch like the one the repos carry. The branch name reaches the shell
+    only through the action's ``env:``; the token is the ``WS_GITHUB_TOKEN`` secret (Contents: read suffices).
+    """
+    if checked_out_with_workspace(workspace):
+        return local_step("Schema alignment of the checkouts", "schema-check")
+    return local_step(
+        "Schema alignment at the pull request's branch in every repo",
+        "schema-check",
+        {"ref": expression("github.head_ref")},
+        env=github_token_env(),
+    )
+
+
 def pr_workflow(workspace: Workspace) -> CommentedMap:
     checks = job(
         "workspace checks",
@@ -400,7 +447,7 @@ def pr_workflow(workspace: Workspace) -> CommentedMap:
         steps=[
             run_step("ws check", ["ws check"]),
             run_step("Generated files are up to date", ["ws generate --check"]),
-            local_step("Schema alignment", "schema-check"),
+            schema_check_step(workspace),
         ],
     )
     jobs = mapping(("check", checks))

@@ -24,7 +24,7 @@ from infra import generate
 from infra.github import actions, workflows
 from infra.github.pins import PINS, SHA
 from infra.workspace.errors import UsageError
-from infra.workspace.graph import edges_of, stages
+from infra.workspace.graph import closure, edges_of, stages
 from infra.workspace.loader import LoadedWorkspace, load_workspace
 from tests.helpers import ROOT, run_ws
 
@@ -543,7 +543,7 @@ def test_deploy_jobs_need_only_their_dependencies(folder: Path) -> None:
     loaded = load_workspace(folder / "workspace.yaml")
     document = load(workflows.generate_workflows(loaded)[workflows.DEPLOYMENT_WORKFLOW])
     assert isinstance(document, dict)
-    needs = {job_id: set(job.get("needs", [])) for job_id, job in document["jobs"].items()}
+    needs = {job_id: list(job.get("needs", [])) for job_id, job in document["jobs"].items()}
     edges = edges_of(loaded.model)
     layers = stages(edges)
     assert any(len(layer) > 1 for layer in layers), "the fixture should have a stage of several repos"
@@ -557,12 +557,6 @@ def test_deploy_jobs_need_only_their_dependencies(folder: Path) -> None:
                     assert workflows.deploy_job_id(first) not in ancestors(needs, workflows.deploy_job_id(second))
 
 
-def ancestors(needs: dict[str, set[str]], job_id: str) -> set[str]:
-    found: set[str] = set()
-    todo = list(needs[job_id])
-    while todo:
-        current = todo.pop()
-        if current not in found:
-            found.add(current)
-            todo.extend(needs[current])
-    return found
+def ancestors(needs: dict[str, list[str]], job_id: str) -> set[str]:
+    """The jobs ``job_id`` needs, directly or through others."""
+    return closure(needs, needs[job_id])

@@ -133,6 +133,13 @@ def tree(tmp_path: Path, workflow: str, action_files: dict[str, str] | None = No
     return root
 
 
+def one_job(body: str) -> str:
+    """A workflow_dispatch workflow of one job, ``only`` (on ubuntu-24.04), whose other keys are ``body``."""
+    return "on: workflow_dispatch\njobs:\n  only:\n    runs-on: ubuntu-24.04\n" + textwrap.indent(
+        textwrap.dedent(body), "    "
+    )
+
+
 GREET_ACTION = """\
     name: greet
     description: test action
@@ -268,17 +275,15 @@ def test_a_failure_skips_dependents_and_runs_the_failure_job(tmp_path: Path) -> 
 
 
 def test_steps_after_a_failure_are_skipped_unless_always(tmp_path: Path) -> None:
-    workflow = """\
-        on: workflow_dispatch
-        jobs:
-          only:
-            runs-on: ubuntu-24.04
+    workflow = one_job(
+        """\
             steps:
               - {shell: bash, run: exit 1}
               - {shell: bash, run: echo never}
               - {if: always(), shell: bash, run: echo cleanup}
               - {if: failure(), shell: bash, run: echo on-failure}
     """
+    )
     result = LocalRunner(tree(tmp_path, workflow)).run_workflow(".github/workflows/w.yml")
     outcomes = [step.outcome for step in result.jobs["only"].steps]
     assert outcomes == ["failure", "skipped", "success", "success"]
@@ -286,11 +291,8 @@ def test_steps_after_a_failure_are_skipped_unless_always(tmp_path: Path) -> None
 
 
 def test_masks_and_secrets_never_reach_the_logs(tmp_path: Path) -> None:
-    workflow = """\
-        on: workflow_dispatch
-        jobs:
-          only:
-            runs-on: ubuntu-24.04
+    workflow = one_job(
+        """\
             env: {TOKEN: "${{ secrets.TOKEN }}"}
             outputs: {derived: "${{ steps.s.outputs.derived }}"}
             steps:
@@ -303,6 +305,7 @@ def test_masks_and_secrets_never_reach_the_logs(tmp_path: Path) -> None:
                   echo "token is $TOKEN and derived is $derived"
               - {shell: bash, run: 'echo "again db://user:$TOKEN-derived@host"'}
     """
+    )
     lines: list[str] = []
     runner = LocalRunner(tree(tmp_path, workflow), secrets={"TOKEN": "hunter2"}, echo=lines.append)
     result = runner.run_workflow(".github/workflows/w.yml")
@@ -313,15 +316,13 @@ def test_masks_and_secrets_never_reach_the_logs(tmp_path: Path) -> None:
 
 
 def test_local_action_inputs_are_checked(tmp_path: Path) -> None:
-    workflow = """\
-        on: workflow_dispatch
-        jobs:
-          only:
-            runs-on: ubuntu-24.04
+    workflow = one_job(
+        """\
             steps:
               - uses: ./actions/greet
                 with: {who: x, shout: loud}
     """
+    )
     with pytest.raises(RunnerError, match="has no input"):
         LocalRunner(tree(tmp_path / "one", workflow, {"greet": GREET_ACTION})).run_workflow(".github/workflows/w.yml")
     missing = workflow.replace("with: {who: x, shout: loud}", "with: {greeting: hi}")
@@ -339,24 +340,19 @@ def test_local_action_inputs_are_checked(tmp_path: Path) -> None:
     ],
 )
 def test_unsupported_steps_are_refused(tmp_path: Path, step: str, message: str) -> None:
-    workflow = f"""\
-        on: workflow_dispatch
-        jobs:
-          only:
-            runs-on: ubuntu-24.04
+    workflow = one_job(
+        f"""\
             steps:
               - {step}
     """
+    )
     with pytest.raises(RunnerError, match=message):
         LocalRunner(tree(tmp_path, workflow)).run_workflow(".github/workflows/w.yml")
 
 
 def test_cache_equivalent_hits_when_the_path_exists(tmp_path: Path) -> None:
-    workflow = f"""\
-        on: workflow_dispatch
-        jobs:
-          only:
-            runs-on: ubuntu-24.04
+    workflow = one_job(
+        f"""\
             steps:
               - {{id: c1, uses: {CACHE.uses}, with: {{path: present, key: k}}}}
               - {{id: c2, uses: {CACHE.uses}, with: {{path: absent, key: k}}}}
@@ -364,6 +360,7 @@ def test_cache_equivalent_hits_when_the_path_exists(tmp_path: Path) -> None:
                 env: {{ONE: "${{{{ steps.c1.outputs.cache-hit }}}}", TWO: "${{{{ steps.c2.outputs.cache-hit }}}}"}}
                 run: echo "hits $ONE $TWO"
     """
+    )
     root = tree(tmp_path, workflow)
     (root / "present").mkdir()
     result = LocalRunner(root).run_workflow(".github/workflows/w.yml")
@@ -505,17 +502,15 @@ def test_the_generated_setup_action_masks_the_named_variables(tmp_path: Path) ->
     root = tmp_path / "repo"
     (root / "actions" / "setup").mkdir(parents=True)
     (root / "actions" / "setup" / "action.yml").write_text(actions.yaml_text(actions.setup_action()))
-    workflow = """\
-        on: workflow_dispatch
-        jobs:
-          only:
-            runs-on: ubuntu-24.04
+    workflow = one_job(
+        """\
             env: {TOKEN: not-a-declared-secret-42, OTHER: visible-value}
             steps:
               - uses: ./actions/setup
                 with: {mask-variables: "TOKEN EMPTY_ONE"}
               - {shell: bash, run: 'echo "token=$TOKEN other=$OTHER"; command -v ws'}
     """
+    )
     (root / ".github" / "workflows").mkdir(parents=True)
     (root / ".github" / "workflows" / "w.yml").write_text(textwrap.dedent(workflow))
     result = LocalRunner(root).run_workflow(".github/workflows/w.yml")

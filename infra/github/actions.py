@@ -152,6 +152,15 @@ def _input(description: str, *, required: bool, default: str | None = None) -> C
 DEPLOYMENT_INPUT = "Id of the deployment in the ledger (the plan job's `deployment_id` output)."
 
 
+def _deployment_run(
+    name: str, command: str, *, condition: str | None = None, env: Mapping[str, str] | None = None
+) -> CommentedMap:
+    """A step running ``command``, which reads the action's ``deployment`` input as ``"$DEPLOYMENT_ID"``."""
+    return run_step(
+        name, [command], env={"DEPLOYMENT_ID": "${{ inputs.deployment }}", **(env or {})}, condition=condition
+    )
+
+
 def setup_action() -> CommentedMap:
     inputs = mapping(
         ("python-version", _input("Python version to run ws with.", required=False, default=PYTHON_VERSION)),
@@ -248,10 +257,9 @@ def schema_check_action() -> CommentedMap:
             env={"REF": "${{ inputs.ref }}"},
             condition="inputs.deployment == ''",
         ),
-        run_step(
+        _deployment_run(
             "Validate the deployment's schemas and drift",
-            ['ws pipeline validate --deployment "$DEPLOYMENT_ID"'],
-            env={"DEPLOYMENT_ID": "${{ inputs.deployment }}"},
+            'ws pipeline validate --deployment "$DEPLOYMENT_ID"',
             condition="inputs.deployment != ''",
         ),
     ]
@@ -266,9 +274,7 @@ def schema_check_action() -> CommentedMap:
 
 def _deployment_action(title: str, description: str, step_name: str, command: str) -> CommentedMap:
     inputs = mapping(("deployment", _input(DEPLOYMENT_INPUT, required=True)))
-    env = {"DEPLOYMENT_ID": "${{ inputs.deployment }}"}
-    steps = [run_step(step_name, [command], env=env)]
-    return _action(title, description, inputs, steps)
+    return _action(title, description, inputs, [_deployment_run(step_name, command)])
 
 
 def migrate_action() -> CommentedMap:
@@ -286,10 +292,10 @@ def deploy_stage_action() -> CommentedMap:
         ("repo", _input("The repo (as named in workspace.yaml) to deploy.", required=True)),
     )
     steps = [
-        run_step(
+        _deployment_run(
             "Deploy",
-            ['ws pipeline deploy --deployment "$DEPLOYMENT_ID" --repo "$REPO"'],
-            env={"DEPLOYMENT_ID": "${{ inputs.deployment }}", "REPO": "${{ inputs.repo }}"},
+            'ws pipeline deploy --deployment "$DEPLOYMENT_ID" --repo "$REPO"',
+            env={"REPO": "${{ inputs.repo }}"},
         )
     ]
     return _action(
@@ -318,10 +324,9 @@ def health_check_action() -> CommentedMap:
         ("environment", _input("Environment to check when no deployment is given.", required=False, default="")),
     )
     steps = [
-        run_step(
+        _deployment_run(
             "Health of the deployment",
-            ['ws pipeline health --deployment "$DEPLOYMENT_ID"'],
-            env={"DEPLOYMENT_ID": "${{ inputs.deployment }}"},
+            'ws pipeline health --deployment "$DEPLOYMENT_ID"',
             condition="inputs.deployment != ''",
         ),
         run_step(
@@ -340,20 +345,12 @@ def health_check_action() -> CommentedMap:
 
 
 def rollback_action() -> CommentedMap:
-    inputs = mapping(("deployment", _input(DEPLOYMENT_INPUT, required=True)))
-    steps = [
-        run_step(
-            "Roll back",
-            ['ws rollback --deployment "$DEPLOYMENT_ID"'],
-            env={"DEPLOYMENT_ID": "${{ inputs.deployment }}"},
-        )
-    ]
-    return _action(
+    return _deployment_action(
         "ws rollback",
         "Take every service the deployment changed back to the version it ran before and record the deployment "
         "as rolled back (migrations stay applied).",
-        inputs,
-        steps,
+        "Roll back",
+        'ws rollback --deployment "$DEPLOYMENT_ID"',
     )
 
 

@@ -69,6 +69,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from infra.workspace.errors import UsageError
+from infra.workspace.graph import closure
 
 SHA_REF = re.compile(r"^[0-9a-f]{40}$")
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
@@ -620,7 +621,8 @@ class LocalRunner:
             if unsupported in spec:
                 raise RunnerError(f"{path}: job {job_id}: `{unsupported}:` is not supported by the local runner")
         direct = _needs(spec)
-        ancestors = _ancestors(direct, {j: _needs(s) for j, s in document["jobs"].items()}) & set(done)
+        # the jobs it needs, directly or through others (the same transitive closure as depends_on's)
+        ancestors = closure({j: _needs(s) for j, s in document["jobs"].items()}, direct) & set(done)
         needs_context = {d: {"result": done[d].result, "outputs": dict(done[d].outputs)} for d in direct}
         status = Status(
             success=all(done[d].result == "success" for d in direct),
@@ -887,17 +889,6 @@ class LocalRunner:
 def _needs(spec: Mapping[str, Any]) -> list[str]:
     needs = spec.get("needs") or []
     return [needs] if isinstance(needs, str) else [str(n) for n in needs]
-
-
-def _ancestors(direct: list[str], needs: Mapping[str, list[str]]) -> set[str]:
-    seen: set[str] = set()
-    todo = list(direct)
-    while todo:
-        job = todo.pop()
-        if job not in seen:
-            seen.add(job)
-            todo.extend(needs.get(job, []))
-    return seen
 
 
 def _timeout(step_minutes: Any, deadline: float | None) -> float | None:

@@ -174,6 +174,26 @@ def job(
     return result
 
 
+def workflow_document(
+    name: str,
+    on: CommentedMap,
+    jobs: CommentedMap,
+    *,
+    group: str,
+    cancel_in_progress: bool,
+    run_name: str | None = None,
+) -> CommentedMap:
+    """A workflow: no permissions at the top (each job asks for its own) and one run per concurrency group."""
+    return mapping(
+        ("name", name),
+        ("run-name", run_name),
+        ("on", on),
+        ("permissions", mapping()),
+        ("concurrency", mapping(("group", group), ("cancel-in-progress", cancel_in_progress))),
+        ("jobs", jobs),
+    )
+
+
 # --- the coordinated deployment ------------------------------------------------------------------------
 
 
@@ -320,72 +340,67 @@ def deployment_workflow(workspace: Workspace) -> CommentedMap:
     protected = [name for name, env in workspace.environments.items() if env.protected]
 
     jobs = mapping()
+
+    def add(
+        job_id: str, name: str, needs: list[str], secrets: list[str], *steps: CommentedMap, condition: str | None = None
+    ) -> None:
+        """A pipeline job after the plan, its timeout from TIMEOUTS."""
+        jobs[job_id] = job(
+            name, needs=needs, condition=condition, timeout=TIMEOUTS[job_id], secrets=secrets, steps=list(steps)
+        )
+
     jobs["plan"] = plan_job(workspace, base)
-    jobs["infra"] = job(
+    add(
+        "infra",
         "infrastructure",
-        needs=["plan"],
-        timeout=TIMEOUTS["infra"],
-        secrets=every_secret,
-        steps=[pipeline_run_step("Provision PostgreSQL, Redis and the services", "infra")],
+        ["plan"],
+        every_secret,
+        pipeline_run_step("Provision PostgreSQL, Redis and the services", "infra"),
     )
-    jobs["migrate"] = job(
-        "migrate",
-        needs=["plan", "infra"],
-        timeout=TIMEOUTS["migrate"],
-        secrets=base,
-        steps=[deployment_step("Migrate the database", "migrate")],
-    )
-    jobs["validate"] = job(
+    add("migrate", "migrate", ["plan", "infra"], base, deployment_step("Migrate the database", "migrate"))
+    add(
+        "validate",
         "validate schemas",
-        needs=["plan", "migrate"],
-        timeout=TIMEOUTS["validate"],
-        secrets=base,
-        steps=[deployment_step("Validate schema alignment and drift", "schema-check")],
+        ["plan", "migrate"],
+        base,
+        deployment_step("Validate schema alignment and drift", "schema-check"),
     )
     for repo in order:
         jobs[deploy_job_id(repo)] = deploy_job(workspace, repo, edges[repo], base)
     deploy_jobs = [deploy_job_id(repo) for repo in order]
-    jobs["integration"] = job(
+    add(
+        "integration",
         "integration tests",
-        needs=["plan", *deploy_jobs],
+        ["plan", *deploy_jobs],
+        base,
+        deployment_step("Run the integration tests", "integration-test"),
         condition=NOT_BLOCKED,
-        timeout=TIMEOUTS["integration"],
-        secrets=base,
-        steps=[deployment_step("Run the integration tests", "integration-test")],
     )
-    jobs["health"] = job(
+    add(
+        "health",
         "health checks",
-        needs=["plan", "integration"],
+        ["plan", "integration"],
+        base,
+        deployment_step("Check every service's health", "health-check"),
+        pipeline_run_step("Record the deployment's outcome", "finish"),
         condition=NOT_BLOCKED,
-        timeout=TIMEOUTS["health"],
-        secrets=base,
-        steps=[
-            deployment_step("Check every service's health", "health-check"),
-            pipeline_run_step("Record the deployment's outcome", "finish"),
-        ],
     )
-    jobs["rollback"] = job(
+    add(
         "rollback",
-        needs=["plan", "infra", "migrate", "validate", *deploy_jobs, "integration", "health"],
+        "rollback",
+        ["plan", "infra", "migrate", "validate", *deploy_jobs, "integration", "health"],
+        every_secret,
+        deployment_step("Roll back the deployment", "rollback", github=True),
         condition="(failure() || cancelled()) && needs.plan.outputs.deployment_id != ''",
-        timeout=TIMEOUTS["rollback"],
-        secrets=every_secret,
-        steps=[deployment_step("Roll back the deployment", "rollback", github=True)],
     )
 
-    document = mapping(
-        ("name", "coordinated deployment"),
-        ("run-name", "deploy to " + expression("inputs.environment")),
-        ("on", mapping(("workflow_dispatch", mapping(("inputs", dispatch_inputs(workspace)))))),
-        ("permissions", mapping()),
-        (
-            "concurrency",
-            mapping(
-                ("group", "coordinated-deployment-" + expression("inputs.environment")),
-                ("cancel-in-progress", False),
-            ),
-        ),
-        ("jobs", jobs),
+    document = workflow_document(
+        "coordinated deployment",
+        mapping(("workflow_dispatch", mapping(("inputs", dispatch_inputs(workspace))))),
+        jobs,
+        group="coordinated-deployment-" + expression("inputs.environment"),
+        cancel_in_progress=False,
+        run_name="deploy to " + expression("inputs.environment"),
     )
     note = "Protected environments (approval required): " + (", ".join(protected) if protected else "none") + "."
     document.yaml_set_comment_before_after_key("permissions", before=note + "\nEvery job asks for the least it needs.")
@@ -492,23 +507,13 @@ def pr_workflow(workspace: Workspace) -> CommentedMap:
                 preview["environment"] = environment
         jobs["preview"] = preview
 
-    document = mapping(
-        ("name", "workspace pull request"),
-        (
-            "on",
-            mapping(("pull_request", mapping(("paths", CommentedSeq(PATHS_OF_THE_WORKSPACE))))),
-        ),
-        ("permissions", mapping()),
-        (
-            "concurrency",
-            mapping(
-                ("group", "workspace-pr-" + expression("github.event.pull_request.number")),
-                ("cancel-in-progress", True),
-            ),
-        ),
-        ("jobs", jobs),
+    return workflow_document(
+        "workspace pull request",
+        mapping(("pull_request", mapping(("paths", CommentedSeq(PATHS_OF_THE_WORKSPACE))))),
+        jobs,
+        group="workspace-pr-" + expression("github.event.pull_request.number"),
+        cancel_in_progress=True,
     )
-    return document
 
 
 def generate_workflows(loaded: LoadedWorkspace) -> dict[str, str]:

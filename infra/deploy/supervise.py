@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     while not stopping:
         log(args.name, f"starting: {' '.join(command)}")
-        child = subprocess.Popen(command, cwd=args.cwd, shell=len(command) == 1)
+        # A one-string command runs through the shell with `exec`, so the service replaces the shell and a
+        # SIGTERM sent to the child reaches the service itself, not a shell that would leave it orphaned.
+        shell = len(command) == 1
+        child = subprocess.Popen([f"exec {command[0]}"] if shell else command, cwd=args.cwd, shell=shell)
         code = child.wait()
         if stopping:
             break

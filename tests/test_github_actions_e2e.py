@@ -7,21 +7,25 @@ The second test deploys a release of app-agents whose /health fails (its migrati
 deploy job fails, integration and health are skipped and the rollback job takes the deployment back.
 GitHub itself is the local fake API (workspace.yaml's github.api_url points at it): the deploy and rollback
 steps get the WS_GITHUB_TOKEN secret as GITHUB_TOKEN and record GitHub deployments in the three repos.
+The runner runs jobs one at a time; the whole-deployment test holds the environment's deploy lock shared through
+the deploy jobs, standing in for the same-stage job GitHub would run beside each of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from infra.deploy.ledger import environment_lock
 from infra.github import workflows
 from infra.github.steprunner import LocalRunner, RunResult
 from tests.fake_github import FakeGitHub
@@ -89,14 +93,14 @@ def example(tmp_path: Path, fresh_database: str, postgres_url: str, redis_url: s
             assert down.returncode == 0, down.stdout + down.stderr
 
 
-def run(example: dict[str, object], **inputs: object) -> RunResult:
+def run(example: dict[str, object], echo: Callable[[str], None] | None = None, **inputs: object) -> RunResult:
     root = example["root"]
     secrets = example["secrets"]
     assert isinstance(root, Path) and isinstance(secrets, dict)
     # what a GitHub runner sets for every step (the run id comes from the step runner itself)
     machine = {**os.environ, "GITHUB_SERVER_URL": SERVER, "GITHUB_REPOSITORY": COORDINATION_REPO}
     machine.pop("GITHUB_TOKEN", None)
-    runner = LocalRunner(root, env=machine, secrets=secrets)
+    runner = LocalRunner(root, env=machine, secrets=secrets, echo=echo)
     example["run_url"] = f"{SERVER}/{COORDINATION_REPO}/actions/runs/{runner.run_id}"
     return runner.run_workflow(workflows.DEPLOYMENT_WORKFLOW, {"environment": "local", **inputs})
 
@@ -134,7 +138,25 @@ def everything_logged(result: RunResult) -> str:
 
 
 def test_a_whole_coordinated_deployment_runs_through_every_job(example: dict[str, object]) -> None:
-    result = run(example)
+    # GitHub starts the deploy jobs of one stage together; this runner runs them one after another. Stand in for
+    # the neighbour running at the same time: from the first deploy job until the health job (whose `ws pipeline
+    # finish` needs the lock alone), hold the environment's deploy lock shared, as a `ws pipeline` job does. Were
+    # the deploy steps to take it exclusively, they would fail on it at once.
+    database = example["database"]
+    assert isinstance(database, str)
+    neighbour = contextlib.ExitStack()
+    held: list[str] = []
+
+    def watch(line: str) -> None:
+        if line == "job deploy-saas-ecosystem-architecture: running":
+            neighbour.enter_context(environment_lock(database, "local", "test:same-stage-neighbour", shared=True))
+            held.append(line)
+        elif line.startswith("job health:"):
+            neighbour.close()
+
+    with neighbour:
+        result = run(example, echo=watch)
+    assert held, "the deploy jobs never started"
     report = result.report() + "\n" + everything_logged(result)
     assert result.conclusion == "success", report
     assert result.order == EVERY_JOB

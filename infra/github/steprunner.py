@@ -23,7 +23,8 @@ What it supports (the subset the generators emit; anything else is refused with 
   per job. ``::add-mask::VALUE`` lines mask VALUE in every log from then on, as do the secrets given.
 * **Local actions** (``uses: ./actions/x``) are expanded from ``x/action.yml`` (``runs.using: composite``):
   ``with:`` is checked against the declared inputs (unknown or missing required inputs are errors), defaults
-  apply, and the action's steps run with their own ``inputs`` and ``steps`` contexts.
+  apply, and the action's steps run with their own ``inputs`` and ``steps`` contexts. The ``env:`` of the step
+  that uses the action reaches the action's steps (their own ``env:`` wins), as GitHub's runner does it.
 * **Third-party actions** must be pinned to a full commit SHA; the pinned ones the generators use have local
   equivalents instead of being downloaded:
 

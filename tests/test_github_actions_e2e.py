@@ -274,6 +274,7 @@ def test_hostile_versions_are_refused_as_plain_text_and_a_dry_run_changes_nothin
             "SELECT dry_run, versions_after ->> 'app-agents' FROM ws.deployments WHERE id = %s", [int(deployment_id)]
         ).fetchone()
     assert row == (True, "9.9.9")
+    assert github_states(example, deployment_id) == {}  # a dry run records no GitHub deployment either
     # a dry run starts nothing
     ports = example["ports"]
     assert isinstance(ports, dict)

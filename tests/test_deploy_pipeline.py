@@ -457,3 +457,20 @@ def test_unsafe_versions_and_unknown_repos_are_refused_before_anything_runs(
     name = example.name  # refused before anything ran: not even the database exists
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None
+
+
+def test_a_failing_first_deployment_rolls_back_to_nothing_running(example: ExampleEnv) -> None:
+    code, out, err = deploy_json(example, "--versions", "app-agents=2.0.0")
+    assert code == 1, err
+    deployment = example.deployment(out["deployment_id"])
+    assert deployment["versions_before"] == {repo: None for repo in REPOS}
+    assert deployment["status"] == "rolled_back", deployment["error"]
+    steps = example.steps(out["deployment_id"])
+    rollbacks = [s for s in steps if s["step"] == "rollback"]
+    assert rollbacks and all(s["status"] == "succeeded" and s["version_after"] is None for s in rollbacks)
+    after = steps[-1]
+    assert after["step"] == "health" and after["status"] == "succeeded", after["detail"]
+    assert "after rollback" in after["detail"]
+    for repo in REPOS:  # nothing was running before, so nothing runs after
+        with pytest.raises(OSError):
+            example.health(repo)

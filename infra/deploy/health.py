@@ -216,14 +216,23 @@ def redis_component(infra: Infra | None) -> Component:
         return Component("redis", "redis", False, f"PING failed: {exc}")
 
 
-def service_components(loaded: LoadedWorkspace, runtime: Runtime) -> list[Component]:
+def service_components(loaded: LoadedWorkspace, runtime: Runtime, *, deployed_only: bool = False) -> list[Component]:
+    """Probe every service concurrently. With ``deployed_only`` a service with no version running (one that a
+    rollback took back to "not deployed") is reported as such instead of probed: that is its previous state."""
     targets = []
+    absent = []
     for name, repo in loaded.model.repos.items():
         url = runtime.endpoint(name)
-        if repo.service is not None and url:
+        if repo.service is None or not url:
+            continue
+        if deployed_only and runtime.current_version(name) is None:
+            absent.append(
+                Component(f"service:{name}", "service", True, "not deployed (none was before this deployment)")
+            )
+        else:
             targets.append((name, url + repo.service.health.path, repo.service.health))
     if not targets:
-        return []
+        return absent
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         results = list(pool.map(lambda t: check_endpoint(t[1], t[2]), targets))
     components = []
@@ -231,7 +240,7 @@ def service_components(loaded: LoadedWorkspace, runtime: Runtime) -> list[Compon
         version = (result.body or {}).get("version")
         detail = f"{url} {result.detail}" + (f", version {version}" if version else "")
         components.append(Component(f"service:{name}", "service", result.ok, detail, result.latency_ms))
-    return components
+    return components + absent
 
 
 def schema_components(loaded: LoadedWorkspace, infra: Infra | None) -> list[Component]:
@@ -241,12 +250,14 @@ def schema_components(loaded: LoadedWorkspace, infra: Infra | None) -> list[Comp
     return [Component(f"schema:{r.name}", "schema", r.ok, r.detail) for r in schema_checks.run(loaded, infra)]
 
 
-def check(loaded: LoadedWorkspace, environment: str, runtime: Runtime, infra: Infra | None) -> HealthReport:
+def check(
+    loaded: LoadedWorkspace, environment: str, runtime: Runtime, infra: Infra | None, *, deployed_only: bool = False
+) -> HealthReport:
     report = HealthReport(environment)
     with ThreadPoolExecutor(max_workers=3) as pool:
         db = pool.submit(database_components, loaded, infra)
         cache = pool.submit(redis_component, infra)
-        services = pool.submit(service_components, loaded, runtime)
+        services = pool.submit(service_components, loaded, runtime, deployed_only=deployed_only)
         report.components += db.result()
         report.components.append(cache.result())
         report.components += services.result()

@@ -467,9 +467,13 @@ class Pipeline:
         with ThreadPoolExecutor(max_workers=len(stage)) as pool:
             return list(pool.map(lambda repo: self.step_deploy_repo(conn, dep, repo), stage))
 
-    def step_health(self, conn: psycopg.Connection[Any], dep: dict[str, Any], label: str = "") -> StepResult:
+    def step_health(
+        self, conn: psycopg.Connection[Any], dep: dict[str, Any], label: str = "", *, deployed_only: bool = False
+    ) -> StepResult:
         def action(_: int) -> StepResult:
-            report = health.check(self.loaded, self.environment, self.runtime, self.infra())
+            report = health.check(
+                self.loaded, self.environment, self.runtime, self.infra(), deployed_only=deployed_only
+            )
             if report.ok:
                 return StepResult("health", True, f"{label}all {len(report.components)} components healthy")
             failed = "; ".join(f"{c.name}: {c.detail}" for c in report.failed)
@@ -632,7 +636,8 @@ class Pipeline:
     def _rollback_and_check(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> list[StepResult]:
         """Roll back, then check health: the steps that decide whether the rollback held."""
         steps = self.rollback(conn, dep)
-        steps.append(self.step_health(conn, dep, "after rollback: "))
+        # A first deployment rolls back to "nothing running": those services are checked as not deployed.
+        steps.append(self.step_health(conn, dep, "after rollback: ", deployed_only=True))
         return steps
 
 

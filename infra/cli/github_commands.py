@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -77,11 +79,16 @@ def branch_create(
         github=github,
         progress=_progress,
     )
+    _print_branch_actions(f"branch {name}", name, dry_run, actions, as_json)
+
+
+def _print_branch_actions(title: str, name: str, dry_run: bool, actions: Sequence[Any], as_json: bool) -> None:
+    """What `branch create` / `branch delete` did (or would do) per repo, locally and on GitHub."""
     if as_json:
         print_json({"branch": name, "dry_run": dry_run, "repos": [a.as_dict() for a in actions]})
         return
     rows = [(a.repo, escape(a.local), escape(a.remote)) for a in actions]
-    console.print(table(f"branch {name}{' (dry run)' if dry_run else ''}", ["repo", "local", "GitHub"], rows))
+    console.print(table(f"{title}{' (dry run)' if dry_run else ''}", ["repo", "local", "GitHub"], rows))
 
 
 @branch_group.command("status")
@@ -145,11 +152,7 @@ def branch_delete(
         github=github,
         progress=_progress,
     )
-    if as_json:
-        print_json({"branch": name, "dry_run": dry_run, "repos": [a.as_dict() for a in actions]})
-        return
-    rows = [(a.repo, escape(a.local), escape(a.remote)) for a in actions]
-    console.print(table(f"delete {name}{' (dry run)' if dry_run else ''}", ["repo", "local", "GitHub"], rows))
+    _print_branch_actions(f"delete {name}", name, dry_run, actions, as_json)
 
 
 @click.group("pr")

@@ -660,3 +660,45 @@ def test_ws_check_reports_sqlite_migration(tmp_path: Path) -> None:
         and "same agent id 'memory'" in result.detail
         and "set agent_id to parent" in result.detail
     )
+
+
+def test_reading_decodes_in_c_and_falls_back_for_invalid_utf8(tmp_path: Path) -> None:
+    """iterate_rows reads text with sqlite3's own decoding and re-reads a chunk holding invalid UTF-8 with the
+    text factory: the rows (InvalidUtf8 included) are exactly those of a plain read with the text factory,
+    wherever the bad rows fall (first row, chunk boundaries, consecutive, last row), resumed or not."""
+    from infra.migrate.convert import InvalidUtf8, text_factory
+    from infra.migrate.plan import FETCH_ROWS, build_mapping, iterate_rows
+    from infra.migrate.source import SourceFile, open_readonly, read_schema
+
+    path = tmp_path / "memory.db"
+    total = 3 * FETCH_ROWS + 17
+    bad = {1, FETCH_ROWS - 1, FETCH_ROWS, FETCH_ROWS + 1, 2 * FETCH_ROWS + 5, total}
+    with sqlite3.connect(path) as writer:
+        writer.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, extra)")
+        for rowid in range(1, total + 1):
+            body = f"row {rowid} \u00e9"
+            writer.execute(
+                "INSERT INTO notes VALUES (?, CAST(? AS TEXT), ?)",
+                (rowid, b"\xff\xfe bad " + str(rowid).encode() if rowid in bad else body.encode(), rowid % 3 or None),
+            )
+    source = SourceFile("app-agents", "a1", path, str(path), "agents", {})
+    conn = open_readonly(path)
+    try:
+        table = read_schema(conn, path).tables[0]
+        mapping = build_mapping(source, table, None, create_tables=True)
+        for after in (None, FETCH_ROWS - 2, total - 1):
+            expected = conn.execute(mapping.select_sql(), (after if after is not None else -(2**63),)).fetchall()
+            got = list(iterate_rows(conn, mapping, path, after))
+            assert got == expected and conn.text_factory is text_factory
+            assert [tuple(map(type, r)) for r in got] == [tuple(map(type, r)) for r in expected]
+            invalid = {r[0] for r in got if any(isinstance(v, InvalidUtf8) for v in r)}
+            assert invalid == {b for b in bad if after is None or b > after}
+        # a caller that reads part of the rows, queries the connection meanwhile and stops early sees its own factory
+        rows = iterate_rows(conn, mapping, path, None)
+        assert next(rows)[0] == 1
+        assert conn.text_factory is text_factory
+        assert isinstance(conn.execute("SELECT body FROM notes WHERE rowid = 1").fetchone()[0], InvalidUtf8)
+        rows.close()
+        assert conn.text_factory is text_factory
+    finally:
+        conn.close()

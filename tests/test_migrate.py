@@ -702,3 +702,34 @@ def test_reading_decodes_in_c_and_falls_back_for_invalid_utf8(tmp_path: Path) ->
         assert conn.text_factory is text_factory
     finally:
         conn.close()
+
+
+def test_parallel_target_checksum_is_the_serial_one(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large tables' validation lets PostgreSQL hash in parallel workers: same count and sum as the serial plan,
+    and the planner settings stay inside that one transaction."""
+    import infra.migrate.plan as plan_module
+    from infra.migrate.load import RunOptions, run_migration
+    from infra.migrate.plan import build_mapping
+    from infra.migrate.source import SourceFile, open_readonly, read_schema
+    from infra.migrate.target import introspect
+
+    path = generator().generate(tmp_path / "app", agents=1, memory_rows=3000, conversation_rows=10)[0]
+    source = SourceFile("app-agents", path.parent.name, path, str(path), "agents", {})
+    report = run_migration(target_url, [source], RunOptions(jobs=1))
+    assert {a.status for a in report.agents} == {"validated"}
+    sqlite_conn = open_readonly(path)
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        table = next(t for t in read_schema(sqlite_conn, path).tables if t.name == "memories")
+        mapping = build_mapping(source, table, introspect(conn, "agents", "memories"), create_tables=False)
+        serial = conn.execute(mapping.checksum_sql(), (source.agent_id,)).fetchone()
+        assert serial is not None and int(serial[0]) == 3000
+        monkeypatch.setattr(plan_module, "PARALLEL_CHECKSUM_ROWS", 0)
+        assert mapping.target_checksum(conn, source.agent_id, 3000) == (int(serial[0]), int(serial[1]))
+        after = conn.execute("SELECT current_setting('parallel_setup_cost')").fetchone()
+        assert after is not None and after[0] != "0"
+        conn.execute("DELETE FROM agents.memories WHERE agent_id = %s AND source_rowid = 7", (source.agent_id,))
+        count, total = mapping.target_checksum(conn, source.agent_id, 3000)
+        assert count == 2999 and total != int(serial[1])
+    sqlite_conn.close()

@@ -516,9 +516,7 @@ class Migrator:
         self, conn: psycopg.Connection[Any], source: SourceFile, mapping: TableMapping, rows: int, checksum: int
     ) -> str:
         """Compare PostgreSQL's count and checksum of the agent's target rows with those recorded while loading."""
-        found = conn.execute(mapping.checksum_sql(), (source.agent_id,)).fetchone()
-        assert found is not None
-        target_rows, target_sum = int(found[0]), int(found[1])
+        target_rows, target_sum = mapping.target_checksum(conn, source.agent_id, rows)
         ok = target_rows == rows and target_sum == checksum
         status = "validated" if ok else "mismatch"
         detail = {

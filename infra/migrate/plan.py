@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from infra.migrate.convert import (
@@ -72,10 +73,33 @@ class TableMapping:
             h=row_hash_sql("source_rowid", self.target_columns), t=self.target_identifier
         )
 
+    def target_checksum(self, conn: psycopg.Connection[Any], agent_id: str, rows: int) -> tuple[int, int]:
+        """PostgreSQL's (count, checksum) of one agent's rows (:meth:`checksum_sql`). For a table of
+        ``PARALLEL_CHECKSUM_ROWS`` rows or more, PostgreSQL may spread the hashing over parallel workers (the
+        planner's statistics are stale right after COPY, so it would not on its own): measured on 200,000 rows
+        here, 0.82 s -> 0.46 s; the same rows and the same sum, only computed by more processes. Smaller tables
+        keep the serial plan (starting workers costs more than it saves)."""
+        with conn.transaction():
+            if rows >= PARALLEL_CHECKSUM_ROWS:
+                for setting in PARALLEL_SETTINGS:
+                    conn.execute("SELECT set_config(%s, '0', true)", (setting,))  # this transaction only
+            found = conn.execute(self.checksum_sql(), (agent_id,)).fetchone()
+        assert found is not None
+        return int(found[0]), int(found[1])
+
     def row_hashes_sql(self) -> sql.Composed:
         return sql.SQL("SELECT source_rowid, {h} FROM {t} WHERE agent_id = %s").format(
             h=row_hash_sql("source_rowid", self.target_columns), t=self.target_identifier
         )
+
+
+PARALLEL_CHECKSUM_ROWS = 50_000
+PARALLEL_SETTINGS = (
+    "parallel_setup_cost",
+    "parallel_tuple_cost",
+    "min_parallel_table_scan_size",
+    "min_parallel_index_scan_size",
+)
 
 
 def synthetic_target(namespace: str, name: str, source: SourceTable) -> TargetTable:

@@ -117,9 +117,7 @@ def validate_table(
     if mapping.target is None or mapping.create:
         result.reason = f"target table {mapping.target_label} does not exist: run `ws migrate run` first"
         return result
-    found = conn.execute(mapping.checksum_sql(), (source.agent_id,)).fetchone()
-    assert found is not None
-    result.target_rows, target_sum = int(found[0]), int(found[1])
+    result.target_rows, target_sum = mapping.target_checksum(conn, source.agent_id, count)
     result.target_checksum = str(target_sum)
     ledger_rejects = {
         int(r[0])

@@ -461,16 +461,17 @@ def _key_order(key: str) -> tuple[int, str]:
     return (len(key) if key.isascii() else len(key.encode("utf-8")), key)
 
 
-_KEY_ORDERS: dict[tuple[str, ...], list[str]] = {}  # objects of one table tend to share their keys
+# objects of one table tend to share their keys: per key tuple, the keys in jsonb order with their written form
+_LAYOUTS: dict[tuple[str, ...], list[tuple[str, str]]] = {}
 
 
-def _sorted_keys(node: dict[str, Any]) -> list[str]:
+def _layout(node: dict[str, Any]) -> list[tuple[str, str]]:
     keys = tuple(node)
-    found = _KEY_ORDERS.get(keys)
+    found = _LAYOUTS.get(keys)
     if found is None:
-        found = sorted(keys, key=_key_order)
-        if len(_KEY_ORDERS) < 4096:
-            _KEY_ORDERS[keys] = found
+        found = [(key, _encode_string(key) + ": ") for key in sorted(keys, key=_key_order)]
+        if len(_LAYOUTS) < 4096:
+            _LAYOUTS[keys] = found
     return found
 
 
@@ -495,7 +496,7 @@ def jsonb_text(node: Any) -> str:
     if cls is dict or isinstance(node, dict):
         if not node:
             return "{}"
-        return "{" + ", ".join([_encode_string(k) + ": " + _leaf_or_nested(node[k]) for k in _sorted_keys(node)]) + "}"
+        return "{" + ", ".join([written + _leaf_or_nested(node[key]) for key, written in _layout(node)]) + "}"
     if cls is int:
         return str(node)
     if cls is Decimal:

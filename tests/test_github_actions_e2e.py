@@ -144,12 +144,13 @@ def test_a_whole_coordinated_deployment_runs_through_every_job(example: dict[str
     # the deploy steps to take it exclusively, they would fail on it at once.
     database = example["database"]
     assert isinstance(database, str)
+    database_url: str = database  # a plain str for the closure below (mypy does not carry the narrowing into it)
     neighbour = contextlib.ExitStack()
     held: list[str] = []
 
     def watch(line: str) -> None:
         if line == "job deploy-saas-ecosystem-architecture: running":
-            neighbour.enter_context(environment_lock(database, "local", "test:same-stage-neighbour", shared=True))
+            neighbour.enter_context(environment_lock(database_url, "local", "test:same-stage-neighbour", shared=True))
             held.append(line)
         elif line.startswith("job health:"):
             neighbour.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,7 +290,7 @@ FETCH_ROWS = 2000
 
 def iterate_rows(
     conn: sqlite3.Connection, mapping: TableMapping, path: Path, after: int | None
-) -> Iterator[tuple[Any, ...]]:
+) -> Generator[tuple[Any, ...], None, None]:
     """Source rows in rowid order after ``after``; read errors become :class:`SourceError`.
 
     Text is decoded by sqlite3 itself (in C, about a quarter of the read cost saved) and the rows are the same

@@ -340,21 +340,14 @@ def parse_timestamp(value: Any, notes: Notes) -> dt.datetime:
     if not isinstance(value, str):
         raise Rejected("unparseable-timestamp")
     text = value.strip()
-    if len(text) > 10 and text[4] == "-":  # the common case, ISO date-time text: no regex needed
-        try:
-            parsed = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise Rejected("unparseable-timestamp") from None
-        if parsed.tzinfo is None:
-            notes.append(("naive-time-as-utc", None))
-            return parsed.replace(tzinfo=UTC)
-        try:
-            return parsed.astimezone(UTC)
-        except OverflowError:
-            raise Rejected("timestamp-out-of-range") from None
-    if EPOCH_TEXT.match(text):
+    looks_iso = len(text) > 10 and text[4] == "-"  # the common case, ISO date-time text: no regex needed
+    if not looks_iso and EPOCH_TEXT.match(text):
         number: float | int = int(text) if text.lstrip("+-").isdigit() else float(text)
         return _from_epoch(number, notes)
+    return _from_iso_text(text, notes)
+
+
+def _from_iso_text(text: str, notes: Notes) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:

@@ -15,6 +15,7 @@ import pytest
 from psycopg import sql
 
 from infra.deploy.servers import postgres_server_url, redis_server_url
+from tests.fake_github import GIT_IDENTITY, FakeGitHub, build_workspace
 from tests.helpers import ROOT
 
 EXAMPLES = ROOT / "examples"
@@ -53,3 +54,19 @@ def fresh_database(postgres_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url(state_dir: Path) -> str:
     return redis_server_url(state_dir)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGitHub]:
+    """A local HTTP server speaking GitHub's REST API (GitHub cannot be reached from tests)."""
+    with FakeGitHub() as server:
+        yield server
+
+
+@pytest.fixture
+def github_workspace(tmp_path: Path, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Three real git repos with bare remotes behind the fake GitHub, and the workspace.yaml naming them."""
+    for key, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(key, value)
+    build_workspace(tmp_path, fake)
+    return tmp_path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,25 +9,16 @@ import pytest
 from infra.github.client import GitHubError
 from infra.github.contents import list_dir, read_files
 from infra.workspace.loader import LoadedWorkspace, load_workspace
-from tests.fake_github import GIT_IDENTITY, OWNER, REPO_SCHEMAS, FakeGitHub, build_workspace, commit_file, git_in
+from tests.fake_github import OWNER, REPO_SCHEMAS, FakeGitHub, commit_file, git_in
 
 PRIMARY = "saas-ecosystem-architecture"
 SCHEMA = REPO_SCHEMAS[PRIMARY]
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
-
-
-@pytest.fixture
-def setup(tmp_path: Path, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, LoadedWorkspace]:
-    for key, value in GIT_IDENTITY.items():
-        monkeypatch.setenv(key, value)
+def setup(github_workspace: Path, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, LoadedWorkspace]:
     monkeypatch.setenv("GITHUB_TOKEN", fake.token)
-    build_workspace(tmp_path, fake)
-    return tmp_path, load_workspace(tmp_path / "workspace.yaml")
+    return github_workspace, load_workspace(github_workspace / "workspace.yaml")
 
 
 def test_read_files_at_a_branch_and_at_a_sha(setup: tuple[Path, LoadedWorkspace], fake: FakeGitHub) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,24 +10,15 @@ from infra.deploy.events import DeployObserver
 from infra.github.client import GitHub
 from infra.github.deployments import GitHubDeployments, observer_from_environment, workflow_run_url
 from infra.workspace.loader import LoadedWorkspace, load_workspace
-from tests.fake_github import GIT_IDENTITY, OWNER, FakeGitHub, build_workspace, git_in
+from tests.fake_github import OWNER, FakeGitHub, git_in
 
 PRIMARY, AGENTS = "saas-ecosystem-architecture", "app-agents"
 RUN = "https://github.example/acme/workspace/actions/runs/42"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
-
-
-@pytest.fixture
-def setup(tmp_path: Path, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, LoadedWorkspace]:
-    for key, value in GIT_IDENTITY.items():
-        monkeypatch.setenv(key, value)
-    build_workspace(tmp_path, fake)
-    return tmp_path, load_workspace(tmp_path / "workspace.yaml")
+def setup(github_workspace: Path) -> tuple[Path, LoadedWorkspace]:
+    return github_workspace, load_workspace(github_workspace / "workspace.yaml")
 
 
 def test_a_rolled_back_deploy_leaves_deployments_and_every_status(

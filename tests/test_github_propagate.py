@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from tests.fake_github import (
     OWNER,
     REPO_SCHEMAS,
     FakeGitHub,
-    build_workspace,
     commit_file,
     git_in,
     invoke,
@@ -35,17 +33,9 @@ TYPES = [
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
-
-
-@pytest.fixture
-def root(tmp_path: Path, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> Path:
+def root(github_workspace: Path) -> Path:
     """The workspace after a committed, pushed change of the primary's schema on branch feat-schema."""
-    for key, value in GIT_IDENTITY.items():
-        monkeypatch.setenv(key, value)
-    build_workspace(tmp_path, fake)
+    tmp_path = github_workspace
     primary = tmp_path / PRIMARY
     schema = REPO_SCHEMAS[PRIMARY]
     text = (primary / schema).read_text()

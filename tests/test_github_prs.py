@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from infra.github import branches, prs
 from infra.github.client import GitHub
 from infra.workspace.loader import load_workspace
-from tests.fake_github import GIT_IDENTITY, OWNER, FakeGitHub, build_workspace, commit_file, git_in, invoke
+from tests.fake_github import GIT_IDENTITY, OWNER, FakeGitHub, commit_file, git_in, invoke
 from tests.helpers import run_ws
 
 PRIMARY, AGENTS, SPECS = "saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development"
@@ -19,16 +18,8 @@ ENV = {**GIT_IDENTITY, "GITHUB_TOKEN": "test-token"}
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
-
-
-@pytest.fixture
-def root(tmp_path: Path, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key, value in GIT_IDENTITY.items():
-        monkeypatch.setenv(key, value)
-    build_workspace(tmp_path, fake)
+def root(github_workspace: Path) -> Path:
+    tmp_path = github_workspace
     loaded = load_workspace(tmp_path / "workspace.yaml")
     branches.create(loaded, "feat", remote=False)
     for repo in (SPECS, PRIMARY):  # app-agents gets no commits yet

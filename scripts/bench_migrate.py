@@ -132,9 +132,16 @@ def sources(paths: list[Path]) -> list[SourceFile]:
     return [SourceFile("app-agents", p.parent.name, p, str(p), "agents", {}) for p in paths]
 
 
-def bench_ws(dbs: Databases, paths: list[Path], jobs: int, validate: bool, copy_format: str) -> Result:
+def bench_ws(
+    dbs: Databases, paths: list[Path], jobs: int, validate: bool, copy_format: str, helper: bool = True
+) -> Result:
     url = dbs.fresh()
-    options = RunOptions(jobs=jobs, validate=validate, copy_format="text" if copy_format == "text" else "binary")
+    options = RunOptions(
+        jobs=jobs,
+        validate=validate,
+        copy_format="text" if copy_format == "text" else "binary",
+        helper_min_rows=-1 if helper else 0,
+    )
     started = time.monotonic()
     report = run_migration(url, sources(paths), options)
     seconds = time.monotonic() - started
@@ -142,6 +149,7 @@ def bench_ws(dbs: Databases, paths: list[Path], jobs: int, validate: bool, copy_
     if bad:
         raise SystemExit(f"ws migrate run failed for {bad[:5]}")
     label = "ws migrate run" + (" (validation included)" if validate else " --no-validate (load alone)")
+    label += "" if helper else ", no helper process"
     return Result(f"{label} [{copy_format}]", report.rows_loaded, seconds, f"{jobs} jobs")
 
 
@@ -259,6 +267,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="ws migrate run --jobs")
     parser.add_argument("--formats", action="store_true", help="also run ws with text COPY (binary is the default)")
     parser.add_argument("--skip-pgloader", action="store_true")
+    parser.add_argument(
+        "--no-helper-baseline",
+        action="store_true",
+        help="also run ws with the per-table helper process off, side by side",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="where the corpora are generated (kept)")
     parser.add_argument("--database-url", default=None, help="server to create the benchmark databases on")
     args = parser.parse_args()
@@ -289,6 +302,10 @@ def main() -> None:
                     results.append(found)
             results.append(bench_ws(dbs, paths, args.jobs, True, "binary"))
             results.append(bench_ws(dbs, paths, args.jobs, False, "binary"))
+            if args.no_helper_baseline:
+                # the same run with every table converted in its unit's process alone (the previous behaviour)
+                results.append(bench_ws(dbs, paths, args.jobs, True, "binary", helper=False))
+                results.append(bench_ws(dbs, paths, args.jobs, False, "binary", helper=False))
             if args.formats:
                 results.append(bench_ws(dbs, paths, args.jobs, True, "text"))
                 results.append(bench_ws(dbs, paths, args.jobs, False, "text"))

@@ -12,6 +12,14 @@ serialised by the GIL: the per-row conversion is Python). Workers die with their
 command stops everything at once. A corrupt, truncated or locked file fails that agent with a clear message;
 the others finish.
 
+A large table (``HELPER_MIN_ROWS`` still to load) also gets a helper process, forked by its unit's worker, when a
+core is free (fewer units running than cores, checked before every batch, so the last unit still running picks
+it up): the helper reads and converts every other batch, one batch ahead, and returns it as ready binary COPY
+data with its checksum contribution, rule counts, rejects and kept raw values. The batches are the same rows as
+without it (the worker finds each batch's end with a rowid-index walk in SQLite) and the worker still commits
+them strictly in rowid order, each in one transaction with its ledger row, so resume and kill -9 behave exactly as
+before; the helper dies with its worker.
+
 COPY format: binary by default. Measured here with psycopg 3.3 on 100,000 rows of the memories shape
 (text, bytea, jsonb, timestamptz), COPY alone: text with write_row 0.56-0.69 s, binary with set_types
 0.38-0.44 s, even with the per-value Jsonb wrapper binary jsonb needs. End to end (scripts/bench_migrate.py
@@ -30,14 +38,19 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import psycopg
+from psycopg import abc as psycopg_abc
 from psycopg import postgres, sql
-from psycopg.adapt import Dumper
+from psycopg._copy_base import _binary_signature as BINARY_SIGNATURE
+from psycopg._copy_base import _binary_trailer as BINARY_TRAILER
+from psycopg._copy_base import format_row_binary
+from psycopg.adapt import Dumper, Transformer
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.pq import Format
 from psycopg.types.json import Json, Jsonb
@@ -54,6 +67,7 @@ from infra.migrate.source import (
     file_digest,
     integrity,
     open_readonly,
+    quote_sqlite,
     read_schema,
 )
 from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ensure_ledger, introspect, ledger_exists
@@ -73,6 +87,9 @@ class RunOptions:
     validate: bool = True
     integrity_check: bool = True
     reload: bool = False  # start every table from scratch (e.g. after a validation mismatch)
+    # a table with at least this many rows still to load gets a helper process that converts every other batch
+    # when a core is free (see HELPER_MIN_ROWS); 0 turns the helper off
+    helper_min_rows: int = -1
 
 
 @dataclass
@@ -268,6 +285,170 @@ def plan_file(
     return plan
 
 
+@dataclass
+class BatchPayload:
+    """One converted batch: what its transaction writes besides the COPY rows (kept in ``rows`` only when the
+    batch was converted by the helper process), and where it ends."""
+
+    first_after: int | None
+    last: int | None = None
+    batch: int = 0
+    full: bool = False
+    checksum: int = 0
+    rules: dict[str, int] = field(default_factory=dict)
+    rejects: list[tuple[Any, ...]] = field(default_factory=list)
+    raws: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    data: bytes = b""  # binary COPY: the helper's rows already formatted (psycopg's own row formatter)
+
+
+def convert_rows(
+    source_rows: Iterator[tuple[Any, ...]],
+    convert: Callable[[tuple[Any, ...]], Any],
+    key: tuple[str, str, str],
+    wrap: list[tuple[int, Callable[[Any], Any]]],
+    mapping: TableMapping,
+    limit: int,
+    write: Callable[[list[Any]], Any],
+    after: int | None = None,
+) -> BatchPayload:
+    """Convert up to ``limit`` rows, handing each converted row to ``write`` (the COPY, or a list in the helper);
+    rules, rejects (with the whole row as JSON), kept raw values and the checksum contribution go in the payload."""
+    payload = BatchPayload(after)
+    rules = payload.rules
+    raws = payload.raws
+    batch = 0
+    batch_sum = 0
+    last = None
+    for row in source_rows:
+        converted, rejected, applied = convert(row)
+        last = row[0]
+        batch += 1
+        for rule, column, raw in applied:
+            rules[rule] = rules.get(rule, 0) + 1
+            if raw is not None:
+                raws.append((*key, last, column, rule, raw))
+        if converted is not None:
+            values = converted.values
+            for index, adapt in wrap:
+                values[index] = adapt(values[index])
+            write(values)
+            batch_sum += converted.checksum
+        elif rejected is not None:
+            payload.rejects.append(
+                (
+                    *key,
+                    rejected.rowid,
+                    rejected.column,
+                    rejected.reason,
+                    rejected.storage_class,
+                    rejected.raw,
+                    row_record(mapping.source_columns, rejected.row),
+                )
+            )
+        if batch >= limit:
+            payload.full = True
+            break
+    payload.last, payload.batch, payload.checksum = last, batch, batch_sum
+    return payload
+
+
+def batch_end(
+    sqlite_conn: sqlite3.Connection, mapping: TableMapping, path: Any, after: int | None, limit: int
+) -> int | None:
+    """The rowid of the ``limit``-th row after ``after`` (where a full batch starting there ends), None when fewer
+    rows are left. A rowid-index walk in SQLite, no values read."""
+    query = (
+        f"SELECT rowid FROM {quote_sqlite(mapping.source.name)} WHERE rowid > ? ORDER BY rowid "  # noqa: S608
+        "LIMIT 1 OFFSET ?"
+    )
+    try:
+        row = sqlite_conn.execute(query, (after if after is not None else -(2**63), limit - 1)).fetchone()
+    except sqlite3.Error as exc:
+        raise SourceError(describe(path, exc)) from None
+    return None if row is None else int(row[0])
+
+
+# The helper process of a unit (forked from the unit's worker; it inherits the mapping, converter and adapters).
+_HELPER: dict[str, Any] = {}
+# Below this many rows still to load (three default batches) the helper is not started: forking it and shipping
+# its batches back buys little for a table that ends within a second. Chosen, not tuned: on 150,000- and
+# 400,000-row files the helper paid off (README); the exact break-even was not measured.
+HELPER_MIN_ROWS = 60_000
+CORES = os.cpu_count() or 1
+
+
+def _start_helper(
+    source: SourceFile, mapping: TableMapping, busy_timeout: float, binary: bool, conn: psycopg.Connection[Any]
+) -> ProcessPoolExecutor:
+    adapters = binary_adapters(mapping, serialized_json=True) if binary else []
+    wrap = [(i, a) for i, a in enumerate(adapters) if a is not None]
+    formatter: psycopg_abc.Transformer | None = None
+    if binary:
+        # the same dumpers the unit's COPY uses (its connection's adapters, with the serialized-json ones)
+        formatter = Transformer(conn)
+        types = ["text", "int8"] + [c.type_name for c in mapping.target_columns]
+        formatter.set_dumper_types([conn.adapters.types.get_oid(t) for t in types], Format.BINARY)
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_helper,
+        initargs=(source, mapping, busy_timeout, wrap, formatter),
+    )
+
+
+def _init_helper(
+    source: SourceFile,
+    mapping: TableMapping,
+    busy_timeout: float,
+    wrap: list[tuple[int, Callable[[Any], Any]]],
+    formatter: psycopg_abc.Transformer | None,
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    sqlite_conn = open_readonly(source.path, busy_timeout=busy_timeout)
+    sqlite_conn.execute("BEGIN")
+    _HELPER.update(
+        sqlite=sqlite_conn,
+        source=source,
+        mapping=mapping,
+        wrap=wrap,
+        convert=row_converter(source.agent_id, mapping),
+        key=(source.namespace, source.agent_id, mapping.source.name),
+        formatter=formatter,
+    )
+
+
+def _helper_batch(after: int, limit: int) -> BatchPayload:
+    """In the helper: read and convert the batch after ``after``; the rows come back ready for COPY (binary COPY
+    data when the table loads in binary, else the rows' values)."""
+    rows: list[list[Any]] = []
+    formatter: psycopg_abc.Transformer | None = _HELPER["formatter"]
+    data = bytearray()
+    write: Callable[[list[Any]], Any] = rows.append
+    if formatter is not None:
+
+        def write(values: list[Any]) -> None:
+            format_row_binary(values, formatter, data)
+
+    source_rows = iterate_rows(_HELPER["sqlite"], _HELPER["mapping"], _HELPER["source"].path, after)
+    try:
+        payload = convert_rows(
+            source_rows,
+            _HELPER["convert"],
+            _HELPER["key"],
+            _HELPER["wrap"],
+            _HELPER["mapping"],
+            limit,
+            rows.append,
+            after,
+        )
+    finally:
+        source_rows.close()
+    payload.rows, payload.data = rows, bytes(data)
+    return payload
+
+
 # ---------------------------------------------------------------------------------------------- the run
 
 
@@ -385,97 +566,88 @@ class Migrator:
         first = fresh
         exhausted = False
         batch_limit = max(1, self.options.batch_rows)
-        while not exhausted:
-            started = time.monotonic()
-            batch = 0
-            with conn.transaction():
-                if first:
-                    self._reset_unit(conn, source, mapping, sha)
-                    first = False
-                rejects: list[tuple[Any, ...]] = []
-                raws: list[tuple[Any, ...]] = []
-                batch_sum = 0
-                last = after
-                exhausted = True
-                cursor = conn.cursor()
-                # a writer thread sends while this thread reads and converts the next rows
-                with cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy:
-                    if binary:
-                        copy.set_types(types)
-                    for row in source_rows:
-                        converted, rejected, applied = convert(row)
-                        last = row[0]
-                        batch += 1
-                        for rule, column, raw in applied:
-                            rules[rule] = rules.get(rule, 0) + 1
-                            if raw is not None:
-                                raws.append((*key, last, column, rule, raw))
-                        if converted is not None:
-                            values = converted.values
-                            for index, adapt in wrap:
-                                values[index] = adapt(values[index])
-                            copy.write_row(values)
-                            batch_sum += converted.checksum
-                        elif rejected is not None:
-                            rejects.append(
-                                (
-                                    *key,
-                                    rejected.rowid,
-                                    rejected.column,
-                                    rejected.reason,
-                                    rejected.storage_class,
-                                    rejected.raw,
-                                    Jsonb(row_record(mapping.source_columns, rejected.row)),
-                                )
+        helper: ProcessPoolExecutor | None = None
+        try:
+            queued: dict[int, Future[BatchPayload]] = {}  # helper batches by the rowid they start after
+            while not exhausted:
+                # with a free core, a helper process converts every other batch, one pair ahead, while this
+                # process converts (and sends) the ones between; batches are the same rows as without it and
+                # commit strictly in rowid order, each with its ledger row
+                payload = queued.pop(after, None) if after is not None else None
+                if not queued and self._helper_wanted(rows - rows_loaded - rows_rejected):
+                    # the next local batch starts here (or after this helper batch); the helper takes the one after
+                    boundary = batch_end(sqlite_conn, mapping, source.path, after, batch_limit)
+                    if payload is not None and boundary is not None:
+                        boundary = batch_end(sqlite_conn, mapping, source.path, boundary, batch_limit)
+                    if boundary is not None:
+                        if helper is None:
+                            helper = _start_helper(source, mapping, self.options.busy_timeout, binary, conn)
+                        queued[boundary] = helper.submit(_helper_batch, boundary, batch_limit)
+                started = time.monotonic()
+                with conn.transaction():
+                    if first:
+                        self._reset_unit(conn, source, mapping, sha)
+                        first = False
+                    cursor = conn.cursor()
+                    # a writer thread sends while this thread reads and converts the next rows
+                    with cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy:
+                        if binary:
+                            copy.set_types(types)
+                        if payload is None:
+                            done = convert_rows(
+                                source_rows, convert, key, wrap, mapping, batch_limit, copy.write_row, after
                             )
-                        if batch >= batch_limit:
-                            exhausted = False
-                            break
-                cursor = conn.cursor()
-                if rejects:
-                    cursor.executemany(
+                        else:
+                            done = payload.result()
+                            if done.first_after != after:
+                                raise SourceError(
+                                    f"{source.path}: table {mapping.source.name} changed while it was being read; "
+                                    "stop the writer, then run `ws migrate run` again"
+                                )
+                            if done.data:
+                                copy.write(BINARY_SIGNATURE + done.data + BINARY_TRAILER)
+                            for values in done.rows:
+                                copy.write_row(values)
+                    if payload is not None:
+                        # the next local batch reads on after the helper's batch
+                        source_rows.close()
+                        source_rows = iterate_rows(sqlite_conn, mapping, source.path, done.last)
+                    last = after if done.last is None else done.last
+                    exhausted = not done.full
+                    self._write_side_rows(conn, done)
+                    for rule, count in done.rules.items():
+                        rules[rule] = rules.get(rule, 0) + count
+                    rows_rejected += len(done.rejects)
+                    rows_loaded += done.batch - len(done.rejects)
+                    checksum += done.checksum
+                    after = last
+                    seconds += time.monotonic() - started
+                    conn.execute(
                         sql.SQL(
-                            """INSERT INTO {}.rejects (namespace, agent_id, source_table, source_rowid, column_name,
-                               reason, storage_class, raw, row_json) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+                            """UPDATE {}.units SET last_rowid = %s, rows_loaded = %s, rows_rejected = %s,
+                               checksum = %s, rules = %s, batches = batches + 1, load_seconds = %s, status = %s,
+                               source_rows = CASE WHEN %s THEN %s ELSE source_rows END,
+                               loaded_at = CASE WHEN %s THEN now() END, error = NULL
+                               WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
                         ).format(L),
-                        rejects,
+                        (
+                            after,
+                            rows_loaded,
+                            rows_rejected,
+                            checksum,
+                            Jsonb(rules),
+                            seconds,
+                            "loaded" if exhausted else "loading",
+                            exhausted,
+                            rows_loaded + rows_rejected,
+                            exhausted,
+                            *key,
+                        ),
                     )
-                if raws:
-                    cursor.executemany(
-                        sql.SQL(
-                            """INSERT INTO {}.raw_values (namespace, agent_id, source_table, source_rowid,
-                               column_name, rule, raw) VALUES (%s, %s, %s, %s, %s, %s, %s)"""
-                        ).format(L),
-                        raws,
-                    )
-                rows_rejected += len(rejects)
-                rows_loaded += batch - len(rejects)
-                checksum += batch_sum
-                after = last
-                seconds += time.monotonic() - started
-                conn.execute(
-                    sql.SQL(
-                        """UPDATE {}.units SET last_rowid = %s, rows_loaded = %s, rows_rejected = %s, checksum = %s,
-                           rules = %s, batches = batches + 1, load_seconds = %s, status = %s,
-                           source_rows = CASE WHEN %s THEN %s ELSE source_rows END,
-                           loaded_at = CASE WHEN %s THEN now() END, error = NULL
-                           WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
-                    ).format(L),
-                    (
-                        after,
-                        rows_loaded,
-                        rows_rejected,
-                        checksum,
-                        Jsonb(rules),
-                        seconds,
-                        "loaded" if exhausted else "loading",
-                        exhausted,
-                        rows_loaded + rows_rejected,
-                        exhausted,
-                        *key,
-                    ),
-                )
-            self.observer.advance(source.agent_id, batch)
+                self.observer.advance(source.agent_id, done.batch)
+        finally:
+            if helper is not None:
+                helper.shutdown(wait=True, cancel_futures=True)
         result.rows_loaded, result.rows_rejected, result.rules, result.seconds = (
             rows_loaded,
             rows_rejected,
@@ -485,6 +657,36 @@ class Migrator:
         if self.options.validate:
             result.status = self.validate_loaded(conn, source, mapping, rows_loaded, checksum)
         return result
+
+    def _write_side_rows(self, conn: psycopg.Connection[Any], done: BatchPayload) -> None:
+        """A batch's rejects (with the whole source row) and the raw values its rules kept."""
+        cursor = conn.cursor()
+        if done.rejects:
+            cursor.executemany(
+                sql.SQL(
+                    """INSERT INTO {}.rejects (namespace, agent_id, source_table, source_rowid, column_name,
+                       reason, storage_class, raw, row_json) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+                ).format(L),
+                [(*r[:-1], Jsonb(r[-1])) for r in done.rejects],
+            )
+        if done.raws:
+            cursor.executemany(
+                sql.SQL(
+                    """INSERT INTO {}.raw_values (namespace, agent_id, source_table, source_rowid,
+                       column_name, rule, raw) VALUES (%s, %s, %s, %s, %s, %s, %s)"""
+                ).format(L),
+                done.raws,
+            )
+
+    def _helper_wanted(self, remaining: int) -> bool:
+        """A helper process for the next batches: only for a table with enough rows left to pay for it, and only
+        when a core is free (fewer units running than cores) - checked again before every pair of batches, so
+        the last unit still running picks it up."""
+        threshold = self.options.helper_min_rows if self.options.helper_min_rows >= 0 else HELPER_MIN_ROWS
+        if threshold == 0 or remaining < threshold:
+            return False
+        running = _RUNNING.value if _RUNNING is not None else 1
+        return running < CORES
 
     def _reset_unit(self, conn: psycopg.Connection[Any], source: SourceFile, mapping: TableMapping, sha: str) -> None:
         """Start a unit from nothing: remove this agent's rows, rejects and raw values, then a fresh ledger row."""
@@ -565,6 +767,8 @@ class Migrator:
             error = str(exc) if isinstance(exc, SourceError) else describe(source.path, exc)
         except psycopg.Error as exc:
             error = f"PostgreSQL refused the batch: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+        except BrokenProcessPool as exc:
+            error = f"the conversion helper process of this table died ({exc}); run `ws migrate run` again to resume"
         finally:
             if not conn.closed:
                 conn.execute("SELECT pg_advisory_unlock(hashtext('ws_migrate'), hashtext(%s))", (lock_key,))
@@ -640,11 +844,12 @@ class Migrator:
             # fork the workers first, before this process opens connections or starts threads they would inherit
             context = multiprocessing.get_context("fork")
             queue = context.Queue()
+            running = context.Value("i", 0)
             executor = ProcessPoolExecutor(
                 max_workers=workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.url, self.options, queue),
+                initargs=(self.url, self.options, queue, running),
             )
             executor.submit(_ready).result()
             # files are planned (integrity check, counts, sha256) in the workers too
@@ -741,6 +946,7 @@ class Migrator:
 # ------------------------------------------------------------------------------------- worker processes
 
 _WORKER: dict[str, Any] = {}
+_RUNNING: Any = None  # units running right now across the workers (a shared counter), None in a serial run
 
 
 class QueueObserver:
@@ -833,7 +1039,9 @@ def _kill_workers(executor: ProcessPoolExecutor) -> None:
         process.kill()
 
 
-def _init_worker(url: str, options: RunOptions, queue: Any) -> None:
+def _init_worker(url: str, options: RunOptions, queue: Any, running: Any) -> None:
+    global _RUNNING
+    _RUNNING = running
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops the workers)
     _die_with_parent()
     _WORKER["url"] = url
@@ -854,7 +1062,13 @@ def _worker_plan(source: SourceFile) -> FilePlan:
 
 def _worker_unit(source: SourceFile, sha: str, mapping: TableMapping, rows: int) -> UnitResult:
     migrator: Migrator = _WORKER["migrator"]
-    return migrator.run_unit(_worker_connection(), source, sha, mapping, rows)
+    with _RUNNING.get_lock():
+        _RUNNING.value += 1
+    try:
+        return migrator.run_unit(_worker_connection(), source, sha, mapping, rows)
+    finally:
+        with _RUNNING.get_lock():
+            _RUNNING.value -= 1
 
 
 def ledger_states(conn: psycopg.Connection[Any]) -> dict[tuple[str, str, str], tuple[str, str, int | None]]:

@@ -83,7 +83,10 @@ class FakeStack:
     def get_config(self, key: str, path: bool = False) -> auto.ConfigValue:
         assert path
         if key not in self.config:
-            raise KeyError(f"configuration key {key!r} not found")
+            # what the Automation API raises when `pulumi config get` exits non-zero
+            raise auto.CommandError(
+                auto.CommandResult(stdout="", stderr=f"configuration key '{key}' not found", code=255)
+            )
         return auto.ConfigValue(value=self.config[key])
 
     def set_config(self, key: str, value: auto.ConfigValue, path: bool = False) -> None:

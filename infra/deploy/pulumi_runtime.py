@@ -128,9 +128,11 @@ class PulumiRuntime:
         return self.current_version(repo) or DEFAULT_TAG
 
     def current_version(self, repo: str) -> str | None:
+        from pulumi import automation as auto
+
         try:
             value = self.stack.get_config(tag_key(repo), path=True)
-        except Exception:
+        except auto.CommandError:  # `pulumi config get` fails when the key is unset: nothing deployed yet
             return None
         return str(getattr(value, "value", value)) if value is not None else None
 

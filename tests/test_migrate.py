@@ -356,6 +356,36 @@ def make_agents(tmp: Path, agents: int, rows: int) -> list[Path]:
     return paths
 
 
+def kill_after_batches(argv: list[str], target_url: str, threshold: int) -> bool:
+    """Run a migration in a subprocess and kill -9 it once the ledger holds ``threshold`` batches.
+
+    Returns whether it was killed (False: it finished first). Afterwards the ledger and the data must agree
+    exactly, since every batch commits together with its ledger row.
+    """
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while ledger_batches(target_url) < threshold and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    _, stderr = proc.communicate()
+    assert proc.returncode in (0, -signal.SIGKILL), stderr.decode()
+    with psycopg.connect(target_url) as conn:
+        loaded = conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM ws_migrate.units").fetchone()
+        in_target = conn.execute(
+            "SELECT (SELECT count(*) FROM agents.memories) + (SELECT count(*) FROM agents.conversations)"
+        ).fetchone()
+        assert loaded == in_target
+    return killed
+
+
 def ledger_batches(url: str) -> int:
     with psycopg.connect(url) as conn:
         try:
@@ -387,28 +417,8 @@ def test_kill_9_at_several_points_then_resume_and_validate(tmp_path: Path, targe
     total_batches = 4 * 2 * (3000 // 150)
     kills = 0
     for threshold in (3, 30, 90):
-        proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 60
-        while ledger_batches(target_url) < threshold and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        _, stderr = proc.communicate()
-        assert proc.returncode in (0, -signal.SIGKILL), stderr.decode()
-        with psycopg.connect(target_url) as conn:
-            loaded = conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM ws_migrate.units").fetchone()
-            in_target = conn.execute(
-                "SELECT (SELECT count(*) FROM agents.memories) + (SELECT count(*) FROM agents.conversations)"
-            ).fetchone()
-            # the ledger and the data were committed together: they agree exactly after every kill
-            assert loaded == in_target
+        # the ledger and the data were committed together: they agree exactly after every kill
+        kills += kill_after_batches(command, target_url, threshold)
     assert kills >= 2, "the migration finished before it could be killed; the test needs more rows"
     assert ledger_batches(target_url) < total_batches
 
@@ -834,27 +844,7 @@ def test_kill_9_while_the_helper_process_converts_then_resume(tmp_path: Path, ta
     )
     kills = 0
     for threshold in (5, 60):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", script, target_url, str(paths[0])],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 60
-        while ledger_batches(target_url) < threshold and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        _, stderr = proc.communicate()
-        assert proc.returncode in (0, -signal.SIGKILL), stderr.decode()
-        with psycopg.connect(target_url) as conn:
-            loaded = conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM ws_migrate.units").fetchone()
-            in_target = conn.execute(
-                "SELECT (SELECT count(*) FROM agents.memories) + (SELECT count(*) FROM agents.conversations)"
-            ).fetchone()
-            assert loaded == in_target
+        kills += kill_after_batches([sys.executable, "-c", script, target_url, str(paths[0])], target_url, threshold)
     assert kills >= 1, "the migration finished before it could be killed; the test needs more rows"
     ws_file = workspace(tmp_path)
     _, resumed = ws_json("-w", str(ws_file), "migrate", "run", "--database-url", target_url)

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from infra.migrate.convert import TargetColumn, canonical_for, converter_for, jsonb_text, row_hash, row_hash_sql
+from infra.migrate.convert import TargetColumn, converter_for, jsonb_text
 from infra.migrate.target import libpq_url
 from tests.helpers import ROOT, run_ws
 from tests.test_migrate_support import (
@@ -507,16 +507,20 @@ def test_jsonb_text_matches_postgresql(fresh_database: str) -> None:
 
 
 @pytest.mark.parametrize("copy_format", ["text", "binary"])
-def test_canonical_checksums_agree_with_postgresql_for_every_type(fresh_database: str, copy_format: str) -> None:
-    from infra.migrate.load import binary_adapters
-    from infra.migrate.plan import TableMapping
-    from infra.migrate.source import SourceTable
+def test_row_hashes_agree_with_postgresql_for_every_type(fresh_database: str, copy_format: str) -> None:
+    """The content hash of each converted row (md5 of its binary COPY tuple) equals the one PostgreSQL computes
+    from the stored row with the types' send functions, for every supported type, sent as text or binary."""
+    from infra.migrate.encode import BINARY_SIGNATURE, BINARY_TRAILER, RowEncoder, row_hash_sql
 
     columns = [
         TargetColumn("t", "text"),
         TargetColumn("v", "varchar", max_length=10),
+        TargetColumn("c", "bpchar", max_length=6),
+        TargetColumn("ci", "citext"),
+        TargetColumn("nm", "name"),
         TargetColumn("b", "bytea"),
         TargetColumn("i2", "int2"),
+        TargetColumn("i4", "int4"),
         TargetColumn("i8", "int8"),
         TargetColumn("f4", "float4"),
         TargetColumn("f8", "float8"),
@@ -529,31 +533,42 @@ def test_canonical_checksums_agree_with_postgresql_for_every_type(fresh_database
         TargetColumn("d", "date"),
         TargetColumn("u", "uuid"),
     ]
-    pg_types = "text, varchar(10), bytea, int2, int8, float4, float8, numeric, bool, jsonb, json, timestamptz, timestamp, date, uuid"
+    pg_types = (
+        "text, varchar(10), char(6), citext, name, bytea, int2, int4, int8, float4, float8, numeric, bool, jsonb, "
+        "json, timestamptz, timestamp, date, uuid"
+    )
     source_rows = [
         (
             "é\nx",
             "short",
+            "ab",
+            "MiXeD",
+            "a name",
             b"\x00\xff",
             7,
+            -(2**31),
             2**40,
             0.1,
             1e300,
             "12.50",
             1,
-            '{"b": 1, "a": [1.0]}',
+            '{"b": 1, "a": [1.0], "aa": {"z": null}}',
             '{"b":1 }',
             "2024-02-29T12:00:00.123456+05:30",
             1700000000.5,
             "2024-02-29",
             "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
         ),
-        (None,) * 15,
+        (None,) * len(columns),
         (
+            "",
+            "",
+            "",
             "",
             "",
             b"",
             -1,
+            0,
             -(2**63),
             -0.0,
             2.5,
@@ -568,34 +583,49 @@ def test_canonical_checksums_agree_with_postgresql_for_every_type(fresh_database
         ),
     ]
     converters = [converter_for(c) for c in columns]
-    canons = [canonical_for(c) for c in columns]
-    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
-    definitions = sql.SQL(", ").join(
+    definitions = [
         sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(t.strip()))
         for c, t in zip(columns, pg_types.split(","), strict=True)
-    )
+    ]
+    encoder = RowEncoder(columns, binary=copy_format == "binary")
+    assert encoder.binary is False  # citext has no binary format psycopg knows: the table goes as text
+    binary_columns = [c for c in columns if c.type_name != "citext"]
+    binary_encoder = RowEncoder(binary_columns, binary=copy_format == "binary")
+    assert binary_encoder.binary is (copy_format == "binary")
     with psycopg.connect(fresh_database) as conn:
-        conn.execute(sql.SQL("CREATE TABLE t (source_rowid bigint, {})").format(definitions))
-        expected = {}
-        for rowid, row in enumerate(source_rows, start=1):
-            values = [conv(v, []) for conv, v in zip(converters, row, strict=True)]
-            expected[rowid] = row_hash(
-                "|".join([str(rowid)] + [canon(v) for canon, v in zip(canons, values, strict=True)])
+        conn.execute("CREATE EXTENSION IF NOT EXISTS citext")
+        for table, table_columns, table_encoder in (("t", columns, encoder), ("tb", binary_columns, binary_encoder)):
+            keep = [i for i, c in enumerate(columns) if c in table_columns]
+            conn.execute(
+                sql.SQL("CREATE TABLE {} (agent_id text, source_rowid bigint, {})").format(
+                    sql.Identifier(table),
+                    sql.SQL(", ").join(definitions[i] for i in keep),
+                )
             )
-            binary = copy_format == "binary"
-            statement = sql.SQL("COPY t (source_rowid, {}) FROM STDIN{}").format(
-                names, sql.SQL(" (FORMAT BINARY)" if binary else "")
+            statement = sql.SQL("COPY {} (agent_id, source_rowid, {}) FROM STDIN{}").format(
+                sql.Identifier(table),
+                sql.SQL(", ").join(sql.Identifier(c.name) for c in table_columns),
+                sql.SQL(" (FORMAT BINARY)" if table_encoder.binary else ""),
             )
+            expected = {}
             with conn.cursor().copy(statement) as copy:
-                if binary:
-                    copy.set_types(["int8", *(c.type_name for c in columns)])
-                    mapping = TableMapping(SourceTable("t", []), "public", "t", None, target_columns=columns)
-                    adapters = binary_adapters(mapping)[2:]
-                    values = [a(v) if a else v for a, v in zip(adapters, values, strict=True)]
-                copy.write_row([rowid, *values])
-        query = sql.SQL("SELECT source_rowid, {} FROM t").format(row_hash_sql("source_rowid", columns))
-        got: dict[int, int] = dict(conn.execute(query).fetchall())
-    assert got == expected
+                data = bytearray(BINARY_SIGNATURE)
+                write = table_encoder.writer(data) if table_encoder.binary else None
+                for rowid, row in enumerate(source_rows, start=1):
+                    values = ["agent-1", rowid] + [converters[i](row[i], []) for i in keep]
+                    expected[rowid] = table_encoder.row_hash(values)
+                    if write is not None:
+                        assert write(values) == expected[rowid]
+                    else:
+                        copy.write_row(values)
+                if write is not None:
+                    copy.write(bytes(data + BINARY_TRAILER))
+            query = sql.SQL("SELECT source_rowid, {} FROM {}").format(
+                row_hash_sql(table_columns), sql.Identifier(table)
+            )
+            got: dict[int, int] = dict(conn.execute(query).fetchall())
+            assert got == expected, table
+            assert len(set(expected.values())) == len(source_rows)
 
 
 def test_env_resolves_the_database_url(tmp_path: Path, target_url: str) -> None:

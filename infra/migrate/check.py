@@ -137,7 +137,7 @@ def profile_table(plan: FilePlan, sqlite_conn: Any, index: int) -> TableCheck:
         return result
     result.columns = [ColumnProfile(c.name, c.type_name) for c in mapping.target_columns]
     time_columns = [i for i, c in enumerate(mapping.target_columns) if c.type_name in TIME_TYPES]
-    convert = row_converter(source.agent_id, mapping, checksum=False)
+    convert = row_converter(source.agent_id, mapping)
     profiles = result.columns
     for row in iterate_rows(sqlite_conn, mapping, source.path, None):
         for i, value in enumerate(row[1:]):

@@ -8,15 +8,12 @@ Every source value takes exactly one of three paths:
 * it cannot be represented: :class:`Rejected` is raised with a reason (``REJECT_REASONS``) and the whole row goes
   to ``ws_migrate.rejects`` with its raw value.
 
-Each converted value also has a canonical text encoding; a row's canonical encoding hashed with md5 gives the
-order-independent content checksum that :mod:`infra.migrate.validate` recomputes inside PostgreSQL
-(:func:`canonical_sql`). Both sides must agree exactly, so the two live here side by side.
+The content checksums hash the converted rows' binary COPY tuples (:mod:`infra.migrate.encode`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import re
@@ -27,8 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
-
-from psycopg import sql
 
 RULES: dict[str, str] = {
     "nul-removed": "NUL characters removed from text (PostgreSQL text cannot hold them); raw value kept",
@@ -72,7 +67,6 @@ REJECT_REASONS: dict[str, str] = {
 
 UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
-ONE_MICROSECOND = dt.timedelta(microseconds=1)
 INT_RANGES = {"int2": (-(2**15), 2**15 - 1), "int4": (-(2**31), 2**31 - 1), "int8": (-(2**63), 2**63 - 1)}
 TEXT_TYPES = {"text", "varchar", "bpchar", "name", "citext"}
 TIME_TYPES = {"timestamptz", "timestamp"}
@@ -602,98 +596,3 @@ def converter_for(column: TargetColumn) -> Converter:
         return base(value, notes)
 
     return not_null
-
-
-# ------------------------------------------------------------------------------------- canonical encoding
-
-Canon = Callable[[Any], str]
-
-
-def _canon_text(value: Any) -> str:
-    return "N" if value is None else f"{len(value)}:{value}"
-
-
-def _canon_bytes(value: Any) -> str:
-    return "N" if value is None else f"{len(value)}:{hashlib.md5(value).hexdigest()}"
-
-
-def _canon_plain(value: Any) -> str:
-    return "N" if value is None else str(value)
-
-
-def _canon_float(value: Any) -> str:
-    return "N" if value is None else struct.pack(">d", value).hex()
-
-
-def _canon_bool(value: Any) -> str:
-    return "N" if value is None else ("true" if value else "false")
-
-
-def _canon_time(value: Any) -> str:
-    if value is None:
-        return "N"
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return str((value - EPOCH) // ONE_MICROSECOND)
-
-
-def _canon_date(value: Any) -> str:
-    return "N" if value is None else value.isoformat()
-
-
-def _canon_numeric(value: Any) -> str:
-    return "N" if value is None else format(value, "f")
-
-
-def canonical_for(column: TargetColumn) -> Canon:
-    kind = column.type_name
-    if kind in TEXT_TYPES or kind in ("json", "jsonb"):
-        return _canon_text
-    if kind == "bytea":
-        return _canon_bytes
-    if kind in ("float4", "float8"):
-        return _canon_float
-    if kind == "bool":
-        return _canon_bool
-    if kind in TIME_TYPES:
-        return _canon_time
-    if kind == "date":
-        return _canon_date
-    if kind == "numeric":
-        return _canon_numeric
-    return _canon_plain
-
-
-def canonical_sql(column: TargetColumn) -> sql.Composed:
-    """The SQL expression that gives, inside PostgreSQL, what :func:`canonical_for` gives in Python."""
-    col = sql.Identifier(column.name)
-    kind = column.type_name
-    if kind in TEXT_TYPES:
-        expr = sql.SQL("length({c}::text)::text || ':' || {c}::text").format(c=col)
-    elif kind in ("json", "jsonb"):
-        expr = sql.SQL("length({c}::text)::text || ':' || {c}::text").format(c=col)
-    elif kind == "bytea":
-        expr = sql.SQL("length({c})::text || ':' || md5({c})").format(c=col)
-    elif kind in ("float4", "float8"):
-        expr = sql.SQL("encode(float8send({c}::float8), 'hex')").format(c=col)
-    elif kind in TIME_TYPES:
-        expr = sql.SQL("(extract(epoch from {c}) * 1000000)::bigint::text").format(c=col)
-    elif kind == "date":
-        expr = sql.SQL("to_char({c}, 'YYYY-MM-DD')").format(c=col)
-    else:
-        expr = sql.SQL("{c}::text").format(c=col)
-    return sql.SQL("coalesce({}, 'N')").format(expr)
-
-
-def row_hash(canonical: str) -> int:
-    """Signed 64-bit integer of the first 8 bytes of md5(canonical row): summed, it is order-independent."""
-    digest = hashlib.md5(canonical.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def row_hash_sql(rowid_column: str, columns: list[TargetColumn]) -> sql.Composed:
-    """SQL of :func:`row_hash` over the canonical encoding of a target row."""
-    parts: list[sql.Composable] = [sql.SQL("{}::text").format(sql.Identifier(rowid_column))]
-    parts += [canonical_sql(c) for c in columns]
-    body = sql.SQL(" || '|' || ").join(parts)
-    return sql.SQL("('x' || left(md5({}), 16))::bit(64)::bigint").format(body)

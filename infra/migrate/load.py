@@ -37,7 +37,6 @@ import signal
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -45,17 +44,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import psycopg
-from psycopg import abc as psycopg_abc
-from psycopg import postgres, sql
-from psycopg._copy_base import _binary_signature as BINARY_SIGNATURE
-from psycopg._copy_base import _binary_trailer as BINARY_TRAILER
-from psycopg._copy_base import format_row_binary
-from psycopg.adapt import Dumper, Transformer
+from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
-from psycopg.pq import Format
-from psycopg.types.json import Json, Jsonb
+from psycopg.types.json import Jsonb
 
-from infra.migrate.convert import SUPPORTED_TYPES, storage_class
+from infra.migrate.convert import storage_class
+from infra.migrate.encode import BINARY_SIGNATURE, BINARY_TRAILER, RowEncoder
 from infra.migrate.plan import TableMapping, build_mapping, duplicate_targets, iterate_rows, row_converter
 from infra.migrate.progress import Observer, Silent
 from infra.migrate.source import (
@@ -74,7 +68,7 @@ from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ensure
 
 CopyFormat = Literal["text", "binary"]
 L = sql.Identifier(LEDGER_SCHEMA)
-BINARY_TYPES = SUPPORTED_TYPES - {"citext"}  # types psycopg can send in binary COPY with set_types
+FLUSH_BYTES = 256 * 1024  # binary COPY data goes to the writer thread in pieces this size while rows convert
 
 
 @dataclass
@@ -193,57 +187,6 @@ def row_record(columns: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
     return record
 
 
-def _identity(text: Any) -> str:
-    return str(text)
-
-
-class _SerializedJson(str):
-    """Marker type for the dumpers below (registered per connection; never instantiated)."""
-
-
-class SerializedJsonbBinaryDumper(Dumper):
-    """Binary jsonb from JSON text the converters already produced: version byte 1, then the text."""
-
-    format = Format.BINARY
-    oid = postgres.types["jsonb"].oid
-
-    def dump(self, obj: Any) -> bytes:
-        return b"\x01" + obj.encode("utf-8")
-
-
-class SerializedJsonBinaryDumper(Dumper):
-    """Binary json from JSON text: the text itself."""
-
-    format = Format.BINARY
-    oid = postgres.types["json"].oid
-
-    def dump(self, obj: Any) -> bytes:
-        return bytes(obj.encode("utf-8"))
-
-
-def use_serialized_json(conn: psycopg.Connection[Any]) -> None:
-    """Make binary COPY with set_types(['jsonb'|'json']) take our JSON text as-is on this connection (no per-value
-    wrapper). Only lookups by type oid (COPY set_types) change; parameters still choose dumpers by Python class."""
-    conn.adapters.register_dumper(_SerializedJson, SerializedJsonbBinaryDumper)
-    conn.adapters.register_dumper(_SerializedJson, SerializedJsonBinaryDumper)
-
-
-def binary_adapters(mapping: TableMapping, serialized_json: bool = False) -> list[Callable[[Any], Any] | None]:
-    """Per-column wrappers that binary COPY needs (jsonb/json text unless the connection takes it as-is, uuid
-    objects); None where none is needed."""
-    adapters: list[Callable[[Any], Any] | None] = [None, None]
-    for column in mapping.target_columns:
-        if column.type_name == "jsonb" and not serialized_json:
-            adapters.append(lambda v: None if v is None else Jsonb(v, dumps=_identity))
-        elif column.type_name == "json" and not serialized_json:
-            adapters.append(lambda v: None if v is None else Json(v, dumps=_identity))
-        elif column.type_name == "uuid":
-            adapters.append(lambda v: None if v is None else uuid.UUID(v))
-        else:
-            adapters.append(None)
-    return adapters
-
-
 @dataclass
 class FilePlan:
     source: SourceFile
@@ -306,14 +249,14 @@ def convert_rows(
     source_rows: Iterator[tuple[Any, ...]],
     convert: Callable[[tuple[Any, ...]], Any],
     key: tuple[str, str, str],
-    wrap: list[tuple[int, Callable[[Any], Any]]],
     mapping: TableMapping,
     limit: int,
-    write: Callable[[list[Any]], Any],
+    write: Callable[[list[Any]], int],
     after: int | None = None,
 ) -> BatchPayload:
-    """Convert up to ``limit`` rows, handing each converted row to ``write`` (the COPY, or a list in the helper);
-    rules, rejects (with the whole row as JSON), kept raw values and the checksum contribution go in the payload."""
+    """Convert up to ``limit`` rows, handing each converted row to ``write`` (which sends or keeps it and returns
+    its content hash); rules, rejects (with the whole row as JSON), kept raw values and the checksum contribution
+    go in the payload."""
     payload = BatchPayload(after)
     rules = payload.rules
     raws = payload.raws
@@ -329,11 +272,7 @@ def convert_rows(
             if raw is not None:
                 raws.append((*key, last, column, rule, raw))
         if converted is not None:
-            values = converted.values
-            for index, adapt in wrap:
-                values[index] = adapt(values[index])
-            write(values)
-            batch_sum += converted.checksum
+            batch_sum += write(converted.values)
         elif rejected is not None:
             payload.rejects.append(
                 (
@@ -378,32 +317,16 @@ HELPER_MIN_ROWS = 60_000
 CORES = os.cpu_count() or 1
 
 
-def _start_helper(
-    source: SourceFile, mapping: TableMapping, busy_timeout: float, binary: bool, conn: psycopg.Connection[Any]
-) -> ProcessPoolExecutor:
-    adapters = binary_adapters(mapping, serialized_json=True) if binary else []
-    wrap = [(i, a) for i, a in enumerate(adapters) if a is not None]
-    formatter: psycopg_abc.Transformer | None = None
-    if binary:
-        # the same dumpers the unit's COPY uses (its connection's adapters, with the serialized-json ones)
-        formatter = Transformer(conn)
-        types = ["text", "int8"] + [c.type_name for c in mapping.target_columns]
-        formatter.set_dumper_types([conn.adapters.types.get_oid(t) for t in types], Format.BINARY)
+def _start_helper(source: SourceFile, mapping: TableMapping, busy_timeout: float, binary: bool) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_helper,
-        initargs=(source, mapping, busy_timeout, wrap, formatter),
+        initargs=(source, mapping, busy_timeout, binary),
     )
 
 
-def _init_helper(
-    source: SourceFile,
-    mapping: TableMapping,
-    busy_timeout: float,
-    wrap: list[tuple[int, Callable[[Any], Any]]],
-    formatter: psycopg_abc.Transformer | None,
-) -> None:
+def _init_helper(source: SourceFile, mapping: TableMapping, busy_timeout: float, binary: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     sqlite_conn = open_readonly(source.path, busy_timeout=busy_timeout)
@@ -412,37 +335,29 @@ def _init_helper(
         sqlite=sqlite_conn,
         source=source,
         mapping=mapping,
-        wrap=wrap,
+        encoder=RowEncoder(mapping.target_columns, binary=binary),
         convert=row_converter(source.agent_id, mapping),
         key=(source.namespace, source.agent_id, mapping.source.name),
-        formatter=formatter,
     )
 
 
 def _helper_batch(after: int, limit: int) -> BatchPayload:
     """In the helper: read and convert the batch after ``after``; the rows come back ready for COPY (binary COPY
-    data when the table loads in binary, else the rows' values)."""
+    tuples when the table loads in binary, else the rows' values)."""
+    encoder: RowEncoder = _HELPER["encoder"]
     rows: list[list[Any]] = []
-    formatter: psycopg_abc.Transformer | None = _HELPER["formatter"]
     data = bytearray()
-    write: Callable[[list[Any]], Any] = rows.append
-    if formatter is not None:
+    if encoder.binary:
+        write = encoder.writer(data)
+    else:
 
-        def write(values: list[Any]) -> None:
-            format_row_binary(values, formatter, data)
+        def write(values: list[Any]) -> int:
+            rows.append(values)
+            return encoder.row_hash(values)
 
     source_rows = iterate_rows(_HELPER["sqlite"], _HELPER["mapping"], _HELPER["source"].path, after)
     try:
-        payload = convert_rows(
-            source_rows,
-            _HELPER["convert"],
-            _HELPER["key"],
-            _HELPER["wrap"],
-            _HELPER["mapping"],
-            limit,
-            rows.append,
-            after,
-        )
+        payload = convert_rows(source_rows, _HELPER["convert"], _HELPER["key"], _HELPER["mapping"], limit, write, after)
     finally:
         source_rows.close()
     payload.rows, payload.data = rows, bytes(data)
@@ -553,14 +468,8 @@ class Migrator:
         if rows_loaded or rows_rejected:
             self.observer.advance(source.agent_id, rows_loaded + rows_rejected)
         convert = row_converter(source.agent_id, mapping)
-        binary = self.options.copy_format == "binary" and all(
-            c.type_name in BINARY_TYPES for c in mapping.target_columns
-        )
-        if binary:
-            use_serialized_json(conn)
-        adapters = binary_adapters(mapping, serialized_json=True) if binary else []
-        wrap = [(i, a) for i, a in enumerate(adapters) if a is not None]
-        types = ["text", "int8"] + [c.type_name for c in mapping.target_columns]
+        encoder = RowEncoder(mapping.target_columns, binary=self.options.copy_format == "binary")
+        binary = encoder.binary
         source_rows = iterate_rows(sqlite_conn, mapping, source.path, after)
         copy_sql = mapping.copy_sql(binary)
         first = fresh
@@ -581,7 +490,7 @@ class Migrator:
                         boundary = batch_end(sqlite_conn, mapping, source.path, boundary, batch_limit)
                     if boundary is not None:
                         if helper is None:
-                            helper = _start_helper(source, mapping, self.options.busy_timeout, binary, conn)
+                            helper = _start_helper(source, mapping, self.options.busy_timeout, binary)
                         queued[boundary] = helper.submit(_helper_batch, boundary, batch_limit)
                 started = time.monotonic()
                 with conn.transaction():
@@ -591,12 +500,8 @@ class Migrator:
                     cursor = conn.cursor()
                     # a writer thread sends while this thread reads and converts the next rows
                     with cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy:
-                        if binary:
-                            copy.set_types(types)
                         if payload is None:
-                            done = convert_rows(
-                                source_rows, convert, key, wrap, mapping, batch_limit, copy.write_row, after
-                            )
+                            done = self._convert_into(copy, encoder, source_rows, convert, key, mapping, after)
                         else:
                             done = payload.result()
                             if done.first_after != after:
@@ -657,6 +562,42 @@ class Migrator:
         if self.options.validate:
             result.status = self.validate_loaded(conn, source, mapping, rows_loaded, checksum)
         return result
+
+    def _convert_into(
+        self,
+        copy: psycopg.Copy,
+        encoder: RowEncoder,
+        source_rows: Iterator[tuple[Any, ...]],
+        convert: Callable[[tuple[Any, ...]], Any],
+        key: tuple[str, str, str],
+        mapping: TableMapping,
+        after: int | None,
+    ) -> BatchPayload:
+        """Convert one batch straight into the COPY: binary tuples go to its writer thread in FLUSH_BYTES pieces
+        while the next rows convert (block mode: this side writes the signature and the trailer)."""
+        limit = max(1, self.options.batch_rows)
+        if not encoder.binary:
+
+            def write_text(values: list[Any]) -> int:
+                checksum = encoder.row_hash(values)
+                copy.write_row(values)
+                return checksum
+
+            return convert_rows(source_rows, convert, key, mapping, limit, write_text, after)
+        out = bytearray(BINARY_SIGNATURE)
+        append = encoder.writer(out)
+
+        def write(values: list[Any]) -> int:
+            checksum = append(values)
+            if len(out) >= FLUSH_BYTES:
+                copy.write(bytes(out))  # a copy: the writer thread sends it later
+                out.clear()
+            return checksum
+
+        done = convert_rows(source_rows, convert, key, mapping, limit, write, after)
+        out += BINARY_TRAILER
+        copy.write(bytes(out))
+        return done
 
     def _write_side_rows(self, conn: psycopg.Connection[Any], done: BatchPayload) -> None:
         """A batch's rejects (with the whole source row) and the raw values its rules kept."""

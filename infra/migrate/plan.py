@@ -11,14 +11,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from infra.migrate.convert import (
-    Rejected,
-    TargetColumn,
-    canonical_for,
-    converter_for,
-    row_hash,
-    row_hash_sql,
-)
+from infra.migrate.convert import Rejected, TargetColumn, converter_for
+from infra.migrate.encode import row_hash_sql
 from infra.migrate.source import SourceError, SourceFile, SourceTable, describe, quote_sqlite
 from infra.migrate.target import KEY_COLUMNS, TargetTable, create_table_sql, target_type_for, unsupported
 
@@ -70,7 +64,7 @@ class TableMapping:
     def checksum_sql(self) -> sql.Composed:
         """count and order-independent checksum of one agent's rows in the target, computed by PostgreSQL."""
         return sql.SQL("SELECT count(*), coalesce(sum({h}), 0) FROM {t} WHERE agent_id = %s").format(
-            h=row_hash_sql("source_rowid", self.target_columns), t=self.target_identifier
+            h=row_hash_sql(self.target_columns), t=self.target_identifier
         )
 
     def target_checksum(self, conn: psycopg.Connection[Any], agent_id: str, rows: int) -> tuple[int, int]:
@@ -89,7 +83,7 @@ class TableMapping:
 
     def row_hashes_sql(self) -> sql.Composed:
         return sql.SQL("SELECT source_rowid, {h} FROM {t} WHERE agent_id = %s").format(
-            h=row_hash_sql("source_rowid", self.target_columns), t=self.target_identifier
+            h=row_hash_sql(self.target_columns), t=self.target_identifier
         )
 
 
@@ -189,7 +183,6 @@ def duplicate_targets(mappings: list[TableMapping]) -> None:
 class ConvertedRow:
     rowid: int
     values: list[Any]  # agent_id, source_rowid, then target columns
-    checksum: int
 
 
 @dataclass
@@ -205,9 +198,7 @@ class RejectedRow:
 RowResult = tuple[ConvertedRow | None, RejectedRow | None, list[tuple[str, str, bytes | None]]]
 
 
-def row_converter(
-    agent_id: str, mapping: TableMapping, *, checksum: bool = True
-) -> Callable[[tuple[Any, ...]], RowResult]:
+def row_converter(agent_id: str, mapping: TableMapping) -> Callable[[tuple[Any, ...]], RowResult]:
     """A function from a fetched source row (rowid first) to a converted row or a rejected row, with the
     rules it applied as (rule, column, raw bytes kept or None).
 
@@ -225,7 +216,6 @@ def row_converter(
         "ConvertedRow": ConvertedRow,
         "storage_class": storage_class,
         "raw_bytes": raw_bytes,
-        "row_hash": row_hash,
         "names": [c.name for c in columns],
     }
     lines = [
@@ -238,7 +228,6 @@ def row_converter(
     ]
     for index, column in enumerate(columns, start=1):
         scope[f"conv{index}"] = converter_for(column)
-        scope[f"canon{index}"] = canonical_for(column)
         value, result = f"v{index}", f"r{index}"
         lines.append(f"        column = {index}")
         lines.append(f"        {value} = row[{index}]")
@@ -266,19 +255,7 @@ def row_converter(
     ]
     results = ", ".join(f"r{i}" for i in range(1, len(columns) + 1))
     lines.append(f"    values = [agent_id, rowid{', ' if columns else ''}{results}]")
-    if checksum:
-        canon: list[str] = []
-        for index, column in enumerate(columns, start=1):
-            if column.type_name in TEXT_TYPES or column.type_name in ("json", "jsonb"):
-                canon.append(f"('N' if r{index} is None else f'{{len(r{index})}}:{{r{index}}}')")
-            elif column.type_name in INT_RANGES:
-                canon.append(f"('N' if r{index} is None else str(r{index}))")
-            else:
-                canon.append(f"canon{index}(r{index})")
-        joined = " + '|' + ".join(["str(rowid)", *canon])
-        lines.append(f"    return ConvertedRow(rowid, values, row_hash({joined})), None, applied")
-    else:
-        lines.append("    return ConvertedRow(rowid, values, 0), None, applied")
+    lines.append("    return ConvertedRow(rowid, values), None, applied")
     code = compile("\n".join(lines) + "\n", f"<row converter of {mapping.source.name}>", "exec")
     exec(code, scope)
     function: Callable[[tuple[Any, ...]], RowResult] = scope["convert"]

@@ -2,8 +2,8 @@
 
 Both sides are computed afresh: the SQLite file is re-read and every row converted by the same rules, and
 PostgreSQL computes the count and the checksum of the agent's target rows itself (a sum of 64-bit md5 prefixes
-over a canonical row encoding, so row order does not matter). Rejected rows must be exactly the ones in
-ws_migrate.rejects. On a mismatch the rows are compared one by one and the differing rowids are listed.
+over each row's binary COPY tuple, see :mod:`infra.migrate.encode`, so row order does not matter). Rejected rows
+must be exactly the ones in ws_migrate.rejects. On a mismatch the rows are compared one by one and the differing rowids are listed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from infra.migrate.encode import RowEncoder
 from infra.migrate.load import FilePlan, plan_file
 from infra.migrate.plan import TableMapping, iterate_rows, row_converter
 from infra.migrate.source import SourceError, SourceFile, file_digest, open_readonly
@@ -83,6 +84,7 @@ def _source_side(
     sqlite_conn: sqlite3.Connection, source: SourceFile, mapping: TableMapping, keep_rows: bool
 ) -> tuple[int, int, set[int], dict[int, int]]:
     convert = row_converter(source.agent_id, mapping)
+    row_hash = RowEncoder(mapping.target_columns, binary=True).row_hash
     count = total = 0
     rejected: set[int] = set()
     hashes: dict[int, int] = {}
@@ -90,9 +92,10 @@ def _source_side(
         converted, rejection, _ = convert(row)
         if converted is not None:
             count += 1
-            total += converted.checksum
+            checksum = row_hash(converted.values)
+            total += checksum
             if keep_rows:
-                hashes[converted.rowid] = converted.checksum
+                hashes[converted.rowid] = checksum
         elif rejection is not None:
             rejected.add(rejection.rowid)
     return count, total, rejected, hashes

@@ -1,0 +1,185 @@
+"""Rows as PostgreSQL binary COPY tuples: the bytes `run` sends, and the canonical encoding the checksums hash.
+
+A row's content hash is md5 over its binary COPY tuple - PostgreSQL's own binary format: the field count, then per
+field its length (-1 for NULL) and its type's send representation - whose first 8 bytes, as a signed 64-bit
+integer, are summed over the rows of a table, so row order does not matter. In Python the tuple is the one
+psycopg's C row formatter makes for COPY, so hashing a row costs one md5 of bytes that are sent anyway. Inside
+PostgreSQL, :func:`row_hash_sql` rebuilds the same bytes from the stored row with the types' send functions
+(textsend, int8send, jsonb_send, timestamptz_send, ...): the two agree exactly when the stored row is the row
+that was sent.
+
+A few types are stored differently from how they are sent (numeric keeps its own scale, char(n) pads, citext has
+no binary format psycopg knows): those columns are hashed through a canonical text, the same on both sides.
+
+The encoding needs no connection: the dumpers are psycopg's built-in ones plus two that take JSON text the
+converters already wrote (jsonb: version byte 1, then the text; json: the text), so the worker, the helper
+process and `ws migrate validate` all produce the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg import abc as psycopg_abc
+from psycopg import postgres, sql
+from psycopg._copy_base import _binary_signature as BINARY_SIGNATURE
+from psycopg._copy_base import _binary_trailer as BINARY_TRAILER
+from psycopg._copy_base import format_row_binary
+from psycopg.adapt import AdaptersMap, Dumper, Transformer
+from psycopg.pq import Format
+
+from infra.migrate.convert import TargetColumn
+
+__all__ = ["BINARY_SIGNATURE", "BINARY_TRAILER", "RowEncoder", "row_hash_sql"]
+
+
+class _SerializedJson(str):
+    """Marker type for the dumpers below (registered on ADAPTERS; never instantiated)."""
+
+
+class SerializedJsonbBinaryDumper(Dumper):
+    """Binary jsonb from JSON text the converters already produced: version byte 1, then the text."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + obj.encode("utf-8")
+
+
+class SerializedJsonBinaryDumper(Dumper):
+    """Binary json from JSON text: the text itself."""
+
+    format = Format.BINARY
+    oid = postgres.types["json"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return bytes(obj.encode("utf-8"))
+
+
+# psycopg's global adapters plus the JSON-text dumpers; only lookups by type oid (what the row formatter does)
+# see them, parameters still choose dumpers by Python class
+ADAPTERS = AdaptersMap(psycopg.adapters)
+ADAPTERS.register_dumper(_SerializedJson, SerializedJsonbBinaryDumper)
+ADAPTERS.register_dumper(_SerializedJson, SerializedJsonBinaryDumper)
+
+# type -> SQL of its send representation ({c}: the column); the Python side dumps the value as that type
+NATIVE_SEND: dict[str, str] = {
+    "text": "textsend({c})",
+    "varchar": "textsend({c}::text)",
+    "name": "textsend({c}::text)",
+    "int2": "int2send({c})",
+    "int4": "int4send({c})",
+    "int8": "int8send({c})",
+    "float4": "float4send({c})",
+    "float8": "float8send({c})",
+    "bool": "boolsend({c})",
+    "bytea": "{c}",
+    "json": "json_send({c})",
+    "jsonb": "jsonb_send({c})",
+    "timestamptz": "timestamptz_send({c})",
+    "timestamp": "timestamp_send({c})",
+    "date": "date_send({c})",
+    "uuid": "uuid_send({c})",
+}
+# types hashed through a canonical text (Python function of the converted value; SQL is textsend({c}::text))
+CANONICAL_TEXT: dict[str, Callable[[Any], str]] = {
+    "numeric": lambda value: format(value, "f"),
+    "bpchar": lambda value: value.rstrip(" "),  # char(n)::text drops the padding
+    "citext": str,
+}
+HASHED_TYPES = set(NATIVE_SEND) | set(CANONICAL_TEXT)
+BINARY_SEND_TYPES = set(NATIVE_SEND) | {"numeric", "bpchar"}  # what binary COPY can send (not citext)
+SEND_AS = {"bpchar": "text"}  # psycopg has no binary char(n) dumper; char(n) reads text's binary format
+_HASH_KEY = struct.Struct(">q").unpack_from
+_md5 = hashlib.md5
+
+
+def _uuid_object(value: Any) -> Any:
+    return None if value is None else uuid.UUID(value)
+
+
+def _transformer(types: list[str]) -> psycopg_abc.Transformer:
+    tx = Transformer(ADAPTERS)
+    tx.set_dumper_types([ADAPTERS.types.get_oid(t) for t in types], Format.BINARY)
+    return tx
+
+
+class RowEncoder:
+    """Binary COPY tuples and content hashes of one table's converted rows (agent_id, source_rowid, columns...).
+
+    ``binary``: the rows are sent with binary COPY (:meth:`write` formats them); otherwise they are sent as text
+    and only hashed (:meth:`row_hash`).
+    """
+
+    def __init__(self, columns: list[TargetColumn], *, binary: bool) -> None:
+        kinds = [c.type_name for c in columns]
+        unknown = [k for k in kinds if k not in HASHED_TYPES]
+        if unknown:
+            raise ValueError(f"no canonical encoding for column type(s) {', '.join(sorted(set(unknown)))}")
+        self.binary = binary and all(k in BINARY_SEND_TYPES for k in kinds)
+        # per-value fixes, by index in the full row (0 agent_id, 1 source_rowid)
+        self.send_fix = [(i + 2, _uuid_object) for i, k in enumerate(kinds) if k == "uuid"]
+        canonical = [(i + 2, CANONICAL_TEXT[k]) for i, k in enumerate(kinds) if k in CANONICAL_TEXT]
+        self.hash_fix = [(i, lambda v, f=f: None if v is None else f(v)) for i, f in canonical]
+        self.send_tx = _transformer(["text", "int8", *(SEND_AS.get(k, k) for k in kinds)]) if self.binary else None
+        hash_types = ["text" if k in CANONICAL_TEXT else k for k in kinds]
+        self.hash_tx = _transformer(["text", "int8", *hash_types])
+        self.same_bytes = self.binary and not canonical  # the hashed tuple is the sent tuple
+
+    def row_hash(self, values: list[Any]) -> int:
+        """The content hash of one converted row (the list is not changed)."""
+        out = bytearray()
+        if not self.send_fix and not self.hash_fix:
+            format_row_binary(values, self.hash_tx, out)
+            return int(_HASH_KEY(_md5(out).digest())[0])
+        row = list(values)
+        for index, fix in self.send_fix:
+            row[index] = fix(row[index])
+        for index, fix in self.hash_fix:
+            row[index] = fix(row[index])
+        format_row_binary(row, self.hash_tx, out)
+        return int(_HASH_KEY(_md5(out).digest())[0])
+
+    def writer(self, out: bytearray, hashed: bool = True) -> Callable[[list[Any]], int]:
+        """A function that appends one converted row's binary COPY tuple to ``out`` and returns its content hash
+        (0 when not ``hashed``). The row list is changed in place (uuid text becomes uuid objects)."""
+        assert self.send_tx is not None, "writer() needs a table sent with binary COPY"
+        send_tx, send_fix, same = self.send_tx, self.send_fix, self.same_bytes
+        row_hash = self.row_hash
+
+        if same and hashed and not send_fix:
+
+            def write(values: list[Any]) -> int:
+                one = bytearray()
+                format_row_binary(values, send_tx, one)
+                out.extend(one)
+                return int(_HASH_KEY(_md5(one).digest())[0])
+
+            return write
+
+        def write_general(values: list[Any]) -> int:
+            checksum = row_hash(values) if hashed else 0
+            for index, fix in send_fix:
+                values[index] = fix(values[index])
+            format_row_binary(values, send_tx, out)
+            return checksum
+
+        return write_general
+
+
+def row_hash_sql(columns: list[TargetColumn]) -> sql.Composed:
+    """SQL of a stored row's content hash (what :meth:`RowEncoder.row_hash` gives for the row that was sent)."""
+    fields: list[sql.Composable] = [sql.SQL("int2send({}::int2)").format(sql.Literal(len(columns) + 2))]
+    parts = [("agent_id", "text"), ("source_rowid", "int8")] + [(c.name, c.type_name) for c in columns]
+    for name, kind in parts:
+        template = NATIVE_SEND.get(kind, "textsend({c}::text)")
+        value = sql.SQL(template).format(c=sql.Identifier(name))
+        fields.append(sql.SQL("coalesce(int4send(length({v})) || {v}, '\\xffffffff'::bytea)").format(v=value))
+    body = sql.SQL(" || ").join(fields)
+    return sql.SQL("('x' || left(md5({}), 16))::bit(64)::bigint").format(body)

@@ -889,3 +889,97 @@ def test_kill_9_while_the_helper_process_converts_then_resume(tmp_path: Path, ta
             assert total == distinct == 8000
     _, validated = ws_json("-w", str(ws_file), "migrate", "validate", "--database-url", target_url)
     assert validated["ok"]
+
+
+def test_load_without_hashes_keeps_the_rows_and_validates_by_rescan(tmp_path: Path, target_url: str) -> None:
+    """`run --no-validate` computes no content hashes and sends JSON in its source text: the stored rows, rejects,
+    kept raw values and rule counts are the hashed run's; the ledger says no checksum, and a later validating run
+    (resumed or not) re-reads the source and catches a changed row."""
+    from infra.migrate.load import RunOptions, run_migration
+    from infra.migrate.source import SourceFile
+
+    path = agent_file(tmp_path, "plain")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn, loose=True)
+    metadata = ['{"b": 1.50, "a": [1e2, -0.0]}', '{"a": 1, "a": 2}', '{"x": "\\u0000y"}', "{not json", None]
+    conn.executemany(
+        "INSERT INTO memories VALUES (?, 'fact', ?, ?, ?, ?)",
+        [
+            (i, f"nul\x00{i}" if i % 7 == 0 else f"memory {i}", os.urandom(8), metadata[i % 5], 1700000000 + i)
+            for i in range(1, 601)
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO conversations VALUES (?, 's', 'user', ?, ?, ?)",
+        [(i, f"message {i}", i, "2024-01-01T00:00:00Z") for i in range(1, 201)],
+    )
+    conn.commit()
+    conn.close()
+    source = SourceFile("bot", "plain", path, str(path), "agents", {})
+
+    def snapshot() -> list[Any]:
+        with psycopg.connect(target_url) as pg:
+            return [
+                pg.execute(
+                    "SELECT m::text FROM agents.memories m WHERE agent_id = 'plain' ORDER BY source_rowid"
+                ).fetchall(),
+                pg.execute("SELECT c::text FROM agents.conversations c WHERE agent_id = 'plain' ORDER BY 1").fetchall(),
+                pg.execute(
+                    """SELECT source_table, source_rowid, reason, raw FROM ws_migrate.rejects
+                       WHERE agent_id = 'plain' ORDER BY 1, 2"""
+                ).fetchall(),
+                pg.execute(
+                    """SELECT source_table, source_rowid, column_name, rule, raw FROM ws_migrate.raw_values
+                       WHERE agent_id = 'plain' ORDER BY 1, 2, 3, 4"""
+                ).fetchall(),
+            ]
+
+    def ledger() -> dict[str, tuple[Any, ...]]:
+        with psycopg.connect(target_url) as pg:
+            rows = pg.execute(
+                """SELECT source_table, status, checksum, validation->>'method' FROM ws_migrate.units
+                   WHERE agent_id = 'plain'"""
+            ).fetchall()
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+    hashed = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=100))
+    assert {a.status for a in hashed.agents} == {"validated"}
+    before = snapshot()
+    assert before[2] and before[3], "the corpus must produce rejects and kept raw values"
+    assert all(state[1] is not None for state in ledger().values())
+
+    plain = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=100, validate=False, reload=True))
+    assert {a.status for a in plain.agents} == {"loaded"}
+    assert plain.rules() == hashed.rules() and plain.rows_rejected == hashed.rows_rejected > 0
+    assert snapshot() == before
+    assert {table: state[:2] for table, state in ledger().items()} == {
+        "memories": ("loaded", None),
+        "conversations": ("loaded", None),
+    }
+
+    # a crash in the middle of the unhashed load: ledger and data agree at rowid 300; the validating run resumes
+    # it without hashes and validates it by re-reading the source
+    with psycopg.connect(target_url) as pg:
+        pg.execute("DELETE FROM agents.memories WHERE agent_id = 'plain' AND source_rowid > 300")
+        pg.execute("DELETE FROM ws_migrate.rejects WHERE agent_id = 'plain' AND source_rowid > 300")
+        pg.execute("DELETE FROM ws_migrate.raw_values WHERE agent_id = 'plain' AND source_rowid > 300")
+        pg.execute(
+            """UPDATE ws_migrate.units SET status = 'loading', last_rowid = 300,
+                 rows_loaded = (SELECT count(*) FROM agents.memories WHERE agent_id = 'plain'),
+                 rows_rejected = (SELECT count(*) FROM ws_migrate.rejects WHERE agent_id = 'plain'
+                                  AND source_table = 'memories')
+               WHERE agent_id = 'plain' AND source_table = 'memories'"""
+        )
+        pg.execute("UPDATE agents.conversations SET message = 'changed' WHERE agent_id = 'plain' AND source_rowid = 9")
+    resumed = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=100))
+    units = {u.source_table: u for a in resumed.agents for u in a.units}
+    assert units["memories"].resumed_from == 300 and units["memories"].status == "validated"
+    assert units["conversations"].status == "mismatch"
+    assert ledger()["memories"] == ("validated", None, "rescan")
+    assert ledger()["conversations"][:2] == ("mismatch", None)
+    with psycopg.connect(target_url) as pg:
+        validation = pg.execute(
+            """SELECT validation FROM ws_migrate.units WHERE agent_id = 'plain' AND source_table = 'conversations'"""
+        ).fetchone()
+    assert validation is not None and validation[0]["different"] == [9]
+    assert snapshot()[0] == before[0] and snapshot()[2:] == before[2:]

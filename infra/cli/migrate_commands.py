@@ -210,7 +210,12 @@ def check_command(
 @click.option(
     "--reload", is_flag=True, help="Reload every selected agent from scratch (e.g. after `validate` found a mismatch)."
 )
-@click.option("--no-validate", is_flag=True, help="Skip the checksum comparison after each table is loaded.")
+@click.option(
+    "--no-validate",
+    is_flag=True,
+    help="Load only: no content hashes are computed (faster); `ws migrate validate` or a later `run` validates "
+    "those tables by re-reading their files.",
+)
 @click.option("--no-integrity-check", is_flag=True, help="Skip SQLite's quick_check before reading a file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--dry-run", is_flag=True, help="Print what would be loaded where, and change nothing.")

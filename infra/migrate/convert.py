@@ -515,7 +515,9 @@ def _parse_json(text: str) -> Any:
     return _DECODER.decode(text)  # one decoder for all (json.loads with hooks would build one per call)
 
 
-def _json_converter(type_name: str) -> Converter:
+def _json_converter(type_name: str, canonical: bool = True) -> Converter:
+    """``canonical``: jsonb values come back as PostgreSQL prints them (what the content hash needs); otherwise
+    JSON that loads as-is comes back as the source text, which PostgreSQL parses to the same jsonb."""
     binary = type_name == "jsonb"
 
     def convert(value: Any, notes: Notes) -> Any:
@@ -548,7 +550,8 @@ def _json_converter(type_name: str) -> Converter:
                 raise Rejected("invalid-json")
             return value
         if "\\u" not in value and not _PARSE.duplicates:
-            return jsonb_text(parsed)  # fast path: no escapes that jsonb refuses, no duplicate keys
+            # fast path: no escapes that jsonb refuses, no duplicate keys
+            return jsonb_text(parsed) if canonical else value
         found: set[str] = set()
         cleaned = _clean_json(parsed, found)
         for rule in sorted(found):
@@ -561,8 +564,9 @@ def _json_converter(type_name: str) -> Converter:
     return convert
 
 
-def converter_for(column: TargetColumn) -> Converter:
-    """The converter of one target column (its NOT NULL check included)."""
+def converter_for(column: TargetColumn, *, canonical_json: bool = True) -> Converter:
+    """The converter of one target column (its NOT NULL check included); ``canonical_json``: see
+    :func:`_json_converter`."""
     kind = column.type_name
     base: Converter
     if kind in TEXT_TYPES:
@@ -578,7 +582,7 @@ def converter_for(column: TargetColumn) -> Converter:
     elif kind == "bool":
         base = _boolean
     elif kind in ("json", "jsonb"):
-        base = _json_converter(kind)
+        base = _json_converter(kind, canonical_json)
     elif kind in TIME_TYPES:
         base = _timestamp_converter(kind)
     elif kind == "date":

@@ -317,16 +317,18 @@ HELPER_MIN_ROWS = 60_000
 CORES = os.cpu_count() or 1
 
 
-def _start_helper(source: SourceFile, mapping: TableMapping, busy_timeout: float, binary: bool) -> ProcessPoolExecutor:
+def _start_helper(
+    source: SourceFile, mapping: TableMapping, busy_timeout: float, binary: bool, hashed: bool
+) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_helper,
-        initargs=(source, mapping, busy_timeout, binary),
+        initargs=(source, mapping, busy_timeout, binary, hashed),
     )
 
 
-def _init_helper(source: SourceFile, mapping: TableMapping, busy_timeout: float, binary: bool) -> None:
+def _init_helper(source: SourceFile, mapping: TableMapping, busy_timeout: float, binary: bool, hashed: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     sqlite_conn = open_readonly(source.path, busy_timeout=busy_timeout)
@@ -336,7 +338,8 @@ def _init_helper(source: SourceFile, mapping: TableMapping, busy_timeout: float,
         source=source,
         mapping=mapping,
         encoder=RowEncoder(mapping.target_columns, binary=binary),
-        convert=row_converter(source.agent_id, mapping),
+        hashed=hashed,
+        convert=row_converter(source.agent_id, mapping, canonical_json=hashed),
         key=(source.namespace, source.agent_id, mapping.source.name),
     )
 
@@ -345,15 +348,16 @@ def _helper_batch(after: int, limit: int) -> BatchPayload:
     """In the helper: read and convert the batch after ``after``; the rows come back ready for COPY (binary COPY
     tuples when the table loads in binary, else the rows' values)."""
     encoder: RowEncoder = _HELPER["encoder"]
+    hashed: bool = _HELPER["hashed"]
     rows: list[list[Any]] = []
     data = bytearray()
     if encoder.binary:
-        write = encoder.writer(data)
+        write = encoder.writer(data, hashed)
     else:
 
         def write(values: list[Any]) -> int:
             rows.append(values)
-            return encoder.row_hash(values)
+            return encoder.row_hash(values) if hashed else 0
 
     source_rows = iterate_rows(_HELPER["sqlite"], _HELPER["mapping"], _HELPER["source"].path, after)
     try:
@@ -407,7 +411,7 @@ class Migrator:
         keys = ("sha256", "status", "last_rowid", "rows_loaded", "rows_rejected", "checksum", "rules", "seconds")
         state = dict(zip(keys, row[:8], strict=True))
         state["batches"] = row[8]
-        state["checksum"] = int(state["checksum"])
+        state["checksum"] = None if state["checksum"] is None else int(state["checksum"])
         return state
 
     def _fail_unit(
@@ -447,7 +451,9 @@ class Migrator:
             result.rules = dict(state["rules"])
             self.observer.advance(source.agent_id, result.rows_loaded + result.rows_rejected)
             if state["status"] == "loaded" and self.options.validate:
-                result.status = self.validate_loaded(conn, source, mapping, state["rows_loaded"], state["checksum"])
+                result.status = self.validate_loaded(
+                    conn, sqlite_conn, source, sha, mapping, state["rows_loaded"], state["checksum"]
+                )
             else:
                 result.status = "skipped" if state["status"] == "validated" else state["status"]
             return result
@@ -458,7 +464,10 @@ class Migrator:
                     conn.execute(statement)
         rows_loaded = 0 if fresh or state is None else state["rows_loaded"]
         rows_rejected = 0 if fresh or state is None else state["rows_rejected"]
-        checksum = 0 if fresh or state is None else state["checksum"]
+        # content hashes: computed when this run validates; a unit keeps the choice it started with (a resumed
+        # unit that was loading without them goes on without them and is validated by re-reading the source)
+        hashed = self.options.validate if fresh or state is None else state["checksum"] is not None
+        checksum: int | None = (0 if hashed else None) if fresh or state is None else state["checksum"]
         rules: dict[str, int] = {} if fresh or state is None else dict(state["rules"])
         seconds = 0.0 if fresh or state is None else float(state["seconds"])
         after = None if fresh or state is None else state["last_rowid"]
@@ -467,7 +476,7 @@ class Migrator:
             rules[rule] = count
         if rows_loaded or rows_rejected:
             self.observer.advance(source.agent_id, rows_loaded + rows_rejected)
-        convert = row_converter(source.agent_id, mapping)
+        convert = row_converter(source.agent_id, mapping, canonical_json=hashed)
         encoder = RowEncoder(mapping.target_columns, binary=self.options.copy_format == "binary")
         binary = encoder.binary
         source_rows = iterate_rows(sqlite_conn, mapping, source.path, after)
@@ -490,7 +499,7 @@ class Migrator:
                         boundary = batch_end(sqlite_conn, mapping, source.path, boundary, batch_limit)
                     if boundary is not None:
                         if helper is None:
-                            helper = _start_helper(source, mapping, self.options.busy_timeout, binary)
+                            helper = _start_helper(source, mapping, self.options.busy_timeout, binary, hashed)
                         queued[boundary] = helper.submit(_helper_batch, boundary, batch_limit)
                 started = time.monotonic()
                 with conn.transaction():
@@ -501,7 +510,7 @@ class Migrator:
                     # a writer thread sends while this thread reads and converts the next rows
                     with cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy:
                         if payload is None:
-                            done = self._convert_into(copy, encoder, source_rows, convert, key, mapping, after)
+                            done = self._convert_into(copy, encoder, source_rows, convert, key, mapping, after, hashed)
                         else:
                             done = payload.result()
                             if done.first_after != after:
@@ -524,7 +533,8 @@ class Migrator:
                         rules[rule] = rules.get(rule, 0) + count
                     rows_rejected += len(done.rejects)
                     rows_loaded += done.batch - len(done.rejects)
-                    checksum += done.checksum
+                    if checksum is not None:
+                        checksum += done.checksum
                     after = last
                     seconds += time.monotonic() - started
                     conn.execute(
@@ -560,7 +570,7 @@ class Migrator:
             seconds,
         )
         if self.options.validate:
-            result.status = self.validate_loaded(conn, source, mapping, rows_loaded, checksum)
+            result.status = self.validate_loaded(conn, sqlite_conn, source, sha, mapping, rows_loaded, checksum)
         return result
 
     def _convert_into(
@@ -572,6 +582,7 @@ class Migrator:
         key: tuple[str, str, str],
         mapping: TableMapping,
         after: int | None,
+        hashed: bool,
     ) -> BatchPayload:
         """Convert one batch straight into the COPY: binary tuples go to its writer thread in FLUSH_BYTES pieces
         while the next rows convert (block mode: this side writes the signature and the trailer)."""
@@ -579,13 +590,13 @@ class Migrator:
         if not encoder.binary:
 
             def write_text(values: list[Any]) -> int:
-                checksum = encoder.row_hash(values)
+                checksum = encoder.row_hash(values) if hashed else 0
                 copy.write_row(values)
                 return checksum
 
             return convert_rows(source_rows, convert, key, mapping, limit, write_text, after)
         out = bytearray(BINARY_SIGNATURE)
-        append = encoder.writer(out)
+        append = encoder.writer(out, hashed)
 
         def write(values: list[Any]) -> int:
             checksum = append(values)
@@ -656,9 +667,22 @@ class Migrator:
         )
 
     def validate_loaded(
-        self, conn: psycopg.Connection[Any], source: SourceFile, mapping: TableMapping, rows: int, checksum: int
+        self,
+        conn: psycopg.Connection[Any],
+        sqlite_conn: sqlite3.Connection,
+        source: SourceFile,
+        sha: str,
+        mapping: TableMapping,
+        rows: int,
+        checksum: int | None,
     ) -> str:
-        """Compare PostgreSQL's count and checksum of the agent's target rows with those recorded while loading."""
+        """Compare PostgreSQL's count and checksum of the agent's target rows with those recorded while loading;
+        a unit loaded without content hashes (``checksum`` None) is validated by re-reading the source, as
+        `ws migrate validate` does."""
+        if checksum is None:
+            from infra.migrate.validate import validate_table  # (validate imports this module)
+
+            return "validated" if validate_table(conn, sqlite_conn, source, sha, mapping).ok else "mismatch"
         target_rows, target_sum = mapping.target_checksum(conn, source.agent_id, rows)
         ok = target_rows == rows and target_sum == checksum
         status = "validated" if ok else "mismatch"

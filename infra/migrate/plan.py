@@ -198,9 +198,12 @@ class RejectedRow:
 RowResult = tuple[ConvertedRow | None, RejectedRow | None, list[tuple[str, str, bytes | None]]]
 
 
-def row_converter(agent_id: str, mapping: TableMapping) -> Callable[[tuple[Any, ...]], RowResult]:
+def row_converter(
+    agent_id: str, mapping: TableMapping, *, canonical_json: bool = True
+) -> Callable[[tuple[Any, ...]], RowResult]:
     """A function from a fetched source row (rowid first) to a converted row or a rejected row, with the
-    rules it applied as (rule, column, raw bytes kept or None).
+    rules it applied as (rule, column, raw bytes kept or None). ``canonical_json=False`` (a load that computes no
+    content hashes) keeps JSON that loads as-is in its source text instead of writing jsonb's form of it.
 
     It is generated per table (one straight-line function, no per-column loop), with inline fast paths for
     the common cases (a str without NUL into text, an in-range int into an integer column); everything else
@@ -227,7 +230,7 @@ def row_converter(agent_id: str, mapping: TableMapping) -> Callable[[tuple[Any, 
         "    try:",
     ]
     for index, column in enumerate(columns, start=1):
-        scope[f"conv{index}"] = converter_for(column)
+        scope[f"conv{index}"] = converter_for(column, canonical_json=canonical_json)
         value, result = f"v{index}", f"r{index}"
         lines.append(f"        column = {index}")
         lines.append(f"        {value} = row[{index}]")

@@ -115,7 +115,7 @@ def ledger_ddl() -> list[sql.Composed]:
                 source_rows bigint,
                 rows_loaded bigint NOT NULL DEFAULT 0,
                 rows_rejected bigint NOT NULL DEFAULT 0,
-                checksum numeric NOT NULL DEFAULT 0,
+                checksum numeric DEFAULT 0,
                 rules jsonb NOT NULL DEFAULT '{{}}',
                 batches integer NOT NULL DEFAULT 0,
                 started_at timestamptz NOT NULL DEFAULT now(),
@@ -126,6 +126,8 @@ def ledger_ddl() -> list[sql.Composed]:
                 error text,
                 PRIMARY KEY (namespace, agent_id, source_table))"""
         ).format(s),
+        # NULL: loaded without content hashes (`run --no-validate`); validation then re-reads the source
+        sql.SQL("ALTER TABLE {}.units ALTER COLUMN checksum DROP NOT NULL").format(s),
         sql.SQL(
             """CREATE TABLE IF NOT EXISTS {}.rejects (
                 id bigserial PRIMARY KEY,

@@ -32,6 +32,7 @@ from psycopg._copy_base import _binary_trailer as BINARY_TRAILER
 from psycopg._copy_base import format_row_binary
 from psycopg.adapt import AdaptersMap, Dumper, Transformer
 from psycopg.pq import Format
+from psycopg.types.string import BytesBinaryDumper
 
 from infra.migrate.convert import TargetColumn
 
@@ -67,6 +68,8 @@ class SerializedJsonBinaryDumper(Dumper):
 ADAPTERS = AdaptersMap(psycopg.adapters)
 ADAPTERS.register_dumper(_SerializedJson, SerializedJsonbBinaryDumper)
 ADAPTERS.register_dumper(_SerializedJson, SerializedJsonBinaryDumper)
+# bytea by oid would be psycopg's DB-API Binary dumper, a Python call per value; the plain bytes one is C
+ADAPTERS.register_dumper(bytes, BytesBinaryDumper)
 
 # type -> SQL of its send representation ({c}: the column); the Python side dumps the value as that type
 NATIVE_SEND: dict[str, str] = {
@@ -162,6 +165,13 @@ class RowEncoder:
                 return int(_HASH_KEY(_md5(one).digest())[0])
 
             return write
+        if not hashed and not send_fix:
+
+            def write_unhashed(values: list[Any]) -> int:
+                format_row_binary(values, send_tx, out)
+                return 0
+
+            return write_unhashed
 
         def write_general(values: list[Any]) -> int:
             checksum = row_hash(values) if hashed else 0

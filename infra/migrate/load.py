@@ -25,7 +25,11 @@ COPY format: binary by default. Measured here with psycopg 3.3 on 100,000 rows o
 0.38-0.44 s, even with the per-value Jsonb wrapper binary jsonb needs. End to end (scripts/bench_migrate.py
 --formats, 1,000,000 rows) the two are within noise of each other, because reading and converting rows in
 Python dominates; binary stays the default for the lower server-side cost. ``--copy-format text`` remains,
-and tables with a type psycopg cannot send in binary fall back to text.
+and tables with a type psycopg cannot send in binary fall back to text. Binary rows are formatted here (block
+mode, :mod:`infra.migrate.encode`), so the tuple that is sent is also the one whose md5 is the row's content hash.
+
+Content hashes are computed when the run validates; ``validate=False`` (``--no-validate``) loads without them and
+leaves the ledger's checksum NULL, and validation then re-reads the source (:mod:`infra.migrate.validate`).
 """
 
 from __future__ import annotations
@@ -643,27 +647,20 @@ class Migrator:
     def _reset_unit(self, conn: psycopg.Connection[Any], source: SourceFile, mapping: TableMapping, sha: str) -> None:
         """Start a unit from nothing: remove this agent's rows, rejects and raw values, then a fresh ledger row."""
         key = (source.namespace, source.agent_id, mapping.source.name)
-        conn.execute(
-            sql.SQL("DELETE FROM {} WHERE agent_id = %s").format(mapping.target_identifier), (source.agent_id,)
-        )
-        for table in ("rejects", "raw_values"):
-            conn.execute(
-                sql.SQL("DELETE FROM {}.{} WHERE namespace = %s AND agent_id = %s AND source_table = %s").format(
-                    L, sql.Identifier(table)
-                ),
-                key,
-            )
-        conn.execute(
+        conn.execute(  # one round trip: the three deletes run as data-modifying CTEs of the ledger insert
             sql.SQL(
-                """INSERT INTO {}.units (namespace, agent_id, source_table, target_table, sha256, status)
+                """WITH target AS (DELETE FROM {target} WHERE agent_id = %s),
+                  rejects AS (DELETE FROM {L}.rejects WHERE namespace = %s AND agent_id = %s AND source_table = %s),
+                  raws AS (DELETE FROM {L}.raw_values WHERE namespace = %s AND agent_id = %s AND source_table = %s)
+                INSERT INTO {L}.units (namespace, agent_id, source_table, target_table, sha256, status)
                 VALUES (%s, %s, %s, %s, %s, 'loading')
                 ON CONFLICT (namespace, agent_id, source_table) DO UPDATE SET target_table = EXCLUDED.target_table,
                   sha256 = EXCLUDED.sha256, status = 'loading', last_rowid = NULL, source_rows = NULL,
                   rows_loaded = 0, rows_rejected = 0, checksum = 0, rules = '{{}}', batches = 0,
                   started_at = now(), loaded_at = NULL, load_seconds = 0, validated_at = NULL, validation = NULL,
                   error = NULL"""
-            ).format(L),
-            (*key, mapping.target_label, sha),
+            ).format(target=mapping.target_identifier, L=L),
+            (source.agent_id, *key, *key, *key, mapping.target_label, sha),
         )
 
     def validate_loaded(
@@ -833,6 +830,7 @@ class Migrator:
         self.observer.start(len(plans), sum(p.rows for p in plans if not p.error))
         try:
             with connect(self.url, autocommit=True) as conn:
+                asynchronous_commits(conn)
                 for index, plan in enumerate(plans):
                     if plan.error:
                         results[index] = self._finish_agent(conn, plan, [])
@@ -1017,7 +1015,16 @@ def _worker_connection() -> psycopg.Connection[Any]:
     conn: psycopg.Connection[Any] | None = _WORKER.get("conn")
     if conn is None or conn.closed or conn.broken:
         conn = _WORKER["conn"] = psycopg.connect(_WORKER["url"], autocommit=True)
+        asynchronous_commits(conn)
     return conn
+
+
+def asynchronous_commits(conn: psycopg.Connection[Any]) -> None:
+    """Batch commits on this connection do not wait for their WAL flush. Safe for resume: a batch's rows and its
+    ledger row are one transaction, so a PostgreSQL crash can only take back whole batches together with the
+    ledger's record of them (the next run loads them again). Anything that acts on a loaded state (cleanup
+    archiving files) commits synchronously, which flushes every earlier commit first."""
+    conn.execute("SET synchronous_commit = off")
 
 
 def _worker_plan(source: SourceFile) -> FilePlan:

@@ -13,8 +13,12 @@ For each scenario, in the same run:
 * ws migrate run --no-validate (the load alone);
 * raw psql \\copy of the same rows pre-dumped as COPY text files: the upper bound of loading.
 
-It prints rows/s of each and the ratios. Targets (issue 8): ws with validation >= 10x pgloader on the many
-files and >= 2x on the large file; the load alone >= 0.8x raw \\copy. Not run in tests or CI.
+It prints rows/s of each and the ratios, and the CPU time the whole machine was busy while each ran (cpu-s:
+ws, its workers, PostgreSQL's backends, pgloader or psql together; us/row: that per row). On 2 cores a method
+cannot finish in less than half its cpu-s, which is what bounds ws with validation on one large file.
+
+Targets (issue 8): ws with validation >= 10x pgloader on the many files and >= 2x on the large file; the load
+alone >= 0.8x raw \\copy. Not run in tests or CI.
 
 pgloader comes from Debian: `sudo apt-get install -y pgloader` (the script says so and skips it when missing).
 
@@ -56,12 +60,37 @@ MIGRATIONS = sorted(
 TABLES = ("memories", "conversations")
 
 
+def busy_cpu_seconds() -> float | None:
+    """CPU time the whole machine spent busy so far (every process: ws, its workers, PostgreSQL's backends,
+    pgloader, psql), from /proc/stat; None where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class Timer:
+    """Wall time and machine-wide busy CPU time of one method."""
+
+    def __enter__(self) -> Timer:
+        self.cpu0, self.wall0 = busy_cpu_seconds(), time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.monotonic() - self.wall0
+        cpu1 = busy_cpu_seconds()
+        self.cpu = cpu1 - self.cpu0 if cpu1 is not None and self.cpu0 is not None else None
+
+
 @dataclass
 class Result:
     method: str
     rows: int
     seconds: float
     note: str = ""
+    cpu: float | None = None  # machine-wide busy CPU seconds while it ran
 
     @property
     def rate(self) -> float:
@@ -142,15 +171,14 @@ def bench_ws(
         copy_format="text" if copy_format == "text" else "binary",
         helper_min_rows=-1 if helper else 0,
     )
-    started = time.monotonic()
-    report = run_migration(url, sources(paths), options)
-    seconds = time.monotonic() - started
+    with Timer() as timer:
+        report = run_migration(url, sources(paths), options)
     bad = [a.agent_id for a in report.agents if a.status not in ("validated", "loaded")]
     if bad:
         raise SystemExit(f"ws migrate run failed for {bad[:5]}")
     label = "ws migrate run" + (" (validation included)" if validate else " --no-validate (load alone)")
     label += "" if helper else ", no helper process"
-    return Result(f"{label} [{copy_format}]", report.rows_loaded, seconds, f"{jobs} jobs")
+    return Result(f"{label} [{copy_format}]", report.rows_loaded, timer.seconds, f"{jobs} jobs", timer.cpu)
 
 
 def bench_raw_copy(dbs: Databases, paths: list[Path], work: Path, jobs: int) -> Result:
@@ -173,19 +201,20 @@ def bench_raw_copy(dbs: Databases, paths: list[Path], work: Path, jobs: int) -> 
     if psql is None:
         raise SystemExit("psql is not installed (apt-get install -y postgresql-client)")
     rows = 0
-    started = time.monotonic()
-    for table, path in dumps.items():
-        command = f"\\copy agents.{table} FROM '{path}'"
-        out = subprocess.run(
-            [psql, url_form(url), "-v", "ON_ERROR_STOP=1", "-c", command], capture_output=True, text=True
-        )
-        if out.returncode:
-            raise SystemExit(f"psql \\copy failed: {out.stderr}")
-        rows += int(out.stdout.strip().split()[-1])
-    seconds = time.monotonic() - started
+    with Timer() as timer:
+        for table, path in dumps.items():
+            command = f"\\copy agents.{table} FROM '{path}'"
+            out = subprocess.run(
+                [psql, url_form(url), "-v", "ON_ERROR_STOP=1", "-c", command], capture_output=True, text=True
+            )
+            if out.returncode:
+                raise SystemExit(f"psql \\copy failed: {out.stderr}")
+            rows += int(out.stdout.strip().split()[-1])
     for path in dumps.values():
         path.unlink()
-    return Result("raw psql \\copy of pre-dumped rows (upper bound)", rows, seconds, "one stream per table")
+    return Result(
+        "raw psql \\copy of pre-dumped rows (upper bound)", rows, timer.seconds, "one stream per table", timer.cpu
+    )
 
 
 PGLOADER_COMMAND = """LOAD DATABASE
@@ -204,15 +233,14 @@ def bench_pgloader(dbs: Databases, paths: list[Path], work: Path) -> Result | No
         return None
     url = dbs.fresh(migrations=False)
     target = url_form(url)
-    started = time.monotonic()
-    for index, path in enumerate(paths):
-        schema = f"agent_{index:04d}"
-        command = work / "pgloader.load"
-        command.write_text(PGLOADER_COMMAND.format(source=path, target=target, schema=schema), encoding="utf-8")
-        out = subprocess.run([pgloader, "--quiet", str(command)], capture_output=True, text=True, cwd=work)
-        if out.returncode:
-            raise SystemExit(f"pgloader failed on {path}: {out.stdout[-2000:]}{out.stderr[-2000:]}")
-    seconds = time.monotonic() - started
+    with Timer() as timer:
+        for index, path in enumerate(paths):
+            schema = f"agent_{index:04d}"
+            command = work / "pgloader.load"
+            command.write_text(PGLOADER_COMMAND.format(source=path, target=target, schema=schema), encoding="utf-8")
+            out = subprocess.run([pgloader, "--quiet", str(command)], capture_output=True, text=True, cwd=work)
+            if out.returncode:
+                raise SystemExit(f"pgloader failed on {path}: {out.stdout[-2000:]}{out.stderr[-2000:]}")
     rows = 0
     with psycopg.connect(url) as conn:
         for index in range(len(paths)):
@@ -221,19 +249,23 @@ def bench_pgloader(dbs: Databases, paths: list[Path], work: Path) -> Result | No
                     sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(f"agent_{index:04d}", table))
                 ).fetchone()
                 rows += int(found[0]) if found else 0
-    return Result("pgloader, one invocation per file", rows, seconds, f"{len(paths)} invocations, no validation")
+    note = f"{len(paths)} invocations, no validation"
+    return Result("pgloader, one invocation per file", rows, timer.seconds, note, timer.cpu)
 
 
 def report(title: str, results: list[Result]) -> dict[str, Any]:
     baseline = next((r for r in results if r.method.startswith("pgloader")), None)
     raw = next((r for r in results if r.method.startswith("raw")), None)
     print(f"\n{title}")
-    print(f"  {'method':58} {'rows':>10} {'seconds':>9} {'rows/s':>10} {'x pgloader':>10} {'x raw copy':>10}")
+    header = f"{'method':58} {'rows':>10} {'seconds':>9} {'rows/s':>10} {'x pgloader':>10} {'x raw copy':>10}"
+    print(f"  {header} {'cpu-s':>7} {'us/row':>7}")
     for r in results:
         vs_pgloader = f"{r.rate / baseline.rate:.2f}" if baseline and baseline.rate else "-"
         vs_raw = f"{r.rate / raw.rate:.2f}" if raw and raw.rate else "-"
+        cpu = f"{r.cpu:>7.1f} {r.cpu / r.rows * 1e6:>7.1f}" if r.cpu is not None and r.rows else f"{'-':>7} {'-':>7}"
         print(
-            f"  {r.method:58} {r.rows:>10,} {r.seconds:>9.2f} {r.rate:>10,.0f} {vs_pgloader:>10} {vs_raw:>10}  {r.note}"
+            f"  {r.method:58} {r.rows:>10,} {r.seconds:>9.2f} {r.rate:>10,.0f} {vs_pgloader:>10} {vs_raw:>10} {cpu}"
+            f"  {r.note}"
         )
     return {"title": title, "results": [r.__dict__ | {"rate": r.rate} for r in results]}
 

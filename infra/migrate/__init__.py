@@ -1,8 +1,8 @@
 """SQLite -> PostgreSQL migration of agent memories: check, run, validate, cleanup, status.
 
 Driven by ``repos.<repo>.sqlite_migration`` in workspace.yaml. Modules: source (SQLite files), target
-(PostgreSQL, ledger namespace ws_migrate), convert (named rules and canonical encoding), plan (table mapping),
-check, load (run), validate, cleanup, status, progress.
+(PostgreSQL, ledger namespace ws_migrate), convert (named rules), encode (binary COPY tuples and the content hash
+over them), plan (table mapping), check, load (run), validate, cleanup, status, progress.
 """
 
 from __future__ import annotations

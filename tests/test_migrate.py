@@ -776,6 +776,29 @@ def test_parallel_target_checksum_is_the_serial_one(
     sqlite_conn.close()
 
 
+def loaded_state(url: str, agent: str) -> list[Any]:
+    """One agent's target rows (memories, conversations), rejects and kept raw values, in a comparable order."""
+    with psycopg.connect(url) as pg:
+        return [
+            pg.execute(
+                "SELECT source_rowid, m::text FROM agents.memories m WHERE agent_id = %s ORDER BY 1", (agent,)
+            ).fetchall(),
+            pg.execute(
+                "SELECT source_rowid, c::text FROM agents.conversations c WHERE agent_id = %s ORDER BY 1", (agent,)
+            ).fetchall(),
+            pg.execute(
+                """SELECT source_table, source_rowid, column_name, reason, storage_class, raw, row_json::text
+                   FROM ws_migrate.rejects WHERE agent_id = %s ORDER BY 1, 2, 3""",
+                (agent,),
+            ).fetchall(),
+            pg.execute(
+                """SELECT source_table, source_rowid, column_name, rule, raw FROM ws_migrate.raw_values
+                   WHERE agent_id = %s ORDER BY 1, 2, 3, 4""",
+                (agent,),
+            ).fetchall(),
+        ]
+
+
 def test_helper_process_batches_are_the_serial_ones(
     tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -814,20 +837,7 @@ def test_helper_process_batches_are_the_serial_ones(
     def snapshot() -> list[Any]:
         with psycopg.connect(target_url) as pg:
             return [
-                pg.execute(
-                    "SELECT source_rowid, m::text FROM agents.memories m WHERE agent_id = 'big' ORDER BY 1"
-                ).fetchall(),
-                pg.execute(
-                    "SELECT source_rowid, c::text FROM agents.conversations c WHERE agent_id = 'big' ORDER BY 1"
-                ).fetchall(),
-                pg.execute(
-                    """SELECT source_table, source_rowid, column_name, reason, storage_class, raw, row_json::text
-                       FROM ws_migrate.rejects WHERE agent_id = 'big' ORDER BY 1, 2, 3"""
-                ).fetchall(),
-                pg.execute(
-                    """SELECT source_table, source_rowid, column_name, rule, raw FROM ws_migrate.raw_values
-                       WHERE agent_id = 'big' ORDER BY 1, 2, 3, 4"""
-                ).fetchall(),
+                *loaded_state(target_url, "big"),
                 pg.execute(
                     """SELECT source_table, status, last_rowid, source_rows, rows_loaded, rows_rejected, checksum,
                               rules::text, batches, validation::text FROM ws_migrate.units
@@ -918,21 +928,7 @@ def test_load_without_hashes_keeps_the_rows_and_validates_by_rescan(tmp_path: Pa
     source = SourceFile("bot", "plain", path, str(path), "agents", {})
 
     def snapshot() -> list[Any]:
-        with psycopg.connect(target_url) as pg:
-            return [
-                pg.execute(
-                    "SELECT m::text FROM agents.memories m WHERE agent_id = 'plain' ORDER BY source_rowid"
-                ).fetchall(),
-                pg.execute("SELECT c::text FROM agents.conversations c WHERE agent_id = 'plain' ORDER BY 1").fetchall(),
-                pg.execute(
-                    """SELECT source_table, source_rowid, reason, raw FROM ws_migrate.rejects
-                       WHERE agent_id = 'plain' ORDER BY 1, 2"""
-                ).fetchall(),
-                pg.execute(
-                    """SELECT source_table, source_rowid, column_name, rule, raw FROM ws_migrate.raw_values
-                       WHERE agent_id = 'plain' ORDER BY 1, 2, 3, 4"""
-                ).fetchall(),
-            ]
+        return loaded_state(target_url, "plain")
 
     def ledger() -> dict[str, tuple[Any, ...]]:
         with psycopg.connect(target_url) as pg:

@@ -979,3 +979,60 @@ def test_load_without_hashes_keeps_the_rows_and_validates_by_rescan(tmp_path: Pa
         ).fetchone()
     assert validation is not None and validation[0]["different"] == [9]
     assert snapshot()[0] == before[0] and snapshot()[2:] == before[2:]
+
+
+def test_a_checksum_from_another_row_encoding_is_never_compared(tmp_path: Path, target_url: str) -> None:
+    """A ledger written by an earlier version holds checksums of another row encoding (its checksum_format is
+    NULL after the upgrade): `run` validates such a unit by re-reading the source instead of reporting a false
+    mismatch, both when it is already loaded and when it resumes in the middle."""
+    from infra.migrate.encode import CHECKSUM_FORMAT
+    from infra.migrate.load import RunOptions, run_migration
+    from infra.migrate.source import SourceFile
+
+    path = agent_file(tmp_path, "old")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn, loose=True)
+    conn.executemany(
+        "INSERT INTO memories VALUES (?, 'fact', ?, NULL, ?, ?)",
+        [(i, f"memory {i}", json.dumps({"n": i}), 1700000000 + i) for i in range(1, 401)],
+    )
+    conn.executemany(
+        "INSERT INTO conversations VALUES (?, 's', 'user', ?, ?, '2024-01-01T00:00:00Z')",
+        [(i, f"message {i}", i) for i in range(1, 51)],
+    )
+    conn.commit()
+    conn.close()
+    source = SourceFile("bot", "old", path, str(path), "agents", {})
+
+    def ledger() -> dict[str, tuple[Any, ...]]:
+        with psycopg.connect(target_url) as pg:
+            rows = pg.execute(
+                """SELECT source_table, status, checksum, checksum_format, validation->>'method'
+                   FROM ws_migrate.units WHERE agent_id = 'old'"""
+            ).fetchall()
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+    first = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=100))
+    assert {a.status for a in first.agents} == {"validated"}
+    assert {state[2] for state in ledger().values()} == {CHECKSUM_FORMAT}
+    before = loaded_state(target_url, "old")
+
+    # what an upgrade leaves: sums of the old encoding (they differ from this one's), no format recorded;
+    # conversations loaded and waiting for validation, memories stopped after rowid 200
+    with psycopg.connect(target_url) as pg:
+        pg.execute("UPDATE ws_migrate.units SET checksum = checksum + 12345, checksum_format = NULL, status = 'loaded'")
+        pg.execute("DELETE FROM agents.memories WHERE agent_id = 'old' AND source_rowid > 200")
+        pg.execute(
+            """UPDATE ws_migrate.units SET status = 'loading', last_rowid = 200, rows_loaded = 200
+               WHERE agent_id = 'old' AND source_table = 'memories'"""
+        )
+    again = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=100))
+    units = {u.source_table: u for a in again.agents for u in a.units}
+    assert units["memories"].resumed_from == 200 and units["memories"].rows_loaded == 400
+    assert {u.status for u in units.values()} == {"validated"}
+    assert {table: (state[0], state[3]) for table, state in ledger().items()} == {
+        "memories": ("validated", "rescan"),
+        "conversations": ("validated", "rescan"),
+    }
+    assert ledger()["memories"][1:3] == (None, None)  # the resumed part was loaded without hashes
+    assert loaded_state(target_url, "old") == before

@@ -53,7 +53,7 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from infra.migrate.convert import storage_class
-from infra.migrate.encode import BINARY_SIGNATURE, BINARY_TRAILER, RowEncoder
+from infra.migrate.encode import BINARY_SIGNATURE, BINARY_TRAILER, CHECKSUM_FORMAT, RowEncoder
 from infra.migrate.plan import TableMapping, build_mapping, duplicate_targets, iterate_rows, row_converter
 from infra.migrate.progress import Observer, Silent
 from infra.migrate.source import (
@@ -405,7 +405,7 @@ class Migrator:
         row = conn.execute(
             sql.SQL(
                 """SELECT sha256, status, last_rowid, rows_loaded, rows_rejected, checksum, rules, load_seconds,
-                          batches
+                          batches, checksum_format
                    FROM {}.units WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
             ).format(L),
             (source.namespace, source.agent_id, table),
@@ -415,7 +415,10 @@ class Migrator:
         keys = ("sha256", "status", "last_rowid", "rows_loaded", "rows_rejected", "checksum", "rules", "seconds")
         state = dict(zip(keys, row[:8], strict=True))
         state["batches"] = row[8]
-        state["checksum"] = None if state["checksum"] is None else int(state["checksum"])
+        # a checksum made with another row encoding (an earlier version of ws) cannot be compared with this one's:
+        # it counts as none, so validation re-reads the source
+        current = state["checksum"] is not None and row[9] == CHECKSUM_FORMAT
+        state["checksum"] = int(state["checksum"]) if current else None
         return state
 
     def _fail_unit(
@@ -469,7 +472,8 @@ class Migrator:
         rows_loaded = 0 if fresh or state is None else state["rows_loaded"]
         rows_rejected = 0 if fresh or state is None else state["rows_rejected"]
         # content hashes: computed when this run validates; a unit keeps the choice it started with (a resumed
-        # unit that was loading without them goes on without them and is validated by re-reading the source)
+        # unit that was loading without them, or with an earlier version's encoding, goes on without them and is
+        # validated by re-reading the source)
         hashed = self.options.validate if fresh or state is None else state["checksum"] is not None
         checksum: int | None = (0 if hashed else None) if fresh or state is None else state["checksum"]
         rules: dict[str, int] = {} if fresh or state is None else dict(state["rules"])
@@ -544,7 +548,8 @@ class Migrator:
                     conn.execute(
                         sql.SQL(
                             """UPDATE {}.units SET last_rowid = %s, rows_loaded = %s, rows_rejected = %s,
-                               checksum = %s, rules = %s, batches = batches + 1, load_seconds = %s, status = %s,
+                               checksum = %s, checksum_format = %s, rules = %s, batches = batches + 1,
+                               load_seconds = %s, status = %s,
                                source_rows = CASE WHEN %s THEN %s ELSE source_rows END,
                                loaded_at = CASE WHEN %s THEN now() END, error = NULL
                                WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
@@ -554,6 +559,7 @@ class Migrator:
                             rows_loaded,
                             rows_rejected,
                             checksum,
+                            None if checksum is None else CHECKSUM_FORMAT,
                             Jsonb(rules),
                             seconds,
                             "loaded" if exhausted else "loading",

@@ -128,6 +128,9 @@ def ledger_ddl() -> list[sql.Composed]:
         ).format(s),
         # NULL: loaded without content hashes (`run --no-validate`); validation then re-reads the source
         sql.SQL("ALTER TABLE {}.units ALTER COLUMN checksum DROP NOT NULL").format(s),
+        # the row encoding the checksum was computed with (encode.CHECKSUM_FORMAT); NULL: written by a version that
+        # did not record it, so validation re-reads the source instead of trusting the sum
+        sql.SQL("ALTER TABLE {}.units ADD COLUMN IF NOT EXISTS checksum_format smallint").format(s),
         sql.SQL(
             """CREATE TABLE IF NOT EXISTS {}.rejects (
                 id bigserial PRIMARY KEY,

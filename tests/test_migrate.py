@@ -1036,3 +1036,93 @@ def test_a_checksum_from_another_row_encoding_is_never_compared(tmp_path: Path, 
     }
     assert ledger()["memories"][1:3] == (None, None)  # the resumed part was loaded without hashes
     assert loaded_state(target_url, "old") == before
+
+
+def test_values_are_rounded_to_the_column_precision_as_postgresql_rounds_them(tmp_path: Path, target_url: str) -> None:
+    """timestamp(p) (Prisma's DateTime is timestamp(3)), numeric(p, s) (also through a domain), real and an integer
+    beyond 2^53 in a double: values more precise than the column are rounded exactly as PostgreSQL's own input
+    rounds them (ties away from zero, counted from 2000-01-01 for times), each under a counted rule with its raw
+    value kept, so validation agrees; numbers with too many integer digits are rejected, not a failed batch."""
+    from infra.migrate.load import RunOptions, run_migration
+    from infra.migrate.source import SourceFile
+
+    with psycopg.connect(target_url) as pg:
+        pg.execute("CREATE DOMAIN agents.cents AS numeric(8, 2)")
+        pg.execute(
+            """CREATE TABLE agents.readings (agent_id text NOT NULL, source_rowid bigint NOT NULL,
+                 at_ms timestamp(3), at_s timestamptz(0), amount numeric(6, 2), hundreds numeric(5, -2),
+                 price agents.cents, ratio real, big double precision, PRIMARY KEY (agent_id, source_rowid))"""
+        )
+    path = agent_file(tmp_path, "meter")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE readings (id INTEGER PRIMARY KEY, at_ms, at_s, amount, hundreds, price, ratio, big)")
+    # id: (at_ms, at_s, amount, hundreds, price, ratio, big)
+    source: dict[int, tuple[Any, ...]] = {
+        1: ("2024-01-01 00:00:00.123456", "2024-06-01T12:00:00.5Z", 1.005, 12350, "0.125", 0.1, 2**53 + 1),
+        2: ("2024-01-01 00:00:00.0005", "2024-06-01T12:00:00Z", "2.5", 100, 3, 0.5, 42),
+        3: ("1999-12-31 23:59:59.9995", 1700000000.4, 9999.994, -12350, None, None, None),
+        4: (1700000000123, None, 9999.995, None, None, None, None),
+        5: (None, None, 123456, None, None, None, None),
+        6: ("2024-01-01 00:00:00.999999", None, None, None, "-0.005", None, None),
+    }
+    conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(i, *v) for i, v in source.items()])
+    conn.commit()
+    conn.close()
+    rounded = {  # (rowid, column) that are rounded
+        (1, "at_ms"), (1, "at_s"), (1, "amount"), (1, "hundreds"), (1, "price"), (1, "ratio"), (1, "big"),
+        (2, "at_ms"), (3, "at_ms"), (3, "at_s"), (3, "amount"), (3, "hundreds"), (6, "at_ms"), (6, "price"),
+    }  # fmt: skip
+    ws_file = workspace(tmp_path)
+    db = ("--database-url", target_url)
+    _, plan = ws_json("-w", str(ws_file), "migrate", "check", *db, expect=1)
+    table = plan["agents"][0]["tables"][0]
+    assert table["rules"]["rounded-to-column-precision"] == len(rounded)
+    assert table["rejects"] == {"number-out-of-range": 2}
+
+    report = run_migration(target_url, [SourceFile("bot", "meter", path, str(path), "agents", {})], RunOptions(jobs=1))
+    assert [a.status for a in report.agents] == ["validated"], report.agents[0].error
+    assert report.rules()["rounded-to-column-precision"] == len(rounded)
+    with psycopg.connect(target_url) as pg:
+        rejects = pg.execute(
+            "SELECT source_rowid, column_name, reason FROM ws_migrate.rejects ORDER BY source_rowid"
+        ).fetchall()
+        assert rejects == [(4, "amount", "number-out-of-range"), (5, "amount", "number-out-of-range")]
+        raws = {
+            (int(r[0]), str(r[1])): bytes(r[2])
+            for r in pg.execute(
+                "SELECT source_rowid, column_name, raw FROM ws_migrate.raw_values "
+                "WHERE rule = 'rounded-to-column-precision'"
+            )
+        }
+        assert set(raws) == rounded
+        assert raws[(1, "at_ms")] == b"2024-01-01 00:00:00.123456" and raws[(3, "amount")] == b"9999.994"
+        # every stored value is what PostgreSQL's own input of the source value gives
+        for rowid in (1, 2, 3, 6):
+            at_ms, at_s, amount, hundreds, price, ratio, big = source[rowid]
+            row = pg.execute(
+                """SELECT at_ms IS NOT DISTINCT FROM %s::timestamp(3), at_s IS NOT DISTINCT FROM %s::timestamptz(0),
+                          amount::text IS NOT DISTINCT FROM (%s::numeric(6, 2))::text,
+                          hundreds::text IS NOT DISTINCT FROM (%s::numeric(5, -2))::text,
+                          price::text IS NOT DISTINCT FROM (%s::agents.cents)::text,
+                          ratio IS NOT DISTINCT FROM %s::real, big IS NOT DISTINCT FROM %s::float8
+                   FROM agents.readings WHERE source_rowid = %s""",
+                (
+                    at_ms,
+                    f"{dt_from_epoch(at_s)}" if isinstance(at_s, float) else at_s,
+                    None if amount is None else str(amount),
+                    None if hundreds is None else str(hundreds),
+                    None if price is None else str(price),
+                    None if ratio is None else repr(ratio),
+                    None if big is None else str(big),
+                    rowid,
+                ),
+            ).fetchone()
+            assert row == (True,) * 7, (rowid, row)
+        stored = pg.execute("SELECT at_ms::text FROM agents.readings WHERE source_rowid IN (3, 6) ORDER BY 1")
+        assert [r[0] for r in stored] == ["1999-12-31 23:59:59.999", "2024-01-01 00:00:01"]
+
+
+def dt_from_epoch(seconds: float) -> str:
+    import datetime as dt
+
+    return (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=round(seconds * 1e6))).isoformat()

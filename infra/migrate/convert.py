@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 RULES: dict[str, str] = {
@@ -46,6 +46,8 @@ RULES: dict[str, str] = {
     "json-nul-removed": "\\u0000 escapes removed from JSON strings (jsonb rejects them); raw value kept",
     "json-surrogate-replaced": "lone UTF-16 surrogate escapes in JSON replaced by U+FFFD (jsonb rejects them); raw kept",
     "json-duplicate-keys": "a JSON object with duplicate keys keeps the last (jsonb semantics); raw value kept",
+    "rounded-to-column-precision": "a value more precise than its column (timestamp(p), numeric(p,s), real, an "
+    "integer beyond 2^53 in a double) rounded as PostgreSQL rounds it; raw value kept",
     "rowid-alias": "an INTEGER PRIMARY KEY column is the rowid and is stored as source_rowid (exact)",
     "sqlite-internal-skipped": "SQLite's own bookkeeping tables (sqlite_sequence, sqlite_stat*) are not data",
     "virtual-shadow-skipped": "shadow tables of a virtual (FTS/R-tree) table hold its index; the table is migrated",
@@ -54,6 +56,7 @@ RULES: dict[str, str] = {
 REJECT_REASONS: dict[str, str] = {
     "null-in-not-null": "NULL in a column the target declares NOT NULL",
     "integer-out-of-range": "integer outside the target column's range",
+    "number-out-of-range": "number with more integer digits than the target numeric(p,s) column (or numeric) holds",
     "not-an-integer": "value in an integer column that is not an integer",
     "not-a-number": "value in a numeric column that is not a number",
     "not-a-boolean": "value in a boolean column that is not a boolean",
@@ -115,9 +118,17 @@ class TargetColumn:
     not_null: bool = False
     has_default: bool = False
     max_length: int | None = None  # varchar(n) / char(n)
+    precision: int | None = None  # numeric(p, s): p
+    scale: int | None = None  # numeric(p, s): s; timestamp(p) / timestamptz(p) with p < 6: p
 
     def as_dict(self) -> dict[str, object]:
-        return {"name": self.name, "type": self.type_name, "not_null": self.not_null, "max_length": self.max_length}
+        data: dict[str, object] = {"name": self.name, "type": self.type_name, "not_null": self.not_null}
+        data["max_length"] = self.max_length
+        if self.precision is not None:
+            data["precision"] = self.precision
+        if self.scale is not None:
+            data["scale"] = self.scale
+        return data
 
 
 # A note is (rule, raw bytes to keep or None). Converters append notes and return the converted value.
@@ -245,6 +256,8 @@ def _float_converter(type_name: str) -> Converter:
             return None
         if value.__class__ is float:
             result = value
+            if not single:
+                return result
         elif isinstance(value, int):
             notes.append(("integer-to-real", None))
             result = float(value)
@@ -261,14 +274,14 @@ def _float_converter(type_name: str) -> Converter:
                 result = struct.unpack(">f", struct.pack(">f", result))[0]
             except OverflowError:
                 raise Rejected("not-a-number") from None
+        if result != value and result == result and not isinstance(value, str):  # NaN is not rounded
+            notes.append(("rounded-to-column-precision", raw_bytes(value)))
         return result
 
     return convert
 
 
-def _numeric(value: Any, notes: Notes) -> Any:
-    if value is None:
-        return None
+def _decimal(value: Any, notes: Notes) -> Decimal:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
@@ -285,6 +298,36 @@ def _numeric(value: Any, notes: Notes) -> Any:
         notes.append(("text-to-number", None))
         return result
     raise Rejected("blob-not-convertible")
+
+
+# exact arithmetic for rounding to a numeric(p, s) scale (p <= 1000); ties away from zero, as PostgreSQL rounds
+_NUMERIC_CONTEXT = Context(prec=2000, rounding=ROUND_HALF_UP, Emin=-999999, Emax=999999)
+
+
+def _numeric_converter(precision: int | None, scale: int | None) -> Converter:
+    """numeric, or numeric(p, s): rounded to s decimals as PostgreSQL does (a rule when that changes the value),
+    and rejected when more integer digits remain than p - s allows (PostgreSQL would refuse the whole batch)."""
+    step = Decimal(1).scaleb(-scale) if scale is not None else None
+
+    def convert(value: Any, notes: Notes) -> Any:
+        if value is None:
+            return None
+        result = _decimal(value, notes)
+        if not -16383 <= result.adjusted() <= 131071 and result:
+            raise Rejected("number-out-of-range")  # beyond any PostgreSQL numeric
+        if step is None or precision is None:
+            return result
+        digits = precision - (scale or 0)  # integer digits numeric(p, s) holds
+        if result and result.adjusted() >= digits:
+            raise Rejected("number-out-of-range")
+        rounded = result.quantize(step, context=_NUMERIC_CONTEXT)  # the exponent -s: printed with s decimals
+        if rounded and rounded.adjusted() >= digits:  # rounding reached the next power of ten (9.995 -> 10.00)
+            raise Rejected("number-out-of-range")
+        if rounded != result:
+            notes.append(("rounded-to-column-precision", raw_bytes(value)))
+        return rounded
+
+    return convert
 
 
 TRUE_TEXT = {"true", "t", "yes", "y", "on", "1"}
@@ -355,13 +398,36 @@ def _from_iso_text(text: str, notes: Notes) -> dt.datetime:
         raise Rejected("timestamp-out-of-range") from None
 
 
-def _timestamp_converter(type_name: str) -> Converter:
+PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=UTC)  # PostgreSQL counts microseconds from here
+ONE_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def round_like_postgresql(moment: dt.datetime, digits: int) -> dt.datetime:
+    """A UTC time rounded to ``digits`` fractional-second digits exactly as timestamp(p) input is
+    (AdjustTimestampForTypmod): halves away from zero, counted from 2000-01-01."""
+    unit = 10 ** (6 - digits)
+    micros = (moment - PG_EPOCH) // ONE_MICROSECOND
+    half = unit // 2
+    micros = (micros + half) // unit * unit if micros >= 0 else -((-micros + half) // unit * unit)
+    return PG_EPOCH + dt.timedelta(microseconds=micros)
+
+
+def _timestamp_converter(type_name: str, digits: int | None = None) -> Converter:
+    """timestamp(tz); with ``digits`` (timestamp(p), p < 6, e.g. Prisma's DateTime is timestamp(3)) rounded to
+    them as PostgreSQL rounds, a rule with the raw value kept when that changes it."""
     aware = type_name == "timestamptz"
+    unit = 10 ** (6 - digits) if digits is not None else 1
 
     def convert(value: Any, notes: Notes) -> Any:
         if value is None:
             return None
         result = parse_timestamp(value, notes)
+        if result.microsecond % unit:
+            try:
+                result = round_like_postgresql(result, digits or 0)
+            except OverflowError:
+                raise Rejected("timestamp-out-of-range") from None
+            notes.append(("rounded-to-column-precision", raw_bytes(value)))
         return result if aware else result.replace(tzinfo=None)
 
     return convert
@@ -578,13 +644,13 @@ def converter_for(column: TargetColumn, *, canonical_json: bool = True) -> Conve
     elif kind in ("float4", "float8"):
         base = _float_converter(kind)
     elif kind == "numeric":
-        base = _numeric
+        base = _numeric_converter(column.precision, column.scale)
     elif kind == "bool":
         base = _boolean
     elif kind in ("json", "jsonb"):
         base = _json_converter(kind, canonical_json)
     elif kind in TIME_TYPES:
-        base = _timestamp_converter(kind)
+        base = _timestamp_converter(kind, column.scale)
     elif kind == "date":
         base = _date
     elif kind == "uuid":

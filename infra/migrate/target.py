@@ -185,12 +185,12 @@ class TargetTable:
 
 
 def introspect(conn: psycopg.Connection[Any], namespace: str, table: str) -> TargetTable | None:
-    """The target table's columns with base type, NOT NULL, default and declared length; None when absent."""
+    """The target table's columns with base type, NOT NULL, default and declared length, precision and scale
+    (of the column, or of its domain); None when absent."""
     rows = conn.execute(
         """
         SELECT a.attname, coalesce(bt.typname, t.typname), a.attnotnull, a.atthasdef,
-               CASE WHEN coalesce(bt.typname, t.typname) IN ('varchar', 'bpchar') AND a.atttypmod > 4
-                    THEN a.atttypmod - 4 END
+               CASE WHEN a.atttypmod >= 0 THEN a.atttypmod WHEN t.typtype = 'd' THEN t.typtypmod ELSE -1 END
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -203,11 +203,21 @@ def introspect(conn: psycopg.Connection[Any], namespace: str, table: str) -> Tar
     ).fetchall()
     if not rows:
         return None
-    columns = {
-        str(name): TargetColumn(str(name), str(typ), bool(nn), bool(hasdef), int(length) if length else None)
-        for name, typ, nn, hasdef, length in rows
-    }
+    columns = {str(r[0]): target_column(str(r[0]), str(r[1]), bool(r[2]), bool(r[3]), int(r[4])) for r in rows}
     return TargetTable(namespace, table, columns)
+
+
+def target_column(name: str, type_name: str, not_null: bool, has_default: bool, typmod: int) -> TargetColumn:
+    """A column from its catalog entry; the type modifier (-1: none) is decoded as PostgreSQL's format_type does."""
+    length = precision = scale = None
+    if type_name in ("varchar", "bpchar") and typmod > 4:
+        length = typmod - 4
+    elif type_name in ("timestamp", "timestamptz") and 0 <= typmod < 6:
+        scale = typmod  # fractional-second digits (6, and no modifier, keep microseconds)
+    elif type_name == "numeric" and typmod >= 4:
+        precision = ((typmod - 4) >> 16) & 0xFFFF
+        scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024  # 11-bit signed: numeric(p, -s) exists since PostgreSQL 15
+    return TargetColumn(name, type_name, not_null, has_default, length, precision, scale)
 
 
 def target_type_for(column: SourceColumn) -> str:

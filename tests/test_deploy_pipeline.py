@@ -404,6 +404,42 @@ def test_validate_of_a_subset_checks_only_the_selected_repos(example: ExampleEnv
     assert not example.query("SELECT 1 FROM pg_namespace WHERE nspname = 'agents'")
 
 
+def test_a_subset_deploy_on_a_fresh_database_is_gated_on_its_own_repos(example: ExampleEnv) -> None:
+    """`ws deploy --repos X` on a fresh database: the final health check covers the database, Redis and X (its
+    migrations, service and schema); repos outside the deployment that run nothing are named as not checked
+    instead of failing it (their migrations did not run), and a running one is still probed (it shares the
+    database this deployment migrated)."""
+    primary, agents, spec = REPOS
+    # the example primary's integration test calls its neighbours; here it is one that does not
+    text = example.workspace.read_text(encoding="utf-8")
+    calls_neighbours = "integration: python tests/admin_integration.py"
+    assert calls_neighbours in text
+    example.workspace.write_text(text.replace(calls_neighbours, 'integration: python -c "pass"'), encoding="utf-8")
+    code, out, err = deploy_json(example, "--repos", primary)
+    assert code == 0, (out, err)
+    health_step = out["steps"][-1]
+    assert health_step["step"] == "health" and health_step["ok"], health_step
+    assert f"not checked: {agents}, {spec}: not part of this deployment" in health_step["detail"]
+    assert example.health(primary)["status"] == "ok"
+    assert not example.query("SELECT 1 FROM pg_namespace WHERE nspname = 'agents'")
+
+    # the other two deployed; then the spec service hangs (stopped, still recorded as running): a deploy of
+    # app-agents alone (whose integration test does not call it) is still failed by the spec service's probe
+    code, out, err = deploy_json(example, "--repos", f"{agents},{spec}")
+    assert code == 0, (out, err)
+    services = json.loads((example.workspace.parent / ".ws/local/state/services.json").read_text())
+    group = int(services[spec]["pgid"])
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        code, out, err = deploy_json(example, "--repos", agents, "--versions", f"{agents}=1.1.0")
+    finally:
+        os.killpg(group, signal.SIGCONT)
+    assert code == 1 and out["status"] != "succeeded", out
+    failed = [s for s in out["steps"] if not s["ok"]]
+    assert failed[0]["step"] == "health" and f"service:{spec}" in failed[0]["detail"], out["steps"]
+    assert f"service:{primary}" not in failed[0]["detail"]
+
+
 def test_rollback_exit_code_follows_the_health_check_after_it(example: ExampleEnv) -> None:
     code, first, err = deploy_json(example)
     assert code == 0, err
@@ -415,9 +451,10 @@ def test_rollback_exit_code_follows_the_health_check_after_it(example: ExampleEn
     pipeline_ws(example, "deploy", deployment_id, "--repo", spec)
     assert example.health(spec)["version"] == "1.1.0"
 
-    # a migration recorded as failed (as Prisma leaves one): the health check after the rollback fails
+    # a migration of the deployed repo recorded as failed (as Prisma leaves one): the health check after the
+    # rollback fails (a subset deployment is gated on its own repos' migrations)
     example.query(
-        "INSERT INTO agents._prisma_migrations (id, checksum, migration_name, started_at, applied_steps_count) "
+        "INSERT INTO specs._prisma_migrations (id, checksum, migration_name, started_at, applied_steps_count) "
         "VALUES ('broken', 'x', '20990101000000_broken', now(), 0) RETURNING id"
     )
     done = example.ws("rollback", "--deployment", str(deployment_id), "--json")
@@ -433,7 +470,7 @@ def test_rollback_exit_code_follows_the_health_check_after_it(example: ExampleEn
     assert "20990101000000_broken" in deployment["error"]
 
     # once the environment is healthy again, the same rollback (nothing left to undo) succeeds
-    example.query("DELETE FROM agents._prisma_migrations WHERE id = 'broken' RETURNING id")
+    example.query("DELETE FROM specs._prisma_migrations WHERE id = 'broken' RETURNING id")
     done = example.ws("rollback", "--deployment", str(deployment_id), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     out = json.loads(done.stdout)

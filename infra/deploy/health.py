@@ -11,7 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +129,7 @@ class Component:
 class HealthReport:
     environment: str
     components: list[Component] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # repos outside a subset deploy with nothing running
 
     @property
     def ok(self) -> bool:
@@ -139,7 +140,11 @@ class HealthReport:
         return [c for c in self.components if c.ok is False]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"environment": self.environment, "ok": self.ok, "components": [c.as_dict() for c in self.components]}
+        data: dict[str, Any] = {"environment": self.environment, "ok": self.ok}
+        data["components"] = [c.as_dict() for c in self.components]
+        if self.unchecked:
+            data["unchecked"] = self.unchecked
+        return data
 
     def prometheus(self) -> str:
         up = [(c, str(int(c.ok))) for c in self.components if c.ok is not None]
@@ -166,7 +171,10 @@ def _labels(environment: str, c: Component) -> str:
     return f'environment="{_escape(environment)}",component="{_escape(c.name)}",kind="{c.kind}"'
 
 
-def database_components(loaded: LoadedWorkspace, infra: Infra | None) -> list[Component]:
+def database_components(
+    loaded: LoadedWorkspace, infra: Infra | None, repos: Collection[str] | None = None
+) -> list[Component]:
+    """The database connection and the migrations of ``repos`` (all when None)."""
     if infra is None:
         return [Component("postgres", "database", False, "no PostgreSQL found (run `ws up` or set DATABASE_URL)")]
     started = time.perf_counter()
@@ -177,7 +185,7 @@ def database_components(loaded: LoadedWorkspace, infra: Infra | None) -> list[Co
             result = [Component("postgres", "database", True, f"connected ({infra.database_source})", latency)]
             for stage in stages(edges_of(loaded.model)):
                 for repo in stage:
-                    if loaded.model.repos[repo].schema_ is None:
+                    if loaded.model.repos[repo].schema_ is None or (repos is not None and repo not in repos):
                         continue
                     state = migrations.status(conn, loaded, repo)
                     if state.ok:
@@ -216,14 +224,20 @@ def redis_component(infra: Infra | None) -> Component:
         return Component("redis", "redis", False, f"PING failed: {exc}")
 
 
-def service_components(loaded: LoadedWorkspace, runtime: Runtime, *, deployed_only: bool = False) -> list[Component]:
+def service_components(
+    loaded: LoadedWorkspace, runtime: Runtime, *, deployed_only: bool = False, repos: Collection[str] | None = None
+) -> list[Component]:
     """Probe every service concurrently. With ``deployed_only`` a service with no version running (one that a
-    rollback took back to "not deployed") is reported as such instead of probed: that is its previous state."""
+    rollback took back to "not deployed") is reported as such instead of probed: that is its previous state.
+    With ``repos``, a service outside them is probed only when it runs (it shares the database the deployment
+    migrated); one that does not run is left out (see :func:`outside`)."""
     targets = []
     absent = []
     for name, repo in loaded.model.repos.items():
         url = runtime.endpoint(name)
         if repo.service is None or not url:
+            continue
+        if repos is not None and name not in repos and runtime.current_version(name) is None:
             continue
         if deployed_only and runtime.current_version(name) is None:
             absent.append(
@@ -243,23 +257,41 @@ def service_components(loaded: LoadedWorkspace, runtime: Runtime, *, deployed_on
     return components + absent
 
 
-def schema_components(loaded: LoadedWorkspace, infra: Infra | None) -> list[Component]:
+def schema_components(
+    loaded: LoadedWorkspace, infra: Infra | None, repos: Collection[str] | None = None
+) -> list[Component]:
     """Schema alignment and drift from infra.schema when that package provides them; visibly not available else."""
     from infra.deploy import schema_checks
 
-    return [Component(f"schema:{r.name}", "schema", r.ok, r.detail) for r in schema_checks.run(loaded, infra)]
+    results = schema_checks.run(loaded, infra, list(repos) if repos is not None else None)
+    return [Component(f"schema:{r.name}", "schema", r.ok, r.detail) for r in results]
 
 
 def check(
-    loaded: LoadedWorkspace, environment: str, runtime: Runtime, infra: Infra | None, *, deployed_only: bool = False
+    loaded: LoadedWorkspace,
+    environment: str,
+    runtime: Runtime,
+    infra: Infra | None,
+    *,
+    deployed_only: bool = False,
+    repos: Collection[str] | None = None,
 ) -> HealthReport:
+    """The environment's health; with ``repos`` (a subset deploy's gate) the migrations, service and schema of
+    those repos, plus every other service that runs. A repo outside them that runs nothing is named in
+    ``unchecked``: its migrations did not run in this deployment, so its tables may not exist yet."""
     report = HealthReport(environment)
+    if repos is not None:
+        report.unchecked = [
+            name
+            for name in loaded.model.repos
+            if name not in repos and (runtime.endpoint(name) is None or runtime.current_version(name) is None)
+        ]
     with ThreadPoolExecutor(max_workers=3) as pool:
-        db = pool.submit(database_components, loaded, infra)
+        db = pool.submit(database_components, loaded, infra, repos)
         cache = pool.submit(redis_component, infra)
-        services = pool.submit(service_components, loaded, runtime, deployed_only=deployed_only)
+        services = pool.submit(service_components, loaded, runtime, deployed_only=deployed_only, repos=repos)
         report.components += db.result()
         report.components.append(cache.result())
         report.components += services.result()
-    report.components += schema_components(loaded, infra)
+    report.components += schema_components(loaded, infra, repos)
     return report

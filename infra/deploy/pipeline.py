@@ -471,13 +471,21 @@ class Pipeline:
         self, conn: psycopg.Connection[Any], dep: dict[str, Any], label: str = "", *, deployed_only: bool = False
     ) -> StepResult:
         def action(_: int) -> StepResult:
+            # a subset deploy is gated on its own repos (and on every service that runs): the others' migrations
+            # did not run in it
+            scope = dep["repos"] if self._subset(dep) else None
             report = health.check(
-                self.loaded, self.environment, self.runtime, self.infra(), deployed_only=deployed_only
+                self.loaded, self.environment, self.runtime, self.infra(), deployed_only=deployed_only, repos=scope
+            )
+            outside = (
+                f" (not checked: {', '.join(report.unchecked)}: not part of this deployment)"
+                if report.unchecked
+                else ""
             )
             if report.ok:
-                return StepResult("health", True, f"{label}all {len(report.components)} components healthy")
+                return StepResult("health", True, f"{label}all {len(report.components)} components healthy{outside}")
             failed = "; ".join(f"{c.name}: {c.detail}" for c in report.failed)
-            return StepResult("health", False, f"{label}unhealthy: {failed}")
+            return StepResult("health", False, f"{label}unhealthy: {failed}{outside}")
 
         return self._step(conn, dep, "health", action, dry_detail="check the health of the environment")
 

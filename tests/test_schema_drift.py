@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import psycopg
@@ -125,6 +126,67 @@ def test_each_hand_made_alteration_is_named(migrated: str) -> None:
     )
     assert details[("default", "specs.requirements.priority")] == "declared 3; database 5"
     assert "ON DELETE SetNull" in details[("foreign key", "specs.specifications specifications_agent_id_fkey")]
+
+
+IMPLICIT_M2M_SQL = """
+CREATE TABLE "specs"."tags" ("id" SERIAL NOT NULL, "name" TEXT NOT NULL, CONSTRAINT "tags_pkey" PRIMARY KEY ("id"));
+CREATE TABLE "specs"."_SpecificationToTag" (
+    "A" UUID NOT NULL, "B" INTEGER NOT NULL, CONSTRAINT "_SpecificationToTag_AB_pkey" PRIMARY KEY ("A","B"));
+CREATE TABLE "specs"."_RelatedTags" (
+    "A" INTEGER NOT NULL, "B" INTEGER NOT NULL, CONSTRAINT "_RelatedTags_AB_pkey" PRIMARY KEY ("A","B"));
+CREATE UNIQUE INDEX "tags_name_key" ON "specs"."tags"("name");
+CREATE INDEX "_SpecificationToTag_B_index" ON "specs"."_SpecificationToTag"("B");
+CREATE INDEX "_RelatedTags_B_index" ON "specs"."_RelatedTags"("B");
+ALTER TABLE "specs"."_SpecificationToTag" ADD CONSTRAINT "_SpecificationToTag_A_fkey" FOREIGN KEY ("A")
+    REFERENCES "specs"."specifications"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE "specs"."_SpecificationToTag" ADD CONSTRAINT "_SpecificationToTag_B_fkey" FOREIGN KEY ("B")
+    REFERENCES "specs"."tags"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE "specs"."_RelatedTags" ADD CONSTRAINT "_RelatedTags_A_fkey" FOREIGN KEY ("A")
+    REFERENCES "specs"."tags"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE "specs"."_RelatedTags" ADD CONSTRAINT "_RelatedTags_B_fkey" FOREIGN KEY ("B")
+    REFERENCES "specs"."tags"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+"""
+
+
+def test_implicit_many_to_many_join_tables_are_declared(migrated: str, tmp_path: Path) -> None:
+    """An implicit many-to-many relation (list fields on both sides, a named self-relation too) declares the join
+    table Prisma 6+ creates (what its migration above holds): no drift; and a change to one is named."""
+    examples = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, examples, ignore=shutil.ignore_patterns("node_modules", "*.db", "__pycache__"))
+    schema = examples / "saas-spec-driven-development/prisma/schema.prisma"
+    text = schema.read_text(encoding="utf-8")
+    text = text.replace("model Specification {\n", "model Specification {\n  tags Tag[]\n", 1)
+    text += """
+model Tag {
+  id             Int             @id @default(autoincrement())
+  name           String          @unique
+  specifications Specification[]
+  related        Tag[]           @relation("RelatedTags")
+  relatedTo      Tag[]           @relation("RelatedTags")
+
+  @@map("tags")
+  @@schema("specs")
+}
+"""
+    schema.write_text(text, encoding="utf-8")
+    loaded = load_workspace(examples / "workspace.yaml")
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute(IMPLICIT_M2M_SQL.encode())
+    report = drift(loaded, migrated)
+    assert report.items == [], [i.as_dict() for i in report.items]
+    assert report.tables == 11 + 3
+
+    # a change to a join table, and one a renamed relation left behind, are drift like any other table's
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute('DROP INDEX "specs"."_RelatedTags_B_index"')
+        conn.execute('ALTER TABLE "specs"."_SpecificationToTag" DROP CONSTRAINT "_SpecificationToTag_A_fkey"')
+        conn.execute('CREATE TABLE "specs"."_TagToRequirement" ("A" INTEGER NOT NULL, "B" UUID NOT NULL)')
+    found = {(i.kind, i.object) for i in drift(loaded, migrated).items}
+    assert found == {
+        ("missing index", "specs._RelatedTags _RelatedTags_B_index"),
+        ("missing foreign key", "specs._SpecificationToTag _SpecificationToTag_A_fkey"),
+        ("extra table", "specs._TagToRequirement"),
+    }
 
 
 def test_drift_reads_only_pg_catalog_with_few_whole_catalog_queries(migrated: str) -> None:

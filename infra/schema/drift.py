@@ -224,7 +224,67 @@ def declared_catalog(schemas: LoadedSchemas) -> tuple[Catalog, list[str]]:
             if schema_name(block, namespace) != namespace:
                 continue
             catalog.tables[f"{namespace}.{db_name(block)}"] = _declared_table(block, schema, namespace)
+        for key, table in implicit_relation_tables(schema, namespace).items():
+            catalog.tables.setdefault(key, table)
     return catalog, namespaces
+
+
+def implicit_relation_tables(schema: Schema, namespace: str) -> dict[str, Table]:
+    """The join tables Prisma creates for implicit many-to-many relations (a list relation field on both sides,
+    neither with ``fields:``), as Prisma 6+ creates them on PostgreSQL: ``_<relation>`` in model A's schema, with
+    columns "A" and "B" referencing the ids of the two models in name order (A first; in a self-relation the
+    field whose name sorts first points at A), primary key ``_<relation>_AB_pkey``, index ``_<relation>_B_index``
+    and both foreign keys ON DELETE CASCADE ON UPDATE CASCADE. The relation's name is ``@relation("...")``, or
+    "<A>To<B>". Only relations declared by models of ``namespace`` are listed."""
+    tables: dict[str, Table] = {}
+    for block in schema.models.values():
+        if block.kind != "model" or block.block_attribute("ignore") is not None:
+            continue
+        for f in block.fields:
+            target = schema.models.get(f.type)
+            if not f.list or target is None or relation_fields(f):
+                continue
+            name = str_arg(f.attribute("relation"))
+            opposite = [
+                g
+                for g in target.fields
+                if g.type == block.name and g is not f and g.list and str_arg(g.attribute("relation")) == name
+            ]
+            if len(opposite) != 1 or relation_fields(opposite[0]):
+                continue
+            # each relation once: from the side that is A
+            if block.name == target.name:
+                if f.name > opposite[0].name:
+                    continue
+            elif block.name > target.name:
+                continue
+            model_a, model_b = block, target
+            relation = name or f"{model_a.name}To{model_b.name}"
+            a_schema = schema_name(model_a, namespace)  # the join table lives in model A's schema
+            if a_schema != namespace and schema_name(model_b, namespace) != namespace:
+                continue
+            table_name = f"_{relation}"[:MAX_IDENTIFIER]
+            short = table_name[: MAX_IDENTIFIER - len("_fkey") - 2]  # in the foreign keys' names (Prisma's rule)
+            fkey_names = {"A": f"{short}_A_fkey", "B": f"{short}_B_fkey"}
+            table = Table()
+            for column, model in (("A", model_a), ("B", model_b)):
+                ids = id_fields(model)
+                id_field = next((g for g in model.fields if ids and g.name == ids[0]), None)
+                if len(ids) != 1 or id_field is None:
+                    break  # Prisma requires a single-field id here; `prisma validate` says so
+                table.columns[column] = Column(_declared_type(id_field, schema, namespace), False, None)
+                table.foreign_keys[fkey_names[column]] = ForeignKey(
+                    (column,),
+                    f"{schema_name(model, namespace)}.{db_name(model)}",
+                    (column_name(id_field),),
+                    "Cascade",
+                    "Cascade",
+                )
+            else:
+                table.primary_key = (f"{table_name[: MAX_IDENTIFIER - 8]}_AB_pkey", ("A", "B"))
+                table.indexes[f"{table_name[: MAX_IDENTIFIER - 8]}_B_index"] = Index(("B",), False, "btree")
+                tables[f"{a_schema}.{table_name}"] = table
+    return tables
 
 
 def _declared_table(block: Block, schema: Schema, namespace: str) -> Table:
@@ -508,7 +568,7 @@ def compare_catalogs(declared: Catalog, live: Catalog) -> list[DriftItem]:
         items.extend(_compare_table(name, table, live_table))
     for name in sorted(set(live.tables) - set(declared.tables)):
         table_name = name.split(".", 1)[1]
-        if table_name in IGNORED_TABLES or table_name.startswith("_"):
+        if table_name in IGNORED_TABLES:
             continue
         add(DriftItem("extra table", name, f"{len(live.tables[name].columns)} columns, not declared by any model"))
     return items

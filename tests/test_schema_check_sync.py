@@ -136,6 +136,30 @@ def test_sync_keeps_back_relations_and_drops_dangling_ones(workspace: Path) -> N
     assert plan_sync(loaded) == []
 
 
+def test_sync_leaves_a_back_relation_where_the_secondary_has_it(workspace: Path) -> None:
+    """A secondary's own back-relation between shared fields stays there when sync rewrites the model: the only
+    changed line is the primary's change."""
+    agents = workspace / AGENTS
+    edit(agents, "  runs           AgentRun[]\n", "")
+    edit(agents, "  name           String\n", "  name           String\n  runs           AgentRun[]\n")
+    edit(
+        workspace / PRIMARY,
+        '  config         Json          @default("{}")',
+        '  config         Json          @default("{}")\n  region         String        @default("eu")',
+    )
+    before = agents.read_text(encoding="utf-8")
+    loaded = load_workspace(workspace / "workspace.yaml")
+    apply_edits(loaded, plan_sync(loaded))
+    after = agents.read_text(encoding="utf-8")
+    removed = [line for line in before.splitlines() if line not in after.splitlines()]
+    added = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert removed == [] and [line.split() for line in added] == [["region", "String", '@default("eu")']]
+    model = after.split("model Agent {", 1)[1].split("\n}\n", 1)[0].splitlines()
+    fields = [line.split()[0] for line in model if line.strip() and not line.strip().startswith("@@")]
+    assert fields.index("runs") == fields.index("name") + 1
+    assert plan_sync(load_workspace(workspace / "workspace.yaml")) == []
+
+
 def test_missing_copy_and_external_list_are_repaired(workspace: Path) -> None:
     agents = workspace / AGENTS
     text = agents.read_text(encoding="utf-8")

@@ -62,9 +62,15 @@ def merged_copy(primary: Block, primary_repo: RepoSchema, copy: Block | None, se
         for f in (copy.fields if copy else [])
         if is_back_relation(f, secondary.schema) and f.name not in names and f.type in available
     ]
-    if extras:
-        last_field = max(i for i, m in enumerate(members) if isinstance(m, Field))
-        members[last_field + 1 : last_field + 1] = extras
+    # each kept back-relation stays where the secondary has it: after the field it follows in the copy (or after
+    # the last field when none of those is left), so a sync moves no line it does not change
+    copy_order = [f.name for f in copy.fields] if copy else []
+    for extra in extras:
+        placed = {m.name: i for i, m in enumerate(members) if isinstance(m, Field)}
+        before = copy_order[: copy_order.index(extra.name)]
+        anchor = next((placed[name] for name in reversed(before) if name in placed), None)
+        position = (anchor if anchor is not None else max(placed.values())) + 1
+        members.insert(position, extra)
     # no dangling blank lines where dropped fields were
     cleaned: list[Member] = []
     for member in members:

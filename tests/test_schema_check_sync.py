@@ -160,6 +160,29 @@ def test_sync_leaves_a_back_relation_where_the_secondary_has_it(workspace: Path)
     assert plan_sync(load_workspace(workspace / "workspace.yaml")) == []
 
 
+def test_check_applies_prismas_rules_and_sync_restores_a_missing_back_relation(workspace: Path) -> None:
+    """A copy of Agent without the primary's back-relation to AgentMemory (which app-agents holds) is field for
+    field aligned, yet Prisma refuses the schema: `ws schema check` says so at the relation's line, and sync puts
+    the back-relation back, after which Prisma accepts it."""
+    agents = workspace / AGENTS
+    edit(agents, "  memories       AgentMemory[]\n", "")
+    refused = prisma_validate(workspace / "app-agents", AGENTS.split("/", 1)[1])
+    assert refused.returncode != 0, refused.stdout
+    result = ws(workspace, "schema", "check", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    problems = json.loads(result.stdout)["problems"]
+    assert [(p["repo"], p["name"], p["member"]) for p in problems] == [("app-agents", "AgentMemory", "agent")]
+    assert "no opposite relation field on Agent (Prisma refuses the schema)" in problems[0]["aspect"]
+    assert problems[0]["file"].endswith(AGENTS)
+    assert problems[0]["line"] == line_of(agents, "  agent     Agent    @relation")
+
+    synced = ws(workspace, "schema", "sync")
+    assert synced.returncode == 0, synced.stderr
+    assert "  memories       AgentMemory[]\n" in agents.read_text(encoding="utf-8")
+    assert prisma_validate(workspace / "app-agents", AGENTS.split("/", 1)[1]).returncode == 0
+    assert ws(workspace, "schema", "check").returncode == 0
+
+
 def test_missing_copy_and_external_list_are_repaired(workspace: Path) -> None:
     agents = workspace / AGENTS
     text = agents.read_text(encoding="utf-8")

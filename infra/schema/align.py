@@ -23,6 +23,7 @@ from infra.schema.model_info import (
     schema_name,
 )
 from infra.schema.psl import Attribute, Block, Field, Schema, names_of
+from infra.schema.validate import validate
 
 
 @dataclass(frozen=True)
@@ -315,7 +316,22 @@ def check_alignment(schemas: LoadedSchemas) -> AlignmentReport:
                     )
         _check_external(primary, secondary, statuses, shared, main_file)
         problems.extend(_secondary_rules(primary, secondary, primary_tables, set(shared)))
+    problems.extend(_validity(schemas))
     return AlignmentReport(primary_name, statuses, problems, skipped)
+
+
+def _validity(schemas: LoadedSchemas) -> list[Difference]:
+    """Prisma's own semantic rules on every repo's schema (what `prisma validate` refuses): an unknown type, a
+    relation without its opposite field, a model without a unique criterion, a missing @@schema, ..."""
+    problems = []
+    for repo, repo_schema in schemas.repos.items():
+        for problem in validate(repo_schema.schema):
+            name, _, member = problem.key.partition(".")
+            aspect = f"{problem.message} (Prisma refuses the schema); fix: {problem.fix}"
+            problems.append(
+                Difference(repo, name, member, aspect, None, None, repo_schema.display(problem.file), problem.line)
+            )
+    return problems
 
 
 def _check_external(

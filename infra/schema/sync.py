@@ -96,9 +96,12 @@ def plan_repo(primary: RepoSchema, secondary: RepoSchema) -> list[FileEdit]:
         c_block = secondary.schema.block(name)
         if c_block is not None:
             file = secondary.display(c_block.file)
-            if not compare_blocks(secondary.repo, p_block, primary.schema, c_block, secondary.schema, file):
-                continue
             new = merged_copy(p_block, primary, c_block, secondary)
+            differs = compare_blocks(secondary.repo, p_block, primary.schema, c_block, secondary.schema, file)
+            # the copy also lacks a back-relation the primary has to a model this repo holds (Prisma refuses a
+            # relation without its opposite field)
+            if not differs and {f.name for f in new.fields} == {f.name for f in c_block.fields}:
+                continue
             replacements.setdefault(c_block.file, {})[index_of[(c_block.file, c_block.name)]] = new
         else:
             appended.append(merged_copy(p_block, primary, None, secondary))

@@ -113,6 +113,21 @@ def test_rate_limit_wait_reads_githubs_headers() -> None:
     secondary.status_code = 403
     secondary._content = b'{"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}'
     assert rate_limit_wait(secondary, now=0.0) == 60.0  # GitHub: wait at least one minute
+    assert rate_limit_wait(secondary, now=0.0, repeat=2) == 240.0  # ... and exponentially longer while it lasts
+
+
+def test_a_lasting_secondary_rate_limit_waits_longer_each_time_then_gives_up(fake: FakeGitHub) -> None:
+    sleeps: list[float] = []
+    message = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+    fake.fail(403, times=2, message=message)
+    assert GitHub(fake.api_url, fake.token, recording_policy(sleeps, [])).repo(REPO).full_name == REPO
+    assert sleeps == [60.0, 120.0] and len(fake.requests) == 3
+    sleeps.clear()
+    fake.fail(403, times=10, message=message)
+    with pytest.raises(GitHubError) as caught:
+        GitHub(fake.api_url, fake.token, recording_policy(sleeps, [])).repo(REPO)
+    assert sleeps == [60.0, 120.0, 240.0]  # the policy's three waits, then the error
+    assert "secondary rate limit" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_dropped_connections_are_retried_with_growing_backoff(fake: FakeGitHub) -> None:

@@ -62,12 +62,13 @@ class RetryPolicy:
         return min(self.max_backoff, self.backoff * (2**attempt))
 
 
-def rate_limit_wait(response: requests.Response, now: float) -> float | None:
+def rate_limit_wait(response: requests.Response, now: float, repeat: int = 0) -> float | None:
     """Seconds GitHub asks us to wait before retrying, or None when the answer is not a rate limit.
 
     Per GitHub's REST docs: a ``retry-after`` header gives the seconds to wait; otherwise, when
     ``x-ratelimit-remaining`` is 0, wait until ``x-ratelimit-reset`` (UTC epoch seconds); otherwise a
-    secondary rate limit (403/429 whose message says so) asks for at least one minute.
+    secondary rate limit (403/429 whose message says so) asks for at least one minute, and for exponentially
+    longer while it goes on: ``repeat`` is how many times this request already waited (60 s, 120 s, 240 s, ...).
     """
     if response.status_code not in (403, 429):
         return None
@@ -84,7 +85,7 @@ def rate_limit_wait(response: requests.Response, now: float) -> float | None:
         except ValueError:
             return 60.0
     if response.status_code == 429 or "rate limit" in _message(response).lower():
-        return 60.0
+        return 60.0 * 2**repeat
     return None
 
 
@@ -124,7 +125,7 @@ class PatientSession(GitHubSession):
                 )
                 policy.sleep(delay)
                 continue
-            wait = rate_limit_wait(response, policy.now())
+            wait = rate_limit_wait(response, policy.now(), waits)
             if wait is not None:
                 if waits >= policy.rate_limit_waits or wait > policy.max_wait:
                     return response
@@ -169,6 +170,13 @@ def explain(exc: Exception, what: str, policy: RetryPolicy | None = None) -> Git
         )
     if code in (403, 429):
         wait = rate_limit_wait(response, policy.now())
+        headers = response.headers
+        if wait is not None and not any(h in headers for h in ("retry-after", "x-ratelimit-reset")):
+            return GitHubError(
+                f"GitHub: {what}: {code} secondary rate limit ({message or 'too many requests'}), still limited "
+                f"after waiting {', '.join(str(2**i) for i in range(policy.rate_limit_waits))} minute(s); slow "
+                "down (fewer repos or requests at once) and run again in a few minutes"
+            )
         if wait is not None:
             reset = response.headers.get("x-ratelimit-reset")
             when = (

@@ -23,7 +23,7 @@ from pulumi import automation as auto
 
 from infra.deploy import ledger
 from infra.deploy.pipeline import Pipeline
-from infra.deploy.pulumi_runtime import PulumiRuntime, tag_key
+from infra.deploy.pulumi_runtime import PulumiRuntime, enabled_key, tag_key
 from infra.workspace.loader import load_workspace
 from tests.test_deploy_pipeline import REPOS, write_example_workspace
 
@@ -108,7 +108,8 @@ class FakeStack:
         self.ups.append(target)
         for repo, service in self.services.items():
             if target and any(urn.rsplit("::", 1)[-1] in (repo, f"{repo}-container") for urn in target):
-                service.version = self.config.get(tag_key(repo), "latest")
+                # the program declares no container for a disabled service: the update deletes it
+                service.version = "none" if not self.enabled(repo) else self.config.get(tag_key(repo), "latest")
         return SimpleNamespace(
             summary=SimpleNamespace(result="succeeded", resource_changes={"update": len(target or [])})
         )
@@ -117,8 +118,11 @@ class FakeStack:
         self.previews += 1
         return SimpleNamespace(change_summary={"update": 2})
 
+    def enabled(self, repo: str) -> bool:
+        return self.config.get(enabled_key(repo), "true") != "false"
+
     def outputs(self) -> dict[str, auto.OutputValue]:
-        urls = {repo: service.url for repo, service in self.services.items()}
+        urls = {repo: service.url for repo, service in self.services.items() if self.enabled(repo)}
         return {
             "service_urls": auto.OutputValue(urls, False),
             "database_superuser_url": auto.OutputValue(self.database, True),
@@ -192,3 +196,28 @@ def test_pipeline_on_a_pulumi_stack_deploys_then_rolls_back_a_bad_tag(stack_env:
         assert row["versions_before"]["app-agents"] == "1.0.0"
     with psycopg.connect(stack.database) as conn:  # the migrate step ran with the built-in applier
         assert conn.execute("SELECT count(*) FROM ecosystem._prisma_migrations").fetchone() == (2,)
+
+
+def test_rolling_back_a_first_deployment_stops_the_service(stack_env: tuple[Pipeline, FakeStack]) -> None:
+    """A repo deployed for the first time with a bad tag is rolled back to "not deployed": the stack setting
+    disables its container and an update targeted at it deletes it; the next deploy brings it back."""
+    pipeline, stack = stack_env
+    first = pipeline.run(None, {"saas-ecosystem-architecture": "1.0.0", "app-agents": BAD_TAG, REPOS[2]: "1.0.0"})
+    assert first.status == "rolled_back", first.error
+    rollback = {s.repo: s for s in first.steps if s.step == "rollback"}
+    assert rollback["app-agents"].ok and "was not running before: stopped" in rollback["app-agents"].detail
+    assert first.steps[-1].step == "health" and first.steps[-1].ok, first.steps[-1].detail
+    # every repo this first deployment started is stopped again, each by an update targeted at its resources
+    assert set(rollback) == set(REPOS) and all(r.ok for r in rollback.values())
+    assert {stack.config[enabled_key(repo)] for repo in REPOS} == {"false"}
+    assert {s.version for s in stack.services.values()} == {"none"}
+    stopped_targets = [{urn.rsplit("::", 1)[-1] for urn in up or []} for up in stack.ups[-3:]]
+    assert sorted(sorted(t) for t in stopped_targets) == sorted(sorted({r, f"{r}-container"}) for r in REPOS)
+    runtime = pipeline.runtime
+    assert all(runtime.current_version(r) is None and runtime.endpoint(r) is None for r in REPOS)
+
+    again = pipeline.run(None, {repo: "1.0.0" for repo in REPOS})
+    assert again.status == "succeeded", again.error
+    assert {stack.config[enabled_key(repo)] for repo in REPOS} == {"true"}
+    assert {s.version for s in stack.services.values()} == {"1.0.0"}
+    assert runtime.current_version("app-agents") == "1.0.0"

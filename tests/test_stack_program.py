@@ -389,6 +389,28 @@ def test_stack_file_values_change_the_resources() -> None:
     assert run.outputs["service_urls"]["app-agents"] == "http://app-agents:3001"
 
 
+def test_a_disabled_service_has_no_container_and_its_dependents_run_without_it() -> None:
+    """`enabled: false` (what `ws` sets when a rollback takes a service back to "not deployed", as the text
+    `pulumi config set --path` stores) declares no container, image or URL for the repo; the rest is unchanged."""
+    loaded = load_workspace(WORKSPACES["real"])
+    path = loaded.root / stack_file_name(loaded.model, "staging")
+    config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
+    before = run_program(loaded, "staging", config)
+    config[SERVICES_KEY]["app-agents"]["enabled"] = "false"
+    run = run_program(loaded, "staging", config)
+    names = {r.name for r in run.resources}
+    assert {n for n in {r.name for r in before.resources} - names} == {
+        r.name for r in before.resources if r.name.startswith("app-agents")
+    }
+    assert (
+        "app-agents" not in run.outputs["service_urls"]
+        and "saas-spec-driven-development" in run.outputs["service_urls"]
+    )
+    config[SERVICES_KEY]["app-agents"]["enabled"] = "maybe"
+    with pytest.raises(UsageError, match=r"ws:services.app-agents.enabled: 'maybe' is not true or false"):
+        settings_from_config(loaded.model, "staging", config)
+
+
 def test_a_stack_config_with_a_clash_or_a_missing_repo_is_one_clear_error() -> None:
     loaded = load_workspace(WORKSPACES["real"])
     path = loaded.root / stack_file_name(loaded.model, "dev")

@@ -30,6 +30,11 @@ def tag_key(repo: str) -> str:
     return f'ws:services["{repo}"].image_tag'
 
 
+def enabled_key(repo: str) -> str:
+    """The stack setting that declares the repo's container at all (absent: true; see infra.stack.stackfiles)."""
+    return f'ws:services["{repo}"].enabled'
+
+
 def _matches(urn: str, names: Iterable[str]) -> bool:
     name = urn.rsplit("::", 1)[-1]
     return any(name == n or name.startswith(f"{n}-") for n in names)
@@ -127,20 +132,28 @@ class PulumiRuntime:
     def default_version(self, repo: str) -> str:
         return self.current_version(repo) or DEFAULT_TAG
 
-    def current_version(self, repo: str) -> str | None:
+    def _config(self, key: str) -> str | None:
         from pulumi import automation as auto
 
         try:
-            value = self.stack.get_config(tag_key(repo), path=True)
-        except auto.CommandError:  # `pulumi config get` fails when the key is unset: nothing deployed yet
+            value = self.stack.get_config(key, path=True)
+        except auto.CommandError:  # `pulumi config get` fails when the key is unset
             return None
         return str(getattr(value, "value", value)) if value is not None else None
+
+    def current_version(self, repo: str) -> str | None:
+        """The deployed image tag; None when nothing was deployed yet or a rollback stopped the service."""
+        if (self._config(enabled_key(repo)) or "true").strip().lower() == "false":
+            return None
+        return self._config(tag_key(repo))
 
     def deploy(self, repo: str, version: str) -> str:
         from pulumi import automation as auto
 
         with self._stack_lock:
             self.stack.set_config(tag_key(repo), auto.ConfigValue(value=version), path=True)
+            if self._config(enabled_key(repo)) is not None:
+                self.stack.set_config(enabled_key(repo), auto.ConfigValue(value="true"), path=True)
             return self._up([repo], f"{repo}={version}")
 
     def preview(self, versions: dict[str, str]) -> str:
@@ -162,10 +175,14 @@ class PulumiRuntime:
                     self.stack.set_config(tag_key(repo), auto.ConfigValue(value=old), path=True)
 
     def stop(self, repo: str) -> None:
-        raise CheckFailed(
-            f"the pulumi runtime does not stop single services ({repo}); remove it from workspace.yaml and "
-            "`pulumi up`, or `pulumi destroy` the stack"
-        )
+        """Take the service back to "not deployed" (a rollback of its first deployment): the stack setting
+        ``enabled: false`` makes the program declare no container for it, and an update targeted at its
+        resources deletes them. Its image tag stays in the config; the next deploy enables it again."""
+        from pulumi import automation as auto
+
+        with self._stack_lock:
+            self.stack.set_config(enabled_key(repo), auto.ConfigValue(value="false"), path=True)
+            self.last_detail = self._up([repo], f"{repo} stopped")
 
     def alive(self, repo: str) -> bool:
         return True  # containers are restarted by Docker; the health probe decides

@@ -123,8 +123,8 @@ def build(loaded: LoadedWorkspace, environment: str, settings: StackSettings) ->
     services: dict[str, Service] = {}
     for stage in stages(edges):  # dependencies are declared before their dependents
         for repo in stage:
-            if ws.repos[repo].service is None:
-                continue
+            if ws.repos[repo].service is None or not settings.services[repo].enabled:
+                continue  # disabled: a rollback took it back to "not deployed" (its dependents run without it)
             upstream = [services[dep].container for dep in edges[repo] if dep in services]
             services[repo] = Service(
                 repo,

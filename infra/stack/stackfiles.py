@@ -73,6 +73,9 @@ class ServiceSettings:
     host_port: int | None
     memory_mb: int | None
     cpus: float | None
+    # optional in the stack file (absent: true); false declares no container for the repo - what `ws` sets when a
+    # rollback takes a service back to "not deployed"
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -265,16 +268,28 @@ def _fail(source: str, key: str, message: str, fix: str) -> UsageError:
     return UsageError(f"{source}: {key}: {message}. Fix: {fix}")
 
 
-def _mapping(source: str, key: str, value: Any, allowed: set[str]) -> Mapping[str, Any]:
+def _mapping(
+    source: str, key: str, value: Any, allowed: set[str], optional: set[str] | None = None
+) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise _fail(source, key, f"must be a mapping, got {value!r}", "run `ws generate` to restore the key")
-    unknown = sorted(set(value) - allowed)
+    known = allowed | (optional or set())
+    unknown = sorted(set(value) - known)
     if unknown:
-        raise _fail(source, key, f"unknown key(s) {', '.join(unknown)}", f"allowed keys: {', '.join(sorted(allowed))}")
+        raise _fail(source, key, f"unknown key(s) {', '.join(unknown)}", f"allowed keys: {', '.join(sorted(known))}")
     missing = sorted(allowed - set(value))
     if missing:
         raise _fail(source, key, f"missing key(s) {', '.join(missing)}", "run `ws generate` to add them")
     return value
+
+
+def _flag(source: str, key: str, value: Any) -> bool:
+    """A boolean; `pulumi config set --path` stores one as the text "true"/"false", which counts too."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _fail(source, key, f"{value!r} is not true or false", "write true or false")
 
 
 def _port(source: str, key: str, value: Any) -> int | None:
@@ -362,12 +377,15 @@ def settings_from_config(
         key = f"{SERVICES_KEY}.{name}"
         if name not in raw_services:
             raise _fail(source, key, "missing", "run `ws generate` to add the repo's settings")
-        data = _mapping(source, key, raw_services[name], {"image_tag", "host_port", "memory_mb", "cpus"})
+        data = _mapping(
+            source, key, raw_services[name], {"image_tag", "host_port", "memory_mb", "cpus"}, optional={"enabled"}
+        )
         services[name] = ServiceSettings(
             image_tag=_text(source, f"{key}.image_tag", data["image_tag"], TAG_PATTERN, "an image tag"),
             host_port=_port(source, f"{key}.host_port", data["host_port"]),
             memory_mb=_memory(source, f"{key}.memory_mb", data["memory_mb"]),
             cpus=_cpus(source, f"{key}.cpus", data["cpus"]),
+            enabled=_flag(source, f"{key}.enabled", data.get("enabled", True)),
         )
     settings = StackSettings(
         host=host,

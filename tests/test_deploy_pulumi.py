@@ -69,6 +69,7 @@ class FakeStack:
         self.cache = cache
         self.config: dict[str, str] = {}
         self.ups: list[list[str] | None] = []
+        self.with_dependents: list[bool] = []  # target_dependents of each up
         self.updating = False
         self.overlapping_updates = 0
         self.previews = 0
@@ -106,6 +107,7 @@ class FakeStack:
         time.sleep(0.05)  # an update takes a while: parallel callers would overlap here
         self.updating = False
         self.ups.append(target)
+        self.with_dependents.append(target_dependents)
         for repo, service in self.services.items():
             if target and any(urn.rsplit("::", 1)[-1] in (repo, f"{repo}-container") for urn in target):
                 # the program declares no container for a disabled service: the update deletes it
@@ -116,6 +118,7 @@ class FakeStack:
 
     def preview(self, on_output: Any = None) -> Any:
         self.previews += 1
+        self.previewed_config = dict(self.config)
         return SimpleNamespace(change_summary={"update": 2})
 
     def enabled(self, repo: str) -> bool:
@@ -213,8 +216,15 @@ def test_rolling_back_a_first_deployment_stops_the_service(stack_env: tuple[Pipe
     assert {s.version for s in stack.services.values()} == {"none"}
     stopped_targets = [{urn.rsplit("::", 1)[-1] for urn in up or []} for up in stack.ups[-3:]]
     assert sorted(sorted(t) for t in stopped_targets) == sorted(sorted({r, f"{r}-container"}) for r in REPOS)
+    assert stack.with_dependents[-3:] == [True] * 3  # a container still depending on the deleted one follows
     runtime = pipeline.runtime
     assert all(runtime.current_version(r) is None and runtime.endpoint(r) is None for r in REPOS)
+    # a dry run previews the stopped services enabled again with the planned tags, then restores the settings
+    stopped = dict(stack.config)
+    assert pipeline.plan(None, {"app-agents": "2.0.0"})["preview"] == "update 2"
+    assert stack.previewed_config[tag_key("app-agents")] == "2.0.0"
+    assert stack.previewed_config[enabled_key("app-agents")] == "true"
+    assert stack.config == stopped and stack.config[tag_key("app-agents")] == BAD_TAG
 
     again = pipeline.run(None, {repo: "1.0.0" for repo in REPOS})
     assert again.status == "succeeded", again.error

@@ -90,9 +90,9 @@ class PulumiRuntime:
         resources = deployment.get("resources", []) if isinstance(deployment, dict) else []
         return [r["urn"] for r in resources if _matches(str(r.get("urn", "")), names)]
 
-    def _up(self, names: Iterable[str], what: str) -> str:
+    def _up(self, names: Iterable[str], what: str, *, dependents: bool = False) -> str:
         targets = self._urns(names)
-        result = self.stack.up(target=targets or None, target_dependents=False, on_output=self.progress)
+        result = self.stack.up(target=targets or None, target_dependents=dependents, on_output=self.progress)
         summary = getattr(result, "summary", None)
         changes = getattr(summary, "resource_changes", None) or {}
         state = getattr(summary, "result", "succeeded")
@@ -160,19 +160,22 @@ class PulumiRuntime:
         """`pulumi preview` with the tags of a planned deploy; the stack config is restored afterwards."""
         from pulumi import automation as auto
 
-        previous = {repo: self.current_version(repo) for repo in versions}
+        # the raw settings (a stopped service keeps its tag), restored exactly afterwards
+        previous = {key: self._config(key) for repo in versions for key in (tag_key(repo), enabled_key(repo))}
         try:
             for repo, version in versions.items():
                 self.stack.set_config(tag_key(repo), auto.ConfigValue(value=version), path=True)
+                if previous[enabled_key(repo)] is not None:  # a deploy enables a stopped service again
+                    self.stack.set_config(enabled_key(repo), auto.ConfigValue(value="true"), path=True)
             result = self.stack.preview(on_output=self.progress)
             changes = getattr(result, "change_summary", None) or {}
             return ", ".join(f"{k} {v}" for k, v in sorted(changes.items())) or "no changes"
         finally:
-            for repo, old in previous.items():
+            for key, old in previous.items():
                 if old is None:
-                    self.stack.remove_config(tag_key(repo), path=True)
+                    self.stack.remove_config(key, path=True)
                 else:
-                    self.stack.set_config(tag_key(repo), auto.ConfigValue(value=old), path=True)
+                    self.stack.set_config(key, auto.ConfigValue(value=old), path=True)
 
     def stop(self, repo: str) -> None:
         """Take the service back to "not deployed" (a rollback of its first deployment): the stack setting
@@ -182,7 +185,9 @@ class PulumiRuntime:
 
         with self._stack_lock:
             self.stack.set_config(enabled_key(repo), auto.ConfigValue(value="false"), path=True)
-            self.last_detail = self._up([repo], f"{repo} stopped")
+            # with its dependents: a container that still depends on this one is updated to run without it
+            # (Pulumi refuses to delete a resource others depend on)
+            self.last_detail = self._up([repo], f"{repo} stopped", dependents=True)
 
     def alive(self, repo: str) -> bool:
         return True  # containers are restarted by Docker; the health probe decides

@@ -1063,14 +1063,15 @@ def test_values_are_rounded_to_the_column_precision_as_postgresql_rounds_them(tm
         3: ("1999-12-31 23:59:59.9995", 1700000000.4, 9999.994, -12350, None, None, None),
         4: (1700000000123, None, 9999.995, None, None, None, None),
         5: (None, None, 123456, None, None, None, None),
-        6: ("2024-01-01 00:00:00.999999", None, None, None, "-0.005", None, None),
+        6: ("2024-01-01 00:00:00.999999", None, "-0.004", None, "-0.005", None, None),
     }
     conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(i, *v) for i, v in source.items()])
     conn.commit()
     conn.close()
     rounded = {  # (rowid, column) that are rounded
         (1, "at_ms"), (1, "at_s"), (1, "amount"), (1, "hundreds"), (1, "price"), (1, "ratio"), (1, "big"),
-        (2, "at_ms"), (3, "at_ms"), (3, "at_s"), (3, "amount"), (3, "hundreds"), (6, "at_ms"), (6, "price"),
+        (2, "at_ms"), (3, "at_ms"), (3, "at_s"), (3, "amount"), (3, "hundreds"), (6, "at_ms"), (6, "amount"),
+        (6, "price"),
     }  # fmt: skip
     ws_file = workspace(tmp_path)
     db = ("--database-url", target_url)

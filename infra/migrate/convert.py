@@ -313,7 +313,9 @@ def _numeric_converter(precision: int | None, scale: int | None) -> Converter:
         if value is None:
             return None
         result = _decimal(value, notes)
-        if not -16383 <= result.adjusted() <= 131071 and result:
+        if not result:
+            result = abs(result)  # numeric has no negative zero: -0.0 is stored (and printed) as 0.0
+        elif not -16383 <= result.adjusted() <= 131071:
             raise Rejected("number-out-of-range")  # beyond any PostgreSQL numeric
         if step is None or precision is None:
             return result
@@ -325,7 +327,7 @@ def _numeric_converter(precision: int | None, scale: int | None) -> Converter:
             raise Rejected("number-out-of-range")
         if rounded != result:
             notes.append(("rounded-to-column-precision", raw_bytes(value)))
-        return rounded
+        return abs(rounded) if not rounded else rounded  # -0.004 rounds to 0.00, not -0.00
 
     return convert
 

@@ -123,7 +123,8 @@ def test_a_lasting_secondary_rate_limit_waits_longer_each_time_then_gives_up(fak
     assert GitHub(fake.api_url, fake.token, recording_policy(sleeps, [])).repo(REPO).full_name == REPO
     assert sleeps == [60.0, 120.0] and len(fake.requests) == 3
     sleeps.clear()
-    fake.fail(403, times=10, message=message)
+    # as GitHub answers it: the primary limit's headers are there too, with requests left
+    fake.fail(403, times=10, message=message, headers={"x-ratelimit-remaining": "4987", "x-ratelimit-reset": "1"})
     with pytest.raises(GitHubError) as caught:
         GitHub(fake.api_url, fake.token, recording_policy(sleeps, [])).repo(REPO)
     assert sleeps == [60.0, 120.0, 240.0]  # the policy's three waits, then the error

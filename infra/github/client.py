@@ -84,9 +84,20 @@ def rate_limit_wait(response: requests.Response, now: float, repeat: int = 0) ->
             return max(0.0, float(headers["x-ratelimit-reset"]) - now) + 1.0
         except ValueError:
             return 60.0
-    if response.status_code == 429 or "rate limit" in _message(response).lower():
+    if secondary_rate_limit(response):
         return 60.0 * 2**repeat
     return None
+
+
+def secondary_rate_limit(response: requests.Response) -> bool:
+    """A secondary rate limit that says neither how long to wait (no ``retry-after``) nor waits for the primary
+    limit's reset (``x-ratelimit-remaining`` is not 0; GitHub sends the reset header on every answer anyway)."""
+    headers = response.headers
+    if response.status_code not in (403, 429) or "retry-after" in headers:
+        return False
+    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
+        return False
+    return response.status_code == 429 or "rate limit" in _message(response).lower()
 
 
 def _message(response: requests.Response) -> str:
@@ -109,6 +120,7 @@ class PatientSession(GitHubSession):
         policy = self.policy
         failures = 0
         waits = 0
+        secondary_waits = 0  # the exponent of a lasting secondary limit's wait
         what = f"{method.upper()} {_path_of(url)}"
         while True:
             self.attempts += 1
@@ -125,11 +137,12 @@ class PatientSession(GitHubSession):
                 )
                 policy.sleep(delay)
                 continue
-            wait = rate_limit_wait(response, policy.now(), waits)
+            wait = rate_limit_wait(response, policy.now(), secondary_waits)
             if wait is not None:
                 if waits >= policy.rate_limit_waits or wait > policy.max_wait:
                     return response
                 waits += 1
+                secondary_waits += secondary_rate_limit(response)
                 policy.notify(f"GitHub: rate limit reached on {what}; waiting {wait:.0f}s as GitHub asks")
                 policy.sleep(wait)
                 continue
@@ -170,12 +183,12 @@ def explain(exc: Exception, what: str, policy: RetryPolicy | None = None) -> Git
         )
     if code in (403, 429):
         wait = rate_limit_wait(response, policy.now())
-        headers = response.headers
-        if wait is not None and not any(h in headers for h in ("retry-after", "x-ratelimit-reset")):
+        if wait is not None and secondary_rate_limit(response):
             return GitHubError(
                 f"GitHub: {what}: {code} secondary rate limit ({message or 'too many requests'}), still limited "
-                f"after waiting {', '.join(str(2**i) for i in range(policy.rate_limit_waits))} minute(s); slow "
-                "down (fewer repos or requests at once) and run again in a few minutes"
+                f"after ws waited as GitHub asks (1, 2, 4... minutes, at most {policy.rate_limit_waits} times and "
+                f"{policy.max_wait:.0f}s each); slow down (fewer repos or requests at once) and run again in a few "
+                "minutes"
             )
         if wait is not None:
             reset = response.headers.get("x-ratelimit-reset")

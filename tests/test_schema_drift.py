@@ -145,22 +145,32 @@ ALTER TABLE "specs"."_RelatedTags" ADD CONSTRAINT "_RelatedTags_A_fkey" FOREIGN 
     REFERENCES "specs"."tags"("id") ON DELETE CASCADE ON UPDATE CASCADE;
 ALTER TABLE "specs"."_RelatedTags" ADD CONSTRAINT "_RelatedTags_B_fkey" FOREIGN KEY ("B")
     REFERENCES "specs"."tags"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+CREATE TABLE "ecosystem"."_AgentToTag" (
+    "A" UUID NOT NULL, "B" INTEGER NOT NULL, CONSTRAINT "_AgentToTag_AB_pkey" PRIMARY KEY ("A","B"));
+CREATE INDEX "_AgentToTag_B_index" ON "ecosystem"."_AgentToTag"("B");
+ALTER TABLE "ecosystem"."_AgentToTag" ADD CONSTRAINT "_AgentToTag_A_fkey" FOREIGN KEY ("A")
+    REFERENCES "ecosystem"."agents"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE "ecosystem"."_AgentToTag" ADD CONSTRAINT "_AgentToTag_B_fkey" FOREIGN KEY ("B")
+    REFERENCES "specs"."tags"("id") ON DELETE CASCADE ON UPDATE CASCADE;
 """
 
 
 def test_implicit_many_to_many_join_tables_are_declared(migrated: str, tmp_path: Path) -> None:
-    """An implicit many-to-many relation (list fields on both sides, a named self-relation too) declares the join
-    table Prisma 6+ creates (what its migration above holds): no drift; and a change to one is named."""
+    """An implicit many-to-many relation (list fields on both sides, a named self-relation too, one to a shared
+    model) declares the join table Prisma 6+ creates (what the migration above holds) in model A's schema: no
+    drift, also when only one repo's namespace is compared; and a change to one is named."""
     examples = tmp_path / "examples"
     shutil.copytree(EXAMPLES, examples, ignore=shutil.ignore_patterns("node_modules", "*.db", "__pycache__"))
     schema = examples / "saas-spec-driven-development/prisma/schema.prisma"
     text = schema.read_text(encoding="utf-8")
     text = text.replace("model Specification {\n", "model Specification {\n  tags Tag[]\n", 1)
+    text = text.replace("model Agent {\n", "model Agent {\n  tags Tag[]\n", 1)  # the shared model's copy
     text += """
 model Tag {
   id             Int             @id @default(autoincrement())
   name           String          @unique
   specifications Specification[]
+  agents         Agent[]
   related        Tag[]           @relation("RelatedTags")
   relatedTo      Tag[]           @relation("RelatedTags")
 
@@ -174,7 +184,13 @@ model Tag {
         conn.execute(IMPLICIT_M2M_SQL.encode())
     report = drift(loaded, migrated)
     assert report.items == [], [i.as_dict() for i in report.items]
-    assert report.tables == 11 + 3
+    assert report.tables == 11 + 4
+    # ecosystem._AgentToTag is declared by the specs repo's relation: neither "missing" when only specs is compared
+    # nor "extra" when only the primary is
+    for repo in ("saas-spec-driven-development", "saas-ecosystem-architecture"):
+        subset = drift(loaded, migrated, only={repo})
+        assert subset.items == [] and len(subset.namespaces) == 1, (repo, [i.as_dict() for i in subset.items])
+    assert drift(loaded, migrated, only={"saas-ecosystem-architecture"}).tables == 5
 
     # a change to a join table, and one a renamed relation left behind, are drift like any other table's
     with psycopg.connect(migrated, autocommit=True) as conn:

@@ -95,11 +95,10 @@ def run(loaded: LoadedWorkspace, infra: Infra | None, repos: Sequence[str] | Non
         results.append(SchemaResult("drift", None, "not checked: no database"))
     else:
         try:
-            if selected is not None and load_schemas is not None:
-                schemas = _only(schemas if schemas is not None else load_schemas(loaded), set(selected), reason)
-            report = (
-                drift(loaded, infra.database_url, schemas) if schemas is not None else drift(loaded, infra.database_url)
-            )
+            # a subset reads only its repos' namespaces, with every repo's models declared (a join table in one
+            # namespace may come from another repo's relation to a shared model)
+            everything = load_schemas(loaded) if load_schemas is not None else None
+            report = drift(loaded, infra.database_url, everything, only=set(selected) if selected else None)
             items = list(report.items)
             if items:
                 results.append(SchemaResult("drift", False, _summarise(items) + note))

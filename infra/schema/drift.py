@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -656,11 +657,19 @@ def database_url_for(loaded: LoadedWorkspace, environment: str) -> str:
     return url.split("?", 1)[0]
 
 
-def drift(loaded: LoadedWorkspace, database_url: str, schemas: LoadedSchemas | None = None) -> DriftReport:
-    """Compare the database at ``database_url`` with every readable repo's declared models."""
+def drift(
+    loaded: LoadedWorkspace,
+    database_url: str,
+    schemas: LoadedSchemas | None = None,
+    only: Collection[str] | None = None,
+) -> DriftReport:
+    """Compare the database at ``database_url`` with every readable repo's declared models; with ``only``, just
+    those repos' namespaces (every schema still declares: a join table in one repo's namespace may be declared by
+    another repo's relation to its shared model)."""
     started = time.perf_counter()
     schemas = schemas or load_schemas(loaded)
-    namespaces = [repo.config.namespace for repo in schemas.repos.values()]
+    compared = [name for name in schemas.repos if only is None or name in only]
+    namespaces = [schemas.repos[name].config.namespace for name in compared]
     try:
         with (
             psycopg.connect(database_url, connect_timeout=10, autocommit=True) as conn,
@@ -670,10 +679,13 @@ def drift(loaded: LoadedWorkspace, database_url: str, schemas: LoadedSchemas | N
             # the catalog queries run while the declared side is computed
             reading = pool.submit(live_catalog, conn, namespaces, columns_conn)
             declared, _ = declared_catalog(schemas)
+            declared.tables = {k: v for k, v in declared.tables.items() if k.split(".", 1)[0] in namespaces}
+            declared.enums = {k: v for k, v in declared.enums.items() if k.split(".", 1)[0] in namespaces}
             live = reading.result()
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cannot connect to the database: {first}; check --env/--database-url") from None
     items = compare_catalogs(declared, live)
     seconds = time.perf_counter() - started
-    return DriftReport(items, namespaces, len(declared.tables), seconds, dict(schemas.skipped))
+    skipped = {**schemas.skipped, **{name: "not selected" for name in schemas.repos if name not in compared}}
+    return DriftReport(items, namespaces, len(declared.tables), seconds, skipped)

@@ -395,6 +395,18 @@ def ledger_batches(url: str) -> int:
         return int(row[0]) if row else 0
 
 
+def assert_each_row_once(url: str, rows: int) -> None:
+    """Each agent table holds ``rows`` rows and no (agent, rowid) twice: nothing lost, nothing duplicated."""
+    with psycopg.connect(url) as conn:
+        for table in ("memories", "conversations"):
+            total, distinct = conn.execute(
+                sql.SQL("SELECT count(*), count(DISTINCT (agent_id, source_rowid)) FROM {}").format(
+                    sql.Identifier("agents", table)
+                )
+            ).fetchone() or (0, 0)
+            assert (table, total, distinct) == (table, rows, rows)
+
+
 def test_kill_9_at_several_points_then_resume_and_validate(tmp_path: Path, target_url: str) -> None:
     make_agents(tmp_path, agents=4, rows=3000)
     ws_file = workspace(tmp_path)
@@ -429,14 +441,7 @@ def test_kill_9_at_several_points_then_resume_and_validate(tmp_path: Path, targe
     _, resumed = ws_json("-w", str(ws_file), "migrate", "run", "--database-url", target_url)
     assert {a["status"] for a in resumed["agents"]} == {"validated"}
     assert any(u["resumed_from"] for a in resumed["agents"] for u in a["units"])
-    with psycopg.connect(target_url) as conn:
-        for table in ("memories", "conversations"):
-            total, distinct = conn.execute(
-                sql.SQL("SELECT count(*), count(DISTINCT (agent_id, source_rowid)) FROM {}").format(
-                    sql.Identifier("agents", table)
-                )
-            ).fetchone() or (0, 0)
-            assert total == distinct == 4 * 3000
+    assert_each_row_once(target_url, 4 * 3000)
     _, validated = ws_json("-w", str(ws_file), "migrate", "validate", "--database-url", target_url)
     assert validated["ok"]
 
@@ -889,14 +894,7 @@ def test_kill_9_while_the_helper_process_converts_then_resume(tmp_path: Path, ta
     ws_file = workspace(tmp_path)
     _, resumed = ws_json("-w", str(ws_file), "migrate", "run", "--database-url", target_url)
     assert {a["status"] for a in resumed["agents"]} == {"validated"}
-    with psycopg.connect(target_url) as conn:
-        for table in ("memories", "conversations"):
-            total, distinct = conn.execute(
-                sql.SQL("SELECT count(*), count(DISTINCT (agent_id, source_rowid)) FROM {}").format(
-                    sql.Identifier("agents", table)
-                )
-            ).fetchone() or (0, 0)
-            assert total == distinct == 8000
+    assert_each_row_once(target_url, 8000)
     _, validated = ws_json("-w", str(ws_file), "migrate", "validate", "--database-url", target_url)
     assert validated["ok"]
 

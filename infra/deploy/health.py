@@ -230,7 +230,7 @@ def service_components(
     """Probe every service concurrently. With ``deployed_only`` a service with no version running (one that a
     rollback took back to "not deployed") is reported as such instead of probed: that is its previous state.
     With ``repos``, a service outside them is probed only when it runs (it shares the database the deployment
-    migrated); one that does not run is left out (see :func:`outside`)."""
+    migrated); one that does not run is left out (:func:`check` names it in ``unchecked``)."""
     targets = []
     absent = []
     for name, repo in loaded.model.repos.items():

@@ -63,7 +63,7 @@ def run(loaded: LoadedWorkspace, infra: Infra | None, repos: Sequence[str] | Non
     not checked (their migrations did not run in this deployment, so their tables may not exist yet)."""
     load_schemas, check_alignment, drift = _entry_points()
     results = []
-    schemas: Any = None
+    everything: Any = None  # every repo's schemas, read once for both checks
     selected = list(repos) if repos else None
     unchecked = [r for r in loaded.model.repos if selected is not None and r not in selected]
     note = f" (not checked: {', '.join(unchecked)}: not selected by --repos)" if unchecked else ""
@@ -72,9 +72,8 @@ def run(loaded: LoadedWorkspace, infra: Infra | None, repos: Sequence[str] | Non
         results.append(SchemaResult("alignment", None, "not available (infra.schema provides no alignment check)"))
     else:
         try:
-            schemas = load_schemas(loaded)
-            if selected is not None:
-                schemas = _only(schemas, {*selected, loaded.model.primary}, reason)
+            everything = load_schemas(loaded)
+            schemas = everything if selected is None else _only(everything, {*selected, loaded.model.primary}, reason)
             report = check_alignment(schemas)
             if report.ok:
                 results.append(
@@ -97,7 +96,8 @@ def run(loaded: LoadedWorkspace, infra: Infra | None, repos: Sequence[str] | Non
         try:
             # a subset reads only its repos' namespaces, with every repo's models declared (a join table in one
             # namespace may come from another repo's relation to a shared model)
-            everything = load_schemas(loaded) if load_schemas is not None else None
+            if everything is None and load_schemas is not None:
+                everything = load_schemas(loaded)
             report = drift(loaded, infra.database_url, everything, only=set(selected) if selected else None)
             items = list(report.items)
             if items:

@@ -121,15 +121,6 @@ class TargetColumn:
     precision: int | None = None  # numeric(p, s): p
     scale: int | None = None  # numeric(p, s): s; timestamp(p) / timestamptz(p) with p < 6: p
 
-    def as_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {"name": self.name, "type": self.type_name, "not_null": self.not_null}
-        data["max_length"] = self.max_length
-        if self.precision is not None:
-            data["precision"] = self.precision
-        if self.scale is not None:
-            data["scale"] = self.scale
-        return data
-
 
 # A note is (rule, raw bytes to keep or None). Converters append notes and return the converted value.
 Notes = list[tuple[str, bytes | None]]

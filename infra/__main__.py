@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pulumi
 
+from infra.errors import UsageError, WorkspaceError
 from infra.stack.program import build, current_environment, locate_workspace, read_settings
-from infra.workspace.errors import UsageError, WorkspaceError
 from infra.workspace.loader import load_workspace
 
 

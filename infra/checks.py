@@ -8,26 +8,15 @@ never silently left out.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Literal
 
+from infra.errors import CheckResult
+from infra.generate import stale_files
+from infra.migrate.offline import check_sqlite_migration
+from infra.schema.checks import check_schema_alignment
 from infra.stack.stackfiles import check_stack_files
 from infra.workspace.env import required_report
 from infra.workspace.graph import edges_of, stages
-from infra.workspace.loader import LoadedWorkspace
-
-Status = Literal["ok", "fail", "skipped"]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    status: Status
-    detail: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status, "detail": self.detail}
-
+from infra.workspace.located import LoadedWorkspace
 
 Check = Callable[[LoadedWorkspace], Iterable[CheckResult]]
 
@@ -65,8 +54,6 @@ def check_checkouts(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
 
 
 def check_generated(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
-    from infra.generate import stale_files
-
     stale = stale_files(loaded)
     if stale:
         yield CheckResult("generated files", "fail", "stale: " + ", ".join(stale) + " (run `ws generate`)")
@@ -74,25 +61,15 @@ def check_generated(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
         yield CheckResult("generated files", "ok", "up to date")
 
 
-CHECKS: list[Check] = [check_model, check_required_env, check_checkouts, check_generated, check_stack_files]
-
-
-def check_schema_alignment(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
-    from infra.schema.checks import check_schema_alignment as schema_check
-
-    return schema_check(loaded)
-
-
-CHECKS.append(check_schema_alignment)
-
-
-def check_sqlite_migration(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
-    from infra.migrate.offline import check_sqlite_migration as migrate_check
-
-    return migrate_check(loaded)
-
-
-CHECKS.append(check_sqlite_migration)
+CHECKS: list[Check] = [
+    check_model,
+    check_required_env,
+    check_checkouts,
+    check_generated,
+    check_stack_files,
+    check_schema_alignment,
+    check_sqlite_migration,
+]
 
 
 def run_checks(loaded: LoadedWorkspace) -> list[CheckResult]:

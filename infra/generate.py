@@ -13,7 +13,7 @@ from pathlib import Path
 from infra.github.actions import generate_actions
 from infra.github.workflows import generate_workflows
 from infra.stack.stackfiles import generate_stack_files
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
 
 Generator = Callable[[LoadedWorkspace], dict[str, str]]

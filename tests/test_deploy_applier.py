@@ -13,8 +13,9 @@ import pytest
 from psycopg import sql
 
 from infra.deploy import ledger, migrations
-from infra.workspace.errors import CheckFailed
-from infra.workspace.loader import LoadedWorkspace, load_workspace
+from infra.errors import CheckFailed
+from infra.workspace.loader import load_workspace
+from infra.workspace.located import LoadedWorkspace
 from tests.helpers import EXAMPLES, run_ws
 
 PRIMARY = "saas-ecosystem-architecture"

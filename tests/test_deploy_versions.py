@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from infra.deploy.versions import VERSION_RULE, parse_versions
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace, load_workspace
+from infra.errors import UsageError
+from infra.workspace.loader import load_workspace
+from infra.workspace.located import LoadedWorkspace
 from tests.helpers import EXAMPLES
 
 

@@ -21,11 +21,12 @@ import pytest
 from ruamel.yaml import YAML
 
 from infra import generate
+from infra.errors import UsageError
 from infra.github import actions, workflows
 from infra.github.pins import PINS, SHA
-from infra.workspace.errors import UsageError
 from infra.workspace.graph import closure, edges_of, stages
-from infra.workspace.loader import LoadedWorkspace, load_workspace
+from infra.workspace.loader import load_workspace
+from infra.workspace.located import LoadedWorkspace
 from tests.helpers import ROOT, run_ws
 
 BIN = Path(sys.executable).parent

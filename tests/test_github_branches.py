@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from infra.errors import UsageError
 from infra.github import branches
 from infra.github.client import GitHub
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace, load_workspace
+from infra.workspace.loader import load_workspace
+from infra.workspace.located import LoadedWorkspace
 from tests.fake_github import (
     GIT_IDENTITY,
     OWNER,

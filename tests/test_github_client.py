@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from infra.github.client import GitHub, GitHubError, client, rate_limit_wait
-from infra.workspace.loader import LoadedWorkspace, load_workspace
+from infra.workspace.loader import load_workspace
+from infra.workspace.located import LoadedWorkspace
 from tests.fake_github import GIT_IDENTITY, FakeGitHub, build_workspace, recording_policy
 from tests.helpers import run_ws
 

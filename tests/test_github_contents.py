@@ -8,7 +8,8 @@ import pytest
 
 from infra.github.client import GitHubError
 from infra.github.contents import list_dir, read_files
-from infra.workspace.loader import LoadedWorkspace, load_workspace
+from infra.workspace.loader import load_workspace
+from infra.workspace.located import LoadedWorkspace
 from tests.fake_github import OWNER, REPO_SCHEMAS, FakeGitHub, commit_file, git_in
 
 PRIMARY = "saas-ecosystem-architecture"

@@ -9,7 +9,8 @@ import pytest
 from infra.deploy.events import DeployObserver
 from infra.github.client import GitHub
 from infra.github.deployments import GitHubDeployments, observer_from_environment, workflow_run_url
-from infra.workspace.loader import LoadedWorkspace, load_workspace
+from infra.workspace.loader import load_workspace
+from infra.workspace.located import LoadedWorkspace
 from tests.fake_github import OWNER, FakeGitHub, git_in
 
 PRIMARY, AGENTS = "saas-ecosystem-architecture", "app-agents"

@@ -245,7 +245,7 @@ def test_unreachable_database_is_one_message(tmp_path: Path) -> None:
 
 
 def test_provisioned_environment_needs_its_secret_or_an_explicit_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    from infra.workspace.errors import UsageError
+    from infra.errors import UsageError
 
     loaded = load_workspace(EXAMPLES / "workspace.yaml")
     monkeypatch.delenv("WS_DB_PASSWORD_SAAS_ECOSYSTEM_ARCHITECTURE", raising=False)

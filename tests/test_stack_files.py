@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.errors import UsageError, WorkspaceError
 from infra.stack.stackfiles import (
     SERVICES_KEY,
     check_stack_files,
@@ -17,7 +18,6 @@ from infra.stack.stackfiles import (
     settings_from_config,
     stack_file,
 )
-from infra.workspace.errors import UsageError, WorkspaceError
 from infra.workspace.loader import load_workspace
 from tests.helpers import EXAMPLES, ROOT, run_ws
 

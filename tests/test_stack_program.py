@@ -17,6 +17,7 @@ from google.protobuf.json_format import MessageToDict  # type: ignore[import-unt
 from pulumi.runtime.mocks import MockMonitor
 from ruamel.yaml import YAML
 
+from infra.errors import UsageError
 from infra.generate import write as generate_write
 from infra.stack import naming
 from infra.stack.program import build, current_environment, read_settings
@@ -28,9 +29,9 @@ from infra.stack.stackfiles import (
     stack_file_name,
 )
 from infra.workspace.env import CACHE_PASSWORD_SECRET, database_password_secret, is_secret, render, resolve
-from infra.workspace.errors import UsageError
 from infra.workspace.graph import edges_of
-from infra.workspace.loader import LoadedWorkspace, load_workspace
+from infra.workspace.loader import load_workspace
+from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import SecretRef
 from tests.helpers import ROOT
 

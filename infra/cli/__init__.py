@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from infra import __version__
 from infra.cli._common import Context, err_console
-from infra.workspace.errors import CheckFailed, UsageError, WorkspaceError
+from infra.errors import CheckFailed, UsageError, WorkspaceError
 
 # Command name -> the module of infra.cli that defines it. Modules are imported only when one of their
 # commands runs (or when `ws --help` lists them all), so `ws plan` does not pay for pulumi or github3.

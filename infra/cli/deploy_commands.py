@@ -35,10 +35,10 @@ from infra.deploy import migrations, pipeline
 from infra.deploy import status as statusmod
 from infra.deploy import up as upmod
 from infra.deploy.events import DeployObserver
-from infra.deploy.runtime import runtime_for
+from infra.deploy.runtimes import runtime_for
 from infra.deploy.versions import parse_versions
-from infra.workspace.errors import CheckFailed
-from infra.workspace.loader import LoadedWorkspace
+from infra.errors import CheckFailed
+from infra.workspace.located import LoadedWorkspace
 
 STATUS_STYLE = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}
 

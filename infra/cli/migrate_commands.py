@@ -9,6 +9,7 @@ import click
 from rich.markup import escape
 
 from infra.cli._common import Context, console, err_console, json_option, pass_context, print_json, step_summary, table
+from infra.errors import CheckFailed
 from infra.migrate import Scope, scope
 from infra.migrate.check import check
 from infra.migrate.cleanup import cleanup
@@ -17,7 +18,6 @@ from infra.migrate.load import RunOptions, run_migration
 from infra.migrate.progress import for_terminal
 from infra.migrate.status import status
 from infra.migrate.validate import validate
-from infra.workspace.errors import CheckFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -19,9 +19,9 @@ from infra.cli._common import (
     step_summary,
     table,
 )
+from infra.errors import CheckFailed
 from infra.schema import align, export, load, sync
 from infra.schema import drift as drift_module
-from infra.workspace.errors import CheckFailed
 
 
 @click.group("schema")

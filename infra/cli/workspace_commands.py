@@ -22,9 +22,9 @@ from infra.cli._common import (
     step_summary,
     table,
 )
+from infra.errors import CheckFailed, UsageError
 from infra.workspace import env as envmod
 from infra.workspace import graph
-from infra.workspace.errors import CheckFailed, UsageError
 
 STATUS_STYLE = {"ok": "[green]ok[/]", "fail": "[red]FAIL[/]", "skipped": "[yellow]skipped[/]"}
 

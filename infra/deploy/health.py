@@ -22,7 +22,7 @@ import psycopg
 from infra.deploy import migrations
 from infra.deploy.runtime import Infra, Runtime
 from infra.workspace.graph import edges_of, stages
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Health
 
 START_POLL = 0.02  # seconds between probes during the start period

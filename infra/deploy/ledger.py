@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from infra.workspace.errors import CheckFailed
+from infra.errors import CheckFailed
 
 NAMESPACE = "ws"
 

@@ -31,8 +31,8 @@ from psycopg import sql
 
 from infra.deploy import servers
 from infra.deploy.runtime import Infra, process_env, rendered_env
-from infra.workspace.errors import CheckFailed, UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.errors import CheckFailed, UsageError
+from infra.workspace.located import LoadedWorkspace
 
 SUPERVISOR = Path(__file__).with_name("supervise.py")
 STOP_TIMEOUT = 10.0

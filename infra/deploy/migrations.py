@@ -24,8 +24,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from infra.workspace.errors import CheckFailed, UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.errors import CheckFailed, UsageError
+from infra.workspace.located import LoadedWorkspace
 
 PRISMA_LOCK_KEY = 72707369  # the advisory lock key Prisma's schema engine takes on PostgreSQL
 TABLE = "_prisma_migrations"

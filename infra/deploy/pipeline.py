@@ -28,11 +28,12 @@ import psycopg
 
 from infra.deploy import health, ledger, migrations, schema_checks
 from infra.deploy.events import DeployObserver, RepoState
-from infra.deploy.runtime import Infra, Runtime, runtime_for
+from infra.deploy.runtime import Infra, Runtime
+from infra.deploy.runtimes import runtime_for
 from infra.deploy.versions import check_versions
-from infra.workspace.errors import CheckFailed, UsageError
+from infra.errors import CheckFailed, UsageError
 from infra.workspace.graph import selected_stages
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 Progress = Callable[[str], None]
 SCHEMA_NOTE = "rollback restores service versions only; database migrations stay applied (schema is never reverted)"

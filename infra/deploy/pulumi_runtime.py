@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from infra.deploy.runtime import Infra, process_env, rendered_env
-from infra.workspace.errors import CheckFailed, UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.errors import CheckFailed, UsageError
+from infra.workspace.located import LoadedWorkspace
 
 INFRA_NAMES = ("network", "postgres", "redis")
 DEFAULT_TAG = "latest"
@@ -62,10 +62,8 @@ class PulumiRuntime:
         self._stack_lock = threading.Lock()
 
     def _select_stack(self) -> Any:
-        try:
-            from pulumi import automation as auto
-        except ImportError as exc:  # pragma: no cover - pulumi is a pinned dependency
-            raise CheckFailed(f"the Pulumi Automation API is not installed: {exc}") from exc
+        from pulumi import automation as auto  # imported when a stack is used: it costs ~0.5 s at start-up
+
         try:
             return auto.select_stack(stack_name=self.stack_name, work_dir=str(self.loaded.root))
         except Exception as exc:

@@ -1,4 +1,4 @@
-"""The one small interface every runtime implements, and the factory that picks one per environment.
+"""The one small interface every runtime implements (`infra.deploy.runtimes` picks one per environment).
 
 A runtime provisions the shared infrastructure (PostgreSQL, Redis), deploys one repo's service at a version,
 tells the version running now and the service's URL, and stops a service. The pipeline only talks to this
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from infra.errors import UsageError
 from infra.workspace.env import environ_secrets, missing_secrets, render, resolve
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 
 @dataclass(frozen=True)
@@ -128,14 +128,3 @@ def process_env(extra: Mapping[str, str]) -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
     return env
-
-
-def runtime_for(loaded: LoadedWorkspace, environment: str) -> Runtime:
-    kind = loaded.model.environments[environment].runtime
-    if kind == "local":
-        from infra.deploy.local import LocalRuntime
-
-        return LocalRuntime(loaded, environment)
-    from infra.deploy.pulumi_runtime import PulumiRuntime
-
-    return PulumiRuntime(loaded, environment)

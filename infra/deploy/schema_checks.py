@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.deploy.runtime import Infra
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Any
 import psycopg
 
 from infra.deploy import health, ledger
-from infra.deploy.runtime import runtime_for
-from infra.workspace.errors import CheckFailed, UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.deploy.runtimes import runtime_for
+from infra.errors import CheckFailed, UsageError
+from infra.workspace.located import LoadedWorkspace
 
 
 def environment_status(loaded: LoadedWorkspace, environment: str, deployments: int = 5) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from infra.deploy import health
 from infra.deploy.events import DeployObserver
 from infra.deploy.local import LocalRuntime
 from infra.deploy.pipeline import Outcome, Pipeline, Progress
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.errors import UsageError
+from infra.workspace.located import LoadedWorkspace
 
 
 @dataclass

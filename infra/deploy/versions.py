@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.errors import UsageError
+from infra.workspace.located import LoadedWorkspace
 
 VERSION_RULE = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
 _VERSION = re.compile(VERSION_RULE)

@@ -20,9 +20,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import LiteralScalarString
 
+from infra.errors import UsageError
 from infra.github.pins import SETUP_PYTHON, Pin, check_pins
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 ACTIONS_DIR = "actions"
 PYTHON_VERSION = "3.11"

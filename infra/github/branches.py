@@ -9,10 +9,10 @@ from typing import Any
 
 from github3 import exceptions as gh_exceptions
 
+from infra.errors import UsageError
 from infra.github.client import GitHub
 from infra.github.git import Checkout
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 Progress = Callable[[str], None]
 

@@ -8,7 +8,7 @@
 * Connection errors, timeouts and 500/502/503/504 answers are retried with exponential backoff, a bounded number
   of times; then they end in one line.
 * 401, 403 and 404 become one line each (bad token, missing scope, repo not found or no access), raised as
-  :class:`GitHubError` (a :class:`~infra.workspace.errors.UsageError`, exit code 2).
+  :class:`GitHubError` (a :class:`~infra.errors.UsageError`, exit code 2).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import requests
 from github3 import exceptions as gh_exceptions
 from github3.session import GitHubSession
 
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.errors import UsageError
+from infra.workspace.located import LoadedWorkspace
 
 DEFAULT_API_URL = "https://api.github.com"
 TOKEN_VARIABLE = "GITHUB_TOKEN"

@@ -11,9 +11,9 @@ import binascii
 
 from github3 import exceptions as gh_exceptions
 
+from infra.errors import UsageError
 from infra.github.client import GitHub, GitHubError, client
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 
 def _full_name(loaded: LoadedWorkspace, repo: str) -> str:

@@ -17,7 +17,7 @@ from github3 import exceptions as gh_exceptions
 
 from infra.deploy.events import RepoState
 from infra.github.client import GitHub, RetryPolicy, optional_client
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 DESCRIPTION_LIMIT = 140  # GitHub truncates deployment (status) descriptions at 140 characters
 

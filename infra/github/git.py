@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.workspace.errors import UsageError
+from infra.errors import UsageError
 
 
 class GitError(UsageError):

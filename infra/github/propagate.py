@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.errors import UsageError
 from infra.github.client import GitHub
 from infra.github.git import Checkout
 from infra.github.prs import PullRecord, open_pulls
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 TYPES_DIR = "shared-database-types"
 Progress = Callable[[str], None]

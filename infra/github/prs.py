@@ -11,12 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from infra.errors import UsageError
 from infra.github.branches import combined_ci, compare, latest_pull, remote_sha, selected
 from infra.github.client import GitHub
 from infra.github.git import Checkout
 from infra.workspace import graph
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 BLOCK_START = "<!-- ws:linked-pull-requests -->"
 BLOCK_END = "<!-- /ws:linked-pull-requests -->"

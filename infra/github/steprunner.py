@@ -69,7 +69,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from infra.workspace.errors import UsageError
+from infra.errors import UsageError
 from infra.workspace.graph import closure
 
 SHA_REF = re.compile(r"^[0-9a-f]{40}$")

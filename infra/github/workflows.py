@@ -29,6 +29,7 @@ from pathlib import PurePosixPath
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from infra.errors import UsageError
 from infra.github.actions import (
     expression,
     local_step,
@@ -41,9 +42,8 @@ from infra.github.actions import (
 )
 from infra.github.pins import CHECKOUT, check_pins
 from infra.workspace.env import declared_layers
-from infra.workspace.errors import UsageError
 from infra.workspace.graph import edges_of, stages
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import SecretRef, Workspace
 
 DEPLOYMENT_WORKFLOW = ".github/workflows/coordinated-deployment.yml"

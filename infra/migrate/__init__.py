@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.errors import UsageError
 from infra.migrate.source import SourceFile, archive_dir, discover
 from infra.migrate.target import database_url
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 
 @dataclass(frozen=True)

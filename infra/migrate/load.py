@@ -54,21 +54,18 @@ from psycopg.types.json import Jsonb
 
 from infra.migrate.convert import storage_class
 from infra.migrate.encode import BINARY_SIGNATURE, BINARY_TRAILER, CHECKSUM_FORMAT, RowEncoder
-from infra.migrate.plan import TableMapping, build_mapping, duplicate_targets, iterate_rows, row_converter
+from infra.migrate.plan import FilePlan, TableMapping, iterate_rows, plan_file, row_converter
 from infra.migrate.progress import Observer, Silent
 from infra.migrate.source import (
     SourceError,
     SourceFile,
-    SourceSchema,
-    count_rows,
     describe,
     file_digest,
-    integrity,
     open_readonly,
     quote_sqlite,
-    read_schema,
 )
-from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ensure_ledger, introspect, ledger_exists
+from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ensure_ledger, ledger_exists
+from infra.migrate.validate import validate_table
 
 CopyFormat = Literal["text", "binary"]
 L = sql.Identifier(LEDGER_SCHEMA)
@@ -189,47 +186,6 @@ def row_record(columns: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
             data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
             record[name] = {"class": kind, "base64": base64.b64encode(data).decode("ascii")}
     return record
-
-
-@dataclass
-class FilePlan:
-    source: SourceFile
-    schema: SourceSchema | None = None
-    mappings: list[TableMapping] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    error: str = ""
-    sha256: str = ""
-
-    @property
-    def rows(self) -> int:
-        return sum(self.counts.values())
-
-
-def plan_file(
-    conn: psycopg.Connection[Any],
-    source: SourceFile,
-    sqlite_conn: sqlite3.Connection,
-    *,
-    create_tables: bool,
-    integrity_check: bool,
-    quick: bool = True,
-) -> FilePlan:
-    """Read one file's schema and map each table onto its target (raises SourceError for unreadable files)."""
-    plan = FilePlan(source)
-    if integrity_check:
-        problems = integrity(sqlite_conn, source.path, quick=quick)
-        if problems:
-            raise SourceError(
-                f"{source.path}: SQLite integrity check failed ({'; '.join(problems[:3])}); the file is corrupt - "
-                "recover it with `sqlite3 FILE .recover` or restore it from a backup, then run again"
-            )
-    plan.schema = read_schema(sqlite_conn, source.path)
-    for table in plan.schema.tables:
-        target = introspect(conn, source.namespace, source.target_table(table.name))
-        plan.mappings.append(build_mapping(source, table, target, create_tables=create_tables))
-        plan.counts[table.name] = count_rows(sqlite_conn, table, source.path)
-    duplicate_targets(plan.mappings)
-    return plan
 
 
 @dataclass
@@ -683,8 +639,6 @@ class Migrator:
         a unit loaded without content hashes (``checksum`` None) is validated by re-reading the source, as
         `ws migrate validate` does."""
         if checksum is None:
-            from infra.migrate.validate import validate_table  # (validate imports this module)
-
             return "validated" if validate_table(conn, sqlite_conn, source, sha, mapping).ok else "mismatch"
         target_rows, target_sum = mapping.target_checksum(conn, source.agent_id, rows)
         ok = target_rows == rows and target_sum == checksum

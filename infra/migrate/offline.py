@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from infra.checks import CheckResult
+from infra.errors import CheckResult, UsageError
 from infra.migrate.source import discover
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 
 def check_sqlite_migration(loaded: LoadedWorkspace) -> Iterable[CheckResult]:

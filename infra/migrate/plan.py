@@ -13,8 +13,18 @@ from psycopg import sql
 
 from infra.migrate.convert import Rejected, TargetColumn, converter_for
 from infra.migrate.encode import row_hash_sql
-from infra.migrate.source import SourceError, SourceFile, SourceTable, describe, quote_sqlite
-from infra.migrate.target import KEY_COLUMNS, TargetTable, create_table_sql, target_type_for, unsupported
+from infra.migrate.source import (
+    SourceError,
+    SourceFile,
+    SourceSchema,
+    SourceTable,
+    count_rows,
+    describe,
+    integrity,
+    quote_sqlite,
+    read_schema,
+)
+from infra.migrate.target import KEY_COLUMNS, TargetTable, create_table_sql, introspect, target_type_for, unsupported
 
 PG_TYPNAME = {
     "bigint": "int8",
@@ -308,3 +318,44 @@ def iterate_rows(
         raise SourceError(describe(path, exc)) from None
     finally:
         conn.text_factory = own_factory
+
+
+@dataclass
+class FilePlan:
+    source: SourceFile
+    schema: SourceSchema | None = None
+    mappings: list[TableMapping] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+    sha256: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts.values())
+
+
+def plan_file(
+    conn: psycopg.Connection[Any],
+    source: SourceFile,
+    sqlite_conn: sqlite3.Connection,
+    *,
+    create_tables: bool,
+    integrity_check: bool,
+    quick: bool = True,
+) -> FilePlan:
+    """Read one file's schema and map each table onto its target (raises SourceError for unreadable files)."""
+    plan = FilePlan(source)
+    if integrity_check:
+        problems = integrity(sqlite_conn, source.path, quick=quick)
+        if problems:
+            raise SourceError(
+                f"{source.path}: SQLite integrity check failed ({'; '.join(problems[:3])}); the file is corrupt - "
+                "recover it with `sqlite3 FILE .recover` or restore it from a backup, then run again"
+            )
+    plan.schema = read_schema(sqlite_conn, source.path)
+    for table in plan.schema.tables:
+        target = introspect(conn, source.namespace, source.target_table(table.name))
+        plan.mappings.append(build_mapping(source, table, target, create_tables=create_tables))
+        plan.counts[table.name] = count_rows(sqlite_conn, table, source.path)
+    duplicate_targets(plan.mappings)
+    return plan

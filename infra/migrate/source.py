@@ -14,9 +14,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.errors import UsageError
 from infra.migrate.convert import text_factory
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 SHADOW_SUFFIXES = (
     "_content",

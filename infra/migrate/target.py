@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
+from infra.errors import CheckFailed, UsageError
 from infra.migrate.convert import SUPPORTED_TYPES, TargetColumn
 from infra.migrate.source import SourceColumn, SourceTable
 from infra.workspace import env as envmod
-from infra.workspace.errors import CheckFailed, UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 LEDGER_SCHEMA = "ws_migrate"
 KEY_COLUMNS = ("agent_id", "source_rowid")

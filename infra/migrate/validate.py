@@ -19,8 +19,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from infra.migrate.encode import RowEncoder
-from infra.migrate.load import FilePlan, plan_file
-from infra.migrate.plan import TableMapping, iterate_rows, row_converter
+from infra.migrate.plan import FilePlan, TableMapping, iterate_rows, plan_file, row_converter
 from infra.migrate.source import SourceError, SourceFile, file_digest, open_readonly
 from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ensure_ledger
 

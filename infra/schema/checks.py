@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from infra.checks import CheckResult
+from infra.errors import CheckResult, WorkspaceError
 from infra.schema.align import check_alignment
 from infra.schema.load import load_schemas, schema_repos
-from infra.workspace.errors import WorkspaceError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 
 def check_schema_alignment(loaded: LoadedWorkspace) -> Iterable[CheckResult]:

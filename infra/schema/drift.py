@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from infra.errors import UsageError
 from infra.schema.load import LoadedSchemas, load_schemas
 from infra.schema.model_info import (
     column_name,
@@ -37,8 +38,7 @@ from infra.schema.model_info import (
 )
 from infra.schema.psl import Array, Block, Call, Field, Ident, Num, Schema, Str, names_of
 from infra.workspace import env as envmod
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 IGNORED_TABLES = {"_prisma_migrations"}
 SCALAR_SQL = {

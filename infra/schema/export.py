@@ -28,11 +28,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from infra.errors import UsageError
 from infra.schema.load import load_schemas
 from infra.schema.model_info import is_relation, str_arg
 from infra.schema.psl import Block, Field, Schema
-from infra.workspace.errors import UsageError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 TS_TYPES = {
     "String": "string",

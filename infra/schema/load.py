@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from infra.errors import Problem, WorkspaceError, display_path
 from infra.schema import prisma_config
 from infra.schema.psl import PslSyntaxError, Schema, SchemaFile, parse
-from infra.workspace.errors import Problem, WorkspaceError, display_path
-from infra.workspace.loader import LoadedWorkspace
-from infra.workspace.model import Schema as SchemaConfig
+from infra.workspace.located import LoadedWorkspace
+from infra.workspace.model import SchemaSettings as SchemaConfig
 
 CONFIG_CANDIDATES = ("prisma.config.ts", ".config/prisma.ts")
 

@@ -12,13 +12,13 @@ import difflib
 import posixpath
 from dataclasses import dataclass, replace
 
+from infra.errors import UsageError, WorkspaceError
 from infra.schema import prisma_config
 from infra.schema.align import compare_blocks, expected_external
 from infra.schema.load import LoadedSchemas, ReaderFactory, RepoSchema, load_schemas
 from infra.schema.model_info import is_back_relation
 from infra.schema.psl import Blank, Block, Field, Member, append_blocks, print_file
-from infra.workspace.errors import UsageError, WorkspaceError
-from infra.workspace.loader import LoadedWorkspace
+from infra.workspace.located import LoadedWorkspace
 
 
 @dataclass(frozen=True)

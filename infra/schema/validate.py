@@ -7,9 +7,9 @@ criterion, and ``@@schema`` when the datasource lists ``schemas``.
 
 from __future__ import annotations
 
+from infra.errors import Problem
 from infra.schema.model_info import relation_fields, relation_references, str_arg
 from infra.schema.psl import SCALAR_TYPES, Array, Block, Schema, Str
-from infra.workspace.errors import Problem
 
 
 def _relation_name(block: Block, field_name: str) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pulumi
 
+from infra.errors import UsageError
 from infra.stack import naming
 from infra.stack.components import (
     POSTGRES_PORT,
@@ -39,9 +40,9 @@ from infra.stack.stackfiles import (
     settings_from_config,
 )
 from infra.workspace.env import CACHE_PASSWORD_SECRET, database_password_secret, resolve, role_name
-from infra.workspace.errors import UsageError
 from infra.workspace.graph import edges_of, stages
-from infra.workspace.loader import DEFAULT_FILE, LoadedWorkspace
+from infra.workspace.loader import DEFAULT_FILE
+from infra.workspace.located import LoadedWorkspace
 
 
 @dataclass

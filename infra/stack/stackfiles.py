@@ -18,17 +18,15 @@ import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from infra.workspace.errors import Problem, UsageError, WorkspaceError, display_path
-from infra.workspace.loader import LoadedWorkspace, parse_yaml, position
+from infra.errors import CheckResult, Problem, UsageError, WorkspaceError, display_path
+from infra.workspace.loader import parse_yaml
+from infra.workspace.located import LoadedWorkspace, position
 from infra.workspace.model import Workspace
-
-if TYPE_CHECKING:
-    from infra.checks import CheckResult
 
 NAMESPACE = "ws"
 HOST_KEY = f"{NAMESPACE}:host"
@@ -433,8 +431,6 @@ def _plain(value: Any) -> Any:
 
 def check_stack_files(loaded: LoadedWorkspace) -> Iterator[CheckResult]:
     """`ws check`: every stack file exists and holds values the Pulumi program accepts (ports, tags, limits)."""
-    from infra.checks import CheckResult
-
     for environment in pulumi_environments(loaded.model):
         name = stack_file_name(loaded.model, environment)
         path = loaded.root / name

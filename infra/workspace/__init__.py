@@ -1,7 +1,8 @@
 """workspace.yaml: the model, loading with located errors, the dependency graph and env resolution."""
 
-from infra.workspace.errors import CheckFailed, Problem, UsageError, WorkspaceError
-from infra.workspace.loader import LoadedWorkspace, load_workspace
+from infra.errors import CheckFailed, Problem, UsageError, WorkspaceError
+from infra.workspace.loader import load_workspace
+from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Repo, SecretRef, Workspace
 
 __all__ = [

@@ -66,7 +66,7 @@ def _conninfo_to_url(conninfo: str) -> str:
     try:
         info = conninfo_to_dict(conninfo)
     except Exception as exc:  # psycopg.ProgrammingError: not a valid conninfo either
-        from infra.workspace.errors import UsageError
+        from infra.errors import UsageError
 
         raise UsageError(f"DATABASE_URL is neither a postgresql:// URL nor a libpq conninfo: {exc}") from None
     user = quote(str(info.get("user", "postgres")), safe="")

@@ -5,70 +5,21 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from infra.workspace.errors import Problem, WorkspaceError, display_path
+from infra.errors import Problem, WorkspaceError, display_path
+from infra.workspace.located import LoadedWorkspace, Loc, format_loc, position
 from infra.workspace.model import NAME_PATTERN, Workspace
+from infra.workspace.rules import rule_problems
 
-Loc = Sequence[str | int]
 DEFAULT_FILE = "workspace.yaml"
-
-
-@dataclass(frozen=True)
-class LoadedWorkspace:
-    """The validated model plus where it came from (for paths relative to it and for error positions)."""
-
-    model: Workspace
-    path: Path
-    document: Any  # the ruamel round-trip document, for positions of keys
-
-    @property
-    def root(self) -> Path:
-        return self.path.parent
-
-    def repo_dir(self, repo: str) -> Path:
-        declared = self.model.repos[repo].path
-        return (self.root / (declared if declared is not None else f"../{repo}")).resolve()
-
-    def problem(self, loc: Loc, message: str, fix: str = "") -> Problem:
-        line, column = position(self.document, loc)
-        return Problem(display_path(self.path), line, column, format_loc(loc), message, fix)
-
-
-def format_loc(loc: Loc) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
-def position(document: Any, loc: Loc) -> tuple[int, int]:
-    """1-based line and column of the deepest existing node on ``loc`` (the key itself where it exists)."""
-    node = document
-    best = (1, 1)
-    for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line, col = node.lc.key(part)
-            best = (line + 1, col + 1)
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-            line, col = node.lc.item(part)
-            best = (line + 1, col + 1)
-            node = node[part]
-        else:
-            break
-    return best
 
 
 def parse_yaml(text: str, file: str) -> Any:
@@ -137,8 +88,6 @@ def load_workspace(path: Path | None = None, *, check_rules: bool = True) -> Loa
         raise WorkspaceError(list(_validation_problems(exc, document, file))) from None
     loaded = LoadedWorkspace(model, path, document)
     if check_rules:
-        from infra.workspace.rules import rule_problems
-
         problems = rule_problems(loaded)
         if problems:
             raise WorkspaceError(problems)

@@ -117,7 +117,7 @@ class Service(Strict):
     run: RunCommands = Field(default_factory=RunCommands)
 
 
-class Schema(Strict):
+class SchemaSettings(Strict):
     prisma: str = Field(description="Path of the Prisma schema file or folder, relative to the repo.")
     extends: Name | None = Field(default=None, description="Repo whose shared models this schema copies.")
     namespace: Identifier = Field(description="The PostgreSQL schema (namespace) this repo owns.")
@@ -173,7 +173,7 @@ class Repo(Strict):
     default_branch: str = "main"
     description: str = ""
     depends_on: list[Name] = Field(default_factory=list)
-    schema_: Schema | None = Field(
+    schema_: SchemaSettings | None = Field(
         default=None, alias="schema", description="Its Prisma schema (read as repo.schema_)."
     )
     service: Service | None = None

@@ -7,15 +7,12 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from infra.errors import Problem
 from infra.workspace.env import REFERENCE, references
-from infra.workspace.errors import Problem
 from infra.workspace.graph import edges_of, find_cycle
+from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import EnvValue, SecretRef
-
-if TYPE_CHECKING:
-    from infra.workspace.loader import LoadedWorkspace
 
 SECRET_KEY = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.IGNORECASE)
 SECRET_VALUE = [

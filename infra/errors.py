@@ -1,9 +1,13 @@
-"""Problems a person can act on: where (file:line:column and key), what, and how to fix it."""
+"""The errors and results every layer shares (a leaf module: it imports nothing of infra).
+
+Problems a person can act on say where (file:line:column and key), what, and how to fix it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -56,3 +60,18 @@ def display_path(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+CheckStatus = Literal["ok", "fail", "skipped"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One row of `ws check`/`ws health`: a named check, its status and a one-line detail."""
+
+    name: str
+    status: CheckStatus
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail}

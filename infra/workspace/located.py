@@ -1,0 +1,64 @@
+"""A validated workspace together with where it came from: paths relative to it and positions of its keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from infra.errors import Problem, display_path
+from infra.workspace.model import Workspace
+
+Loc = Sequence[str | int]
+
+
+@dataclass(frozen=True)
+class LoadedWorkspace:
+    """The validated model plus where it came from (for paths relative to it and for error positions)."""
+
+    model: Workspace
+    path: Path
+    document: Any  # the ruamel round-trip document, for positions of keys
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def repo_dir(self, repo: str) -> Path:
+        declared = self.model.repos[repo].path
+        return (self.root / (declared if declared is not None else f"../{repo}")).resolve()
+
+    def problem(self, loc: Loc, message: str, fix: str = "") -> Problem:
+        line, column = position(self.document, loc)
+        return Problem(display_path(self.path), line, column, format_loc(loc), message, fix)
+
+
+def format_loc(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def position(document: Any, loc: Loc) -> tuple[int, int]:
+    """1-based line and column of the deepest existing node on ``loc`` (the key itself where it exists)."""
+    node = document
+    best = (1, 1)
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line, col = node.lc.key(part)
+            best = (line + 1, col + 1)
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line, col = node.lc.item(part)
+            best = (line + 1, col + 1)
+            node = node[part]
+        else:
+            break
+    return best

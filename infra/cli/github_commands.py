@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from infra import metrics
 from infra.cli._common import (
     Context,
     check_environment,
@@ -22,9 +23,10 @@ from infra.cli._common import (
     step_summary,
     table,
 )
-from infra.github import branches, metrics, propagate, prs
+from infra.deploy import dora
+from infra.errors import UsageError
+from infra.github import branches, propagate, prs
 from infra.github.client import client, optional_client
-from infra.workspace.errors import UsageError
 
 
 def _progress(message: str) -> None:
@@ -269,12 +271,12 @@ def metrics_command(
         return
     rows = []
     for env in result.environments:
-        unreadable = metrics.common_reason(env)
+        unreadable = dora.common_reason(env)
         if unreadable is not None:
             rows.append((env.environment, "all figures", "n/a", escape(unreadable)))
             continue
         rows += [
-            (env.environment, metrics.FIGURE_NAMES[key], metrics.format_value(f), escape(metrics.format_detail(f)))
+            (env.environment, dora.FIGURE_NAMES[key], dora.format_value(f), escape(dora.format_detail(f)))
             for key, f in env.figures().items()
         ]
     columns = ["environment", "figure", "value", "detail"]

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from infra import propagate
 from infra.errors import UsageError
-from infra.github import propagate, prs
+from infra.github import prs
 from infra.github.client import GitHub
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace

@@ -1,4 +1,5 @@
-"""Cross-repo feature work: `ws branch`, `ws pr`, `ws metrics` (and `propagate`, added under `ws schema`)."""
+"""Cross-repo feature work: `ws branch`, `ws pr`, `ws metrics`, and `ws schema propagate` (which
+infra.cli.schema_commands registers on the schema group)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from infra import metrics
+from infra import metrics, propagate
 from infra.cli._common import (
     Context,
     check_environment,
@@ -25,7 +26,7 @@ from infra.cli._common import (
 )
 from infra.deploy import dora
 from infra.errors import UsageError
-from infra.github import branches, propagate, prs
+from infra.github import branches, prs
 from infra.github.client import client, optional_client
 
 

@@ -19,7 +19,9 @@ from infra.cli._common import (
     step_summary,
     table,
 )
+from infra.cli.github_commands import propagate_command
 from infra.errors import CheckFailed
+from infra.github.contents import github_readers
 from infra.schema import align, export, load, sync
 from infra.schema import drift as drift_module
 
@@ -50,7 +52,7 @@ def check_command(ctx: Context, ref: str | None, as_json: bool) -> None:
     Exit 1 below 100% alignment.
     """
     loaded = ctx.loaded
-    readers = load.github_readers(loaded, ref) if ref else None
+    readers = github_readers(loaded, ref) if ref else None
     report = align.check_alignment(load.load_schemas(loaded, readers))
     if as_json:
         print_json(report.as_dict())
@@ -169,15 +171,6 @@ def drift_command(ctx: Context, environment: str | None, database_url: str | Non
         raise CheckFailed(f"{len(report.items)} difference(s) between the database and the declared models")
 
 
-def _commands() -> list[click.Command]:
-    try:
-        from infra.cli.github_commands import propagate_command  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        return []
-    return [propagate_command]
-
-
-for _command in _commands():
-    schema_group.add_command(_command)
+schema_group.add_command(propagate_command)
 
 COMMANDS = [schema_group]

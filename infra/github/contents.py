@@ -1,13 +1,18 @@
 """Read a repo's files at a branch or SHA through GitHub's contents API (no checkout needed).
 
 Used by ``ws schema check --ref NAME`` so a pull-request workflow can check cross-repo schema alignment
-without cloning every repo.
+without cloning every repo: :func:`github_readers` gives, per repo, a :class:`GitHubReader` that has the methods
+of ``infra.schema.load.Reader`` (read, list_prisma, display). It matches that protocol by its shape; the CLI
+hands the factory to the schema loader, so neither package imports the other.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from github3 import exceptions as gh_exceptions
 
@@ -84,3 +89,42 @@ def list_dir(loaded: LoadedWorkspace, repo: str, ref: str, path: str, github: Gi
                 " in workspace.yaml and the ref"
             ) from None
     return sorted(str(item.path) for _name, item in entries if getattr(item, "type", "") in ("file", "dir"))
+
+
+@dataclass(frozen=True)
+class GitHubReader:
+    """A repo's files at a branch or SHA, read through GitHub's contents API (a schema loader's reader)."""
+
+    loaded: LoadedWorkspace
+    repo: str
+    ref: str
+    _cache: dict[str, str | None] = field(default_factory=dict, compare=False)
+
+    def read(self, path: str) -> str | None:
+        if path not in self._cache:
+            self._cache[path] = None
+            self._cache.update(read_files(self.loaded, self.repo, self.ref, [path]))
+        return self._cache[path]
+
+    def list_prisma(self, path: str) -> list[str] | None:
+        if path.endswith(".prisma"):
+            return None
+        found: list[str] = []
+        pending = [path.rstrip("/")]
+        while pending:
+            folder = pending.pop()
+            for entry in list_dir(self.loaded, self.repo, self.ref, folder):
+                entry_path = entry if "/" in entry else posixpath.join(folder, entry)
+                if entry_path.endswith(".prisma"):
+                    found.append(entry_path)
+                elif "." not in posixpath.basename(entry_path):
+                    pending.append(entry_path)
+        return sorted(found)
+
+    def display(self, path: str) -> str:
+        return f"{self.loaded.model.repos[self.repo].github}@{self.ref}:{path}"
+
+
+def github_readers(loaded: LoadedWorkspace, ref: str) -> Callable[[str], GitHubReader]:
+    """Reader factory for ``infra.schema.load.load_schemas``: every repo's files at ``ref`` on GitHub."""
+    return lambda repo: GitHubReader(loaded, repo, ref)

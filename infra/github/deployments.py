@@ -11,15 +11,17 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from github3 import exceptions as gh_exceptions
 
-from infra.deploy.events import RepoState
 from infra.github.client import GitHub, RetryPolicy, optional_client
 from infra.workspace.located import LoadedWorkspace
 
 DESCRIPTION_LIMIT = 140  # GitHub truncates deployment (status) descriptions at 140 characters
+# The states the deploy pipeline reports for a repo (infra.deploy.events.RepoState; this package does not import
+# infra.deploy: the CLI hands this observer to the pipeline, which checks it against its DeployObserver protocol).
+RepoState = Literal["in_progress", "success", "failure", "inactive"]
 
 
 def workflow_run_url(environ: dict[str, str] | None = None) -> str | None:

@@ -1,14 +1,14 @@
 """Load every repo's Prisma schema (single file or multi-file folder) and its prisma.config.ts.
 
 Files come from a :class:`Reader` (path relative to the repo -> text), so the same code reads a local
-checkout (:class:`LocalReader`) or a branch/SHA on GitHub (:class:`GitHubReader`, through the contents API).
+checkout (:class:`LocalReader`) or a branch/SHA on GitHub (``infra.github.contents.GitHubReader``, which the
+CLI passes in as a reader factory: this package does not import infra.github).
 """
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -54,44 +54,6 @@ class LocalReader:
         return display_path(self.root / path)
 
 
-@dataclass(frozen=True)
-class GitHubReader:
-    """A repo's files at a branch or SHA, read through GitHub's contents API (infra.github.contents)."""
-
-    loaded: LoadedWorkspace
-    repo: str
-    ref: str
-    _cache: dict[str, str | None] = field(default_factory=dict, compare=False)
-
-    def read(self, path: str) -> str | None:
-        if path not in self._cache:
-            from infra.github.contents import read_files
-
-            self._cache.update({p: None for p in [path]})
-            self._cache.update(read_files(self.loaded, self.repo, self.ref, [path]))
-        return self._cache[path]
-
-    def list_prisma(self, path: str) -> list[str] | None:
-        if path.endswith(".prisma"):
-            return None
-        from infra.github.contents import list_dir
-
-        found: list[str] = []
-        pending = [path.rstrip("/")]
-        while pending:
-            folder = pending.pop()
-            for entry in list_dir(self.loaded, self.repo, self.ref, folder):
-                entry_path = entry if "/" in entry else posixpath.join(folder, entry)
-                if entry_path.endswith(".prisma"):
-                    found.append(entry_path)
-                elif "." not in posixpath.basename(entry_path):
-                    pending.append(entry_path)
-        return sorted(found)
-
-    def display(self, path: str) -> str:
-        return f"{self.loaded.model.repos[self.repo].github}@{self.ref}:{path}"
-
-
 ReaderFactory = Callable[[str], Reader]
 
 
@@ -115,10 +77,6 @@ class RepoSchema:
 
 def local_readers(loaded: LoadedWorkspace) -> ReaderFactory:
     return lambda repo: LocalReader(loaded.repo_dir(repo))
-
-
-def github_readers(loaded: LoadedWorkspace, ref: str) -> ReaderFactory:
-    return lambda repo: GitHubReader(loaded, repo, ref)
 
 
 def schema_repos(loaded: LoadedWorkspace) -> list[str]:

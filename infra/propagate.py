@@ -8,6 +8,9 @@ change needs all of them. ``dry_run`` computes the same plan (diffs and PR plan)
 
 The plan reads each secondary at the commit the branch will start from (git objects, not the working tree),
 and the primary from its checkout, whose schema change must be committed so the PRs can name its commit.
+
+This module orchestrates two areas (infra.schema and infra.github, which do not import each other), so it sits in
+the layer above them, beside infra.checks and infra.generate.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from infra.errors import UsageError
 from infra.github.client import GitHub
 from infra.github.git import Checkout
 from infra.github.prs import PullRecord, open_pulls
+from infra.schema import export, sync
+from infra.schema.load import LocalReader, Reader
+from infra.schema.sync import FileEdit
 from infra.workspace.located import LoadedWorkspace
 
 TYPES_DIR = "shared-database-types"
@@ -33,7 +39,7 @@ def _quiet(message: str) -> None:
 
 @dataclass(frozen=True)
 class GitRefReader:
-    """A repo's files at a git ref of its checkout (infra.schema.load's Reader protocol)."""
+    """A repo's files at a git ref of its checkout (an infra.schema.load.Reader)."""
 
     checkout: Checkout
     ref: str
@@ -57,7 +63,7 @@ class GitRefReader:
 class RepoPlan:
     repo: str
     base: str  # the ref the branch starts from (or the existing branch on a re-run)
-    edits: list[Any] = field(default_factory=list)  # infra.schema.sync.FileEdit
+    edits: list[FileEdit] = field(default_factory=list)
     commit: str | None = None
     pushed: bool = False
 
@@ -149,9 +155,6 @@ def plan(
     types_dir: str | None = TYPES_DIR,
 ) -> Propagation:
     """What propagate would do: per secondary, the files it rewrites (as diffs), and the PR plan."""
-    from infra.schema import sync
-    from infra.schema.load import LocalReader
-
     model = loaded.model
     primary = model.primary
     primary_checkout = Checkout(primary, loaded.repo_dir(primary))
@@ -175,7 +178,7 @@ def plan(
     missing = [f"{n} ({loaded.repo_dir(n)})" for n in names if not Checkout(n, loaded.repo_dir(n)).exists()]
     if missing:
         raise UsageError(f"not checked out: {', '.join(missing)}; clone them or pass --repos")
-    readers: dict[str, Any] = {primary: LocalReader(primary_checkout.path)}
+    readers: dict[str, Reader] = {primary: LocalReader(primary_checkout.path)}
     plans: dict[str, RepoPlan] = {}
     for name in names:
         checkout = Checkout(name, loaded.repo_dir(name))
@@ -194,12 +197,7 @@ def plan(
     return Propagation(primary, primary_sha, branch, title, all_maintainers(loaded), list(plans.values()), types, True)
 
 
-def _plan_types(loaded: LoadedWorkspace, plans: dict[str, RepoPlan], readers: dict[str, Any], types_dir: str) -> str:
-    try:
-        from infra.schema import export
-        from infra.schema.sync import FileEdit
-    except ImportError as exc:
-        return f"unavailable: infra.schema.export cannot be imported ({exc})"
+def _plan_types(loaded: LoadedWorkspace, plans: dict[str, RepoPlan], readers: dict[str, Reader], types_dir: str) -> str:
     files = export.export_types(loaded)
     for name, repo_plan in plans.items():
         for relative, text in sorted(files.items()):
@@ -235,8 +233,6 @@ def propagate(
     progress: Progress = _quiet,
 ) -> Propagation:
     """Apply the plan: branch, sync, types, commit, push per secondary; then linked PRs with all maintainers."""
-    from infra.schema import sync
-
     result = plan(loaded, branch=branch, title=title, repos=repos, types_dir=types_dir)
     result.dry_run = dry_run
     if dry_run:

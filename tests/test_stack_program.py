@@ -39,7 +39,9 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 PASSWORD = "random:index/randomPassword:RandomPassword"
-PROJECT = YAML(typ="safe").load((ROOT / "Pulumi.yaml").read_text())["name"]
+PROJECT_FILE = YAML(typ="safe").load((ROOT / "Pulumi.yaml").read_text())
+PROJECT = PROJECT_FILE["name"]
+PROGRAM = ROOT / PROJECT_FILE["main"]  # the folder whose __main__.py Pulumi runs
 
 
 class Secret:
@@ -504,7 +506,8 @@ def run_entry(
     monkeypatch: pytest.MonkeyPatch,
     secrets: dict[str, str] | None = None,
 ) -> Run:
-    """Run infra/__main__.py itself, as the Pulumi language host does (working directory infra/), under mocks.
+    """Run the program folder's __main__.py itself, as the Pulumi language host does (working directory: the
+    folder Pulumi.yaml's `main:` names), under mocks.
 
     ``workspace`` goes to $WS_WORKSPACE; None leaves the program to find workspace.yaml on its own.
     """
@@ -514,7 +517,7 @@ def run_entry(
         monkeypatch.delenv("WS_WORKSPACE", raising=False)
     else:
         monkeypatch.setenv("WS_WORKSPACE", str(workspace))
-    monkeypatch.chdir(ROOT / "infra")
+    monkeypatch.chdir(PROGRAM)
     root = (workspace or ROOT / "workspace.yaml").parent
     run = Run(environment=stack)
     mocks = Mocks(run)
@@ -527,7 +530,7 @@ def run_entry(
 
     @pulumi.runtime.test
     def program() -> None:
-        runpy.run_path(str(ROOT / "infra"), run_name="__main__")
+        runpy.run_path(str(PROGRAM), run_name="__main__")
 
     program()
     return run
@@ -555,3 +558,12 @@ def test_the_entry_point_finds_the_workspace_from_infra_and_needs_every_external
 def test_the_entry_point_turns_a_bad_stack_into_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(pulumi.RunError, match="stack 'qa' belongs to no `runtime: pulumi` environment"):
         run_entry(WORKSPACES["real"], "qa", monkeypatch)
+
+
+def test_the_program_has_its_own_folder_named_by_both_projects_and_python_m_infra_runs_no_program() -> None:
+    import importlib.util
+
+    assert (PROGRAM / "__main__.py").is_file() and PROGRAM != ROOT / "infra"
+    example = YAML(typ="safe").load((ROOT / "examples" / "Pulumi.yaml").read_text())
+    assert (ROOT / "examples" / example["main"]).resolve() == PROGRAM.resolve()
+    assert importlib.util.find_spec("infra.__main__") is None  # `python -m infra` runs no Pulumi program

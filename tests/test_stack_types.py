@@ -31,7 +31,7 @@ def mypy(*targets: Path, cache: Path) -> subprocess.CompletedProcess[str]:
 def test_components_type_check_and_a_misspelt_docker_argument_is_caught(tmp_path: Path) -> None:
     source = (ROOT / "infra" / "stack" / "components.py").read_text(encoding="utf-8")
     assert source.count("wait_timeout=") >= 3
-    clean = mypy(ROOT / "infra" / "stack", ROOT / "infra" / "__main__.py", cache=tmp_path / "cache")
+    clean = mypy(ROOT / "infra" / "stack", ROOT / "infra" / "pulumi_program", cache=tmp_path / "cache")
     assert clean.returncode == 0, clean.stdout
 
     broken = tmp_path / "broken_components.py"

@@ -1,4 +1,9 @@
-"""The Pulumi components of a stack: Network, Database, Cache and one Service per repo (pulumi-docker)."""
+"""The Pulumi components of a Docker stack: Network, PostgresDatabase, RedisCache, one ServiceContainer per repo.
+
+The class names differ from the workspace model's (Database, Cache, Service); the Pulumi type tokens keep their
+first names (``ws:stack:Database``, ``ws:stack:Cache``, ``ws:stack:Service``), because a component's type is part
+of every child's URN: a new token would make `pulumi up` replace the containers and the data volumes.
+"""
 
 from __future__ import annotations
 
@@ -90,21 +95,23 @@ def roles_outcome(exit_code: int | None, container: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class DatabaseArgs:
+class PostgresDatabaseArgs:
     workspace: Workspace
     environment: str
     settings: ServerSettings
     bind_ip: str
 
 
-class Database(pulumi.ComponentResource):
+class PostgresDatabase(pulumi.ComponentResource):
     """PostgreSQL: pinned image, data volume, generated passwords, one namespace + login role per repo.
 
     The roles script runs at first start (docker-entrypoint-initdb.d) and again in a one-shot set-up
     container whenever it or the database container changes, so a repo added later gets its role too.
     """
 
-    def __init__(self, name: str, args: DatabaseArgs, network: Network, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, args: PostgresDatabaseArgs, network: Network, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("ws:stack:Database", name, None, opts)
         ws, settings = args.workspace, args.settings
         prefix = naming.prefix(ws, args.environment)
@@ -195,17 +202,17 @@ class Database(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
-class CacheArgs:
+class RedisCacheArgs:
     workspace: Workspace
     environment: str
     settings: ServerSettings
     bind_ip: str
 
 
-class Cache(pulumi.ComponentResource):
+class RedisCache(pulumi.ComponentResource):
     """Redis: pinned image, append-only data volume, generated password, `redis-cli ping` healthcheck."""
 
-    def __init__(self, name: str, args: CacheArgs, network: Network, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: RedisCacheArgs, network: Network, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ws:stack:Cache", name, None, opts)
         ws, settings = args.workspace, args.settings
         prefix = naming.prefix(ws, args.environment)
@@ -251,7 +258,7 @@ class Cache(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
-class ServiceArgs:
+class ServiceContainerArgs:
     workspace: Workspace
     environment: str
     repo: str
@@ -260,14 +267,14 @@ class ServiceArgs:
     bind_ip: str
 
 
-class Service(pulumi.ComponentResource):
+class ServiceContainer(pulumi.ComponentResource):
     """One repo's service: its image at the stack's tag, its resolved env (secrets as secret Outputs),
-    its port, a healthcheck on its health path, and ``depends_on`` = Database + Cache + its dependencies."""
+    its port, a healthcheck on its health path, and ``depends_on`` = PostgresDatabase + RedisCache + its dependencies."""
 
     def __init__(
         self,
         name: str,
-        args: ServiceArgs,
+        args: ServiceContainerArgs,
         network: Network,
         secrets: SecretLookup,
         depends_on: Sequence[pulumi.Resource],

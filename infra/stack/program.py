@@ -1,6 +1,6 @@
 """The Pulumi program of one environment: workspace.yaml + the stack's settings -> resources and outputs.
 
-:func:`build` is what ``infra/__main__.py`` runs and what the tests drive under ``pulumi.runtime.set_mocks``.
+:func:`build` is what ``infra/pulumi_program/__main__.py`` runs and what the tests drive under ``pulumi.runtime.set_mocks``.
 Every service's env is exactly :func:`infra.workspace.env.resolve` for the environment; its secret parts
 become secret Outputs: generated ones (each repo's database role password, the Redis password) from
 ``random.RandomPassword`` resources, every other named secret from ``pulumi.Config().require_secret(NAME)``.
@@ -21,13 +21,13 @@ from infra.stack import naming
 from infra.stack.components import (
     POSTGRES_PORT,
     REDIS_PORT,
-    Cache,
-    CacheArgs,
-    Database,
-    DatabaseArgs,
     Network,
-    Service,
-    ServiceArgs,
+    PostgresDatabase,
+    PostgresDatabaseArgs,
+    RedisCache,
+    RedisCacheArgs,
+    ServiceContainer,
+    ServiceContainerArgs,
 )
 from infra.stack.roles import namespace_of
 from infra.stack.stackfiles import (
@@ -50,9 +50,9 @@ class Stack:
     """What :func:`build` created, for ``__main__`` and the tests."""
 
     network: Network
-    database: Database
-    cache: Cache
-    services: dict[str, Service]
+    database: PostgresDatabase
+    cache: RedisCache
+    services: dict[str, ServiceContainer]
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,7 +91,7 @@ def read_settings(loaded: LoadedWorkspace, environment: str) -> StackSettings:
 
 def locate_workspace() -> Path | None:
     """workspace.yaml for the program: $WS_WORKSPACE, else the one beside Pulumi.yaml, else (None) the nearest
-    one from the working directory up (Pulumi runs the program inside infra/, below the project)."""
+    one from the working directory up (Pulumi runs the program inside its folder, below the project)."""
     declared = os.environ.get("WS_WORKSPACE")
     if declared:
         return Path(declared)
@@ -112,8 +112,10 @@ def build(loaded: LoadedWorkspace, environment: str, settings: StackSettings) ->
         raise UsageError(f"environment {environment!r} has runtime local; only `runtime: pulumi` ones have stacks")
     prefix = naming.prefix(ws, environment)
     network = Network("network", network_name=prefix, labels=naming.labels(ws, environment, "network"))
-    database = Database("postgres", DatabaseArgs(ws, environment, settings.postgres, settings.bind_ip), network)
-    cache = Cache("redis", CacheArgs(ws, environment, settings.redis, settings.bind_ip), network)
+    database = PostgresDatabase(
+        "postgres", PostgresDatabaseArgs(ws, environment, settings.postgres, settings.bind_ip), network
+    )
+    cache = RedisCache("redis", RedisCacheArgs(ws, environment, settings.redis, settings.bind_ip), network)
     secrets = Secrets(
         {
             CACHE_PASSWORD_SECRET: cache.password,
@@ -121,15 +123,15 @@ def build(loaded: LoadedWorkspace, environment: str, settings: StackSettings) ->
         }
     )
     edges = edges_of(ws)
-    services: dict[str, Service] = {}
+    services: dict[str, ServiceContainer] = {}
     for stage in stages(edges):  # dependencies are declared before their dependents
         for repo in stage:
             if ws.repos[repo].service is None or not settings.services[repo].enabled:
                 continue  # disabled: a rollback took it back to "not deployed" (its dependents run without it)
             upstream = [services[dep].container for dep in edges[repo] if dep in services]
-            services[repo] = Service(
+            services[repo] = ServiceContainer(
                 repo,
-                ServiceArgs(
+                ServiceContainerArgs(
                     ws, environment, repo, settings.services[repo], resolve(ws, environment, repo), settings.bind_ip
                 ),
                 network,

@@ -1,4 +1,4 @@
-"""Pulumi program entry (Pulumi.yaml: main infra/): load workspace.yaml and the stack config -> resources.
+"""Pulumi program entry (Pulumi.yaml: main infra/pulumi_program/): workspace.yaml + stack config -> resources.
 
 The workspace file is $WS_WORKSPACE, else the workspace.yaml beside Pulumi.yaml, else the nearest one from
 the working directory up; the stack selects the environment (its `stack:` in workspace.yaml). Everything

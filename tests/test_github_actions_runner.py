@@ -19,9 +19,9 @@ from ruamel.yaml import YAML
 from infra.github import actions, workflows
 from infra.github.pins import CACHE, CHECKOUT, SETUP_PYTHON
 from infra.github.steprunner import (
+    ExpressionScope,
     LocalRunner,
     RunnerError,
-    Scope,
     Status,
     condition,
     evaluate,
@@ -36,8 +36,8 @@ from tests.helpers import ROOT
 GOLDEN_WORKSPACE = ROOT / "tests" / "golden" / "github" / "workspace.yaml"
 
 
-def scope(tmp_path: Path, *, success: bool = True, failure: bool = False, **contexts: Any) -> Scope:
-    return Scope(contexts, Status(success=success, failure=failure), tmp_path)
+def scope(tmp_path: Path, *, success: bool = True, failure: bool = False, **contexts: Any) -> ExpressionScope:
+    return ExpressionScope(contexts, Status(success=success, failure=failure), tmp_path)
 
 
 # --- expressions ----------------------------------------------------------------------------------------------
@@ -72,7 +72,7 @@ def test_expressions(tmp_path: Path, text: str, expected: Any) -> None:
         "inputs": {"dry_run": False, "name": "", "environment": "local"},
         "steps": {"select": {"outputs": {"deploy_api": "true"}}},
     }
-    assert evaluate(text, Scope(contexts, Status(success=True, failure=False), tmp_path)) == expected
+    assert evaluate(text, ExpressionScope(contexts, Status(success=True, failure=False), tmp_path)) == expected
 
 
 def test_status_functions_and_implied_success(tmp_path: Path) -> None:

@@ -567,3 +567,65 @@ def test_the_program_has_its_own_folder_named_by_both_projects_and_python_m_infr
     example = YAML(typ="safe").load((ROOT / "examples" / "Pulumi.yaml").read_text())
     assert (ROOT / "examples" / example["main"]).resolve() == PROGRAM.resolve()
     assert importlib.util.find_spec("infra.__main__") is None  # `python -m infra` runs no Pulumi program
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.skipif(not (shutil.which("redis-server") and shutil.which("redis-cli")), reason="needs redis-server")
+def test_the_redis_healthcheck_authenticates_through_redis_cli_auth_never_the_command_line(
+    runs: Any, tmp_path: Path
+) -> None:
+    """The container's own healthcheck, run by a shell with the container's env against a real password-protected
+    Redis: it passes, and no redis-cli argument (what /proc/<pid>/cmdline shows) holds the password."""
+    import os
+    import subprocess
+    import time
+
+    loaded, run = runs[("example", "dev")]
+    redis = containers(run)[f"{naming.prefix(loaded.model, 'dev')}-redis"]
+    password = run.passwords["redis-password"]
+    kind, command = redis.inputs["healthcheck"]["tests"]
+    assert kind == "CMD-SHELL" and password not in command and " -a " not in command
+    values, secret = envs_of(redis)
+    assert values["REDISCLI_AUTH"] == password and "REDISCLI_AUTH" in secret
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert server.stdin is not None
+    server.stdin.write(f"port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave ''\nappendonly no\ndir {tmp_path}\n")
+    server.stdin.close()
+    try:
+        shim = tmp_path / "bin"
+        shim.mkdir()
+        argv_log = tmp_path / "argv"
+        # the image's redis-cli, pointed at this test's port; records every argument it was given
+        (shim / "redis-cli").write_text(
+            f'#!/bin/sh\nprintf "%s\\n" "$@" >> {argv_log}\nexec {shutil.which("redis-cli")} -p {port} "$@"\n'
+        )
+        (shim / "redis-cli").chmod(0o755)
+        env = {"PATH": f"{shim}:{os.environ['PATH']}", **values}
+        for _ in range(100):
+            done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=10)
+            if done.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert done.returncode == 0, done.stderr
+        assert password not in argv_log.read_text()
+        wrong = subprocess.run(
+            ["sh", "-c", command], env={**env, "REDISCLI_AUTH": "wrong"}, capture_output=True, timeout=10
+        )
+        assert wrong.returncode != 0  # the check really authenticates
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -236,12 +236,14 @@ class RedisCache(pulumi.ComponentResource):
             image=self.image.image_id,
             # The password reaches redis through the environment, never through a plain argument.
             command=["sh", "-c", 'exec redis-server --requirepass "$REDIS_PASSWORD" --appendonly yes'],
-            envs=[secret_entry("REDIS_PASSWORD", self.password)],
+            # REDISCLI_AUTH: redis-cli reads the password from its environment, so the healthcheck's command
+            # line (visible in /proc/<pid>/cmdline inside the container) never holds it
+            envs=[secret_entry("REDIS_PASSWORD", self.password), secret_entry("REDISCLI_AUTH", self.password)],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path="/data")],
             networks_advanced=network.attach(CACHE_HOST),
             ports=_ports(REDIS_PORT, settings.host_port, args.bind_ip),
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD-SHELL", 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'],
+                tests=["CMD-SHELL", "redis-cli ping | grep -q PONG"],
                 interval="2s",
                 timeout="5s",
                 retries=15,

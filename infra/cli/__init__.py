@@ -39,6 +39,7 @@ COMMAND_MODULES = {
     "branch": "github_commands",
     "pr": "github_commands",
     "metrics": "github_commands",
+    "uptime": "monitor_commands",
 }
 
 

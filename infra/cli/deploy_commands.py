@@ -30,6 +30,7 @@ from infra.cli._common import (
     step_summary,
     table,
 )
+from infra.cli.monitor_commands import record_health, record_options
 from infra.deploy import health as healthmod
 from infra.deploy import migrations, pipeline
 from infra.deploy import status as statusmod
@@ -308,14 +309,19 @@ def db_migrate(ctx: Context, environment: str, repo: str, dry_run: bool, as_json
 @env_option()
 @json_option
 @click.option("--format", "fmt", type=click.Choice(["table", "prometheus"]), default="table", help="Output format.")
+@record_options
 @pass_context
-def health_command(ctx: Context, environment: str, as_json: bool, fmt: str) -> None:
+def health_command(
+    ctx: Context, environment: str, as_json: bool, fmt: str, record: bool, record_interval: str, retention: str
+) -> None:
     """Check ENV: database, every repo's migrations, Redis PING, each service's health endpoint (concurrently,
     with its timeout and retries) and schema alignment. Exit 1 when anything is unhealthy."""
     loaded = ctx.loaded
     check_environment(loaded, environment)
     runtime = runtime_for(loaded, environment)
     report = healthmod.check(loaded, environment, runtime, runtime.locate())
+    if record:
+        record_health(loaded, runtime, report, record_interval, retention)
     if as_json:
         print_json(report.as_dict())
     elif fmt == "prometheus":

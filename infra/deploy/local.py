@@ -97,7 +97,7 @@ class LocalRuntime:
     @contextmanager
     def _state_lock(self) -> Iterator[None]:
         """Serialise read-modify-write of the state files across threads and processes (parallel CI jobs)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        servers.private_folder(self.state_dir)
         with self._thread_lock, open(self.state_dir / ".lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -116,11 +116,8 @@ class LocalRuntime:
         return data if isinstance(data, dict) else {}
 
     def _write(self, name: str, data: dict[str, Any]) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.state_dir / name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        tmp.replace(path)
+        # 0600 in a 0700 folder: servers.json holds the embedded servers' URLs, passwords included
+        servers.write_private(servers.private_folder(self.state_dir) / name, json.dumps(data, indent=2, sort_keys=True))
 
     def services(self) -> dict[str, dict[str, Any]]:
         """repo -> recorded state of its running service (entries whose process group died are dropped)."""
@@ -151,7 +148,7 @@ class LocalRuntime:
             model.cache.port,
             f"redis://127.0.0.1:{model.cache.port}/{model.cache.db}",
             lambda: servers.start_embedded_redis(self.root / "embedded-valkey", model.cache.port),
-            lambda server: f"redis://127.0.0.1:{server.port}/{model.cache.db}",
+            lambda server: f"{server.url.rsplit('/', 1)[0]}/{model.cache.db}",
             start,
         )
         if cache is None:
@@ -302,9 +299,8 @@ class LocalRuntime:
         directory = self.loaded.repo_dir(repo)
         if not directory.is_dir():
             raise UsageError(f"{repo}: checkout {directory} does not exist; fix repos.{repo}.path in workspace.yaml")
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.logs_dir / f"{repo}.log"
-        with open(log_path, "ab") as log:
+        log_path = servers.private_folder(self.logs_dir) / f"{repo}.log"
+        with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             log.write(f"\n=== ws: starting {repo} version {version} ===\n".encode())
             log.flush()
             child = subprocess.Popen(

@@ -15,8 +15,9 @@ import pytest
 from psycopg import sql
 
 from infra.deploy.servers import postgres_server_url, redis_server_url
-from tests.fake_github import GIT_IDENTITY, FakeGitHub, build_workspace
+from tests.fake_github import FakeGitHub
 from tests.helpers import ROOT
+from tests.workspace_builder import GIT_IDENTITY, build_workspace
 
 EXAMPLES = ROOT / "examples"
 

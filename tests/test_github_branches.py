@@ -12,16 +12,9 @@ from infra.github import branches
 from infra.github.client import GitHub
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
-from tests.fake_github import (
-    GIT_IDENTITY,
-    OWNER,
-    REPO_SCHEMAS,
-    FakeGitHub,
-    commit_file,
-    git_in,
-    invoke,
-)
+from tests.fake_github import FakeGitHub
 from tests.helpers import run_ws
+from tests.workspace_builder import GIT_IDENTITY, OWNER, REPO_SCHEMAS, commit_file, git_in
 
 REPOS = list(REPO_SCHEMAS)
 ENV = {**GIT_IDENTITY, "GITHUB_TOKEN": "test-token"}
@@ -69,7 +62,9 @@ def test_create_everywhere_locally_and_on_github(root: Path, fake: FakeGitHub) -
         ]
     assert [(r.method, r.path, r.body) for r in fake.requests] == expected
     # Running it again changes nothing and creates nothing on GitHub.
-    again = invoke("-w", str(root / "workspace.yaml"), "branch", "create", "feat-x", "--remote", "--json", env=ENV)
+    again = run_ws(
+        "-w", str(root / "workspace.yaml"), "branch", "create", "feat-x", "--remote", "--json", env=ENV, in_process=True
+    )
     assert again.returncode == 0, again.stderr
     assert {r["local"] for r in json.loads(again.stdout)["repos"]} == {"exists; checked out"}
     assert not [r for r in fake.requests[len(expected) :] if r.method == "POST"]
@@ -77,15 +72,22 @@ def test_create_everywhere_locally_and_on_github(root: Path, fake: FakeGitHub) -
 
 def test_create_refuses_a_dirty_tree_before_touching_anything(root: Path) -> None:
     (root / "app-agents" / "notes.txt").write_text("wip\n")
-    result = invoke("-w", str(root / "workspace.yaml"), "branch", "create", "feat-y", env=GIT_IDENTITY)
+    result = run_ws("-w", str(root / "workspace.yaml"), "branch", "create", "feat-y", env=GIT_IDENTITY, in_process=True)
     assert result.returncode == 2
     assert "uncommitted changes in app-agents (1 changed file(s): notes.txt)" in result.stderr
     assert "--allow-dirty" in result.stderr and "Traceback" not in result.stderr
     for repo in REPOS:
         assert git_in(root / repo, "branch", "--show-current") == "main"
         assert git_in(root / repo, "branch", "--list", "feat-y") == ""
-    allowed = invoke(
-        "-w", str(root / "workspace.yaml"), "branch", "create", "feat-y", "--allow-dirty", env=GIT_IDENTITY
+    allowed = run_ws(
+        "-w",
+        str(root / "workspace.yaml"),
+        "branch",
+        "create",
+        "feat-y",
+        "--allow-dirty",
+        env=GIT_IDENTITY,
+        in_process=True,
     )
     assert allowed.returncode == 0, allowed.stderr
     assert git_in(root / "app-agents", "branch", "--show-current") == "feat-y"
@@ -93,8 +95,17 @@ def test_create_refuses_a_dirty_tree_before_touching_anything(root: Path) -> Non
 
 
 def test_create_dry_run_changes_nothing(root: Path, fake: FakeGitHub) -> None:
-    result = invoke(
-        "-w", str(root / "workspace.yaml"), "branch", "create", "feat-d", "--remote", "--dry-run", "--json", env=ENV
+    result = run_ws(
+        "-w",
+        str(root / "workspace.yaml"),
+        "branch",
+        "create",
+        "feat-d",
+        "--remote",
+        "--dry-run",
+        "--json",
+        env=ENV,
+        in_process=True,
     )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["repos"]
@@ -138,18 +149,31 @@ def test_status_matrix(root: Path, fake: FakeGitHub) -> None:
 
 
 def test_status_without_a_token_uses_origin_and_says_what_is_missing(root: Path) -> None:
-    invoke("-w", str(root / "workspace.yaml"), "branch", "create", "feat-t", env=GIT_IDENTITY)
+    run_ws("-w", str(root / "workspace.yaml"), "branch", "create", "feat-t", env=GIT_IDENTITY, in_process=True)
     git_in(root / "app-agents", "push", "-q", "origin", "feat-t")
-    result = invoke(
-        "-w", str(root / "workspace.yaml"), "branch", "status", "feat-t", "--json", env={"GITHUB_TOKEN": ""}
+    result = run_ws(
+        "-w",
+        str(root / "workspace.yaml"),
+        "branch",
+        "status",
+        "feat-t",
+        "--json",
+        env={"GITHUB_TOKEN": ""},
+        in_process=True,
     )
     assert result.returncode == 0, result.stderr
     rows = {r["repo"]: r for r in json.loads(result.stdout)["repos"]}
     assert rows["app-agents"]["remote"] is True and rows["app-agents"]["remote_source"] == "origin"
     assert rows["saas-spec-driven-development"]["remote"] is False
     assert rows["app-agents"]["notes"] == ["PR and CI need GITHUB_TOKEN"]
-    table = invoke(
-        "-w", str(root / "workspace.yaml"), "branch", "status", "feat-t", env={"GITHUB_TOKEN": "", "COLUMNS": "300"}
+    table = run_ws(
+        "-w",
+        str(root / "workspace.yaml"),
+        "branch",
+        "status",
+        "feat-t",
+        env={"GITHUB_TOKEN": "", "COLUMNS": "300"},
+        in_process=True,
     )
     assert "app-agents" in table.stdout and "PR and CI need GITHUB_TOKEN" in table.stdout
 
@@ -176,12 +200,14 @@ def test_delete_refuses_unmerged_work_unless_forced(root: Path, fake: FakeGitHub
 
 
 def test_delete_a_merged_branch_needs_no_force(root: Path) -> None:
-    result = invoke("-w", str(root / "workspace.yaml"), "branch", "create", "feat-m", env=GIT_IDENTITY)
+    result = run_ws("-w", str(root / "workspace.yaml"), "branch", "create", "feat-m", env=GIT_IDENTITY, in_process=True)
     assert result.returncode == 0, result.stderr
-    deleted = invoke("-w", str(root / "workspace.yaml"), "branch", "delete", "feat-m", "--json", env=GIT_IDENTITY)
+    deleted = run_ws(
+        "-w", str(root / "workspace.yaml"), "branch", "delete", "feat-m", "--json", env=GIT_IDENTITY, in_process=True
+    )
     assert deleted.returncode == 0, deleted.stderr
     assert {r["local"] for r in json.loads(deleted.stdout)["repos"]} == {"deleted"}
-    refused = invoke("-w", str(root / "workspace.yaml"), "branch", "delete", "main", env=GIT_IDENTITY)
+    refused = run_ws("-w", str(root / "workspace.yaml"), "branch", "delete", "main", env=GIT_IDENTITY, in_process=True)
     assert refused.returncode == 2 and "it is a default branch" in refused.stderr
 
 

@@ -10,8 +10,9 @@ import pytest
 from infra.github.client import GitHub, GitHubError, client, rate_limit_wait
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
-from tests.fake_github import GIT_IDENTITY, FakeGitHub, build_workspace, recording_policy
+from tests.fake_github import FakeGitHub, recording_policy
 from tests.helpers import run_ws
+from tests.workspace_builder import GIT_IDENTITY, build_workspace
 
 REPO = "acme/app-agents"
 

@@ -10,7 +10,8 @@ from infra.github.client import GitHubError
 from infra.github.contents import list_dir, read_files
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
-from tests.fake_github import OWNER, REPO_SCHEMAS, FakeGitHub, commit_file, git_in
+from tests.fake_github import FakeGitHub
+from tests.workspace_builder import OWNER, REPO_SCHEMAS, commit_file, git_in
 
 PRIMARY = "saas-ecosystem-architecture"
 SCHEMA = REPO_SCHEMAS[PRIMARY]

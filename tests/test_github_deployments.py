@@ -11,7 +11,8 @@ from infra.github.client import GitHub
 from infra.github.deployments import GitHubDeployments, observer_from_environment, workflow_run_url
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
-from tests.fake_github import OWNER, FakeGitHub, git_in
+from tests.fake_github import FakeGitHub
+from tests.workspace_builder import OWNER, git_in
 
 PRIMARY, AGENTS = "saas-ecosystem-architecture", "app-agents"
 RUN = "https://github.example/acme/workspace/actions/runs/42"

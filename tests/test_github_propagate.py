@@ -13,16 +13,9 @@ from infra.github import prs
 from infra.github.client import GitHub
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
-from tests.fake_github import (
-    GIT_IDENTITY,
-    OWNER,
-    REPO_SCHEMAS,
-    FakeGitHub,
-    commit_file,
-    git_in,
-    invoke,
-)
+from tests.fake_github import FakeGitHub
 from tests.helpers import run_ws
+from tests.workspace_builder import GIT_IDENTITY, OWNER, REPO_SCHEMAS, commit_file, git_in
 
 PRIMARY, AGENTS, SPECS = "saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development"
 ENV = {**GIT_IDENTITY, "GITHUB_TOKEN": "test-token"}
@@ -135,17 +128,19 @@ def test_a_dirty_secondary_is_refused_before_anything_changes(root: Path, fake: 
 
 def test_cli_dry_run_and_json(root: Path, fake: FakeGitHub) -> None:
     workspace = str(root / "workspace.yaml")
-    result = invoke("-w", workspace, "schema", "propagate", "--dry-run", "--no-types", env={"GITHUB_TOKEN": ""})
+    result = run_ws(
+        "-w", workspace, "schema", "propagate", "--dry-run", "--no-types", env={"GITHUB_TOKEN": ""}, in_process=True
+    )
     assert result.returncode == 0, result.stderr
     assert f"+++ b/{AGENTS}/{REPO_SCHEMAS[AGENTS]}" in result.stdout
     assert "shared-database-types" not in result.stdout
     assert "types: not exported (--no-types)" in result.stdout
     assert "reviewers: acme/platform, alice, bob, acme/specs" in result.stdout
-    as_json = invoke("-w", workspace, "schema", "propagate", "--dry-run", "--json", "--repos", SPECS)
+    as_json = run_ws("-w", workspace, "schema", "propagate", "--dry-run", "--json", "--repos", SPECS, in_process=True)
     data = json.loads(as_json.stdout)
     assert [r["repo"] for r in data["repos"]] == [SPECS] and data["dry_run"] is True
     assert fake.requests == []
-    wrong = invoke("-w", workspace, "schema", "propagate", "--dry-run", "--repos", PRIMARY)
+    wrong = run_ws("-w", workspace, "schema", "propagate", "--dry-run", "--repos", PRIMARY, in_process=True)
     assert wrong.returncode == 2 and "do not extend the primary's schema" in wrong.stderr
 
 
@@ -153,7 +148,7 @@ def test_end_to_end_propagate_then_the_remote_check_is_aligned(root: Path, fake:
     """`ws schema check --ref` reads every repo through the contents API; `ws schema propagate` fixes it."""
     workspace = str(root / "workspace.yaml")
     env = {**GIT_IDENTITY, "GITHUB_TOKEN": fake.token}
-    missing = invoke("-w", workspace, "schema", "check", "--ref", "feat-schema", env=env)
+    missing = run_ws("-w", workspace, "schema", "check", "--ref", "feat-schema", env=env, in_process=True)
     assert missing.returncode == 2
     assert missing.stderr.strip() == (
         f"error: GitHub: {OWNER}/{AGENTS}: no branch, tag or commit 'feat-schema' (repo {AGENTS}); push it or check --ref"
@@ -168,7 +163,7 @@ def test_end_to_end_propagate_then_the_remote_check_is_aligned(root: Path, fake:
     ]
     assert f"{AGENTS}: pushed feat-schema" in done.stderr  # progress on stderr
     fake.requests.clear()
-    check = invoke("-w", workspace, "schema", "check", "--ref", "feat-schema", "--json", env=env)
+    check = run_ws("-w", workspace, "schema", "check", "--ref", "feat-schema", "--json", env=env, in_process=True)
     assert check.returncode == 0, check.stderr
     assert json.loads(check.stdout)["ok"] is True
     reads = {(r.path, r.query.get("ref")) for r in fake.requests if "/contents/" in r.path}

@@ -10,8 +10,9 @@ import pytest
 from infra.github import branches, prs
 from infra.github.client import GitHub
 from infra.workspace.loader import load_workspace
-from tests.fake_github import GIT_IDENTITY, OWNER, FakeGitHub, commit_file, git_in, invoke
+from tests.fake_github import FakeGitHub
 from tests.helpers import run_ws
+from tests.workspace_builder import GIT_IDENTITY, OWNER, commit_file, git_in
 
 PRIMARY, AGENTS, SPECS = "saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development"
 ENV = {**GIT_IDENTITY, "GITHUB_TOKEN": "test-token"}
@@ -120,11 +121,13 @@ def test_status_reports_the_linked_set(root: Path, fake: FakeGitHub) -> None:
     fake.pull(f"{OWNER}/{PRIMARY}", 1).update(state="closed", merged=True)
     head = git_in(root / SPECS, "rev-parse", "feat")
     fake.set_status(f"{OWNER}/{SPECS}", head, "pending")
-    result = invoke("-w", str(root / "workspace.yaml"), "pr", "status", "feat", "--json", env=ENV)
+    result = run_ws("-w", str(root / "workspace.yaml"), "pr", "status", "feat", "--json", env=ENV, in_process=True)
     assert result.returncode == 0, result.stderr
     rows = [(r["repo"], r["number"], r["state"], r["ci"]) for r in json.loads(result.stdout)]
     assert rows == [(PRIMARY, 1, "merged", "none"), (AGENTS, None, None, None), (SPECS, 1, "open", "pending")]
-    table = invoke("-w", str(root / "workspace.yaml"), "pr", "status", "feat", env={**ENV, "COLUMNS": "300"})
+    table = run_ws(
+        "-w", str(root / "workspace.yaml"), "pr", "status", "feat", env={**ENV, "COLUMNS": "300"}, in_process=True
+    )
     assert f"{OWNER}/{SPECS}#1" in table.stdout and "merged" in table.stdout
 
 
@@ -139,8 +142,17 @@ def test_reviewers_are_requested_as_users_and_team_slugs(root: Path, fake: FakeG
 
 
 def test_dry_run_opens_nothing(root: Path, fake: FakeGitHub) -> None:
-    result = invoke(
-        "-w", str(root / "workspace.yaml"), "pr", "open", "feat", "--title", "Feature", "--dry-run", env=ENV
+    result = run_ws(
+        "-w",
+        str(root / "workspace.yaml"),
+        "pr",
+        "open",
+        "feat",
+        "--title",
+        "Feature",
+        "--dry-run",
+        env=ENV,
+        in_process=True,
     )
     assert result.returncode == 0, result.stderr
     assert "would open" in result.stdout

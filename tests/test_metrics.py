@@ -15,7 +15,6 @@ from infra import metrics
 from infra.deploy import dora, ledger
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
-from tests.fake_github import invoke
 from tests.helpers import ROOT, run_ws
 
 NOW = datetime(2026, 3, 31, tzinfo=UTC)
@@ -138,16 +137,18 @@ def test_cli_json_table_and_prometheus(fresh_database: str, tmp_path: Path) -> N
     assert prod["deployment_rework_rate"]["value"] == 0.5
     for extra in ("schema_alignment", "migration_completion"):
         assert data[extra]["value"] is not None or data[extra]["detail"].startswith("unavailable: "), data[extra]
-    table = invoke(*ws, "metrics", *ledger_db, "--env", "prod")
+    table = run_ws(*ws, "metrics", *ledger_db, "--env", "prod", in_process=True)
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if "change fail rate" in line)
     assert "50.0%" in row and "1 of 2 failed or rolled back" in row
     assert "migration completion:" in table.stdout
-    prom = invoke(*ws, "metrics", *ledger_db, "--format", "prometheus")
+    prom = run_ws(*ws, "metrics", *ledger_db, "--format", "prometheus", in_process=True)
     assert 'ws_dora_change_fail_rate{environment="prod"} 0.5' in prom.stdout
-    bad = invoke(*ws, "metrics", *ledger_db, "--env", "nope")
+    bad = run_ws(*ws, "metrics", *ledger_db, "--env", "nope", in_process=True)
     assert bad.returncode == 2 and "unknown environment 'nope'" in bad.stderr
-    unreachable = invoke(*ws, "metrics", "--database-url", "postgresql://127.0.0.1:1/x?connect_timeout=2")
+    unreachable = run_ws(
+        *ws, "metrics", "--database-url", "postgresql://127.0.0.1:1/x?connect_timeout=2", in_process=True
+    )
     assert unreachable.returncode == 2 and "cannot read the deploy ledger" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
 
@@ -157,7 +158,8 @@ def test_schema_alignment_and_migration_completion_come_from_their_areas(
 ) -> None:
     import sqlite3
 
-    from tests.fake_github import GIT_IDENTITY, FakeGitHub, build_workspace
+    from tests.fake_github import FakeGitHub
+    from tests.workspace_builder import GIT_IDENTITY, build_workspace
 
     for key, value in GIT_IDENTITY.items():
         monkeypatch.setenv(key, value)

@@ -261,7 +261,8 @@ def test_schemas_can_be_read_through_any_reader(workspace: Path) -> None:
 
 
 def test_check_ref_reads_every_repo_through_the_github_contents_api(tmp_path: Path) -> None:
-    from tests.fake_github import GIT_IDENTITY, OWNER, FakeGitHub, build_workspace, commit_file, git_in
+    from tests.fake_github import FakeGitHub
+    from tests.workspace_builder import GIT_IDENTITY, OWNER, build_workspace, commit_file, git_in
 
     with FakeGitHub() as fake:
         workspace_file = build_workspace(tmp_path, fake)

@@ -12,14 +12,12 @@ import sys
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from infra import __version__
-from infra.cli._common import Context, err_console
 from infra.errors import CheckFailed, UsageError, WorkspaceError
 
-# Command name -> the module of infra.cli that defines it. Modules are imported only when one of their
-# commands runs (or when `ws --help` lists them all), so `ws plan` does not pay for pulumi or github3.
+# Command name -> the module of infra.cli that defines it. A module is imported only when one of its commands
+# runs, so `ws plan` does not pay for pulumi or github3, and `ws --help` imports none of them (see SUMMARIES).
 COMMAND_MODULES = {
     "check": "workspace_commands",
     "plan": "workspace_commands",
@@ -43,11 +41,64 @@ COMMAND_MODULES = {
 }
 
 
+# Command name -> the first sentence of its help, which `ws --help` lists without importing the command's module.
+# tests/test_cli_startup.py fails when one differs from the command's own help or a command has none here.
+SUMMARIES = {
+    "check": "Check everything that can be checked offline: the declaration, env, checkouts, generated files.",
+    "plan": "Print the deploy stages for ENV: repos in one stage deploy in parallel, stages in order.",
+    "graph": "Print the dependency graph (one cluster per stage) as Mermaid or Graphviz dot.",
+    "env": "Resolve a repo's environment: shared -> environment -> repo -> repo-in-environment overrides.",
+    "generate": "Write every file derived from workspace.yaml (JSON Schema, Pulumi stack files, actions, workflows).",
+    "schema": "Shared Prisma models: the primary repo owns them, the secondaries keep exact copies.",
+    "migrate": "Move agents' SQLite memory files (repos.<repo>.sqlite_migration) into PostgreSQL, provably.",
+    "deploy": "Deploy ENV: infra -> migrate -> validate -> stages (health-gated) -> integration -> health.",
+    "pipeline": "The deploy's steps one per command, for CI jobs: begin, infra, migrate, validate, deploy, "
+    "integration, health, finish.",
+    "rollback": "Roll the services a deployment touched back to their previous versions (reverse stage order).",
+    "db": "Database commands of the workspace (the built-in Prisma-compatible migration applier).",
+    "health": "Check ENV: database, every repo's migrations, Redis PING, each service's health endpoint "
+    "(concurrently, with its timeout and retries) and schema alignment.",
+    "status": "Per environment: the last deployments, migration progress, schema alignment and health.",
+    "up": "Bring the workspace up on this machine: PostgreSQL and Redis (DATABASE_URL/REDIS_URL, the local servers, "
+    "or embedded ones), migrations, every service in stage order, health.",
+    "down": "Stop every service of the local environment and the embedded servers `ws up` started.",
+    "branch": "One feature branch across the workspace's repos: create it everywhere, see a status matrix, delete it.",
+    "pr": "Linked pull requests: one per repo of a feature branch, each listing the others in merge order.",
+    "metrics": "The five DORA figures per environment from the deploy ledger, plus schema alignment and migration "
+    "completion.",
+    "uptime": "Uptime of ENV per component and for the integration as a whole, against the target.",
+}
+
+
+def short_help(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters at a word, as click shortens a command's help in a listing."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 3, 0)].rsplit(" ", 1)[0]
+    return cut.rstrip() + "..."
+
+
 class LazyGroup(click.Group):
-    """A click group that imports a command's module on first use."""
+    """A click group that imports a command's module on first use and lists commands from SUMMARIES."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMAND_MODULES)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of `ws --help`, from SUMMARIES: importing every command module would take a second."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            summary = SUMMARIES.get(name)
+            if summary is None:  # a command without a summary yet: correct, only slower
+                command = self.get_command(ctx, name)
+                summary = command.get_short_help_str(limit) if command is not None else ""
+            rows.append((name, short_help(summary, limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         module_name = COMMAND_MODULES.get(cmd_name)
@@ -81,7 +132,20 @@ def cli(ctx: click.Context, workspace_path: Path | None) -> None:
     Everything is derived from workspace.yaml: deploy plans, env files, Pulumi stacks, GitHub workflows
     and schema checks. Exit codes: 0 ok, 1 a check found problems, 2 bad usage or configuration.
     """
+    from infra.cli._common import Context  # here, not at the top: `ws --help` needs neither rich nor pydantic
+
     ctx.obj = Context(workspace_path)
+
+
+def report(label: str, message: str) -> None:
+    """One line on stderr, e.g. ``error: ...``, with the label coloured on a terminal."""
+    # Imported here, not at the top: rich costs `ws --help` tens of milliseconds and only errors print through it.
+    from rich.markup import escape
+
+    from infra.cli._common import err_console
+
+    colour = "red" if label in ("error", "failed") else "yellow"
+    err_console.print(f"[{colour}]{label}[/]: {escape(message)}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,16 +153,16 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="ws", standalone_mode=False)
     except WorkspaceError as exc:
         for problem in exc.problems:
-            err_console.print(f"[red]error[/]: {escape(str(problem))}")
+            report("error", str(problem))
         sys.exit(2)
     except UsageError as exc:
-        err_console.print(f"[red]error[/]: {escape(str(exc))}")
+        report("error", str(exc))
         sys.exit(2)
     except CheckFailed as exc:
-        err_console.print(f"[red]failed[/]: {escape(str(exc))}")
+        report("failed", str(exc))
         sys.exit(1)
     except click.exceptions.Abort:
-        err_console.print("aborted")
+        print("aborted", file=sys.stderr)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -106,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        print("interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)

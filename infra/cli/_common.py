@@ -7,13 +7,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from infra.workspace import LoadedWorkspace, UsageError, load_workspace
+from infra.errors import UsageError
+
+if TYPE_CHECKING:
+    from infra.workspace.located import LoadedWorkspace
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +34,10 @@ class Context:
     @property
     def loaded(self) -> LoadedWorkspace:
         if self._loaded is None:
+            # Imported on first use, not at the top: pydantic and the YAML loaders cost `ws --help` and
+            # `ws <command> --help` a tenth of a second, and they need no workspace.
+            from infra.workspace.loader import load_workspace
+
             self._loaded = load_workspace(self.workspace_path)
         return self._loaded
 

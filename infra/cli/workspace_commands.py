@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from infra import checks, generate
 from infra.cli._common import (
     Context,
     check_environment,
@@ -37,6 +36,9 @@ def check_command(ctx: Context, as_json: bool) -> None:
 
     Exit 1 when any check fails; skipped checks say why.
     """
+    # Imported here: the checks reach into every area (generators, schema, migrate) that `ws plan` never needs.
+    from infra import checks
+
     results = checks.run_checks(ctx.loaded)
     failed = [r for r in results if r.status == "fail"]
     if as_json:
@@ -97,7 +99,14 @@ def plan_command(ctx: Context, environment: str, repos: str | None, as_json: boo
 
 
 @click.command("graph")
-@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot"]),
+    default="mermaid",
+    show_default=True,
+    help="mermaid: for Markdown and GitHub summaries; dot: for Graphviz.",
+)
 @repos_option
 @pass_context
 def graph_command(ctx: Context, fmt: str, repos: str | None) -> None:
@@ -110,7 +119,14 @@ def graph_command(ctx: Context, fmt: str, repos: str | None) -> None:
 @click.group("env", invoke_without_command=True)
 @env_option(required=False)
 @click.option("--repo", "-r", default=None, help="Repo whose environment to resolve.")
-@click.option("--format", "fmt", type=click.Choice(["dotenv", "json"]), default="dotenv", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["dotenv", "json"]),
+    default="dotenv",
+    show_default=True,
+    help="dotenv: KEY=value lines to source or pass to docker --env-file; json: each value with its secret flag.",
+)
 @click.option(
     "--secrets-from",
     type=click.Choice(["ref", "env"]),
@@ -189,6 +205,9 @@ def env_template(ctx: Context, output: Path | None) -> None:
 @pass_context
 def generate_command(ctx: Context, check_only: bool, as_json: bool) -> None:
     """Write every file derived from workspace.yaml (JSON Schema, Pulumi stack files, actions, workflows)."""
+    # Imported here: the generators of actions, workflows and stack files are not needed by the other commands.
+    from infra import generate
+
     loaded = ctx.loaded
     if check_only:
         stale = generate.stale_files(loaded)

@@ -249,7 +249,14 @@ def _render_pulls(title: str, records: list[prs.PullRecord], as_json: bool) -> N
     metavar="URL",
     help="Read every environment's rows from this ledger (default: each environment's own database).",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "prometheus"]), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "prometheus"]),
+    default="table",
+    show_default=True,
+    help="table: for people; json: same as --json; prometheus: the text exposition format, for a scrape.",
+)
 @json_option
 @pass_context
 def metrics_command(

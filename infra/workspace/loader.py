@@ -9,12 +9,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import yaml  # type: ignore[import-untyped]  # PyYAML: its error classes (see yamlread)
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from infra.errors import Problem, WorkspaceError, display_path
+from infra.workspace import yamlread
 from infra.workspace.located import LoadedWorkspace, Loc, format_loc, position
 from infra.workspace.model import NAME_PATTERN, Workspace
 from infra.workspace.rules import rule_problems
@@ -23,35 +24,93 @@ DEFAULT_FILE = "workspace.yaml"
 
 
 def parse_yaml(text: str, file: str) -> Any:
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
+    """The round-trip (ruamel) document of ``text``, for files ws rewrites while keeping their comments.
+
+    The text is read by the bounded reader first, so that aliases, nesting and key lengths are limited
+    before the round-trip parser (slow, recursive) sees it.
+    """
+    read_document(text, file)
+    parser = YAML(typ="rt")
+    parser.allow_duplicate_keys = False
     try:
-        return yaml.load(text)
+        return parser.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
-        if "duplicate key" in what:
-            key = str(exc.problem).split('"')[1] if '"' in str(exc.problem) else ""
-            first = exc.context_mark
-            first_line = first.line + 1 if first else 0
-            raise WorkspaceError(
-                [
-                    Problem(
-                        file,
-                        line,
-                        column,
-                        key,
-                        f"duplicate key {key!r} (first defined in the mapping starting on line {first_line})",
-                        "keep one of the two keys; YAML keeps only the last silently, ws refuses",
-                    )
-                ]
-            ) from None
         raise WorkspaceError(
-            [Problem(file, line, column, "", f"YAML syntax error: {what}", "correct the YAML at that position")]
+            [Problem(file, line, column, "", f"YAML syntax error: {_short(what)}", "correct the YAML at that position")]
         ) from None
     except YAMLError as exc:
-        raise WorkspaceError([Problem(file, 0, 0, "", f"YAML error: {exc}", "correct the YAML")]) from None
+        raise WorkspaceError([Problem(file, 0, 0, "", f"YAML error: {_short(str(exc))}", "correct the YAML")]) from None
+
+
+def read_document(text: str, file: str) -> Any:
+    """The values of ``text`` (dicts and lists that know the positions of their keys), within the limits."""
+    try:
+        return yamlread.read(text)
+    except yamlread.YamlProblem as exc:
+        problem = exc
+    except yaml.MarkedYAMLError as exc:
+        problem = yamlread.syntax_problem(exc, text)
+    except yaml.YAMLError as exc:  # the reader's errors (e.g. a control character) carry a character index
+        index = getattr(exc, "position", None)
+        line, column = _line_column(text, index) if isinstance(index, int) else (0, 0)
+        what = getattr(exc, "reason", None) or str(exc)
+        problem = yamlread.YamlProblem(line, column, f"YAML error: {_short(what)}", "correct the YAML")
+    raise WorkspaceError([Problem(file, problem.line, problem.column, "", problem.message, problem.fix)]) from None
+
+
+def read_text(path: Path, file: str) -> str:
+    """The file's text: at most 2 MB of UTF-8, or a located problem."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(yamlread.MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise WorkspaceError(
+            [Problem(file, 0, 0, "", "file not found", "run ws from the folder holding workspace.yaml or pass -w")]
+        ) from None
+    except OSError as exc:
+        raise WorkspaceError(
+            [Problem(file, 0, 0, "", f"cannot read: {exc.strerror or exc}", "check the file")]
+        ) from None
+    if len(data) > yamlread.MAX_BYTES:
+        limit = yamlread.MAX_BYTES
+        raise WorkspaceError(
+            [
+                Problem(
+                    file,
+                    0,
+                    0,
+                    "",
+                    f"the file is larger than {limit // (1024 * 1024)} MB ({limit:,} bytes), the limit of a workspace file",
+                    "keep workspace.yaml to the declaration of the repos; it never needs megabytes",
+                )
+            ]
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+        raise WorkspaceError(
+            [
+                Problem(
+                    file,
+                    line,
+                    column,
+                    "",
+                    f"byte 0x{data[exc.start]:02x} is not UTF-8 text",
+                    "save the file as UTF-8 (or replace the character at that position)",
+                )
+            ]
+        ) from None
+
+
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
 def find_workspace_file(path: Path | None) -> Path:
@@ -69,16 +128,8 @@ def load_workspace(path: Path | None = None, *, check_rules: bool = True) -> Loa
     """Read, parse and validate workspace.yaml; raise :class:`WorkspaceError` with every problem found."""
     path = find_workspace_file(path)
     file = display_path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise WorkspaceError(
-            [Problem(file, 0, 0, "", "file not found", "run ws from the folder holding workspace.yaml or pass -w")]
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WorkspaceError([Problem(file, 0, 0, "", f"cannot read: {exc}", "check the file")]) from None
-    document = parse_yaml(text, file)
-    if not isinstance(document, CommentedMap):
+    document = read_document(read_text(path, file), file)
+    if not isinstance(document, dict):
         raise WorkspaceError(
             [Problem(file, 1, 1, "", "the top level must be a mapping", "start with `version: 1` and `name: ...`")]
         )
@@ -133,8 +184,8 @@ def _validation_problems(exc: ValidationError, document: Any, file: str) -> Iter
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """``repr`` of a value cut to 60 characters, never rendering it whole (an alias can make it huge)."""
+    return yamlread.short(value)
 
 
 def _model_at(loc: Loc) -> Any:

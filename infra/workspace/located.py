@@ -11,6 +11,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from infra.errors import Problem, display_path
 from infra.workspace.model import Workspace
+from infra.workspace.yamlread import PositionedList, PositionedMap
 
 Loc = Sequence[str | int]
 
@@ -21,7 +22,7 @@ class LoadedWorkspace:
 
     model: Workspace
     path: Path
-    document: Any  # the ruamel round-trip document, for positions of keys
+    document: Any  # the values as read (yamlread.PositionedMap), for positions of keys
 
     @property
     def root(self) -> Path:
@@ -51,7 +52,13 @@ def position(document: Any, loc: Loc) -> tuple[int, int]:
     node = document
     best = (1, 1)
     for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
+        if isinstance(node, PositionedMap | PositionedList):
+            try:
+                best = node.positions[part]  # type: ignore[index]
+            except (KeyError, IndexError, TypeError):
+                break
+            node = node[part]  # type: ignore[index]
+        elif isinstance(node, CommentedMap) and part in node:
             line, col = node.lc.key(part)
             best = (line + 1, col + 1)
             node = node[part]

@@ -1,0 +1,110 @@
+"""Hostile workspace.yaml files: every command answers with one located message (exit 2), in bounded memory.
+
+Memory is measured as the peak resident size of the `ws` process (and capped with RLIMIT_AS, so a regression
+fails instead of eating the machine); time is bounded only by a generous timeout against hangs, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.workspace import WorkspaceError, load_workspace, loader, yamlread
+from tests.helpers import ROOT
+from tests.test_workspace_errors import VALID
+
+MEASURE = """\
+import json, resource, subprocess, sys
+cap = 1024 * 2**20
+def limit():
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+result = subprocess.run(sys.argv[1:], preexec_fn=limit, capture_output=True, text=True, timeout=120)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print(json.dumps({"code": result.returncode, "stderr": result.stderr, "stdout": result.stdout, "peak": peak}))
+"""
+
+
+def run_measured(*args: str, cwd: Path | None = None) -> dict[str, object]:
+    """Run `ws ARGS` in a fresh process and report its exit code, output and peak resident memory."""
+    wrapper = subprocess.run(
+        [sys.executable, "-c", MEASURE, sys.executable, "-m", "infra.cli", *args],
+        cwd=cwd or ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert wrapper.returncode == 0, wrapper.stderr
+    report: dict[str, object] = json.loads(wrapper.stdout)
+    return report
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "workspace.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(WorkspaceError) as caught:
+        load_workspace(path)
+    return [str(p) for p in caught.value.problems]
+
+
+def alias_bomb() -> str:
+    """About 1 KB: nine anchor levels of nine aliases each, so `description: *i` stands for 9**9 strings."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    anchors = "x-anchors:\n" + "".join(f"  {line}\n" for line in lines)
+    return anchors + VALID.replace("name: demo\n", "name: demo\ndescription: *i\n")
+
+
+@pytest.mark.parametrize(
+    "command", [["check"], ["plan", "--env", "local"], ["env", "--env", "local", "--repo", "api"], ["generate"]]
+)
+def test_alias_bomb_is_refused_in_bounded_memory(tmp_path: Path, command: list[str]) -> None:
+    path = write(tmp_path, alias_bomb())
+    assert path.stat().st_size < 4096
+    report = run_measured("-w", str(path), *command, cwd=tmp_path)
+    stderr = str(report["stderr"])
+    assert report["code"] == 2, report
+    assert "Traceback" not in stderr
+    assert "workspace.yaml:" in stderr and "more than 1,000,000 values" in stderr, stderr
+    assert stderr.count("\n") <= 2, stderr
+    assert int(str(report["peak"])) < 200 * 2**20, report
+
+
+def test_file_larger_than_two_megabytes_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID + "# padding\n" * (2 * 1024 * 1024 // 10))
+    assert path.stat().st_size > yamlread.MAX_BYTES
+    problems = problems_of(path)
+    assert len(problems) == 1
+    assert "larger than 2 MB (2,097,152 bytes)" in problems[0], problems
+    report = run_measured("-w", str(path), "check", cwd=tmp_path)
+    assert report["code"] == 2 and "larger than 2 MB" in str(report["stderr"]), report
+
+
+class Tripwire:
+    """An item that must never be rendered: the value is cut long before it."""
+
+    rendered = 0
+
+    def __repr__(self) -> str:
+        Tripwire.rendered += 1
+        return "tripwire"
+
+
+def test_short_never_renders_a_value_whole() -> None:
+    inner: list[object] = ["lol"] * 9
+    for _ in range(8):  # shared lists as aliases make them: 9**9 items in a few hundred objects
+        inner = [inner] * 9
+    text = loader._short({"description": inner, "later": [Tripwire()] * 1000})
+    assert len(text) <= 60 and text.endswith("..."), text
+    assert loader._short(["x" * 200_000]).__len__() <= 60
+    assert Tripwire.rendered == 0

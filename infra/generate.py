@@ -12,6 +12,7 @@ from pathlib import Path
 
 from infra.github.actions import generate_actions
 from infra.github.workflows import generate_workflows
+from infra.monitoring.files import generate_monitoring
 from infra.stack.stackfiles import generate_stack_files
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
@@ -32,7 +33,13 @@ def generate_schema(loaded: LoadedWorkspace) -> dict[str, str]:
     return {SCHEMA_FILE: workspace_json_schema()}
 
 
-GENERATORS: list[Generator] = [generate_schema, generate_stack_files, generate_actions, generate_workflows]
+GENERATORS: list[Generator] = [
+    generate_schema,
+    generate_stack_files,
+    generate_actions,
+    generate_workflows,
+    generate_monitoring,
+]
 
 
 def generated_files(loaded: LoadedWorkspace) -> dict[str, str]:

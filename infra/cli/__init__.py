@@ -38,6 +38,7 @@ COMMAND_MODULES = {
     "pr": "github_commands",
     "metrics": "github_commands",
     "uptime": "monitor_commands",
+    "monitor": "monitor_commands",
 }
 
 
@@ -67,6 +68,7 @@ SUMMARIES = {
     "metrics": "The five DORA figures per environment from the deploy ledger, plus schema alignment and migration "
     "completion.",
     "uptime": "Uptime of ENV per component and for the integration as a whole, against the target.",
+    "monitor": "Probe ENV on an interval, record every round and serve /metrics for Prometheus.",
 }
 
 

@@ -180,4 +180,75 @@ def uptime_command(
     step_summary(uptime_markdown(report))
 
 
-COMMANDS: tuple[click.Command, ...] = (uptime_command,)
+@click.command("monitor")
+@env_option()
+@click.option("--interval", default="30s", show_default=True, metavar="DURATION", help="Time between probe rounds.")
+@click.option(
+    "--listen", default="127.0.0.1:9464", show_default=True, metavar="HOST:PORT", help="Where /metrics is served."
+)
+@click.option(
+    "--checks-every",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="How often the slow figures refresh: schema alignment and drift, migrations, DORA, deploy durations.",
+)
+@click.option("--record/--no-record", default=True, show_default=True, help="Store each round in ws.health_probes.")
+@click.option("--retention", default="90d", show_default=True, metavar="DURATION", help="Keep probes this long.")
+@click.option("--target", type=float, default=0.999, show_default=True, help="The availability objective.")
+@database_option
+@pass_context
+def monitor_command(
+    ctx: Context,
+    environment: str,
+    interval: str,
+    listen: str,
+    checks_every: str,
+    record: bool,
+    retention: str,
+    target: float,
+    database_url: str | None,
+) -> None:
+    """Probe ENV on an interval, record every round and serve /metrics for Prometheus.
+
+    Each round runs the checks of `ws health` concurrently, each probe bounded by its timeout, and stores them
+    like `ws health --record`. /metrics (Prometheus text format) has component up, probe latency histograms,
+    uptime ratios and error budget per window, schema alignment and drift, migration completion, DORA figures
+    and deploy durations. Ctrl-C (or SIGTERM) stops it cleanly."""
+    import signal
+    import threading
+
+    # imported here: prometheus_client is only needed by this command
+    from infra.monitoring.exporter import Monitor, parse_listen
+
+    loaded = ctx.loaded
+    check_environment(loaded, environment)
+    if not 0 < target < 1:
+        raise UsageError(f"--target: {target} must lie between 0 and 1 (e.g. 0.999)")
+    host, port = parse_listen(listen)
+    monitor = Monitor(
+        loaded,
+        environment,
+        interval=parse_duration(interval, "--interval").total_seconds(),
+        checks_every=parse_duration(checks_every, "--checks-every").total_seconds(),
+        record=record,
+        retention=parse_duration(retention, "--retention"),
+        target=target,
+        database_url=database_url,
+        progress=lambda message: err_console.print(escape(message)),
+    )
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        bound = monitor.serve(host, port)
+        err_console.print(f"serving http://{host}:{bound}/metrics for {environment}; Ctrl-C stops")
+        monitor.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        monitor.close()
+        signal.signal(signal.SIGTERM, previous)
+    err_console.print(f"stopped after {monitor.rounds_done} round(s)")
+
+
+COMMANDS: tuple[click.Command, ...] = (uptime_command, monitor_command)

@@ -1,0 +1,86 @@
+"""The scheduled health-probe workflow: `ws health --record` every 5 minutes against each non-local environment.
+
+For environments without a long-running `ws monitor`. One job per environment (a matrix), at most one run of
+the workflow at a time (a run that is still probing makes the next one wait; GitHub keeps one pending run).
+
+Protected environments need an approval for every job that names them, which a schedule cannot wait for. The
+probe job of a protected environment therefore runs in the GitHub environment ``<env>-monitoring`` (not
+protected, holding only what probing needs: DATABASE_URL, REDIS_URL and the Pulumi credentials to read the
+stack's outputs), while unprotected environments use their own. Scheduled runs use the default branch's
+workflow file only, so no pull-request code ever runs with these secrets.
+"""
+
+from __future__ import annotations
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from infra.github.actions import expression, mapping, run_step, safe_name, yaml_text
+from infra.github.pins import check_pins
+from infra.github.workflows import base_secrets, job, workflow_document
+from infra.workspace.located import LoadedWorkspace
+from infra.workspace.model import Workspace
+
+WORKFLOW = ".github/workflows/health-probes.yml"
+CRON = "*/5 * * * *"
+INTERVAL = "5m"  # how often the schedule runs: a round stands for at most twice this, longer is a gap
+TIMEOUT_MINUTES = 10
+MONITORING_SUFFIX = "-monitoring"
+
+
+def probed_environments(workspace: Workspace) -> list[tuple[str, str]]:
+    """(environment, GitHub environment its probe job runs in) of every non-local environment."""
+    return [
+        (safe_name(name, "environment"), safe_name(name + (MONITORING_SUFFIX if env.protected else ""), "environment"))
+        for name, env in workspace.environments.items()
+        if env.runtime != "local"
+    ]
+
+
+def health_probe_workflow(workspace: Workspace) -> CommentedMap | None:
+    targets = probed_environments(workspace)
+    if not targets:
+        return None
+    probe = job(
+        "health probes " + expression("matrix.environment"),
+        timeout=TIMEOUT_MINUTES,
+        environment=False,
+        secrets=base_secrets(workspace),
+        steps=[
+            run_step(
+                "Probe every component and record the round",
+                [f'ws health --env "$ENVIRONMENT" --record --interval {INTERVAL}'],
+                env={"ENVIRONMENT": expression("matrix.environment")},
+            )
+        ],
+    )
+    include = CommentedSeq(mapping(("environment", env), ("github_environment", gh)) for env, gh in targets)
+    strategy = mapping(("fail-fast", False), ("matrix", mapping(("include", include))))
+    items = list(probe.items())
+    probe.clear()
+    for key, value in items:
+        probe[key] = value
+        if key == "name":
+            probe["strategy"] = strategy
+        if key == "permissions":
+            probe["environment"] = mapping(("name", expression("matrix.github_environment")))
+    document = workflow_document(
+        "health probes",
+        mapping(("schedule", CommentedSeq([mapping(("cron", CRON))])), ("workflow_dispatch", mapping())),
+        mapping(("probe", probe)),
+        group="health-probes",
+        cancel_in_progress=False,
+    )
+    protected = [name for name, env in workspace.environments.items() if env.protected and env.runtime != "local"]
+    note = (
+        "Probe jobs of protected environments run in <env>-monitoring: "
+        + (", ".join(f"{name}{MONITORING_SUFFIX}" for name in protected) or "none")
+        + "."
+    )
+    document.yaml_set_comment_before_after_key("permissions", before=note + "\nEvery job asks for the least it needs.")
+    return document
+
+
+def generate_workflow(loaded: LoadedWorkspace) -> dict[str, str]:
+    check_pins()
+    document = health_probe_workflow(loaded.model)
+    return {WORKFLOW: yaml_text(document, loaded.path.name)} if document is not None else {}

@@ -1,0 +1,65 @@
+"""The scheduled health-probe workflow that `ws generate` writes: its shape, and the real linters on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from infra.generate import generated_files, stale_files
+from infra.github.actions import generate_actions
+from infra.monitoring.workflow import WORKFLOW, generate_workflow
+from infra.workspace.loader import load_workspace
+from tests.helpers import EXAMPLES, ROOT
+from tests.test_github_actions import actionlint, check_jsonschema, write_tree, zizmor
+
+
+def workflow(path: Path) -> dict[str, Any]:
+    text = generate_workflow(load_workspace(path))[WORKFLOW]
+    document: dict[str, Any] = YAML(typ="safe", pure=True).load(text)
+    return document
+
+
+def test_every_non_local_environment_is_probed_every_five_minutes_one_run_at_a_time() -> None:
+    document = workflow(ROOT / "workspace.yaml")
+    assert document["on"]["schedule"] == [{"cron": "*/5 * * * *"}]
+    assert document["concurrency"] == {"group": "health-probes", "cancel-in-progress": False}
+    assert document["permissions"] == {}
+    probe = document["jobs"]["probe"]
+    assert probe["strategy"]["matrix"]["include"] == [
+        {"environment": "dev", "github_environment": "dev"},
+        {"environment": "staging", "github_environment": "staging-monitoring"},
+        {"environment": "prod", "github_environment": "prod-monitoring"},
+    ]
+    assert probe["environment"] == {"name": "${{ matrix.github_environment }}"}
+    assert probe["permissions"] == {"contents": "read"} and probe["timeout-minutes"] == 10
+    [run] = [step for step in probe["steps"] if "run" in step]
+    assert run["run"] == 'ws health --env "$ENVIRONMENT" --record --interval 5m\n'
+    assert run["env"] == {"ENVIRONMENT": "${{ matrix.environment }}"}
+
+
+def test_a_workspace_with_only_local_environments_gets_no_workflow(tmp_path: Path) -> None:
+    text = (EXAMPLES / "workspace.yaml").read_text()
+    start, end = text.index("  dev:\n"), text.index("database:")
+    local_only = tmp_path / "workspace.yaml"
+    local_only.write_text(text[:start] + "\n" + text[end:])
+    assert generate_workflow(load_workspace(local_only)) == {}
+
+
+def test_ws_generate_writes_it_and_the_committed_copies_are_current() -> None:
+    for path in (ROOT / "workspace.yaml", EXAMPLES / "workspace.yaml"):
+        loaded = load_workspace(path)
+        assert WORKFLOW in generated_files(loaded)
+        assert WORKFLOW not in stale_files(loaded)
+
+
+def test_actionlint_zizmor_and_the_workflow_schema_accept_it(tmp_path: Path) -> None:
+    loaded = load_workspace(ROOT / "workspace.yaml")
+    tree = write_tree(tmp_path, {**generate_actions(loaded), **generate_workflow(loaded)})
+    schema = check_jsonschema(tree)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    lint = actionlint(tree, [WORKFLOW])
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    audit = zizmor(tree)
+    assert audit.returncode == 0, audit.stdout + audit.stderr

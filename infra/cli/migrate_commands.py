@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from infra.cli._common import Context, console, err_console, json_option, pass_context, print_json, step_summary, table
 from infra.errors import CheckFailed
-from infra.migrate import Scope, scope
+from infra.migrate import MigrationScope, scope
 from infra.migrate.check import check
 from infra.migrate.cleanup import cleanup
 from infra.migrate.convert import REJECT_REASONS, RULES
@@ -60,14 +60,14 @@ def busy_option(func: F) -> F:
     )(func)
 
 
-def _scope(ctx: Context, repos: str | None, environment: str | None, database_url: str | None) -> Scope:
+def _scope(ctx: Context, repos: str | None, environment: str | None, database_url: str | None) -> MigrationScope:
     names = [n.strip() for n in repos.split(",") if n.strip()] if repos else None
     if environment is None and database_url is None:
         environment = "local" if "local" in ctx.loaded.model.environments else None
     return scope(ctx.loaded, names, environment, database_url)
 
 
-def _no_files_hint(found: Scope) -> None:
+def _no_files_hint(found: MigrationScope) -> None:
     if not found.sources:
         err_console.print(
             "no SQLite files match the sqlite_migration source glob of "

@@ -1,8 +1,9 @@
 """SQLite -> PostgreSQL migration of agent memories: check, run, validate, cleanup, status.
 
 Driven by ``repos.<repo>.sqlite_migration`` in workspace.yaml. Modules: source (SQLite files), target
-(PostgreSQL, ledger namespace ws_migrate), convert (named rules), encode (binary COPY tuples and the content hash
-over them), plan (table mapping), check, load (run), validate, cleanup, status, progress.
+(PostgreSQL target tables), ledger (every statement on the ws_migrate schema), convert (named rules), encode (binary
+COPY tuples and the content hash over them), plan (table mapping), check, load (run), validate, cleanup, status,
+progress.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from pathlib import Path
 
 from infra.errors import UsageError
 from infra.migrate.source import SourceFile, archive_dir, discover
-from infra.migrate.target import database_url
 from infra.workspace.located import LoadedWorkspace
 
 
 @dataclass(frozen=True)
-class Scope:
+class MigrationScope:
     """What one `ws migrate` command acts on: the files, the database, and the repos' folders."""
 
     sources: list[SourceFile]
@@ -28,7 +28,10 @@ class Scope:
     repo_dirs: dict[str, Path]
 
 
-def scope(loaded: LoadedWorkspace, repos: list[str] | None, environment: str | None, url: str | None) -> Scope:
+def scope(loaded: LoadedWorkspace, repos: list[str] | None, environment: str | None, url: str | None) -> MigrationScope:
+    # Imported here: target loads psycopg, which `ws check` (through infra.migrate.offline) never needs.
+    from infra.migrate.target import database_url
+
     sources = discover(loaded, repos)
     declared = [
         n for n, r in loaded.model.repos.items() if r.sqlite_migration is not None and (not repos or n in repos)
@@ -46,7 +49,7 @@ def scope(loaded: LoadedWorkspace, repos: list[str] | None, environment: str | N
         namespace = spec.namespace or (repo.schema_.namespace if repo.schema_ else None)
         if namespace:
             namespaces.append(namespace)
-    return Scope(
+    return MigrationScope(
         sources=sources,
         url=database_url(loaded, environment, url, declared[0]),
         repos=declared,

@@ -15,12 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
+from infra.migrate import ledger
 from infra.migrate.source import SourceError, SourceFile, file_digest, open_readonly, read_schema
-from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ledger_exists
+from infra.migrate.target import connect, database_errors
 
-L = sql.Identifier(LEDGER_SCHEMA)
 COMPANIONS = ("-wal", "-shm", "-journal")
 
 
@@ -69,16 +67,7 @@ def _eligibility(conn: Any, source: SourceFile, busy_timeout: float) -> CleanupI
     except SourceError as exc:
         item.reason = str(exc)
         return item
-    units = {
-        str(r[0]): r[1:]
-        for r in conn.execute(
-            sql.SQL(
-                """SELECT source_table, status, sha256, rows_loaded, rows_rejected, validated_at
-                   FROM {}.units WHERE namespace = %s AND agent_id = %s"""
-            ).format(L),
-            (source.namespace, source.agent_id),
-        ).fetchall()
-    }
+    units = ledger.agent_units(conn, source.namespace, source.agent_id)
     reasons = []
     times = []
     for table in schema.tables:
@@ -118,7 +107,7 @@ def cleanup(
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     report = CleanupReport([], dry_run)
     with connect(url, autocommit=True) as conn:
-        if not ledger_exists(conn):
+        if not ledger.ledger_exists(conn):
             report.items = [
                 CleanupItem(s.repo, s.agent_id, str(s.path), "refused", "nothing was migrated into this database")
                 for s in sources
@@ -144,12 +133,8 @@ def cleanup(
                     part = source.path.with_name(source.path.name + companion)
                     if part.exists():
                         shutil.move(str(part), str(destination.with_name(destination.name + companion)))
-            conn.execute(
-                sql.SQL(
-                    "UPDATE {}.files SET status = %s, archived_to = %s, updated_at = now() "
-                    "WHERE namespace = %s AND agent_id = %s"
-                ).format(L),
-                ("deleted" if delete else "archived", item.destination or None, source.namespace, source.agent_id),
+            ledger.mark_retired(
+                conn, source.namespace, source.agent_id, "deleted" if delete else "archived", item.destination or None
             )
         if not dry_run:
             for repo in sorted({i.repo for i in report.items if i.action in ("archive", "delete")}):

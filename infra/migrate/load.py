@@ -48,12 +48,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import psycopg
-from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
-from psycopg.types.json import Jsonb
 
+from infra.migrate import ledger
 from infra.migrate.convert import storage_class
-from infra.migrate.encode import BINARY_SIGNATURE, BINARY_TRAILER, CHECKSUM_FORMAT, RowEncoder
+from infra.migrate.encode import BINARY_SIGNATURE, BINARY_TRAILER, RowEncoder
+from infra.migrate.ledger import UnitKey, UnitProgress
 from infra.migrate.plan import FilePlan, TableMapping, iterate_rows, plan_file, row_converter
 from infra.migrate.progress import Observer, Silent
 from infra.migrate.source import (
@@ -64,11 +64,10 @@ from infra.migrate.source import (
     open_readonly,
     quote_sqlite,
 )
-from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ensure_ledger, ledger_exists
+from infra.migrate.target import connect, database_errors
 from infra.migrate.validate import validate_table
 
 CopyFormat = Literal["text", "binary"]
-L = sql.Identifier(LEDGER_SCHEMA)
 FLUSH_BYTES = 256 * 1024  # binary COPY data goes to the writer thread in pieces this size while rows convert
 
 
@@ -331,6 +330,59 @@ def _helper_batch(after: int, limit: int) -> BatchPayload:
 # ---------------------------------------------------------------------------------------------- the run
 
 
+class HelperBatches:
+    """The helper process of one unit and the batches it converts ahead of the unit's own process.
+
+    With a free core, the helper converts every other batch, one pair ahead, while the unit's process converts
+    (and sends) the ones between. The batches are the same rows as without it (:func:`batch_end` finds where
+    each ends) and the unit still commits them strictly in rowid order, each with its ledger row.
+    """
+
+    def __init__(
+        self,
+        migrator: Migrator,
+        sqlite_conn: sqlite3.Connection,
+        source: SourceFile,
+        mapping: TableMapping,
+        *,
+        binary: bool,
+        hashed: bool,
+    ) -> None:
+        self.migrator = migrator
+        self.sqlite_conn = sqlite_conn
+        self.source = source
+        self.mapping = mapping
+        self.binary = binary
+        self.hashed = hashed
+        self.limit = max(1, migrator.options.batch_rows)
+        self.executor: ProcessPoolExecutor | None = None
+        self.queued: dict[int, Future[BatchPayload]] = {}  # helper batches by the rowid they start after
+
+    def take(self, after: int | None) -> Future[BatchPayload] | None:
+        """The helper's batch that starts after ``after``, if it converted that one."""
+        return self.queued.pop(after, None) if after is not None else None
+
+    def plan_ahead(self, after: int | None, taken: bool, remaining: int) -> None:
+        """Hand the helper the batch after the next local one (the next local batch starts at ``after``, or after
+        the helper batch just ``taken``), when none is queued and the helper is wanted."""
+        if self.queued or not self.migrator._helper_wanted(remaining):
+            return
+        path = self.source.path
+        boundary = batch_end(self.sqlite_conn, self.mapping, path, after, self.limit)
+        if taken and boundary is not None:
+            boundary = batch_end(self.sqlite_conn, self.mapping, path, boundary, self.limit)
+        if boundary is None:
+            return
+        if self.executor is None:
+            options = self.migrator.options
+            self.executor = _start_helper(self.source, self.mapping, options.busy_timeout, self.binary, self.hashed)
+        self.queued[boundary] = self.executor.submit(_helper_batch, boundary, self.limit)
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
 class Migrator:
     def __init__(self, url: str, options: RunOptions, observer: Observer | None = None) -> None:
         self.url = url
@@ -338,56 +390,21 @@ class Migrator:
         self.observer = observer or Silent()
         self.create_lock = threading.Lock()
 
-    # -- ledger rows --------------------------------------------------------------------------------------
-
     def _file_status(
         self, conn: psycopg.Connection[Any], source: SourceFile, status: str, error: str, sha: str | None
     ) -> None:
         stat = source.path.stat() if source.path.exists() else None
-        size, mtime = (stat.st_size, stat.st_mtime_ns) if stat else (None, None)
-        conn.execute(
-            sql.SQL(
-                """INSERT INTO {}.files (namespace, agent_id, repo, source_path, sha256, size_bytes, mtime_ns, status,
-                  error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (namespace, agent_id) DO UPDATE SET repo = EXCLUDED.repo,
-                  source_path = EXCLUDED.source_path, sha256 = coalesce(EXCLUDED.sha256, files.sha256),
-                  size_bytes = EXCLUDED.size_bytes, mtime_ns = EXCLUDED.mtime_ns, status = EXCLUDED.status,
-                  error = EXCLUDED.error, updated_at = now(), archived_to = NULL"""
-            ).format(L),
-            (source.namespace, source.agent_id, source.repo, str(source.path), sha, size, mtime, status, error or None),
-        )
-
-    def _unit_state(self, conn: psycopg.Connection[Any], source: SourceFile, table: str) -> dict[str, Any] | None:
-        row = conn.execute(
-            sql.SQL(
-                """SELECT sha256, status, last_rowid, rows_loaded, rows_rejected, checksum, rules, load_seconds,
-                          batches, checksum_format
-                   FROM {}.units WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
-            ).format(L),
-            (source.namespace, source.agent_id, table),
-        ).fetchone()
-        if row is None:
-            return None
-        keys = ("sha256", "status", "last_rowid", "rows_loaded", "rows_rejected", "checksum", "rules", "seconds")
-        state = dict(zip(keys, row[:8], strict=True))
-        state["batches"] = row[8]
-        # a checksum made with another row encoding (an earlier version of ws) cannot be compared with this one's:
-        # it counts as none, so validation re-reads the source
-        current = state["checksum"] is not None and row[9] == CHECKSUM_FORMAT
-        state["checksum"] = int(state["checksum"]) if current else None
-        return state
-
-    def _fail_unit(
-        self, conn: psycopg.Connection[Any], source: SourceFile, mapping: TableMapping, sha: str, error: str
-    ) -> None:
-        conn.execute(
-            sql.SQL(
-                """INSERT INTO {}.units (namespace, agent_id, source_table, target_table, sha256, status, error)
-                VALUES (%s, %s, %s, %s, %s, 'failed', %s)
-                ON CONFLICT (namespace, agent_id, source_table) DO UPDATE SET status = 'failed',
-                  error = EXCLUDED.error"""
-            ).format(L),
-            (source.namespace, source.agent_id, mapping.source.name, mapping.target_name, sha, error),
+        ledger.record_file(
+            conn,
+            namespace=source.namespace,
+            agent_id=source.agent_id,
+            repo=source.repo,
+            path=str(source.path),
+            sha256=sha,
+            size=stat.st_size if stat else None,
+            mtime_ns=stat.st_mtime_ns if stat else None,
+            status=status,
+            error=error,
         )
 
     # -- one table -----------------------------------------------------------------------------------------
@@ -401,143 +418,178 @@ class Migrator:
         mapping: TableMapping,
         rows: int = 0,
     ) -> UnitResult:
+        """Load one table: fail it when it cannot map, skip (or validate) it when already loaded from this file,
+        else create its target if asked, resume from the ledger (or start over), load the batches, validate."""
         result = UnitResult(mapping.source.name, mapping.target_label, "loaded", rows=rows)
-        key = (source.namespace, source.agent_id, mapping.source.name)
+        key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
         if mapping.problems:
             result.status, result.error = "failed", "; ".join(mapping.problems)
-            self._fail_unit(conn, source, mapping, sha, result.error)
+            ledger.fail_unit(conn, key, mapping.target_name, sha, result.error)
             return result
-        state = self._unit_state(conn, source, mapping.source.name)
-        fresh = state is None or state["sha256"] != sha or self.options.reload
-        if not fresh and state is not None and state["status"] in ("loaded", "validated", "mismatch"):
-            result.rows_loaded, result.rows_rejected = state["rows_loaded"], state["rows_rejected"]
-            result.rules = dict(state["rules"])
-            self.observer.advance(source.agent_id, result.rows_loaded + result.rows_rejected)
-            if state["status"] == "loaded" and self.options.validate:
-                result.status = self.validate_loaded(
-                    conn, sqlite_conn, source, sha, mapping, state["rows_loaded"], state["checksum"]
-                )
-            else:
-                result.status = "skipped" if state["status"] == "validated" else state["status"]
-            return result
+        state = ledger.unit_state(conn, key)
+        fresh = state is None or state.sha256 != sha or self.options.reload
+        if not fresh and state is not None and state.status in ledger.FINISHED:
+            return self._already_loaded(conn, sqlite_conn, source, sha, mapping, state, result)
         if mapping.create:
-            with self.create_lock, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext('ws_migrate create tables'))")
-                for statement in mapping.create_statements():
-                    conn.execute(statement)
-        rows_loaded = 0 if fresh or state is None else state["rows_loaded"]
-        rows_rejected = 0 if fresh or state is None else state["rows_rejected"]
-        # content hashes: computed when this run validates; a unit keeps the choice it started with (a resumed
-        # unit that was loading without them, or with an earlier version's encoding, goes on without them and is
-        # validated by re-reading the source)
-        hashed = self.options.validate if fresh or state is None else state["checksum"] is not None
-        checksum: int | None = (0 if hashed else None) if fresh or state is None else state["checksum"]
-        rules: dict[str, int] = {} if fresh or state is None else dict(state["rules"])
-        seconds = 0.0 if fresh or state is None else float(state["seconds"])
-        after = None if fresh or state is None else state["last_rowid"]
-        result.resumed_from = after
-        for rule, count in mapping.rules.items():
-            rules[rule] = count
-        if rows_loaded or rows_rejected:
-            self.observer.advance(source.agent_id, rows_loaded + rows_rejected)
+            self._create_target(conn, mapping)
+        progress = self._resume_point(None if fresh else state, mapping)
+        result.resumed_from = progress.after
+        if progress.rows_loaded or progress.rows_rejected:
+            self.observer.advance(source.agent_id, progress.rows_loaded + progress.rows_rejected)
+        self._load_batches(conn, sqlite_conn, source, sha, mapping, rows, progress, fresh=fresh)
+        result.rows_loaded, result.rows_rejected = progress.rows_loaded, progress.rows_rejected
+        result.rules, result.seconds = dict(sorted(progress.rules.items())), progress.seconds
+        if self.options.validate:
+            result.status = self.validate_loaded(
+                conn, sqlite_conn, source, sha, mapping, progress.rows_loaded, progress.checksum
+            )
+        return result
+
+    def _already_loaded(
+        self,
+        conn: psycopg.Connection[Any],
+        sqlite_conn: sqlite3.Connection,
+        source: SourceFile,
+        sha: str,
+        mapping: TableMapping,
+        state: ledger.UnitState,
+        result: UnitResult,
+    ) -> UnitResult:
+        """A unit whose rows are all loaded from this very file: nothing to load; validated now when it was only
+        loaded and this run validates."""
+        result.rows_loaded, result.rows_rejected = state.rows_loaded, state.rows_rejected
+        result.rules = dict(state.rules)
+        self.observer.advance(source.agent_id, result.rows_loaded + result.rows_rejected)
+        if state.status == "loaded" and self.options.validate:
+            result.status = self.validate_loaded(
+                conn, sqlite_conn, source, sha, mapping, state.rows_loaded, state.checksum
+            )
+        else:
+            result.status = "skipped" if state.status == "validated" else state.status
+        return result
+
+    def _create_target(self, conn: psycopg.Connection[Any], mapping: TableMapping) -> None:
+        """--create-tables: the target table from the source schema (one creator at a time, across processes)."""
+        with self.create_lock, conn.transaction():
+            ledger.lock_table_creation(conn)
+            for statement in mapping.create_statements():
+                conn.execute(statement)
+
+    def _resume_point(self, state: ledger.UnitState | None, mapping: TableMapping) -> UnitProgress:
+        """Where loading starts: after the ledger's last committed batch, or (``state`` None) from nothing.
+
+        Content hashes are computed when this run validates; a resumed unit keeps the choice it started with (one
+        that was loading without them, or with an earlier version's encoding, goes on without them and is
+        validated by re-reading the source)."""
+        if state is None:
+            progress = UnitProgress(None, 0, 0, 0 if self.options.validate else None, {}, 0.0)
+        else:
+            progress = UnitProgress(
+                state.last_rowid,
+                state.rows_loaded,
+                state.rows_rejected,
+                state.checksum,
+                dict(state.rules),
+                state.seconds,
+            )
+        progress.rules.update(mapping.rules)
+        return progress
+
+    def _load_batches(
+        self,
+        conn: psycopg.Connection[Any],
+        sqlite_conn: sqlite3.Connection,
+        source: SourceFile,
+        sha: str,
+        mapping: TableMapping,
+        rows: int,
+        progress: UnitProgress,
+        *,
+        fresh: bool,
+    ) -> None:
+        """Batches in rowid order, each one transaction: (the unit's reset, before the first batch of a fresh
+        start,) the COPY of its rows, its rejects and kept raw values, and the ledger's new position."""
+        key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
+        hashed = progress.checksum is not None
         convert = row_converter(source.agent_id, mapping, canonical_json=hashed)
         encoder = RowEncoder(mapping.target_columns, binary=self.options.copy_format == "binary")
-        binary = encoder.binary
-        source_rows = iterate_rows(sqlite_conn, mapping, source.path, after)
-        copy_sql = mapping.copy_sql(binary)
-        first = fresh
+        copy_sql = mapping.copy_sql(encoder.binary)
+        reader = iterate_rows(sqlite_conn, mapping, source.path, progress.after)
+        helper = HelperBatches(self, sqlite_conn, source, mapping, binary=encoder.binary, hashed=hashed)
+        reset = fresh
         exhausted = False
-        batch_limit = max(1, self.options.batch_rows)
-        helper: ProcessPoolExecutor | None = None
         try:
-            queued: dict[int, Future[BatchPayload]] = {}  # helper batches by the rowid they start after
             while not exhausted:
-                # with a free core, a helper process converts every other batch, one pair ahead, while this
-                # process converts (and sends) the ones between; batches are the same rows as without it and
-                # commit strictly in rowid order, each with its ledger row
-                payload = queued.pop(after, None) if after is not None else None
-                if not queued and self._helper_wanted(rows - rows_loaded - rows_rejected):
-                    # the next local batch starts here (or after this helper batch); the helper takes the one after
-                    boundary = batch_end(sqlite_conn, mapping, source.path, after, batch_limit)
-                    if payload is not None and boundary is not None:
-                        boundary = batch_end(sqlite_conn, mapping, source.path, boundary, batch_limit)
-                    if boundary is not None:
-                        if helper is None:
-                            helper = _start_helper(source, mapping, self.options.busy_timeout, binary, hashed)
-                        queued[boundary] = helper.submit(_helper_batch, boundary, batch_limit)
+                pending = helper.take(progress.after)
+                helper.plan_ahead(
+                    progress.after, pending is not None, rows - progress.rows_loaded - progress.rows_rejected
+                )
                 started = time.monotonic()
                 with conn.transaction():
-                    if first:
-                        self._reset_unit(conn, source, mapping, sha)
-                        first = False
+                    if reset:
+                        ledger.reset_unit(conn, key, mapping.target_identifier, mapping.target_label, sha)
+                        reset = False
                     cursor = conn.cursor()
                     # a writer thread sends while this thread reads and converts the next rows
                     with cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy:
-                        if payload is None:
-                            done = self._convert_into(copy, encoder, source_rows, convert, key, mapping, after, hashed)
+                        if pending is None:
+                            done = self._convert_into(
+                                copy, encoder, reader, convert, key, mapping, progress.after, hashed
+                            )
                         else:
-                            done = payload.result()
-                            if done.first_after != after:
-                                raise SourceError(
-                                    f"{source.path}: table {mapping.source.name} changed while it was being read; "
-                                    "stop the writer, then run `ws migrate run` again"
-                                )
-                            if done.data:
-                                copy.write(BINARY_SIGNATURE + done.data + BINARY_TRAILER)
-                            for values in done.rows:
-                                copy.write_row(values)
-                    if payload is not None:
+                            done = self._send_helper_batch(copy, pending, source, mapping, progress.after)
+                    if pending is not None:
                         # the next local batch reads on after the helper's batch
-                        source_rows.close()
-                        source_rows = iterate_rows(sqlite_conn, mapping, source.path, done.last)
-                    last = after if done.last is None else done.last
+                        reader.close()
+                        reader = iterate_rows(sqlite_conn, mapping, source.path, done.last)
                     exhausted = not done.full
-                    self._write_side_rows(conn, done)
-                    for rule, count in done.rules.items():
-                        rules[rule] = rules.get(rule, 0) + count
-                    rows_rejected += len(done.rejects)
-                    rows_loaded += done.batch - len(done.rejects)
-                    if checksum is not None:
-                        checksum += done.checksum
-                    after = last
-                    seconds += time.monotonic() - started
-                    conn.execute(
-                        sql.SQL(
-                            """UPDATE {}.units SET last_rowid = %s, rows_loaded = %s, rows_rejected = %s,
-                               checksum = %s, checksum_format = %s, rules = %s, batches = batches + 1,
-                               load_seconds = %s, status = %s,
-                               source_rows = CASE WHEN %s THEN %s ELSE source_rows END,
-                               loaded_at = CASE WHEN %s THEN now() END, error = NULL
-                               WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
-                        ).format(L),
-                        (
-                            after,
-                            rows_loaded,
-                            rows_rejected,
-                            checksum,
-                            None if checksum is None else CHECKSUM_FORMAT,
-                            Jsonb(rules),
-                            seconds,
-                            "loaded" if exhausted else "loading",
-                            exhausted,
-                            rows_loaded + rows_rejected,
-                            exhausted,
-                            *key,
-                        ),
-                    )
+                    self._commit_batch(conn, key, progress, done, started, exhausted=exhausted)
                 self.observer.advance(source.agent_id, done.batch)
         finally:
-            if helper is not None:
-                helper.shutdown(wait=True, cancel_futures=True)
-        result.rows_loaded, result.rows_rejected, result.rules, result.seconds = (
-            rows_loaded,
-            rows_rejected,
-            dict(sorted(rules.items())),
-            seconds,
-        )
-        if self.options.validate:
-            result.status = self.validate_loaded(conn, sqlite_conn, source, sha, mapping, rows_loaded, checksum)
-        return result
+            reader.close()
+            helper.close()
+
+    @staticmethod
+    def _send_helper_batch(
+        copy: psycopg.Copy, pending: Future[BatchPayload], source: SourceFile, mapping: TableMapping, after: int | None
+    ) -> BatchPayload:
+        """Send a batch the helper converted (ready binary COPY data, or the rows' values for text COPY)."""
+        done = pending.result()
+        if done.first_after != after:
+            raise SourceError(
+                f"{source.path}: table {mapping.source.name} changed while it was being read; "
+                "stop the writer, then run `ws migrate run` again"
+            )
+        if done.data:
+            copy.write(BINARY_SIGNATURE + done.data + BINARY_TRAILER)
+        for values in done.rows:
+            copy.write_row(values)
+        return done
+
+    @staticmethod
+    def _commit_batch(
+        conn: psycopg.Connection[Any],
+        key: UnitKey,
+        progress: UnitProgress,
+        done: BatchPayload,
+        started: float,
+        *,
+        exhausted: bool,
+    ) -> None:
+        """Inside the batch's transaction, after its COPY: its rejects and kept raw values, then the ledger row's
+        new position (last rowid, row counts, running checksum, rule counts)."""
+        ledger.write_rejects(conn, done.rejects)
+        ledger.write_raw_values(conn, done.raws)
+        for rule, count in done.rules.items():
+            progress.rules[rule] = progress.rules.get(rule, 0) + count
+        progress.rows_rejected += len(done.rejects)
+        progress.rows_loaded += done.batch - len(done.rejects)
+        if progress.checksum is not None:
+            progress.checksum += done.checksum
+        if done.last is not None:
+            progress.after = done.last
+        progress.seconds += time.monotonic() - started
+        ledger.record_batch(conn, key, progress, exhausted=exhausted)
 
     def _convert_into(
         self,
@@ -576,26 +628,6 @@ class Migrator:
         copy.write(bytes(out))
         return done
 
-    def _write_side_rows(self, conn: psycopg.Connection[Any], done: BatchPayload) -> None:
-        """A batch's rejects (with the whole source row) and the raw values its rules kept."""
-        cursor = conn.cursor()
-        if done.rejects:
-            cursor.executemany(
-                sql.SQL(
-                    """INSERT INTO {}.rejects (namespace, agent_id, source_table, source_rowid, column_name,
-                       reason, storage_class, raw, row_json) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"""
-                ).format(L),
-                [(*r[:-1], Jsonb(r[-1])) for r in done.rejects],
-            )
-        if done.raws:
-            cursor.executemany(
-                sql.SQL(
-                    """INSERT INTO {}.raw_values (namespace, agent_id, source_table, source_rowid,
-                       column_name, rule, raw) VALUES (%s, %s, %s, %s, %s, %s, %s)"""
-                ).format(L),
-                done.raws,
-            )
-
     def _helper_wanted(self, remaining: int) -> bool:
         """A helper process for the next batches: only for a table with enough rows left to pay for it, and only
         when a core is free (fewer units running than cores) - checked again before every pair of batches, so
@@ -605,25 +637,6 @@ class Migrator:
             return False
         running = _RUNNING.value if _RUNNING is not None else 1
         return running < CORES
-
-    def _reset_unit(self, conn: psycopg.Connection[Any], source: SourceFile, mapping: TableMapping, sha: str) -> None:
-        """Start a unit from nothing: remove this agent's rows, rejects and raw values, then a fresh ledger row."""
-        key = (source.namespace, source.agent_id, mapping.source.name)
-        conn.execute(  # one round trip: the three deletes run as data-modifying CTEs of the ledger insert
-            sql.SQL(
-                """WITH target AS (DELETE FROM {target} WHERE agent_id = %s),
-                  rejects AS (DELETE FROM {L}.rejects WHERE namespace = %s AND agent_id = %s AND source_table = %s),
-                  raws AS (DELETE FROM {L}.raw_values WHERE namespace = %s AND agent_id = %s AND source_table = %s)
-                INSERT INTO {L}.units (namespace, agent_id, source_table, target_table, sha256, status)
-                VALUES (%s, %s, %s, %s, %s, 'loading')
-                ON CONFLICT (namespace, agent_id, source_table) DO UPDATE SET target_table = EXCLUDED.target_table,
-                  sha256 = EXCLUDED.sha256, status = 'loading', last_rowid = NULL, source_rows = NULL,
-                  rows_loaded = 0, rows_rejected = 0, checksum = 0, rules = '{{}}', batches = 0,
-                  started_at = now(), loaded_at = NULL, load_seconds = 0, validated_at = NULL, validation = NULL,
-                  error = NULL"""
-            ).format(target=mapping.target_identifier, L=L),
-            (source.agent_id, *key, *key, *key, mapping.target_label, sha),
-        )
 
     def validate_loaded(
         self,
@@ -641,8 +654,6 @@ class Migrator:
         if checksum is None:
             return "validated" if validate_table(conn, sqlite_conn, source, sha, mapping).ok else "mismatch"
         target_rows, target_sum = mapping.target_checksum(conn, source.agent_id, rows)
-        ok = target_rows == rows and target_sum == checksum
-        status = "validated" if ok else "mismatch"
         detail = {
             "method": "load-checksum",
             "source_rows": rows,
@@ -650,14 +661,8 @@ class Migrator:
             "source_checksum": str(checksum),
             "target_checksum": str(target_sum),
         }
-        conn.execute(
-            sql.SQL(
-                """UPDATE {}.units SET status = %s, validated_at = CASE WHEN %s THEN now() END, validation = %s
-                   WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
-            ).format(L),
-            (status, ok, Jsonb(detail), source.namespace, source.agent_id, mapping.source.name),
-        )
-        return status
+        key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
+        return ledger.record_load_validation(conn, key, target_rows == rows and target_sum == checksum, detail)
 
     # -- one unit, in a worker (or in this process when jobs == 1) ---------------------------------------------
 
@@ -665,12 +670,9 @@ class Migrator:
         self, conn: psycopg.Connection[Any], source: SourceFile, sha: str, mapping: TableMapping, rows: int
     ) -> UnitResult:
         """Load one table of one file under an advisory lock (two runs never load the same unit at once)."""
-        lock_key = f"{source.namespace}/{source.agent_id}/{mapping.source.name}"
+        key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
         self.observer.agent_started(source.agent_id, -1)  # -1: "started"; the parent knows the file's total
-        locked = conn.execute(
-            "SELECT pg_try_advisory_lock(hashtext('ws_migrate'), hashtext(%s))", (lock_key,)
-        ).fetchone()
-        if not (locked and locked[0]):
+        if not ledger.try_lock_unit(conn, key):
             return UnitResult(
                 mapping.source.name,
                 mapping.target_label,
@@ -693,9 +695,9 @@ class Migrator:
             error = f"the conversion helper process of this table died ({exc}); run `ws migrate run` again to resume"
         finally:
             if not conn.closed:
-                conn.execute("SELECT pg_advisory_unlock(hashtext('ws_migrate'), hashtext(%s))", (lock_key,))
+                ledger.unlock_unit(conn, key)
         if not conn.closed and not conn.broken:
-            self._fail_unit(conn, source, mapping, sha, error)
+            ledger.fail_unit(conn, key, mapping.target_name, sha, error)
         return UnitResult(mapping.source.name, mapping.target_label, "failed", rows=rows, error=error)
 
     # -- everything ----------------------------------------------------------------------------------------
@@ -752,11 +754,11 @@ class Migrator:
         started = time.monotonic()
         if not dry_run:
             with connect(self.url, autocommit=True) as conn:
-                ensure_ledger(conn)
+                ledger.ensure_ledger(conn)
         if dry_run:
             plans = self.plan(sources)
             with connect(self.url, autocommit=True) as conn:
-                states = ledger_states(conn) if ledger_exists(conn) else {}
+                states = ledger.all_unit_states(conn) if ledger.ledger_exists(conn) else {}
             agents = [dry_result(p, states) for p in plans]
             return RunReport(agents, time.monotonic() - started, self.options.copy_format, True)
         workers = min(max(1, self.options.jobs), 2 * len(sources))
@@ -1003,15 +1005,7 @@ def _worker_unit(source: SourceFile, sha: str, mapping: TableMapping, rows: int)
             _RUNNING.value -= 1
 
 
-def ledger_states(conn: psycopg.Connection[Any]) -> dict[tuple[str, str, str], tuple[str, str, int | None]]:
-    """(namespace, agent, table) -> (status, sha256, last rowid) of every unit in the ledger."""
-    rows = conn.execute(
-        sql.SQL("SELECT namespace, agent_id, source_table, status, sha256, last_rowid FROM {}.units").format(L)
-    ).fetchall()
-    return {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in rows}
-
-
-def dry_result(plan: FilePlan, states: dict[tuple[str, str, str], tuple[str, str, int | None]]) -> AgentResult:
+def dry_result(plan: FilePlan, states: dict[UnitKey, tuple[str, str, int | None]]) -> AgentResult:
     """What `run` would do with one file: load, create+load, resume after a rowid, reload a changed file, skip."""
     source = plan.source
     result = AgentResult(source.repo, source.agent_id, str(source.path), source.namespace, "planned")
@@ -1019,7 +1013,7 @@ def dry_result(plan: FilePlan, states: dict[tuple[str, str, str], tuple[str, str
         result.status, result.error = "failed", plan.error
         return result
     for mapping in plan.mappings:
-        state = states.get((source.namespace, source.agent_id, mapping.source.name))
+        state = states.get(UnitKey(source.namespace, source.agent_id, mapping.source.name))
         action = "create+load" if mapping.create else "load"
         resumed: int | None = None
         if mapping.problems:

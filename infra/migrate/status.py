@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from psycopg import sql
-
+from infra.migrate import ledger
 from infra.migrate.source import SourceFile
-from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ledger_exists
+from infra.migrate.target import connect, database_errors
 
-L = sql.Identifier(LEDGER_SCHEMA)
 MIGRATED = {"loaded", "validated", "mismatch", "archived", "deleted"}
 VALIDATED = {"validated", "archived", "deleted"}
 
@@ -68,17 +66,10 @@ def status(url: str, sources: list[SourceFile], namespaces: list[str]) -> Status
         agents: dict[tuple[str, str], AgentStatus] = {
             (s.namespace, s.agent_id): AgentStatus(s.namespace, s.agent_id, "pending") for s in sources
         }
-        if not ledger_exists(conn):
+        if not ledger.ledger_exists(conn):
             return StatusReport(sorted(agents.values(), key=lambda a: (a.namespace, a.agent_id)))
-        files = conn.execute(
-            sql.SQL(
-                "SELECT namespace, agent_id, status, coalesce(error, ''), size_bytes, mtime_ns FROM {}.files "
-                "WHERE namespace = ANY(%s)"
-            ).format(L),
-            (namespaces,),
-        ).fetchall()
         stats = {(s.namespace, s.agent_id): s.path.stat() for s in sources if s.path.exists()}
-        for namespace, agent, state, error, size, mtime in files:
+        for namespace, agent, state, error, size, mtime in ledger.file_rows(conn, namespaces):
             entry = agents.get((namespace, agent))
             if entry is None:
                 entry = agents[(namespace, agent)] = AgentStatus(namespace, agent, state, source_present=False)
@@ -88,35 +79,10 @@ def status(url: str, sources: list[SourceFile], namespaces: list[str]) -> Status
             if state in ("loaded", "validated", "mismatch") and changed:
                 entry.status = "changed"
                 entry.error = "the SQLite file changed since it was migrated; run `ws migrate run` to reload it"
-        units = conn.execute(
-            sql.SQL(
-                """SELECT namespace, agent_id, sum(rows_loaded), sum(rows_rejected),
-                          bool_or(status IN ('loading', 'failed', 'mismatch'))
-                   FROM {}.units WHERE namespace = ANY(%s) GROUP BY 1, 2"""
-            ).format(L),
-            (namespaces,),
-        ).fetchall()
-        for namespace, agent, loaded, rejected, _unfinished in units:
+        for namespace, agent, loaded, rejected in ledger.unit_totals(conn, namespaces):
             entry = agents.get((namespace, agent))
             if entry is not None:
-                entry.rows_loaded, entry.rows_rejected = int(loaded or 0), int(rejected or 0)
-        rejects = {
-            str(r[0]): int(r[1])
-            for r in conn.execute(
-                sql.SQL(
-                    "SELECT reason, count(*) FROM {}.rejects WHERE namespace = ANY(%s) GROUP BY 1 ORDER BY 1"
-                ).format(L),
-                (namespaces,),
-            ).fetchall()
-        }
-        rules = {
-            str(r[0]): int(r[1])
-            for r in conn.execute(
-                sql.SQL(
-                    """SELECT key, sum(value::bigint) FROM {}.units, jsonb_each_text(rules)
-                       WHERE namespace = ANY(%s) GROUP BY 1 ORDER BY 1"""
-                ).format(L),
-                (namespaces,),
-            ).fetchall()
-        }
+                entry.rows_loaded, entry.rows_rejected = loaded, rejected
+        rejects = ledger.reject_counts(conn, namespaces)
+        rules = ledger.rule_counts(conn, namespaces)
     return StatusReport(sorted(agents.values(), key=lambda a: (a.namespace, a.agent_id)), rejects, rules)

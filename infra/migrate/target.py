@@ -1,4 +1,4 @@
-"""The PostgreSQL side: which database, the migration's own ledger namespace, target tables and their columns."""
+"""The PostgreSQL side: which database, target tables and their columns (the ledger is :mod:`infra.migrate.ledger`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from infra.migrate.source import SourceColumn, SourceTable
 from infra.workspace import env as envmod
 from infra.workspace.located import LoadedWorkspace
 
-LEDGER_SCHEMA = "ws_migrate"
 KEY_COLUMNS = ("agent_id", "source_rowid")
 
 
@@ -80,97 +79,6 @@ def database_errors(func: F) -> F:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def ledger_ddl() -> list[sql.Composed]:
-    """The migration's own tables, in namespace ws_migrate (created on first use, idempotently)."""
-    s = sql.Identifier(LEDGER_SCHEMA)
-    return [
-        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s),
-        sql.SQL(
-            """CREATE TABLE IF NOT EXISTS {}.files (
-                namespace text NOT NULL,
-                agent_id text NOT NULL,
-                repo text NOT NULL,
-                source_path text NOT NULL,
-                sha256 text,
-                size_bytes bigint,
-                mtime_ns bigint,
-                status text NOT NULL,
-                error text,
-                updated_at timestamptz NOT NULL DEFAULT now(),
-                archived_to text,
-                PRIMARY KEY (namespace, agent_id))"""
-        ).format(s),
-        sql.SQL("ALTER TABLE {}.files ADD COLUMN IF NOT EXISTS mtime_ns bigint").format(s),
-        sql.SQL(
-            """CREATE TABLE IF NOT EXISTS {}.units (
-                namespace text NOT NULL,
-                agent_id text NOT NULL,
-                source_table text NOT NULL,
-                target_table text NOT NULL,
-                sha256 text NOT NULL,
-                status text NOT NULL,
-                last_rowid bigint,
-                source_rows bigint,
-                rows_loaded bigint NOT NULL DEFAULT 0,
-                rows_rejected bigint NOT NULL DEFAULT 0,
-                checksum numeric DEFAULT 0,
-                rules jsonb NOT NULL DEFAULT '{{}}',
-                batches integer NOT NULL DEFAULT 0,
-                started_at timestamptz NOT NULL DEFAULT now(),
-                loaded_at timestamptz,
-                load_seconds double precision NOT NULL DEFAULT 0,
-                validated_at timestamptz,
-                validation jsonb,
-                error text,
-                PRIMARY KEY (namespace, agent_id, source_table))"""
-        ).format(s),
-        # NULL: loaded without content hashes (`run --no-validate`); validation then re-reads the source
-        sql.SQL("ALTER TABLE {}.units ALTER COLUMN checksum DROP NOT NULL").format(s),
-        # the row encoding the checksum was computed with (encode.CHECKSUM_FORMAT); NULL: written by a version that
-        # did not record it, so validation re-reads the source instead of trusting the sum
-        sql.SQL("ALTER TABLE {}.units ADD COLUMN IF NOT EXISTS checksum_format smallint").format(s),
-        sql.SQL(
-            """CREATE TABLE IF NOT EXISTS {}.rejects (
-                id bigserial PRIMARY KEY,
-                namespace text NOT NULL,
-                agent_id text NOT NULL,
-                source_table text NOT NULL,
-                source_rowid bigint NOT NULL,
-                column_name text NOT NULL,
-                reason text NOT NULL,
-                storage_class text NOT NULL,
-                raw bytea,
-                row_json jsonb NOT NULL,
-                created_at timestamptz NOT NULL DEFAULT now(),
-                UNIQUE (namespace, agent_id, source_table, source_rowid))"""
-        ).format(s),
-        sql.SQL(
-            """CREATE TABLE IF NOT EXISTS {}.raw_values (
-                namespace text NOT NULL,
-                agent_id text NOT NULL,
-                source_table text NOT NULL,
-                source_rowid bigint NOT NULL,
-                column_name text NOT NULL,
-                rule text NOT NULL,
-                raw bytea NOT NULL,
-                PRIMARY KEY (namespace, agent_id, source_table, source_rowid, column_name, rule))"""
-        ).format(s),
-    ]
-
-
-def ensure_ledger(conn: psycopg.Connection[Any]) -> None:
-    """Create ws_migrate and its tables when missing (serialised by an advisory lock across processes)."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('ws_migrate ledger'))")
-        for statement in ledger_ddl():
-            conn.execute(statement)
-
-
-def ledger_exists(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute("SELECT to_regclass('ws_migrate.units') IS NOT NULL").fetchone()
-    return bool(row and row[0])
 
 
 @dataclass(frozen=True)

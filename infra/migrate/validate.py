@@ -14,16 +14,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from infra.migrate import ledger
 from infra.migrate.encode import RowEncoder
+from infra.migrate.ledger import UnitKey
 from infra.migrate.plan import FilePlan, TableMapping, iterate_rows, plan_file, row_converter
 from infra.migrate.source import SourceError, SourceFile, file_digest, open_readonly
-from infra.migrate.target import LEDGER_SCHEMA, connect, database_errors, ensure_ledger
+from infra.migrate.target import connect, database_errors
 
-L = sql.Identifier(LEDGER_SCHEMA)
 LIST_LIMIT = 50
 
 
@@ -104,16 +103,11 @@ def validate_table(
     conn: psycopg.Connection[Any], sqlite_conn: sqlite3.Connection, source: SourceFile, sha: str, mapping: TableMapping
 ) -> TableValidation:
     result = TableValidation(mapping.source.name, mapping.target_label, False)
-    key = (source.namespace, source.agent_id, mapping.source.name)
+    key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
     if mapping.problems:
         result.reason = "; ".join(mapping.problems)
         return result
-    unit = conn.execute(
-        sql.SQL(
-            "SELECT status, sha256 FROM {}.units WHERE namespace = %s AND agent_id = %s AND source_table = %s"
-        ).format(L),
-        key,
-    ).fetchone()
+    unit = ledger.unit_status_and_sha(conn, key)
     count, total, rejected, _ = _source_side(sqlite_conn, source, mapping, keep_rows=False)
     result.source_rows, result.rejected_source, result.source_checksum = count, len(rejected), str(total)
     if mapping.target is None or mapping.create:
@@ -121,15 +115,7 @@ def validate_table(
         return result
     result.target_rows, target_sum = mapping.target_checksum(conn, source.agent_id, count)
     result.target_checksum = str(target_sum)
-    ledger_rejects = {
-        int(r[0])
-        for r in conn.execute(
-            sql.SQL(
-                "SELECT source_rowid FROM {}.rejects WHERE namespace = %s AND agent_id = %s AND source_table = %s"
-            ).format(L),
-            key,
-        ).fetchall()
-    }
+    ledger_rejects = ledger.rejected_rowids(conn, key)
     result.rejected_ledger = len(ledger_rejects)
     reasons = []
     if unit is None:
@@ -177,15 +163,7 @@ def validate_table(
         "reason": result.reason,
     }
     if unit is not None:
-        conn.execute(
-            sql.SQL(
-                """UPDATE {}.units SET status = CASE WHEN %s THEN 'validated'
-                     WHEN status IN ('loaded', 'validated', 'mismatch') THEN 'mismatch' ELSE status END,
-                   validated_at = CASE WHEN %s THEN now() END, validation = %s
-                   WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
-            ).format(L),
-            (result.ok, result.ok, Jsonb(detail), *key),
-        )
+        ledger.record_rescan_validation(conn, key, result.ok, detail)
     return result
 
 
@@ -206,27 +184,18 @@ def validate_file(pool: ConnectionPool[Any], source: SourceFile, busy_timeout: f
         except SourceError as exc:
             result.error = str(exc)
         result.ok = not result.error and all(t.ok for t in result.tables)
-        file_row = conn.execute(
-            sql.SQL("SELECT status FROM {}.files WHERE namespace = %s AND agent_id = %s").format(L),
-            (source.namespace, source.agent_id),
-        ).fetchone()
-        if file_row is not None:
+        file_status = ledger.file_status(conn, source.namespace, source.agent_id)
+        if file_status is not None:
             status = "validated" if result.ok else ("failed" if result.error else "mismatch")
-            if file_row[0] in ("loaded", "validated", "mismatch") or result.error:
-                conn.execute(
-                    sql.SQL(
-                        "UPDATE {}.files SET status = %s, error = %s, updated_at = now() "
-                        "WHERE namespace = %s AND agent_id = %s"
-                    ).format(L),
-                    (status, result.error or None, source.namespace, source.agent_id),
-                )
+            if file_status in ("loaded", "validated", "mismatch") or result.error:
+                ledger.set_file_status(conn, source.namespace, source.agent_id, status, result.error)
     return result
 
 
 @database_errors
 def validate(url: str, sources: list[SourceFile], *, jobs: int = 4, busy_timeout: float = 2.0) -> ValidateReport:
     with connect(url, autocommit=True) as conn:
-        ensure_ledger(conn)
+        ledger.ensure_ledger(conn)
     pool: ConnectionPool[Any] = ConnectionPool(
         url, min_size=1, max_size=max(1, jobs), kwargs={"autocommit": True}, open=True, name="ws-validate"
     )

@@ -39,6 +39,7 @@ COMMAND_MODULES = {
     "metrics": "github_commands",
     "uptime": "monitor_commands",
     "monitor": "monitor_commands",
+    "adopt": "adopt_commands",
 }
 
 
@@ -69,6 +70,8 @@ SUMMARIES = {
     "completion.",
     "uptime": "Uptime of ENV per component and for the integration as a whole, against the target.",
     "monitor": "Probe ENV on an interval, record every round and serve /metrics for Prometheus.",
+    "adopt": "Adopt the database the repos already run: move each repo's tables, enums and recorded migrations "
+    "into its declared namespace and baseline migrations that ran before ws.",
 }
 
 

@@ -204,9 +204,10 @@ def _namespaces(loaded: LoadedWorkspace) -> Iterator[Problem]:
             )
         else:
             owners[namespace] = name
+        if namespace == "public" and name == loaded.model.primary:
+            continue  # the primary may keep the tables it has in public (docs/adopting.md)
         if namespace in {"public", "pg_catalog", "information_schema", "ws"} or namespace.startswith("pg_"):
-            yield loaded.problem(
-                ("repos", name, "schema", "namespace"),
-                f"namespace {namespace!r} is reserved",
-                "choose a namespace named after the repo, e.g. app_agents",
-            )
+            fix = "choose a namespace named after the repo, e.g. app_agents"
+            if namespace == "public":
+                fix += " (only the primary repo may keep public)"
+            yield loaded.problem(("repos", name, "schema", "namespace"), f"namespace {namespace!r} is reserved", fix)

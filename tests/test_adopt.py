@@ -1,0 +1,232 @@
+"""`ws adopt` on a database shaped like the three repos run today: every table in `public`, one
+`public._prisma_migrations` with two repos' migrations, one repo that used `prisma db push` (no rows), data in
+every table. Adopt, then deploy: every row stays, every repo's migrations are recorded once (issue 19, item 1)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from infra.deploy.migrations import migration_files
+from infra.deploy.servers import free_port
+from infra.workspace.loader import load_workspace
+from infra.workspace.located import LoadedWorkspace
+from tests.conftest import database_url
+from tests.helpers import run_ws
+from tests.test_deploy_pipeline import REPOS, drop_database, write_example_workspace
+
+NAMESPACES = ("ecosystem", "agents", "specs")
+RECORDED = ("saas-ecosystem-architecture", "app-agents")  # saas-spec-driven-development used `prisma db push`
+
+
+def today_sql(script: str) -> str:
+    """A repo's migration as it ran before ws: the same objects, all in public."""
+    for namespace in NAMESPACES:
+        script = script.replace(f'CREATE SCHEMA IF NOT EXISTS "{namespace}";', "")
+        script = script.replace(f'"{namespace}".', '"public".')
+    return script
+
+
+def build_today(url: str, loaded: LoadedWorkspace) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            'CREATE TABLE public."_prisma_migrations" (id varchar(36) PRIMARY KEY, checksum varchar(64) NOT NULL, '
+            "finished_at timestamptz, migration_name varchar(255) NOT NULL, logs text, rolled_back_at timestamptz, "
+            "started_at timestamptz NOT NULL DEFAULT now(), applied_steps_count integer NOT NULL DEFAULT 0)"
+        )
+        for repo in REPOS:
+            for migration in migration_files(loaded, repo):
+                conn.execute(today_sql(migration.script).encode())
+                if repo in RECORDED:
+                    conn.execute(
+                        'INSERT INTO public."_prisma_migrations" VALUES (%s, %s, now(), %s, NULL, NULL, now(), 1)',
+                        [str(uuid.uuid4()), migration.checksum, migration.name],
+                    )
+        fill_every_table(conn)
+
+
+def fill_every_table(conn: psycopg.Connection[Any]) -> None:
+    """Three rows in every table of public, parents before children, values made up from each column's type."""
+    tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+    tables.remove("_prisma_migrations")
+    parents: dict[str, dict[str, tuple[str, str]]] = {t: {} for t in tables}
+    for child, column, parent, parent_column in conn.execute(
+        "SELECT tc.table_name, kcu.column_name, ccu.table_name, ccu.column_name FROM information_schema.table_constraints tc "
+        "JOIN information_schema.key_column_usage kcu USING (constraint_schema, constraint_name) "
+        "JOIN information_schema.constraint_column_usage ccu USING (constraint_schema, constraint_name) "
+        "WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_schema = 'public'"
+    ).fetchall():
+        parents[child][column] = (parent, parent_column)
+    done: list[str] = []
+    while len(done) < len(tables):
+        ready = [t for t in tables if t not in done and all(p in done for p, _ in parents[t].values())]
+        assert ready, "foreign keys form a cycle"
+        for table in ready:
+            for row in range(3):
+                insert_row(conn, table, parents[table], row)
+            done.append(table)
+
+
+def insert_row(conn: psycopg.Connection[Any], table: str, parents: dict[str, tuple[str, str]], row: int) -> None:
+    columns = conn.execute(
+        "SELECT column_name, data_type, udt_name, is_nullable, column_default FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    names: list[sql.Composable] = []
+    values: list[sql.Composable] = []
+    for name, data_type, udt, nullable, default in columns:
+        if name in parents:
+            parent, parent_column = parents[name]
+            value: sql.Composable = sql.SQL("(SELECT {} FROM public.{} ORDER BY 1 LIMIT 1)").format(
+                sql.Identifier(parent_column), sql.Identifier(parent)
+            )
+        elif default is not None:
+            continue
+        elif data_type == "uuid":
+            value = sql.SQL("gen_random_uuid()")
+        elif data_type in ("text", "character varying"):
+            value = sql.Literal(f"{table}-{name}-{row}")
+        elif data_type in ("integer", "bigint", "smallint", "numeric", "double precision", "real"):
+            value = sql.Literal(row + 1)
+        elif data_type == "jsonb":
+            value = sql.Literal(json.dumps({"row": row}))
+        elif data_type.startswith("timestamp"):
+            value = sql.SQL("now()")
+        elif data_type == "boolean":
+            value = sql.Literal(True)
+        elif data_type == "ARRAY":
+            value = sql.SQL("'{}'")
+        elif data_type == "USER-DEFINED":
+            value = sql.SQL(
+                "(SELECT enumlabel::public.{} FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
+                "WHERE t.typname = {} ORDER BY enumsortorder LIMIT 1)"
+            ).format(sql.Identifier(udt), sql.Literal(udt))
+        elif nullable == "YES":
+            continue
+        else:
+            raise AssertionError(f"no made-up value for {table}.{name} ({data_type})")
+        names.append(sql.Identifier(name))
+        values.append(value)
+    conn.execute(
+        sql.SQL("INSERT INTO public.{} ({}) VALUES ({})").format(
+            sql.Identifier(table), sql.SQL(", ").join(names), sql.SQL(", ").join(values)
+        )
+    )
+
+
+def snapshot(url: str) -> dict[str, tuple[str, int]]:
+    """Every user table by name (whatever its schema): a digest of its rows and their count."""
+    found: dict[str, tuple[str, int]] = {}
+    with psycopg.connect(url) as conn:
+        for schema, table in conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'ws') "
+            "AND tablename <> '_prisma_migrations'"
+        ).fetchall():
+            digest, count = conn.execute(
+                sql.SQL(
+                    "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')), count(*) FROM {}.{} t"
+                ).format(sql.Identifier(schema), sql.Identifier(table))
+            ).fetchone() or ("", 0)
+            assert table not in found, f"{table} exists twice"
+            found[table] = (str(digest), int(count))
+    return found
+
+
+def recorded_migrations(url: str) -> dict[str, list[str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT schemaname FROM pg_tables WHERE tablename = '_prisma_migrations' ORDER BY 1"
+        ).fetchall()
+        return {
+            schema: [
+                r[0]
+                for r in conn.execute(
+                    sql.SQL("SELECT migration_name FROM {}._prisma_migrations ORDER BY 1").format(
+                        sql.Identifier(schema)
+                    )
+                ).fetchall()
+            ]
+            for (schema,) in rows
+        }
+
+
+@pytest.fixture
+def today(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[tuple[Path, str, dict[str, str]]]:
+    name = f"ws_adopt_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    workspace = write_example_workspace(tmp_path, name, {repo: free_port() for repo in REPOS})
+    url = database_url(postgres_url, name)
+    env = {"DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
+    try:
+        yield workspace, url, env
+    finally:
+        run_ws("-w", str(workspace), "down", env=env, timeout=60)
+        drop_database(postgres_url, name)
+
+
+def test_adopt_then_deploy_keeps_every_row_and_records_each_migration_once(
+    today: tuple[Path, str, dict[str, str]],
+) -> None:
+    workspace, url, env = today
+    loaded = load_workspace(workspace)
+    build_today(url, loaded)
+    before = snapshot(url)
+    assert len(before) == 11 and all(count == 3 for _, count in before.values())
+
+    dry = run_ws("-w", str(workspace), "adopt", "--env", "local", "--json", env=env)
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert plan["applied"] is False and plan["problems"] == []
+    assert {(m["name"], m["target"]) for m in plan["moves"] if m["kind"] == "table"} == {
+        ("organizations", "ecosystem"),
+        ("agents", "ecosystem"),
+        ("agent_memories", "ecosystem"),
+        ("agent_tools", "ecosystem"),
+        ("agent_runs", "agents"),
+        ("tool_invocations", "agents"),
+        ("memories", "agents"),
+        ("conversations", "agents"),
+        ("requirements", "specs"),
+        ("specifications", "specs"),
+        ("dev_artifacts", "specs"),
+    }
+    assert {m["name"] for m in plan["moves"] if m["kind"] == "enum"} == {"AgentStatus", "RunStatus", "SpecStatus"}
+    assert [b["repo"] for b in plan["baselines"]] == ["saas-spec-driven-development"]
+    ran_before = sorted(m.name for repo in RECORDED for m in migration_files(loaded, repo))
+    assert recorded_migrations(url) == {"public": ran_before}  # a dry run changes nothing
+    assert snapshot(url) == before
+
+    applied = run_ws("-w", str(workspace), "adopt", "--env", "local", "--apply", env=env)
+    assert applied.returncode == 0, applied.stderr
+    again = run_ws("-w", str(workspace), "adopt", "--env", "local", "--json", env=env)
+    assert again.returncode == 0 and json.loads(again.stdout)["steps"] == []
+
+    deploy = run_ws("-w", str(workspace), "deploy", "--env", "local", "--json", env=env, timeout=300)
+    assert deploy.returncode == 0, deploy.stderr
+    assert snapshot(url) == before
+    recorded = recorded_migrations(url)
+    for repo, namespace in zip(REPOS, NAMESPACES, strict=True):
+        assert recorded[namespace] == [m.name for m in migration_files(loaded, repo)], repo
+    assert recorded.get("public", []) == []
+
+
+def test_only_the_primary_may_keep_public(tmp_path: Path) -> None:
+    workspace = write_example_workspace(tmp_path, "ws_adopt_rule", {repo: free_port() for repo in REPOS})
+    text = workspace.read_text()
+    primary = text.replace("namespace: ecosystem", "namespace: public", 1)
+    workspace.write_text(primary)
+    assert run_ws("-w", str(workspace), "check", in_process=True).stdout.count("namespace 'public' is reserved") == 0
+    workspace.write_text(text.replace("namespace: agents", "namespace: public", 1))
+    refused = run_ws("-w", str(workspace), "check", in_process=True)
+    assert refused.returncode == 2
+    assert "namespace 'public' is reserved" in refused.stderr
+    assert "only the primary repo may keep public" in refused.stderr

@@ -8,9 +8,19 @@ from typing import Any, TypeVar
 import click
 from rich.markup import escape
 
-from infra.cli._common import Context, console, err_console, json_option, pass_context, print_json, step_summary, table
+from infra.cli._common import (
+    Context,
+    console,
+    err_console,
+    json_option,
+    parse_repos,
+    pass_context,
+    print_json,
+    step_summary,
+    table,
+)
 from infra.errors import CheckFailed
-from infra.migrate import MigrationScope, scope
+from infra.migrate import MigrationScope, code_scan, scope
 from infra.migrate.check import check
 from infra.migrate.cleanup import cleanup
 from infra.migrate.convert import REJECT_REASONS, RULES
@@ -92,11 +102,38 @@ def migrate_group() -> None:
     """
 
 
+def _check_code(ctx: Context, repos: str | None, as_json: bool) -> None:
+    loaded = ctx.loaded
+    scan = code_scan.scan_workspace(loaded, parse_repos(loaded, repos))
+    if as_json:
+        print_json(scan.as_dict())
+    else:
+        for repo, findings in scan.repos.items():
+            if not findings:
+                console.print(f"{repo}: no SQLite import, path or dependency left")
+            for finding in findings:
+                console.print(escape(f"{repo}/{finding}"))
+        for repo, reason in scan.skipped.items():
+            console.print(escape(f"{repo}: skipped: {reason}"))
+        if not scan.repos and not scan.skipped:
+            console.print("no repo declares sqlite_migration; name repos with --repos")
+    if scan.total or scan.skipped:
+        raise CheckFailed(
+            f"{scan.total} place(s) still use SQLite"
+            + (f"; {len(scan.skipped)} repo(s) not scanned" if scan.skipped else "")
+        )
+
+
 @migrate_group.command("check")
 @target_options
 @busy_option
 @click.option(
     "--create-tables", is_flag=True, help="Treat missing target tables as ones `run --create-tables` creates."
+)
+@click.option(
+    "--code",
+    is_flag=True,
+    help="Scan the repos' code instead: every SQLite import, .db path and dependency left (no database needed).",
 )
 @json_option
 @pass_context
@@ -107,6 +144,7 @@ def check_command(
     database_url: str | None,
     busy_timeout: float,
     create_tables: bool,
+    code: bool,
     as_json: bool,
 ) -> None:
     """Plan and profile every SQLite file without changing anything (files opened read-only).
@@ -115,7 +153,14 @@ def check_command(
     classes (typeof), NUL bytes, invalid UTF-8, out-of-range integers, epoch vs ISO dates, JSON PostgreSQL
     rejects, huge blobs; each with the named rule that converts it. Exit 1 when any row or column would not
     arrive in its target (it would be rejected or has nowhere to go), or a file is unreadable.
+
+    With --code: every place in the repos' code that still opens SQLite (driver imports, .db/.sqlite paths,
+    package.json and requirements dependencies), so warnings can be added before the move and, after cleanup,
+    proof that none is left. Exit 1 when any is found; a line marked `ws: sqlite-ok` is kept out.
     """
+    if code:
+        _check_code(ctx, repos, as_json)
+        return
     found = _scope(ctx, repos, environment, database_url)
     _no_files_hint(found)
     report = check(found.url, found.sources, create_tables=create_tables, busy_timeout=busy_timeout)

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from infra.workspace import WorkspaceError, load_workspace, loader, yamlread
-from tests.helpers import ROOT
+from infra.workspace.graph import edges_of, find_cycle, stages
+from infra.workspace.synthetic import chain_workspace
+from tests.helpers import ROOT, run_ws
 from tests.test_workspace_errors import VALID
 
 MEASURE = """\
@@ -108,3 +110,45 @@ def test_short_never_renders_a_value_whole() -> None:
     assert len(text) <= 60 and text.endswith("..."), text
     assert loader._short(["x" * 200_000]).__len__() <= 60
     assert Tripwire.rendered == 0
+
+
+def test_flow_nesting_beyond_the_depth_limit_is_located(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("name: demo\n", "name: demo\ndescription: " + "[" * 600 + "]" * 600 + "\n"))
+    problems = problems_of(path)
+    assert len(problems) == 1
+    assert "workspace.yaml:3:" in problems[0] and "nested deeper than 100 levels" in problems[0], problems
+    result = run_ws("-w", str(path), "check", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "nested deeper than 100 levels" in result.stderr
+
+
+def test_merge_keys_nested_300_deep_are_located(tmp_path: Path) -> None:
+    chain = "x-merges:\n  m0: &m0 {k0: 0}\n" + "".join(
+        f"  m{level}: &m{level} {{<<: *m{level - 1}, k{level}: {level}}}\n" for level in range(1, 301)
+    )
+    path = write(tmp_path, chain + VALID)
+    problems = problems_of(path)
+    assert len(problems) == 1
+    assert "workspace.yaml:103:" in problems[0] and "merge keys (<<) nested deeper than 100 levels" in problems[0]
+    result = run_ws("-w", str(path), "plan", "--env", "local", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_three_thousand_repos_in_a_sorted_dependency_chain_plan_fine(tmp_path: Path) -> None:
+    path = write(tmp_path, chain_workspace(3000))
+    loaded = load_workspace(path)
+    layers = stages(edges_of(loaded.model))
+    assert len(layers) == 3000 and layers[0] == ["repo-00001"] and layers[-1] == ["repo-03000"]
+    cyclic = {name: list(deps) for name, deps in edges_of(loaded.model).items()}
+    cyclic["repo-00001"] = ["repo-03000"]
+    cycle = find_cycle(cyclic)
+    assert cycle is not None and len(cycle) == 3001 and cycle[0] == cycle[-1] == "repo-00001"
+    result = run_ws("-w", str(path), "plan", "--env", "local", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "repo-03000" in result.stdout
+
+
+def test_a_cycle_through_a_long_chain_is_reported_with_its_line(tmp_path: Path) -> None:
+    text = chain_workspace(1500).replace("    role: primary\n", "    role: primary\n    depends_on: [repo-01500]\n", 1)
+    problems = problems_of(write(tmp_path, text))
+    assert len(problems) == 1 and "dependency cycle: repo-00001 -> repo-01500 -> repo-01499" in problems[0]

@@ -14,27 +14,31 @@ def edges_of(workspace: Workspace) -> dict[str, list[str]]:
 
 
 def find_cycle(edges: Edges) -> list[str] | None:
-    """A dependency cycle as a path that starts and ends on the same repo, or None."""
+    """A dependency cycle as a path that starts and ends on the same repo, or None.
+
+    Depth-first in sorted order, with an explicit stack: a chain of thousands of repos must not recurse.
+    """
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for dep in sorted(edges.get(node, ())):
-            if dep not in edges:
-                continue
-            if state.get(dep) == 1:
-                return path[path.index(dep) :] + [dep]
-            if dep not in state and (cycle := visit(dep)):
-                return cycle
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(edges):
-        if node not in state and (cycle := visit(node)):
-            return cycle
+    for root in sorted(edges):
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        pending = [iter(sorted(edges.get(root, ())))]
+        while pending:
+            for dep in pending[-1]:
+                if dep not in edges:
+                    continue
+                if state.get(dep) == 1:
+                    return path[path.index(dep) :] + [dep]
+                if dep not in state:
+                    state[dep] = 1
+                    path.append(dep)
+                    pending.append(iter(sorted(edges.get(dep, ()))))
+                    break
+            else:
+                state[path.pop()] = 2
+                pending.pop()
     return None
 
 
@@ -42,19 +46,26 @@ def stages(edges: Edges) -> list[list[str]]:
     """Topological layers: stage k holds the repos whose dependencies all sit in earlier stages.
 
     Repos inside a stage are sorted by name, so the result is the same on every run. Raises ValueError
-    on a cycle (the loader reports cycles first, with their path).
+    on a cycle (the loader reports cycles first, with their path). Linear in repos and edges (Kahn).
     """
-    remaining = {node: set(deps) & set(edges) for node, deps in edges.items()}
+    waiting = {node: len(set(deps) & edges.keys()) for node, deps in edges.items()}
+    dependents: dict[str, list[str]] = {node: [] for node in edges}
+    for node, deps in edges.items():
+        for dep in set(deps) & edges.keys():
+            dependents[dep].append(node)
     layers: list[list[str]] = []
-    while remaining:
-        ready = sorted(node for node, deps in remaining.items() if not deps)
-        if not ready:
-            raise ValueError(f"dependency cycle: {' -> '.join(find_cycle(edges) or [])}")
+    ready = sorted(node for node, count in waiting.items() if count == 0)
+    while ready:
         layers.append(ready)
+        following = []
         for node in ready:
-            del remaining[node]
-        for deps in remaining.values():
-            deps.difference_update(ready)
+            for dependent in dependents[node]:
+                waiting[dependent] -= 1
+                if waiting[dependent] == 0:
+                    following.append(dependent)
+        ready = sorted(following)
+    if sum(len(layer) for layer in layers) != len(edges):
+        raise ValueError(f"dependency cycle: {' -> '.join(find_cycle(edges) or [])}")
     return layers
 
 

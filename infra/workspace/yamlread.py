@@ -128,7 +128,7 @@ def _tagged(tag: str, text: str, mark: Mark) -> Any:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
     """What a finished value contributes to its parent: values after expansion, height and merge depth."""
 
@@ -138,7 +138,7 @@ class _Node:
     merges: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Open:
     """A mapping or sequence whose end event has not come yet."""
 
@@ -159,17 +159,9 @@ def read(text: str) -> Any:
     """
     parser = yaml.CSafeLoader(text)
     try:
-        return _build(_events(parser))
+        return _build(iter(parser.get_event, None))
     finally:
         parser.dispose()
-
-
-def _events(parser: Any) -> Iterator[Any]:
-    while True:
-        event = parser.get_event()
-        if event is None:
-            return
-        yield event
 
 
 def _mark(event: Any) -> Mark:
@@ -275,7 +267,7 @@ def _add(parent: _Open, child: _Node, mark: Mark) -> None:
                     f"merge keys (<<) nested deeper than {MAX_DEPTH} levels",
                     "merge fewer levels; write the keys out instead",
                 )
-            _grow(node, child, mark)
+            _grow(node, child, mark, nests=False)
             return
         node.value[parent.key] = child.value
         node.value.positions[parent.key] = parent.key_mark
@@ -286,9 +278,10 @@ def _add(parent: _Open, child: _Node, mark: Mark) -> None:
     _grow(node, child, mark)
 
 
-def _grow(node: _Node, child: _Node, mark: Mark) -> None:
+def _grow(node: _Node, child: _Node, mark: Mark, *, nests: bool = True) -> None:
+    """Count a child's values into its parent (a merged mapping's keys sit at the parent's own level)."""
     node.size += child.size
-    node.height = max(node.height, child.height + 1)
+    node.height = max(node.height, child.height + nests)
     if node.size > MAX_VALUES:
         raise YamlProblem(
             *mark,

@@ -24,7 +24,15 @@ from infra.migrate.source import (
     quote_sqlite,
     read_schema,
 )
-from infra.migrate.target import KEY_COLUMNS, TargetTable, create_table_sql, introspect, target_type_for, unsupported
+from infra.migrate.target import (
+    KEY_COLUMNS,
+    TargetTable,
+    create_table_sql,
+    introspect,
+    pg_identifier,
+    target_type_for,
+    unsupported,
+)
 
 PG_TYPNAME = {
     "bigint": "int8",
@@ -49,6 +57,11 @@ class TableMapping:
     target_columns: list[TargetColumn] = field(default_factory=list)  # same order
     problems: list[str] = field(default_factory=list)
     rules: dict[str, int] = field(default_factory=dict)  # table-level rules (rowid alias)
+    declared_name: str = ""  # the target name as declared (the source table's, or sqlite_migration.tables')
+
+    @property
+    def target_label_as_declared(self) -> str:
+        return f"{self.namespace}.{self.declared_name or self.target_name}"
 
     @property
     def target_label(self) -> str:
@@ -115,15 +128,16 @@ def synthetic_target(namespace: str, name: str, source: SourceTable) -> TargetTa
     for column in source.columns:
         if column.name == source.rowid_alias or column.name in KEY_COLUMNS:
             continue
-        columns[column.name] = TargetColumn(column.name, PG_TYPNAME[target_type_for(column)])
+        stored = pg_identifier(column.name)
+        columns[stored] = TargetColumn(stored, PG_TYPNAME[target_type_for(column)])
     return TargetTable(namespace, name, columns)
 
 
 def build_mapping(
     source_file: SourceFile, table: SourceTable, target: TargetTable | None, *, create_tables: bool
 ) -> TableMapping:
-    name = source_file.target_table(table.name)
-    mapping = TableMapping(table, source_file.namespace, name, target)
+    declared = source_file.target_table(table.name)
+    mapping = TableMapping(table, source_file.namespace, pg_identifier(declared), target, declared_name=declared)
     if table.without_rowid:
         mapping.problems.append(
             f"table {table.name!r} is WITHOUT ROWID: its rows have no rowid to key them by; "
@@ -138,7 +152,7 @@ def build_mapping(
             )
             return mapping
         mapping.create = True
-        target = synthetic_target(source_file.namespace, name, table)
+        target = synthetic_target(source_file.namespace, mapping.target_name, table)
     missing_keys = [k for k in KEY_COLUMNS if k not in target.columns]
     if missing_keys:
         mapping.problems.append(
@@ -146,17 +160,19 @@ def build_mapping(
             "carries agent_id text and source_rowid bigint (its primary key) so that re-runs never duplicate"
         )
     bad = unsupported(target.columns)
+    mapping.problems += colliding_columns(table)
     for column in table.columns:
-        if column.name in target.columns and column.name not in KEY_COLUMNS:
-            if column.name in bad:
+        stored = pg_identifier(column.name)
+        if stored in target.columns and stored not in KEY_COLUMNS:
+            if stored in bad:
                 mapping.problems.append(
-                    f"target column {mapping.target_label}.{column.name} has type "
-                    f"{target.columns[column.name].type_name}, which ws migrate cannot convert to; use text, "
+                    f"target column {mapping.target_label}.{stored} has type "
+                    f"{target.columns[stored].type_name}, which ws migrate cannot convert to; use text, "
                     "bytea, integer, float, numeric, boolean, json(b), timestamp(tz), date or uuid"
                 )
                 continue
             mapping.source_columns.append(column.name)
-            mapping.target_columns.append(target.columns[column.name])
+            mapping.target_columns.append(target.columns[stored])
         elif column.name == table.rowid_alias:
             mapping.rules["rowid-alias"] = 1
         else:
@@ -165,7 +181,7 @@ def build_mapping(
                 "would be lost - add the column to the target table (a migration), or map the table elsewhere in "
                 "sqlite_migration.tables"
             )
-    mapped = set(mapping.source_columns) | set(KEY_COLUMNS)
+    mapped = {c.name for c in mapping.target_columns} | set(KEY_COLUMNS)
     for target_column in target.columns.values():
         if target_column.name not in mapped and target_column.not_null and not target_column.has_default:
             mapping.problems.append(
@@ -176,17 +192,43 @@ def build_mapping(
     return mapping
 
 
+TRUNCATED = "PostgreSQL keeps only the first 63 bytes of a name"
+
+
+def colliding_columns(table: SourceTable) -> list[str]:
+    """Problems for source columns whose names PostgreSQL would cut to one name (their values would mix)."""
+    groups: dict[str, list[str]] = {}
+    for column in table.columns:
+        groups.setdefault(pg_identifier(column.name), []).append(column.name)
+    return [
+        f"source columns {names[0]!r} and {names[1]!r} of table {table.name!r} both become column {stored!r} in "
+        f"PostgreSQL ({TRUNCATED}); give them names that differ within their first 63 bytes in a copy of the table "
+        "(CREATE TABLE ... AS SELECT col AS shorter_name, ...) and migrate that"
+        for stored, names in groups.items()
+        if len(names) > 1
+    ]
+
+
 def duplicate_targets(mappings: list[TableMapping]) -> None:
-    """Two source tables of one file may not load into the same target table (their rowids would collide)."""
-    seen: dict[str, str] = {}
+    """Two source tables of one file may not load into the same target table (their rowids would collide, and
+    each unit's reset would delete the other's rows): every table of such a group is refused. Names are compared
+    as PostgreSQL stores them, cut to 63 bytes."""
+    groups: dict[str, list[TableMapping]] = {}
     for mapping in mappings:
-        other = seen.get(mapping.target_label)
-        if other is not None:
+        groups.setdefault(mapping.target_label, []).append(mapping)
+    for label, group in groups.items():
+        if len(group) < 2:
+            continue
+        names = [m.source.name for m in group]
+        cut = any(pg_identifier(m.target_label_as_declared) != m.target_label_as_declared for m in group)
+        why = f" ({TRUNCATED})" if cut else ""
+        for mapping in group:
+            other = next(n for n in names if n != mapping.source.name)
+            first, second = sorted((mapping.source.name, other))
             mapping.problems.append(
-                f"source tables {other!r} and {mapping.source.name!r} both map to {mapping.target_label}; map "
-                "each source table to its own target in sqlite_migration.tables"
+                f"source tables {first!r} and {second!r} both map to {label}{why}; map each source table to its "
+                f"own target in sqlite_migration.tables (e.g. tables: {{{second}: a_shorter_name}})"
             )
-        seen[mapping.target_label] = mapping.source.name
 
 
 @dataclass
@@ -354,7 +396,7 @@ def plan_file(
             )
     plan.schema = read_schema(sqlite_conn, source.path)
     for table in plan.schema.tables:
-        target = introspect(conn, source.namespace, source.target_table(table.name))
+        target = introspect(conn, source.namespace, pg_identifier(source.target_table(table.name)))
         plan.mappings.append(build_mapping(source, table, target, create_tables=create_tables))
         plan.counts[table.name] = count_rows(sqlite_conn, table, source.path)
     duplicate_targets(plan.mappings)

@@ -18,6 +18,16 @@ from infra.workspace import env as envmod
 from infra.workspace.located import LoadedWorkspace
 
 KEY_COLUMNS = ("agent_id", "source_rowid")
+NAMEDATALEN = 64  # PostgreSQL keeps the first NAMEDATALEN - 1 bytes of an identifier
+
+
+def pg_identifier(name: str) -> str:
+    """The name PostgreSQL stores for ``name``: its first 63 bytes in UTF-8, cut at a character boundary (as
+    truncate_identifier does with pg_mbcliplen), so multi-byte names are shortened by bytes, not characters."""
+    data = name.encode("utf-8", "surrogatepass")
+    if len(data) < NAMEDATALEN:
+        return name
+    return data[: NAMEDATALEN - 1].decode("utf-8", "ignore")
 
 
 def libpq_url(url: str) -> str:
@@ -160,7 +170,9 @@ def create_table_sql(namespace: str, table: str, source: SourceTable) -> list[sq
     for column in source.columns:
         if column.name == source.rowid_alias or column.name in KEY_COLUMNS:
             continue
-        columns.append(sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(target_type_for(column))))
+        columns.append(
+            sql.SQL("{} {}").format(sql.Identifier(pg_identifier(column.name)), sql.SQL(target_type_for(column)))
+        )
     columns.append(sql.SQL("PRIMARY KEY (agent_id, source_rowid)"))
     return [
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(namespace)),

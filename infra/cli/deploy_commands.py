@@ -39,6 +39,7 @@ from infra.deploy.events import DeployObserver
 from infra.deploy.runtimes import runtime_for
 from infra.deploy.versions import parse_versions
 from infra.errors import CheckFailed
+from infra.markdown import markdown_table
 from infra.workspace.located import LoadedWorkspace
 
 STATUS_STYLE = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}
@@ -110,10 +111,8 @@ def render_outcome(outcome: pipeline.Outcome, as_json: bool, title: str) -> None
 
 
 def summary_table(heading: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    """Append a Markdown table under ``heading`` to $GITHUB_STEP_SUMMARY ('|' in cells becomes '/')."""
-    lines = [heading, "", f"| {' | '.join(columns)} |", f"| {' | '.join('---' for _ in columns)} |"]
-    lines += [f"| {' | '.join(cell.replace('|', '/') for cell in row)} |" for row in rows]
-    step_summary("\n".join(lines))
+    """Append a Markdown table under ``heading`` to $GITHUB_STEP_SUMMARY."""
+    step_summary(f"{heading}\n\n{markdown_table(columns, list(rows))}")
 
 
 def describe_migrations(what: Any) -> str:

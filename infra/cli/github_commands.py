@@ -28,6 +28,7 @@ from infra.deploy import dora
 from infra.errors import UsageError
 from infra.github import branches, prs
 from infra.github.client import client, optional_client
+from infra.markdown import markdown_table
 
 
 def _progress(message: str) -> None:
@@ -122,9 +123,7 @@ def branch_status(ctx: Context, name: str, repos: str | None, as_json: bool) -> 
     ]
     columns = ["repo", "local", "remote", "ahead/behind", "dirty", "PR", "CI", "notes"]
     console.print(table(f"branch {name}", columns, rendered))
-    lines = [f"## Branch `{name}`", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rendered]
-    step_summary("\n".join(lines))
+    step_summary(f"## Branch `{name}`\n\n{markdown_table(columns, rendered)}")
 
 
 @branch_group.command("delete")
@@ -232,12 +231,11 @@ def _render_pulls(title: str, records: list[prs.PullRecord], as_json: bool) -> N
         for index, r in enumerate(records, start=1)
     ]
     console.print(table(title, ["order", "repo", "action", "PR", "state", "CI", "url"], rows))
-    lines = [f"## {title}", "", "| order | repo | action | PR | state | CI |", "| --- | --- | --- | --- | --- | --- |"]
-    lines += [
-        f"| {i} | {r.repo} | {r.action} | {r.reference if r.number else '-'} | {r.state or '-'} | {r.ci or '-'} |"
+    summary_rows = [
+        (i, r.repo, r.action, r.reference if r.number else "-", r.state or "-", r.ci or "-")
         for i, r in enumerate(records, start=1)
     ]
-    step_summary("\n".join(lines))
+    step_summary(f"## {title}\n\n{markdown_table(['order', 'repo', 'action', 'PR', 'state', 'CI'], summary_rows)}")
 
 
 @click.command("metrics")
@@ -292,9 +290,7 @@ def metrics_command(
     for extra in result.extra:
         value = f"{extra.value * 100:.1f}%" if extra.value is not None else "n/a"
         console.print(f"{extra.name.replace('_', ' ')}: {value} ({escape(extra.detail)})")
-    lines = [f"## DORA figures (last {days} days)", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * 4]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    step_summary("\n".join(lines))
+    step_summary(f"## DORA figures (last {days} days)\n\n{markdown_table(columns, rows)}")
 
 
 @click.command("propagate")

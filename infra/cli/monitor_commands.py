@@ -26,6 +26,7 @@ from infra.cli._common import (
 from infra.deploy.health import HealthReport
 from infra.deploy.runtime import Runtime
 from infra.errors import CheckFailed, UsageError
+from infra.markdown import markdown_table
 from infra.monitoring import history, probes
 from infra.monitoring.uptime import UptimeReport, format_duration, parse_duration
 from infra.workspace.located import LoadedWorkspace
@@ -122,15 +123,21 @@ def uptime_markdown(report: UptimeReport) -> str:
     lines = [
         f"## ws uptime {report.environment}: {percent(report.integration.uptime)} (target {report.target:.1%})",
         "",
-        "| component | uptime | down | unknown | error budget left |",
-        "| --- | --- | --- | --- | --- |",
+        markdown_table(
+            ["component", "uptime", "down", "unknown", "error budget left"],
+            [
+                (
+                    t.name,
+                    percent(t.uptime),
+                    format_duration(t.down_s),
+                    format_duration(t.unknown_s),
+                    f"{t.budget_remaining * 100:.1f}%",
+                )
+                for t in [report.integration, *report.components]
+            ],
+        ),
+        "",
     ]
-    for t in [report.integration, *report.components]:
-        lines.append(
-            f"| {t.name} | {percent(t.uptime)} | {format_duration(t.down_s)} | {format_duration(t.unknown_s)} "
-            f"| {t.budget_remaining * 100:.1f}% |"
-        )
-    lines.append("")
     lines.append(f"{len(report.incidents)} incident(s), {len(report.gaps)} gap(s) in probing.")
     return "\n".join(lines)
 

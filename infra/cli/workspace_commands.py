@@ -22,6 +22,7 @@ from infra.cli._common import (
     table,
 )
 from infra.errors import CheckFailed, UsageError
+from infra.markdown import markdown_table
 from infra.workspace import env as envmod
 from infra.workspace import graph
 
@@ -46,9 +47,10 @@ def check_command(ctx: Context, as_json: bool) -> None:
     else:
         rows = [(r.name, STATUS_STYLE[r.status], escape(r.detail)) for r in results]
         console.print(table(f"ws check: {ctx.loaded.path.name}", ["check", "status", "detail"], rows))
-    lines = ["## ws check", "", "| check | status | detail |", "| --- | --- | --- |"]
-    lines += [f"| {r.name} | {r.status} | {r.detail} |" for r in results]
-    step_summary("\n".join(lines))
+    step_summary(
+        "## ws check\n\n"
+        + markdown_table(["check", "status", "detail"], [(r.name, r.status, r.detail) for r in results])
+    )
     if failed:
         raise CheckFailed(f"{len(failed)} of {len(results)} checks failed: {', '.join(r.name for r in failed)}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from infra.markdown import markdown_table
 from infra.schema.load import LoadedSchemas, RepoSchema
 from infra.schema.model_info import (
     canonical_attribute,
@@ -125,16 +126,14 @@ class AlignmentReport:
             f"Alignment: **{self.percent:g}%** ({self.aligned}/{self.total} shared models and enums aligned"
             f" with {self.primary})",
             "",
-            "| repo | shared | status | differences |",
-            "| --- | --- | --- | --- |",
         ]
+        rows: list[tuple[str, str, str, str]] = []
         for s in self.statuses:
             detail = "; ".join(f"{d.member or d.name}: {d.aspect}" for d in s.differences) or "-"
-            lines.append(f"| {s.repo} | {s.name} | {'aligned' if s.aligned else 'differs'} | {detail} |")
-        for p in self.problems:
-            lines.append(f"| {p.repo} | {p.name} | problem | {p.aspect} |")
-        for repo, reason in self.skipped.items():
-            lines.append(f"| {repo} | - | skipped | {reason} |")
+            rows.append((s.repo, s.name, "aligned" if s.aligned else "differs", detail))
+        rows += [(p.repo, p.name, "problem", p.aspect) for p in self.problems]
+        rows += [(repo, "-", "skipped", reason) for repo, reason in self.skipped.items()]
+        lines.append(markdown_table(["repo", "shared", "status", "differences"], rows))
         return "\n".join(lines)
 
 

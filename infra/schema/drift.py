@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from infra.errors import UsageError
+from infra.markdown import markdown_table
 from infra.schema.load import LoadedSchemas, load_schemas
 from infra.schema.model_info import (
     column_name,
@@ -532,8 +533,9 @@ class DriftReport:
         elif not self.items:
             lines.append(f"No drift: {self.tables} tables in {', '.join(self.namespaces)} match the declared models.")
         else:
-            lines += ["| kind | object | detail |", "| --- | --- | --- |"]
-            lines += [f"| {i.kind} | {i.object} | {i.detail} |" for i in self.items]
+            lines.append(
+                markdown_table(["kind", "object", "detail"], [(i.kind, i.object, i.detail) for i in self.items])
+            )
         for repo, reason in self.skipped.items():
             lines.append(f"\n{repo}: skipped ({reason})")
         return "\n".join(lines)

@@ -152,3 +152,21 @@ def test_a_cycle_through_a_long_chain_is_reported_with_its_line(tmp_path: Path) 
     text = chain_workspace(1500).replace("    role: primary\n", "    role: primary\n    depends_on: [repo-01500]\n", 1)
     problems = problems_of(write(tmp_path, text))
     assert len(problems) == 1 and "dependency cycle: repo-00001 -> repo-01500 -> repo-01499" in problems[0]
+
+
+def test_reading_a_one_megabyte_workspace_never_uses_the_round_trip_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The round-trip parser took 35-40 s for 10 MB; reading takes the fast path (bench: bench_workspace.py)."""
+    from ruamel.yaml import YAML
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the round-trip parser read workspace.yaml")
+
+    monkeypatch.setattr(YAML, "load", refuse)
+    monkeypatch.setattr(YAML, "compose", refuse)
+    path = write(tmp_path, chain_workspace(3400))
+    assert 0.95 * 2**20 < path.stat().st_size <= yamlread.MAX_BYTES
+    loaded = load_workspace(path)
+    assert len(loaded.model.repos) == 3400
+    assert loaded.problem(("repos", "repo-03400", "service", "port"), "x").line == path.read_text().count("\n") - 3

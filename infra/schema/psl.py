@@ -1,14 +1,19 @@
 """Prisma Schema Language: a lossless parser and a printer.
 
 The parser covers the whole grammar: ``datasource``, ``generator``, ``model``, ``enum``, ``type`` and ``view``
-blocks; ``//`` comments and ``///`` doc comments (kept, attached to the next block, field or value); field
+blocks; ``//`` comments, ``/* */`` block comments and ``///`` doc comments, every one of them kept in the tree
+(doc comments attach to the next block, field, value or ``@@`` attribute; a doc group followed by a blank line
+stays a detached comment), as are blank lines; object arguments such as ``where: { a: { not: 1 } }``; field
 types with ``?`` and ``[]`` and ``Unsupported("...")``; field and block attributes with any arguments
 (functions, arrays, named arguments, nested calls such as ``[a(sort: Desc)]``); string escapes; trailing
 commas and line breaks inside (...) or [...] are rejected as Prisma rejects them; multi-file schema folders
 (one :class:`SchemaFile` per file, merged by :class:`Schema`).
 
 Every node remembers its offsets in the source, so :func:`print_file` reproduces untouched blocks byte for
-byte and re-renders only the blocks that were replaced, in ``prisma format`` style.
+byte and re-renders only the blocks that were replaced; :func:`format_file` renders a whole file exactly as
+``prisma format`` (Prisma 7) does: field and block attributes in Prisma's order, block attributes (with the
+comments above them) after the fields, aligned columns, block comments as ``/** ... */``, one blank line
+between top-level items and one final newline.
 Syntax errors raise :class:`PslSyntaxError` naming ``file:line:column``.
 """
 
@@ -91,7 +96,19 @@ class Array:
         return "[" + ", ".join(i.text() for i in self.items) + "]"
 
 
-Expr = Union[Str, Num, Ident, Call, Array]  # noqa: UP007  (a runtime alias used in isinstance-free code)
+@dataclass(frozen=True)
+class Obj:
+    """An object argument (Prisma 7 partial indexes: ``where: { status: { not: "x" } }``)."""
+
+    items: tuple[tuple[str, Expr], ...]
+
+    def text(self) -> str:
+        if not self.items:
+            return "{}"
+        return "{ " + ", ".join(f"{k}: {v.text()}" for k, v in self.items) + " }"
+
+
+Expr = Union[Str, Num, Ident, Call, Array, Obj]  # noqa: UP007  (a runtime alias used in isinstance-free code)
 
 
 def find_arg(args: Sequence[Arg], name: str, position: int | None = None) -> Expr | None:
@@ -131,6 +148,8 @@ class Attribute:
     block: bool
     line: int = 0
     column: int = 0
+    doc: tuple[str, ...] = ()  # /// lines above an @@ attribute
+    comment: str | None = None  # trailing comment of an @@ attribute line
 
     def text(self) -> str:
         prefix = "@@" if self.block else "@"
@@ -192,7 +211,7 @@ class Assignment:
 
 @dataclass(frozen=True)
 class Comment:
-    text: str  # the whole comment as written ("// ..." )
+    text: str  # the whole comment as written ("// ...", "/// ..." of a detached doc group, or "/* ... */")
 
 
 @dataclass(frozen=True)
@@ -241,11 +260,15 @@ class Block:
         return next((a.value for a in self.assignments if a.key == key), None)
 
 
+TopItem = Union[Block, Comment, Blank]  # noqa: UP007
+
+
 @dataclass(frozen=True)
 class SchemaFile:
     path: str
     text: str
     blocks: tuple[Block, ...]
+    items: tuple[TopItem, ...] = ()  # every top-level block, comment and blank line, in order
 
 
 @dataclass
@@ -280,10 +303,12 @@ class Schema:
 
 # --- lexer ---------------------------------------------------------------------------------------------
 
-TokenKind = Literal["ident", "string", "number", "punct", "newline", "comment", "doc", "eof"]
+TokenKind = Literal["ident", "string", "number", "punct", "newline", "comment", "doc", "block", "eof"]
 _TOKEN = re.compile(
     r"(?P<ws>[ \t\r\f\v\ufeff]+)"
     r"|(?P<newline>\n)"
+    r"|(?P<block>/\*(?s:.*?)\*/)"
+    r"|(?P<open_block>/\*)"
     r"|(?P<doc>///[^\n]*)"
     r"|(?P<comment>//[^\n]*)"
     r"|(?P<string>\"(?:[^\"\\\n]|\\[^\n])*\")"
@@ -324,6 +349,15 @@ def tokenize(text: str, file: str) -> list[Token]:
             continue
         if kind == "open_string":
             raise PslSyntaxError(file, line, column, "unterminated string", 'close the string with " on the same line')
+        if kind == "open_block":
+            raise PslSyntaxError(file, line, column, "unterminated block comment", "close the comment with */")
+        if kind == "block":
+            append(Token("block", token_text, token_text, start, match.end(), line, column))
+            breaks = token_text.count("\n")
+            if breaks:
+                line += breaks
+                line_start = start + token_text.rfind("\n") + 1
+            continue
         if kind == "bad":
             raise PslSyntaxError(
                 file, line, column, f"unexpected character {token_text!r}", "remove it or quote it inside a string"
@@ -395,7 +429,7 @@ class _Parser:
 
     def skip_inline_space(self) -> None:
         """Prisma allows no line break (nor comment) inside (...) or [...]."""
-        if self.tok.kind in ("newline", "comment", "doc"):
+        if self.tok.kind in ("newline", "comment", "doc", "block"):
             raise self.error(
                 "line breaks are not allowed inside (...) or [...]",
                 "keep the attribute, call or list on one line",
@@ -410,14 +444,23 @@ class _Parser:
     # grammar
     def parse_file(self) -> SchemaFile:
         blocks: list[Block] = []
+        items: list[TopItem] = []
         doc: list[str] = []
         doc_start: int | None = None
+
+        def detach_doc() -> None:
+            nonlocal doc, doc_start
+            items.extend(Comment("///" + line) for line in doc)
+            doc, doc_start = [], None
+
         while self.tok.kind != "eof":
             token = self.tok
             if token.kind == "newline":
                 self.advance()
                 if self.tok.kind == "newline":  # a blank line detaches doc comments
-                    doc, doc_start = [], None
+                    detach_doc()
+                    if not items or not isinstance(items[-1], Blank):
+                        items.append(Blank())
                 continue
             if token.kind == "doc":
                 if doc_start is None:
@@ -425,19 +468,23 @@ class _Parser:
                 doc.append(token.text[3:])
                 self.advance()
                 continue
-            if token.kind == "comment":
-                doc, doc_start = [], None
+            if token.kind in ("comment", "block"):
+                detach_doc()
+                items.append(Comment(token.text))
                 self.advance()
                 continue
             if token.kind == "ident" and token.text in BLOCK_KINDS:
-                blocks.append(self.parse_block(tuple(doc), doc_start))
+                block = self.parse_block(tuple(doc), doc_start)
+                blocks.append(block)
+                items.append(block)
                 doc, doc_start = [], None
                 continue
             raise self.error(
                 f"expected a block (one of {', '.join(BLOCK_KINDS)}) but found {self.describe(token)}",
                 "start each top-level declaration with model, enum, type, view, datasource or generator",
             )
-        return SchemaFile(self.file, self.text, tuple(blocks))
+        detach_doc()
+        return SchemaFile(self.file, self.text, tuple(blocks), tuple(items))
 
     def parse_block(self, doc: tuple[str, ...], doc_start: int | None) -> Block:
         keyword = self.advance()
@@ -447,6 +494,11 @@ class _Parser:
         self.end_of_line(f"{kind} {name.text}")
         members: list[Member] = []
         pending_doc: list[str] = []
+
+        def detach_doc() -> None:
+            members.extend(Comment("///" + line) for line in pending_doc)
+            pending_doc.clear()
+
         while True:
             token = self.tok
             if token.kind == "eof":
@@ -458,6 +510,7 @@ class _Parser:
                 break
             if token.kind == "newline":
                 self.advance()
+                detach_doc()
                 if not members or not isinstance(members[-1], Blank):
                     members.append(Blank())
                 continue
@@ -467,16 +520,25 @@ class _Parser:
                 self.end_of_line("doc comment")
                 continue
             if token.kind == "comment":
+                detach_doc()
                 members.append(Comment(token.text))
                 self.advance()
                 self.end_of_line("comment")
                 continue
+            if token.kind == "block":
+                detach_doc()
+                members.append(Comment(token.text))
+                self.advance()
+                if self.tok.kind in ("newline", "comment", "doc", "block", "eof"):
+                    self.end_of_line("comment")
+                continue  # a block comment may precede a declaration on the same line
             if token.kind == "punct" and token.text == "@@":
                 if kind in ("datasource", "generator"):
                     raise self.error(f"block attributes are not allowed in a {kind}")
                 attribute = self.parse_attribute(block=True)
-                members.append(attribute)
-                self.end_of_line(f"@@{attribute.name}")
+                comment = self.end_of_line(f"@@{attribute.name}")
+                members.append(replace(attribute, doc=tuple(pending_doc), comment=comment))
+                pending_doc.clear()
                 continue
             if token.kind != "ident":
                 raise self.error(
@@ -489,7 +551,8 @@ class _Parser:
                 members.append(self.parse_enum_value(tuple(pending_doc)))
             else:
                 members.append(self.parse_field(tuple(pending_doc), f"{kind} {name.text}"))
-            pending_doc = []
+            pending_doc.clear()
+        detach_doc()
         # drop the Blank produced by the newline right after "{"
         trimmed = list(members)
         if trimmed and isinstance(trimmed[0], Blank):
@@ -510,9 +573,9 @@ class _Parser:
         )
 
     def end_of_line(self, after: str) -> str | None:
-        """Consume an optional trailing // comment and the newline; returns the comment."""
+        """Consume one optional trailing comment (// or /* */, as Prisma allows) and the newline."""
         comment = None
-        if self.tok.kind in ("comment", "doc"):
+        if self.tok.kind in ("comment", "doc", "block"):
             comment = self.advance().text
         if self.tok.kind == "newline":
             self.advance()
@@ -640,6 +703,24 @@ class _Parser:
             if self.tok.kind == "punct" and self.tok.text == "(":
                 return Call(name, self.parse_args())
             return Ident(name)
+        if token.kind == "punct" and token.text == "{":
+            self.advance()
+            entries: list[tuple[str, Expr]] = []
+            while True:
+                self.skip_inline_space()
+                if self.tok.kind == "punct" and self.tok.text == "}":
+                    self.advance()
+                    return Obj(tuple(entries))
+                key = self.expect_ident("a key in { key: value }")
+                self.expect(":", "write { key: value }")
+                self.skip_inline_space()
+                entries.append((key.text, self.parse_expr()))
+                self.skip_inline_space()
+                if self.tok.kind == "punct" and self.tok.text == ",":
+                    self.advance()
+                    continue
+                if not (self.tok.kind == "punct" and self.tok.text == "}"):
+                    raise self.error(f"expected ',' or '}}' but found {self.describe(self.tok)}", "separate by ,")
         if token.kind == "punct" and token.text == "[":
             self.advance()
             items: list[Expr] = []
@@ -678,65 +759,142 @@ def parse_schema(files: Iterable[tuple[str, str]]) -> Schema:
 # --- printer -------------------------------------------------------------------------------------------
 
 
+# prisma format's order of field and block attributes (others keep their place after these, db.* comes last)
+FIELD_ATTRIBUTE_ORDER = ("id", "unique", "default", "updatedAt", "map", "relation", "ignore")
+BLOCK_ATTRIBUTE_ORDER = ("id", "unique", "index", "fulltext", "map", "ignore", "schema", "shardKey")
+
+
+def _field_attribute_rank(attribute: Attribute) -> int:
+    if attribute.name in FIELD_ATTRIBUTE_ORDER:
+        return FIELD_ATTRIBUTE_ORDER.index(attribute.name)
+    return len(FIELD_ATTRIBUTE_ORDER) + (1 if attribute.name.startswith("db.") else 0)
+
+
+def _block_attribute_rank(attribute: Attribute) -> int:
+    if attribute.name in BLOCK_ATTRIBUTE_ORDER:
+        return BLOCK_ATTRIBUTE_ORDER.index(attribute.name)
+    return len(BLOCK_ATTRIBUTE_ORDER)
+
+
+def _comment_lines(text: str, indent: str) -> list[str]:
+    """A comment on its own line as prisma format writes it (block comments become ``/** ... */``)."""
+    if not text.startswith("/*"):
+        return [indent + text.rstrip()]
+    inner = text[2:-2]
+    lines = [line.strip() for line in inner.split("\n")]
+    lines = [line[1:].strip() if line.startswith("*") else line for line in lines]
+    while lines and not lines[0]:
+        lines.pop(0)
+    while lines and not lines[-1]:
+        lines.pop()
+    return [indent + "/**", *[f"{indent} * {line}".rstrip() for line in lines], indent + " */"]
+
+
 def render_block(block: Block) -> str:
-    """One block in ``prisma format`` style (aligned columns, two-space indent), doc comments included."""
-    lines = [f"///{d}" for d in block.doc]
+    """One block exactly as ``prisma format`` writes it, doc comments included."""
+    lines = [f"///{d}".rstrip() for d in block.doc]
     lines.append(f"{block.kind} {block.name} {{")
-    rows = _member_rows(block)
-    lines.extend(rows)
+    lines.extend(_member_rows(block))
     lines.append("}")
     return "\n".join(lines)
 
 
 def _member_rows(block: Block) -> list[str]:
-    # Alignment groups (as prisma format does): runs of fields/values/assignments, comments included,
-    # broken by blank lines and block attributes. A blank line always precedes the first block attribute.
+    # prisma format: fields/values/assignments and the comments and blank lines between them first (aligned in
+    # groups that blank lines separate), then, after one blank line, the block attributes in Prisma's order,
+    # each with the comments written right above it.
+    body: list[Member] = []
+    attributes: list[tuple[list[Comment], Attribute]] = []
+    pending: list[Comment] = []
+    for member in block.members:
+        if isinstance(member, Comment):
+            pending.append(member)
+            continue
+        if isinstance(member, Attribute):
+            attributes.append((pending, member))
+            pending = []
+            continue
+        body.extend(pending)
+        pending = []
+        body.append(member)
+    body.extend(pending)
+    cleaned: list[Member] = []
+    for member in body:
+        if isinstance(member, Blank) and (not cleaned or isinstance(cleaned[-1], Blank)):
+            continue
+        cleaned.append(member)
+    while cleaned and isinstance(cleaned[-1], Blank):
+        cleaned.pop()
     out: list[str] = []
-    group: list[tuple[list[str], str | None, tuple[str, ...]] | str] = []
+    group: list[Member] = []
 
     def flush() -> None:
+        rows: list[tuple[list[str], Field | EnumValue | Assignment]] = []
+        for member in group:
+            if isinstance(member, Field):
+                attrs = sorted(member.attributes, key=_field_attribute_rank)
+                rows.append(([member.name, member.type_text, " ".join(a.text() for a in attrs)], member))
+            elif isinstance(member, EnumValue):
+                rows.append(([member.name, " ".join(a.text() for a in member.attributes)], member))
+            elif isinstance(member, Assignment):
+                rows.append(([member.key, "= " + member.value.text()], member))
         widths = [0, 0, 0]
-        for row in group:
-            if isinstance(row, str):
-                continue
-            cells = row[0]
+        for cells, _ in rows:
             for i, cell in enumerate(cells[:-1]):
                 widths[i] = max(widths[i], len(cell))
-        for row in group:
-            if isinstance(row, str):
-                out.append("  " + row)
+        by_member = {id(m): cells for cells, m in rows}
+        for member in group:
+            if isinstance(member, Comment):
+                out.extend(_comment_lines(member.text, "  "))
                 continue
-            cells, comment, doc = row
-            out.extend(f"  ///{d}" for d in doc)
+            cells = by_member[id(member)]
+            out.extend(f"  ///{d}".rstrip() for d in member.doc)  # type: ignore[union-attr]
             padded = [cell.ljust(widths[i]) if i < len(cells) - 1 else cell for i, cell in enumerate(cells)]
             text = " ".join(padded).rstrip()
+            comment = member.comment  # type: ignore[union-attr]
             if comment:
                 text += " " + comment
             out.append("  " + text)
         group.clear()
 
-    previous: Member | None = None
-    for member in block.members:
-        if isinstance(member, Field):
-            cells = [member.name, member.type_text, " ".join(a.text() for a in member.attributes)]
-            group.append((cells, member.comment, member.doc))
-        elif isinstance(member, EnumValue):
-            group.append(([member.name, " ".join(a.text() for a in member.attributes)], member.comment, member.doc))
-        elif isinstance(member, Assignment):
-            group.append(([member.key, "= " + member.value.text()], member.comment, member.doc))
-        elif isinstance(member, Comment):
-            group.append(member.text)
-        else:
+    for member in cleaned:
+        if isinstance(member, Blank):
             flush()
-            if isinstance(member, Blank):
-                out.append("")
-            elif isinstance(member, Attribute):
-                if previous is not None and not isinstance(previous, Blank | Attribute | Comment):
-                    out.append("")
-                out.append("  " + member.text())
-        previous = member
+            out.append("")
+        else:
+            group.append(member)
     flush()
+    if attributes:
+        if out:
+            out.append("")
+        for comments, attribute in sorted(attributes, key=lambda pair: _block_attribute_rank(pair[1])):
+            for comment in comments:
+                out.extend(_comment_lines(comment.text, "  "))
+            out.extend(f"  ///{d}".rstrip() for d in attribute.doc)
+            text = "  " + attribute.text()
+            out.append(text + (" " + attribute.comment if attribute.comment else ""))
     return out
+
+
+def format_file(schema_file: SchemaFile) -> str:
+    """The whole file as ``prisma format`` (Prisma 7) writes it."""
+    out: list[str] = []
+    previous: TopItem | None = None
+    for item in schema_file.items:
+        if isinstance(item, Blank):
+            if out and out[-1] != "":
+                out.append("")
+        else:
+            if isinstance(previous, Block) and out and out[-1] != "":
+                out.append("")  # a blank line after every block
+            if isinstance(item, Block):
+                out.append(render_block(item))
+            else:
+                out.extend(_comment_lines(item.text, ""))
+        previous = item
+    while out and out[-1] == "":
+        out.pop()
+    return "\n".join(out) + "\n" if out else ""
 
 
 def print_file(schema_file: SchemaFile, replacements: dict[int, Block | None] | None = None) -> str:

@@ -172,7 +172,8 @@ def test_check_applies_prismas_rules_and_sync_restores_a_missing_back_relation(w
     assert result.returncode == 1, result.stdout + result.stderr
     problems = json.loads(result.stdout)["problems"]
     assert [(p["repo"], p["name"], p["member"]) for p in problems] == [("app-agents", "AgentMemory", "agent")]
-    assert "no opposite relation field on Agent (Prisma refuses the schema)" in problems[0]["aspect"]
+    assert "missing an opposite relation field on the model `Agent`" in problems[0]["aspect"]
+    assert "(Prisma refuses the schema)" in problems[0]["aspect"]
     assert problems[0]["file"].endswith(AGENTS)
     assert problems[0]["line"] == line_of(agents, "  agent     Agent    @relation")
 

@@ -170,3 +170,55 @@ def test_reading_a_one_megabyte_workspace_never_uses_the_round_trip_parser(
     loaded = load_workspace(path)
     assert len(loaded.model.repos) == 3400
     assert loaded.problem(("repos", "repo-03400", "service", "port"), "x").line == path.read_text().count("\n") - 3
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "fragment"),
+    [
+        ("    role: primary\n", "    role: primary\n    path: /etc\n", 20, "repos.core.path: path '/etc' is absolute"),
+        (
+            "    role: primary\n",
+            "    role: primary\n    path: ../../../../etc\n",
+            20,
+            "path '../../../../etc' leads more than one folder above",
+        ),
+        ("    role: primary\n", "    role: primary\n    path: ~/core\n", 20, "starts in a home folder"),
+        ("    role: primary\n", "    role: primary\n    path: a/../../..\n", 20, "leads more than one folder above"),
+        (
+            "      prisma: prisma/schema.prisma\n      namespace: core",
+            "      prisma: ../../../../etc/passwd\n      namespace: core",
+            21,
+            "repos.core.schema.prisma: path '../../../../etc/passwd' leads outside the repo",
+        ),
+        (
+            "      namespace: api\n",
+            "      namespace: api\n      migrations: /var/lib/migrations\n",
+            33,
+            "repos.api.schema.migrations: path '/var/lib/migrations' is absolute",
+        ),
+    ],
+)
+def test_paths_leaving_the_workspace_or_the_repo_are_refused_at_their_line(
+    tmp_path: Path, old: str, new: str, line: int, fragment: str
+) -> None:
+    assert old in VALID
+    path = write(tmp_path, VALID.replace(old, new, 1))
+    problems = problems_of(path)
+    assert len(problems) == 1, problems
+    assert f"workspace.yaml:{line}:" in problems[0] and fragment in problems[0] and "Fix: " in problems[0], problems
+    result = run_ws("-w", str(path), "check", cwd=tmp_path)
+    assert result.returncode == 2 and fragment in result.stderr and "checkout ok" not in result.stdout
+
+
+@pytest.mark.parametrize("checkout", ["core", "./repos/core", "../core", "repos/../../core", "."])
+def test_checkouts_inside_or_beside_the_workspace_folder_are_fine(tmp_path: Path, checkout: str) -> None:
+    loaded = load_workspace(
+        write(tmp_path, VALID.replace("    role: primary\n", f"    role: primary\n    path: {checkout}\n"))
+    )
+    assert loaded.repo_dir("core").is_relative_to(tmp_path.parent)
+
+
+def test_sqlite_migration_paths_stay_inside_the_repo(tmp_path: Path) -> None:
+    text = VALID + "    sqlite_migration:\n      source: agents/*/memory.db\n      archive: ../../../tmp/archive\n"
+    problems = problems_of(write(tmp_path, text))
+    assert len(problems) == 1 and "repos.api.sqlite_migration.archive: path '../../../tmp/archive'" in problems[0]

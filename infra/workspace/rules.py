@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import posixpath
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ def _all(loaded: LoadedWorkspace) -> Iterator[Problem]:
     yield from _env_values(loaded)
     yield from _ports(loaded)
     yield from _namespaces(loaded)
+    yield from _paths(loaded)
 
 
 def _roles(loaded: LoadedWorkspace) -> Iterator[Problem]:
@@ -211,3 +213,50 @@ def _namespaces(loaded: LoadedWorkspace) -> Iterator[Problem]:
             if namespace == "public":
                 fix += " (only the primary repo may keep public)"
             yield loaded.problem(("repos", name, "schema", "namespace"), f"namespace {namespace!r} is reserved", fix)
+
+
+def _paths(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    """Checkouts sit inside the workspace folder or beside it; a repo's own files sit inside the repo."""
+    for name, repo in loaded.model.repos.items():
+        if repo.path is not None and (why := _escapes(repo.path, levels_up=1)):
+            yield loaded.problem(
+                ("repos", name, "path"),
+                f"path {_shown(repo.path)} {why}",
+                f"write the checkout relative to workspace.yaml, inside its folder or beside it (e.g. ../{name})",
+            )
+        inside: list[tuple[tuple[str, ...], str | None]] = []
+        if repo.schema_ is not None:
+            inside += [(("schema", "prisma"), repo.schema_.prisma), (("schema", "migrations"), repo.schema_.migrations)]
+        if repo.sqlite_migration is not None:
+            spec = repo.sqlite_migration
+            inside += [(("sqlite_migration", "source"), spec.source), (("sqlite_migration", "archive"), spec.archive)]
+        for loc, value in inside:
+            if value is not None and (why := _escapes(value, levels_up=0)):
+                yield loaded.problem(
+                    ("repos", name, *loc),
+                    f"path {_shown(value)} {why}",
+                    "write a path inside the repo's checkout, relative to it (e.g. prisma/schema.prisma)",
+                )
+
+
+def _escapes(path: str, *, levels_up: int) -> str | None:
+    """Why ``path`` leaves its allowed folder (``levels_up`` parent folders allowed), or None."""
+    if not path.strip():
+        return "is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "holds a control character"
+    if path.startswith("~"):
+        return "starts in a home folder"
+    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", path):
+        return "is absolute"
+    parts = posixpath.normpath(path.replace("\\", "/")).split("/")
+    ups = next((i for i, part in enumerate(parts) if part != ".."), len(parts))
+    if levels_up == 0 and ups:
+        return "leads outside the repo"
+    if ups > levels_up or (ups and ups == len(parts)):
+        return "leads more than one folder above workspace.yaml's folder"
+    return None
+
+
+def _shown(path: str) -> str:
+    return repr(path if len(path) <= 60 else path[:57] + "...")

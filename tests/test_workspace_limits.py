@@ -222,3 +222,77 @@ def test_sqlite_migration_paths_stay_inside_the_repo(tmp_path: Path) -> None:
     text = VALID + "    sqlite_migration:\n      source: agents/*/memory.db\n      archive: ../../../tmp/archive\n"
     problems = problems_of(write(tmp_path, text))
     assert len(problems) == 1 and "repos.api.sqlite_migration.archive: path '../../../tmp/archive'" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "fragments"),
+    [
+        (
+            "      port: 4000",
+            "      port: true",
+            24,
+            ["repos.core.service.port: expected a number, got the boolean true", "a boolean is not a number"],
+        ),
+        (
+            "  protected: true",
+            "  protected: true\n    stack: ../../../tmp/evil",
+            11,
+            ["environments.prod.stack: stack name '../../../tmp/evil' is not a safe name", "stack: prod"],
+        ),
+        (
+            "  name: demo_db\n",
+            "  name: demo_db\n  version: 15\n",
+            13,
+            ["database.version: expected text, got the int 15", 'quotes so YAML reads it as text: version: "15"'],
+        ),
+        (
+            "  name: demo_db\n",
+            "  name: demo_db\n  max_connections: '100'\n",
+            13,
+            ["database.max_connections", "valid integer"],
+        ),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_with_a_fix(
+    tmp_path: Path, old: str, new: str, line: int, fragments: list[str]
+) -> None:
+    assert old in VALID
+    problems = problems_of(write(tmp_path, VALID.replace(old, new, 1)))
+    assert len(problems) == 1, problems
+    assert f"workspace.yaml:{line}:" in problems[0], problems
+    for fragment in fragments:
+        assert fragment in problems[0], problems
+
+
+def test_a_byte_that_is_not_utf8_is_located(tmp_path: Path) -> None:
+    path = tmp_path / "workspace.yaml"
+    path.write_bytes(VALID.replace("owner: acme", "owner: acmé").encode("utf-8").replace("é".encode(), b"\xe9"))
+    problems = problems_of(path)
+    assert len(problems) == 1
+    assert "workspace.yaml:4:13: byte 0xe9 is not UTF-8 text. Fix: save the file as UTF-8" in problems[0], problems
+
+
+def test_a_key_over_yamls_1024_character_limit_is_named_and_never_printed_whole(tmp_path: Path) -> None:
+    key = "K" * 200_000
+    for text, line in (
+        (VALID.replace("env:\n", f"env:\n  {key}: x\n"), "14:3"),  # a simple key: YAML's own limit
+        (VALID.replace("env:\n", f"env:\n  ? {key}\n  : x\n"), "14:5"),  # an explicit key has none: ours
+        (VALID.replace("env:\n", f"env:\n  {'K' * 1025}: x\n"), "14:3"),
+    ):
+        path = write(tmp_path, text)
+        problems = problems_of(path)
+        assert len(problems) == 1, problems
+        assert f"workspace.yaml:{line}:" in problems[0] and "1,024 characters" in problems[0], problems
+        result = run_ws("-w", str(path), "check", cwd=tmp_path)
+        assert result.returncode == 2 and "1,024 characters" in result.stderr
+        assert len(result.stderr) < 600 and "could not find expected" not in result.stderr, result.stderr
+
+
+def test_a_long_unknown_key_or_value_is_cut_in_messages(tmp_path: Path) -> None:
+    text = VALID.replace("    depends_on: [core]", f"    depends_on: [core]\n    {'x' * 1000}: 1").replace(
+        "  owner: acme", f"  owner: {'o' * 100_000}"
+    )
+    path = write(tmp_path, text)
+    problems = problems_of(path)
+    assert len(problems) == 2, problems
+    assert all(len(p) < 600 for p in problems), [len(p) for p in problems]

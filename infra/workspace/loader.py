@@ -163,15 +163,25 @@ def _validation_problems(exc: ValidationError, document: Any, file: str) -> Iter
         elif kind == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-            message = f"unknown key {loc[-1]!r}"
+            message = f"unknown key {_short(loc[-1])}"
             fix = f"did you mean {close[0]!r}?" if close else f"allowed keys here: {', '.join(allowed)}"
             where = loc
         elif kind == "string_pattern_mismatch" and error["ctx"].get("pattern") == NAME_PATTERN:
-            message = f"{error['input']!r} is not a safe name"
+            message = f"{_short(error['input'])} is not a safe name"
             fix = (
                 "names must match ^[a-z][a-z0-9-]{0,62}$ (start with a lowercase letter; then lowercase letters,"
                 " digits, hyphens) so they are safe in a shell, a Docker name and a YAML key"
             )
+            where = loc
+        elif kind in ("int_type", "float_type") and isinstance(error.get("input"), bool):
+            message = f"expected a number, got the boolean {str(error['input']).lower()}"
+            fix = "write a number; YAML reads true/false (unquoted) as booleans, and a boolean is not a number"
+            where = loc
+        elif kind == "string_type" and isinstance(error.get("input"), int | float) and loc:
+            value = error["input"]
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            message = f"expected text, got the {type(value).__name__.replace('bool', 'boolean')} {text}"
+            fix = f'put the value in quotes so YAML reads it as text: {loc[-1]}: "{text}"'
             where = loc
         else:
             message = f"{error['msg']} (got {_short(error.get('input'))})"

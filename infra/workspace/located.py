@@ -43,7 +43,8 @@ def format_loc(loc: Loc) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else str(part)
+            name = str(part) if len(str(part)) <= 60 else f"{str(part)[:40]}...({len(str(part)):,} characters)"
+            text += f".{name}" if text else name
     return text
 
 

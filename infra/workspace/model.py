@@ -24,7 +24,8 @@ Command = Annotated[str, StringConstraints(min_length=1)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a value has the type it is written with (YAML's `true` is no port 1, "5" no number)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class SecretRef(Strict):
@@ -185,7 +186,7 @@ class Repo(Strict):
     sqlite_migration: SqliteMigration | None = None
     maintainers: list[str] = Field(default_factory=list, description="GitHub logins that review its changes.")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
 
 class Workspace(Strict):

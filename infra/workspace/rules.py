@@ -111,8 +111,18 @@ def _dependencies(loaded: LoadedWorkspace) -> Iterator[Problem]:
             )
 
 
+STACK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$")  # also a file name (Pulumi.<stack>.yaml) and a job key
+
+
 def _environments(loaded: LoadedWorkspace) -> Iterator[Problem]:
     for name, env in loaded.model.environments.items():
+        if env.stack is not None and not STACK_NAME.fullmatch(env.stack):
+            yield loaded.problem(
+                ("environments", name, "stack"),
+                f"stack name {_shown(env.stack)} is not a safe name",
+                "stack names match ^[A-Za-z_][A-Za-z0-9_-]{0,99}$ (they name the Pulumi.<stack>.yaml file), e.g. "
+                f"stack: {name}",
+            )
         if env.runtime == "local" and env.stack:
             yield loaded.problem(
                 ("environments", name, "stack"),

@@ -357,17 +357,21 @@ def syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> YamlProblem:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
     what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
-    if "could not find expected ':'" in what and exc.context_mark is not None:
-        start = exc.context_mark
+    if mark is not None and ("expected ':'" in what or "mapping values are not allowed" in what):
+        start = exc.context_mark if "expected ':'" in what and exc.context_mark is not None else mark
         line_text = _line(text, start.line)
-        if len(line_text) - start.column > MAX_KEY_LENGTH:
+        key_column = len(line_text) - len(line_text.lstrip(" -?\t"))
+        end = mark.column if start is mark else len(line_text)
+        if end - key_column > MAX_KEY_LENGTH:
             return YamlProblem(
                 start.line + 1,
-                start.column + 1,
+                key_column + 1,
                 f"a key longer than {MAX_KEY_LENGTH:,} characters, YAML's limit for a key written `key: value`",
                 "use a short key",
             )
-    return YamlProblem(line, column, f"YAML syntax error: {short(what, 200)}", "correct the YAML at that position")
+    if len(what) > 200:
+        what = what[:197] + "..."
+    return YamlProblem(line, column, f"YAML syntax error: {what}", "correct the YAML at that position")
 
 
 def _line(text: str, index: int) -> str:

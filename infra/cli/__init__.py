@@ -8,6 +8,7 @@ or 1 (a check found problems); never a traceback.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -153,9 +154,95 @@ def report(label: str, message: str) -> None:
     err_console.print(f"[{colour}]{label}[/]: {escape(message)}")
 
 
-def main(argv: list[str] | None = None) -> None:
+PASSWORD_IN_URL = re.compile(r"(://[^/\s:@]*:)[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ***."""
+    return PASSWORD_IN_URL.sub(r"\1***@", text)
+
+
+def command_name(args: list[str]) -> str:
+    """`ws` and the (sub)command names in ``args``, e.g. ``ws schema check``, skipping options and their values."""
+    names = ["ws"]
+    command: click.Command = cli
+    ctx = click.Context(cli)
+    index = 0
+    while isinstance(command, click.Group) and index < len(args):
+        token = args[index]
+        index += 1
+        if token in ("-w", "--workspace"):
+            index += 1
+            continue
+        if token.startswith("-"):
+            continue
+        try:
+            sub = command.get_command(ctx, token)
+        except Exception:  # naming the command must never fail the crash report
+            sub = None
+        if sub is None:
+            break
+        names.append(token)
+        command = sub
+    return " ".join(names)
+
+
+def crash_log(args: list[str], exc: BaseException) -> Path | None:
+    """Write the traceback of ``exc`` to a private file (0600 in a 0700 folder); its path, or None if none could be.
+
+    The file is ``$XDG_STATE_HOME/ws/crash/crash-<UTC time>-<pid>.log`` (default ``~/.local/state``), else a fresh
+    ``ws-crash-*.log`` in the temporary folder. Passwords in URLs are replaced by ***.
+    """
+    import datetime
+    import os
+    import platform
+    import tempfile
+    import traceback
+
+    text = redact(
+        f"ws {__version__} on Python {platform.python_version()}\n"
+        f"command: {command_name(args)}\nargv: {args!r}\ncwd: {os.getcwd()}\n\n"
+        + "".join(traceback.format_exception(exc))
+    )
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "ws" / "crash"
     try:
-        cli.main(args=argv, prog_name="ws", standalone_mode=False)
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state.chmod(0o700)
+        path = state / f"crash-{stamp}-{os.getpid()}.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        try:
+            fd, name = tempfile.mkstemp(prefix=f"ws-crash-{stamp}-", suffix=".log")  # 0600, unique
+        except OSError:
+            return None
+        path = Path(name)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def crashed(args: list[str], exc: BaseException) -> None:
+    """One line for an exception nobody expected: the command, the exception, where its traceback went; exit 1."""
+    try:
+        where = crash_log(args, exc)
+    except Exception:  # the report itself must not end in a traceback
+        where = None
+    first = (str(exc).splitlines() or [""])[0][:300]
+    what = redact(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+    log = f"the traceback is in {where}" if where else "no crash log could be written"
+    print(
+        f"error: {command_name(args)} failed unexpectedly ({what}); this is a bug in ws: {log}. "
+        "Fix: report it with that file",
+        file=sys.stderr,
+    )
+    sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="ws", standalone_mode=False)
     except WorkspaceError as exc:
         for problem in exc.problems:
             report("error", str(problem))
@@ -179,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as exc:  # anything else is a bug: one line here, the traceback in a crash log
+        crashed(args, exc)
 
 
 if __name__ == "__main__":

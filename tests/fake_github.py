@@ -878,7 +878,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     (r"/pulls/(\d+)/requested_reviewers", "POST", request_reviewers),
     (r"/commits/(.+)/status", "GET", combined_status),
     (r"/commits/(.+)/check-runs", "GET", check_runs),
-    (r"/commits/([^/]+)", "GET", get_commit),
+    (r"/commits/(.+)", "GET", get_commit),  # a branch name may hold slashes
     (r"/contents/?(.*)", "GET", contents),
     (r"/deployments", "POST", create_deployment),
     (r"/deployments", "GET", list_deployments),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,10 @@ def load(text: str) -> object:
     return YAML(typ="safe", pure=True).load(text)
 
 
-def write_tree(folder: Path, files: dict[str, str]) -> Path:
+def write_tree(folder: Path, files: dict[str, str], checkout_folder: str | None = None) -> Path:
+    """The generated files as a repository. ``checkout_folder``: the folder the workflows check this repository
+    out into (their local actions are ``./<folder>/actions/x``); a link of that name to the tree lets actionlint
+    find them where GitHub would."""
     for relative, content in files.items():
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -52,6 +56,8 @@ def write_tree(folder: Path, files: dict[str, str]) -> Path:
     shutil.copy(ROOT / "zizmor.yml", folder / "zizmor.yml")
     # actionlint finds the repository root (where ./actions/x lives) by its .git folder.
     subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    if checkout_folder is not None:
+        (folder / checkout_folder).symlink_to(".", target_is_directory=True)
     return folder
 
 
@@ -195,16 +201,19 @@ def test_deployment_inputs_permissions_concurrency(golden_files: dict[str, str])
     }
     text = golden_files[workflows.DEPLOYMENT_WORKFLOW]
     assert "# Protected environments (approval required): staging, prod." in text
+    # the golden repos live beside the coordination repository: it is checked out into its own folder
+    assert document["env"] == {"WS_WORKSPACE": "coordination/workspace.yaml"}
     for job_id, job in document["jobs"].items():
         assert job["permissions"] == {"contents": "read"}, job_id
         assert job["environment"] == {"name": "${{ inputs.environment }}"}, job_id
         assert 0 < job["timeout-minutes"] <= 60, job_id
         checkout = job["steps"][0]
         assert checkout["uses"] == PINS["actions/checkout"].uses
-        assert checkout["with"] == {"persist-credentials": False}
-        setup = job["steps"][1]
-        assert setup["uses"] == "./actions/setup"
-        # every secret the job receives is masked before anything else runs
+        assert checkout["with"] == {"path": "coordination", "persist-credentials": False}
+        setup = next(step for step in job["steps"] if step.get("uses", "").endswith("/actions/setup"))
+        assert setup["uses"] == "./coordination/actions/setup"
+        assert setup["with"]["working-directory"] == "coordination"
+        # every secret the job receives is masked before any ws step runs
         assert setup["with"]["mask-variables"].split() == list(job["env"]), job_id
         assert all(value == f"${{{{ secrets.{name} }}}}" for name, value in job["env"].items())
 
@@ -218,6 +227,11 @@ def test_secrets_are_scoped_to_the_jobs_that_use_them(golden_files: dict[str, st
     assert {"SENTRY_DSN", "SENTRY_DSN_PROD"} <= set(jobs["deploy-web"]["env"])
     assert "API_KEY" not in jobs["plan"]["env"]
     assert {"API_KEY", "SENTRY_DSN", "SENTRY_DSN_PROD"} <= set(jobs["rollback"]["env"])
+    # worker has no service: its deploy job runs none of its code, so it gets no repo secret; infra provisions the
+    # servers only and gets only their and the Pulumi backend's credentials
+    base = ["DATABASE_URL", "REDIS_URL", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"]
+    assert list(jobs["deploy-worker"]["env"]) == base
+    assert list(jobs["infra"]["env"]) == base
     # ws's own generated database passwords live in the Pulumi stack, not in GitHub secrets
     assert not any(name.startswith("WS_DB_PASSWORD") for job in jobs.values() for name in job.get("env", {}))
 
@@ -237,11 +251,11 @@ def test_github_token_reaches_only_the_steps_that_record_deployments(golden_file
                 assert step["env"] == token, (job_id, step)
                 given.append((job_id, step["uses"]))
     assert given == [
-        ("deploy-core", "./actions/deploy-stage"),
-        ("deploy-api", "./actions/deploy-stage"),
-        ("deploy-worker", "./actions/deploy-stage"),
-        ("deploy-web", "./actions/deploy-stage"),
-        ("rollback", "./actions/rollback"),
+        ("deploy-core", "./coordination/actions/deploy-stage"),
+        ("deploy-api", "./coordination/actions/deploy-stage"),
+        ("deploy-worker", "./coordination/actions/deploy-stage"),
+        ("deploy-web", "./coordination/actions/deploy-stage"),
+        ("rollback", "./coordination/actions/rollback"),
     ]
 
 
@@ -256,11 +270,14 @@ def test_pr_schema_check_reads_the_head_branch_when_the_repos_are_elsewhere(
     step = document["jobs"]["check"]["steps"][-1]
     assert step["uses"] == "./actions/schema-check"
     assert step["with"] == {"ref": "${{ github.head_ref }}"}
-    assert step["env"] == {"GITHUB_TOKEN": "${{ secrets.WS_GITHUB_TOKEN }}"}
+    # the read-only token, in that step's env only, and the job in the environment whose reviewers gate it
+    assert step["env"] == {"GITHUB_TOKEN": "${{ secrets.WS_CHECKOUT_TOKEN }}"}
+    assert document["jobs"]["check"]["environment"] == {"name": "workspace-pr"}
     action = load(real_files[actions.action_path("schema-check")])
     assert isinstance(action, dict)
     offline = action["runs"]["steps"][0]
-    assert offline["env"] == {"REF": "${{ inputs.ref }}"} and '--ref "$REF"' in offline["run"]
+    assert offline["env"] == {"REF": "${{ inputs.ref }}"}
+    assert '--ref "$REF" --default-branch-fallback' in offline["run"]
 
     example = load(
         workflows.generate_workflows(load_workspace(ROOT / "examples" / "workspace.yaml"))[workflows.PR_WORKFLOW]
@@ -268,14 +285,18 @@ def test_pr_schema_check_reads_the_head_branch_when_the_repos_are_elsewhere(
     assert isinstance(example, dict)
     step = example["jobs"]["check"]["steps"][-1]
     assert step["uses"] == "./actions/schema-check" and "with" not in step and "env" not in step
+    assert "environment" not in example["jobs"]["check"]  # no secret, so no environment needed
 
+    (tmp_path / "workspace.yaml").write_text(
+        "version: 1\nname: tiny\ngithub: {owner: tiny-org}\nenvironments:\n  local: {runtime: local}\n"
+        "database: {name: tiny}\nrepos:\n  only:\n    github: tiny-org/only\n    role: primary\n"
+        "    path: repo\n    schema: {prisma: schema.prisma, namespace: only}\n"
+    )
+    model = load_workspace(tmp_path / "workspace.yaml").model
     for path, inside in (("repo", True), ("nested/repo", True), ("../repo", False), ("/srv/repo", False)):
-        (tmp_path / "workspace.yaml").write_text(
-            "version: 1\nname: tiny\ngithub: {owner: tiny-org}\nenvironments:\n  local: {runtime: local}\n"
-            f"database: {{name: tiny}}\nrepos:\n  only:\n    github: tiny-org/only\n    role: primary\n"
-            f"    path: {path}\n    schema: {{prisma: schema.prisma, namespace: only}}\n"
-        )
-        assert workflows.checked_out_with_workspace(load_workspace(tmp_path / "workspace.yaml").model) is inside, path
+        # workspace.yaml's own validation now refuses an absolute path; the generator decides on its own anyway
+        forged = model.model_copy(update={"repos": {"only": model.repos["only"].model_copy(update={"path": path})}})
+        assert workflows.checked_out_with_workspace(forged) is inside, path
 
 
 def test_pr_workflow(golden_files: dict[str, str]) -> None:
@@ -379,12 +400,19 @@ def test_run_scripts_refuse_expressions() -> None:
 
 @pytest.fixture(scope="module")
 def generated_tree(tmp_path_factory: pytest.TempPathFactory, golden_files: dict[str, str]) -> Path:
-    return write_tree(tmp_path_factory.mktemp("golden-tree"), golden_files)
+    return write_tree(tmp_path_factory.mktemp("golden-tree"), golden_files, "coordination")
 
 
-def gate_trees(generated_tree: Path) -> list[Path]:
-    """The committed files of the real workspace (in this repository) and the golden fixture's."""
-    return [ROOT, generated_tree]
+@pytest.fixture(scope="module")
+def real_tree(tmp_path_factory: pytest.TempPathFactory, real_files: dict[str, str]) -> Path:
+    """The real workspace's files where actionlint finds their local actions (``./workspace/actions/x``)."""
+    return write_tree(tmp_path_factory.mktemp("real-tree"), real_files, "workspace")
+
+
+def gate_trees(generated_tree: Path, real_tree: Path | None = None) -> list[Path]:
+    """The committed files of the real workspace (in this repository), the golden fixture's and (for the gates
+    that resolve local actions) the real workspace's as checked out on a runner."""
+    return [ROOT, generated_tree] + ([real_tree] if real_tree is not None else [])
 
 
 def check_jsonschema(tree: Path) -> subprocess.CompletedProcess[str]:
@@ -414,12 +442,13 @@ def actionlint(tree: Path, files: list[str]) -> subprocess.CompletedProcess[str]
     )
 
 
-def zizmor(tree: Path) -> subprocess.CompletedProcess[str]:
+def zizmor(tree: Path, persona: str = "regular") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             str(BIN / "zizmor"),
             "--offline",
             "--no-progress",
+            f"--persona={persona}",
             "--config",
             str(tree / "zizmor.yml"),
             "--format",
@@ -439,9 +468,9 @@ def test_gate_check_jsonschema(generated_tree: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_gate_actionlint_with_shellcheck(generated_tree: Path) -> None:
+def test_gate_actionlint_with_shellcheck(generated_tree: Path, real_tree: Path) -> None:
     files = [workflows.DEPLOYMENT_WORKFLOW, workflows.PR_WORKFLOW]
-    for tree in gate_trees(generated_tree):
+    for tree in gate_trees(generated_tree, real_tree):
         result = actionlint(tree, files)
         assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
 
@@ -467,9 +496,10 @@ def test_gate_shellcheck_on_composite_action_scripts(generated_tree: Path, tmp_p
     assert count == 2 * 10  # both trees: every run: step of the seven actions
 
 
-def test_gate_zizmor(generated_tree: Path) -> None:
+@pytest.mark.parametrize("persona", ["regular", "auditor"])
+def test_gate_zizmor(generated_tree: Path, persona: str) -> None:
     for tree in gate_trees(generated_tree):
-        result = zizmor(tree)
+        result = zizmor(tree, persona)
         assert result.returncode == 0, result.stdout + result.stderr
         assert json.loads(result.stdout) == []
 
@@ -482,7 +512,7 @@ def test_zizmor_config_silences_only_the_local_action_rule() -> None:
 def test_the_gates_catch_planted_defects(generated_tree: Path, tmp_path: Path) -> None:
     """Each gate fails on a defect of its kind, so a clean result means something."""
     tree = tmp_path / "planted"
-    shutil.copytree(generated_tree, tree)
+    shutil.copytree(generated_tree, tree, symlinks=True)
     workflow = tree / workflows.DEPLOYMENT_WORKFLOW
     text = workflow.read_text()
 
@@ -529,7 +559,7 @@ def test_a_minimal_workspace(tmp_path: Path) -> None:
     assert "# Protected environments (approval required): none." in files[workflows.DEPLOYMENT_WORKFLOW]
     plan = deployment["jobs"]["plan"]
     assert plan["env"] == {"DATABASE_URL": "${{ secrets.DATABASE_URL }}", "REDIS_URL": "${{ secrets.REDIS_URL }}"}
-    tree = write_tree(tmp_path / "tree", files)
+    tree = write_tree(tmp_path / "tree", files, "workspace")
     assert check_jsonschema(tree).returncode == 0
     result = actionlint(tree, [workflows.DEPLOYMENT_WORKFLOW, workflows.PR_WORKFLOW])
     assert result.returncode == 0, result.stdout
@@ -561,3 +591,104 @@ def test_deploy_jobs_need_only_their_dependencies(folder: Path) -> None:
 def ancestors(needs: dict[str, list[str]], job_id: str) -> set[str]:
     """The jobs ``job_id`` needs, directly or through others."""
     return closure(needs, needs[job_id])
+
+
+# --- checkouts and secrets per job (the three repositories deployed from GitHub) -----------------------------
+
+
+def secrets_referenced(job: dict) -> set[str]:
+    """Every secret a job receives: its env and any step's with:/env: naming ``secrets.X``."""
+    text = json.dumps({"env": job.get("env", {}), "steps": job["steps"]})
+    return set(re.findall(r"secrets\.([A-Za-z_][A-Za-z0-9_]*)", text))
+
+
+def secrets_read(loaded: LoadedWorkspace, job: dict) -> set[str]:
+    """What the job's steps read, derived from the steps themselves: the server and Pulumi backend secrets for any
+    `ws` step, the checkout token for checkouts of other repositories, GITHUB_TOKEN's secret where a step sets it,
+    and a repo's {secret: ...} values where a step runs that repo's code: its migrate command (migrate), its
+    service (deploy-stage of that repo, rollback), its integration tests (integration-test)."""
+    model = loaded.model
+    needed: set[str] = set()
+    runs_code: set[str] = set()
+    for step in job["steps"]:
+        uses = step.get("uses", "")
+        if uses.startswith(PINS["actions/checkout"].uses) and "repository" in step.get("with", {}):
+            needed.add(workflows.CHECKOUT_TOKEN_SECRET)
+        if uses.endswith("/actions/setup"):
+            continue
+        if "/actions/" in uses or " ws " in f" {step.get('run', '')}":
+            needed.update(workflows.base_secrets(model))
+        if "GITHUB_TOKEN" in step.get("env", {}):
+            needed.add(step["env"]["GITHUB_TOKEN"].removeprefix("${{ secrets.").removesuffix(" }}"))
+        action = uses.rsplit("/", 1)[-1] if "/actions/" in uses else ""
+        if action == "deploy-stage":
+            runs_code.update(r for r in [step["with"]["repo"]] if model.repos[r].service)
+        elif action == "migrate":
+            runs_code.update(r for r, spec in model.repos.items() if spec.migrate and spec.migrate.command)
+        elif action == "integration-test":
+            runs_code.update(r for r, spec in model.repos.items() if spec.test.integration)
+        elif action == "rollback":
+            runs_code.update(r for r, spec in model.repos.items() if spec.service)
+    for repo in runs_code:
+        needed.update(workflows.repo_secrets(model, repo))
+    return needed
+
+
+@pytest.mark.parametrize("folder", [GOLDEN, ROOT, ROOT / "examples"], ids=["golden", "workspace", "example"])
+def test_no_job_receives_a_secret_none_of_its_steps_reads(folder: Path) -> None:
+    loaded = load_workspace(folder / "workspace.yaml")
+    document = load(workflows.generate_workflows(loaded)[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    for job_id, job in document["jobs"].items():
+        assert secrets_referenced(job) == secrets_read(loaded, job), job_id
+    if folder == ROOT:
+        # the real workspace's two repo secrets reach exactly the jobs that run those repos' code
+        jobs = document["jobs"]
+        for job_id in ("deploy-saas-ecosystem-architecture", "integration", "rollback"):
+            assert "NEXTAUTH_SECRET" in jobs[job_id]["env"], job_id
+        for job_id in ("deploy-app-agents", "integration", "rollback"):
+            assert "OPENAI_API_KEY" in jobs[job_id]["env"], job_id
+        for job_id in ("plan", "infra", "validate", "health", "deploy-saas-spec-driven-development"):
+            assert not {"NEXTAUTH_SECRET", "OPENAI_API_KEY"} & set(jobs[job_id]["env"]), job_id
+        assert "NEXTAUTH_SECRET" not in jobs["deploy-app-agents"]["env"]
+        assert "OPENAI_API_KEY" not in jobs["deploy-saas-ecosystem-architecture"]["env"]
+
+
+def test_every_job_checks_out_the_repos_at_the_planned_commit(golden_files: dict[str, str]) -> None:
+    """The repos live beside the coordination repository: every job that runs their code checks each one out
+    (pinned checkout, repository from workspace.yaml, path where workspace.yaml expects it, no persisted
+    credentials, the read-only token); the plan job at the version asked for (else the default branch), the
+    others at the commit the plan job got. The infra job runs no repo's code and checks out none."""
+    document = load(golden_files[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    jobs = document["jobs"]
+    for job_id, job in jobs.items():
+        checkouts = [s for s in job["steps"] if s.get("uses") == PINS["actions/checkout"].uses]
+        assert all(s["with"]["persist-credentials"] is False for s in checkouts), job_id
+        others = {s["with"]["repository"]: s["with"] for s in checkouts if "repository" in s["with"]}
+        if job_id == "infra":
+            assert others == {}
+            continue
+        assert sorted(others) == ["golden-org/api", "golden-org/core", "golden-org/web", "golden-org/worker"], job_id
+        for full_name, given in others.items():
+            repo = full_name.split("/")[1]
+            assert given["path"] == repo  # ../<repo> from coordination/workspace.yaml
+            assert given["token"] == "${{ secrets.WS_CHECKOUT_TOKEN }}"
+            expected = (
+                f"${{{{ steps.versions.outputs.ref_{repo} }}}}"
+                if job_id == "plan"
+                else f"${{{{ needs.plan.outputs.ref_{repo} }}}}"
+            )
+            assert given["ref"] == expected, job_id
+    assert jobs["plan"]["outputs"]["ref_core"] == "${{ steps.commits.outputs.ref_core }}"
+    versions = next(s for s in jobs["plan"]["steps"] if s.get("id") == "versions")
+    assert versions["env"] == {"VERSIONS": "${{ inputs.versions }}"}
+
+
+@pytest.mark.parametrize("path", ["../../elsewhere", "/srv/core", ".."])
+def test_a_repo_path_no_runner_can_check_out_is_refused(golden: LoadedWorkspace, path: str) -> None:
+    """workspace.yaml's validation keeps paths beside the workspace; the generator refuses on its own any other."""
+    model = golden.model
+    repos = {**model.repos, "core": model.repos["core"].model_copy(update={"path": path})}
+    with pytest.raises(UsageError, match="repos.core.path .* outside the runner's workspace folder"):
+        workflows.deployment_workflow(model.model_copy(update={"repos": repos}))

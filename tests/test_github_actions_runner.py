@@ -378,13 +378,27 @@ def test_dispatch_inputs_are_validated(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def golden_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("golden")
+    """The golden workspace's coordination repository as a runner checks it out (``coordination/`` in the runner's
+    workspace folder, its repos beside it), with one bare git repository per repo under ``git/`` to clone from."""
+    base = tmp_path_factory.mktemp("golden")
+    root = base / "runner" / "coordination"
+    root.mkdir(parents=True)
     shutil.copy(GOLDEN_WORKSPACE, root / "workspace.yaml")
     loaded = load_workspace(root / "workspace.yaml")
     for relative, content in {**actions.generate_actions(loaded), **workflows.generate_workflows(loaded)}.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(content)
+    for repo in loaded.model.repos:
+        source = base / "sources" / repo
+        source.mkdir(parents=True)
+        (source / "README.md").write_text(f"# {repo}\n")
+        bare_repo(base / "git" / repo, source, "main")
     return root
+
+
+def golden_runner(golden_tree: Path, **options: Any) -> LocalRunner:
+    remote = str(golden_tree.parent.parent / "git" / "{name}" / "bare.git")
+    return LocalRunner(golden_tree, workdir=golden_tree.parent, remote=remote, **options)
 
 
 HOSTILE = [
@@ -401,7 +415,7 @@ HOSTILE = [
 def test_hostile_repositories_input_reaches_ws_as_a_plain_string(golden_tree: Path, hostile: str) -> None:
     """The generated plan job hands the input to `ws plan` through env:; ws refuses the unknown repo (exit 2)
     naming it literally; nothing is executed and the secret is never expanded or shown."""
-    runner = LocalRunner(golden_tree, secrets={"API_KEY": "the-api-key-value"})
+    runner = golden_runner(golden_tree, secrets={"API_KEY": "the-api-key-value"})
     result = runner.run_workflow(workflows.DEPLOYMENT_WORKFLOW, {"environment": "local", "repositories": hostile})
     plan = result.jobs["plan"]
     assert plan.result == "failure"
@@ -445,7 +459,8 @@ def test_the_generated_selection_step_treats_hostile_input_as_data(golden_tree: 
     assert outputs["deploy_core"] == ("true" if hostile.startswith("core,") else "false")
     assert outputs["deployment_id"] == ""
     everything = runner.run_workflow(".github/workflows/select.yml", {"repositories": " all "}).jobs["plan"].outputs
-    assert {k: v for k, v in everything.items() if k != "deployment_id"} == {
+    # (the plan job's other outputs, deployment_id and the ref_<repo> commits, come from steps not run here)
+    assert {k: v for k, v in everything.items() if k.startswith("deploy_")} == {
         "deploy_core": "true",
         "deploy_api": "true",
         "deploy_worker": "true",
@@ -547,16 +562,18 @@ def bare_repo(folder: Path, files_from: Path, branch: str) -> Path:
 def test_the_pr_schema_check_reads_every_repo_at_the_pull_requests_branch(tmp_path: Path) -> None:
     """A workspace whose repos are sibling checkouts (absent from the pull request's checkout): the generated
     check reads every repo's schema at the PR's head branch through the GitHub API (here the local fake, backed
-    by real git repositories), and a hostile branch name reaches ws as one plain string, never a shell."""
+    by real git repositories); a repo without that branch is read at its default branch, and the log says which;
+    a hostile branch name reaches ws as one plain string, never a shell."""
     root = tmp_path / "workspace"
     root.mkdir()
     repos = ("saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development")
     branch = "feature/shared-models"
     with FakeGitHub() as github:
         for repo in repos:
-            github.add_repo(
-                f"example-ecosystem/{repo}", bare_repo(tmp_path / "git" / repo, ROOT / "examples" / repo, branch)
-            )
+            bare = bare_repo(tmp_path / "git" / repo, ROOT / "examples" / repo, "main")
+            if repo != "saas-spec-driven-development":  # the change spans only the other two repos
+                subprocess.run(["git", "branch", branch, "main"], cwd=bare, check=True)
+            github.add_repo(f"example-ecosystem/{repo}", bare)
         text = (ROOT / "examples" / "workspace.yaml").read_text()
         for repo in repos:
             assert f"    path: {repo}\n" in text
@@ -568,7 +585,7 @@ def test_the_pr_schema_check_reads_every_repo_at_the_pull_requests_branch(tmp_pa
         )
         assert generated.returncode == 0, generated.stderr
         machine = {k: v for k, v in os.environ.items() if k != "GITHUB_TOKEN"}
-        secrets = {"WS_GITHUB_TOKEN": github.token}
+        secrets = {"WS_CHECKOUT_TOKEN": github.token}
 
         def check(head_ref: str) -> Any:
             runner = LocalRunner(
@@ -578,13 +595,18 @@ def test_the_pr_schema_check_reads_every_repo_at_the_pull_requests_branch(tmp_pa
 
         passed = check(branch)
         assert passed.result == "success", passed.log
+        assert passed.environment == "workspace-pr"  # the token is used only behind the environment's reviewers
         assert "alignment: 100% (" in passed.log and "Check schema alignment: success" in passed.log
         reads = [path for method, path in github.calls() if method == "GET" and "/contents/" in path]
         assert {path.split("/")[3] for path in reads} == set(repos)  # every repo's schema came from the API
+        notes = [line for line in passed.log.splitlines() if "read at its default branch" in line]
+        assert notes == [
+            f"saas-spec-driven-development: no branch {branch!r} on GitHub; read at its default branch main"
+        ]
 
         hostile = "x$(touch${IFS}pwned)`touch pwned`"
-        refused = check(hostile)
-        assert refused.result == "failure"
-        failed = next(step for step in refused.steps if step.outcome == "failure")
-        assert f"no branch, tag or commit {hostile!r}" in failed.log, failed.log
+        fallen_back = check(hostile)
+        assert fallen_back.result == "success", fallen_back.log
+        for repo in repos:
+            assert f"{repo}: no branch {hostile!r} on GitHub; read at its default branch main" in fallen_back.log
         assert not (root / "pwned").exists() and not (tmp_path / "pwned").exists()

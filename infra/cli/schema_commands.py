@@ -42,9 +42,14 @@ def schema_group() -> None:
     metavar="NAME",
     help="Read every repo's schema at this branch, tag or SHA through the GitHub API instead of the checkouts.",
 )
+@click.option(
+    "--default-branch-fallback",
+    is_flag=True,
+    help="With --ref: read a repo that has no such ref at its default branch (each one is named).",
+)
 @json_option
 @pass_context
-def check_command(ctx: Context, ref: str | None, as_json: bool) -> None:
+def check_command(ctx: Context, ref: str | None, default_branch_fallback: bool, as_json: bool) -> None:
     """Report, per secondary, every shared model and enum that differs from the primary, field by field.
 
     Also checks that secondary tables do not collide with primary tables, that relations into shared
@@ -52,7 +57,11 @@ def check_command(ctx: Context, ref: str | None, as_json: bool) -> None:
     Exit 1 below 100% alignment.
     """
     loaded = ctx.loaded
-    readers = github_readers(loaded, ref) if ref else None
+    readers = None
+    if ref:
+        readers = github_readers(
+            loaded, ref, fallback=default_branch_fallback, notify=lambda note: err_console.print(escape(note))
+        )
     report = align.check_alignment(load.load_schemas(loaded, readers))
     if as_json:
         print_json(report.as_dict())

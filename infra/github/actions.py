@@ -74,10 +74,13 @@ def run_step(
     env: Mapping[str, str] | None = None,
     step_id: str | None = None,
     condition: str | None = None,
+    working_directory: str | None = None,
 ) -> CommentedMap:
     step = mapping(("name", name), ("id", step_id), ("if", condition))
     if env:
         step["env"] = mapping(*env.items())
+    if working_directory:
+        step["working-directory"] = working_directory
     step["shell"] = "bash"
     step["run"] = script(*lines)
     return step
@@ -172,6 +175,14 @@ def setup_action() -> CommentedMap:
                 default="",
             ),
         ),
+        (
+            "working-directory",
+            _input(
+                "Folder of this repository's checkout under GITHUB_WORKSPACE (where requirements.lock is).",
+                required=False,
+                default=".",
+            ),
+        ),
     )
     steps = [
         run_step(
@@ -198,7 +209,7 @@ def setup_action() -> CommentedMap:
             {
                 "python-version": "${{ inputs.python-version }}",
                 "cache": "pip",
-                "cache-dependency-path": "requirements.lock",
+                "cache-dependency-path": "${{ inputs.working-directory }}/requirements.lock",
             },
             step_id="python",
         ),
@@ -213,6 +224,7 @@ def setup_action() -> CommentedMap:
                 "fi",
                 'echo "ws: $(command -v ws)"',
             ],
+            working_directory="${{ inputs.working-directory }}",
         ),
     ]
     return _action(
@@ -238,7 +250,8 @@ def schema_check_action() -> CommentedMap:
             "ref",
             _input(
                 "Without a deployment: read every repo's schema at this branch, tag or SHA through the GitHub API "
-                "(needs GITHUB_TOKEN in the step's env) instead of the checkouts. Empty: the checkouts.",
+                "(needs GITHUB_TOKEN in the step's env) instead of the checkouts; a repo without it at its default "
+                "branch (named in the log). Empty: the checkouts.",
                 required=False,
                 default="",
             ),
@@ -250,7 +263,7 @@ def schema_check_action() -> CommentedMap:
             [
                 "args=()",
                 'if [ -n "$REF" ]; then',
-                '  args+=(--ref "$REF")',
+                '  args+=(--ref "$REF" --default-branch-fallback)',
                 "fi",
                 'ws schema check "${args[@]}"',
             ],

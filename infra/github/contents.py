@@ -125,6 +125,38 @@ class GitHubReader:
         return f"{self.loaded.model.repos[self.repo].github}@{self.ref}:{path}"
 
 
-def github_readers(loaded: LoadedWorkspace, ref: str) -> Callable[[str], GitHubReader]:
-    """Reader factory for ``infra.schema.load.load_schemas``: every repo's files at ``ref`` on GitHub."""
-    return lambda repo: GitHubReader(loaded, repo, ref)
+def ref_exists(loaded: LoadedWorkspace, repo: str, ref: str, github: GitHub | None = None) -> bool:
+    """Whether ``ref`` (branch, tag or SHA) exists in the repo on GitHub."""
+    full_name = _full_name(loaded, repo)
+    github = github or client(loaded)
+    try:
+        _check_ref(github, github.repo(full_name), full_name, repo, ref)
+    except GitHubError as exc:
+        if "no branch, tag or commit" in str(exc):
+            return False
+        raise
+    return True
+
+
+def github_readers(
+    loaded: LoadedWorkspace,
+    ref: str,
+    *,
+    fallback: bool = False,
+    notify: Callable[[str], None] | None = None,
+) -> Callable[[str], GitHubReader]:
+    """Reader factory for ``infra.schema.load.load_schemas``: every repo's files at ``ref`` on GitHub.
+
+    ``fallback``: a repo without ``ref`` is read at its default branch instead, and ``notify`` is told which (a
+    change that spans only some repos carries its branch name only there).
+    """
+
+    def reader(repo: str) -> GitHubReader:
+        if fallback and not ref_exists(loaded, repo, ref):
+            default = loaded.model.repos[repo].default_branch
+            if notify is not None:
+                notify(f"{repo}: no branch {ref!r} on GitHub; read at its default branch {default}")
+            return GitHubReader(loaded, repo, default)
+        return GitHubReader(loaded, repo, ref)
+
+    return reader

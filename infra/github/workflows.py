@@ -20,17 +20,34 @@ lock shared, while ``ws deploy``, ``ws pipeline begin`` and ``ws rollback`` take
 The deploy and rollback steps get the ``WS_GITHUB_TOKEN`` secret as ``GITHUB_TOKEN`` (in that step's ``env:``
 only), so ws records a GitHub deployment, with its statuses and a link to the run, in each deployed repo. The
 workflow's own token reaches only this repository, so it is not used for that and keeps ``contents: read``.
+
+Checkouts (:class:`Layout`). When workspace.yaml places the repos inside its own folder (as examples/ does), they
+are part of this repository's checkout. Otherwise (the default ``../<repo>``) this repository is checked out into
+a folder named after it and every repo beside it, where workspace.yaml expects them, with ``actions/checkout``
+(pinned by SHA, ``repository:`` from ``repos.<r>.github``, ``persist-credentials: false`` and the read-only
+``WS_CHECKOUT_TOKEN`` secret); ``WS_WORKSPACE`` tells ``ws`` where workspace.yaml is. The plan job checks out each
+repo at the version asked for (else its default branch) and hands on the commit it got, so every later job
+runs the same code. The infra job runs no repo's code and checks out none.
+
+Secrets (:func:`job_secrets`). Each job receives exactly the secrets its steps read: every job the server
+secrets (the ledger lives in the environment's database) and, for Pulumi environments, the backend's; ``migrate``,
+``integration`` and ``rollback`` also the ``{secret: ...}`` values of the repos whose commands or services they
+run; ``deploy-<repo>`` its repo's; the checkout token goes to the jobs that check repos out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from infra.errors import UsageError
 from infra.github.actions import (
+    ACTIONS_DIR,
     expression,
     local_step,
     mapping,
@@ -56,6 +73,8 @@ MAX_DISPATCH_INPUTS = 25
 SERVER_SECRETS = ("DATABASE_URL", "REDIS_URL")
 # ... and, when an environment is provisioned by Pulumi, the Pulumi backend's credentials.
 PULUMI_SECRETS = ("PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE")
+# Branch names written into generated scripts (workspace.yaml's default_branch): git's rules, no shell characters.
+SAFE_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,99}$")
 PATHS_OF_THE_WORKSPACE = (
     "workspace.yaml",
     "workspace.schema.json",
@@ -71,6 +90,11 @@ PATHS_OF_THE_WORKSPACE = (
 # A token with access to the workspace's repos (Deployments: write for the deploy records, Contents: read for
 # reading schemas at a ref); given to the steps that call GitHub as GITHUB_TOKEN, through their env: only.
 GITHUB_TOKEN_SECRET = "WS_GITHUB_TOKEN"
+# A token that can read the workspace's repos (Contents: read), for actions/checkout of repos other than this one.
+CHECKOUT_TOKEN_SECRET = "WS_CHECKOUT_TOKEN"
+# The GitHub environment the pull-request check runs in when it reads the repos with a token: give it required
+# reviewers, so a pull request's code gets the token only once someone has looked at it.
+PR_ENVIRONMENT = "workspace-pr"
 DEPLOYMENT_ID = expression("needs.plan.outputs.deployment_id")
 NOT_BLOCKED = "!cancelled() && !failure()"
 TIMEOUTS = {
@@ -101,9 +125,103 @@ def pipeline_run_step(name: str, step: str) -> CommentedMap:
     return run_step(name, [f'ws pipeline {step} --deployment "$DEPLOYMENT_ID"'], env={"DEPLOYMENT_ID": DEPLOYMENT_ID})
 
 
-def deployment_step(name: str, action: str, *, github: bool = False) -> CommentedMap:
+def deployment_step(layout: Layout, name: str, action: str, *, github: bool = False) -> CommentedMap:
     """A composite action acting on the plan job's deployment; ``github``: it records GitHub deployments."""
-    return local_step(name, action, {"deployment": DEPLOYMENT_ID}, env=github_token_env() if github else None)
+    return layout.action(name, action, {"deployment": DEPLOYMENT_ID}, env=github_token_env() if github else None)
+
+
+# --- where things are checked out ---------------------------------------------------------------------
+
+
+def inside(path: str | None) -> bool:
+    """Whether a repo ``path:`` lies inside workspace.yaml's folder (relative and never leaving it)."""
+    if path is None:
+        return False
+    parts = PurePosixPath(path.replace("\\", "/"))
+    return not parts.is_absolute() and ".." not in parts.parts
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the jobs find this repository and the workspace's repos under ``GITHUB_WORKSPACE``.
+
+    ``folder`` is this repository's checkout folder (None: ``GITHUB_WORKSPACE`` itself); ``checkouts`` maps each
+    repo checked out on its own (not part of this repository) to its ``owner/name`` and its folder.
+    """
+
+    folder: str | None = None
+    checkouts: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def action(
+        self,
+        name: str,
+        action: str,
+        with_: Mapping[str, str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> CommentedMap:
+        step = local_step(name, action, with_, env=env)
+        if self.folder is not None:
+            step["uses"] = f"./{self.folder}/{ACTIONS_DIR}/{action}"
+        return step
+
+    def workspace_env(self) -> CommentedMap | None:
+        """The workflow's env telling ``ws`` where workspace.yaml is (None when it is where the jobs start)."""
+        if self.folder is None:
+            return None
+        return mapping(("WS_WORKSPACE", f"{self.folder}/workspace.yaml"))
+
+
+def layout_of(workspace: Workspace) -> Layout:
+    """This repository at the top when every repo lives inside it; else in a folder beside the repos' checkouts."""
+    outside = [name for name, repo in workspace.repos.items() if not inside(repo.path)]
+    if not outside:
+        return Layout()
+    folder = safe_name(workspace.github.repo or "workspace", "coordination repository")
+    checkouts: dict[str, tuple[str, str]] = {}
+    for name in outside:
+        repo = workspace.repos[name]
+        declared = repo.path if repo.path is not None else f"../{name}"
+        where = posixpath.normpath(posixpath.join(folder, declared.replace("\\", "/")))
+        if PurePosixPath(declared).is_absolute() or where.startswith("..") or where in (".", folder):
+            raise UsageError(
+                f"cannot generate the coordinated deployment: repos.{name}.path {declared!r} puts its checkout "
+                "outside the runner's workspace folder; use a path beside this repository (../<repo>) or inside it"
+            )
+        checkouts[safe_name(name, "repo")] = (repo.github, where)
+    return Layout(folder, checkouts)
+
+
+def ref_key(repo: str) -> str:
+    """The plan job's output naming the commit of ``repo`` every job checks out (an identifier, no hyphens)."""
+    return "ref_" + repo.replace("-", "_")
+
+
+def checkout_steps(layout: Layout, refs: Mapping[str, str] | None) -> list[CommentedMap]:
+    """This repository, then (with ``refs``: repo -> ref expression) every repo checked out on its own."""
+    own = uses_step(
+        "Check out" if layout.folder is None else "Check out the workspace",
+        CHECKOUT,
+        {"path": layout.folder, "persist-credentials": False} if layout.folder else {"persist-credentials": False},
+    )
+    steps = [own]
+    if refs is None:
+        return steps
+    for repo, (full_name, path) in layout.checkouts.items():
+        steps.append(
+            uses_step(
+                f"Check out {repo}",
+                CHECKOUT,
+                {
+                    "repository": full_name,
+                    "ref": refs[repo],
+                    "path": path,
+                    "token": expression(f"secrets.{CHECKOUT_TOKEN_SECRET}"),
+                    "persist-credentials": False,
+                },
+            )
+        )
+    return steps
 
 
 # --- secrets ----------------------------------------------------------------------------------------
@@ -129,6 +247,33 @@ def base_secrets(workspace: Workspace) -> list[str]:
     return names
 
 
+def union_of_secrets(workspace: Workspace, repos: Iterable[str]) -> list[str]:
+    return sorted({name for repo in repos for name in repo_secrets(workspace, repo)})
+
+
+def job_secrets(workspace: Workspace, job_id: str) -> list[str]:
+    """The secrets (besides the checkout token, given to the checkout steps) that ``job_id``'s steps read.
+
+    The ``ws`` commands resolve a repo's env (and so need its ``{secret: ...}`` values) only where they run its
+    code: its migrate command, its service, its integration tests. The infra job provisions the servers and needs
+    only their (and the Pulumi backend's) credentials; Pulumi takes the services' secrets from its stack.
+    """
+    base = base_secrets(workspace)
+    repos = workspace.repos
+    if job_id == "migrate":
+        extra = union_of_secrets(workspace, [r for r, spec in repos.items() if spec.migrate and spec.migrate.command])
+    elif job_id == "integration":
+        extra = union_of_secrets(workspace, [r for r, spec in repos.items() if spec.test.integration])
+    elif job_id == "rollback":
+        extra = union_of_secrets(workspace, [r for r, spec in repos.items() if spec.service])
+    elif job_id.startswith("deploy-"):
+        repo = job_id.removeprefix("deploy-")
+        extra = repo_secrets(workspace, repo) if repos[repo].service else []
+    else:
+        extra = []
+    return [*base, *sorted(set(extra) - set(base))]
+
+
 def secrets_env(names: Iterable[str]) -> CommentedMap:
     return mapping(*((safe_name(name, "secret"), expression(f"secrets.{name}")) for name in names))
 
@@ -136,13 +281,10 @@ def secrets_env(names: Iterable[str]) -> CommentedMap:
 # --- job building blocks -------------------------------------------------------------------------------
 
 
-def checkout_step() -> CommentedMap:
-    return uses_step("Check out", CHECKOUT, {"persist-credentials": False})
-
-
-def setup_step(secret_names: Iterable[str]) -> CommentedMap:
+def setup_step(layout: Layout, secret_names: Iterable[str]) -> CommentedMap:
     names = " ".join(secret_names)
-    return local_step("Set up ws", "setup", {"mask-variables": names} if names else None)
+    with_ = mapping(("mask-variables", names or None), ("working-directory", layout.folder))
+    return layout.action("Set up ws", "setup", with_ or None)
 
 
 def job(
@@ -151,11 +293,17 @@ def job(
     needs: list[str] | None = None,
     condition: str | None = None,
     timeout: int,
-    environment: bool = True,
+    environment: bool | str = True,
     secrets: list[str],
     steps: list[CommentedMap],
     outputs: CommentedMap | None = None,
+    layout: Layout | None = None,
+    refs: Mapping[str, str] | None = None,
+    checkouts: list[CommentedMap] | None = None,
 ) -> CommentedMap:
+    """A job: checkouts (this repository; with ``refs`` every repo too), ``ws`` set up with the job's secrets
+    masked, then ``steps``. ``environment``: True for the dispatch input's environment, or a fixed name."""
+    layout = layout or Layout()
     result = mapping(("name", name))
     if needs:
         result["needs"] = CommentedSeq(needs)
@@ -165,12 +313,14 @@ def job(
     result["timeout-minutes"] = timeout
     result["permissions"] = mapping(("contents", "read"))
     if environment:
-        result["environment"] = mapping(("name", expression("inputs.environment")))
+        name_of = expression("inputs.environment") if environment is True else environment
+        result["environment"] = mapping(("name", name_of))
     if outputs:
         result["outputs"] = outputs
     if secrets:
         result["env"] = secrets_env(secrets)
-    result["steps"] = CommentedSeq([checkout_step(), setup_step(secrets), *steps])
+    before = checkouts if checkouts is not None else checkout_steps(layout, refs)
+    result["steps"] = CommentedSeq([*before, setup_step(layout, secrets), *steps])
     return result
 
 
@@ -182,6 +332,7 @@ def workflow_document(
     group: str,
     cancel_in_progress: bool,
     run_name: str | None = None,
+    env: CommentedMap | None = None,
 ) -> CommentedMap:
     """A workflow: no permissions at the top (each job asks for its own) and one run per concurrency group."""
     return mapping(
@@ -190,6 +341,7 @@ def workflow_document(
         ("on", on),
         ("permissions", mapping()),
         ("concurrency", mapping(("group", group), ("cancel-in-progress", cancel_in_progress))),
+        ("env", env),
         ("jobs", jobs),
     )
 
@@ -265,15 +417,76 @@ def selection_script(repos: list[str]) -> list[str]:
     return lines
 
 
-def plan_job(workspace: Workspace, secrets: list[str]) -> CommentedMap:
+def versions_script(layout: Layout, workspace: Workspace) -> list[str]:
+    """Bash writing ``ref_<repo>=`` the version asked for in ``$VERSIONS`` (else the default branch) per repo checked
+    out on its own. The input arrives through env only; whitespace is dropped, so it cannot add output lines."""
+    lines = [
+        "versions=\",$(printf '%s' \"$VERSIONS\" | tr -d '[:space:]'),\"",
+        "version_of() {",
+        '  local rest="${versions#*,"$1"=}"',
+        '  if [ "$rest" = "$versions" ]; then',
+        "    printf '%s' \"$2\"",
+        "    return",
+        "  fi",
+        '  rest="${rest%%,*}"',
+        '  case "$rest" in',
+        "    '' | [.-]* | *[!A-Za-z0-9._-]*)",
+        '      echo "::error::versions: $1=$rest is not a safe version (letters, digits, ., _, -)" >&2',
+        "      return 2",
+        "      ;;",
+        "  esac",
+        "  printf '%s' \"$rest\"",
+        "}",
+    ]
+    for repo in layout.checkouts:
+        branch = workspace.repos[repo].default_branch
+        if not SAFE_REF.fullmatch(branch):
+            raise UsageError(
+                f"cannot generate GitHub automation: repos.{repo}.default_branch {branch!r} is not a safe ref"
+            )
+        lines += [
+            f'ref="$(version_of {repo} {branch})"',
+            f'echo "{ref_key(repo)}=$ref" >> "$GITHUB_OUTPUT"',
+            f'echo "{repo}: check out $ref"',
+        ]
+    return lines
+
+
+def commits_script(layout: Layout) -> list[str]:
+    """Bash writing the commit each repo's checkout holds, for the later jobs to check out the same."""
+    lines = []
+    for repo, (_, path) in layout.checkouts.items():
+        lines += [
+            f'commit="$(git -C "$GITHUB_WORKSPACE/{path}" rev-parse HEAD)"',
+            f'echo "{ref_key(repo)}=$commit" >> "$GITHUB_OUTPUT"',
+            f'echo "{repo}: $commit"',
+        ]
+    return lines
+
+
+def plan_job(workspace: Workspace, layout: Layout) -> CommentedMap:
     repos = [safe_name(repo, "repo") for repo in workspace.repos]
     outputs = mapping(("deployment_id", expression("steps.begin.outputs.deployment_id")))
     for repo in repos:
         outputs[output_key(repo)] = expression(f"steps.select.outputs.{output_key(repo)}")
+    for repo in layout.checkouts:
+        outputs[ref_key(repo)] = expression(f"steps.commits.outputs.{ref_key(repo)}")
     inputs_env = {
         "ENVIRONMENT": expression("inputs.environment"),
         "REPOSITORIES": expression("inputs.repositories"),
     }
+    checkouts = checkout_steps(layout, None)
+    if layout.checkouts:
+        checkouts.append(
+            run_step(
+                "Choose the version of each repo to check out",
+                versions_script(layout, workspace),
+                env={"VERSIONS": expression("inputs.versions")},
+                step_id="versions",
+            )
+        )
+        refs = {repo: expression(f"steps.versions.outputs.{ref_key(repo)}") for repo in layout.checkouts}
+        checkouts += checkout_steps(layout, refs)[1:]
     steps = [
         run_step(
             "Plan the stages (Mermaid graph in the job summary)",
@@ -309,10 +522,25 @@ def plan_job(workspace: Workspace, secrets: list[str]) -> CommentedMap:
             step_id="begin",
         ),
     ]
-    return job("plan", timeout=TIMEOUTS["plan"], secrets=secrets, steps=steps, outputs=outputs)
+    if layout.checkouts:
+        steps.append(run_step("Record the commits checked out", commits_script(layout), step_id="commits"))
+    return job(
+        "plan",
+        timeout=TIMEOUTS["plan"],
+        secrets=job_secrets(workspace, "plan"),
+        steps=steps,
+        outputs=outputs,
+        layout=layout,
+        checkouts=checkouts,
+    )
 
 
-def deploy_job(workspace: Workspace, repo: str, depends_on: Iterable[str], base: list[str]) -> CommentedMap:
+def planned_refs(layout: Layout) -> dict[str, str]:
+    """The commit of every repo the plan job checked out: the later jobs check out the same."""
+    return {repo: expression(f"needs.plan.outputs.{ref_key(repo)}") for repo in layout.checkouts}
+
+
+def deploy_job(workspace: Workspace, layout: Layout, repo: str, depends_on: Iterable[str]) -> CommentedMap:
     """The deploy job of ``repo``: after the validation and its ``depends_on`` repos' deploy jobs only (not after
     the other repos of its stage, which deploy at the same time)."""
     return job(
@@ -320,68 +548,79 @@ def deploy_job(workspace: Workspace, repo: str, depends_on: Iterable[str], base:
         needs=["plan", "validate", *(deploy_job_id(dep) for dep in sorted(depends_on))],
         condition=f"{NOT_BLOCKED} && needs.plan.outputs.{output_key(repo)} == 'true'",
         timeout=TIMEOUTS["deploy"],
-        secrets=sorted({*base, *repo_secrets(workspace, repo)}),
+        secrets=job_secrets(workspace, deploy_job_id(repo)),
         steps=[
-            local_step(
+            layout.action(
                 f"Deploy {repo}",
                 "deploy-stage",
                 {"deployment": DEPLOYMENT_ID, "repo": repo},
                 env=github_token_env(),
             )
         ],
+        layout=layout,
+        refs=planned_refs(layout),
     )
 
 
 def deployment_workflow(workspace: Workspace) -> CommentedMap:
     edges = edges_of(workspace)
     order = [repo for layer in stages(edges) for repo in layer]
-    base = base_secrets(workspace)
-    every_secret = sorted({*base, *(s for repo in order for s in repo_secrets(workspace, repo))})
+    layout = layout_of(workspace)
+    refs = planned_refs(layout)
     protected = [name for name, env in workspace.environments.items() if env.protected]
 
     jobs = mapping()
 
     def add(
-        job_id: str, name: str, needs: list[str], secrets: list[str], *steps: CommentedMap, condition: str | None = None
+        job_id: str,
+        name: str,
+        needs: list[str],
+        *steps: CommentedMap,
+        condition: str | None = None,
+        checkouts: bool = True,
     ) -> None:
-        """A pipeline job after the plan, its timeout from TIMEOUTS."""
+        """A pipeline job after the plan, its timeout from TIMEOUTS and its secrets from :func:`job_secrets`."""
         jobs[job_id] = job(
-            name, needs=needs, condition=condition, timeout=TIMEOUTS[job_id], secrets=secrets, steps=list(steps)
+            name,
+            needs=needs,
+            condition=condition,
+            timeout=TIMEOUTS[job_id],
+            secrets=job_secrets(workspace, job_id),
+            steps=list(steps),
+            layout=layout,
+            refs=refs if checkouts else None,
         )
 
-    jobs["plan"] = plan_job(workspace, base)
+    jobs["plan"] = plan_job(workspace, layout)
     add(
         "infra",
         "infrastructure",
         ["plan"],
-        every_secret,
         pipeline_run_step("Provision PostgreSQL, Redis and the services", "infra"),
+        checkouts=False,
     )
-    add("migrate", "migrate", ["plan", "infra"], base, deployment_step("Migrate the database", "migrate"))
+    add("migrate", "migrate", ["plan", "infra"], deployment_step(layout, "Migrate the database", "migrate"))
     add(
         "validate",
         "validate schemas",
         ["plan", "migrate"],
-        base,
-        deployment_step("Validate schema alignment and drift", "schema-check"),
+        deployment_step(layout, "Validate schema alignment and drift", "schema-check"),
     )
     for repo in order:
-        jobs[deploy_job_id(repo)] = deploy_job(workspace, repo, edges[repo], base)
+        jobs[deploy_job_id(repo)] = deploy_job(workspace, layout, repo, edges[repo])
     deploy_jobs = [deploy_job_id(repo) for repo in order]
     add(
         "integration",
         "integration tests",
         ["plan", *deploy_jobs],
-        base,
-        deployment_step("Run the integration tests", "integration-test"),
+        deployment_step(layout, "Run the integration tests", "integration-test"),
         condition=NOT_BLOCKED,
     )
     add(
         "health",
         "health checks",
         ["plan", "integration"],
-        base,
-        deployment_step("Check every service's health", "health-check"),
+        deployment_step(layout, "Check every service's health", "health-check"),
         pipeline_run_step("Record the deployment's outcome", "finish"),
         condition=NOT_BLOCKED,
     )
@@ -389,8 +628,7 @@ def deployment_workflow(workspace: Workspace) -> CommentedMap:
         "rollback",
         "rollback",
         ["plan", "infra", "migrate", "validate", *deploy_jobs, "integration", "health"],
-        every_secret,
-        deployment_step("Roll back the deployment", "rollback", github=True),
+        deployment_step(layout, "Roll back the deployment", "rollback", github=True),
         condition="(failure() || cancelled()) && needs.plan.outputs.deployment_id != ''",
     )
 
@@ -401,6 +639,7 @@ def deployment_workflow(workspace: Workspace) -> CommentedMap:
         group="coordinated-deployment-" + expression("inputs.environment"),
         cancel_in_progress=False,
         run_name="deploy to " + expression("inputs.environment"),
+        env=layout.workspace_env(),
     )
     note = "Protected environments (approval required): " + (", ".join(protected) if protected else "none") + "."
     document.yaml_set_comment_before_after_key("permissions", before=note + "\nEvery job asks for the least it needs.")
@@ -438,26 +677,28 @@ def schema_check_step(workspace: Workspace) -> CommentedMap:
 
     When the repos are checked out with this repository, their checkouts are read. Otherwise every repo's schema
     is read through the GitHub API at the pull request's head branch name: a change that spans repos is made on
-    one branch name in all of them (``ws branch create NAME``), and the coordination repository's pull request
-    uses that name too. A repo without that branch fails the check with ws's message naming it: push the branch
-    there, or name the pull request's branch like the one the repos carry. The branch name reaches the shell
-    only through the action's ``env:``; the token is the ``WS_GITHUB_TOKEN`` secret (Contents: read suffices).
+    one branch name in the repos it touches (``ws branch create NAME``), and the coordination repository's pull
+    request uses that name too. A repo without that branch is read at its default branch, and the check says
+    which repos those are. The branch name reaches the shell only through the action's ``env:``; the token is
+    the read-only ``WS_CHECKOUT_TOKEN`` secret (Contents: read), in the step's ``env:`` only.
     """
     if checked_out_with_workspace(workspace):
         return local_step("Schema alignment of the checkouts", "schema-check")
     return local_step(
-        "Schema alignment at the pull request's branch in every repo",
+        "Schema alignment at the pull request's branch (else the default branch) in every repo",
         "schema-check",
         {"ref": expression("github.head_ref")},
-        env=github_token_env(),
+        env={"GITHUB_TOKEN": expression(f"secrets.{CHECKOUT_TOKEN_SECRET}")},
     )
 
 
 def pr_workflow(workspace: Workspace) -> CommentedMap:
+    # A check that reads the repos with a token runs in the workspace-pr environment: its required reviewers
+    # approve before a pull request's code runs beside the token. Without a token it needs no environment.
     checks = job(
         "workspace checks",
         timeout=TIMEOUTS["check"],
-        environment=False,
+        environment=False if checked_out_with_workspace(workspace) else PR_ENVIRONMENT,
         secrets=[],
         steps=[
             run_step("ws check", ["ws check"]),

@@ -57,7 +57,11 @@ class LocalRunner:
     root on GitHub); steps run in ``workdir`` (default ``root``), which is also ``GITHUB_WORKSPACE``.
     ``env`` is the environment the runner machine gives every step (default: this process's), ``secrets``
     and ``vars`` fill those contexts (a missing secret is the empty string, as on GitHub); ``github`` adds to
-    (or replaces) properties of the ``github`` context, e.g. ``head_ref`` for a pull request's checks.
+    (or replaces) properties of the ``github`` context, e.g. ``head_ref`` for a pull request's checks, or
+    ``repository`` (``owner/name`` of the workflow's own repository, whose working copy is ``root``). ``remote``
+    is where ``actions/checkout`` clones other repositories from: a template with ``{repository}``, ``{owner}`` and
+    ``{name}``, e.g. ``/srv/git/{name}.git``. Local actions (``uses: ./x``) are found under ``workdir``, as GitHub
+    finds them under ``GITHUB_WORKSPACE``.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class LocalRunner:
         secrets: Mapping[str, str] | None = None,
         variables: Mapping[str, str] | None = None,
         github: Mapping[str, Any] | None = None,
+        remote: str | None = None,
         echo: Callable[[str], None] | None = None,
     ) -> None:
         self.root = root.resolve()
@@ -77,10 +82,14 @@ class LocalRunner:
         self.secrets = dict(secrets or {})
         self.variables = dict(variables or {})
         self.github = dict(github or {})
+        self.remote = remote
         self.echo = echo or (lambda line: None)
         self.masks: set[str] = {value for value in self.secrets.values() if value}
         self.run_id = str(int(time.time() * 1000) % 10**9)
         self.temp = Path(tempfile.gettempdir())
+
+    def _repository(self) -> str:
+        return str(self.github.get("repository") or self.base_env.get("GITHUB_REPOSITORY") or "")
 
     # -- masking ---------------------------------------------------------------------------------------
 
@@ -189,6 +198,7 @@ class LocalRunner:
             "run_id": self.run_id,
             "workflow": str(document.get("name", path.name)),
             "event": {"inputs": dict(inputs)},
+            "repository": self._repository(),
             **self.github,
         }
         scope = ExpressionScope(
@@ -392,7 +402,8 @@ class LocalRunner:
         equivalent = LOCAL_EQUIVALENTS.get(action)
         if equivalent is None:
             raise RunnerError(f"{where}: {action} has no local equivalent in this runner")
-        outputs, note = equivalent(Machine(self.workdir), with_, state)
+        machine = Machine(self.workdir, self.root, self._repository(), self.remote)
+        outputs, note = equivalent(machine, with_, state)
         self.echo(f"    {note}")
         result = StepRun(call.label, "success", 0, note, outputs)
         return result, [result]
@@ -401,10 +412,10 @@ class LocalRunner:
         self, call: StepCall, uses: str, with_: Mapping[str, str], state: JobState
     ) -> tuple[StepRun, list[StepRun]]:
         where, scope = call.where, call.scope
-        action_dir = (self.root / uses).resolve()
+        action_dir = (self.workdir / uses).resolve()
         metadata = next((action_dir / n for n in ("action.yml", "action.yaml") if (action_dir / n).is_file()), None)
         if metadata is None:
-            raise RunnerError(f"{where}: {uses} has no action.yml under {self.root}")
+            raise RunnerError(f"{where}: {uses} has no action.yml under {self.workdir}")
         document = _load_yaml(metadata)
         runs = document.get("runs") or {}
         if runs.get("using") != "composite":

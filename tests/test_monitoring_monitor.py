@@ -18,6 +18,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.deploy.servers import free_port
+from infra.monitoring import grafana, rules
+from infra.workspace.loader import load_workspace
 from tests import test_deploy_pipeline
 from tests.monitoring_support import http_get, prometheus, wait_for
 from tests.test_deploy_pipeline import ExampleEnv, deploy_json
@@ -88,7 +90,10 @@ def test_monitor_is_scraped_by_prometheus_and_a_killed_service_is_an_incident(ex
         )
         agents = f"service:{AGENTS}"
         assert sample(text, "ws_component_up", component=agents, kind="service", environment="local") == 1.0
-        with prometheus({"ws-monitor": [f"127.0.0.1:{port}"]}) as server:
+        loaded = load_workspace(example.workspace)
+        rules_file = example.root / "rules.yml"
+        rules_file.write_text(rules.generate_rules(loaded)[rules.RULES_FILE])
+        with prometheus({"ws-monitor": [f"127.0.0.1:{port}"]}, rules=[rules_file]) as server:
             # every series the monitor exports (with a value now) answers a PromQL query in Prometheus
             text = wait_for("the uptime figures", metrics_when(metrics_url, lambda t: "ws_uptime_ratio{" in t))
             exported = {name for name, samples in families(text).items() if samples}
@@ -123,6 +128,18 @@ def test_monitor_is_scraped_by_prometheus_and_a_killed_service_is_an_incident(ex
                 (AGENTS, "saas-ecosystem-architecture"),
                 ("saas-spec-driven-development", "saas-ecosystem-architecture"),
             }
+            # the recording rules run on the real series, and every panel of the dashboard is valid PromQL
+            server.wait_query('ws:integration_error:ratio_rate5m{environment="local"}')
+            document = grafana.dashboard(loaded)
+            for expr in grafana.expressions(document):
+                query = expr.replace("$environment", "local").replace("$__rate_interval", "1m")
+                server.query(query)  # a parse or evaluation error fails the test with Prometheus's message
+            for expr in (
+                'ws_repo_up{environment="local"}',
+                'ws_error_budget_remaining_ratio{environment="local",component="integration",window="30d"}',
+                'ws_uptime_coverage_ratio{environment="local",window="1h"}',
+            ):
+                assert server.query(expr), expr
             quantile = server.wait_query(
                 f'histogram_quantile(0.9, rate(ws_probe_latency_seconds_bucket{{component="{agents}"}}[30s]))'
             )

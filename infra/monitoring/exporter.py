@@ -23,7 +23,8 @@ The exported series (every one carries ``environment``):
 ``ws_dora_*``                                      the five DORA figures over 30 days (see infra.deploy.dora)
 ``ws_deployment_duration_seconds{status}``         the last finished deployment, start to end
 ``ws_deployment_step_duration_seconds{step,repo}``  each step of the last finished deployment
-``ws_dependency_info{repo,depends_on}``            1 per edge of the dependency graph
+``ws_dependency_info{repo,depends_on,edge}``       1 per edge of the dependency graph
+``ws_repo_up{repo}``                               1 while the repo's service and migrations are up
 ``ws_monitor_info{interval_seconds,target}``       the monitor's settings
 ===============================================  =========================================================
 """
@@ -397,10 +398,21 @@ class _StateCollector(Collector):
         yield steps
         edges = GaugeMetricFamily(
             "ws_dependency_info",
-            "An edge of the dependency graph: repo depends on depends_on.",
-            labels=["environment", "repo", "depends_on"],
+            "An edge of the dependency graph: repo depends on depends_on (edge: its id for graph panels).",
+            labels=["environment", "repo", "depends_on", "edge"],
         )
         for repo, dependencies in edges_of(m.loaded.model).items():
             for dependency in sorted(dependencies):
-                edges.add_metric([env, repo, dependency], 1.0)
+                edges.add_metric([env, repo, dependency, f"{dependency}->{repo}"], 1.0)
         yield edges
+        repos = GaugeMetricFamily(
+            "ws_repo_up",
+            "Whether every checked component of a repo (its service, its migrations) is up.",
+            labels=["environment", "repo"],
+        )
+        if report is not None:
+            for repo in m.loaded.model.repos:
+                states = [c.ok for c in report.components if c.name.split(":", 1)[-1] == repo and c.ok is not None]
+                if states:
+                    repos.add_metric([env, repo], 1.0 if all(states) else 0.0)
+        yield repos

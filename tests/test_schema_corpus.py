@@ -179,3 +179,77 @@ def test_sync_of_a_primary_with_comments_everywhere_changes_only_the_changed_lin
             '  config         Json          @default("[]") // trailing',
         )
     ], "every comment and blank line stays; only the changed line differs"
+
+
+def test_every_corpus_export_compiles_strictly_and_imports(tmp_path: Path) -> None:
+    """Types of every corpus schema's models, views and enums: `tsc --strict` accepts them, Python imports them."""
+    import importlib.util
+    import json
+
+    from infra.schema.export import render_types
+    from tests.fixtures.prisma.nodetools import tsc
+
+    modules: list[tuple[str, Path, int]] = []
+    for index, (name, files) in enumerate(SCHEMAS.items()):
+        schema = parse_schema(files)
+        blocks = [b for b in schema.blocks if b.kind in ("model", "view", "enum")]
+        ts, py = render_types(blocks, schema)
+        folder = tmp_path / f"schema{index}"
+        folder.mkdir()
+        (folder / "index.ts").write_text(ts, encoding="utf-8")
+        (folder / "types.py").write_text(py, encoding="utf-8")
+        modules.append((name, folder / "types.py", len(blocks)))
+    config = {"compilerOptions": {"strict": True, "noEmit": True, "target": "ES2022"}, "include": ["*/index.ts"]}
+    (tmp_path / "tsconfig.json").write_text(json.dumps(config), encoding="utf-8")
+    compiled = tsc(tmp_path, "-p", "tsconfig.json")
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    for index, (name, path, count) in enumerate(modules):
+        spec = importlib.util.spec_from_file_location(f"corpus_types_{index}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # raises on a keyword, an invalid name or an unresolved annotation
+        assert len(module.__all__) >= count, name
+
+
+def test_export_keeps_values_prisma_client_returns_and_nests_composite_types() -> None:
+    from infra.schema.export import render_types
+
+    constructed = parse_schema(SCHEMAS["constructed"])
+    ts, py = render_types([constructed.enums["Status"]], constructed)
+    assert 'ACTIVE = "ACTIVE",' in ts and '"active"' not in ts, "enum values are names, not @map values"
+    assert '    None_ = "None"' in py and '    global_ = "global"' in py and '    class_ = "class"' in py
+    namespace: dict[str, Any] = {}
+    exec(compile(py, "types.py", "exec"), namespace)
+    assert namespace["Status"]("None").name == "None_" and namespace["Status"].BLOCKED == "BLOCKED"
+    mongo = parse_schema(SCHEMAS["prisma-composite-panic"])
+    ts, py = render_types([mongo.models["sample_model"]], mongo)
+    assert "export interface NestedType {" in ts and "  some_field: NestedType;" in ts
+    assert "class NestedType(BaseModel):" in py and "    some_field: NestedType" in py
+    namespace = {}
+    exec(compile(py, "types.py", "exec"), namespace)
+    row = namespace["sample_model"].model_validate({"id": "1", "some_field": {"this_causes_error": "x"}})
+    assert row.some_field.this_causes_error == "x"
+
+
+def test_copied_back_relation_to_a_model_the_secondary_lacks_says_so(tmp_path: Path) -> None:
+    """An exact copy of Agent, whose back-relation `memories` points at a model the secondary does not have."""
+    from infra.schema.align import check_alignment
+    from infra.schema.load import load_schemas
+    from infra.workspace import load_workspace
+    from tests.helpers import EXAMPLES
+
+    workspace = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, workspace, ignore=shutil.ignore_patterns("node_modules", "*.db", "__pycache__"))
+    specs = workspace / "saas-spec-driven-development/prisma/schema.prisma"
+    text = specs.read_text(encoding="utf-8")
+    old = "  specifications Specification[]\n"
+    specs.write_text(text.replace(old, old + "  memories       AgentMemory[]\n", 1), encoding="utf-8")
+    report = check_alignment(load_schemas(load_workspace(workspace / "workspace.yaml")))
+    found = [d for d in report.differences() if d.member == "memories" and d.copy is not None]
+    assert [(d.repo, d.name, d.primary, d.copy) for d in found] == [
+        ("saas-spec-driven-development", "Agent", "AgentMemory[]", "AgentMemory[]")
+    ]
+    refused = [d for d in report.problems if d.member == "memories"]
+    assert len(refused) == 1 and 'Type "AgentMemory" is neither a built-in type' in refused[0].aspect
+    assert found[0].aspect.startswith("back-relation to AgentMemory, a model this repo does not have")
+    assert "extra field" not in str(found[0]) and "not in the primary" not in str(found[0])

@@ -205,8 +205,22 @@ def compare_blocks(
                     aspect = {"@db": "native type", "@relation": "relation"}.get(key, key)
                     diff(name, aspect, p_attr[1] if p_attr else None, c_attr[1] if c_attr else None, cf.line)
         for name, cf in c_fields.items():
-            if name not in p_fields:
-                diff(name, "extra field (not in the primary)", None, cf.type_text, cf.line)
+            if name in p_fields:
+                continue
+            back = primary.field(name)
+            if back is not None and cf.type not in copy_schema.models and back.type in primary_schema.models:
+                # the primary's back-relation, copied into a repo that lacks its target model: Prisma reads the
+                # type as unknown, so the copy cannot keep the field
+                diff(
+                    name,
+                    f"back-relation to {cf.type}, a model this repo does not have (drop the field from the copy, "
+                    f"or share {cf.type} too)",
+                    back.type_text,
+                    cf.type_text,
+                    cf.line,
+                )
+                continue
+            diff(name, "extra field (not in the primary)", None, cf.type_text, cf.line)
     p_attrs = {_block_attribute_key(a): a for a in primary.block_attributes}
     c_attrs = {_block_attribute_key(a): a for a in copy.block_attributes}
     for key in sorted(set(p_attrs) | set(c_attrs), key=lambda k: (k not in p_attrs, k)):

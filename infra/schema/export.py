@@ -15,8 +15,12 @@ TypeScript and ``T | None = None`` in Python; lists are ``T[]`` / ``list[T]``):
 | Json     | JsonValue (defined in the file)     | pydantic.JsonValue       |
 | Bytes    | Uint8Array                          | bytes                    |
 | enum E   | enum E { A = "A" } (string values)  | class E(enum.StrEnum)    |
+| type T   | interface T (nested object)         | class T(BaseModel)       |
 
-Relation fields are left out (the types describe rows); the foreign-key scalar fields stay.
+Relation fields are left out (the types describe rows); the foreign-key scalar fields stay. Enum values are what
+Prisma Client returns: the value names, never their ``@map`` database values. Composite types (MongoDB) that an
+exported model uses are exported too, as nested models. A Python keyword or an invalid identifier becomes a valid
+name (``None`` -> ``None_``, ``class`` -> ``class_``) with the original kept as the value or the field alias.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ from __future__ import annotations
 import hashlib
 import json
 import keyword
+import re
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from infra.errors import UsageError
 from infra.schema.load import load_schemas
-from infra.schema.model_info import is_relation, str_arg
+from infra.schema.model_info import is_relation
 from infra.schema.psl import Block, Field, Schema
 from infra.workspace.located import LoadedWorkspace
 
@@ -80,7 +85,8 @@ def _doc(block_or_field: Block | Field, indent: str) -> list[str]:
 
 
 def _ts_field(f: Field, schema: Schema) -> str:
-    base = f.type if f.type in schema.enums else TS_TYPES.get(f.type, "unknown")
+    named = f.type in schema.enums or f.type in schema.types
+    base = f.type if named else TS_TYPES.get(f.type, "unknown")
     text = f"{base}[]" if f.list else base
     return f"{text} | null" if f.optional else text
 
@@ -97,13 +103,12 @@ def typescript(blocks: list[Block], schema: Schema) -> str:
         if block.kind == "enum":
             lines.append(f"export enum {block.name} {{")
             for value in block.values:
-                mapped = str_arg(value.attribute("map")) or value.name
-                lines.append(f"  {value.name} = {json.dumps(mapped)},")
+                lines.append(f"  {value.name} = {json.dumps(value.name)},")
             lines.append("}")
             continue
         lines.append(f"export interface {block.name} {{")
         for f in block.fields:
-            if is_relation(f, schema) or f.type in schema.types:
+            if is_relation(f, schema):
                 continue
             lines.extend(_doc(f, "  "))
             lines.append(f"  {f.name}: {_ts_field(f, schema)};")
@@ -111,18 +116,33 @@ def typescript(blocks: list[Block], schema: Schema) -> str:
     return "\n".join(lines) + "\n"
 
 
-RESERVED = set(dir(BaseModel)) | set(keyword.kwlist) | {"model_config"}
+RESERVED = set(dir(BaseModel)) | set(keyword.kwlist) | set(keyword.softkwlist) | {"model_config"}
+PY_TYPE_NAMES = {*PY_TYPES.values(), "Any", "list", "Field", "BaseModel", "ConfigDict", "enum"}
+ENUM_RESERVED = set(keyword.kwlist) | {"mro", "name", "value", "_missing_", "_generate_next_value_"}
+
+
+def python_name(name: str, reserved: set[str]) -> str:
+    """A valid Python identifier for ``name``: keywords and clashes get a `_` suffix, other characters `_`."""
+    text = re.sub(r"\W", "_", name)
+    if not text or text[0].isdigit():
+        text = "_" + text
+    if text.startswith("__"):
+        text = "f" + text
+    return text + "_" if text in reserved else text
 
 
 def _py_field(f: Field, schema: Schema) -> str:
     """One annotated attribute; names that clash with BaseModel or Python get a `_` suffix and an alias."""
-    base = f.type if f.type in schema.enums else PY_TYPES.get(f.type, "Any")
+    named = f.type in schema.enums or f.type in schema.types
+    base = f.type if named else PY_TYPES.get(f.type, "Any")
     text = f"list[{base}]" if f.list else base
     if f.optional:
         text += " | None"
-    if f.name in RESERVED:
+    # a field named like a type its class uses (`float`, `datetime`, an enum) would shadow it in the annotations
+    name = python_name(f.name, RESERVED | PY_TYPE_NAMES | set(schema.enums) | set(schema.types))
+    if name != f.name:
         default = "None, " if f.optional else ""
-        return f"{f.name}_: {text} = Field({default}alias={json.dumps(f.name)})"
+        return f"{name}: {text} = Field({default}alias={json.dumps(f.name)})"
     return f"{f.name}: {text} = None" if f.optional else f"{f.name}: {text}"
 
 
@@ -149,8 +169,7 @@ def python(blocks: list[Block], schema: Schema) -> str:
             lines.append(f"    {json.dumps(doc)}")
             lines.append("")
             for value in block.values:
-                mapped = str_arg(value.attribute("map")) or value.name
-                lines.append(f"    {value.name} = {json.dumps(mapped)}")
+                lines.append(f"    {python_name(value.name, ENUM_RESERVED)} = {json.dumps(value.name)}")
             continue
         lines.append(f"class {block.name}(BaseModel):")
         lines.append(f"    {json.dumps(doc)}")
@@ -158,14 +177,37 @@ def python(blocks: list[Block], schema: Schema) -> str:
         lines.append('    model_config = ConfigDict(extra="forbid", populate_by_name=True)')
         lines.append("")
         for f in block.fields:
-            if is_relation(f, schema) or f.type in schema.types:
+            if is_relation(f, schema):
                 continue
             lines.append(f"    {_py_field(f, schema)}")
     lines += ["", "", "__all__ = " + json.dumps(sorted(exports))]
     for block in blocks:
-        if block.kind == "model":
+        if block.kind != "enum":
             lines.append(f"{block.name}.model_rebuild()")
     return "\n".join(lines) + "\n"
+
+
+def with_composite_types(blocks: list[Block], schema: Schema) -> list[Block]:
+    """The blocks plus every composite type they use (transitively), enums first, then types, then models."""
+    out = list(blocks)
+    names = {b.name for b in out}
+    pending = list(out)
+    while pending:
+        block = pending.pop()
+        for f in block.fields if block.kind != "enum" else []:
+            used = schema.types.get(f.type) or schema.enums.get(f.type)
+            if used is not None and used.name not in names:
+                names.add(used.name)
+                out.append(used)
+                pending.append(used)
+    order = {"enum": 0, "type": 1, "model": 2, "view": 2}
+    return sorted(out, key=lambda b: order[b.kind])
+
+
+def render_types(blocks: list[Block], schema: Schema) -> tuple[str, str]:
+    """(TypeScript, Python) of these blocks and the composite types and enums they use."""
+    exported = with_composite_types(blocks, schema)
+    return typescript(exported, schema), python(exported, schema)
 
 
 def export_types(loaded: LoadedWorkspace) -> dict[str, str]:
@@ -183,10 +225,7 @@ def export_types(loaded: LoadedWorkspace) -> dict[str, str]:
         if block is None:
             raise UsageError(f"shared model {name!r} is not in the primary schema; fix shared_models in workspace.yaml")
         blocks.append(block)
-    order = {"enum": 0, "model": 1, "view": 1, "type": 1}
-    blocks.sort(key=lambda b: order[b.kind])
-    ts = typescript(blocks, primary.schema)
-    py = python(blocks, primary.schema)
+    ts, py = render_types(blocks, primary.schema)
     digest = hashlib.sha256((ts + py).encode()).hexdigest()[:12]
     package = {
         "name": f"@{loaded.model.github.owner.lower()}/shared-database-types",

@@ -13,6 +13,7 @@ from infra.errors import CheckResult
 from infra.generate import stale_files
 from infra.migrate.offline import check_sqlite_migration
 from infra.schema.checks import check_schema_alignment
+from infra.stack.budget import check_connection_budget
 from infra.stack.stackfiles import check_stack_files
 from infra.workspace.env import required_report
 from infra.workspace.graph import edges_of, stages
@@ -67,6 +68,7 @@ CHECKS: list[Check] = [
     check_checkouts,
     check_generated,
     check_stack_files,
+    check_connection_budget,
     check_schema_alignment,
     check_sqlite_migration,
 ]

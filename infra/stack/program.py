@@ -29,6 +29,7 @@ from infra.stack.components import (
     ServiceContainer,
     ServiceContainerArgs,
 )
+from infra.stack.kubernetes import KubernetesStack, build_kubernetes
 from infra.stack.roles import namespace_of
 from infra.stack.stackfiles import (
     BIND_IP_KEY,
@@ -105,11 +106,16 @@ def current_environment(loaded: LoadedWorkspace) -> str:
     return environment_of_stack(loaded.model, pulumi.get_stack())
 
 
-def build(loaded: LoadedWorkspace, environment: str, settings: StackSettings) -> Stack:
+def build(loaded: LoadedWorkspace, environment: str, settings: StackSettings) -> Stack | KubernetesStack:
     """Declare every resource of ``environment`` and export the stack outputs."""
     ws = loaded.model
     if ws.environments[environment].runtime != "pulumi":
         raise UsageError(f"environment {environment!r} has runtime local; only `runtime: pulumi` ones have stacks")
+    if ws.environments[environment].target == "kubernetes":
+        cluster_stack = build_kubernetes(loaded, environment, settings, Secrets({}))
+        for name, value in cluster_stack.outputs.items():
+            pulumi.export(name, value)
+        return cluster_stack
     prefix = naming.prefix(ws, environment)
     network = Network("network", network_name=prefix, labels=naming.labels(ws, environment, "network"))
     database = PostgresDatabase(

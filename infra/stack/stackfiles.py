@@ -108,7 +108,10 @@ def environment_of_stack(workspace: Workspace, stack: str) -> str:
     )
 
 
-def _published(port: int, environment_index: int) -> int | None:
+def _published(port: int, environment_index: int, workspace: Workspace, environment: str) -> int | None:
+    """The host port a Docker stack publishes ``port`` on; a Kubernetes environment publishes none."""
+    if workspace.environments[environment].target == "kubernetes":
+        return None
     candidate = port + PORT_OFFSET * (environment_index + 1)
     return candidate if candidate <= 65535 else None
 
@@ -125,12 +128,12 @@ def default_config(workspace: Workspace, environment: str) -> dict[str, Any]:
         BIND_IP_KEY: DEFAULT_HOST,
         POSTGRES_KEY: {
             "version": workspace.database.version,
-            "host_port": _published(workspace.database.port, index),
+            "host_port": _published(workspace.database.port, index, workspace, environment),
             "memory_mb": POSTGRES_MEMORY_MB,
         },
         REDIS_KEY: {
             "version": workspace.cache.version,
-            "host_port": _published(workspace.cache.port, index),
+            "host_port": _published(workspace.cache.port, index, workspace, environment),
             "memory_mb": REDIS_MEMORY_MB,
         },
         SERVICES_KEY: services,
@@ -143,7 +146,7 @@ def default_service(workspace: Workspace, environment: str, repo: str) -> dict[s
     index = pulumi_environments(workspace).index(environment)
     return {
         "image_tag": DEFAULT_IMAGE_TAG,
-        "host_port": _published(service.port, index),
+        "host_port": _published(service.port, index, workspace, environment),
         "memory_mb": SERVICE_MEMORY_MB,
         "cpus": SERVICE_CPUS,
     }

@@ -21,6 +21,15 @@ EnvVarName = Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)]
 GitHubRepo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 Command = Annotated[str, StringConstraints(min_length=1)]
+SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
+# Kubernetes resource quantity (CPU in cores or millicores, memory/storage in bytes with a suffix): 250m, 1, 512Mi
+Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")]
+HostName = Annotated[
+    str,
+    StringConstraints(
+        max_length=253, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+    ),
+]
 
 
 class Strict(BaseModel):
@@ -75,14 +84,43 @@ class GitHubOrg(Strict):
     api_url: str = Field(default="https://api.github.com", description="REST API root (GitHub Enterprise).")
 
 
+class Kubernetes(Strict):
+    """Cluster settings of a `target: kubernetes` environment (see docs/kubernetes.md)."""
+
+    namespace: Name | None = Field(default=None, description="Namespace of its objects (default <workspace>-<env>).")
+    kubeconfig: SecretName | None = Field(
+        default=None, description="Secret (Pulumi secret config) holding the cluster's kubeconfig (default: ambient)."
+    )
+    ingress_class: Name | None = Field(default=None, description="IngressClass of the services' Ingresses.")
+    ingress_namespace: Name = Field(
+        default="ingress-nginx", description="Namespace of the ingress controller (may reach the services)."
+    )
+    hosts: dict[Name, HostName] = Field(
+        default_factory=dict, description="repo -> public host name; each such repo's service gets an Ingress."
+    )
+
+
 class Environment(Strict):
     runtime: Literal["local", "pulumi"] = Field(
         description="local: subprocesses on this machine; pulumi: containers provisioned by the Pulumi program."
     )
+    target: Literal["docker", "kubernetes"] = Field(
+        default="docker",
+        description="runtime pulumi: containers on one Docker host, or a Kubernetes cluster (pulumi-kubernetes).",
+    )
+    kubernetes: Kubernetes | None = Field(default=None, description="Cluster settings (target: kubernetes).")
     stack: str | None = Field(default=None, description="Pulumi stack name (default: the environment name).")
     protected: bool = Field(default=False, description="Deploys wait for a GitHub environment approval.")
     description: str = ""
     env: EnvMap = Field(default_factory=dict, description="Variables set for every repo in this environment.")
+
+    @model_validator(mode="after")
+    def _kubernetes_target(self) -> Environment:
+        if self.target == "kubernetes" and self.runtime != "pulumi":
+            raise ValueError("`target: kubernetes` needs `runtime: pulumi`")
+        if self.kubernetes is not None and self.target != "kubernetes":
+            raise ValueError("a `kubernetes:` block needs `target: kubernetes`")
+        return self
 
 
 class Database(Strict):
@@ -90,12 +128,40 @@ class Database(Strict):
     version: str = Field(default="15", description="PostgreSQL major version for provisioned servers.")
     port: int = Field(default=5432, ge=1, le=65535)
     max_connections: int = Field(default=100, ge=1)
+    provider: Literal["cloudnative-pg", "external"] = Field(
+        default="cloudnative-pg",
+        description="Kubernetes targets: a CloudNativePG Cluster in the namespace, or a managed server (external).",
+    )
+    pooler: bool = Field(default=False, description="cloudnative-pg: put a PgBouncer Pooler in front of it.")
+    instances: int = Field(default=2, ge=1, le=9, description="cloudnative-pg: PostgreSQL instances (1 primary).")
+    storage: Quantity = Field(default="10Gi", description="cloudnative-pg: volume size of each instance.")
+    host: HostName | None = Field(default=None, description="external: host name of the managed server.")
+    admin_url: SecretName | None = Field(
+        default=None, description="external: secret holding the managed server's admin URL (creates the roles)."
+    )
+
+    @model_validator(mode="after")
+    def _external(self) -> Database:
+        if self.provider == "external" and (self.host is None or self.admin_url is None):
+            raise ValueError("`provider: external` needs `host` and `admin_url` (the name of the admin URL's secret)")
+        return self
 
 
 class Cache(Strict):
     version: str = Field(default="7", description="Redis major version for provisioned servers.")
     port: int = Field(default=6379, ge=1, le=65535)
     db: int = Field(default=0, ge=0, le=15)
+    provider: Literal["in-cluster", "external"] = Field(
+        default="in-cluster", description="Kubernetes targets: a Redis StatefulSet in the namespace, or external."
+    )
+    storage: Quantity = Field(default="1Gi", description="in-cluster: volume size of the Redis StatefulSet.")
+    host: HostName | None = Field(default=None, description="external: host name of the managed Redis.")
+
+    @model_validator(mode="after")
+    def _external(self) -> Cache:
+        if self.provider == "external" and self.host is None:
+            raise ValueError("`provider: external` needs `host` (the managed Redis's host name)")
+        return self
 
 
 class Health(Strict):
@@ -111,11 +177,47 @@ class RunCommands(Strict):
     container: Command | None = Field(default=None, description="Command override inside the container image.")
 
 
+class Replicas(Strict):
+    min: int = Field(default=1, ge=1, description="Kubernetes: replicas always running.")
+    max: int | None = Field(default=None, ge=1, description="Above min: a HorizontalPodAutoscaler (default: min).")
+    cpu_percent: int = Field(default=70, ge=1, le=100, description="Average CPU utilization the autoscaler aims at.")
+
+    @property
+    def most(self) -> int:
+        return self.max if self.max is not None else self.min
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Replicas:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+class Requests(Strict):
+    cpu: Quantity = "100m"
+    memory: Quantity = "128Mi"
+
+
+class Limits(Strict):
+    cpu: Quantity = "1"
+    memory: Quantity = "512Mi"
+
+
+class Resources(Strict):
+    requests: Requests = Field(default_factory=Requests)
+    limits: Limits = Field(default_factory=Limits)
+
+
 class Service(Strict):
     port: int = Field(ge=1, le=65535, description="Port the service listens on (PORT is set to it).")
     health: Health = Field(default_factory=Health)
     image: str | None = Field(default=None, description="Container image repository (tag comes from the stack).")
     run: RunCommands = Field(default_factory=RunCommands)
+    replicas: Replicas = Field(default_factory=Replicas, description="Kubernetes targets: replica count or range.")
+    resources: Resources = Field(default_factory=Resources, description="Kubernetes targets: requests and limits.")
+    pool_size: int = Field(
+        default=10, ge=1, description="Database connections one replica opens at most (the connection budget)."
+    )
 
 
 class SchemaSettings(Strict):

@@ -155,7 +155,8 @@ def test_environment_lock_refuses_a_second_holder_and_names_the_first(fresh_data
             pass  # another environment is free
     with ledger.environment_lock(fresh_database, "staging", holder="host-c:333") as conn:
         assert ledger.recover_interrupted(conn, "staging") == [deployment]  # its holder's lock is gone
-        assert ledger.deployment(conn, deployment)["status"] == "interrupted"  # type: ignore[index]
+        found = ledger.deployment(conn, deployment)
+        assert found is not None and found.status == "interrupted"
 
 
 def test_pipeline_jobs_share_the_lock_and_only_dead_steps_are_interrupted(fresh_database: str) -> None:
@@ -179,11 +180,11 @@ def test_pipeline_jobs_share_the_lock_and_only_dead_steps_are_interrupted(fresh_
                     pass
             # job a's step is alive (its connection holds the step lock): another job leaves it alone
             assert ledger.interrupt_running_steps(job_b, [deployment]) == 0
-            ledger.finish_step(job_b, step_b, "succeeded")
+            ledger.finish_step(job_b, step_b, ledger.StepStatus.SUCCEEDED)
         with ledger.connect(fresh_database) as other:
             assert ledger.interrupt_running_steps(other, [deployment]) == 0
     with ledger.connect(fresh_database) as other:  # job a's connection is gone: its step is dead
         assert ledger.interrupt_running_steps(other, [deployment]) == 1
-        statuses = {s["repo"]: s["status"] for s in ledger.steps(other, deployment)}
+        statuses = {s.repo: s.status for s in ledger.steps(other, deployment)}
         assert statuses == {"a": "interrupted", "b": "succeeded"}
         assert step_a != step_b

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,15 +82,19 @@ class ExampleEnv:
 def write_example_workspace(
     root: Path, db_name: str, ports: dict[str, int], *, start_period: float = 2.0, extra_top: str = ""
 ) -> Path:
-    """A copy of examples/workspace.yaml with its own ports, database and short health start periods."""
+    """A copy of examples/workspace.yaml with its own ports, database and short health start periods; its repos
+    are links to the example repos beside it (a repo's path must stay within one folder of workspace.yaml's)."""
     text = (EXAMPLES / "workspace.yaml").read_text()
     text = text.replace("name: example_ecosystem", f"name: {db_name}{extra_top}")
+    root.mkdir(parents=True, exist_ok=True)
     for repo, old in zip(REPOS, (4100, 4101, 4102), strict=True):
-        text = text.replace(f"    path: {repo}\n", f"    path: {EXAMPLES / repo}\n")
+        assert f"    path: {repo}\n" in text
+        link = root / repo
+        if not link.is_symlink():
+            link.symlink_to(EXAMPLES / repo, target_is_directory=True)
         text = text.replace(f"port: {old}\n", f"port: {ports[repo]}\n")
     text = text.replace("start_period: 5}", f"start_period: {start_period}}}")
     text = text.replace("# yaml-language-server: $schema=./workspace.schema.json\n", "")
-    root.mkdir(parents=True, exist_ok=True)
     path = root / "workspace.yaml"
     path.write_text(text)
     return path
@@ -511,3 +516,26 @@ def test_a_failing_first_deployment_rolls_back_to_nothing_running(example: Examp
     for repo in REPOS:  # nothing was running before, so nothing runs after
         with pytest.raises(OSError):
             example.health(repo)
+
+
+def test_a_deploy_executes_exactly_the_plan_its_dry_run_prints(example: ExampleEnv) -> None:
+    """`ws deploy --dry-run` and `ws deploy` build one DeployPlan from the same state; the real run reports the plan
+    it executed, and its ledger rows are exactly the plan's steps."""
+    code, _, err = deploy_json(example)  # from here on the database exists: both runs see the same state
+    assert code == 0, err
+    args = ("--versions", "app-agents=1.1.0")
+    done = example.ws("deploy", "--env", "local", "--dry-run", "--json", *args)
+    assert done.returncode == 0, done.stderr
+    planned = json.loads(done.stdout)["plan"]
+    assert [s["step"] for s in planned["steps"]][:2] == ["infra", "migrate"]
+    code, out, err = deploy_json(example, *args)
+    assert code == 0, err
+    assert out["plan"] == planned
+    rows = example.steps(out["deployment_id"])
+    # the ledger rows are the planned steps (the stage-2 deploys ran in parallel: their rows' order may vary)
+    assert [r["step"] for r in rows] == [s["step"] for s in planned["steps"]]
+    assert Counter((r["step"], r["repo"], r["stage"]) for r in rows) == Counter(
+        (s["step"], s["repo"], s["stage"]) for s in planned["steps"]
+    )
+    deploys = {r["repo"]: r for r in rows if r["step"] == "deploy"}
+    assert deploys["app-agents"]["version_after"] == "1.1.0" and deploys["app-agents"]["status"] == "succeeded"

@@ -24,6 +24,7 @@ from pulumi import automation as auto
 from infra.deploy import ledger
 from infra.deploy.pipeline import Pipeline
 from infra.deploy.pulumi_runtime import PulumiRuntime, enabled_key, tag_key
+from infra.health_checks import schema_checks
 from infra.workspace.loader import load_workspace
 from tests.test_deploy_pipeline import REPOS, write_example_workspace
 
@@ -147,7 +148,7 @@ def stack_env(
     services = {repo: FakeService() for repo in REPOS}
     stack = FakeStack(services, fresh_database, redis_url)
     runtime = PulumiRuntime(loaded, "dev", stack_factory=lambda: stack)
-    yield Pipeline(loaded, "dev", runtime=runtime), stack
+    yield Pipeline(loaded, "dev", schema_checks=schema_checks, runtime=runtime), stack
     for service in services.values():
         service.server.shutdown()
 
@@ -175,8 +176,8 @@ def test_runtime_sets_image_tags_and_targets_one_repo(stack_env: tuple[Pipeline,
     assert env["AGENT_REGISTRY_URL"] == stack.services["app-agents"].url + "/api/agents"  # published, not internal
     assert env["REDIS_URL"] == stack.cache
     # a dry run previews with the planned tags and leaves the stack config as it was
-    plan = pipeline.plan(None, {"app-agents": "2.0.0"})
-    assert plan["preview"] == "update 2" and stack.previews == 1
+    plan = pipeline.plan(None, {"app-agents": "2.0.0"}, preview=True)
+    assert plan.preview == "update 2" and stack.previews == 1
     assert stack.config == {'ws:services["app-agents"].image_tag': "1.4.2"}
 
 
@@ -195,8 +196,8 @@ def test_pipeline_on_a_pulumi_stack_deploys_then_rolls_back_a_bad_tag(stack_env:
     assert stack.config[tag_key("app-agents")] == "1.0.0"
     with ledger.connect(pipeline.runtime.ledger_url()) as conn:
         row = ledger.deployment(conn, second.deployment_id or 0)
-        assert row is not None and row["status"] == "rolled_back" and row["environment"] == "dev"
-        assert row["versions_before"]["app-agents"] == "1.0.0"
+        assert row is not None and row.status == "rolled_back" and row.environment == "dev"
+        assert row.versions_before["app-agents"] == "1.0.0"
     with psycopg.connect(stack.database) as conn:  # the migrate step ran with the built-in applier
         assert conn.execute("SELECT count(*) FROM ecosystem._prisma_migrations").fetchone() == (2,)
 
@@ -221,7 +222,7 @@ def test_rolling_back_a_first_deployment_stops_the_service(stack_env: tuple[Pipe
     assert all(runtime.current_version(r) is None and runtime.endpoint(r) is None for r in REPOS)
     # a dry run previews the stopped services enabled again with the planned tags, then restores the settings
     stopped = dict(stack.config)
-    assert pipeline.plan(None, {"app-agents": "2.0.0"})["preview"] == "update 2"
+    assert pipeline.plan(None, {"app-agents": "2.0.0"}, preview=True).preview == "update 2"
     assert stack.previewed_config[tag_key("app-agents")] == "2.0.0"
     assert stack.previewed_config[enabled_key("app-agents")] == "true"
     assert stack.config == stopped and stack.config[tag_key("app-agents")] == BAD_TAG

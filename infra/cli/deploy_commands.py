@@ -36,7 +36,9 @@ from infra.deploy import migrations, pipeline
 from infra.deploy import status as statusmod
 from infra.deploy import up as upmod
 from infra.deploy.events import DeployObserver
+from infra.deploy.plan import PHASES, DeployPlan
 from infra.deploy.runtimes import runtime_for
+from infra.deploy.schema_gate import SchemaChecks, SchemaResult
 from infra.deploy.versions import parse_versions
 from infra.errors import CheckFailed
 from infra.markdown import markdown_table
@@ -50,17 +52,26 @@ def progress(message: str) -> None:
 
 
 def observer(loaded: LoadedWorkspace) -> DeployObserver | None:
-    """The GitHub deployment observer when infra.github provides one and its environment is set up."""
+    """The GitHub deployment observer when GITHUB_TOKEN is set (None otherwise)."""
+    # imported here, when a deploy runs: github3 costs ~0.7 s, which `ws --help` (it imports this module) must not pay
+    from infra.github.deployments import observer_from_environment
+
     try:
-        from infra.github.deployments import observer_from_environment
-    except ImportError:
-        return None
-    try:
-        found: DeployObserver | None = observer_from_environment(loaded)
-        return found
+        return observer_from_environment(loaded)
     except Exception as exc:  # an observer never fails a deploy
         progress(f"warning: GitHub deployment records disabled: {exc}")
         return None
+
+
+def schema_checks(loaded: LoadedWorkspace, database_url: str | None, repos: Sequence[str] | None) -> list[SchemaResult]:
+    """infra.schema's alignment and drift, as the deploy's validate step and the health checks read them."""
+    # imported here, when a check runs: the schema checks cost ~0.3 s, which `ws --help` must not pay
+    from infra.health_checks import schema_checks as checks
+
+    return checks(loaded, database_url, repos)
+
+
+SCHEMA_CHECKS: SchemaChecks = schema_checks
 
 
 def versions_option(func: Any) -> Any:
@@ -115,46 +126,33 @@ def summary_table(heading: str, columns: Sequence[str], rows: Iterable[Sequence[
     step_summary(f"{heading}\n\n{markdown_table(columns, list(rows))}")
 
 
-def describe_migrations(what: Any) -> str:
-    if isinstance(what, str):
-        return what
-    parts = [f"apply {len(what['apply'])}: {', '.join(what['apply'])}" if what.get("apply") else "up to date"]
-    if what.get("failed"):
-        parts.append(f"FAILED (blocks migrate, P3009): {', '.join(what['failed'])}")
-    if what.get("modified"):
-        parts.append(f"EDITED after applying (refused): {', '.join(what['modified'])}")
-    if what.get("note"):
-        parts.append(str(what["note"]))
-    return "; ".join(parts)
-
-
-def render_plan(plan: dict[str, Any], as_json: bool) -> None:
+def render_plan(plan: DeployPlan, as_json: bool) -> None:
+    """The plan's steps, exactly those `ws deploy` executes, phase by phase."""
     if as_json:
-        print_json({"dry_run": True, "plan": plan})
+        print_json({"dry_run": True, "plan": plan.as_dict()})
         return
-    console.print(f"[bold]Plan for {plan['environment']}[/] (runtime {plan['runtime']}); nothing is changed")
-    infra = plan["infra"]
-    if isinstance(infra, dict):
-        infra = f"PostgreSQL {infra['database']} ({infra['database_source']}); Redis {infra['cache']} ({infra['cache_source']})"
-    console.print(f"1. infra: {escape(infra)}")
-    console.print("2. migrate (stage order):")
-    for repo, what in plan["migrate"].items():
-        console.print(f"   - {repo}: {escape(describe_migrations(what))}")
-    console.print(f"3. validate: {plan['validate']}")
-    console.print("4. deploy stages:")
-    for stage in plan["stages"]:
-        for entry in stage["repos"]:
-            console.print(
-                f"   stage {stage['stage']}: {entry['repo']} {entry['version_before'] or '(none)'} -> "
-                f"{entry['version_after']} ({entry['action']}; health {entry['health']})"
-            )
-    if "preview" in plan:
-        console.print(f"   pulumi preview: {escape(plan['preview'])}")
-    console.print("5. integration tests:")
-    for repo, command in plan["integration"].items():
-        console.print(f"   - {repo}: {escape(command)}")
-    console.print(f"6. health: {plan['health']}")
-    console.print(f"on failure: {plan['on_failure']}")
+    runtime = plan.snapshot.runtime if plan.snapshot else "?"
+    console.print(f"[bold]Plan for {plan.environment}[/] (runtime {runtime}); nothing is changed")
+    infra = plan.snapshot.infra if plan.snapshot else None
+    where = (
+        f"PostgreSQL {infra['database']} ({infra['database_source']}); Redis {infra['cache']} ({infra['cache_source']})"
+        if infra
+        else "not running: would be provisioned"
+    )
+    for number, phase in enumerate(PHASES, start=1):
+        steps = plan.of(phase.kind)
+        heading = f"{number}. {phase.kind}"
+        if not phase.per_repo:
+            extra = f" ({escape(where)})" if phase.kind == "infra" else ""
+            console.print(f"{heading}: {escape(steps[0].action)}{extra}")
+            continue
+        console.print(f"{heading}:" + ("" if steps else " nothing to do"))
+        for step in steps:
+            detail = f" ({escape(step.detail)})" if step.detail else ""
+            console.print(f"   stage {step.stage}: {step.repo}: {escape(step.action)}{detail}")
+        if phase.kind == "deploy" and plan.preview is not None:
+            console.print(f"   pulumi preview: {escape(plan.preview)}")
+    console.print(f"on failure: roll back services deployed by this run in reverse stage order; {pipeline.SCHEMA_NOTE}")
 
 
 @click.command("deploy")
@@ -177,9 +175,15 @@ def deploy_command(
     check_environment(loaded, environment)
     selected = parse_repos(loaded, repos)
     wanted = parse_versions(loaded, versions)
-    runner = pipeline.Pipeline(loaded, environment, progress=progress, observer=None if dry_run else observer(loaded))
+    runner = pipeline.Pipeline(
+        loaded,
+        environment,
+        schema_checks=SCHEMA_CHECKS,
+        progress=progress,
+        observer=None if dry_run else observer(loaded),
+    )
     if dry_run:
-        render_plan(runner.plan(selected, wanted), as_json)
+        render_plan(runner.plan(selected, wanted, preview=True), as_json)
         return
     render_outcome(runner.run(selected, wanted), as_json, f"ws deploy {environment}")
 
@@ -206,6 +210,7 @@ def pipeline_begin(ctx: Context, environment: str, repos: str | None, versions: 
         parse_repos(loaded, repos),
         parse_versions(loaded, versions),
         dry_run=dry_run,
+        schema_checks=SCHEMA_CHECKS,
         progress=progress,
         observer=observer(loaded),
     )
@@ -223,7 +228,13 @@ def _step_command(step: str, doc: str, needs_repo: bool = False) -> click.Comman
         if repo is not None:
             check_repo(loaded, repo)
         outcome = pipeline.pipeline_step(
-            loaded, deployment_id, step, repo=repo, progress=progress, observer=observer(loaded)
+            loaded,
+            deployment_id,
+            step,
+            repo=repo,
+            schema_checks=SCHEMA_CHECKS,
+            progress=progress,
+            observer=observer(loaded),
         )
         render_outcome(outcome, as_json, f"ws pipeline {step}")
 
@@ -236,16 +247,11 @@ def _step_command(step: str, doc: str, needs_repo: bool = False) -> click.Comman
     return click.Command(step, callback=run, params=params, help=doc)
 
 
-for _step, _doc, _repo in (
-    ("infra", "Provision PostgreSQL (with the workspace database) and Redis for the deployment's environment.", False),
-    ("migrate", "Apply each selected repo's migrations in stage order (built-in applier or its command).", False),
-    ("validate", "Schema alignment and drift, when infra.schema provides them ('not available' otherwise).", False),
-    ("deploy", "Deploy one repo at the deployment's version, gated by its health check.", True),
-    ("integration", "Run the selected repos' test.integration commands against the running environment.", False),
-    ("health", "Check the health of the environment (database, migrations, Redis, services, schema).", False),
-    ("finish", "Mark the deployment succeeded, rolled_back or failed from its steps.", False),
-):
-    pipeline_group.add_command(_step_command(_step, _doc, _repo))
+for _phase in PHASES:
+    pipeline_group.add_command(_step_command(_phase.kind.value, _phase.summary, _phase.needs_repo))
+pipeline_group.add_command(
+    _step_command(pipeline.FINISH, "Mark the deployment succeeded, rolled_back or failed from its steps.")
+)
 
 
 @click.command("rollback")
@@ -259,7 +265,9 @@ def rollback_command(ctx: Context, deployment_id: int, as_json: bool) -> None:
     reverted: migrations stay applied.
     """
     loaded = ctx.loaded
-    outcome = pipeline.rollback(loaded, deployment_id, progress=progress, observer=observer(loaded))
+    outcome = pipeline.rollback(
+        loaded, deployment_id, schema_checks=SCHEMA_CHECKS, progress=progress, observer=observer(loaded)
+    )
     render_outcome(outcome, as_json, f"ws rollback {deployment_id}")
 
 
@@ -283,25 +291,19 @@ def db_migrate(ctx: Context, environment: str, repo: str, dry_run: bool, as_json
     loaded = ctx.loaded
     check_environment(loaded, environment)
     check_repo(loaded, repo)
-    runtime = runtime_for(loaded, environment)
-    infra = runtime.locate() if dry_run else runtime.provision()
-    if infra is None:
-        names = [m.name for m in migrations.migration_files(loaded, repo)]
-        applied, note = names, "database not running: every migration is pending"
-    else:
-        applied = migrations.apply(infra.database_url, loaded, repo, dry_run=dry_run, progress=progress)
-        note = ""
-    namespace = migrations.namespace_of(loaded, repo)
+    result = migrations.migrate_repo(runtime_for(loaded, environment), loaded, repo, dry_run=dry_run, progress=progress)
     if as_json:
-        print_json({"repo": repo, "namespace": namespace, "dry_run": dry_run, "migrations": applied, "note": note})
+        print_json(result.as_dict())
         return
     verb = "would apply" if dry_run else "applied"
-    if applied:
-        console.print(f"{repo} ({namespace}): {verb} {len(applied)} migration(s): {', '.join(applied)}")
+    if result.migrations:
+        console.print(
+            f"{repo} ({result.namespace}): {verb} {len(result.migrations)} migration(s): {', '.join(result.migrations)}"
+        )
     else:
-        console.print(f"{repo} ({namespace}): up to date")
-    if note:
-        console.print(note)
+        console.print(f"{repo} ({result.namespace}): up to date")
+    if result.note:
+        console.print(result.note)
 
 
 @click.command("health")
@@ -318,7 +320,7 @@ def health_command(
     loaded = ctx.loaded
     check_environment(loaded, environment)
     runtime = runtime_for(loaded, environment)
-    report = healthmod.check(loaded, environment, runtime, runtime.locate())
+    report = healthmod.check(loaded, environment, runtime, runtime.locate(), schema_checks=SCHEMA_CHECKS)
     if record:
         record_health(loaded, runtime, report, record_interval, retention)
     if as_json:
@@ -361,7 +363,7 @@ def status_command(ctx: Context, environment: str | None, as_json: bool) -> None
     loaded = ctx.loaded
     if environment:
         check_environment(loaded, environment)
-    results = statusmod.status(loaded, environment)
+    results = statusmod.status(loaded, SCHEMA_CHECKS, environment)
     if as_json:
         print_json(results)
         return
@@ -402,7 +404,7 @@ def up_command(ctx: Context, environment: str, attach: bool, as_json: bool) -> N
     until `ws down` (or Ctrl-C with --attach). State and logs: .ws/<env>/ beside workspace.yaml."""
     loaded = ctx.loaded
     started = time.monotonic()
-    result = upmod.up(loaded, environment, progress=progress, observer=observer(loaded))
+    result = upmod.up(loaded, environment, schema_checks=SCHEMA_CHECKS, progress=progress, observer=observer(loaded))
     elapsed = time.monotonic() - started
     if as_json:
         print_json(

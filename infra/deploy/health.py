@@ -21,6 +21,7 @@ import psycopg
 
 from infra.deploy import migrations
 from infra.deploy.runtime import Infra, Runtime
+from infra.deploy.schema_gate import SchemaChecks
 from infra.workspace.graph import edges_of, stages
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Health
@@ -258,12 +259,11 @@ def service_components(
 
 
 def schema_components(
-    loaded: LoadedWorkspace, infra: Infra | None, repos: Collection[str] | None = None
+    loaded: LoadedWorkspace, infra: Infra | None, schema_checks: SchemaChecks, repos: Collection[str] | None = None
 ) -> list[Component]:
-    """Schema alignment and drift from infra.schema when that package provides them; visibly not available else."""
-    from infra.deploy import schema_checks
-
-    results = schema_checks.run(loaded, infra, list(repos) if repos is not None else None)
+    """Schema alignment and drift of ``repos`` (all when None), by the schema checks the caller hands in."""
+    database_url = infra.database_url if infra is not None else None
+    results = schema_checks(loaded, database_url, list(repos) if repos is not None else None)
     return [Component(f"schema:{r.name}", "schema", r.ok, r.detail) for r in results]
 
 
@@ -273,6 +273,7 @@ def check(
     runtime: Runtime,
     infra: Infra | None,
     *,
+    schema_checks: SchemaChecks,
     deployed_only: bool = False,
     repos: Collection[str] | None = None,
 ) -> HealthReport:
@@ -293,5 +294,5 @@ def check(
         report.components += db.result()
         report.components.append(cache.result())
         report.components += services.result()
-    report.components += schema_components(loaded, infra, repos)
+    report.components += schema_components(loaded, infra, schema_checks, repos)
     return report

@@ -12,6 +12,9 @@ import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -22,9 +25,132 @@ from infra.errors import CheckFailed
 
 NAMESPACE = "ws"
 
-# Deployment statuses: running -> succeeded | failed | rolled_back ; a running row whose holder died -> interrupted
-DEPLOYMENT_STATUSES = ("running", "succeeded", "failed", "rolled_back", "interrupted")
-STEP_STATUSES = ("running", "succeeded", "failed", "skipped", "interrupted")
+
+class DeploymentStatus(StrEnum):
+    """running -> succeeded | failed | rolled_back; a running deployment whose deployer died -> interrupted."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    INTERRUPTED = "interrupted"
+
+
+class StepStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+
+# steps that did not pass: failed, or stopped before finishing
+UNFINISHED_OR_FAILED = (StepStatus.FAILED, StepStatus.INTERRUPTED, StepStatus.RUNNING)
+
+
+class Trigger(StrEnum):
+    """Who began a deployment."""
+
+    CLI = "cli"  # `ws deploy`
+    UP = "up"  # `ws up`
+    PIPELINE = "pipeline"  # `ws pipeline begin` outside GitHub Actions
+    WORKFLOW = "workflow"  # `ws pipeline begin` in the coordinated-deployment workflow
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One row of ``ws.deployments``."""
+
+    id: int
+    environment: str
+    status: DeploymentStatus
+    repos: list[str]
+    versions_before: dict[str, str | None]
+    versions_after: dict[str, str]
+    commits: dict[str, dict[str, str]]  # repo -> {"sha", "committed_at"} when known
+    holder: str
+    trigger: str
+    run_url: str | None
+    dry_run: bool
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Deployment:
+        return cls(
+            id=int(row["id"]),
+            environment=row["environment"],
+            status=DeploymentStatus(row["status"]),
+            repos=list(row["repos"]),
+            versions_before=dict(row["versions_before"] or {}),
+            versions_after=dict(row["versions_after"] or {}),
+            commits=dict(row["commits"] or {}),
+            holder=row["holder"],
+            trigger=row["trigger"],
+            run_url=row["run_url"],
+            dry_run=bool(row["dry_run"]),
+            error=row["error"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+        )
+
+    @property
+    def attached(self) -> bool:
+        """Whether its deployer holds the environment lock for the whole run (see ATTACHED_TRIGGERS)."""
+        return self.trigger in ATTACHED_TRIGGERS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "environment": self.environment,
+            "status": self.status.value,
+            "repos": list(self.repos),
+            "versions_before": dict(self.versions_before),
+            "versions_after": dict(self.versions_after),
+            "commits": dict(self.commits),
+            "holder": self.holder,
+            "trigger": self.trigger,
+            "run_url": self.run_url,
+            "dry_run": self.dry_run,
+            "error": self.error,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One row of ``ws.deployment_steps``."""
+
+    id: int
+    deployment_id: int
+    step: str
+    repo: str | None
+    stage: int | None
+    status: StepStatus
+    version_before: str | None
+    version_after: str | None
+    detail: str | None
+    log_excerpt: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StepRecord:
+        return cls(**{**row, "status": StepStatus(row["status"])})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "repo": self.repo,
+            "stage": self.stage,
+            "status": self.status.value,
+            "version_before": self.version_before,
+            "version_after": self.version_after,
+            "detail": self.detail,
+        }
+
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS {ns};
@@ -80,7 +206,7 @@ def ensure_schema(conn: psycopg.Connection[Any]) -> None:
 # Triggers whose deployer holds the environment lock for the whole run (`ws deploy`, `ws up`): a `running` row of
 # theirs whose lock is free was left by a dead deployer. `ws pipeline begin` rows (trigger pipeline/workflow) run
 # as one job per step, so between jobs nobody holds the lock; they end with `ws pipeline finish` or `ws rollback`.
-ATTACHED_TRIGGERS = ("cli", "up")
+ATTACHED_TRIGGERS = (Trigger.CLI.value, Trigger.UP.value)
 
 
 def holder_name() -> str:
@@ -214,14 +340,15 @@ def interrupt_running_steps(conn: psycopg.Connection[Any], deployment_ids: Seque
     return cursor.rowcount
 
 
-def open_pipeline_deployments(conn: psycopg.Connection[Any], environment: str) -> list[dict[str, Any]]:
-    return conn.execute(
+def open_pipeline_deployments(conn: psycopg.Connection[Any], environment: str) -> list[Deployment]:
+    rows = conn.execute(
         sql.SQL(
-            "SELECT id, holder, trigger, started_at FROM {} WHERE environment = %s AND status = 'running' "
+            "SELECT * FROM {} WHERE environment = %s AND status = 'running' "
             "AND NOT dry_run AND NOT (trigger = ANY(%s)) ORDER BY id"
         ).format(_table("deployments")),
         [environment, list(ATTACHED_TRIGGERS)],
     ).fetchall()
+    return [Deployment.from_row(r) for r in rows]
 
 
 def create_deployment(
@@ -283,15 +410,18 @@ def start_step(
 
 
 def finish_step(
-    conn: psycopg.Connection[Any], step_id: int, status: str, detail: str | None = None, log_excerpt: str | None = None
+    conn: psycopg.Connection[Any],
+    step_id: int,
+    status: StepStatus,
+    detail: str | None = None,
+    log_excerpt: str | None = None,
 ) -> None:
-    assert status in STEP_STATUSES
     conn.execute(
         sql.SQL(
             "UPDATE {} SET status = %s, detail = coalesce(%s, detail), log_excerpt = coalesce(%s, log_excerpt), "
             "finished_at = clock_timestamp() WHERE id = %s"
         ).format(_table("deployment_steps")),
-        [status, detail, log_excerpt, step_id],
+        [StepStatus(status).value, detail, log_excerpt, step_id],
     )
     held = _held_steps.get(conn.info.backend_pid, set())
     if step_id in held:
@@ -305,13 +435,14 @@ def set_log_excerpt(conn: psycopg.Connection[Any], step_id: int, excerpt: str) -
     )
 
 
-def finish_deployment(conn: psycopg.Connection[Any], deployment_id: int, status: str, error: str | None = None) -> None:
-    assert status in DEPLOYMENT_STATUSES
+def finish_deployment(
+    conn: psycopg.Connection[Any], deployment_id: int, status: DeploymentStatus, error: str | None = None
+) -> None:
     conn.execute(
         sql.SQL("UPDATE {} SET status = %s, error = %s, finished_at = clock_timestamp() WHERE id = %s").format(
             _table("deployments")
         ),
-        [status, error, deployment_id],
+        [DeploymentStatus(status).value, error, deployment_id],
     )
 
 
@@ -322,23 +453,24 @@ def set_versions_after(conn: psycopg.Connection[Any], deployment_id: int, versio
     )
 
 
-def deployment(conn: psycopg.Connection[Any], deployment_id: int) -> dict[str, Any] | None:
-    row: dict[str, Any] | None = conn.execute(
+def deployment(conn: psycopg.Connection[Any], deployment_id: int) -> Deployment | None:
+    row = conn.execute(
         sql.SQL("SELECT * FROM {} WHERE id = %s").format(_table("deployments")), [deployment_id]
     ).fetchone()
-    return row
+    return Deployment.from_row(row) if row is not None else None
 
 
-def steps(conn: psycopg.Connection[Any], deployment_id: int) -> list[dict[str, Any]]:
-    return conn.execute(
+def steps(conn: psycopg.Connection[Any], deployment_id: int) -> list[StepRecord]:
+    rows = conn.execute(
         sql.SQL("SELECT * FROM {} WHERE deployment_id = %s ORDER BY id").format(_table("deployment_steps")),
         [deployment_id],
     ).fetchall()
+    return [StepRecord.from_row(r) for r in rows]
 
 
-def recent(conn: psycopg.Connection[Any], environment: str | None = None, limit: int = 5) -> list[dict[str, Any]]:
+def recent(conn: psycopg.Connection[Any], environment: str | None = None, limit: int = 5) -> list[Deployment]:
     """The last deployments, per environment when ``environment`` is None."""
-    return conn.execute(
+    rows = conn.execute(
         sql.SQL(
             "SELECT * FROM (SELECT d.*, row_number() OVER (PARTITION BY environment ORDER BY id DESC) AS n "
             "FROM {} d WHERE %s::text IS NULL OR environment = %s) ranked WHERE n <= %s "
@@ -346,3 +478,4 @@ def recent(conn: psycopg.Connection[Any], environment: str | None = None, limit:
         ).format(_table("deployments")),
         [environment, environment, limit],
     ).fetchall()
+    return [Deployment.from_row(r) for r in rows]

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -358,6 +358,9 @@ class LocalRuntime:
                 data = self._read("services.json")
                 data.pop(repo, None)
                 self._write("services.json", data)
+
+    def preview(self, versions: Mapping[str, str]) -> str | None:
+        return None  # a local deploy starts processes: the plan itself says everything
 
     def logs(self, repo: str, lines: int = 20) -> str:
         path = self.logs_dir / f"{repo}.log"

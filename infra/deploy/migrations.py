@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from infra.deploy.runtime import Runtime
 from infra.errors import CheckFailed, UsageError
 from infra.workspace.located import LoadedWorkspace
 
@@ -153,6 +154,45 @@ def status(conn: psycopg.Connection[Any], loaded: LoadedWorkspace, repo: str) ->
             result.modified.append(name)
     result.pending = [f.name for f in files if f.name not in done and f.name not in result.failed]
     return result
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    """What `ws db migrate` did (or, with dry_run, would do) to one repo's migrations."""
+
+    repo: str
+    namespace: str
+    dry_run: bool
+    migrations: list[str]  # applied, or with dry_run pending
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "namespace": self.namespace,
+            "dry_run": self.dry_run,
+            "migrations": self.migrations,
+            "note": self.note,
+        }
+
+
+def migrate_repo(
+    runtime: Runtime,
+    loaded: LoadedWorkspace,
+    repo: str,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[str], None] = lambda _: None,
+) -> MigrateResult:
+    """Apply the repo's pending migrations in the runtime's database (provisioned first); with ``dry_run`` list
+    them, touching nothing: when the database does not run yet, every migration is pending."""
+    namespace = namespace_of(loaded, repo)
+    infra = runtime.locate() if dry_run else runtime.provision()
+    if infra is None:
+        names = [m.name for m in migration_files(loaded, repo)]
+        return MigrateResult(repo, namespace, dry_run, names, "database not running: every migration is pending")
+    applied = apply(infra.database_url, loaded, repo, dry_run=dry_run, progress=progress)
+    return MigrateResult(repo, namespace, dry_run, applied)
 
 
 def failed_message(rows: list[dict[str, Any]]) -> str:

@@ -1,8 +1,10 @@
-"""The staged, health-gated deploy with rollback: one implementation, two entry points.
+"""The staged, health-gated deploy with rollback: one plan, one executor, two entry points.
 
-``ws deploy`` runs every step in one process while holding the environment's advisory lock; the
-``ws pipeline <step> --deployment ID`` commands run the same steps one per process (one GitHub job each),
-each taking the lock for its own duration. Steps, in order:
+:meth:`Pipeline.plan` snapshots the runtime and builds the :class:`~infra.deploy.plan.DeployPlan` (pure data, see
+:mod:`infra.deploy.plan`); ``ws deploy --dry-run`` prints it. ``ws deploy`` executes every step of that plan in one
+process while holding the environment's advisory lock; the ``ws pipeline <step> --deployment ID`` commands execute
+the steps of one phase each (one GitHub job each) from the plan rebuilt from the ledger, each taking the lock for
+its own duration. Phases, in order (:data:`~infra.deploy.plan.PHASES`):
 
     infra -> migrate (stage order) -> validate (schema alignment/drift) -> deploy stage 1..n (repos of a stage in
     parallel, each health-gated) -> integration (each repo's test.integration) -> health
@@ -20,57 +22,88 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from infra.deploy import health, ledger, migrations, schema_checks
+from infra.deploy import health, ledger, migrations
 from infra.deploy.events import DeployObserver, RepoState
+from infra.deploy.ledger import Deployment, DeploymentStatus, StepRecord, StepStatus, Trigger
+from infra.deploy.plan import (
+    PHASE_BY_NAME,
+    SCHEMA_NOTE,
+    DeployPlan,
+    MigrationState,
+    PlannedStep,
+    RuntimeSnapshot,
+    StepKind,
+    build_plan,
+    select,
+    selected_repos,
+    selection_of,
+)
 from infra.deploy.runtime import Infra, Runtime
 from infra.deploy.runtimes import runtime_for
+from infra.deploy.schema_gate import SchemaChecks
 from infra.deploy.versions import check_versions
 from infra.errors import CheckFailed, UsageError
-from infra.workspace.graph import selected_stages
 from infra.workspace.located import LoadedWorkspace
 
+__all__ = ["SCHEMA_NOTE", "Outcome", "Pipeline", "StepOutcome"]
+
 Progress = Callable[[str], None]
-SCHEMA_NOTE = "rollback restores service versions only; database migrations stay applied (schema is never reverted)"
 COMMAND_TIMEOUT = 600
+Connection = psycopg.Connection[Any]
 
 
 @dataclass
-class StepResult:
-    step: str
+class StepOutcome:
+    """What one executed (or dry-run) step of a deployment came to; recorded as its ledger row."""
+
+    step: StepKind
     ok: bool
     detail: str
     repo: str | None = None
     skipped: bool = False
+
+    @property
+    def status(self) -> StepStatus:
+        return StepStatus.SKIPPED if self.skipped else (StepStatus.SUCCEEDED if self.ok else StepStatus.FAILED)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step.value,
+            "ok": self.ok,
+            "detail": self.detail,
+            "repo": self.repo,
+            "skipped": self.skipped,
+        }
 
 
 @dataclass
 class Outcome:
     deployment_id: int | None
     environment: str
-    status: str
-    steps: list[StepResult] = field(default_factory=list)
+    status: DeploymentStatus
+    steps: list[StepOutcome] = field(default_factory=list)
     error: str | None = None
-    plan: dict[str, Any] | None = None
+    plan: DeployPlan | None = None  # the plan this run executed
     succeeded: bool | None = None  # set when success means something else than status succeeded (ws rollback)
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded" if self.succeeded is None else self.succeeded
+        return self.status == DeploymentStatus.SUCCEEDED if self.succeeded is None else self.succeeded
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "deployment_id": self.deployment_id,
             "environment": self.environment,
-            "status": self.status,
+            "status": self.status.value,
             "error": self.error,
-            "steps": [s.__dict__ for s in self.steps],
-            "plan": self.plan,
+            "steps": [s.as_dict() for s in self.steps],
+            "plan": self.plan.as_dict() if self.plan else None,
             "note": SCHEMA_NOTE,
         }
 
@@ -79,12 +112,16 @@ def tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+Executor = Callable[[Connection, Deployment, PlannedStep, int], StepOutcome]
+
+
 class Pipeline:
     def __init__(
         self,
         loaded: LoadedWorkspace,
         environment: str,
         *,
+        schema_checks: SchemaChecks,
         runtime: Runtime | None = None,
         progress: Progress = lambda _: None,
         observer: DeployObserver | None = None,
@@ -97,121 +134,91 @@ class Pipeline:
         self.model = loaded.model
         self.environment = environment
         self.runtime = runtime or runtime_for(loaded, environment)
+        self.schema_checks = schema_checks
         self.progress = progress
         self.observer = observer
         self._infra: Infra | None = None
         self._started = time.monotonic()
+        # the one table of executors: how each planned step runs (the dry run prints the same steps)
+        self.executors: dict[StepKind, Executor] = {
+            StepKind.INFRA: self._run_infra,
+            StepKind.MIGRATE: self._run_migrate,
+            StepKind.VALIDATE: self._run_validate,
+            StepKind.DEPLOY: self._run_deploy,
+            StepKind.INTEGRATION: self._run_command,
+            StepKind.HEALTH: self._run_health,
+        }
 
     # ---- helpers -----------------------------------------------------------------------------------------
     def say(self, message: str) -> None:
         self.progress(f"[{time.monotonic() - self._started:6.1f}s] {message}")
 
-    def notify(self, method: str, *args: Any) -> None:
+    def tell(self, what: str, call: Callable[[DeployObserver], None]) -> None:
         """Tell the observer; its errors are logged and never fail the deployment."""
         if self.observer is None:
             return
         try:
-            getattr(self.observer, method)(*args)
+            call(self.observer)
         except Exception as exc:
-            self.say(f"warning: deploy observer {method} failed: {exc}")
+            self.say(f"warning: deploy observer {what} failed: {exc}")
 
     def infra(self) -> Infra:
         if self._infra is None:
             self._infra = self.runtime.provision()
         return self._infra
 
-    def stages(self, repos: Sequence[str] | None) -> list[list[str]]:
-        return selected_stages(self.model, list(repos) if repos else None)
-
-    def _subset(self, dep: dict[str, Any]) -> bool:
-        """Whether the deployment selects only some of the workspace's repos."""
-        return set(dep["repos"]) != set(self.model.repos)
-
-    def stage_of(self, repo: str) -> int:
-        for index, stage in enumerate(self.stages(None), start=1):
-            if repo in stage:
-                return index
-        return 0
-
     def ledger_url(self) -> str:
         return self.runtime.ledger_url()
 
     # ---- planning ----------------------------------------------------------------------------------------
-    def resolve_selection(
-        self, repos: Sequence[str] | None, versions: Mapping[str, str] | None
-    ) -> tuple[list[str], dict[str, str | None], dict[str, str]]:
-        selected = [r for stage in self.stages(repos) for r in stage]
-        versions = check_versions(self.loaded, versions or {})
-        stray = [r for r in versions if r not in selected]
-        if stray:
-            raise UsageError(f"--versions names {', '.join(stray)}, which --repos does not select")
-        before = {r: self.runtime.current_version(r) for r in selected}
-        after = {r: versions.get(r) or self.runtime.default_version(r) for r in selected}
-        return selected, before, after
-
-    def plan(self, repos: Sequence[str] | None, versions: Mapping[str, str] | None) -> dict[str, Any]:
-        """The exact plan of a deploy, touching nothing (servers are located, never started)."""
-        selected, before, after = self.resolve_selection(repos, versions)
+    def snapshot(self, repos: Sequence[str]) -> RuntimeSnapshot:
+        """What the runtime reports now about ``repos``, touching nothing (servers are located, never started)."""
         located = self.runtime.locate()
-        pending: dict[str, Any] = {}
-        for repo in selected:
-            spec = self.model.repos[repo]
-            if spec.migrate is None:
-                pending[repo] = "no migrate step declared"
-            elif spec.migrate.command:
-                pending[repo] = f"run `{spec.migrate.command}`"
-            elif located is None:
-                names = [m.name for m in migrations.migration_files(self.loaded, repo)]
-                pending[repo] = {"apply": names, "note": "database not running yet: every migration is pending"}
-            else:
-                try:
-                    with psycopg.connect(located.database_url, connect_timeout=5, autocommit=True) as conn:
-                        state = migrations.status(conn, self.loaded, repo)
-                    pending[repo] = {"apply": state.pending, "failed": state.failed, "modified": state.modified}
-                except psycopg.OperationalError:
-                    names = [m.name for m in migrations.migration_files(self.loaded, repo)]
-                    pending[repo] = {"apply": names, "note": "workspace database does not exist yet"}
-        stages = []
-        for index, stage in enumerate(self.stages(repos), start=1):
-            entries = []
-            for repo in stage:
-                service = self.model.repos[repo].service
-                entries.append(
-                    {
-                        "repo": repo,
-                        "version_before": before[repo],
-                        "version_after": after[repo],
-                        "action": "keep (already running)" if before[repo] == after[repo] else "deploy",
-                        "health": (
-                            f"{service.health.path} timeout {service.health.timeout}s retries {service.health.retries} "
-                            f"start period {service.health.start_period}s"
-                            if service
-                            else "no service"
-                        ),
-                    }
-                )
-            stages.append({"stage": index, "repos": entries})
-        preview = getattr(self.runtime, "preview", None)
-        previewed: str | None = None
-        if callable(preview):
+        states: dict[str, MigrationState] = {}
+        for repo in repos:
+            spec = self.model.repos[repo].migrate
+            if spec is None or spec.command:
+                continue
+            names = tuple(m.name for m in migrations.migration_files(self.loaded, repo))
+            if located is None:
+                states[repo] = MigrationState(names, note="database not running yet: every migration is pending")
+                continue
             try:
-                previewed = str(preview(after))
+                with psycopg.connect(located.database_url, connect_timeout=5, autocommit=True) as conn:
+                    state = migrations.status(conn, self.loaded, repo)
+                states[repo] = MigrationState(tuple(state.pending), tuple(state.failed), tuple(state.modified))
+            except psycopg.OperationalError:
+                states[repo] = MigrationState(names, note="workspace database does not exist yet")
+        return RuntimeSnapshot(
+            self.runtime.name,
+            located.describe() if located else None,
+            {r: self.runtime.current_version(r) for r in repos},
+            {r: self.runtime.default_version(r) for r in repos},
+            states,
+        )
+
+    def plan(
+        self, repos: Sequence[str] | None, versions: Mapping[str, str] | None, *, preview: bool = False
+    ) -> DeployPlan:
+        """The plan of a new deployment of ``repos`` (all when None) at ``versions`` (the defaults otherwise).
+        ``preview``: add the runtime's forecast of its changes (`pulumi preview`), as a dry run shows it."""
+        asked = check_versions(self.loaded, versions or {})
+        selected = selected_repos(self.model, repos, asked)
+        snapshot = self.snapshot(selected)
+        plan = build_plan(self.model, select(self.model, self.environment, selected, asked, snapshot), snapshot)
+        if preview:
+            forecast: str | None
+            try:
+                forecast = self.runtime.preview(dict(plan.selection.versions_after))
             except Exception as exc:  # the Pulumi CLI may be missing; the plan says so
-                previewed = f"not available: {exc}"
-        return {
-            "environment": self.environment,
-            "runtime": self.runtime.name,
-            **({"preview": previewed} if previewed is not None else {}),
-            "infra": located.describe() if located else "not running: would be provisioned",
-            "migrate": pending,
-            "validate": "schema alignment and drift (when infra.schema provides them)",
-            "stages": stages,
-            "integration": {
-                r: self.model.repos[r].test.integration for r in selected if self.model.repos[r].test.integration
-            },
-            "health": "database, migrations, Redis, every service, schema",
-            "on_failure": f"roll back services deployed by this run in reverse stage order; {SCHEMA_NOTE}",
-        }
+                forecast = f"not available: {exc}"
+            plan = replace(plan, preview=forecast)
+        return plan
+
+    def plan_of(self, dep: Deployment) -> DeployPlan:
+        """The plan a recorded deployment executes, rebuilt from its ledger row (each `ws pipeline` job)."""
+        selection = selection_of(self.model, self.environment, dep.repos, dep.versions_before, dep.versions_after)
+        return build_plan(self.model, selection)
 
     # ---- ledger sessions ---------------------------------------------------------------------------------
     @contextmanager
@@ -226,36 +233,30 @@ class Pipeline:
             yield conn
 
     def begin(
-        self,
-        conn: psycopg.Connection[Any],
-        repos: Sequence[str] | None,
-        versions: Mapping[str, str] | None,
-        *,
-        dry_run: bool,
-        trigger: str,
-        run_url: str | None,
-    ) -> int:
+        self, conn: Connection, plan: DeployPlan, *, dry_run: bool, trigger: Trigger, run_url: str | None
+    ) -> Deployment:
+        """Record a new deployment of ``plan``'s selection (refused while a pipeline deployment is open)."""
         open_ones = ledger.open_pipeline_deployments(conn, self.environment)
         if open_ones:
             first = open_ones[0]
             raise CheckFailed(
-                f"environment {self.environment} has deployment {first['id']} in progress (begun by {first['holder']} "
-                f"via {first['trigger']} at {first['started_at']:%Y-%m-%d %H:%M:%S%z}); finish it with "
-                f"`ws pipeline finish --deployment {first['id']}` or `ws rollback --deployment {first['id']}`"
+                f"environment {self.environment} has deployment {first.id} in progress (begun by {first.holder} "
+                f"via {first.trigger} at {first.started_at:%Y-%m-%d %H:%M:%S%z}); finish it with "
+                f"`ws pipeline finish --deployment {first.id}` or `ws rollback --deployment {first.id}`"
             )
-        selected, before, after = self.resolve_selection(repos, versions)
+        selection = plan.selection
         commits = {}
-        for repo in selected:
+        for repo in selection.repos:
             # the checkout's commit when deploying the checkout, else the version when it names a commit here
-            found = commit_of(self.loaded.repo_dir(repo), (versions or {}).get(repo) or "HEAD")
+            found = commit_of(self.loaded.repo_dir(repo), selection.versions_asked.get(repo) or "HEAD")
             if found:
                 commits[repo] = found
         deployment_id = ledger.create_deployment(
             conn,
             environment=self.environment,
-            repos=selected,
-            versions_before=before,
-            versions_after=after,
+            repos=selection.repos,
+            versions_before=selection.versions_before,
+            versions_after=selection.versions_after,
             holder=ledger.holder_name(),
             trigger=trigger,
             run_url=run_url,
@@ -263,129 +264,100 @@ class Pipeline:
             commits=commits,
         )
         ledger.note_lock_deployment(conn, self.environment, deployment_id)
-        self.say(f"deployment {deployment_id} of {', '.join(selected)} to {self.environment} begun")
-        self.notify("deployment_started", deployment_id, self.environment, selected)
-        return deployment_id
+        self.say(f"deployment {deployment_id} of {', '.join(selection.repos)} to {self.environment} begun")
+        repos = list(selection.repos)
+        self.tell("deployment_started", lambda o: o.deployment_started(deployment_id, self.environment, repos))
+        return self.load(conn, deployment_id)
 
-    def load(self, conn: psycopg.Connection[Any], deployment_id: int) -> dict[str, Any]:
-        row = ledger.deployment(conn, deployment_id)
-        if row is None:
+    def load(self, conn: Connection, deployment_id: int) -> Deployment:
+        found = ledger.deployment(conn, deployment_id)
+        if found is None:
             raise UsageError(f"--deployment: no deployment {deployment_id} in the ledger")
-        if row["environment"] != self.environment:
+        if found.environment != self.environment:
             raise UsageError(
-                f"deployment {deployment_id} is for environment {row['environment']}, not {self.environment}"
+                f"deployment {deployment_id} is for environment {found.environment}, not {self.environment}"
             )
-        return row
+        return found
 
-    def _step(
+    # ---- the executor ------------------------------------------------------------------------------------
+    def execute(
         self,
-        conn: psycopg.Connection[Any],
-        dep: dict[str, Any],
-        step: str,
-        action: Callable[[int], StepResult],
-        *,
-        repo: str | None = None,
-        stage: int | None = None,
-        version_before: str | None = None,
-        version_after: str | None = None,
-        dry_detail: str = "",
-    ) -> StepResult:
-        """Run ``action`` as one ledger row (``stage`` defaults to the repo's stage in the workspace)."""
-        if stage is None and repo is not None:
-            stage = self.stage_of(repo)
+        conn: Connection,
+        dep: Deployment,
+        step: PlannedStep,
+        action: Callable[[int], StepOutcome] | None = None,
+    ) -> StepOutcome:
+        """Run one planned step as one ledger row: by its executor (or ``action``), or, in a dry-run deployment,
+        record what it would do."""
+        if step.kind == StepKind.DEPLOY and step.repo is not None:
+            # what runs now, as the row records it and the executor compares with the target
+            step = replace(step, version_before=self.runtime.current_version(step.repo))
         step_id = ledger.start_step(
-            conn, dep["id"], step, repo=repo, stage=stage, version_before=version_before, version_after=version_after
+            conn,
+            dep.id,
+            step.kind,
+            repo=step.repo,
+            stage=step.stage,
+            version_before=step.version_before,
+            version_after=step.version_after,
         )
-        if dep["dry_run"]:
-            ledger.finish_step(conn, step_id, "skipped", f"dry run: would {dry_detail}")
-            self.say(f"{step}{' ' + repo if repo else ''}: dry run: would {dry_detail}")
-            return StepResult(step, True, f"dry run: would {dry_detail}", repo, skipped=True)
+        where = f"{step.kind}{' ' + step.repo if step.repo else ''}"
+        if dep.dry_run:
+            ledger.finish_step(conn, step_id, StepStatus.SKIPPED, f"dry run: would {step.action}")
+            self.say(f"{where}: dry run: would {step.action}")
+            return StepOutcome(step.kind, True, f"dry run: would {step.action}", step.repo, skipped=True)
+        run = action or (lambda step_id: self.executors[step.kind](conn, dep, step, step_id))
         try:
-            result = action(step_id)
+            result = run(step_id)
         except (CheckFailed, UsageError) as exc:
-            result = StepResult(step, False, str(exc), repo)
+            result = StepOutcome(step.kind, False, str(exc), step.repo)
         except Exception as exc:  # record the unexpected, then let it surface
-            ledger.finish_step(conn, step_id, "failed", f"internal error: {exc!r}")
+            ledger.finish_step(conn, step_id, StepStatus.FAILED, f"internal error: {exc!r}")
             raise
-        status = "skipped" if result.skipped else ("succeeded" if result.ok else "failed")
-        ledger.finish_step(conn, step_id, status, result.detail)
+        ledger.finish_step(conn, step_id, result.status, result.detail)
         mark = "ok" if result.ok else "FAILED"
-        self.say(
-            f"{step}{' ' + repo if repo else ''}: {mark}: {result.detail.splitlines()[0] if result.detail else ''}"
-        )
+        self.say(f"{where}: {mark}: {result.detail.splitlines()[0] if result.detail else ''}")
         return result
 
-    # ---- steps -------------------------------------------------------------------------------------------
-    def step_infra(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> StepResult:
-        def action(_: int) -> StepResult:
-            infra = self.infra()
-            described = infra.describe()
-            return StepResult(
-                "infra", True, f"PostgreSQL: {described['database_source']}; Redis: {described['cache_source']}"
-            )
+    def execute_batch(self, conn: Connection, dep: Deployment, batch: Sequence[PlannedStep]) -> list[StepOutcome]:
+        """One batch of :meth:`DeployPlan.batches`: a stage's deploy steps in parallel, any other step alone."""
+        if len(batch) == 1:
+            return [self.execute(conn, dep, batch[0])]
+        self.say(f"stage {batch[0].stage}: {', '.join(s.repo or '' for s in batch)}")
+        with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+            return list(pool.map(lambda step: self.execute(conn, dep, step), batch))
 
-        return self._step(
-            conn, dep, "infra", action, dry_detail="provision PostgreSQL, the workspace database and Redis"
+    def execute_all(
+        self, conn: Connection, dep: Deployment, batches: Sequence[Sequence[PlannedStep]], results: list[StepOutcome]
+    ) -> bool:
+        """Execute ``batches`` in order, stopping after the first that fails; whether all passed."""
+        for batch in batches:
+            outcomes = self.execute_batch(conn, dep, batch)
+            results += outcomes
+            if not all(o.ok for o in outcomes):
+                return False
+        return True
+
+    # ---- the executors of the steps ----------------------------------------------------------------------
+    def _run_infra(self, conn: Connection, dep: Deployment, step: PlannedStep, step_id: int) -> StepOutcome:
+        described = self.infra().describe()
+        return StepOutcome(
+            step.kind, True, f"PostgreSQL: {described['database_source']}; Redis: {described['cache_source']}"
         )
 
-    def step_migrate(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> list[StepResult]:
-        def plan(repo: str) -> tuple[Callable[[int], StepResult], str] | None:
-            spec = self.model.repos[repo]
-            if spec.migrate is None:
-                return None
-            command = spec.migrate.command
-            if command:
-                return self._command_action(conn, "migrate", repo, command), f"run `{command}`"
+    def _run_migrate(self, conn: Connection, dep: Deployment, step: PlannedStep, step_id: int) -> StepOutcome:
+        if step.command:
+            return self._run_command(conn, dep, step, step_id)
+        assert step.repo is not None
+        applied = migrations.apply(self.infra().database_url, self.loaded, step.repo, progress=self.say)
+        detail = f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "up to date"
+        namespace = migrations.namespace_of(self.loaded, step.repo)
+        return StepOutcome(step.kind, True, f"{detail} (namespace {namespace})", step.repo)
 
-            def apply(_: int) -> StepResult:
-                applied = migrations.apply(self.infra().database_url, self.loaded, repo, progress=self.say)
-                detail = f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "up to date"
-                namespace = migrations.namespace_of(self.loaded, repo)
-                return StepResult("migrate", True, f"{detail} (namespace {namespace})", repo)
-
-            return apply, "apply pending Prisma migrations with the built-in applier"
-
-        return self._repo_steps(conn, dep, "migrate", plan)
-
-    def step_integration(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> list[StepResult]:
-        def plan(repo: str) -> tuple[Callable[[int], StepResult], str] | None:
-            command = self.model.repos[repo].test.integration
-            if not command:
-                return None
-            return self._command_action(conn, "integration", repo, command), f"run `{command}`"
-
-        return self._repo_steps(conn, dep, "integration", plan)
-
-    def _repo_steps(
-        self,
-        conn: psycopg.Connection[Any],
-        dep: dict[str, Any],
-        step: str,
-        plan: Callable[[str], tuple[Callable[[int], StepResult], str] | None],
-    ) -> list[StepResult]:
-        """``step`` for each selected repo in stage order, one ledger row each, stopping at the first failure.
-        ``plan(repo)`` gives the repo's action and its dry-run description, or None when it has nothing to do."""
-        results = []
-        for stage_index, stage in enumerate(self.stages(dep["repos"]), start=1):
-            for repo in stage:
-                planned = plan(repo)
-                if planned is None:
-                    continue
-                action, dry = planned
-                result = self._step(conn, dep, step, action, repo=repo, stage=stage_index, dry_detail=dry)
-                results.append(result)
-                if not result.ok:
-                    return results
-        return results
-
-    def _command_action(
-        self, conn: psycopg.Connection[Any], step: str, repo: str, command: str
-    ) -> Callable[[int], StepResult]:
-        return lambda step_id: self._run_command(conn, step_id, step, repo, command)
-
-    def _run_command(
-        self, conn: psycopg.Connection[Any], step_id: int, step: str, repo: str, command: str
-    ) -> StepResult:
+    def _run_command(self, conn: Connection, dep: Deployment, step: PlannedStep, step_id: int) -> StepOutcome:
+        """A repo's migrate.command or test.integration, from its checkout, with its env."""
+        repo, command = step.repo, step.command
+        assert repo is not None and command is not None
         env = self.runtime.command_env(repo, self.infra())
         try:
             done = subprocess.run(
@@ -399,50 +371,40 @@ class Pipeline:
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
-            return StepResult(step, False, f"`{command}` did not finish within {COMMAND_TIMEOUT}s", repo)
+            return StepOutcome(step.kind, False, f"`{command}` did not finish within {COMMAND_TIMEOUT}s", repo)
         output = tail((done.stdout or "") + "\n" + (done.stderr or ""))
         ledger.set_log_excerpt(conn, step_id, output)  # kept whether the command passes or fails
         if done.returncode != 0:
             last = output.splitlines()[-1] if output else ""
-            return StepResult(step, False, f"`{command}` exited with {done.returncode}: {last}", repo)
-        return StepResult(step, True, f"`{command}` passed", repo)
+            return StepOutcome(step.kind, False, f"`{command}` exited with {done.returncode}: {last}", repo)
+        return StepOutcome(step.kind, True, f"`{command}` passed", repo)
 
-    def step_validate(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> StepResult:
-        def action(_: int) -> StepResult:
-            results = schema_checks.run(self.loaded, self.infra(), dep["repos"] if self._subset(dep) else None)
-            detail = "; ".join(f"{r.name}: {r.detail}" for r in results)
-            if any(r.ok is False for r in results):
-                return StepResult("validate", False, detail)
-            if all(r.ok is None for r in results):
-                return StepResult("validate", True, detail, skipped=True)
-            return StepResult("validate", True, detail)
+    def _run_validate(self, conn: Connection, dep: Deployment, step: PlannedStep, step_id: int) -> StepOutcome:
+        subset = self.plan_of(dep).selection.subset
+        results = self.schema_checks(self.loaded, self.infra().database_url, dep.repos if subset else None)
+        detail = "; ".join(f"{r.name}: {r.detail}" for r in results)
+        if any(r.ok is False for r in results):
+            return StepOutcome(step.kind, False, detail)
+        if all(r.ok is None for r in results):
+            return StepOutcome(step.kind, True, detail, skipped=True)
+        return StepOutcome(step.kind, True, detail)
 
-        return self._step(conn, dep, "validate", action, dry_detail="check schema alignment and drift")
-
-    def step_deploy_repo(self, conn: psycopg.Connection[Any], dep: dict[str, Any], repo: str) -> StepResult:
-        if repo not in dep["repos"]:
-            raise UsageError(
-                f"--repo: deployment {dep['id']} does not include {repo} (it deploys {', '.join(dep['repos'])})"
-            )
-        target = dep["versions_after"][repo]
-        before = self.runtime.current_version(repo)
+    def _run_deploy(self, conn: Connection, dep: Deployment, step: PlannedStep, step_id: int) -> StepOutcome:
+        repo, target = step.repo, step.version_after
+        assert repo is not None and target is not None
         service = self.model.repos[repo].service
-
-        def action(step_id: int) -> StepResult:
-            if before == target and (service is None or self._healthy_now(repo)):
-                return StepResult("deploy", True, f"{repo} {target} already running and healthy", repo, skipped=True)
-            self.notify("repo_state", dep["id"], self.environment, repo, target, "in_progress", "deploying")
-            detail = self.runtime.deploy(repo, target)
-            result = self._gate(repo, detail)
-            ledger.set_log_excerpt(conn, step_id, self.runtime.logs(repo))
-            state: RepoState = "success" if result.ok else "failure"
-            self.notify("repo_state", dep["id"], self.environment, repo, target, state, result.detail)
-            return result
-
-        dry = f"deploy {repo} {before or '(none)'} -> {target}, health-gated"
-        return self._step(
-            conn, dep, "deploy", action, repo=repo, version_before=before, version_after=target, dry_detail=dry
+        if step.version_before == target and (service is None or self._healthy_now(repo)):
+            return StepOutcome(step.kind, True, f"{repo} {target} already running and healthy", repo, skipped=True)
+        self.tell(
+            "repo_state",
+            lambda o: o.repo_state(dep.id, self.environment, repo, target, "in_progress", "deploying"),
         )
+        detail = self.runtime.deploy(repo, target)
+        result = self._gate(repo, detail)
+        ledger.set_log_excerpt(conn, step_id, self.runtime.logs(repo))
+        state: RepoState = "success" if result.ok else "failure"
+        self.tell("repo_state", lambda o: o.repo_state(dep.id, self.environment, repo, target, state, result.detail))
+        return result
 
     def _healthy_now(self, repo: str) -> bool:
         service = self.model.repos[repo].service
@@ -451,116 +413,107 @@ class Pipeline:
             return True
         return health.probe(url + service.health.path, service.health.timeout).ok
 
-    def _gate(self, repo: str, detail: str) -> StepResult:
+    def _gate(self, repo: str, detail: str, kind: StepKind = StepKind.DEPLOY) -> StepOutcome:
         service = self.model.repos[repo].service
         url = self.runtime.endpoint(repo)
         if service is None or url is None:
-            return StepResult("deploy", True, detail, repo)
-        self.say(f"deploy {repo}: waiting for {url}{service.health.path}")
+            return StepOutcome(kind, True, detail, repo)
+        self.say(f"{kind} {repo}: waiting for {url}{service.health.path}")
         probe = health.wait_healthy(url + service.health.path, service.health, lambda: self.runtime.alive(repo))
         if probe.ok:
-            return StepResult("deploy", True, f"{detail}; healthy in {probe.latency_ms:.0f} ms probe", repo)
-        return StepResult("deploy", False, f"{detail}; health check failed: {probe.detail}", repo)
+            return StepOutcome(kind, True, f"{detail}; healthy in {probe.latency_ms:.0f} ms probe", repo)
+        return StepOutcome(kind, False, f"{detail}; health check failed: {probe.detail}", repo)
 
-    def step_stage(self, conn: psycopg.Connection[Any], dep: dict[str, Any], stage: Sequence[str]) -> list[StepResult]:
-        if len(stage) == 1:
-            return [self.step_deploy_repo(conn, dep, stage[0])]
-        with ThreadPoolExecutor(max_workers=len(stage)) as pool:
-            return list(pool.map(lambda repo: self.step_deploy_repo(conn, dep, repo), stage))
+    def _run_health(self, conn: Connection, dep: Deployment, step: PlannedStep, step_id: int) -> StepOutcome:
+        return self._health(dep, "")
 
-    def step_health(
-        self, conn: psycopg.Connection[Any], dep: dict[str, Any], label: str = "", *, deployed_only: bool = False
-    ) -> StepResult:
-        def action(_: int) -> StepResult:
-            # a subset deploy is gated on its own repos (and on every service that runs): the others' migrations
-            # did not run in it
-            scope = dep["repos"] if self._subset(dep) else None
-            report = health.check(
-                self.loaded, self.environment, self.runtime, self.infra(), deployed_only=deployed_only, repos=scope
+    def _health(self, dep: Deployment, label: str, *, deployed_only: bool = False) -> StepOutcome:
+        # a subset deploy is gated on its own repos (and on every service that runs): the others' migrations
+        # did not run in it
+        scope = dep.repos if self.plan_of(dep).selection.subset else None
+        report = health.check(
+            self.loaded,
+            self.environment,
+            self.runtime,
+            self.infra(),
+            schema_checks=self.schema_checks,
+            deployed_only=deployed_only,
+            repos=scope,
+        )
+        outside = (
+            f" (not checked: {', '.join(report.unchecked)}: not part of this deployment)" if report.unchecked else ""
+        )
+        if report.ok:
+            return StepOutcome(
+                StepKind.HEALTH, True, f"{label}all {len(report.components)} components healthy{outside}"
             )
-            outside = (
-                f" (not checked: {', '.join(report.unchecked)}: not part of this deployment)"
-                if report.unchecked
-                else ""
-            )
-            if report.ok:
-                return StepResult("health", True, f"{label}all {len(report.components)} components healthy{outside}")
-            failed = "; ".join(f"{c.name}: {c.detail}" for c in report.failed)
-            return StepResult("health", False, f"{label}unhealthy: {failed}{outside}")
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in report.failed)
+        return StepOutcome(StepKind.HEALTH, False, f"{label}unhealthy: {failed}{outside}")
 
-        return self._step(conn, dep, "health", action, dry_detail="check the health of the environment")
-
-    def rollback(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> list[StepResult]:
+    # ---- rollback and the end of a deployment ------------------------------------------------------------
+    def rollback(self, conn: Connection, dep: Deployment) -> list[StepOutcome]:
         """Take every repo this deployment touched back to its version before, in reverse stage order."""
         touched = {
-            s["repo"]
-            for s in ledger.steps(conn, dep["id"])
-            if s["step"] == "deploy" and s["status"] in ("succeeded", "failed", "interrupted", "running")
+            s.repo for s in ledger.steps(conn, dep.id) if s.step == StepKind.DEPLOY and s.status != StepStatus.SKIPPED
         }
-        before = dep["versions_before"]
         results = []
-        self.say(f"rolling back deployment {dep['id']}: {SCHEMA_NOTE}")
-        for stage in reversed(self.stages(dep["repos"])):
-            for repo in stage:
+        self.say(f"rolling back deployment {dep.id}: {SCHEMA_NOTE}")
+        for stage in reversed(self.plan_of(dep).stages):
+            for repo in stage.repos:
                 if repo not in touched:
                     continue
-                previous = before.get(repo)
+                previous = dep.versions_before.get(repo)
                 current = self.runtime.current_version(repo)
+                planned = PlannedStep(
+                    StepKind.ROLLBACK,
+                    f"roll {repo} back to {previous}",
+                    repo,
+                    stage.number,
+                    version_before=current,
+                    version_after=previous,
+                )
 
                 def action(
                     _: int, repo: str = repo, previous: str | None = previous, current: str | None = current
-                ) -> StepResult:
+                ) -> StepOutcome:
                     if previous is not None and current == previous and self._healthy_now(repo):
-                        return StepResult("rollback", True, f"{repo} already runs {previous}", repo, skipped=True)
+                        return StepOutcome(
+                            StepKind.ROLLBACK, True, f"{repo} already runs {previous}", repo, skipped=True
+                        )
                     if previous is None:
                         self.runtime.stop(repo)
-                        return StepResult("rollback", True, f"{repo} was not running before: stopped", repo)
+                        return StepOutcome(StepKind.ROLLBACK, True, f"{repo} was not running before: stopped", repo)
                     detail = self.runtime.deploy(repo, previous)
-                    result = self._gate(repo, detail)
-                    result.step = "rollback"
+                    result = self._gate(repo, detail, StepKind.ROLLBACK)
                     if result.ok:
-                        version = dep["versions_after"].get(repo, "")
-                        self.notify(
+                        version = dep.versions_after.get(repo, "")
+                        self.tell(
                             "repo_state",
-                            dep["id"],
-                            self.environment,
-                            repo,
-                            version,
-                            "inactive",
-                            f"rolled back to {previous}",
+                            lambda o: o.repo_state(
+                                dep.id, self.environment, repo, version, "inactive", f"rolled back to {previous}"
+                            ),
                         )
                     return result
 
-                dry = f"roll {repo} back to {previous}"
-                results.append(
-                    self._step(
-                        conn,
-                        dep,
-                        "rollback",
-                        action,
-                        repo=repo,
-                        version_before=current,
-                        version_after=previous,
-                        dry_detail=dry,
-                    )
-                )
+                results.append(self.execute(conn, dep, planned, action))
         return results
 
     def finish(
-        self, conn: psycopg.Connection[Any], dep: dict[str, Any], rollback_steps: Sequence[StepResult] | None = None
-    ) -> str:
+        self, conn: Connection, dep: Deployment, rollback_steps: Sequence[StepOutcome] | None = None
+    ) -> DeploymentStatus:
         """Mark the deployment from its steps: succeeded, rolled_back or failed.
 
         ``rollback_steps``: the rollback this process just ran (its rollback steps and the health check after it);
         the deployment is rolled_back exactly when every one of them passed. Without them (``ws pipeline finish``)
         the ledger decides the same way from the last rollback attempt it records.
         """
-        rows = ledger.steps(conn, dep["id"])
-        bad = [s for s in rows if s["step"] != "rollback" and s["status"] in ("failed", "interrupted", "running")]
+        rows = ledger.steps(conn, dep.id)
+        bad = [s for s in rows if s.step != StepKind.ROLLBACK and s.status in ledger.UNFINISHED_OR_FAILED]
         error = None
+        status: DeploymentStatus
         if rollback_steps is not None:
             failing = [s for s in rollback_steps if not s.ok]
-            status = "failed" if failing else "rolled_back"
+            status = DeploymentStatus.FAILED if failing else DeploymentStatus.ROLLED_BACK
             if failing:
                 first_failing = failing[0]
                 error = f"rollback did not restore a healthy environment: {first_failing.step}"
@@ -569,15 +522,13 @@ class Pipeline:
             status = ledger_outcome(rows)
         if bad:
             first = bad[0]
-            cause = (
-                f"{first['step']}{' ' + first['repo'] if first['repo'] else ''}: {first['detail'] or first['status']}"
-            )
+            cause = f"{first.step}{' ' + first.repo if first.repo else ''}: {first.detail or first.status}"
             error = f"{cause}; {error}" if error else cause
-        if dep["status"] == "interrupted" and status != "succeeded":
+        if dep.status == DeploymentStatus.INTERRUPTED and status != DeploymentStatus.SUCCEEDED:
             error = f"interrupted, then {status.replace('_', ' ')}: {error}"
-        ledger.finish_deployment(conn, dep["id"], status, error)
-        self.notify("deployment_finished", dep["id"], self.environment, status)
-        self.say(f"deployment {dep['id']}: {status}")
+        ledger.finish_deployment(conn, dep.id, status, error)
+        self.tell("deployment_finished", lambda o: o.deployment_finished(dep.id, self.environment, status))
+        self.say(f"deployment {dep.id}: {status}")
         return status
 
     # ---- the whole pipeline in one process (ws deploy, ws up) -------------------------------------------
@@ -586,82 +537,66 @@ class Pipeline:
         repos: Sequence[str] | None,
         versions: Mapping[str, str] | None,
         *,
-        trigger: str = "cli",
+        trigger: Trigger = Trigger.CLI,
         run_url: str | None = None,
     ) -> Outcome:
+        """Plan and execute a deployment under the environment lock; roll back on any failure."""
+        selected_repos(self.model, repos, check_versions(self.loaded, versions or {}))  # refuse bad input first
         with self.locked() as conn:
-            deployment_id = self.begin(conn, repos, versions, dry_run=False, trigger=trigger, run_url=run_url)
-            dep = self.load(conn, deployment_id)
-            steps: list[StepResult] = []
-            ok = self._forward(conn, dep, steps)
-            undo: list[StepResult] | None = None
-            if not ok:
-                undo = self._rollback_and_check(conn, self.load(conn, deployment_id))
-                steps += undo
-            status = self.finish(conn, self.load(conn, deployment_id), undo)
-            row = self.load(conn, deployment_id)
-            return Outcome(deployment_id, self.environment, status, steps, row["error"])
+            plan = self.plan(repos, versions)
+            return self.run_plan(conn, plan, trigger=trigger, run_url=run_url)
 
-    def _forward(self, conn: psycopg.Connection[Any], dep: dict[str, Any], steps: list[StepResult]) -> bool:
-        steps.append(self.step_infra(conn, dep))
-        if not steps[-1].ok:
-            return False
-        for result in self.step_migrate(conn, dep):
-            steps.append(result)
-            if not result.ok:
-                return False
-        steps.append(self.step_validate(conn, dep))
-        if not steps[-1].ok:
-            return False
-        for index, stage in enumerate(self.stages(dep["repos"]), start=1):
-            self.say(f"stage {index}: {', '.join(stage)}")
-            results = self.step_stage(conn, dep, stage)
-            steps += results
-            if not all(r.ok for r in results):
-                return False
-        for result in self.step_integration(conn, dep):
-            steps.append(result)
-            if not result.ok:
-                return False
-        steps.append(self.step_health(conn, dep))
-        return steps[-1].ok
+    def run_plan(self, conn: Connection, plan: DeployPlan, *, trigger: Trigger, run_url: str | None) -> Outcome:
+        """Execute every step of ``plan`` (the plan `ws deploy --dry-run` prints) as a new deployment."""
+        dep = self.begin(conn, plan, dry_run=False, trigger=trigger, run_url=run_url)
+        steps: list[StepOutcome] = []
+        undo: list[StepOutcome] | None = None
+        if not self.execute_all(conn, dep, plan.batches(), steps):
+            undo = self._rollback_and_check(conn, self.load(conn, dep.id))
+            steps += undo
+        status = self.finish(conn, self.load(conn, dep.id), undo)
+        return Outcome(dep.id, self.environment, status, steps, self.load(conn, dep.id).error, plan)
 
     def rollback_deployment(self, deployment_id: int) -> Outcome:
         """`ws rollback --deployment ID`: works on failed, interrupted and still-open deployments."""
         with self.locked() as conn:
             dep = self.load(conn, deployment_id)
-            if dep["status"] == "running" and dep["trigger"] in ledger.ATTACHED_TRIGGERS:
+            if dep.status == DeploymentStatus.RUNNING and dep.attached:
                 raise CheckFailed(f"deployment {deployment_id} is still running")  # cannot happen under the lock
             ledger.interrupt_running_steps(conn, [deployment_id])
             steps = self._rollback_and_check(conn, dep)
-            if not [s for s in steps if s.step == "rollback"]:
+            if not [s for s in steps if s.step == StepKind.ROLLBACK]:
                 self.say(f"deployment {deployment_id} deployed no service: nothing to roll back")
             status = self.finish(conn, self.load(conn, deployment_id), steps)
-            row = self.load(conn, deployment_id)
+            error = self.load(conn, deployment_id).error
             # `ws rollback` succeeds exactly when every rollback step and the health check after them passed
             held = all(s.ok for s in steps)
-            return Outcome(deployment_id, self.environment, status, steps, row["error"], succeeded=held)
+            return Outcome(deployment_id, self.environment, status, steps, error, succeeded=held)
 
-    def _rollback_and_check(self, conn: psycopg.Connection[Any], dep: dict[str, Any]) -> list[StepResult]:
+    def _rollback_and_check(self, conn: Connection, dep: Deployment) -> list[StepOutcome]:
         """Roll back, then check health: the steps that decide whether the rollback held."""
         steps = self.rollback(conn, dep)
         # A first deployment rolls back to "nothing running": those services are checked as not deployed.
-        steps.append(self.step_health(conn, dep, "after rollback: ", deployed_only=True))
+        check = PlannedStep(StepKind.HEALTH, "check the health of the environment")
+        steps.append(
+            self.execute(conn, dep, check, lambda _: self._health(dep, "after rollback: ", deployed_only=True))
+        )
         return steps
 
 
-def ledger_outcome(rows: Sequence[Mapping[str, Any]]) -> str:
+def ledger_outcome(rows: Sequence[StepRecord]) -> DeploymentStatus:
     """A deployment's status from its ledger steps (ordered by id): succeeded when nothing failed and nothing was
     rolled back; rolled_back when the last rollback attempt (each repo's latest rollback step and the health checks
     after the last one) passed; failed otherwise."""
-    rollback_at = [i for i, s in enumerate(rows) if s["step"] == "rollback"]
+    rollback_at = [i for i, s in enumerate(rows) if s.step == StepKind.ROLLBACK]
     if not rollback_at:
-        bad = [s for s in rows if s["status"] in ("failed", "interrupted", "running")]
-        return "failed" if bad else "succeeded"
-    latest = {s["repo"]: s["status"] for s in rows if s["step"] == "rollback"}
-    after = [s["status"] for s in rows[rollback_at[-1] + 1 :] if s["step"] == "health"]
-    held = all(status in ("succeeded", "skipped") for status in [*latest.values(), *after])
-    return "rolled_back" if held else "failed"
+        bad = [s for s in rows if s.status in ledger.UNFINISHED_OR_FAILED]
+        return DeploymentStatus.FAILED if bad else DeploymentStatus.SUCCEEDED
+    latest = {s.repo: s.status for s in rows if s.step == StepKind.ROLLBACK}
+    after = [s.status for s in rows[rollback_at[-1] + 1 :] if s.step == StepKind.HEALTH]
+    passed = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+    held = all(status in passed for status in [*latest.values(), *after])
+    return DeploymentStatus.ROLLED_BACK if held else DeploymentStatus.FAILED
 
 
 def environment_of(loaded: LoadedWorkspace, deployment_id: int) -> str:
@@ -721,19 +656,19 @@ def pipeline_begin(
     versions: Mapping[str, str] | None,
     *,
     dry_run: bool,
+    schema_checks: SchemaChecks,
     progress: Progress,
     observer: DeployObserver | None = None,
 ) -> int:
     """`ws pipeline begin`: record a deployment that the following `ws pipeline` jobs carry out."""
-    pipeline = Pipeline(loaded, environment, progress=progress, observer=observer)
-    trigger = "workflow" if os.environ.get("GITHUB_ACTIONS") == "true" else "pipeline"
+    pipeline = Pipeline(loaded, environment, schema_checks=schema_checks, progress=progress, observer=observer)
+    trigger = Trigger.WORKFLOW if os.environ.get("GITHUB_ACTIONS") == "true" else Trigger.PIPELINE
     with pipeline.locked() as conn:
-        return pipeline.begin(
-            conn, repos, versions, dry_run=dry_run, trigger=trigger, run_url=run_url_from_environment()
-        )
+        plan = pipeline.plan(repos, versions)
+        return pipeline.begin(conn, plan, dry_run=dry_run, trigger=trigger, run_url=run_url_from_environment()).id
 
 
-PIPELINE_STEPS = ("infra", "migrate", "validate", "deploy", "integration", "health", "finish")
+FINISH = "finish"  # `ws pipeline finish`: the end of a deployment, after the phases of the plan
 
 
 def pipeline_step(
@@ -742,19 +677,22 @@ def pipeline_step(
     step: str,
     *,
     repo: str | None = None,
+    schema_checks: SchemaChecks,
     progress: Progress,
     observer: DeployObserver | None = None,
 ) -> Outcome:
-    """One `ws pipeline <step> --deployment ID` job: the step under the environment lock, recorded in the ledger."""
-    if step not in PIPELINE_STEPS:
-        raise UsageError(f"unknown pipeline step {step!r}; one of {', '.join(PIPELINE_STEPS)}")
+    """One `ws pipeline <step> --deployment ID` job: the planned steps of one phase (or `finish`) under the
+    environment lock, recorded in the ledger."""
+    phase = PHASE_BY_NAME.get(step)
+    if phase is None and step != FINISH:
+        raise UsageError(f"unknown pipeline step {step!r}; one of {', '.join([*PHASE_BY_NAME, FINISH])}")
     environment = environment_of(loaded, deployment_id)
-    pipeline = Pipeline(loaded, environment, progress=progress, observer=observer)
-    with pipeline.locked(shared=step != "finish") as conn:
+    pipeline = Pipeline(loaded, environment, schema_checks=schema_checks, progress=progress, observer=observer)
+    with pipeline.locked(shared=phase is not None) as conn:
         dep = pipeline.load(conn, deployment_id)
-        if dep["status"] != "running":
+        if dep.status != DeploymentStatus.RUNNING:
             raise CheckFailed(
-                f"deployment {deployment_id} is already {dep['status']}; begin a new one with `ws pipeline begin`"
+                f"deployment {deployment_id} is already {dep.status}; begin a new one with `ws pipeline begin`"
             )
         ledger.note_lock_deployment(conn, environment, deployment_id)
         stray = ledger.interrupt_running_steps(conn, [deployment_id])
@@ -762,31 +700,32 @@ def pipeline_step(
             pipeline.say(
                 f"{stray} step(s) of deployment {deployment_id} were left running by a stopped job: interrupted"
             )
-        results: list[StepResult]
-        if step == "infra":
-            results = [pipeline.step_infra(conn, dep)]
-        elif step == "migrate":
-            results = pipeline.step_migrate(conn, dep)
-        elif step == "validate":
-            results = [pipeline.step_validate(conn, dep)]
-        elif step == "deploy":
-            if not repo:
-                raise UsageError("ws pipeline deploy needs --repo R")
-            results = [pipeline.step_deploy_repo(conn, dep, repo)]
-        elif step == "integration":
-            results = pipeline.step_integration(conn, dep)
-        elif step == "health":
-            results = [pipeline.step_health(conn, dep)]
-        else:
+        if phase is None:
             status = pipeline.finish(conn, dep)
-            row = pipeline.load(conn, deployment_id)
-            return Outcome(deployment_id, environment, status, [], row["error"])
-        ok = all(r.ok for r in results)
-        return Outcome(deployment_id, environment, "succeeded" if ok else "failed", results)
+            return Outcome(deployment_id, environment, status, [], pipeline.load(conn, deployment_id).error)
+        plan = pipeline.plan_of(dep)
+        if phase.needs_repo:
+            if not repo:
+                raise UsageError(f"ws pipeline {step} needs --repo R")
+            if repo not in dep.repos:
+                raise UsageError(
+                    f"--repo: deployment {dep.id} does not include {repo} (it deploys {', '.join(dep.repos)})"
+                )
+        steps = plan.of(phase.kind, repo if phase.needs_repo else None)
+        results: list[StepOutcome] = []
+        ok = pipeline.execute_all(conn, dep, [[s] for s in steps], results)
+        status = DeploymentStatus.SUCCEEDED if ok else DeploymentStatus.FAILED
+        return Outcome(deployment_id, environment, status, results, plan=plan)
 
 
 def rollback(
-    loaded: LoadedWorkspace, deployment_id: int, *, progress: Progress, observer: DeployObserver | None = None
+    loaded: LoadedWorkspace,
+    deployment_id: int,
+    *,
+    schema_checks: SchemaChecks,
+    progress: Progress,
+    observer: DeployObserver | None = None,
 ) -> Outcome:
     environment = environment_of(loaded, deployment_id)
-    return Pipeline(loaded, environment, progress=progress, observer=observer).rollback_deployment(deployment_id)
+    pipeline = Pipeline(loaded, environment, schema_checks=schema_checks, progress=progress, observer=observer)
+    return pipeline.rollback_deployment(deployment_id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from infra.deploy.runtime import Infra, process_env, rendered_env
@@ -154,7 +154,7 @@ class PulumiRuntime:
                 self.stack.set_config(enabled_key(repo), auto.ConfigValue(value="true"), path=True)
             return self._up([repo], f"{repo}={version}")
 
-    def preview(self, versions: dict[str, str]) -> str:
+    def preview(self, versions: Mapping[str, str]) -> str | None:
         """`pulumi preview` with the tags of a planned deploy; the stack config is restored afterwards."""
         from pulumi import automation as auto
 

@@ -83,6 +83,10 @@ class Runtime(Protocol):
         """The last lines of the service's log, for the ledger's log excerpts."""
         ...
 
+    def preview(self, versions: Mapping[str, str]) -> str | None:
+        """The runtime's own forecast of deploying ``versions`` (a dry run shows it); None when it has none."""
+        ...
+
 
 def redact(url: str) -> str:
     """A URL (or libpq key=value string) with its password replaced by ***, safe to print."""

@@ -8,11 +8,14 @@ import psycopg
 
 from infra.deploy import health, ledger
 from infra.deploy.runtimes import runtime_for
+from infra.deploy.schema_gate import SchemaChecks
 from infra.errors import CheckFailed, UsageError
 from infra.workspace.located import LoadedWorkspace
 
 
-def environment_status(loaded: LoadedWorkspace, environment: str, deployments: int = 5) -> dict[str, Any]:
+def environment_status(
+    loaded: LoadedWorkspace, environment: str, schema_checks: SchemaChecks, deployments: int = 5
+) -> dict[str, Any]:
     runtime = runtime_for(loaded, environment)
     result: dict[str, Any] = {"environment": environment, "runtime": runtime.name}
     try:
@@ -36,26 +39,21 @@ def environment_status(loaded: LoadedWorkspace, environment: str, deployments: i
         if has_ledger:
             conn = ledger.connect(infra.database_url)
             with conn:
-                rows = ledger.recent(conn, environment, deployments)
-                for row in rows:
-                    row["steps"] = [
-                        {
-                            k: s[k]
-                            for k in ("step", "repo", "stage", "status", "version_before", "version_after", "detail")
-                        }
-                        for s in ledger.steps(conn, row["id"])
-                    ]
-                    row.pop("n", None)
+                for deployment in ledger.recent(conn, environment, deployments):
+                    steps = [s.as_dict() for s in ledger.steps(conn, deployment.id)]
+                    rows.append({**deployment.as_dict(), "steps": steps})
     except psycopg.Error as exc:
         result["detail"] = f"ledger not readable: {str(exc).strip().splitlines()[0]}"
     result["deployments"] = rows
-    report = health.check(loaded, environment, runtime, infra)
+    report = health.check(loaded, environment, runtime, infra, schema_checks=schema_checks)
     result["health"] = report.as_dict()
     result["migrations"] = [c.as_dict() for c in report.components if c.kind == "migrations"]
     result["schema"] = [c.as_dict() for c in report.components if c.kind == "schema"]
     return result
 
 
-def status(loaded: LoadedWorkspace, environment: str | None = None) -> list[dict[str, Any]]:
+def status(
+    loaded: LoadedWorkspace, schema_checks: SchemaChecks, environment: str | None = None
+) -> list[dict[str, Any]]:
     names = [environment] if environment else list(loaded.model.environments)
-    return [environment_status(loaded, name) for name in names]
+    return [environment_status(loaded, name, schema_checks) for name in names]

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from infra.deploy import health
 from infra.deploy.events import DeployObserver
+from infra.deploy.ledger import Trigger
 from infra.deploy.local import LocalRuntime
 from infra.deploy.pipeline import Outcome, Pipeline, Progress
+from infra.deploy.schema_gate import SchemaChecks
 from infra.errors import UsageError
 from infra.workspace.located import LoadedWorkspace
 
@@ -32,13 +34,20 @@ def local_runtime(loaded: LoadedWorkspace, environment: str) -> LocalRuntime:
 
 
 def up(
-    loaded: LoadedWorkspace, environment: str, *, progress: Progress, observer: DeployObserver | None = None
+    loaded: LoadedWorkspace,
+    environment: str,
+    *,
+    schema_checks: SchemaChecks,
+    progress: Progress,
+    observer: DeployObserver | None = None,
 ) -> UpResult:
     """Infra, migrations, stages and health, exactly as `ws deploy` (trigger `up`); services keep running."""
     runtime = local_runtime(loaded, environment)
-    pipeline = Pipeline(loaded, environment, runtime=runtime, progress=progress, observer=observer)
-    outcome = pipeline.run(None, None, trigger="up")
-    report = health.check(loaded, environment, runtime, runtime.locate())
+    pipeline = Pipeline(
+        loaded, environment, schema_checks=schema_checks, runtime=runtime, progress=progress, observer=observer
+    )
+    outcome = pipeline.run(None, None, trigger=Trigger.UP)
+    report = health.check(loaded, environment, runtime, runtime.locate(), schema_checks=schema_checks)
     urls = {repo: url for repo in loaded.model.repos if (url := runtime.endpoint(repo))}
     return UpResult(outcome, report, urls)
 

@@ -135,11 +135,9 @@ def ledger_exists(conn: psycopg.Connection[Any]) -> bool:
 # ------------------------------------------------------------------------------------------------- locks
 
 
-def try_lock_unit(conn: psycopg.Connection[Any], key: UnitKey) -> bool:
-    """A session lock on one unit: two runs never load the same unit at once (False: another run holds it)."""
-    row = conn.execute("SELECT pg_try_advisory_lock(hashtext('ws_migrate'), hashtext(%s))", ("/".join(key),))
-    found = row.fetchone()
-    return bool(found and found[0])
+def lock_unit(conn: psycopg.Connection[Any], key: UnitKey) -> None:
+    """A session lock on one unit: two runs never load the same unit at once (waits while another run holds it)."""
+    conn.execute("SELECT pg_advisory_lock(hashtext('ws_migrate'), hashtext(%s))", ("/".join(key),))
 
 
 def unlock_unit(conn: psycopg.Connection[Any], key: UnitKey) -> None:

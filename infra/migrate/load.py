@@ -62,7 +62,6 @@ from infra.migrate.source import (
     describe,
     file_digest,
     open_readonly,
-    quote_sqlite,
 )
 from infra.migrate.target import connect, database_errors
 from infra.migrate.validate import validate_table
@@ -256,10 +255,7 @@ def batch_end(
 ) -> int | None:
     """The rowid of the ``limit``-th row after ``after`` (where a full batch starting there ends), None when fewer
     rows are left. A rowid-index walk in SQLite, no values read."""
-    query = (
-        f"SELECT rowid FROM {quote_sqlite(mapping.source.name)} WHERE rowid > ? ORDER BY rowid "  # noqa: S608
-        "LIMIT 1 OFFSET ?"
-    )
+    query = mapping.batch_end_sql()
     try:
         row = sqlite_conn.execute(query, (after if after is not None else -(2**63), limit - 1)).fetchone()
     except sqlite3.Error as exc:
@@ -669,17 +665,15 @@ class Migrator:
     def run_unit(
         self, conn: psycopg.Connection[Any], source: SourceFile, sha: str, mapping: TableMapping, rows: int
     ) -> UnitResult:
-        """Load one table of one file under an advisory lock (two runs never load the same unit at once)."""
+        """Load one table of one file under an advisory lock (two runs never load the same unit at once: the second
+        waits for the first, then finds the unit done)."""
         key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
         self.observer.agent_started(source.agent_id, -1)  # -1: "started"; the parent knows the file's total
-        if not ledger.try_lock_unit(conn, key):
-            return UnitResult(
-                mapping.source.name,
-                mapping.target_label,
-                "failed",
-                rows=rows,
-                error="another `ws migrate run` is migrating this table right now; wait for it to finish",
-            )
+        # another run loading this unit right now: wait for it, then go on from what it recorded (usually nothing
+        # is left to do). Giving up instead once left agents "running" or "failed" for good: two runs that each
+        # loaded one of an agent's tables both saw the other's as taken, and neither recorded the agent's outcome.
+        # No deadlock: a worker holds at most one unit lock, and none while it waits.
+        ledger.lock_unit(conn, key)
         try:
             sqlite_conn = open_readonly(source.path, busy_timeout=self.options.busy_timeout)
             try:

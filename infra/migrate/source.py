@@ -53,7 +53,8 @@ class SourceColumn:
     name: str
     declared_type: str
     not_null: bool
-    primary_key: int
+    primary_key: int  # position in the primary key (1-based), 0 when not part of it
+    generated: bool = False  # GENERATED ALWAYS AS (...) STORED or VIRTUAL: SQLite computes its values
 
 
 @dataclass
@@ -63,6 +64,11 @@ class SourceTable:
     virtual: bool = False
     without_rowid: bool = False
     rowid_alias: str | None = None  # name of the INTEGER PRIMARY KEY column, if any
+
+    @property
+    def primary_key(self) -> list[str]:
+        """The primary key's columns in key order."""
+        return [c.name for c in sorted((c for c in self.columns if c.primary_key), key=lambda c: c.primary_key)]
 
 
 @dataclass
@@ -138,6 +144,7 @@ def open_readonly(path: Path, *, busy_timeout: float = 2.0, immutable: bool = Fa
     """Open a SQLite file read-only (mode=ro), decoding text ourselves so invalid UTF-8 never raises."""
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
+    immutable = immutable or wal_at_rest(path)
     query = "mode=ro" + ("&immutable=1" if immutable else "")
     uri = f"file:{urllib.parse.quote(str(path.resolve()))}?{query}"
     try:
@@ -146,6 +153,21 @@ def open_readonly(path: Path, *, busy_timeout: float = 2.0, immutable: bool = Fa
         raise SourceError(describe(path, exc)) from None
     conn.text_factory = text_factory
     return conn
+
+
+def wal_at_rest(path: Path) -> bool:
+    """A WAL-mode file with no write-ahead log or shared-memory file beside it: no writer is attached and every
+    committed row is in the file. Opened plainly, even read-only, SQLite would create ``-wal`` and ``-shm`` next
+    to it (and leave them); opened immutable it reads the file alone and touches nothing. (With a ``-wal``
+    present, a writer may be attached: the file is opened normally so its locks are honoured.)"""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    in_wal_mode = header.startswith(b"SQLite format 3\x00") and header[18:20] == b"\x02\x02"
+    companions = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+    return in_wal_mode and not any(c.exists() for c in companions)
 
 
 def describe(path: Path, exc: BaseException) -> str:
@@ -192,10 +214,17 @@ def read_schema(conn: sqlite3.Connection, path: Path) -> SourceSchema:
             schema.skipped[name] = "virtual-shadow-skipped"
             continue
         try:
-            info = conn.execute('SELECT name, type, "notnull", pk FROM pragma_table_info(?)', (name,)).fetchall()
+            # table_xinfo lists generated columns too (hidden 2: VIRTUAL, 3: STORED); hidden 1 are a virtual
+            # table's own hidden columns, which are not data
+            info = conn.execute(
+                'SELECT name, type, "notnull", pk, hidden FROM pragma_table_xinfo(?) WHERE hidden <> 1', (name,)
+            ).fetchall()
         except sqlite3.Error as exc:
             raise SourceError(describe(path, exc)) from None
-        columns = [SourceColumn(str(n), str(t or ""), bool(nn), int(pk)) for n, t, nn, pk in info]
+        columns = [
+            SourceColumn(str(n), str(t or ""), bool(nn), int(pk), int(hidden) in (2, 3))
+            for n, t, nn, pk, hidden in info
+        ]
         table = SourceTable(name, columns, virtual=name in virtual, without_rowid="WITHOUT ROWID" in ddl.upper())
         pks = [c for c in columns if c.primary_key]
         if len(pks) == 1 and pks[0].declared_type.upper() == "INTEGER" and not table.without_rowid:

@@ -108,7 +108,8 @@ def introspect(conn: psycopg.Connection[Any], namespace: str, table: str) -> Tar
     rows = conn.execute(
         """
         SELECT a.attname, coalesce(bt.typname, t.typname), a.attnotnull, a.atthasdef,
-               CASE WHEN a.atttypmod >= 0 THEN a.atttypmod WHEN t.typtype = 'd' THEN t.typtypmod ELSE -1 END
+               CASE WHEN a.atttypmod >= 0 THEN a.atttypmod WHEN t.typtype = 'd' THEN t.typtypmod ELSE -1 END,
+               a.attgenerated <> ''
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -121,11 +122,16 @@ def introspect(conn: psycopg.Connection[Any], namespace: str, table: str) -> Tar
     ).fetchall()
     if not rows:
         return None
-    columns = {str(r[0]): target_column(str(r[0]), str(r[1]), bool(r[2]), bool(r[3]), int(r[4])) for r in rows}
+    columns = {
+        str(r[0]): target_column(str(r[0]), str(r[1]), bool(r[2]), bool(r[3]), int(r[4]), generated=bool(r[5]))
+        for r in rows
+    }
     return TargetTable(namespace, table, columns)
 
 
-def target_column(name: str, type_name: str, not_null: bool, has_default: bool, typmod: int) -> TargetColumn:
+def target_column(
+    name: str, type_name: str, not_null: bool, has_default: bool, typmod: int, *, generated: bool = False
+) -> TargetColumn:
     """A column from its catalog entry; the type modifier (-1: none) is decoded as PostgreSQL's format_type does."""
     length = precision = scale = None
     if type_name in ("varchar", "bpchar") and typmod > 4:
@@ -135,7 +141,7 @@ def target_column(name: str, type_name: str, not_null: bool, has_default: bool, 
     elif type_name == "numeric" and typmod >= 4:
         precision = ((typmod - 4) >> 16) & 0xFFFF
         scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024  # 11-bit signed: numeric(p, -s) exists since PostgreSQL 15
-    return TargetColumn(name, type_name, not_null, has_default, length, precision, scale)
+    return TargetColumn(name, type_name, not_null, has_default, length, precision, scale, generated)
 
 
 def target_type_for(column: SourceColumn) -> str:

@@ -187,7 +187,9 @@ def validate_file(pool: ConnectionPool[Any], source: SourceFile, busy_timeout: f
         file_status = ledger.file_status(conn, source.namespace, source.agent_id)
         if file_status is not None:
             status = "validated" if result.ok else ("failed" if result.error else "mismatch")
-            if file_status in ("loaded", "validated", "mismatch") or result.error:
+            # every table validated repairs whatever status a run left behind (a run stopped by kill -9 leaves
+            # "running"; a run that lost a race to another once left "failed")
+            if file_status in ledger.FINISHED or result.error or result.ok:
                 ledger.set_file_status(conn, source.namespace, source.agent_id, status, result.error)
     return result
 

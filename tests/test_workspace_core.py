@@ -104,7 +104,7 @@ def test_local_database_url_follows_database_url(monkeypatch: pytest.MonkeyPatch
 def test_shared_template_lists_shared_variables() -> None:
     text = shared_template(load_workspace(ROOT / "workspace.yaml").model)
     assert "DB_MAX_CONNECTIONS=20" in text
-    assert "DATABASE_URL=${database.url}" in text
+    assert "DATABASE_URL='${database.url}'" in text  # quoted: bash reads the reference literally
 
 
 @pytest.mark.parametrize("workspace", [ROOT / "workspace.yaml", EXAMPLES / "workspace.yaml"], ids=["real", "example"])

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from infra.errors import UsageError
 from infra.workspace.model import EnvValue, SecretRef, Workspace
 
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
@@ -66,8 +67,6 @@ def _conninfo_to_url(conninfo: str) -> str:
     try:
         info = conninfo_to_dict(conninfo)
     except Exception as exc:  # psycopg.ProgrammingError: not a valid conninfo either
-        from infra.errors import UsageError
-
         raise UsageError(f"DATABASE_URL is neither a postgresql:// URL nor a libpq conninfo: {exc}") from None
     user = quote(str(info.get("user", "postgres")), safe="")
     password = f":{quote(str(info['password']), safe='')}" if info.get("password") else ""
@@ -229,16 +228,50 @@ def missing_secrets(values: Mapping[str, Value], secrets: SecretSource) -> list[
     return sorted(n for n in names if secrets(n) is None)
 
 
+# Characters no env file can carry safely: a line break adds a variable in docker --env-file and
+# python-dotenv, NUL ends a C string; the others are refused along with them. A tab is fine (quoted).
+CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_BARE = re.compile(r"[A-Za-z0-9_./:@?=&%+,-]*")
+
+
+def control_character(text: str) -> str | None:
+    """A description of the first control character in ``text`` (e.g. "U+000A line feed"), or None."""
+    found = CONTROL.search(text)
+    if found is None:
+        return None
+    names = {"\n": "line feed", "\r": "carriage return", "\x00": "NUL"}
+    char = found.group()
+    return f"U+{ord(char):04X}" + (f" {names[char]}" if char in names else "")
+
+
+def dotenv_line(key: str, text: str) -> str:
+    """``KEY=value`` that bash's `source`, python-dotenv and docker --env-file read as exactly one variable.
+
+    Bash reads every value exactly. python-dotenv does too, except that it expands ${NAME} (load with
+    interpolate=False), keeps the backslash of \\$ and \\` in the rare value that holds a ' or a \\ as well
+    as a $ or a `, and keeps the escaping backslashes of a value that ends with a backslash (its parser
+    would take the closing quote for an escaped one). docker --env-file takes the rest of the line
+    literally, quotes included.
+    """
+    if (what := control_character(text)) is not None:
+        raise UsageError(
+            f"{key}: its value holds a control character ({what}) that an env file cannot carry safely; "
+            "use --format json, or remove it from the value"
+        )
+    if _BARE.fullmatch(text):
+        return f"{key}={text}"
+    if text.endswith("\\"):  # python-dotenv reads \" before a closing quote as an escaped quote: no quotes
+        return f"{key}=" + re.sub(r"([^A-Za-z0-9_./:@%+,=-])", r"\\\1", text)
+    if "'" not in text and "\\" not in text:
+        return f"{key}='{text}'"
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    if "$" in text or "`" in text:
+        escaped = escaped.replace("$", "\\$").replace("`", "\\`")
+    return f'{key}="{escaped}"'
+
+
 def dotenv(values: Mapping[str, Value], secrets: SecretSource | None = None) -> str:
-    lines = []
-    for key, value in values.items():
-        text = render(value, secrets)
-        if re.fullmatch(r"[A-Za-z0-9_./:@?=&%+,-]*", text):
-            lines.append(f"{key}={text}")
-        else:
-            escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("\n", "\\n")
-            lines.append(f'{key}="{escaped}"')
-    return "\n".join(lines) + "\n"
+    return "".join(dotenv_line(key, render(value, secrets)) + "\n" for key, value in values.items())
 
 
 def environ_secrets(name: str) -> str | None:
@@ -266,9 +299,9 @@ def shared_template(workspace: Workspace) -> str:
     ]
     for key, raw in sorted(workspace.env.items()):
         if isinstance(raw, SecretRef):
-            lines.append(f"{key}=${{secret:{raw.secret}}}")
+            lines.append(dotenv_line(key, f"${{secret:{raw.secret}}}"))
         elif isinstance(raw, bool):
             lines.append(f"{key}={'true' if raw else 'false'}")
         else:
-            lines.append(f"{key}={raw}")
+            lines.append(dotenv_line(key, str(raw)))
     return "\n".join(lines) + "\n"

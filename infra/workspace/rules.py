@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from infra.errors import Problem
-from infra.workspace.env import REFERENCE, references
+from infra.workspace.env import REFERENCE, control_character, references
 from infra.workspace.graph import edges_of, find_cycle
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import EnvValue, SecretRef
@@ -150,6 +150,14 @@ def _env_values(loaded: LoadedWorkspace) -> Iterator[Problem]:
             if isinstance(value, SecretRef):
                 continue
             text = str(value)
+            if (what := control_character(text)) is not None:
+                yield loaded.problem(
+                    loc,
+                    f"the value holds a control character ({what}); env files (.env, docker --env-file) cannot carry "
+                    "it safely",
+                    "remove it; put multi-line data in a file and pass its path, or in a {secret: NAME}",
+                )
+                continue
             for match in REFERENCE.finditer(text):
                 ref = match.group(1).strip()
                 if ref not in known:

@@ -296,3 +296,29 @@ def test_a_long_unknown_key_or_value_is_cut_in_messages(tmp_path: Path) -> None:
     problems = problems_of(path)
     assert len(problems) == 2, problems
     assert all(len(p) < 600 for p in problems), [len(p) for p in problems]
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("http://github.example.com/api/v3", "would send the GitHub token unencrypted"),
+        ("http://10.0.0.5:8080", "would send the GitHub token unencrypted"),
+        ("http://127.0.0.1.example.com", "would send the GitHub token unencrypted"),
+        ("ftp://github.example.com", "is not an http(s) URL"),
+        ("https://user:pw@github.example.com/api/v3", "the URL holds credentials"),
+        ("github.example.com", "is not an http(s) URL"),
+    ],
+)
+def test_github_api_url_must_be_https(tmp_path: Path, url: str, fragment: str) -> None:
+    problems = problems_of(write(tmp_path, VALID.replace("  owner: acme\n", f"  owner: acme\n  api_url: {url}\n")))
+    assert len(problems) == 1 and "workspace.yaml:5:3: github.api_url:" in problems[0], problems
+    assert fragment in problems[0] and "pw" not in problems[0].split("github.api_url:")[1]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://github.example.com/api/v3", "http://127.0.0.1:8123", "http://[::1]:9000/api/v3", "http://localhost:1"],
+)
+def test_github_api_url_https_or_loopback_is_fine(tmp_path: Path, url: str) -> None:
+    loaded = load_workspace(write(tmp_path, VALID.replace("  owner: acme\n", f"  owner: acme\n  api_url: {url}\n")))
+    assert loaded.model.github.api_url == url

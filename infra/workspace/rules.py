@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import posixpath
 import re
 from collections import Counter
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 from infra.errors import Problem
 from infra.workspace.env import REFERENCE, control_character, references
@@ -41,6 +43,7 @@ def _all(loaded: LoadedWorkspace) -> Iterator[Problem]:
     yield from _ports(loaded)
     yield from _namespaces(loaded)
     yield from _paths(loaded)
+    yield from _github(loaded)
 
 
 def _roles(loaded: LoadedWorkspace) -> Iterator[Problem]:
@@ -278,3 +281,36 @@ def _escapes(path: str, *, levels_up: int) -> str | None:
 
 def _shown(path: str) -> str:
     return repr(path if len(path) <= 60 else path[:57] + "...")
+
+
+def _github(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    """The API root receives the token: https only, except a server on this machine (loopback)."""
+    url = loaded.model.github.api_url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts, host = None, ""
+    fix = "write https://api.github.com or your GitHub Enterprise https://<host>/api/v3"
+    if parts is None or not host or parts.scheme not in ("https", "http"):
+        yield loaded.problem(("github", "api_url"), f"{_shown(url)} is not an http(s) URL", fix)
+    elif parts.username is not None or parts.password is not None:
+        yield loaded.problem(
+            ("github", "api_url"), "the URL holds credentials", "remove them; the token comes from GITHUB_TOKEN"
+        )
+    elif parts.scheme == "http" and not _loopback(host):
+        yield loaded.problem(
+            ("github", "api_url"),
+            f"{_shown(url)} would send the GitHub token unencrypted (http is allowed for loopback hosts only)",
+            fix,
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

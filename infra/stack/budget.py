@@ -102,8 +102,14 @@ def budget(workspace: Workspace, environment: str) -> Budget:
     return Budget(environment, tuple(demands), jobs, RESERVED_CONNECTIONS, limit, f"max_connections ({limit})")
 
 
+SHOWN = 6  # repos named one by one in the sum; the rest are added up
+
+
 def describe(result: Budget) -> str:
-    parts = [f"{d.repo} {d.pool_size} x {d.pods}" for d in result.repos]
+    parts = [f"{d.repo} {d.pool_size} x {d.pods}" for d in result.repos[:SHOWN]]
+    if len(result.repos) > SHOWN:
+        rest = result.repos[SHOWN:]
+        parts.append(f"{len(rest)} more repos {sum(d.connections for d in rest)}")
     text = f"{' + '.join(parts) or 'no services'} = {result.clients}"
     if result.jobs:
         text += f" + migration Jobs {result.jobs}"

@@ -304,19 +304,20 @@ class Schema:
 # --- lexer ---------------------------------------------------------------------------------------------
 
 TokenKind = Literal["ident", "string", "number", "punct", "newline", "comment", "doc", "block", "eof"]
-_TOKEN = re.compile(
-    r"(?P<ws>[ \t\r\f\v\ufeff]+)"
+_TOKEN = re.compile(  # whitespace before a token is skipped by the match; frequent kinds first
+    r"[ \t\r\f\v\ufeff]*(?:"
+    r"(?P<ident>[A-Za-z_][A-Za-z0-9_\-]*)"
+    r"|(?P<punct>@@|[{}()\[\],:=?.@])"
     r"|(?P<newline>\n)"
-    r"|(?P<block>/\*(?s:.*?)\*/)"
-    r"|(?P<open_block>/\*)"
+    r"|(?P<string>\"(?:[^\"\\\n]|\\[^\n])*\")"
     r"|(?P<doc>///[^\n]*)"
     r"|(?P<comment>//[^\n]*)"
-    r"|(?P<string>\"(?:[^\"\\\n]|\\[^\n])*\")"
-    r"|(?P<open_string>\"(?:[^\"\\\n]|\\[^\n])*)"
+    r"|(?P<block>/\*(?s:.*?)\*/)"
     r"|(?P<number>-?\d+(?:\.\d+)?(?![A-Za-z_]))"
-    r"|(?P<ident>[A-Za-z_][A-Za-z0-9_\-]*)"
-    r"|(?P<punct>@@|[{}()\[\],:=?.@])"
+    r"|(?P<open_block>/\*)"
+    r"|(?P<open_string>\"(?:[^\"\\\n]|\\[^\n])*)"
     r"|(?P<bad>.)"
+    r")?"
 )
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "/": "/", "b": "\b", "f": "\f", "0": "\0"}
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
@@ -338,21 +339,25 @@ def tokenize(text: str, file: str) -> list[Token]:
     line, line_start = 1, 0
     for match in _TOKEN.finditer(text):
         kind = match.lastgroup
-        if kind == "ws":
-            continue
-        start = match.start()
+        if kind is None:
+            continue  # whitespace at the end of the text
+        token_text = match.group(kind)
+        end = match.end()
+        start = end - len(token_text)
         column = start - line_start + 1
-        token_text = match.group()
+        if kind == "ident" or kind == "punct":
+            append(Token(kind, token_text, token_text, start, end, line, column))  # type: ignore[arg-type]
+            continue
         if kind == "string":
             value = _unescape(token_text, file, line, column) if "\\" in token_text else token_text[1:-1]
-            append(Token("string", token_text, value, start, match.end(), line, column))
+            append(Token("string", token_text, value, start, end, line, column))
             continue
         if kind == "open_string":
             raise PslSyntaxError(file, line, column, "unterminated string", 'close the string with " on the same line')
         if kind == "open_block":
             raise PslSyntaxError(file, line, column, "unterminated block comment", "close the comment with */")
         if kind == "block":
-            append(Token("block", token_text, token_text, start, match.end(), line, column))
+            append(Token("block", token_text, token_text, start, end, line, column))
             breaks = token_text.count("\n")
             if breaks:
                 line += breaks
@@ -362,10 +367,10 @@ def tokenize(text: str, file: str) -> list[Token]:
             raise PslSyntaxError(
                 file, line, column, f"unexpected character {token_text!r}", "remove it or quote it inside a string"
             )
-        append(Token(kind, token_text, token_text, start, match.end(), line, column))  # type: ignore[arg-type]
+        append(Token(kind, token_text, token_text, start, end, line, column))  # type: ignore[arg-type]
         if kind == "newline":
             line += 1
-            line_start = match.end()
+            line_start = end
     append(Token("eof", "", "", len(text), len(text), line, len(text) - line_start + 1))
     return tokens
 

@@ -322,3 +322,9 @@ def test_github_api_url_must_be_https(tmp_path: Path, url: str, fragment: str) -
 def test_github_api_url_https_or_loopback_is_fine(tmp_path: Path, url: str) -> None:
     loaded = load_workspace(write(tmp_path, VALID.replace("  owner: acme\n", f"  owner: acme\n  api_url: {url}\n")))
     assert loaded.model.github.api_url == url
+
+
+def test_a_file_full_of_mistakes_reports_the_first_fifty_and_a_count(tmp_path: Path) -> None:
+    unknown = "".join(f"  unknown_{index}: 1\n" for index in range(5000))
+    problems = problems_of(write(tmp_path, VALID.replace("  owner: acme\n", "  owner: acme\n" + unknown)))
+    assert len(problems) == 51 and problems[-1].endswith("... and 4,950 more problems. Fix: fix the ones above first")

@@ -47,6 +47,10 @@ def parse_yaml(text: str, file: str) -> Any:
 
 def read_document(text: str, file: str) -> Any:
     """The values of ``text`` (dicts and lists that know the positions of their keys), within the limits."""
+    if len(text) > yamlread.MAX_BYTES:
+        raise WorkspaceError(
+            [Problem(file, 0, 0, "", f"larger than {yamlread.MAX_BYTES:,} characters, the limit", "use a smaller file")]
+        )
     try:
         return yamlread.read(text)
     except yamlread.YamlProblem as exc:
@@ -136,13 +140,30 @@ def load_workspace(path: Path | None = None, *, check_rules: bool = True) -> Loa
     try:
         model = Workspace.model_validate(document)
     except ValidationError as exc:
-        raise WorkspaceError(list(_validation_problems(exc, document, file))) from None
+        raise WorkspaceError(_at_most(_validation_problems(exc, document, file), file)) from None
     loaded = LoadedWorkspace(model, path, document)
     if check_rules:
         problems = rule_problems(loaded)
         if problems:
-            raise WorkspaceError(problems)
+            raise WorkspaceError(_at_most(problems, file))
     return loaded
+
+
+MAX_PROBLEMS = 50
+
+
+def _at_most(problems: Iterable[Problem], file: str) -> list[Problem]:
+    """The first problems and a count of the rest: a hostile file may hold a million mistakes."""
+    kept: list[Problem] = []
+    more = 0
+    for problem in problems:
+        if len(kept) < MAX_PROBLEMS:
+            kept.append(problem)
+        else:
+            more += 1
+    if more:
+        kept.append(Problem(file, 0, 0, "", f"... and {more:,} more problems", "fix the ones above first"))
+    return kept
 
 
 # --- pydantic errors -> located problems -------------------------------------------------------------

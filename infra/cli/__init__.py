@@ -40,6 +40,7 @@ COMMAND_MODULES = {
     "metrics": "github_commands",
     "uptime": "monitor_commands",
     "monitor": "monitor_commands",
+    "dashboard": "monitor_commands",
     "adopt": "adopt_commands",
 }
 
@@ -71,6 +72,7 @@ SUMMARIES = {
     "completion.",
     "uptime": "Uptime of ENV per component and for the integration as a whole, against the target.",
     "monitor": "Probe ENV on an interval, record every round and serve /metrics for Prometheus.",
+    "dashboard": "Serve (or with -o write) one self-contained HTML page about ENV for a person to look at.",
     "adopt": "Adopt the database the repos already run: move each repo's tables, enums and recorded migrations "
     "into its declared namespace and baseline migrations that ran before ws.",
 }

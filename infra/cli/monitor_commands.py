@@ -258,4 +258,53 @@ def monitor_command(
     err_console.print(f"stopped after {monitor.rounds_done} round(s)")
 
 
-COMMANDS: tuple[click.Command, ...] = (uptime_command, monitor_command)
+@click.command("dashboard")
+@env_option()
+@window_option
+@click.option("--output", "-o", default=None, metavar="FILE", help="Write the page to FILE instead of serving it.")
+@click.option(
+    "--listen", default="127.0.0.1:8765", show_default=True, metavar="HOST:PORT", help="Where the page is served."
+)
+@database_option
+@pass_context
+def dashboard_command(
+    ctx: Context, environment: str, window: str, output: str | None, listen: str, database_url: str | None
+) -> None:
+    """Serve (or with -o write) one self-contained HTML page about ENV for a person to look at.
+
+    The dependency graph with each service's health, uptime and error budget, recent deployments with their
+    stages and outcome, schema alignment and drift, migration progress and DORA figures, from what
+    `ws health --record` / `ws monitor` and the deploy ledger stored. Nothing is loaded from elsewhere: no CDN,
+    no script. Served, the page is rendered anew on each request; Ctrl-C stops the server."""
+    from pathlib import Path
+
+    from infra.monitoring import page
+    from infra.monitoring.exporter import parse_listen
+
+    loaded = ctx.loaded
+    check_environment(loaded, environment)
+    span = parse_duration(window)
+    url = database_url or history.ledger_url(loaded, environment)
+    if output is not None:
+        target = Path(output)
+        if target.is_dir():
+            raise UsageError(f"-o: {output} is a folder; name the HTML file to write")
+        try:
+            target.write_text(page.render(page.collect(loaded, environment, url, span)), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"-o: cannot write {output}: {exc.strerror or exc}") from None
+        err_console.print(f"wrote {output}")
+        return
+    host, port = parse_listen(listen)
+    server = page.serve(loaded, environment, url, span, host, port)
+    err_console.print(f"serving http://{host}:{server.server_port}/ for {environment}; Ctrl-C stops")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    err_console.print("stopped")
+
+
+COMMANDS: tuple[click.Command, ...] = (uptime_command, monitor_command, dashboard_command)

@@ -71,8 +71,9 @@ class DeploymentView:
 
 
 def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{NAMESPACE}.{table}"]).fetchone()
-    return bool(row and row[0])
+    with conn.cursor(row_factory=dict_row) as cursor:
+        row = cursor.execute("SELECT to_regclass(%s) IS NOT NULL AS found", [f"{NAMESPACE}.{table}"]).fetchone()
+    return bool(row and row["found"])
 
 
 def recent_deployments(conn: psycopg.Connection[Any], environment: str, limit: int = 10) -> list[DeploymentView]:

@@ -328,3 +328,42 @@ def test_a_file_full_of_mistakes_reports_the_first_fifty_and_a_count(tmp_path: P
     unknown = "".join(f"  unknown_{index}: 1\n" for index in range(5000))
     problems = problems_of(write(tmp_path, VALID.replace("  owner: acme\n", "  owner: acme\n" + unknown)))
     assert len(problems) == 51 and problems[-1].endswith("... and 4,950 more problems. Fix: fix the ones above first")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: &a [*a]\n", "f.yaml:1:8: unknown alias *a"),
+        ("x: !!python/object/apply:os.system [id]\n", "f.yaml:1:4: the tag 'tag:yaml.org,2002:python/object/apply"),
+        ("a: 1\n---\nb: 2\n", "f.yaml:2:1: a second YAML document"),
+        ("? [1, 2]\n: 3\n", "f.yaml:1:3: a key must be a plain value"),
+        ("a: {<<: 5}\n", "f.yaml:1:9: a merge key (<<) takes a mapping or a list of mappings"),
+        ("a: 1\na: 2\n", "f.yaml:2:1: duplicate key 'a' (first defined on line 1)"),
+    ],
+)
+def test_unsafe_or_ambiguous_yaml_is_refused_at_its_position(text: str, expected: str) -> None:
+    with pytest.raises(WorkspaceError) as caught:
+        loader.read_document(text, "f.yaml")
+    assert [str(p) for p in caught.value.problems][0].startswith(expected), caught.value.problems
+
+
+def test_scalars_resolve_as_yaml_1_2_and_merge_keys_work() -> None:
+    document = loader.read_document(
+        "a: yes\nb: on\nc: true\nd: 0o17\ne: 0x1F\nf: 1_000\ng: ~\nh: 2024-01-01\ni: '15'\n"
+        "base: &base {k: 1, j: 1}\nmerged: {<<: [*base, {m: 2}], k: 3}\n",
+        "f.yaml",
+    )
+    assert document == {
+        "a": "yes",
+        "b": "on",
+        "c": True,
+        "d": 15,
+        "e": 31,
+        "f": 1000,
+        "g": None,
+        "h": "2024-01-01",
+        "i": "15",
+        "base": {"k": 1, "j": 1},
+        "merged": {"k": 3, "j": 1, "m": 2},
+    }
+    assert document.positions["merged"] == (11, 1) and document["merged"].positions["k"] == (11, 31)

@@ -213,11 +213,11 @@ def _build(events: Iterator[Any]) -> Any:
             mark = _mark(event)
             found = anchors.get(event.anchor)
             if found is None:
-                raise YamlProblem(*mark, f"unknown alias *{short(event.anchor)}", "define the anchor (&name) first")
+                raise YamlProblem(*mark, f"unknown alias *{event.anchor[:60]}", "define the anchor (&name) first")
             if len(stack) + found.height > MAX_DEPTH:
                 raise YamlProblem(
                     *mark,
-                    f"the alias *{short(event.anchor)} nests values deeper than {MAX_DEPTH} levels",
+                    f"the alias *{event.anchor[:60]} nests values deeper than {MAX_DEPTH} levels",
                     "flatten the document or drop the alias",
                 )
             done = found

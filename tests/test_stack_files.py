@@ -14,9 +14,11 @@ from infra.stack.stackfiles import (
     check_stack_files,
     default_config,
     generate_stack_files,
+    pulumi_environments,
     read_stack_config,
     settings_from_config,
     stack_file,
+    stack_file_name,
 )
 from infra.workspace.loader import load_workspace
 from tests.helpers import EXAMPLES, ROOT, run_ws
@@ -26,7 +28,9 @@ from tests.helpers import EXAMPLES, ROOT, run_ws
 def test_committed_stack_files_are_what_the_generator_produces(workspace: Path) -> None:
     loaded = load_workspace(workspace)
     files = generate_stack_files(loaded)
-    assert sorted(files) == ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"]
+    assert sorted(files) == sorted(stack_file_name(loaded.model, e) for e in pulumi_environments(loaded.model))
+    assert {"Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"} <= set(files)
+    assert ("Pulumi.cluster.yaml" in files) == (workspace == EXAMPLES / "workspace.yaml")  # its Kubernetes one
     for name, content in files.items():
         assert (loaded.root / name).read_text(encoding="utf-8") == content
         config = read_stack_config(content, name)

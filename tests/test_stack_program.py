@@ -196,10 +196,11 @@ def run_program(
 
 
 WORKSPACES = {"real": ROOT / "workspace.yaml", "example": ROOT / "examples" / "workspace.yaml"}
-CASES = [
+CASES = [  # the Docker environments (tests/test_kubernetes.py covers `target: kubernetes`)
     (kind, environment)
     for kind, path in WORKSPACES.items()
     for environment in pulumi_environments(load_workspace(path).model)
+    if load_workspace(path).model.environments[environment].target == "docker"
 ]
 
 

@@ -20,10 +20,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.errors import UsageError
-from infra.monitoring.probes import GRACE, Round
+
+if TYPE_CHECKING:  # probes imports psycopg and the deploy ledger; `ws check` reaches this module for TARGET alone
+    from infra.monitoring.probes import Round
 
 TARGET = 0.999
 INTEGRATION = "integration"
@@ -163,6 +165,8 @@ class UptimeReport:
 
 def _cover_end(rounds: list[Round], index: int, until: datetime) -> datetime:
     """Until when round ``index`` stands for the environment's state."""
+    from infra.monitoring.probes import GRACE  # here: importing probes at the top would load psycopg for `ws check`
+
     current = rounds[index]
     end = current.probed_at + timedelta(seconds=GRACE * current.interval_s)
     if index + 1 < len(rounds):
@@ -178,6 +182,8 @@ def compute(
     environment: str, rounds: list[Round], since: datetime, until: datetime, target: float = TARGET
 ) -> UptimeReport:
     """The uptime report of ``rounds`` (time order; the last one before ``since`` may be included) over the window."""
+    from infra.monitoring.probes import GRACE  # here: importing probes at the top would load psycopg for `ws check`
+
     if not 0 < target < 1:
         raise UsageError(f"--target: {target} must lie between 0 and 1 (e.g. 0.999)")
     window_s = (until - since).total_seconds()

@@ -367,3 +367,9 @@ def test_scalars_resolve_as_yaml_1_2_and_merge_keys_work() -> None:
         "merged": {"k": 3, "j": 1, "m": 2},
     }
     assert document.positions["merged"] == (11, 1) and document["merged"].positions["k"] == (11, 31)
+
+
+def test_an_endless_file_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
+    report = run_measured("-w", "/dev/zero", "check", cwd=tmp_path)
+    assert report["code"] == 2 and "larger than 2 MB" in str(report["stderr"]), report
+    assert int(str(report["peak"])) < 200 * 2**20, report

@@ -18,6 +18,9 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # PyYAML's C parser (libyaml); no stubs installed
 
+# libyaml's parser (PyYAML's wheels bundle it); PyYAML's own Python parser, also iterative, where it is missing
+_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 MAX_BYTES = 2 * 1024 * 1024
 MAX_VALUES = 1_000_000
 MAX_DEPTH = 100
@@ -157,7 +160,7 @@ def read(text: str) -> Any:
 
     Errors of the YAML syntax itself surface as :class:`yaml.MarkedYAMLError` (see :func:`syntax_problem`).
     """
-    parser = yaml.CSafeLoader(text)
+    parser = _PARSER(text)
     try:
         return _build(iter(parser.get_event, None))
     finally:

@@ -1,8 +1,11 @@
-"""The Prisma parser and printer, cross-checked against Prisma's own validator and formatter."""
+"""The Prisma parser and printer, cross-checked against Prisma's own validator and formatter.
+
+Prisma runs for all files in one node process (tests/fixtures/prisma/prisma_wasm.cjs, checked against the CLI in
+test_schema_corpus.py), so these checks take seconds instead of a CLI start per file.
+"""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from infra.schema.psl import PslSyntaxError, parse, parse_schema, print_file
 from infra.schema.synthetic import workspace_schemas
 from infra.schema.validate import validate
-from tests.fixtures.prisma.nodetools import prisma_format, prisma_validate
+from tests.fixtures.prisma.nodetools import prisma_batch
 from tests.helpers import ROOT
 
 CORPUS = ROOT / "tests" / "fixtures" / "prisma"
@@ -45,40 +48,41 @@ def large_corpus(tmp: Path) -> list[Path]:
     CORPUS_FILES + EXAMPLE_SCHEMAS,
     ids=lambda p: p.name if p.parent.name != "prisma" else str(p.relative_to(ROOT)),
 )
-def test_prisma_agrees_on_validity(path: Path, tmp_path: Path) -> None:
-    shutil.copy(path, tmp_path / "schema.prisma")
-    prisma = prisma_validate(tmp_path, "schema.prisma")
-    ours, detail = ours_valid([(str(path), path.read_text(encoding="utf-8"))])
-    assert (prisma.returncode == 0) == ours, f"prisma: {prisma.stdout}{prisma.stderr}\nours: {detail}"
+def test_prisma_agrees_on_validity(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    (prisma,) = prisma_batch([{"op": "validate", "files": [["schema.prisma", text]]}])
+    ours, detail = ours_valid([(str(path), text)])
+    assert prisma["ok"] == ours, f"prisma: {prisma.get('error')}\nours: {detail}"
     assert ours == (path.parent.name != "invalid"), "corpus folder names the expected validity"
 
 
 def test_large_schemas_parse_roundtrip_and_validate(tmp_path: Path) -> None:
-    for path in large_corpus(tmp_path):
-        text = path.read_text(encoding="utf-8")
+    paths = large_corpus(tmp_path)
+    texts = [path.read_text(encoding="utf-8") for path in paths]
+    results = prisma_batch([{"op": "validate", "files": [[p.name, t]]} for p, t in zip(paths, texts, strict=True)])
+    for path, text, prisma in zip(paths, texts, results, strict=True):
         assert len(text.splitlines()) > 1000
         parsed = parse(text, path.name)
         assert len([b for b in parsed.blocks if b.kind == "model"]) >= 30
         assert print_file(parsed) == text
-        prisma = prisma_validate(tmp_path, path.name)
-        assert prisma.returncode == 0, prisma.stderr
+        assert prisma["ok"], prisma.get("error")
         assert ours_valid([(path.name, text)]) == (True, "")
     primary = parse((tmp_path / "large_primary.prisma").read_text(encoding="utf-8"))
     assert len([b for b in primary.blocks if b.kind == "model"]) == 300
 
 
-def test_multi_file_folder_agrees_with_prisma(tmp_path: Path) -> None:
-    shutil.copytree(CORPUS / "multi", tmp_path / "multi")
-    assert prisma_validate(tmp_path, "multi").returncode == 0
-    files = sorted((tmp_path / "multi").glob("*.prisma"))
-    schema = parse_schema([(p.name, p.read_text(encoding="utf-8")) for p in files])
+def test_multi_file_folder_agrees_with_prisma() -> None:
+    files = [(p.name, p.read_text(encoding="utf-8")) for p in sorted((CORPUS / "multi").glob("*.prisma"))]
+    # without users.prisma the relation has no target: both Prisma and ws reject it
+    without_users = [f for f in files if f[0] != "users.prisma"]
+    whole, partial = prisma_batch([{"op": "validate", "files": [list(f) for f in v]} for v in (files, without_users)])
+    assert whole["ok"], whole.get("error")
+    schema = parse_schema(files)
     assert set(schema.models) == {"User", "Post"}
     assert schema.models["Post"].file == "posts.prisma"
     assert validate(schema) == []
-    # without users.prisma the relation has no target: both Prisma and ws reject it
-    (tmp_path / "multi" / "users.prisma").unlink()
-    assert prisma_validate(tmp_path, "multi").returncode != 0
-    assert validate(parse_schema([(p.name, p.read_text()) for p in sorted((tmp_path / "multi").glob("*.prisma"))]))
+    assert not partial["ok"]
+    assert validate(parse_schema(without_users))
 
 
 @pytest.mark.parametrize("path", CORPUS_FILES[:2] + EXAMPLE_SCHEMAS + sorted((CORPUS / "multi").glob("*.prisma")))
@@ -90,13 +94,12 @@ def test_printer_reproduces_untouched_files_byte_for_byte(path: Path) -> None:
     assert print_file(parsed, {i: b for i, b in enumerate(parsed.blocks)}) == text
 
 
-def test_render_matches_prisma_format(tmp_path: Path) -> None:
+def test_render_matches_prisma_format() -> None:
     """Blocks re-rendered by ws are what `prisma format` writes for the same (badly formatted) schema."""
     source = (CORPUS / "valid" / "escapes_and_comments.prisma").read_text(encoding="utf-8")
     messy = "\n".join(" ".join(line.split()) for line in source.splitlines()) + "\n"
-    (tmp_path / "schema.prisma").write_text(messy, encoding="utf-8")
-    assert prisma_format(tmp_path, "schema.prisma").returncode == 0
-    formatted = (tmp_path / "schema.prisma").read_text(encoding="utf-8")
+    (prisma,) = prisma_batch([{"op": "format", "files": [["schema.prisma", messy]]}])
+    formatted = prisma["files"][0][1]  # type: ignore[index]
     assert formatted != messy
     parsed = parse(messy)
     assert print_file(parsed, dict(enumerate(parsed.blocks))) == formatted

@@ -274,3 +274,31 @@ def test_copied_back_relation_to_a_model_the_secondary_lacks_says_so(tmp_path: P
     assert len(refused) == 1 and 'Type "AgentMemory" is neither a built-in type' in refused[0].aspect
     assert found[0].aspect.startswith("back-relation to AgentMemory, a model this repo does not have")
     assert "extra field" not in str(found[0]) and "not in the primary" not in str(found[0])
+
+
+def test_schema_check_reports_prisma_7_errors_and_accepts_block_comments(tmp_path: Path) -> None:
+    """`ws schema check` applies the Prisma 7 rules to every repo, with Prisma's message at Prisma's line."""
+    import json
+
+    from tests.helpers import EXAMPLES, run_ws
+
+    workspace = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, workspace, ignore=shutil.ignore_patterns("node_modules", "*.db", "__pycache__"))
+    agents = workspace / "app-agents/shared/database/schema.prisma"
+    text = agents.read_text(encoding="utf-8")
+    old = '  schemas  = ["ecosystem", "agents"]\n}\n'
+    assert old in text
+    text = text.replace(old, old.replace("\n}", '\n  url      = env("DATABASE_URL") /* Prisma 6 style */\n}'), 1)
+    agents.write_text("/* a block comment Prisma accepts */\n" + text, encoding="utf-8")
+    result = run_ws("-w", str(workspace / "workspace.yaml"), "schema", "check", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    problems = json.loads(result.stdout)["problems"]
+    url_line = (
+        agents.read_text(encoding="utf-8").splitlines().index('  url      = env("DATABASE_URL") /* Prisma 6 style */')
+        + 1
+    )
+    assert [(p["repo"], p["file"].endswith("shared/database/schema.prisma"), p["line"]) for p in problems] == [
+        ("app-agents", True, url_line)
+    ]
+    assert "The datasource property `url` is no longer supported in schema files" in problems[0]["aspect"]
+    assert "prisma.config.ts" in problems[0]["aspect"]

@@ -43,11 +43,18 @@ def schema_checks(
     selected = list(repos) if repos else None
     unchecked = [r for r in loaded.model.repos if selected is not None and r not in selected]
     note = f" (not checked: {', '.join(unchecked)}: {NOT_SELECTED})" if unchecked else ""
+    unknown = ""  # repos in scope whose schema could not be read (not checked out): nothing is "ok" without them
     try:
         everything = load_schemas(loaded)
-        schemas = everything if selected is None else _only(everything, {*selected, loaded.model.primary}, NOT_SELECTED)
+        scope = None if selected is None else {*selected, loaded.model.primary}
+        unread = {r: why for r, why in everything.skipped.items() if scope is None or r in scope}
+        unknown = "; ".join(f"{repo} {why}" for repo, why in unread.items())
+        schemas = everything if scope is None else _only(everything, scope, NOT_SELECTED)
         report = check_alignment(schemas)
-        if report.ok:
+        if report.ok and unknown:
+            detail = f"skipped: {unknown}; of the others {report.aligned}/{report.total} shared models aligned{note}"
+            results.append(SchemaResult("alignment", None, detail))
+        elif report.ok:
             results.append(
                 SchemaResult("alignment", True, f"{report.aligned}/{report.total} shared models aligned{note}")
             )
@@ -70,6 +77,9 @@ def schema_checks(
             results.append(
                 SchemaResult("drift", False, _summarise([f"{i.object}: {i.detail}" for i in found.items]) + note)
             )
+        elif unknown:
+            detail = f"skipped: {unknown}; no drift in the other repos' {found.tables} tables{note}"
+            results.append(SchemaResult("drift", None, detail))
         else:
             results.append(SchemaResult("drift", True, f"no drift in {found.tables} tables{note}"))
     except Exception as exc:

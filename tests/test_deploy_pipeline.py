@@ -539,3 +539,49 @@ def test_a_deploy_executes_exactly_the_plan_its_dry_run_prints(example: ExampleE
     )
     deploys = {r["repo"]: r for r in rows if r["step"] == "deploy"}
     assert deploys["app-agents"]["version_after"] == "1.1.0" and deploys["app-agents"]["status"] == "succeeded"
+
+
+def test_a_missing_checkout_is_refused_before_anything_starts(example: ExampleEnv, postgres_url: str) -> None:
+    """Issue 14 item 16: a repo that is not checked out stops `ws deploy` and `ws pipeline begin` with exit 2
+    naming the repo and its path, before any server, database or deployment exists."""
+    missing = example.root / "app-agents"
+    missing.unlink()
+    for command in (["deploy", "--env", "local"], ["pipeline", "begin", "--env", "local"]):
+        done = example.ws(*command)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        assert f"app-agents: checkout {missing} does not exist" in done.stderr, done.stderr
+        assert "repos.app-agents.path" in done.stderr
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [example.name]).fetchone() is None
+
+
+def test_a_checkout_gone_during_a_pipeline_ends_its_deployment_failed(example: ExampleEnv) -> None:
+    begin = example.ws("pipeline", "begin", "--env", "local")
+    assert begin.returncode == 0, begin.stderr
+    deployment_id = int(begin.stdout.strip())
+    pipeline_ws(example, "infra", deployment_id)
+    missing = example.root / "saas-spec-driven-development"
+    missing.unlink()
+    done = example.ws("pipeline", "migrate", "--deployment", str(deployment_id))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"saas-spec-driven-development: checkout {missing} does not exist" in done.stderr
+    deployment = example.deployment(deployment_id)
+    assert deployment["status"] == "failed" and "saas-spec-driven-development: checkout" in deployment["error"]
+
+
+def test_health_reports_what_a_missing_checkout_hides_as_skipped(example: ExampleEnv, postgres_url: str) -> None:
+    """`ws health` with a repo not checked out: its migrations, the alignment and the drift cannot be known, so they
+    are 'skipped: <why>', never 'ok' (before: "0/0 applied", "0/0 shared models aligned", "no drift in 0 tables")."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(example.name)))
+    for repo in REPOS:  # an empty database: with its schema at hand, each repo would show missing migrations
+        (example.root / repo).unlink()
+    done = example.ws("health", "--env", "local", "--json")
+    assert "Traceback" not in done.stderr, done.stderr
+    components = {c["name"]: c for c in json.loads(done.stdout)["components"]}
+    for name in [f"migrations:{repo}" for repo in REPOS] + ["schema:alignment", "schema:drift"]:
+        assert components[name]["ok"] is None, components[name]
+        assert components[name]["detail"].startswith("skipped: "), components[name]
+        assert "not checked out" in components[name]["detail"], components[name]
+    assert components["postgres"]["ok"] is True

@@ -188,6 +188,11 @@ def database_components(
                 for repo in stage:
                     if loaded.model.repos[repo].schema_ is None or (repos is not None and repo not in repos):
                         continue
+                    checkout = loaded.repo_dir(repo)
+                    if not checkout.is_dir():  # its migrations cannot be known: not ok, not failed
+                        detail = f"skipped: not checked out ({checkout}); its migrations cannot be compared"
+                        result.append(Component(f"migrations:{repo}", "migrations", None, detail))
+                        continue
                     state = migrations.status(conn, loaded, repo)
                     if state.ok:
                         detail = f"{len(state.applied)}/{len(state.local)} applied in {state.namespace}"

@@ -171,6 +171,30 @@ class Pipeline:
         return self.runtime.ledger_url()
 
     # ---- planning ----------------------------------------------------------------------------------------
+    def missing_checkouts(self, repos: Sequence[str]) -> str | None:
+        """One message naming each of ``repos`` whose checkout does not exist; None when every one exists."""
+        missing = [(repo, self.loaded.repo_dir(repo)) for repo in repos]
+        return (
+            "; ".join(
+                f"{repo}: checkout {path} does not exist; clone the repo there or fix repos.{repo}.path in workspace.yaml"
+                for repo, path in missing
+                if not path.is_dir()
+            )
+            or None
+        )
+
+    def preflight(
+        self, repos: Sequence[str] | None, versions: Mapping[str, str] | None
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The repos a new deployment selects (stage order) and the versions asked for, refused before anything
+        starts when a version is unsafe, names a repo outside the selection, or a selected repo is not checked out."""
+        asked = check_versions(self.loaded, versions or {})
+        selected = selected_repos(self.model, repos, asked)
+        problem = self.missing_checkouts(selected)
+        if problem:
+            raise UsageError(problem)
+        return selected, asked
+
     def snapshot(self, repos: Sequence[str]) -> RuntimeSnapshot:
         """What the runtime reports now about ``repos``, touching nothing (servers are located, never started)."""
         located = self.runtime.locate()
@@ -202,8 +226,7 @@ class Pipeline:
     ) -> DeployPlan:
         """The plan of a new deployment of ``repos`` (all when None) at ``versions`` (the defaults otherwise).
         ``preview``: add the runtime's forecast of its changes (`pulumi preview`), as a dry run shows it."""
-        asked = check_versions(self.loaded, versions or {})
-        selected = selected_repos(self.model, repos, asked)
+        selected, asked = self.preflight(repos, versions)
         snapshot = self.snapshot(selected)
         plan = build_plan(self.model, select(self.model, self.environment, selected, asked, snapshot), snapshot)
         if preview:
@@ -541,7 +564,7 @@ class Pipeline:
         run_url: str | None = None,
     ) -> Outcome:
         """Plan and execute a deployment under the environment lock; roll back on any failure."""
-        selected_repos(self.model, repos, check_versions(self.loaded, versions or {}))  # refuse bad input first
+        self.preflight(repos, versions)  # refuse bad input before the lock (which provisions the ledger's database)
         with self.locked() as conn:
             plan = self.plan(repos, versions)
             return self.run_plan(conn, plan, trigger=trigger, run_url=run_url)
@@ -663,6 +686,7 @@ def pipeline_begin(
     """`ws pipeline begin`: record a deployment that the following `ws pipeline` jobs carry out."""
     pipeline = Pipeline(loaded, environment, schema_checks=schema_checks, progress=progress, observer=observer)
     trigger = Trigger.WORKFLOW if os.environ.get("GITHUB_ACTIONS") == "true" else Trigger.PIPELINE
+    pipeline.preflight(repos, versions)  # refuse bad input before the lock (which provisions the ledger's database)
     with pipeline.locked() as conn:
         plan = pipeline.plan(repos, versions)
         return pipeline.begin(conn, plan, dry_run=dry_run, trigger=trigger, run_url=run_url_from_environment()).id
@@ -700,6 +724,14 @@ def pipeline_step(
             pipeline.say(
                 f"{stray} step(s) of deployment {deployment_id} were left running by a stopped job: interrupted"
             )
+        problem = pipeline.missing_checkouts(dep.repos) if phase is not None else None
+        if problem:  # a job cannot carry out its part without the checkouts: the deployment ends here
+            ledger.finish_deployment(conn, dep.id, DeploymentStatus.FAILED, problem)
+            pipeline.tell(
+                "deployment_finished",
+                lambda o: o.deployment_finished(dep.id, environment, DeploymentStatus.FAILED),
+            )
+            raise UsageError(f"{problem} (deployment {dep.id} ended failed)")
         if phase is None:
             status = pipeline.finish(conn, dep)
             return Outcome(deployment_id, environment, status, [], pipeline.load(conn, deployment_id).error)

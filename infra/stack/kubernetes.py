@@ -47,6 +47,9 @@ meta = k8s.meta.v1
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 CLUSTER_NAME = "postgres-db"  # the CloudNativePG Cluster; its primary is reached through the Service `postgres`
+# the database owner CloudNativePG creates at bootstrap (its password in its own Secret); the repos get their own
+# roles from the roles Job, as on Docker
+CNPG_OWNER = "app"
 DNS_PORT = 53
 
 
@@ -536,7 +539,7 @@ def database(objects: Objects, settings: StackSettings, secrets: Any, clients: S
                 "imageName": cluster.cnpg_image(settings.postgres.version),
                 "enableSuperuserAccess": True,
                 "superuserSecret": {"name": "postgres-superuser"},
-                "bootstrap": {"initdb": {"database": db.name, "owner": role_name(ws.primary)}},
+                "bootstrap": {"initdb": {"database": db.name, "owner": CNPG_OWNER}},
                 "postgresql": {"parameters": {"max_connections": str(db.max_connections)}},
                 "storage": {"size": db.storage},
                 "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname"},

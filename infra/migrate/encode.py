@@ -2,8 +2,9 @@
 
 A row's content hash is md5 over its binary COPY tuple - PostgreSQL's own binary format: the field count, then per
 field its length (-1 for NULL) and its type's send representation - whose first 8 bytes, as a signed 64-bit
-integer, are summed over the rows of a table, so row order does not matter. In Python the tuple is the one
-psycopg's C row formatter makes for COPY, so hashing a row costs one md5 of bytes that are sent anyway. Inside
+integer, are summed over the rows of a table, so row order does not matter. In Python the tuple is framed here
+from the fields psycopg's dumpers give (public API only), so hashing a row costs one md5 of bytes that are sent
+anyway; the native path (:mod:`infra.migrate.columnar`) builds the same tuples from Arrow columns. Inside
 PostgreSQL, :func:`row_hash_sql` rebuilds the same bytes from the stored row with the types' send functions
 (textsend, int8send, jsonb_send, timestamptz_send, ...): the two agree exactly when the stored row is the row
 that was sent.
@@ -27,16 +28,21 @@ from typing import Any
 import psycopg
 from psycopg import abc as psycopg_abc
 from psycopg import postgres, sql
-from psycopg._copy_base import _binary_signature as BINARY_SIGNATURE
-from psycopg._copy_base import _binary_trailer as BINARY_TRAILER
-from psycopg._copy_base import format_row_binary
-from psycopg.adapt import AdaptersMap, Dumper, Transformer
+from psycopg.adapt import AdaptersMap, Dumper, PyFormat, Transformer
 from psycopg.pq import Format
 from psycopg.types.string import BytesBinaryDumper
 
 from infra.migrate.convert import TargetColumn
 
-__all__ = ["BINARY_SIGNATURE", "BINARY_TRAILER", "CHECKSUM_FORMAT", "RowEncoder", "row_hash_sql"]
+__all__ = ["BINARY_SIGNATURE", "BINARY_TRAILER", "CHECKSUM_FORMAT", "NULL_FIELD", "RowEncoder", "row_hash_sql"]
+
+# PostgreSQL's binary COPY framing (documented with COPY, "Binary Format"): the signature, flags (no OIDs) and an
+# empty header extension; the trailer is a field count of -1
+BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+BINARY_TRAILER = b"\xff\xff"
+NULL_FIELD = b"\xff\xff\xff\xff"  # a field of length -1
+_pack_count = struct.Struct(">h").pack
+_pack_length = struct.Struct(">i").pack
 
 # The version of the row encoding below, recorded in the ledger next to every checksum computed with it: a sum
 # made by another version (or by one that recorded none) is never compared with this one's, the source is re-read
@@ -116,6 +122,25 @@ def _transformer(types: list[str]) -> psycopg_abc.Transformer:
     tx = Transformer(ADAPTERS)
     tx.set_dumper_types([ADAPTERS.types.get_oid(t) for t in types], Format.BINARY)
     return tx
+
+
+def format_row_binary(values: list[Any], tx: psycopg_abc.Transformer, out: bytearray) -> None:
+    """Append one row's binary COPY tuple to ``out``: the field count, then each field's length (-1 for NULL) and
+    its binary send representation, dumped by psycopg's public :meth:`Transformer.dump_sequence` with the dumpers
+    chosen by the column types (no private psycopg API)."""
+    fields = tx.dump_sequence(
+        values, _BINARY_FORMATS[len(values)] if len(values) < 256 else [PyFormat.BINARY] * len(values)
+    )
+    out += _pack_count(len(fields))
+    for field in fields:
+        if field is None:
+            out += NULL_FIELD
+        else:
+            out += _pack_length(len(field))
+            out += field
+
+
+_BINARY_FORMATS = [[PyFormat.BINARY] * n for n in range(256)]
 
 
 class RowEncoder:

@@ -200,7 +200,7 @@ class BatchPayload:
     rejects: list[tuple[Any, ...]] = field(default_factory=list)
     raws: list[tuple[Any, ...]] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
-    data: bytes = b""  # binary COPY: the helper's rows already formatted (psycopg's own row formatter)
+    data: bytes = b""  # binary COPY: the helper's rows already formatted (encode.format_row_binary)
 
 
 def convert_rows(

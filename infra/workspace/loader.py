@@ -11,8 +11,6 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # PyYAML: its error classes (see yamlread)
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from infra.errors import Problem, WorkspaceError, display_path
 from infra.workspace import yamlread
@@ -29,6 +27,10 @@ def parse_yaml(text: str, file: str) -> Any:
     The text is read by the bounded reader first, so that aliases, nesting and key lengths are limited
     before the round-trip parser (slow, recursive) sees it.
     """
+    # Imported here, not at the top: ruamel costs commands that only read workspace.yaml (`ws plan`) tens of ms.
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
     read_document(text, file)
     parser = YAML(typ="rt")
     parser.allow_duplicate_keys = False

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
 from infra.errors import Problem, display_path
 from infra.workspace.model import Workspace
 from infra.workspace.yamlread import PositionedList, PositionedMap
@@ -50,6 +48,9 @@ def format_loc(loc: Loc) -> str:
 
 def position(document: Any, loc: Loc) -> tuple[int, int]:
     """1-based line and column of the deepest existing node on ``loc`` (the key itself where it exists)."""
+    # Imported here: only documents from the round-trip parser (loader.parse_yaml) hold ruamel's types.
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
     node = document
     best = (1, 1)
     for part in loc:

@@ -1,4 +1,4 @@
-"""The pulumi runtime: environments provisioned by the Pulumi program (infra/__main__.py) via the Automation API.
+"""The pulumi runtime: environments provisioned by the Pulumi program (infra/pulumi_program/) via the Automation API.
 
 It selects the environment's stack in the project at the workspace root, sets a repo's image tag in the
 stack config (``ws:services.<repo>.image_tag``, the key the Pulumi program reads), and runs ``up`` targeted at
@@ -90,7 +90,15 @@ class PulumiRuntime:
 
     def _up(self, names: Iterable[str], what: str, *, dependents: bool = False) -> str:
         targets = self._urns(names)
-        result = self.stack.up(target=targets or None, target_dependents=dependents, on_output=self.progress)
+        from pulumi import automation as auto  # imported when a stack is used: it costs ~0.5 s at start-up
+
+        try:
+            result = self.stack.up(target=targets or None, target_dependents=dependents, on_output=self.progress)
+        except auto.CommandError as exc:  # the update failed (a Job, a container or a Deployment that never got ready)
+            lines = [line.strip() for line in str(exc).splitlines() if "error" in line.lower()]
+            raise CheckFailed(
+                f"pulumi up ({what}) on stack {self.stack_name} failed: {'; '.join(lines[-3:])}"
+            ) from None
         summary = getattr(result, "summary", None)
         changes = getattr(summary, "resource_changes", None) or {}
         state = getattr(summary, "result", "succeeded")

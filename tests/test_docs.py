@@ -89,3 +89,13 @@ def test_readme_test_command_is_the_one_ci_runs() -> None:
     assert test_command in ci.splitlines()
     for command in commands:
         assert "--require-hashes -r requirements.lock" in command
+
+
+def test_every_file_the_docs_name_exists() -> None:
+    """A module, script or test named in the README or docs/ (e.g. `infra/deploy/plan.py`) is where it says."""
+    missing = []
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for path in re.findall(r"`((?:infra|scripts|tests|examples)/[A-Za-z0-9_./-]+)`", page.read_text("utf-8")):
+            if not (ROOT / path).exists():
+                missing.append(f"{page.relative_to(ROOT)}: {path}")
+    assert missing == []

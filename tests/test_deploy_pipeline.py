@@ -585,3 +585,20 @@ def test_health_reports_what_a_missing_checkout_hides_as_skipped(example: Exampl
         assert components[name]["detail"].startswith("skipped: "), components[name]
         assert "not checked out" in components[name]["detail"], components[name]
     assert components["postgres"]["ok"] is True
+
+
+def test_every_command_finds_the_workspace_database_where_deploy_put_it(example: ExampleEnv) -> None:
+    """Issue 14 item 17: DATABASE_URL names the server's maintenance database `postgres` (as the example's does);
+    `ws deploy` migrates database.name, and `ws env`, `ws schema drift` and `ws db migrate` resolve that same
+    database (before, they used `postgres` and drift reported every table missing while health said no drift)."""
+    assert psycopg.conninfo.conninfo_to_dict(example.env["DATABASE_URL"]).get("dbname", "postgres") == "postgres"
+    code, out, err = deploy_json(example)
+    assert code == 0, err
+    done = example.ws("env", "--env", "local", "--repo", "app-agents", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert f"/{example.name}?schema=agents" in json.loads(done.stdout)["DATABASE_URL"]["value"]
+    drift = example.ws("schema", "drift", "--env", "local", "--json")
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+    assert json.loads(drift.stdout)["drift"] == []
+    migrate = example.ws("db", "migrate", "--env", "local", "--repo", REPOS[0], "--dry-run", "--json")
+    assert migrate.returncode == 0 and json.loads(migrate.stdout)["migrations"] == [], migrate.stdout

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -32,6 +32,7 @@ from psycopg import sql
 from infra.deploy import servers
 from infra.deploy.runtime import Infra, process_env, rendered_env
 from infra.errors import CheckFailed, UsageError
+from infra.workspace.env import MAINTENANCE_DATABASE, workspace_database_url
 from infra.workspace.located import LoadedWorkspace
 
 SUPERVISOR = Path(__file__).with_name("supervise.py")
@@ -194,7 +195,7 @@ class LocalRuntime:
                 f"{db_source} must be a postgresql://user@host:port/db URL naming a TCP host "
                 "(the services receive it with ?schema=<namespace> appended)"
             )
-        workspace_url = urlunsplit(parts._replace(path=f"/{self.loaded.model.database.name}", query=""))
+        workspace_url = workspace_database_url(self.loaded.model, db_url)
         return Infra(workspace_url, cache_url, db_source, cache_source)
 
     def locate(self) -> Infra | None:
@@ -205,8 +206,8 @@ class LocalRuntime:
         found = self._server_urls(start=True)
         assert found is not None
         infra = self._infra_from(found)
-        name = self.loaded.model.database.name
-        server_url = found[0]
+        name = unquote(urlsplit(infra.database_url).path.lstrip("/"))
+        server_url = urlunsplit(urlsplit(found[0])._replace(path=f"/{MAINTENANCE_DATABASE}"))
         try:
             with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as conn:
                 exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()

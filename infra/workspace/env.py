@@ -49,12 +49,30 @@ class Endpoints:
     database_port: int
 
 
+# A URL that names the server's maintenance database (or none) names the server only: the workspace database on
+# it is database.name. Any other database the URL names is the workspace database.
+MAINTENANCE_DATABASE = "postgres"
+
+
+def workspace_database_url(workspace: Workspace, url: str) -> str:
+    """The workspace database's URL (no query) on the server of the postgresql:// ``url``: the database ``url``
+    names, unless it names none or the maintenance database, then ``database.name``. Every command (env, schema
+    drift, migrate, deploy, up, health) resolves the local database this way."""
+    from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    name = unquote(parts.path.lstrip("/"))
+    if name in ("", MAINTENANCE_DATABASE):
+        name = workspace.database.name
+    return urlunsplit(parts._replace(path=f"/{quote(name, safe='')}", query=""))
+
+
 def _local_database_base(workspace: Workspace) -> str:
     base = os.environ.get("DATABASE_URL")
     if base and not base.startswith(("postgresql://", "postgres://")):
         base = _conninfo_to_url(base)
     if base:
-        return base.split("?", 1)[0]
+        return workspace_database_url(workspace, base)
     return f"postgresql://postgres@{LOCAL_HOST}:{workspace.database.port}/{workspace.database.name}"
 
 

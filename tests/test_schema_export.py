@@ -67,8 +67,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     states = {f["path"]: f["state"] for f in json.loads(result.stdout)["files"]}
     assert states == {
+        "python/cross_repository_metrics.py": "written",
         "python/shared_database_types.py": "written",
         "typescript/index.ts": "written",
+        "typescript/metrics.ts": "written",
         "typescript/package.json": "written",
         "typescript/tsconfig.json": "written",
     }

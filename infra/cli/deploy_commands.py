@@ -30,7 +30,7 @@ from infra.cli._common import (
     step_summary,
     table,
 )
-from infra.cli.monitor_commands import record_health, record_options
+from infra.cli.monitor_commands import record_health, record_options, start_pushgateway, stop_pushgateway
 from infra.deploy import health as healthmod
 from infra.deploy import migrations, pipeline
 from infra.deploy import status as statusmod
@@ -404,6 +404,7 @@ def up_command(ctx: Context, environment: str, attach: bool, as_json: bool) -> N
     until `ws down` (or Ctrl-C with --attach). State and logs: .ws/<env>/ beside workspace.yaml."""
     loaded = ctx.loaded
     started = time.monotonic()
+    start_pushgateway(loaded, environment)  # where the services' trackCrossRepositoryMetric pushes land
     result = upmod.up(loaded, environment, schema_checks=SCHEMA_CHECKS, progress=progress, observer=observer(loaded))
     elapsed = time.monotonic() - started
     if as_json:
@@ -432,7 +433,7 @@ def up_command(ctx: Context, environment: str, attach: bool, as_json: bool) -> N
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            for line in upmod.down(loaded, environment):
+            for line in upmod.down(loaded, environment) + stop_pushgateway(loaded, environment):
                 progress(f"stopped {line}")
 
 
@@ -442,7 +443,7 @@ def up_command(ctx: Context, environment: str, attach: bool, as_json: bool) -> N
 @pass_context
 def down_command(ctx: Context, environment: str, as_json: bool) -> None:
     """Stop every service of the local environment and the embedded servers `ws up` started."""
-    stopped = upmod.down(ctx.loaded, environment)
+    stopped = upmod.down(ctx.loaded, environment) + stop_pushgateway(ctx.loaded, environment)
     if as_json:
         print_json({"environment": environment, "stopped": stopped})
     elif stopped:

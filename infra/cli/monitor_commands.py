@@ -72,6 +72,22 @@ def record_health(
     err_console.print(f"recorded round {round_id} ({len(report.components)} probes) in ws.{probes.TABLE}")
 
 
+def start_pushgateway(loaded: LoadedWorkspace, environment: str) -> None:
+    """`ws up`: the local Pushgateway of monitoring.pushgateway, or why there is none."""
+    from infra.monitoring import pushgateway
+
+    message = pushgateway.start_local(loaded, environment)
+    if message:
+        err_console.print(escape(message))
+
+
+def stop_pushgateway(loaded: LoadedWorkspace, environment: str) -> list[str]:
+    """`ws down`: stop the Pushgateway `ws up` started; what was stopped."""
+    from infra.monitoring import pushgateway
+
+    return pushgateway.stop_local(loaded, environment)
+
+
 def percent(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value * 100:.{digits}f}%"
 

@@ -151,7 +151,19 @@ def references(workspace: Workspace) -> dict[str, str]:
     for name, repo in workspace.repos.items():
         if repo.service:
             names[f"services.{name}.url"] = f"base URL of {name}'s service"
+    if workspace.monitoring.pushgateway is not None:
+        names["monitoring.pushgateway_url"] = "the Prometheus Pushgateway of the environment (monitoring.pushgateway)"
     return names
+
+
+def pushgateway_url(workspace: Workspace, environment: str) -> str | None:
+    """Where the environment's services push metrics: 127.0.0.1:<port> locally, else monitoring.pushgateway.url."""
+    gateway = workspace.monitoring.pushgateway
+    if gateway is None:
+        return None
+    if workspace.environments[environment].runtime == "local":
+        return f"http://{LOCAL_HOST}:{gateway.port}"
+    return gateway.url or ""
 
 
 def declared_layers(workspace: Workspace, environment: str, repo: str) -> Iterator[tuple[str, Mapping[str, EnvValue]]]:
@@ -183,6 +195,9 @@ def resolve(
     }
     for name, url in ends.services.items():
         table[f"services.{name}.url"] = (url,)
+    gateway = pushgateway_url(workspace, environment)
+    if gateway is not None:
+        table["monitoring.pushgateway_url"] = (gateway,)
 
     merged: dict[str, EnvValue] = {}
     for _, layer in declared_layers(workspace, environment, repo):
@@ -196,6 +211,8 @@ def resolve(
     result["WS_ENVIRONMENT"] = (environment,)
     result["WS_REPO"] = (repo,)
     result["WS_WORKSPACE"] = (workspace.name,)
+    if gateway is not None:
+        result["WS_PUSHGATEWAY_URL"] = (gateway,)  # where trackCrossRepositoryMetric pushes
     return dict(sorted(result.items()))
 
 

@@ -72,6 +72,7 @@ class FakeGitHub:
     def __init__(self, token: str = "test-token") -> None:
         self.token = token
         self.repos: dict[str, RepoState] = {}
+        self.teams: dict[str, list[str]] = {}  # "org/team-slug" -> member logins
         self.requests: list[Recorded] = []
         self.failures: list[Failure] = []
         self.lock = threading.Lock()
@@ -552,6 +553,12 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
 
 # --------------------------------------------------------------------- routes
 def route(fake: FakeGitHub, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    team = re.fullmatch(r"/orgs/([^/]+)/teams/([^/]+)/members", path)
+    if team and method == "GET":
+        members = fake.teams.get(f"{team.group(1)}/{team.group(2)}")
+        if members is None:
+            raise _error(404)
+        return 200, [fake.user(login) for login in members]
     match = re.fullmatch(r"/repos/([^/]+/[^/]+)(/.*)?", path)
     if not match:
         raise _error(404)
@@ -685,9 +692,58 @@ def create_pull(fake: FakeGitHub, state: RepoState, query: dict[str, str], body:
         "merged": False,
         "reviewers": [],
         "teams": [],
+        "reviews": [],  # (login, state), oldest first; tests add them as reviewers would
     }
     state.pulls.append(pull)
     return 201, fake.pull_payload(state, pull)
+
+
+def pull_files(fake: FakeGitHub, state: RepoState, query: dict[str, str], body: Any, number: str) -> tuple[int, Any]:
+    pull = next((p for p in state.pulls if p["number"] == int(number)), None)
+    if pull is None:
+        raise _error(404)
+    base, head = fake.sha_of(state, pull["base"]), fake.sha_of(state, pull["head"])
+    names = fake.git(state, "diff", "--name-status", f"{base}...{head}").stdout.splitlines()
+    status = {"A": "added", "M": "modified", "D": "removed"}
+    return 200, [
+        {
+            "sha": "0" * 40,
+            "filename": line.split("\t")[-1],
+            "status": status.get(line[:1], "modified"),
+            "additions": 1,
+            "deletions": 0,
+            "changes": 1,
+            "blob_url": "",
+            "raw_url": "",
+            "contents_url": "",
+            "patch": "",
+        }
+        for line in names
+    ]
+
+
+def pull_reviews(fake: FakeGitHub, state: RepoState, query: dict[str, str], body: Any, number: str) -> tuple[int, Any]:
+    pull = next((p for p in state.pulls if p["number"] == int(number)), None)
+    if pull is None:
+        raise _error(404)
+    return 200, [
+        {
+            "id": index + 1,
+            "node_id": "PRR_x",
+            "user": fake.user(login),
+            "body": "",
+            "body_html": "",
+            "body_text": "",
+            "state": review_state,
+            "html_url": "",
+            "pull_request_url": f"{fake.api_url}/repos/{state.full_name}/pulls/{number}",
+            "author_association": "MEMBER",
+            "submitted_at": STAMP,
+            "commit_id": fake.sha_of(state, pull["head"]) or "0" * 40,
+            "_links": {"html": {"href": ""}, "pull_request": {"href": ""}},
+        }
+        for index, (login, review_state) in enumerate(pull.get("reviews", []))
+    ]
 
 
 def get_pull(fake: FakeGitHub, state: RepoState, query: dict[str, str], body: Any, number: str) -> tuple[int, Any]:
@@ -876,6 +932,8 @@ ROUTES: list[tuple[str, str, Any]] = [
     (r"/pulls/(\d+)", "GET", get_pull),
     (r"/pulls/(\d+)", "PATCH", update_pull),
     (r"/pulls/(\d+)/requested_reviewers", "POST", request_reviewers),
+    (r"/pulls/(\d+)/files", "GET", pull_files),
+    (r"/pulls/(\d+)/reviews", "GET", pull_reviews),
     (r"/commits/(.+)/status", "GET", combined_status),
     (r"/commits/(.+)/check-runs", "GET", check_runs),
     (r"/commits/(.+)", "GET", get_commit),  # a branch name may hold slashes

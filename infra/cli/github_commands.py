@@ -25,7 +25,7 @@ from infra.cli._common import (
     table,
 )
 from infra.deploy import dora
-from infra.errors import UsageError
+from infra.errors import CheckFailed, UsageError
 from infra.github import branches, prs
 from infra.github.client import client, optional_client
 from infra.markdown import markdown_table
@@ -216,10 +216,29 @@ def pr_open(
 @json_option
 @pass_context
 def pr_status(ctx: Context, name: str, repos: str | None, as_json: bool) -> None:
-    """The linked set of branch NAME in merge order: number, state (open, closed, merged) and CI."""
+    """The linked set of branch NAME in merge order: number, state (open, closed, merged), CI, and the approvals
+    workspace.yaml's review_rules require of each (one per reviewer group), with who gave them.
+
+    Exit 1 when an open pull request lacks a required approval.
+    """
     loaded = ctx.loaded
     records = prs.pull_status(loaded, client(loaded), name, parse_repos(loaded, repos))
     _render_pulls(f"pull requests for {name}", records, as_json)
+    missing = [
+        f"{r.reference} needs an approval from {a['group']} ({a['rule']})"
+        for r in records
+        if r.state == "open"
+        for a in r.approvals or []
+        if not a["ok"]
+    ]
+    if not as_json:
+        for record in records:
+            for approval in record.approvals or []:
+                who = ", ".join(approval["approved_by"]) or "nobody yet"
+                mark = "[green]ok[/]" if approval["ok"] else "[red]missing[/]"
+                console.print(f"{record.repo}: {escape(approval['rule'])}: {escape(approval['group'])}: {mark} ({who})")
+    if missing:
+        raise CheckFailed(f"{len(missing)} required approval(s) missing: " + "; ".join(missing))
 
 
 def _render_pulls(title: str, records: list[prs.PullRecord], as_json: bool) -> None:

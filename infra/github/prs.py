@@ -15,6 +15,7 @@ from infra.errors import UsageError
 from infra.github.branches import combined_ci, compare, latest_pull, remote_sha, selected
 from infra.github.client import GitHub
 from infra.github.git import Checkout
+from infra.github.reviews import pull_approvals
 from infra.workspace import graph
 from infra.workspace.located import LoadedWorkspace
 
@@ -58,6 +59,7 @@ class PullRecord:
     state: str | None = None
     ci: str | None = None
     reviewers: list[str] | None = None
+    approvals: list[dict[str, Any]] | None = None  # what the review rules require, with who approved (pr status)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -205,5 +207,6 @@ def pull_status(
             head = remote_sha(github, full_name, branch)
             if head is not None:
                 record.ci = combined_ci(github, full_name, head)
+            record.approvals = [a.as_dict() for a in pull_approvals(loaded, github, repo, record.number)]
         records.append(record)
     return records

@@ -267,20 +267,19 @@ class RepoEnvironment(Strict):
     env: EnvMap = Field(default_factory=dict)
 
 
-class Pushgateway(Strict):
-    """The Prometheus Pushgateway the services push cross-repository metrics to (trackCrossRepositoryMetric)."""
+class ReviewRule(Strict):
+    """Who must approve changes to some paths (written into each repo's CODEOWNERS; `ws pr status` checks it)."""
 
-    port: int = Field(default=9091, ge=1, le=65535, description="Local environments: `ws up` starts one here.")
-    url: str | None = Field(
-        default=None,
-        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
-        description="Where the services of non-local environments push, e.g. http://pushgateway.monitoring:9091.",
+    name: str = Field(min_length=1, description="What the rule protects, e.g. 'schema changes'.")
+    repos: list[Name] = Field(default_factory=list, description="Repos the rule applies to (empty: every repo).")
+    paths: list[str] = Field(
+        min_length=1,
+        description="CODEOWNERS patterns in the repo; 'schema' stands for its Prisma schema and migrations.",
     )
-
-
-class Monitoring(Strict):
-    pushgateway: Pushgateway | None = Field(
-        default=None, description="Resolved into each repo's env as WS_PUSHGATEWAY_URL (${monitoring.pushgateway_url})."
+    reviewers: list[str] = Field(
+        min_length=1,
+        description="Who must approve, each one: a repo name (any of its maintainers), 'all' (every repo's "
+        "maintainers, one approval per repo), or a GitHub team 'org/team' or login.",
     )
 
 
@@ -318,7 +317,9 @@ class Workspace(Strict):
     cache: Cache = Field(default_factory=Cache)
     env: EnvMap = Field(default_factory=dict, description="Variables shared by every repo in every environment.")
     repos: dict[Name, Repo] = Field(min_length=1)
-    monitoring: Monitoring = Field(default_factory=Monitoring, description="Where cross-repository metrics go.")
+    review_rules: list[ReviewRule] = Field(
+        default_factory=list, description="Cross-repo review rules: who must approve changes to which paths."
+    )
 
     @property
     def primary(self) -> str:

@@ -44,6 +44,23 @@ def _all(loaded: LoadedWorkspace) -> Iterator[Problem]:
     yield from _namespaces(loaded)
     yield from _paths(loaded)
     yield from _github(loaded)
+    yield from _review_rules(loaded)
+
+
+def _review_rules(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    """A review rule names only declared repos, and a repo reviewer that has maintainers to ask."""
+    ws = loaded.model
+    for index, rule in enumerate(ws.review_rules):
+        for position, repo in enumerate(rule.repos):
+            if repo not in ws.repos:
+                yield _unknown_repo(loaded, ("review_rules", index, "repos", position), repo, "review rule")
+        for position, reviewer in enumerate(rule.reviewers):
+            if reviewer in ws.repos and not ws.repos[reviewer].maintainers:
+                yield loaded.problem(
+                    ("review_rules", index, "reviewers", position),
+                    f"{reviewer} has no maintainers to review {rule.name!r}",
+                    f"add GitHub logins or org/team names to repos.{reviewer}.maintainers",
+                )
 
 
 def _roles(loaded: LoadedWorkspace) -> Iterator[Problem]:

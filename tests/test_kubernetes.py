@@ -522,6 +522,10 @@ def test_network_policies_deny_by_default_and_follow_the_dependency_graph(runs: 
         assert bool(controller) == (repo == "admin")  # the ingress controller only where there is a host
         reached = {other for other, labels in pods.items() if _reaches(policy, "egress", labels)}
         assert reached == set(ws.repos[repo].depends_on)
+        (public,) = [p["ipBlock"] for p in _peers(policy, "egress") if "ipBlock" in p]  # external APIs on 443 only
+        assert public["cidr"] == "0.0.0.0/0" and {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(
+            public["except"]
+        )
     assert cluster.dependents_of(ws, "admin") == ["agents", "specs"] and cluster.dependents_of(ws, "reports") == []
     clients = set(pods)
     redis_policy = policies["redis-network"]
@@ -533,6 +537,17 @@ def test_network_policies_deny_by_default_and_follow_the_dependency_graph(runs: 
     assert _reaches(postgres_policy, "ingress", roles)
     unrelated = {**pods["admin"], "app.kubernetes.io/name": "intruder"}
     assert not _reaches(postgres_policy, "ingress", unrelated) and not _reaches(redis_policy, "ingress", unrelated)
+    # default deny covers the database pods too: their own policy lets them out (Kubernetes API, replication)
+    assert postgres_policy["spec"]["policyTypes"] == ["Ingress", "Egress"] and postgres_policy["spec"]["egress"] == [{}]
+
+    _, pooled = runs["pooler-external-cache"]
+    policies = objects(pooled, "NetworkPolicy")
+    pooler_pod = {"cnpg.io/poolerName": "postgres", "cnpg.io/cluster": "postgres-db"}
+    for repo in ws.repos:  # the repos reach PostgreSQL through the pooler's pods; the pooler reaches the cluster
+        assert _reaches(policies[f"{repo}-network"], "egress", pooler_pod)
+    assert _reaches(policies["postgres-network"], "ingress", pooler_pod)
+    assert _reaches(policies["postgres-pooler-network"], "egress", {"cnpg.io/cluster": "postgres-db"})
+    assert matches(policies["postgres-pooler-network"]["spec"]["podSelector"], pooler_pod)
 
 
 def test_migration_jobs_run_in_stage_order_before_their_deployment(runs: Any) -> None:

@@ -428,6 +428,21 @@ def _anywhere(port: int) -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
     )
 
 
+PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
+
+
+def public_https() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
+    """HTTPS to public addresses (a service's external APIs), never to the cluster's or the cloud's private ones."""
+    return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+        to=[
+            k8s.networking.v1.NetworkPolicyPeerArgs(
+                ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0", except_=PRIVATE_RANGES)
+            )
+        ],
+        ports=_tcp(443),
+    )
+
+
 def data_egress(objects: Objects) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
     """Where a repo's pods (service and migration Job) may connect: DNS, PostgreSQL and Redis."""
     ws = objects.ws
@@ -435,11 +450,7 @@ def data_egress(objects: Objects) -> list[k8s.networking.v1.NetworkPolicyEgressR
     if ws.database.provider == "external":
         rules.append(_anywhere(POSTGRES_PORT))
     elif ws.database.pooler:
-        rules.append(
-            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                to=[_pods(objects, "postgres-pooler")], ports=_tcp(POSTGRES_PORT)
-            )
-        )
+        rules.append(k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[_pooler_pods()], ports=_tcp(POSTGRES_PORT)))
     else:
         rules.append(k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[_cnpg_pods(objects)], ports=_tcp(POSTGRES_PORT)))
     if ws.cache.provider == "external":
@@ -452,8 +463,16 @@ def data_egress(objects: Objects) -> list[k8s.networking.v1.NetworkPolicyEgressR
 
 
 def _cnpg_pods(objects: Objects) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    """The CloudNativePG instances (the operator labels their pods with the cluster's name)."""
     return k8s.networking.v1.NetworkPolicyPeerArgs(
         pod_selector=meta.LabelSelectorArgs(match_labels={"cnpg.io/cluster": CLUSTER_NAME})
+    )
+
+
+def _pooler_pods() -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    """The PgBouncer pods of the Pooler `postgres` (labelled by the operator, not by ws)."""
+    return k8s.networking.v1.NetworkPolicyPeerArgs(
+        pod_selector=meta.LabelSelectorArgs(match_labels={"cnpg.io/poolerName": DATABASE_HOST})
     )
 
 
@@ -479,7 +498,7 @@ def network_policies(objects: Objects, with_service: Sequence[str], with_job: Se
                 )
             )
         ingress = [net.NetworkPolicyIngressRuleArgs(from_=peers, ports=_tcp(service.port))] if peers else []
-        egress = data_egress(objects)
+        egress = [*data_egress(objects), public_https()]
         for dep in edges[repo]:
             dep_service = ws.repos[dep].service
             if dep_service is not None and dep in with_service:
@@ -599,14 +618,14 @@ def database(objects: Objects, settings: StackSettings, secrets: Any, clients: S
             ),
         ]
         # the cluster's pods: from the repos, their Jobs, the roles Job, the pooler and each other
-        peers = [*clients, "postgres-roles", "postgres-pooler"]
+        peers = [*clients, "postgres-roles"]
         _policy(
             objects,
             "postgres-network",
             "postgres",
             [
                 net.NetworkPolicyIngressRuleArgs(
-                    from_=[_pods(objects, *peers), _cnpg_pods(objects)], ports=_tcp(POSTGRES_PORT)
+                    from_=[_pods(objects, *peers), _cnpg_pods(objects), _pooler_pods()], ports=_tcp(POSTGRES_PORT)
                 ),
                 net.NetworkPolicyIngressRuleArgs(  # the CloudNativePG operator's status probes
                     from_=[
@@ -619,7 +638,9 @@ def database(objects: Objects, settings: StackSettings, secrets: Any, clients: S
                     ports=_tcp(8000),
                 ),
             ],
-            None,  # the instance manager talks to the Kubernetes API (its address is the cluster's)
+            # any destination: the instance manager talks to the Kubernetes API (whose address is the cluster's),
+            # replicas stream from the primary, and backups go wherever the cluster sends them
+            [net.NetworkPolicyEgressRuleArgs()],
             selector={"cnpg.io/cluster": CLUSTER_NAME},
         )
         if db.pooler:

@@ -70,6 +70,8 @@ SUMMARIES = {
     "pr": "Linked pull requests: one per repo of a feature branch, each listing the others in merge order.",
     "metrics": "The five DORA figures per environment from the deploy ledger, plus schema alignment and migration "
     "completion.",
+    "repo-files": "Write the workflows each repo carries (image release, cross-repo integration checks) into its "
+    "checkout.",
     "uptime": "Uptime of ENV per component and for the integration as a whole, against the target.",
     "monitor": "Probe ENV on an interval, record every round and serve /metrics for Prometheus.",
     "dashboard": "Serve (or with -o write) one self-contained HTML page about ENV for a person to look at.",

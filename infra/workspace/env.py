@@ -211,8 +211,8 @@ def resolve(
     result["WS_ENVIRONMENT"] = (environment,)
     result["WS_REPO"] = (repo,)
     result["WS_WORKSPACE"] = (workspace.name,)
-    if gateway is not None:
-        result["WS_PUSHGATEWAY_URL"] = (gateway,)  # where trackCrossRepositoryMetric pushes
+    if gateway:  # where trackCrossRepositoryMetric pushes (none in an environment without a Pushgateway URL)
+        result["WS_PUSHGATEWAY_URL"] = (gateway,)
     return dict(sorted(result.items()))
 
 

@@ -315,12 +315,15 @@ def test_a_bad_kubernetes_declaration_is_one_located_message(edit: tuple[str, st
         load_workspace_text(FIXTURE.replace(old, new))
 
 
-def test_an_ingress_host_for_an_unknown_repo_is_refused_by_name(tmp_path: Path) -> None:
-    from infra.errors import UsageError
+def test_an_ingress_host_for_an_unknown_repo_is_refused_at_its_line() -> None:
+    from infra.errors import WorkspaceError
 
-    loaded = write_fixture(tmp_path, FIXTURE.replace("hosts: {admin: ", "hosts: {admni: "))
-    with pytest.raises(UsageError, match=r"environments.cluster.kubernetes.hosts.admni: names no repo with a service"):
-        run_program(loaded, "cluster")
+    with pytest.raises(
+        WorkspaceError,
+        match=r"workspace.yaml:15:\d+: environments.cluster.kubernetes.hosts.admni: "
+        r"an ingress host names unknown repo 'admni'. Fix: did you mean 'admin'",
+    ):
+        load_workspace_text(FIXTURE.replace("hosts: {admin: ", "hosts: {admni: "))
 
 
 @pytest.mark.parametrize("variant", BUILT)

@@ -843,12 +843,6 @@ def build_kubernetes(
     """
     ws = loaded.model
     settings_k8s = ws.environments[environment].kubernetes
-    for repo in settings_k8s.hosts if settings_k8s is not None else {}:
-        if repo not in ws.repos or ws.repos[repo].service is None:
-            raise UsageError(
-                f"environments.{environment}.kubernetes.hosts.{repo}: names no repo with a service; "
-                "use one of: " + ", ".join(r for r, d in ws.repos.items() if d.service is not None)
-            )
     name = cluster.namespace(ws, environment)
     kubeconfig = settings_k8s.kubeconfig if settings_k8s is not None else None
     provider = k8s.Provider(

@@ -39,6 +39,7 @@ def _all(loaded: LoadedWorkspace) -> Iterator[Problem]:
     yield from _roles(loaded)
     yield from _dependencies(loaded)
     yield from _environments(loaded)
+    yield from _ingress_hosts(loaded)
     yield from _env_values(loaded)
     yield from _ports(loaded)
     yield from _namespaces(loaded)
@@ -251,6 +252,17 @@ def _namespaces(loaded: LoadedWorkspace) -> Iterator[Problem]:
             if namespace == "public":
                 fix += " (only the primary repo may keep public)"
             yield loaded.problem(("repos", name, "schema", "namespace"), f"namespace {namespace!r} is reserved", fix)
+
+
+def _ingress_hosts(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    """A Kubernetes environment's `hosts` name repos with a service (each gets an Ingress to it)."""
+    for name, env in loaded.model.environments.items():
+        for repo in env.kubernetes.hosts if env.kubernetes is not None else {}:
+            loc = ("environments", name, "kubernetes", "hosts", repo)
+            if repo not in loaded.model.repos:
+                yield _unknown_repo(loaded, loc, repo, "an ingress host")
+            elif loaded.model.repos[repo].service is None:
+                yield loaded.problem(loc, f"repo {repo!r} has no service to route a host to", "declare its service:")
 
 
 def _paths(loaded: LoadedWorkspace) -> Iterator[Problem]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra.monitoring.uptime import TARGET
+from infra.monitoring.slo import TARGET
 from infra.workspace.located import LoadedWorkspace
 
 DASHBOARD_FILE = "monitoring/grafana/ws.json"

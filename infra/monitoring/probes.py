@@ -3,7 +3,7 @@
 One *round* is one `ws health --record` run or one tick of `ws monitor`: every component checked at once. Its
 rows share a ``round_id`` and a ``probed_at`` time, and carry the recorder's cadence (``interval_s``): a round
 stands for the state of the environment from ``probed_at`` until the next round, but never longer than
-:data:`GRACE` intervals - after that, the time is *unknown* (a gap in probing), never assumed up.
+:data:`infra.monitoring.slo.GRACE` intervals - after that, the time is *unknown* (a gap in probing), never assumed up.
 
 Rows older than the retention (default :data:`DEFAULT_RETENTION`) are deleted each time a round is recorded.
 """
@@ -25,7 +25,6 @@ from infra.errors import CheckFailed, UsageError
 
 TABLE = "health_probes"
 ROUNDS = "health_probe_rounds"  # the sequence numbering rounds
-GRACE = 2.0  # a round stands for at most GRACE x its recorder's interval
 DEFAULT_RETENTION = timedelta(days=90)
 DEFAULT_INTERVAL = 300.0  # `ws health --record` from the scheduled workflow runs every 5 minutes
 

@@ -27,7 +27,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from infra.monitoring.uptime import TARGET
+from infra.monitoring.slo import TARGET
 from infra.workspace.located import LoadedWorkspace
 
 RULES_FILE = "monitoring/prometheus/rules.yml"

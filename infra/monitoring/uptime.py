@@ -23,11 +23,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from infra.errors import UsageError
+from infra.monitoring.slo import GRACE, TARGET
 
 if TYPE_CHECKING:  # probes imports psycopg and the deploy ledger; `ws check` reaches this module for TARGET alone
     from infra.monitoring.probes import Round
 
-TARGET = 0.999
+__all__ = ["GRACE", "TARGET", "UptimeReport", "compute", "format_duration", "parse_duration"]
 INTEGRATION = "integration"
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -165,8 +166,6 @@ class UptimeReport:
 
 def _cover_end(rounds: list[Round], index: int, until: datetime) -> datetime:
     """Until when round ``index`` stands for the environment's state."""
-    from infra.monitoring.probes import GRACE  # here: importing probes at the top would load psycopg for `ws check`
-
     current = rounds[index]
     end = current.probed_at + timedelta(seconds=GRACE * current.interval_s)
     if index + 1 < len(rounds):
@@ -182,8 +181,6 @@ def compute(
     environment: str, rounds: list[Round], since: datetime, until: datetime, target: float = TARGET
 ) -> UptimeReport:
     """The uptime report of ``rounds`` (time order; the last one before ``since`` may be included) over the window."""
-    from infra.monitoring.probes import GRACE  # here: importing probes at the top would load psycopg for `ws check`
-
     if not 0 < target < 1:
         raise UsageError(f"--target: {target} must lie between 0 and 1 (e.g. 0.999)")
     window_s = (until - since).total_seconds()

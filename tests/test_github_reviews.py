@@ -61,13 +61,13 @@ def test_generate_writes_codeowners_and_check_finds_them_stale(root: Path) -> No
     workspace = str(root / "workspace.yaml")
     written = run_ws("-w", workspace, "generate", in_process=True)
     assert written.returncode == 0, written.stderr
-    target = root / "repo-files" / SPECS / ".github" / "CODEOWNERS"
+    target = root / ".github" / "repo-files" / SPECS / ".github" / "CODEOWNERS"
     assert target.read_text().splitlines()[3] == "* @bob @acme/specs"
     assert run_ws("-w", workspace, "generate", "--check", in_process=True).returncode == 0
     target.write_text(target.read_text().replace("@bob ", ""))
     stale = run_ws("-w", workspace, "generate", "--check", in_process=True)
     assert stale.returncode == 1
-    assert f"repo-files/{SPECS}/.github/CODEOWNERS" in stale.stdout + stale.stderr
+    assert f".github/repo-files/{SPECS}/.github/CODEOWNERS" in stale.stdout + stale.stderr
 
 
 def test_a_rule_naming_an_unknown_repo_is_refused_at_its_line(root: Path) -> None:

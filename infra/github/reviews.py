@@ -7,7 +7,7 @@ is two rules. CODEOWNERS lists every owner of a path on one line, and GitHub acc
 them; a rule that needs one approval *per group* (``reviewers: [all]``: one per repo) is checked by
 :func:`approvals`, which ``ws pr status`` shows for each linked pull request.
 
-CODEOWNERS files are generated into ``repo-files/<repo>/.github/CODEOWNERS`` beside workspace.yaml (checked by
+CODEOWNERS files are generated into ``.github/repo-files/<repo>/.github/CODEOWNERS`` beside workspace.yaml (checked by
 ``ws generate --check``); each repo commits its copy.
 """
 
@@ -26,7 +26,7 @@ from infra.workspace.model import ReviewRule, Workspace
 if TYPE_CHECKING:  # only for annotations: the client imports github3 and requests, which `ws generate` never needs
     from infra.github.client import GitHub
 
-REPO_FILES = "repo-files"
+REPO_FILES = ".github/repo-files"  # beside the per-repo workflows of `ws repo-files`
 CODEOWNERS = ".github/CODEOWNERS"
 SCHEMA_TOKEN = "schema"
 

@@ -283,6 +283,23 @@ class ReviewRule(Strict):
     )
 
 
+class Pushgateway(Strict):
+    """The Prometheus Pushgateway the services push cross-repository metrics to (trackCrossRepositoryMetric)."""
+
+    port: int = Field(default=9091, ge=1, le=65535, description="Local environments: `ws up` starts one here.")
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Where the services of non-local environments push, e.g. http://pushgateway.monitoring:9091.",
+    )
+
+
+class Monitoring(Strict):
+    pushgateway: Pushgateway | None = Field(
+        default=None, description="Resolved into each repo's env as WS_PUSHGATEWAY_URL (${monitoring.pushgateway_url})."
+    )
+
+
 class Repo(Strict):
     github: GitHubRepo = Field(description="owner/name of the repository on GitHub.")
     path: str | None = Field(
@@ -317,6 +334,7 @@ class Workspace(Strict):
     cache: Cache = Field(default_factory=Cache)
     env: EnvMap = Field(default_factory=dict, description="Variables shared by every repo in every environment.")
     repos: dict[Name, Repo] = Field(min_length=1)
+    monitoring: Monitoring = Field(default_factory=Monitoring, description="Where cross-repository metrics go.")
     review_rules: list[ReviewRule] = Field(
         default_factory=list, description="Cross-repo review rules: who must approve changes to which paths."
     )

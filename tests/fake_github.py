@@ -510,7 +510,8 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                     return
                 self.answer(failure.status, failure.body, failure.headers)
                 return
-            if self.headers.get("Authorization") != f"token {fake.token}":
+            # GitHub takes the token as "token X" (github3.py) or "Bearer X" (its docs, curl in workflows)
+            if self.headers.get("Authorization") not in (f"token {fake.token}", f"Bearer {fake.token}"):
                 self.answer(401, {"message": "Bad credentials", "documentation_url": DOCS})
                 return
             try:

@@ -415,8 +415,14 @@ def gate_trees(generated_tree: Path, real_tree: Path | None = None) -> list[Path
     return [ROOT, generated_tree] + ([real_tree] if real_tree is not None else [])
 
 
+def repo_workflows(tree: Path) -> list[str]:
+    """The workflows generated for the repos (under .github/repo-files/<repo>/), relative to ``tree``."""
+    return sorted(p.relative_to(tree).as_posix() for p in tree.glob(".github/repo-files/*/.github/workflows/*.yml"))
+
+
 def check_jsonschema(tree: Path) -> subprocess.CompletedProcess[str]:
     workflow_files = sorted(str(p) for p in (tree / ".github" / "workflows").glob("*.yml"))
+    workflow_files += [str(tree / relative) for relative in repo_workflows(tree)]
     action_files = sorted(str(p) for p in (tree / "actions").glob("*/action.yml"))
     first = subprocess.run(
         [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *workflow_files],
@@ -455,6 +461,7 @@ def zizmor(tree: Path, persona: str = "regular") -> subprocess.CompletedProcess[
             "json",
             ".github/workflows",
             "actions",
+            *repo_workflows(tree),
         ],
         cwd=tree,
         capture_output=True,
@@ -471,7 +478,8 @@ def test_gate_check_jsonschema(generated_tree: Path) -> None:
 def test_gate_actionlint_with_shellcheck(generated_tree: Path, real_tree: Path) -> None:
     files = [workflows.DEPLOYMENT_WORKFLOW, workflows.PR_WORKFLOW]
     for tree in gate_trees(generated_tree, real_tree):
-        result = actionlint(tree, files)
+        assert repo_workflows(tree), tree  # the repos' own workflows are gated too
+        result = actionlint(tree, [*files, *repo_workflows(tree)])
         assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
 
 

@@ -38,6 +38,7 @@ COMMAND_MODULES = {
     "branch": "github_commands",
     "pr": "github_commands",
     "metrics": "github_commands",
+    "repo-files": "github_commands",
     "uptime": "monitor_commands",
     "monitor": "monitor_commands",
     "dashboard": "monitor_commands",

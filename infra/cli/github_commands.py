@@ -26,7 +26,7 @@ from infra.cli._common import (
 )
 from infra.deploy import dora
 from infra.errors import CheckFailed, UsageError
-from infra.github import branches, prs
+from infra.github import branches, prs, repofiles
 from infra.github.client import client, optional_client
 from infra.markdown import markdown_table
 
@@ -380,4 +380,36 @@ def propagate_command(
         _render_pulls(f"pull requests for {result.branch}", result.pulls, False)
 
 
-COMMANDS = [branch_group, pr_group, metrics_command]
+@click.command("repo-files")
+@repos_option
+@click.option("--pr", "open_prs", is_flag=True, help="Commit on branch ws/repo-files, push, open linked pull requests.")
+@click.option("--dry-run", is_flag=True, help="Print which files would be written; change nothing.")
+@json_option
+@pass_context
+def repo_files_command(ctx: Context, repos: str | None, open_prs: bool, dry_run: bool, as_json: bool) -> None:
+    """Write the workflows each repo carries (image release, cross-repo integration checks) into its checkout.
+
+    They are the files `ws generate` keeps under .github/repo-files/<repo>/. With --pr: on branch ws/repo-files
+    from the default branch, commit, push and open one pull request per changed repo, linked to each other.
+    """
+    loaded = ctx.loaded
+    github = client(loaded) if open_prs and not dry_run else None
+    results, pulls = repofiles.write_repo_files(
+        loaded, parse_repos(loaded, repos), dry_run=dry_run, pr=open_prs, github=github, progress=_progress
+    )
+    if as_json:
+        print_json(
+            {"dry_run": dry_run, "repos": [r.as_dict() for r in results], "pull_requests": [p.as_dict() for p in pulls]}
+        )
+        return
+    rows = [
+        (r.repo, escape(path), state if not dry_run or state == "unchanged" else f"would be {state}")
+        for r in results
+        for path, state in r.files
+    ]
+    console.print(table(f"repo files{' (dry run)' if dry_run else ''}", ["repo", "file", "state"], rows))
+    if pulls:
+        _render_pulls(f"pull requests for {repofiles.BRANCH}", pulls, False)
+
+
+COMMANDS = [branch_group, pr_group, metrics_command, repo_files_command]

@@ -28,7 +28,12 @@ CHECKOUT = Pin("actions/checkout", "11bd71901bbe5b1630ceea73d27597364c9af683", "
 SETUP_PYTHON = Pin("actions/setup-python", "a26af69be951a213d495a4c3e4e4022e16d87065", "v5.6.0")
 CACHE = Pin("actions/cache", "5a3ec84eff668545956fd18022155c47e93e2684", "v4.2.3")
 
-PINS: dict[str, Pin] = {pin.action: pin for pin in (CHECKOUT, SETUP_PYTHON, CACHE)}
+# The repos' release workflows (infra.github.repofiles): build and push the image of each commit.
+LOGIN = Pin("docker/login-action", "74a5d142397b4f367a81961eba4e8cd7edddf772", "v3.4.0")
+SETUP_BUILDX = Pin("docker/setup-buildx-action", "b5ca514318bd6ebac0fb2aedd5d36ec1b5c232a2", "v3.10.0")
+BUILD_PUSH = Pin("docker/build-push-action", "263435318d21b8e681c14492fe198d362a7d2c83", "v6.18.0")
+
+PINS: dict[str, Pin] = {pin.action: pin for pin in (CHECKOUT, SETUP_PYTHON, CACHE, LOGIN, SETUP_BUILDX, BUILD_PUSH)}
 
 
 def check_pins() -> None:

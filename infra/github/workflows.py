@@ -37,17 +37,13 @@ run; ``deploy-<repo>`` its repo's; the checkout token goes to the jobs that chec
 
 from __future__ import annotations
 
-import posixpath
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from infra.errors import UsageError
 from infra.github.actions import (
-    ACTIONS_DIR,
     expression,
     local_step,
     mapping,
@@ -57,7 +53,17 @@ from infra.github.actions import (
     uses_step,
     yaml_text,
 )
+from infra.github.layout import (
+    CHECKOUT_TOKEN_SECRET,
+    PR_ENVIRONMENT,
+    RUNNER,
+    SAFE_REF,
+    Layout,
+    layout_of,
+    ref_key,
+)
 from infra.github.pins import CHECKOUT, check_pins
+from infra.github.repofiles import generate_repo_files
 from infra.workspace.env import declared_layers
 from infra.workspace.graph import edges_of, stages
 from infra.workspace.located import LoadedWorkspace
@@ -65,7 +71,6 @@ from infra.workspace.model import SecretRef, Workspace
 
 DEPLOYMENT_WORKFLOW = ".github/workflows/coordinated-deployment.yml"
 PR_WORKFLOW = ".github/workflows/workspace-pr.yml"
-RUNNER = "ubuntu-24.04"
 # GitHub's limit on workflow_dispatch inputs (raised from 10 to 25 in December 2025).
 MAX_DISPATCH_INPUTS = 25
 # Secrets every job acting on an environment may need besides those workspace.yaml references:
@@ -73,8 +78,6 @@ MAX_DISPATCH_INPUTS = 25
 SERVER_SECRETS = ("DATABASE_URL", "REDIS_URL")
 # ... and, when an environment is provisioned by Pulumi, the Pulumi backend's credentials.
 PULUMI_SECRETS = ("PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE")
-# Branch names written into generated scripts (workspace.yaml's default_branch): git's rules, no shell characters.
-SAFE_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,99}$")
 PATHS_OF_THE_WORKSPACE = (
     "workspace.yaml",
     "workspace.schema.json",
@@ -90,11 +93,6 @@ PATHS_OF_THE_WORKSPACE = (
 # A token with access to the workspace's repos (Deployments: write for the deploy records, Contents: read for
 # reading schemas at a ref); given to the steps that call GitHub as GITHUB_TOKEN, through their env: only.
 GITHUB_TOKEN_SECRET = "WS_GITHUB_TOKEN"
-# A token that can read the workspace's repos (Contents: read), for actions/checkout of repos other than this one.
-CHECKOUT_TOKEN_SECRET = "WS_CHECKOUT_TOKEN"
-# The GitHub environment the pull-request check runs in when it reads the repos with a token: give it required
-# reviewers, so a pull request's code gets the token only once someone has looked at it.
-PR_ENVIRONMENT = "workspace-pr"
 DEPLOYMENT_ID = expression("needs.plan.outputs.deployment_id")
 NOT_BLOCKED = "!cancelled() && !failure()"
 TIMEOUTS = {
@@ -128,73 +126,6 @@ def pipeline_run_step(name: str, step: str) -> CommentedMap:
 def deployment_step(layout: Layout, name: str, action: str, *, github: bool = False) -> CommentedMap:
     """A composite action acting on the plan job's deployment; ``github``: it records GitHub deployments."""
     return layout.action(name, action, {"deployment": DEPLOYMENT_ID}, env=github_token_env() if github else None)
-
-
-# --- where things are checked out ---------------------------------------------------------------------
-
-
-def inside(path: str | None) -> bool:
-    """Whether a repo ``path:`` lies inside workspace.yaml's folder (relative and never leaving it)."""
-    if path is None:
-        return False
-    parts = PurePosixPath(path.replace("\\", "/"))
-    return not parts.is_absolute() and ".." not in parts.parts
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where the jobs find this repository and the workspace's repos under ``GITHUB_WORKSPACE``.
-
-    ``folder`` is this repository's checkout folder (None: ``GITHUB_WORKSPACE`` itself); ``checkouts`` maps each
-    repo checked out on its own (not part of this repository) to its ``owner/name`` and its folder.
-    """
-
-    folder: str | None = None
-    checkouts: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-    def action(
-        self,
-        name: str,
-        action: str,
-        with_: Mapping[str, str] | None = None,
-        *,
-        env: Mapping[str, str] | None = None,
-    ) -> CommentedMap:
-        step = local_step(name, action, with_, env=env)
-        if self.folder is not None:
-            step["uses"] = f"./{self.folder}/{ACTIONS_DIR}/{action}"
-        return step
-
-    def workspace_env(self) -> CommentedMap | None:
-        """The workflow's env telling ``ws`` where workspace.yaml is (None when it is where the jobs start)."""
-        if self.folder is None:
-            return None
-        return mapping(("WS_WORKSPACE", f"{self.folder}/workspace.yaml"))
-
-
-def layout_of(workspace: Workspace) -> Layout:
-    """This repository at the top when every repo lives inside it; else in a folder beside the repos' checkouts."""
-    outside = [name for name, repo in workspace.repos.items() if not inside(repo.path)]
-    if not outside:
-        return Layout()
-    folder = safe_name(workspace.github.repo or "workspace", "coordination repository")
-    checkouts: dict[str, tuple[str, str]] = {}
-    for name in outside:
-        repo = workspace.repos[name]
-        declared = repo.path if repo.path is not None else f"../{name}"
-        where = posixpath.normpath(posixpath.join(folder, declared.replace("\\", "/")))
-        if PurePosixPath(declared).is_absolute() or where.startswith("..") or where in (".", folder):
-            raise UsageError(
-                f"cannot generate the coordinated deployment: repos.{name}.path {declared!r} puts its checkout "
-                "outside the runner's workspace folder; use a path beside this repository (../<repo>) or inside it"
-            )
-        checkouts[safe_name(name, "repo")] = (repo.github, where)
-    return Layout(folder, checkouts)
-
-
-def ref_key(repo: str) -> str:
-    """The plan job's output naming the commit of ``repo`` every job checks out (an identifier, no hyphens)."""
-    return "ref_" + repo.replace("-", "_")
 
 
 def checkout_steps(layout: Layout, refs: Mapping[str, str] | None) -> list[CommentedMap]:
@@ -758,10 +689,12 @@ def pr_workflow(workspace: Workspace) -> CommentedMap:
 
 
 def generate_workflows(loaded: LoadedWorkspace) -> dict[str, str]:
-    """``ws generate``: both workflows, keyed by their path relative to workspace.yaml's folder."""
+    """``ws generate``: both workflows and the repos' own (infra.github.repofiles), keyed by their path relative to
+    workspace.yaml's folder."""
     check_pins()
     source = loaded.path.name
     return {
         DEPLOYMENT_WORKFLOW: yaml_text(deployment_workflow(loaded.model), source),
         PR_WORKFLOW: yaml_text(pr_workflow(loaded.model), source),
+        **generate_repo_files(loaded),
     }

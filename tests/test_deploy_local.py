@@ -87,3 +87,57 @@ def test_supervisor_restarts_a_killed_service_and_stop_ends_the_group(
     assert not group_alive(supervisor)
     assert not probe(url, 0.5).ok
     assert runtime.current_version(PRIMARY) is None
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def test_services_and_repo_commands_get_their_env_and_no_other_secret(
+    tmp_path: Path, postgres_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14 item 3: a service (supervisor and service process) and a repo's migrate/test command get the repo's
+    resolved env plus a short allow-list of ws's own environment: never ws's tokens nor another repo's secret."""
+    spec = REPOS[2]
+    name = f"ws_local_{uuid.uuid4().hex[:10]}"
+    ports = {repo: free_port() for repo in REPOS}
+    path = write_example_workspace(tmp_path, name, ports)
+    text = path.read_text()
+    declared = f"  {spec}:\n    github:"
+    assert declared in text
+    path.write_text(
+        text.replace(declared, f"  {spec}:\n    env:\n      SPEC_API_KEY: {{secret: SPEC_API_KEY}}\n    github:")
+    )
+    loaded = load_workspace(path)
+    for variable, value in {
+        "DATABASE_URL": postgres_url,
+        "REDIS_URL": redis_url,
+        "GITHUB_TOKEN": "ghp_not_for_services",
+        "PULUMI_ACCESS_TOKEN": "pul-not-for-services",
+        "SPEC_API_KEY": "spec-only-secret",
+        "SOME_OTHER_VARIABLE": "not-on-the-allow-list",
+        "LC_ALL": "C.UTF-8",
+    }.items():
+        monkeypatch.setenv(variable, value)
+    runtime = LocalRuntime(loaded, "local")
+    try:
+        infra = runtime.provision()
+        for repo in (PRIMARY, spec):
+            runtime.deploy(repo, "v1")
+            supervisor = int(runtime.services()[repo]["pgid"])
+            for pid in (supervisor, service_pid(supervisor)):
+                env = environ_of(pid)
+                assert {"GITHUB_TOKEN", "PULUMI_ACCESS_TOKEN", "SOME_OTHER_VARIABLE"}.isdisjoint(env), (repo, env)
+                assert env["LC_ALL"] == "C.UTF-8" and env["HOME"] and env["PATH"]
+                assert env["DATABASE_URL"].endswith(f"/{name}?schema={loaded.model.repos[repo].schema_.namespace}")
+                assert ("SPEC_API_KEY" in env) == (repo == spec), (repo, sorted(env))
+            command = runtime.command_env(repo, infra)
+            assert {"GITHUB_TOKEN", "PULUMI_ACCESS_TOKEN", "SOME_OTHER_VARIABLE"}.isdisjoint(command)
+            assert ("SPEC_API_KEY" in command) == (repo == spec)
+    finally:
+        try:
+            runtime.down()
+        finally:
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

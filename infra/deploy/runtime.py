@@ -122,13 +122,43 @@ def rendered_env(
     return {key: render(value, environ_secrets) for key, value in values.items()}
 
 
+# What a service or a repo's command (migrate, integration tests) inherits from ws's own environment: where programs
+# are, who and where the user is, language, time zone, terminal, temporary folder and CA certificates. Nothing else:
+# ws's own tokens (GITHUB_TOKEN, PULUMI_ACCESS_TOKEN) and every repo's secrets stay out; a repo gets its own
+# secrets through its resolved env.
+INHERITED = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TERM",
+        "TMPDIR",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    }
+)
+INHERITED_PREFIXES = ("LC_",)
+
+
+def inherited_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The allow-listed part of ``environ`` (this process's environment by default)."""
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if k in INHERITED or k.startswith(INHERITED_PREFIXES)}
+
+
 def process_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment plus ``extra``, with the running interpreter's folder first on PATH.
+    """The environment of a service or repo command: ``extra`` (the repo's resolved env) over the allow-listed part
+    of this process's environment (:data:`INHERITED`), with the running interpreter's folder first on PATH.
 
     Example services and tests are Python; running them with the interpreter of the running `ws` means they
     find psycopg and redis without a second install.
     """
-    env = {**os.environ, **extra}
+    env = {**inherited_env(), **extra}
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
     return env

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -78,6 +78,14 @@ def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
 def test_monitor_is_scraped_by_prometheus_and_a_killed_service_is_an_incident(example: ExampleEnv) -> None:
     code, out, err = deploy_json(example)
     assert code == 0, err
+    # one `ws health --record` round first, as the scheduled workflow records them
+    recorded = example.ws("health", "--env", "local", "--record", "--interval", "1s")
+    assert recorded.returncode == 0, recorded.stderr
+    assert "recorded round" in recorded.stderr
+    rows = example.query("SELECT component, ok, interval_s, source FROM ws.health_probes ORDER BY id")
+    assert {r["component"] for r in rows} >= {"postgres", "redis", "service:app-agents", "schema:drift"}
+    assert all(r["interval_s"] == 1.0 and r["source"].startswith("health ") for r in rows)
+    assert all(r["ok"] is not False for r in rows)
     port = free_port()
     monitor = example.popen(
         "monitor", "--env", "local", "--interval", "1s", "--checks-every", "1s", "--listen", f"127.0.0.1:{port}"
@@ -181,8 +189,10 @@ def test_monitor_is_scraped_by_prometheus_and_a_killed_service_is_an_incident(ex
     start = datetime.fromisoformat(incident["start"])
     end = datetime.fromisoformat(incident["end"])
     # the first failing round was probed after the kill and before the test saw it failing; the first passing
-    # round after the service answered again (it was redeployed after restarting_at) and before the test saw it
-    assert killed_at <= start <= seen_down_at
+    # round after the service answered again (it was redeployed after restarting_at) and before the test saw it.
+    # A round is stamped when its probes start; they run concurrently right after, so a round stamped a moment
+    # before the kill may be the first to see it: the start lies within one round (1 s) before the kill.
+    assert killed_at - timedelta(seconds=1) <= start <= seen_down_at
     assert restarting_at <= end <= seen_up_at
     assert incident["duration_seconds"] == pytest.approx((end - start).total_seconds(), abs=0.01)
     whole = report["integration"]
@@ -197,6 +207,10 @@ def test_monitor_is_scraped_by_prometheus_and_a_killed_service_is_an_incident(ex
 
 
 def test_monitor_bad_options_are_one_clear_message(example: ExampleEnv, tmp_path: Path) -> None:
+    # nothing was deployed: the workspace database does not exist, so the round cannot be stored
+    unstored = example.ws("health", "--env", "local", "--record")
+    assert unstored.returncode == 1 and "probes not recorded: probe history: cannot connect" in unstored.stderr
+    assert "Traceback" not in unstored.stderr
     bad = example.ws("monitor", "--env", "local", "--listen", "nowhere")
     assert bad.returncode == 2 and "--listen: 'nowhere' is not HOST:PORT" in bad.stderr
     interval = example.ws("monitor", "--env", "local", "--interval", "often")

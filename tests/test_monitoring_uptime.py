@@ -144,9 +144,11 @@ def test_durations_parse_or_fail_clearly() -> None:
     assert uptime.parse_duration("30d") == timedelta(days=30)
     assert uptime.parse_duration("90m") == timedelta(minutes=90)
     assert uptime.parse_duration("15") == timedelta(seconds=15)
-    for bad in ("", "0d", "3 weeks", "-1h"):
+    for bad in ("", "0d", "3 weeks", "-1h", "9" * 40 + "d"):
         with pytest.raises(UsageError, match="--window: .* is not a duration"):
             uptime.parse_duration(bad)
+    with pytest.raises(UsageError, match="--retention: '99999999d' is longer than 3660 days"):
+        uptime.parse_duration("99999999d", "--retention")
 
 
 def test_ws_uptime_json_and_table(fresh_database: str) -> None:

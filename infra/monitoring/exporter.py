@@ -164,7 +164,6 @@ class Monitor:
     def tick(self) -> HealthReport:
         """One round: probe, record (or keep for later), refresh the slow figures when due."""
         started = time.monotonic()
-        probed_at = datetime.now(UTC)
         try:
             infra = self.runtime.locate()
         except Exception as exc:  # a stack that cannot be read is an outage of the monitor's view, not a crash
@@ -174,6 +173,7 @@ class Monitor:
         if started - self._figures_at >= self.checks_every:
             self._refresh_figures(url)
             self._figures_at = started
+        probed_at = datetime.now(UTC)  # when the probes start (after the slow figures, which may take seconds)
         report = check(self.loaded, self.environment, self.runtime, infra, schema_checks=self._cached_schema_checks)
         with self._lock:
             self.last = report

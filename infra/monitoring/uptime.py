@@ -31,14 +31,18 @@ if TYPE_CHECKING:  # probes imports psycopg and the deploy ledger; `ws check` re
 __all__ = ["GRACE", "TARGET", "UptimeReport", "compute", "format_duration", "parse_duration"]
 INTEGRATION = "integration"
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_DURATION = timedelta(days=3660)  # ten years: windows and retentions beyond that are typos
 
 
 def parse_duration(text: str, option: str = "--window") -> timedelta:
     """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or a number of seconds; one clear error otherwise."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text or "")
+    match = re.fullmatch(r"\s*(\d{1,12}(?:\.\d{1,9})?)\s*([smhdw]?)\s*", text or "")
     if not match or float(match.group(1)) <= 0:
         raise UsageError(f"{option}: {text!r} is not a duration; write e.g. 30s, 5m, 24h, 30d or 2w")
-    return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2) or "s"])
+    seconds = float(match.group(1)) * UNITS[match.group(2) or "s"]
+    if seconds > MAX_DURATION.total_seconds():
+        raise UsageError(f"{option}: {text!r} is longer than {MAX_DURATION.days} days; write a shorter duration")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(seconds: float) -> str:

@@ -28,15 +28,34 @@ def test_every_non_local_environment_is_probed_every_five_minutes_one_run_at_a_t
     assert document["permissions"] == {}
     probe = document["jobs"]["probe"]
     assert probe["strategy"]["matrix"]["include"] == [
-        {"environment": "dev", "github_environment": "dev"},
-        {"environment": "staging", "github_environment": "staging-monitoring"},
-        {"environment": "prod", "github_environment": "prod-monitoring"},
+        {"environment": "dev", "github_environment": "dev", "runtime": "pulumi"},
+        {"environment": "staging", "github_environment": "staging-monitoring", "runtime": "pulumi"},
+        {"environment": "prod", "github_environment": "prod-monitoring", "runtime": "pulumi"},
     ]
+    # the repos live beside this repository: checked out there at their default branch, as the deployment does
+    assert document["env"] == {"WS_WORKSPACE": "workspace/workspace.yaml"}
+    checkouts = [step["with"] for step in probe["steps"] if "actions/checkout@" in step.get("uses", "")]
+    assert [(c.get("repository"), c.get("ref"), c["path"]) for c in checkouts] == [
+        (None, None, "workspace"),
+        ("saas-ecosystem/saas-ecosystem-architecture", "main", "saas-ecosystem-architecture"),
+        ("saas-ecosystem/app-agents", "main", "app-agents"),
+        ("saas-ecosystem/saas-spec-driven-development", "main", "saas-spec-driven-development"),
+    ]
+    assert all(c["persist-credentials"] is False for c in checkouts)
+    pulumi = next(step for step in probe["steps"] if step.get("name") == "Install the Pulumi CLI of the pinned SDK")
+    assert pulumi["if"] == "${{ matrix.runtime == 'pulumi' }}"
     assert probe["environment"] == {"name": "${{ matrix.github_environment }}"}
     assert probe["permissions"] == {"contents": "read"} and probe["timeout-minutes"] == 10
-    [run] = [step for step in probe["steps"] if "run" in step]
+    run = probe["steps"][-1]
     assert run["run"] == 'ws health --env "$ENVIRONMENT" --record --interval 5m\n'
     assert run["env"] == {"ENVIRONMENT": "${{ matrix.environment }}"}
+
+
+def test_repos_inside_the_workspace_need_no_checkout_of_their_own() -> None:
+    document = workflow(EXAMPLES / "workspace.yaml")
+    assert "env" not in document
+    steps = document["jobs"]["probe"]["steps"]
+    assert [s["with"] for s in steps if "actions/checkout@" in s.get("uses", "")] == [{"persist-credentials": False}]
 
 
 def test_a_workspace_with_only_local_environments_gets_no_workflow(tmp_path: Path) -> None:

@@ -8,13 +8,19 @@ probe job of a protected environment therefore runs in the GitHub environment ``
 protected, holding only what probing needs: DATABASE_URL, REDIS_URL and the Pulumi credentials to read the
 stack's outputs), while unprotected environments use their own. Scheduled runs use the default branch's
 workflow file only, so no pull-request code ever runs with these secrets.
+
+The jobs check out the repositories as the coordinated deployment does (:func:`infra.github.layout.layout_of`):
+this repository, and each repo that lives outside it at its ``default_branch`` beside it (with the
+``WS_CHECKOUT_TOKEN`` secret), so a round's schema checks read the repos' schemas too.
 """
 
 from __future__ import annotations
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from infra.errors import UsageError
 from infra.github.actions import expression, mapping, run_step, safe_name, yaml_text
+from infra.github.layout import SAFE_REF, layout_of
 from infra.github.pins import check_pins
 from infra.github.workflows import base_secrets, job, workflow_document
 from infra.workspace.located import LoadedWorkspace
@@ -36,24 +42,60 @@ def probed_environments(workspace: Workspace) -> list[tuple[str, str]]:
     ]
 
 
+def default_branches(workspace: Workspace, repos: list[str]) -> dict[str, str]:
+    """The branch each repo checked out on its own is probed at: its ``default_branch``."""
+    refs = {}
+    for repo in repos:
+        branch = workspace.repos[repo].default_branch
+        if not SAFE_REF.fullmatch(branch):
+            raise UsageError(f"cannot generate {WORKFLOW}: repos.{repo}.default_branch {branch!r} is not a safe ref")
+        refs[repo] = branch
+    return refs
+
+
+def pulumi_cli_step() -> CommentedMap:
+    """The Pulumi CLI of the pinned SDK, on PATH: the pulumi runtime reads the stack's outputs with it."""
+    return run_step(
+        "Install the Pulumi CLI of the pinned SDK",
+        [
+            "pulumi_bin=\"$(python -c 'import os; from pulumi.automation import PulumiCommand; "
+            "print(os.path.dirname(PulumiCommand.install().command))')\"",
+            '"$pulumi_bin/pulumi" version',
+            'echo "$pulumi_bin" >> "$GITHUB_PATH"',
+        ],
+        condition=expression("matrix.runtime == 'pulumi'"),
+    )
+
+
 def health_probe_workflow(workspace: Workspace) -> CommentedMap | None:
     targets = probed_environments(workspace)
     if not targets:
         return None
+    layout = layout_of(workspace)
     probe = job(
         "health probes " + expression("matrix.environment"),
         timeout=TIMEOUT_MINUTES,
         environment=False,
         secrets=base_secrets(workspace),
+        layout=layout,
+        refs=default_branches(workspace, list(layout.checkouts)) if layout.checkouts else None,
         steps=[
+            pulumi_cli_step(),
             run_step(
                 "Probe every component and record the round",
                 [f'ws health --env "$ENVIRONMENT" --record --interval {INTERVAL}'],
                 env={"ENVIRONMENT": expression("matrix.environment")},
-            )
+            ),
         ],
     )
-    include = CommentedSeq(mapping(("environment", env), ("github_environment", gh)) for env, gh in targets)
+    include = CommentedSeq(
+        mapping(
+            ("environment", env),
+            ("github_environment", gh),
+            ("runtime", safe_name(workspace.environments[env].runtime, "runtime")),
+        )
+        for env, gh in targets
+    )
     strategy = mapping(("fail-fast", False), ("matrix", mapping(("include", include))))
     items = list(probe.items())
     probe.clear()
@@ -69,6 +111,7 @@ def health_probe_workflow(workspace: Workspace) -> CommentedMap | None:
         mapping(("probe", probe)),
         group="health-probes",
         cancel_in_progress=False,
+        env=layout.workspace_env(),
     )
     protected = [name for name, env in workspace.environments.items() if env.protected and env.runtime != "local"]
     note = (

@@ -25,19 +25,21 @@ import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from infra.errors import UsageError
 from infra.github.actions import expression, mapping, run_step, safe_name, uses_step, yaml_text
-from infra.github.client import GitHub
 from infra.github.git import Checkout
 from infra.github.layout import CHECKOUT_TOKEN_SECRET, PR_ENVIRONMENT, RUNNER, SAFE_REF, layout_of, ref_key
 from infra.github.pins import BUILD_PUSH, CHECKOUT, LOGIN, SETUP_BUILDX, check_pins
-from infra.github.prs import PullRecord, open_pulls
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
+
+if TYPE_CHECKING:  # the client and prs import github3 and requests, which `ws generate` and `ws check` never need
+    from infra.github.client import GitHub
+    from infra.github.prs import PullRecord
 
 REPO_FILES_DIR = ".github/repo-files"
 RELEASE_WORKFLOW = ".github/workflows/release.yml"
@@ -260,6 +262,8 @@ def write_repo_files(
     """Write each repo's files into its checkout; with ``pr``, on branch ``ws/repo-files`` (from the default
     branch), commit, push and open the linked pull requests. Refuses, before writing anything, checkouts that
     are missing or (with ``pr``) have uncommitted changes."""
+    from infra.github.prs import open_pulls  # here: it imports github3, which generating the files never needs
+
     wanted = repo_files(loaded)
     names = [r for r in (repos or list(loaded.model.repos)) if r in wanted]
     missing = [f"{r} ({loaded.repo_dir(r)})" for r in names if not Path(loaded.repo_dir(r)).is_dir()]

@@ -229,7 +229,14 @@ def test_secrets_are_scoped_to_the_jobs_that_use_them(golden_files: dict[str, st
     assert {"API_KEY", "SENTRY_DSN", "SENTRY_DSN_PROD"} <= set(jobs["rollback"]["env"])
     # worker has no service: its deploy job runs none of its code, so it gets no repo secret; infra provisions the
     # servers only and gets only their and the Pulumi backend's credentials
-    base = ["DATABASE_URL", "REDIS_URL", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"]
+    base = [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PULUMI_ACCESS_TOKEN",  # prod: Pulumi Cloud
+        "PULUMI_CONFIG_PASSPHRASE",
+        "AWS_ACCESS_KEY_ID",  # staging: a self-managed s3:// backend
+        "AWS_SECRET_ACCESS_KEY",
+    ]
     assert list(jobs["deploy-worker"]["env"]) == base
     assert list(jobs["infra"]["env"]) == base
     # ws's own generated database passwords live in the Pulumi stack, not in GitHub secrets
@@ -626,8 +633,8 @@ def secrets_read(loaded: LoadedWorkspace, job: dict) -> set[str]:
             continue
         if "/actions/" in uses or " ws " in f" {step.get('run', '')}":
             needed.update(workflows.base_secrets(model))
-        if "GITHUB_TOKEN" in step.get("env", {}):
-            needed.add(step["env"]["GITHUB_TOKEN"].removeprefix("${{ secrets.").removesuffix(" }}"))
+        for value in step.get("env", {}).values():  # a step that names a secret in its own env reads it
+            needed.update(re.findall(r"^\$\{\{ secrets\.([A-Za-z_][A-Za-z0-9_]*) \}\}$", str(value)))
         action = uses.rsplit("/", 1)[-1] if "/actions/" in uses else ""
         if action == "deploy-stage":
             runs_code.update(r for r in [step["with"]["repo"]] if model.repos[r].service)
@@ -700,3 +707,37 @@ def test_a_repo_path_no_runner_can_check_out_is_refused(golden: LoadedWorkspace,
     repos = {**model.repos, "core": model.repos["core"].model_copy(update={"path": path})}
     with pytest.raises(UsageError, match="repos.core.path .* outside the runner's workspace folder"):
         workflows.deployment_workflow(model.model_copy(update={"repos": repos}))
+
+
+def test_pulumi_jobs_install_the_cli_log_in_and_reach_the_docker_host(golden_files: dict[str, str]) -> None:
+    """In a `runtime: pulumi` environment every job installs the Pulumi CLI of the locked SDK (pinned action), makes
+    the .venv Pulumi.yaml names from the hash-pinned lock, logs in to the environment's backend, names its Docker
+    host (the ssh key secret in that step's env only) and selects its stack; in a local environment it skips them."""
+    document = load(golden_files[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    condition = "${{ inputs.environment == 'staging' || inputs.environment == 'prod' }}"
+    for job_id, job in document["jobs"].items():
+        names = [step["name"] for step in job["steps"]]
+        install = job["steps"][names.index("Install the Pulumi CLI")]
+        assert install["uses"] == PINS["pulumi/actions"].uses and install["if"] == condition, job_id
+        assert install["with"] == {"pulumi-version": workflows.PULUMI_VERSION}
+        venv = job["steps"][names.index("Install the Pulumi CLI") + 1]
+        assert "--require-hashes -r requirements.lock" in venv["run"] and venv["working-directory"] == "coordination"
+        login = job["steps"][names.index("Install the Pulumi CLI") + 2]
+        assert login["if"] == condition
+        assert login["env"] == {
+            "ENVIRONMENT": "${{ inputs.environment }}",
+            "DOCKER_SSH_KEY": "${{ secrets.DOCKER_SSH_KEY }}",
+            "DOCKER_SSH_KNOWN_HOSTS": "${{ vars.DOCKER_SSH_KNOWN_HOSTS }}",
+        }
+        assert (
+            "  staging) backend='s3://golden-pulumi-state/workspace?region=eu-west-1'; "
+            "docker_host='ssh://deploy@staging.golden.example'; stack='staging' ;;"
+        ) in login["run"]
+        assert "  prod) backend='https://api.pulumi.com'; docker_host=''; stack='production' ;;" in login["run"]
+        assert names.index("Set up ws") < names.index("Install the Pulumi CLI")
+
+
+def test_the_pulumi_cli_is_the_version_of_the_locked_sdk() -> None:
+    locked = re.search(r"^pulumi==(\S+)", (ROOT / "requirements.lock").read_text(), re.MULTILINE)
+    assert locked is not None and locked.group(1) == workflows.PULUMI_VERSION

@@ -33,7 +33,12 @@ LOGIN = Pin("docker/login-action", "74a5d142397b4f367a81961eba4e8cd7edddf772", "
 SETUP_BUILDX = Pin("docker/setup-buildx-action", "b5ca514318bd6ebac0fb2aedd5d36ec1b5c232a2", "v3.10.0")
 BUILD_PUSH = Pin("docker/build-push-action", "263435318d21b8e681c14492fe198d362a7d2c83", "v6.18.0")
 
-PINS: dict[str, Pin] = {pin.action: pin for pin in (CHECKOUT, SETUP_PYTHON, CACHE, LOGIN, SETUP_BUILDX, BUILD_PUSH)}
+# Jobs of `runtime: pulumi` environments install the Pulumi CLI with it (no `command:`: install only).
+PULUMI_ACTIONS = Pin("pulumi/actions", "8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0")
+
+PINS: dict[str, Pin] = {
+    pin.action: pin for pin in (CHECKOUT, SETUP_PYTHON, CACHE, LOGIN, SETUP_BUILDX, BUILD_PUSH, PULUMI_ACTIONS)
+}
 
 
 def check_pins() -> None:

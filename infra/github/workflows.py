@@ -37,6 +37,7 @@ run; ``deploy-<repo>`` its repo's; the checkout token goes to the jobs that chec
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 
@@ -62,12 +63,12 @@ from infra.github.layout import (
     layout_of,
     ref_key,
 )
-from infra.github.pins import CHECKOUT, check_pins
+from infra.github.pins import CHECKOUT, PULUMI_ACTIONS, check_pins
 from infra.github.repofiles import generate_repo_files
 from infra.workspace.env import declared_layers
 from infra.workspace.graph import edges_of, stages
 from infra.workspace.located import LoadedWorkspace
-from infra.workspace.model import SecretRef, Workspace
+from infra.workspace.model import Environment, SecretRef, Workspace
 
 DEPLOYMENT_WORKFLOW = ".github/workflows/coordinated-deployment.yml"
 PR_WORKFLOW = ".github/workflows/workspace-pr.yml"
@@ -78,6 +79,19 @@ MAX_DISPATCH_INPUTS = 25
 SERVER_SECRETS = ("DATABASE_URL", "REDIS_URL")
 # ... and, when an environment is provisioned by Pulumi, the Pulumi backend's credentials.
 PULUMI_SECRETS = ("PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE")
+PULUMI_CLOUD = "https://api.pulumi.com"
+# The Pulumi CLI the jobs install: the version of the pulumi SDK in requirements.lock (a test keeps them equal).
+PULUMI_VERSION = "3.272.0"
+# Backend URLs and Docker hosts written into generated scripts (workspace.yaml's pattern, checked again here).
+SAFE_URL = re.compile(r"^([a-z0-9]+://[A-Za-z0-9._~/?=&%+:@-]+)?$")
+# The credentials a self-managed Pulumi backend reads from the environment, per URL scheme.
+BACKEND_SECRETS = {
+    "s3": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    "azblob": ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY"),
+    "gs": ("GOOGLE_CREDENTIALS",),
+}
+# The private key that reaches an ssh:// Docker host (its public host keys are the DOCKER_SSH_KNOWN_HOSTS variable).
+DOCKER_SSH_KEY_SECRET = "DOCKER_SSH_KEY"
 PATHS_OF_THE_WORKSPACE = (
     "workspace.yaml",
     "workspace.schema.json",
@@ -172,10 +186,31 @@ def repo_secrets(workspace: Workspace, repo: str) -> list[str]:
 
 
 def base_secrets(workspace: Workspace) -> list[str]:
+    """The server secrets, and the credentials of every Pulumi backend an environment names: Pulumi Cloud's token
+    (the default backend), the cloud storage keys of a self-managed one, and the passphrase of its secrets."""
     names = list(SERVER_SECRETS)
-    if any(env.runtime == "pulumi" for env in workspace.environments.values()):
-        names += PULUMI_SECRETS
+    pulumi = [env for env in workspace.environments.values() if env.runtime == "pulumi"]
+    if not pulumi:
+        return names
+    schemes = {backend_of(env).split("://", 1)[0] for env in pulumi}
+    if "https" in schemes:
+        names.append("PULUMI_ACCESS_TOKEN")
+    names.append("PULUMI_CONFIG_PASSPHRASE")
+    for scheme in ("s3", "azblob", "gs"):
+        if scheme in schemes:
+            names += BACKEND_SECRETS[scheme]
     return names
+
+
+def backend_of(environment: Environment) -> str:
+    """The Pulumi backend URL of a ``runtime: pulumi`` environment (Pulumi Cloud unless workspace.yaml names one)."""
+    settings = environment.pulumi
+    return settings.backend if settings is not None and settings.backend else PULUMI_CLOUD
+
+
+def docker_host_of(environment: Environment) -> str:
+    settings = environment.pulumi
+    return settings.docker_host if settings is not None and settings.docker_host else ""
 
 
 def union_of_secrets(workspace: Workspace, repos: Iterable[str]) -> list[str]:
@@ -212,6 +247,75 @@ def secrets_env(names: Iterable[str]) -> CommentedMap:
 # --- job building blocks -------------------------------------------------------------------------------
 
 
+def pulumi_steps(workspace: Workspace, layout: Layout) -> list[CommentedMap]:
+    """When the dispatched environment is a ``runtime: pulumi`` one: the Pulumi CLI (pinned action), the ``.venv``
+    that Pulumi.yaml names (from the hash-pinned lock), a login to the environment's backend, its Docker host
+    (``DOCKER_HOST``; for ``ssh://`` the key secret and the known host keys) and its stack selected."""
+    environments = [name for name, env in workspace.environments.items() if env.runtime == "pulumi"]
+    if not environments:
+        return []
+    condition = " || ".join(f"inputs.environment == '{safe_name(name, 'environment')}'" for name in environments)
+    cases = []
+    for name in environments:
+        env = workspace.environments[name]
+        backend, docker_host = backend_of(env), docker_host_of(env)
+        for value in (backend, docker_host):
+            if not SAFE_URL.fullmatch(value):
+                raise UsageError(f"cannot generate GitHub automation: environments.{name}.pulumi: {value!r} is unsafe")
+        stack = safe_name(workspace.stack_of(name), "stack")
+        cases.append(f"  {name}) backend='{backend}'; docker_host='{docker_host}'; stack='{stack}' ;;")
+    folder = layout.folder or "."
+    lines = [
+        'case "$ENVIRONMENT" in',
+        *cases,
+        '  *) echo "::error::$ENVIRONMENT is not a Pulumi environment" >&2; exit 2 ;;',
+        "esac",
+        'echo "PULUMI_BACKEND_URL=$backend" >> "$GITHUB_ENV"',
+        'pulumi login "$backend"',
+        'if [ -n "$docker_host" ]; then',
+        '  echo "DOCKER_HOST=$docker_host" >> "$GITHUB_ENV"',
+        '  case "$docker_host" in',
+        "    ssh://*)",
+        '      host="${docker_host#ssh://*@}"',
+        '      host="${host%%:*}"',
+        '      install -m 700 -d "$HOME/.ssh"',
+        '      (umask 077 && printf \'%s\\n\' "$DOCKER_SSH_KEY" > "$HOME/.ssh/ws_docker_host")',
+        '      printf \'%s\\n\' "$DOCKER_SSH_KNOWN_HOSTS" >> "$HOME/.ssh/known_hosts"',
+        '      printf \'Host %s\\n  IdentityFile ~/.ssh/ws_docker_host\\n  IdentitiesOnly yes\\n\' "$host" >> "$HOME/.ssh/config"',
+        "      ;;",
+        "  esac",
+        "fi",
+        f'pulumi stack select --create "$stack" --cwd "$GITHUB_WORKSPACE/{folder}"',
+    ]
+    login_env = {"ENVIRONMENT": expression("inputs.environment")}
+    if any(docker_host_of(workspace.environments[name]).startswith("ssh://") for name in environments):
+        login_env["DOCKER_SSH_KEY"] = expression(f"secrets.{DOCKER_SSH_KEY_SECRET}")
+        login_env["DOCKER_SSH_KNOWN_HOSTS"] = expression("vars.DOCKER_SSH_KNOWN_HOSTS")
+    install = uses_step("Install the Pulumi CLI", PULUMI_ACTIONS, {"pulumi-version": PULUMI_VERSION})
+    install["if"] = expression(condition)
+    install.move_to_end("uses")
+    install.move_to_end("with")
+    return [
+        install,
+        run_step(
+            "Create the .venv that Pulumi.yaml names, from the hash-pinned lock",
+            [
+                "python -m venv .venv",
+                ".venv/bin/python -m pip install --quiet --require-hashes -r requirements.lock",
+                ".venv/bin/python -m pip install --quiet --no-deps .",
+            ],
+            condition=expression(condition),
+            working_directory=layout.folder,
+        ),
+        run_step(
+            "Log in to the environment's Pulumi backend, name its Docker host, select its stack",
+            lines,
+            env=login_env,
+            condition=expression(condition),
+        ),
+    ]
+
+
 def setup_step(layout: Layout, secret_names: Iterable[str]) -> CommentedMap:
     names = " ".join(secret_names)
     with_ = mapping(("mask-variables", names or None), ("working-directory", layout.folder))
@@ -231,10 +335,12 @@ def job(
     layout: Layout | None = None,
     refs: Mapping[str, str] | None = None,
     checkouts: list[CommentedMap] | None = None,
+    pulumi: list[CommentedMap] | None = None,
 ) -> CommentedMap:
     """A job: checkouts (this repository; with ``refs`` every repo too), ``ws`` set up with the job's secrets
     masked, then ``steps``. ``environment``: True for the dispatch input's environment, or a fixed name."""
     layout = layout or Layout()
+    pulumi = pulumi or []
     result = mapping(("name", name))
     if needs:
         result["needs"] = CommentedSeq(needs)
@@ -251,7 +357,7 @@ def job(
     if secrets:
         result["env"] = secrets_env(secrets)
     before = checkouts if checkouts is not None else checkout_steps(layout, refs)
-    result["steps"] = CommentedSeq([*before, setup_step(layout, secrets), *steps])
+    result["steps"] = CommentedSeq([*before, setup_step(layout, secrets), *pulumi, *steps])
     return result
 
 
@@ -463,6 +569,7 @@ def plan_job(workspace: Workspace, layout: Layout) -> CommentedMap:
         outputs=outputs,
         layout=layout,
         checkouts=checkouts,
+        pulumi=pulumi_steps(workspace, layout),
     )
 
 
@@ -490,6 +597,7 @@ def deploy_job(workspace: Workspace, layout: Layout, repo: str, depends_on: Iter
         ],
         layout=layout,
         refs=planned_refs(layout),
+        pulumi=pulumi_steps(workspace, layout),
     )
 
 
@@ -520,6 +628,7 @@ def deployment_workflow(workspace: Workspace) -> CommentedMap:
             steps=list(steps),
             layout=layout,
             refs=refs if checkouts else None,
+            pulumi=pulumi_steps(workspace, layout),
         )
 
     jobs["plan"] = plan_job(workspace, layout)

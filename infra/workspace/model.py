@@ -100,6 +100,29 @@ class Kubernetes(Strict):
     )
 
 
+# A Pulumi backend URL and a Docker engine address: written into generated workflows, so no shell characters.
+PulumiBackend = Annotated[
+    str, StringConstraints(pattern=r"^(https://[A-Za-z0-9.-]+|(s3|azblob|gs)://[A-Za-z0-9._~/?=&%+:-]+)$")
+]
+DockerHost = Annotated[
+    str, StringConstraints(pattern=r"^(ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.-]+(:[0-9]+)?|tcp://[A-Za-z0-9.-]+:[0-9]+)$")
+]
+
+
+class PulumiSettings(Strict):
+    """Where a `runtime: pulumi` environment keeps its state and runs its containers (docs/github-actions.md)."""
+
+    backend: PulumiBackend | None = Field(
+        default=None,
+        description="Pulumi backend: Pulumi Cloud (https://api.pulumi.com, the default) or a self-managed "
+        "s3://, azblob:// or gs:// URL (with PULUMI_CONFIG_PASSPHRASE).",
+    )
+    docker_host: DockerHost | None = Field(
+        default=None,
+        description="The remote Docker engine the containers run on (DOCKER_HOST), e.g. ssh://deploy@host.",
+    )
+
+
 class Environment(Strict):
     runtime: Literal["local", "pulumi"] = Field(
         description="local: subprocesses on this machine; pulumi: containers provisioned by the Pulumi program."
@@ -109,6 +132,7 @@ class Environment(Strict):
         description="runtime pulumi: containers on one Docker host, or a Kubernetes cluster (pulumi-kubernetes).",
     )
     kubernetes: Kubernetes | None = Field(default=None, description="Cluster settings (target: kubernetes).")
+    pulumi: PulumiSettings | None = Field(default=None, description="Backend and Docker host (runtime: pulumi).")
     stack: str | None = Field(default=None, description="Pulumi stack name (default: the environment name).")
     protected: bool = Field(default=False, description="Deploys wait for a GitHub environment approval.")
     description: str = ""
@@ -120,6 +144,8 @@ class Environment(Strict):
             raise ValueError("`target: kubernetes` needs `runtime: pulumi`")
         if self.kubernetes is not None and self.target != "kubernetes":
             raise ValueError("a `kubernetes:` block needs `target: kubernetes`")
+        if self.pulumi is not None and self.runtime != "pulumi":
+            raise ValueError("a `pulumi:` block needs `runtime: pulumi`")
         return self
 
 

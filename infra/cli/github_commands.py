@@ -24,7 +24,7 @@ from infra.cli._common import (
     step_summary,
     table,
 )
-from infra.deploy import dora
+from infra.deploy import dora, durations
 from infra.errors import CheckFailed, UsageError
 from infra.github import branches, prs, repofiles
 from infra.github.client import client, optional_client
@@ -282,14 +282,17 @@ def metrics_command(
     """The five DORA figures per environment from the deploy ledger, plus schema alignment and migration completion.
 
     Deployment frequency, change lead time, change fail rate, failed deployment recovery time and deployment
-    rework rate; a figure without data says why instead of showing a number.
+    rework rate; a figure without data says why instead of showing a number. Then each environment's deploy time
+    (median, p90, last) against the 5-minute target, for the whole deployment and per part (each deploy stage).
     """
     loaded = ctx.loaded
     if environment is not None:
         check_environment(loaded, environment)
     result = metrics.report(loaded, database_url, environment=environment, days=days)
+    names = [env.environment for env in result.environments]
+    times = durations.report(loaded, database_url, names, result.since, result.until)
     if as_json or fmt == "json":
-        print_json(result.as_dict())
+        print_json({**result.as_dict(), "deploy_time": [t.as_dict() for t in times]})
         return
     if fmt == "prometheus":
         click.echo(metrics.prometheus(result), nl=False)
@@ -309,7 +312,37 @@ def metrics_command(
     for extra in result.extra:
         value = f"{extra.value * 100:.1f}%" if extra.value is not None else "n/a"
         console.print(f"{extra.name.replace('_', ' ')}: {value} ({escape(extra.detail)})")
-    step_summary(f"## DORA figures (last {days} days)\n\n{markdown_table(columns, rows)}")
+    time_rows = _deploy_time_rows(times)
+    time_columns = ["environment", "part", "deployments", "median", "p90", "last", "within target"]
+    target = durations.format_seconds(durations.TARGET_SECONDS)
+    console.print(table(f"deploy time against the {target} target, last {days} days", time_columns, time_rows))
+    step_summary(
+        f"## DORA figures (last {days} days)\n\n{markdown_table(columns, rows)}\n\n"
+        f"## Deploy time (target {target})\n\n{markdown_table(time_columns, time_rows)}"
+    )
+
+
+def _deploy_time_rows(times: Sequence[durations.EnvironmentDurations]) -> list[tuple[str, ...]]:
+    """Per environment: the whole deployment, then each part, as median, p90 and last against the target."""
+    rows: list[tuple[str, ...]] = []
+    for env in times:
+        if env.total.count == 0:
+            rows.append((env.environment, "whole deployment", "0", "-", "-", "-", escape(env.reason)))
+            continue
+        for part, figures in [("whole deployment", env.total), *env.parts.items()]:
+            verdict = "p90 within" if figures.meets_target else "p90 over"
+            rows.append(
+                (
+                    env.environment,
+                    part,
+                    str(figures.count),
+                    durations.format_seconds(figures.median),
+                    durations.format_seconds(figures.p90),
+                    durations.format_seconds(figures.last),
+                    f"{figures.within_target}/{figures.count}; {verdict}",
+                )
+            )
+    return rows
 
 
 @click.command("propagate")

@@ -154,7 +154,7 @@ def test_without_the_binary_ws_up_says_so(tmp_path: Path, monkeypatch: pytest.Mo
 
 @pytest.mark.slow
 def test_ws_up_starts_the_local_pushgateway_and_ws_down_stops_it(make_example: Callable[[float], ExampleEnv]) -> None:
-    example: ExampleEnv = make_example(2.0)
+    example: ExampleEnv = make_example(10.0)  # a start period long enough on a busy machine
     port = free_port()
     text = example.workspace.read_text()
     example.workspace.write_text(

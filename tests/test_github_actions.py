@@ -741,3 +741,30 @@ def test_pulumi_jobs_install_the_cli_log_in_and_reach_the_docker_host(golden_fil
 def test_the_pulumi_cli_is_the_version_of_the_locked_sdk() -> None:
     locked = re.search(r"^pulumi==(\S+)", (ROOT / "requirements.lock").read_text(), re.MULTILINE)
     assert locked is not None and locked.group(1) == workflows.PULUMI_VERSION
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (
+            "  local:\n    runtime: local\n    pulumi: {backend: 's3://state'}\n",
+            "a `pulumi:` block needs `runtime: pulumi`",
+        ),
+        (
+            "  prod:\n    runtime: pulumi\n    pulumi: {backend: \"s3://x'$(id)'\"}\n",
+            "environments.prod.pulumi.backend",
+        ),
+        (
+            "  prod:\n    runtime: pulumi\n    pulumi: {docker_host: 'ssh://root@h;id'}\n",
+            "environments.prod.pulumi.docker_host",
+        ),
+    ],
+)
+def test_pulumi_settings_are_checked_where_they_are_written(tmp_path: Path, block: str, message: str) -> None:
+    (tmp_path / "workspace.yaml").write_text(
+        f"version: 1\nname: tiny\ngithub: {{owner: tiny-org}}\nenvironments:\n{block}"
+        "database: {name: tiny}\nrepos:\n  only:\n    github: tiny-org/only\n    role: primary\n"
+    )
+    result = run_ws("-w", str(tmp_path / "workspace.yaml"), "check", in_process=True)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "workspace.yaml:" in result.stderr and "Traceback" not in result.stderr

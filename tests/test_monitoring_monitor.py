@@ -46,7 +46,7 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 
 @pytest.fixture
 def example(make_example: Callable[[float], ExampleEnv]) -> ExampleEnv:
-    return make_example(6.0)
+    return make_example(10.0)  # a start period long enough on a busy machine
 
 
 def metrics_when(url: str, condition: Callable[[str], bool]) -> Callable[[], str | None]:

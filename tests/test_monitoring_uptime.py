@@ -200,3 +200,31 @@ def test_recording_rounds_concurrently_creates_the_table_once(fresh_database: st
     assert len(set(ids)) == 8
     with psycopg.connect(fresh_database) as conn:
         assert conn.execute("SELECT count(*) FROM ws.health_probes").fetchone() == (8 * 4,)
+
+
+def test_the_database_counts_the_same_seconds_as_the_report(fresh_database: str) -> None:
+    """`ws monitor` refreshes its uptime series with probes.tallies (counted in SQL); `ws uptime` with
+    uptime.compute. Both follow one rule: the same up and down seconds for every component and the integration,
+    with outages, gaps, unchecked components, rounds before the window and two recorders of different cadence."""
+    record_minutes(fresh_database, range(0, 50), down=range(12, 17))
+    record_minutes(fresh_database, range(70, 90), unchecked=("service:saas-spec-driven-development",))
+    with probes.connect(fresh_database) as conn:
+        for minute in (3, 8, 52, 58, 95):  # a scheduled recorder every few minutes, one of them seeing an outage
+            probes.record(
+                conn,
+                "prod",
+                components(("service:app-agents",) if minute == 52 else ()),
+                interval_s=300,
+                source="test",
+                probed_at=START + timedelta(minutes=minute, seconds=30),
+                retention=None,
+            )
+        for since_minute, until_minute in ((0, 100), (10, 60), (15, 16), (-30, 200), (49, 75)):
+            since, until = START + timedelta(minutes=since_minute), START + timedelta(minutes=until_minute)
+            report = uptime.compute("prod", probes.rounds(conn, "prod", since, until), since, until)
+            counted = probes.tallies(conn, "prod", since, until, uptime.GRACE, "integration")
+            expected = {t.name: (t.up_s, t.down_s) for t in [report.integration, *report.components]}
+            assert set(counted) == set(expected)
+            for name, (up, down) in expected.items():
+                assert counted[name] == (pytest.approx(up, abs=1e-6), pytest.approx(down, abs=1e-6)), (
+                    since_minute, until_minute, name)  # fmt: skip

@@ -52,7 +52,8 @@ from infra.deploy.runtimes import runtime_for
 from infra.deploy.schema_gate import SchemaResult
 from infra.errors import CheckFailed, UsageError
 from infra.monitoring import ledger_view, probes
-from infra.monitoring.uptime import TARGET, UptimeReport, compute
+from infra.monitoring.slo import GRACE, TARGET
+from infra.monitoring.uptime import INTEGRATION, Tally
 from infra.workspace.graph import edges_of
 from infra.workspace.located import LoadedWorkspace
 
@@ -80,7 +81,7 @@ class Figures:
     migration: float | None = None
     dora: dora.EnvironmentFigures | None = None
     last_deployment: ledger_view.DeploymentView | None = None
-    uptime: dict[str, UptimeReport] = field(default_factory=dict)
+    uptime: dict[str, list[Tally]] = field(default_factory=dict)  # window -> integration and components
     schema_results: list[SchemaResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -215,20 +216,21 @@ class Monitor:
             self.progress(f"probes not recorded yet ({len(self._pending)} rounds kept): {exc}")
 
     def _refresh_uptime(self, url: str) -> None:
+        """Each window's up and down seconds, counted in the database (probes.tallies), as uptime tallies."""
         try:
             with probes.connect(url) as conn:
                 row = conn.execute("SELECT clock_timestamp() AS now").fetchone()
                 assert row is not None
                 now: datetime = row["now"]
-                longest = max(WINDOWS.values())
-                rounds = probes.rounds(conn, self.environment, now - longest, now)
-            reports = {}
-            for name, span in WINDOWS.items():
-                since = now - span
-                first = next((i for i, r in enumerate(rounds) if r.probed_at >= since), len(rounds))
-                reports[name] = compute(self.environment, rounds[max(0, first - 1) :], since, now, self.target)
+                windows = {}
+                for name, span in WINDOWS.items():
+                    counted = probes.tallies(conn, self.environment, now - span, now, GRACE, INTEGRATION)
+                    window_s = span.total_seconds()
+                    windows[name] = [
+                        Tally(component, window_s, self.target, up, down) for component, (up, down) in counted.items()
+                    ]
             with self._lock:
-                self.figures.uptime = reports
+                self.figures.uptime = windows
         except Exception as exc:
             self.progress(f"uptime not refreshed: {exc}")
 
@@ -352,14 +354,14 @@ class _StateCollector(Collector):
             "Share of the window's error budget (1 - target) not yet spent by down time.",
             labels=["environment", "component", "window"],
         )
-        for window, result in found.uptime.items():
-            for tally in [result.integration, *result.components]:
+        for window, counted in found.uptime.items():
+            for tally in counted:
                 if tally.uptime is not None:
                     ratio.add_metric([env, tally.name, window], tally.uptime)
                 budget.add_metric([env, tally.name, window], tally.budget_remaining)
-            window_s = result.window_s
-            known = result.integration.up_s + result.integration.down_s
-            coverage.add_metric([env, window], known / window_s if window_s else 0.0)
+                if tally.name == INTEGRATION:
+                    known = tally.up_s + tally.down_s
+                    coverage.add_metric([env, window], known / tally.window_s if tally.window_s else 0.0)
         yield ratio
         yield coverage
         yield budget

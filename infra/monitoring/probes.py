@@ -172,6 +172,53 @@ def rounds(conn: psycopg.Connection[Any], environment: str, since: datetime, unt
     return result
 
 
+TALLY = """
+WITH samples AS (
+    SELECT round_id, component, ok, probed_at, interval_s
+    FROM {t}
+    WHERE environment = %(env)s AND probed_at <= %(until)s AND probed_at >= %(since)s - interval '7 days'
+), components AS (
+    SELECT component, ok, probed_at, interval_s,
+           lead(probed_at) OVER (PARTITION BY component ORDER BY probed_at, round_id) AS next_at
+    FROM samples
+), integration AS (
+    SELECT at, interval_s, up, lead(at) OVER (ORDER BY at, round_id) AS next_at
+    FROM (
+        SELECT round_id, min(probed_at) AS at, max(interval_s) AS interval_s, bool_and(ok IS NOT FALSE) AS up
+        FROM samples GROUP BY round_id
+    ) rounds
+), spans AS (
+    SELECT component AS name, ok,
+           least(coalesce(next_at, 'infinity'), probed_at + make_interval(secs => %(grace)s * interval_s),
+                 %(until)s) - greatest(probed_at, %(since)s) AS span
+    FROM components
+    UNION ALL
+    SELECT %(integration)s, up,
+           least(coalesce(next_at, 'infinity'), at + make_interval(secs => %(grace)s * interval_s), %(until)s)
+           - greatest(at, %(since)s)
+    FROM integration
+)
+SELECT name,
+       coalesce(sum(greatest(extract(epoch FROM span), 0)) FILTER (WHERE ok), 0)::float8 AS up_s,
+       coalesce(sum(greatest(extract(epoch FROM span), 0)) FILTER (WHERE NOT ok), 0)::float8 AS down_s
+FROM spans GROUP BY name ORDER BY name
+"""
+
+
+def tallies(
+    conn: psycopg.Connection[Any], environment: str, since: datetime, until: datetime, grace: float, integration: str
+) -> dict[str, tuple[float, float]]:
+    """(up, down) seconds of every component and of the integration (named ``integration``) in [since, until],
+    counted in the database by the rules of :mod:`infra.monitoring.uptime` (which also finds incidents and gaps):
+    the monitor refreshes its uptime series this way without reading every row of a 30-day window."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(
+            sql.SQL(TALLY).format(t=_table()),
+            {"env": environment, "since": since, "until": until, "grace": grace, "integration": integration},
+        )
+        return {str(r["name"]): (float(r["up_s"]), float(r["down_s"])) for r in cursor.fetchall()}
+
+
 def latest(conn: psycopg.Connection[Any], environment: str) -> Round | None:
     """The environment's last recorded round."""
     row = _one(

@@ -9,6 +9,7 @@ from ruamel.yaml import YAML
 
 from infra.generate import generated_files, stale_files
 from infra.github.actions import generate_actions
+from infra.github.workflows import PULUMI_CLOUD
 from infra.monitoring.workflow import WORKFLOW, generate_workflow
 from infra.workspace.loader import load_workspace
 from tests.helpers import EXAMPLES, ROOT
@@ -28,9 +29,8 @@ def test_every_non_local_environment_is_probed_every_five_minutes_one_run_at_a_t
     assert document["permissions"] == {}
     probe = document["jobs"]["probe"]
     assert probe["strategy"]["matrix"]["include"] == [
-        {"environment": "dev", "github_environment": "dev", "runtime": "pulumi"},
-        {"environment": "staging", "github_environment": "staging-monitoring", "runtime": "pulumi"},
-        {"environment": "prod", "github_environment": "prod-monitoring", "runtime": "pulumi"},
+        {"environment": name, "github_environment": github, "runtime": "pulumi", "pulumi_backend": PULUMI_CLOUD}
+        for name, github in (("dev", "dev"), ("staging", "staging-monitoring"), ("prod", "prod-monitoring"))
     ]
     # the repos live beside this repository: checked out there at their default branch, as the deployment does
     assert document["env"] == {"WS_WORKSPACE": "workspace/workspace.yaml"}
@@ -47,8 +47,8 @@ def test_every_non_local_environment_is_probed_every_five_minutes_one_run_at_a_t
     assert probe["environment"] == {"name": "${{ matrix.github_environment }}"}
     assert probe["permissions"] == {"contents": "read"} and probe["timeout-minutes"] == 10
     run = probe["steps"][-1]
-    assert run["run"] == 'ws health --env "$ENVIRONMENT" --record --interval 5m\n'
-    assert run["env"] == {"ENVIRONMENT": "${{ matrix.environment }}"}
+    assert run["run"].endswith('ws health --env "$ENVIRONMENT" --record --interval 5m\n')
+    assert run["env"] == {"ENVIRONMENT": "${{ matrix.environment }}", "PULUMI_BACKEND": "${{ matrix.pulumi_backend }}"}
 
 
 def test_repos_inside_the_workspace_need_no_checkout_of_their_own() -> None:

@@ -22,7 +22,7 @@ from infra.errors import UsageError
 from infra.github.actions import expression, mapping, run_step, safe_name, yaml_text
 from infra.github.layout import SAFE_REF, layout_of
 from infra.github.pins import check_pins
-from infra.github.workflows import base_secrets, job, workflow_document
+from infra.github.workflows import SAFE_URL, backend_of, base_secrets, job, workflow_document
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
 
@@ -51,6 +51,17 @@ def default_branches(workspace: Workspace, repos: list[str]) -> dict[str, str]:
             raise UsageError(f"cannot generate {WORKFLOW}: repos.{repo}.default_branch {branch!r} is not a safe ref")
         refs[repo] = branch
     return refs
+
+
+def pulumi_backend(workspace: Workspace, environment: str) -> str | None:
+    """The Pulumi backend the environment's stack lives in (None for environments Pulumi does not provision)."""
+    env = workspace.environments[environment]
+    if env.runtime != "pulumi":
+        return None
+    backend = backend_of(env)
+    if not SAFE_URL.fullmatch(backend):
+        raise UsageError(f"cannot generate {WORKFLOW}: environments.{environment}.pulumi backend {backend!r} is unsafe")
+    return backend
 
 
 def pulumi_cli_step() -> CommentedMap:
@@ -83,8 +94,14 @@ def health_probe_workflow(workspace: Workspace) -> CommentedMap | None:
             pulumi_cli_step(),
             run_step(
                 "Probe every component and record the round",
-                [f'ws health --env "$ENVIRONMENT" --record --interval {INTERVAL}'],
-                env={"ENVIRONMENT": expression("matrix.environment")},
+                [
+                    'if [ -n "$PULUMI_BACKEND" ]; then export PULUMI_BACKEND_URL="$PULUMI_BACKEND"; fi',
+                    f'ws health --env "$ENVIRONMENT" --record --interval {INTERVAL}',
+                ],
+                env={
+                    "ENVIRONMENT": expression("matrix.environment"),
+                    "PULUMI_BACKEND": expression("matrix.pulumi_backend"),
+                },
             ),
         ],
     )
@@ -93,6 +110,7 @@ def health_probe_workflow(workspace: Workspace) -> CommentedMap | None:
             ("environment", env),
             ("github_environment", gh),
             ("runtime", safe_name(workspace.environments[env].runtime, "runtime")),
+            ("pulumi_backend", pulumi_backend(workspace, env)),
         )
         for env, gh in targets
     )

@@ -16,7 +16,7 @@ infrastructure's start with ``network``, ``postgres`` or ``redis``; a repo's wit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,7 @@ CLUSTER_NAME = "postgres-db"  # the CloudNativePG Cluster; its primary is reache
 # roles from the roles Job, as on Docker
 CNPG_OWNER = "app"
 DNS_PORT = 53
+SecretLookup = Callable[[str], pulumi.Output[str]]  # a secret's name -> its value, as a secret Output
 
 
 @dataclass
@@ -126,7 +127,7 @@ def job_resources() -> core.ResourceRequirementsArgs:
 
 
 def env_objects(
-    objects: Objects, repo: str, env: Mapping[str, Value], secrets: Any
+    objects: Objects, repo: str, env: Mapping[str, Value], secrets: SecretLookup
 ) -> tuple[core.ConfigMap, core.Secret]:
     """The repo's resolved env: plain values in a ConfigMap, values with a secret part in a Secret."""
     plain: dict[str, str] = {}
@@ -531,7 +532,7 @@ class DataServices:
     ready: list[pulumi.Resource]  # what every migration Job and Deployment waits for
 
 
-def database(objects: Objects, settings: StackSettings, secrets: Any, clients: Sequence[str]) -> DataServices:
+def database(objects: Objects, settings: StackSettings, secrets: SecretLookup, clients: Sequence[str]) -> DataServices:
     """PostgreSQL (CloudNativePG Cluster, optional Pooler; or external) reached as `postgres`, plus the roles Job."""
     ws = objects.ws
     db = ws.database
@@ -653,8 +654,8 @@ def database(objects: Objects, settings: StackSettings, secrets: Any, clients: S
                 selector={"cnpg.io/poolerName": DATABASE_HOST},
             )
     else:
+        assert db.host is not None and db.admin_url is not None  # the model requires both for `external`
         superuser = secrets(db.admin_url)
-        assert db.host is not None
         core.Service(
             "postgres-service",
             metadata=objects.metadata(DATABASE_HOST, "postgres", "database"),
@@ -738,7 +739,7 @@ def database(objects: Objects, settings: StackSettings, secrets: Any, clients: S
     return DataServices(superuser, cache_password, role_passwords, roles_job, [*ready, roles_job])
 
 
-def redis(objects: Objects, settings: StackSettings, secrets: Any) -> pulumi.Output[str]:
+def redis(objects: Objects, settings: StackSettings, secrets: SecretLookup) -> pulumi.Output[str]:
     """Redis reached as `redis`: a StatefulSet with a password Secret and a volume claim, or external."""
     ws = objects.ws
     if ws.cache.provider == "external":
@@ -834,12 +835,13 @@ def redis(objects: Objects, settings: StackSettings, secrets: Any) -> pulumi.Out
 
 
 def build_kubernetes(
-    loaded: LoadedWorkspace, environment: str, settings: StackSettings, secret_lookup: Any
+    loaded: LoadedWorkspace, environment: str, settings: StackSettings, secret_lookup: SecretLookup
 ) -> KubernetesStack:
     """Declare every object of a `target: kubernetes` environment and export the stack outputs.
 
-    ``secret_lookup`` turns a secret's name into a secret Output (:class:`infra.stack.program.Secrets`); it is
-    called with the generated passwords added once they exist.
+    ``secret_lookup`` turns the name of a secret held outside workspace.yaml into a secret Output (the stack's
+    secret config, :class:`infra.stack.program.Secrets`); the passwords this program generates (the repos' roles,
+    Redis) are looked up first.
     """
     ws = loaded.model
     settings_k8s = ws.environments[environment].kubernetes

@@ -21,14 +21,17 @@ What it supports (the subset the generators emit; anything else is refused with 
   ``GITHUB_STEP_SUMMARY`` files (``name=value`` and ``name<<DELIMITER`` forms); outputs become
   ``steps.<id>.outputs``, env and path entries apply to the later steps of the job, summaries are collected
   per job. ``::add-mask::VALUE`` lines mask VALUE in every log from then on, as do the secrets given.
-* **Local actions** (``uses: ./actions/x``) are expanded from ``x/action.yml`` (``runs.using: composite``):
+* **Local actions** (``uses: ./actions/x``, found under ``GITHUB_WORKSPACE`` as on GitHub) are expanded from
+  ``x/action.yml`` (``runs.using: composite``):
   ``with:`` is checked against the declared inputs (unknown or missing required inputs are errors), defaults
   apply, and the action's steps run with their own ``inputs`` and ``steps`` contexts. The ``env:`` of the step
   that uses the action reaches the action's steps (their own ``env:`` wins), as GitHub's runner does it.
 * **Third-party actions** must be pinned to a full commit SHA; the pinned ones the generators use have local
   equivalents instead of being downloaded:
 
-  - ``actions/checkout``: the working copy is the checkout; nothing is fetched and no credentials are written.
+  - ``actions/checkout``: of the workflow's own repository, the working copy is the checkout (at ``path:`` when
+    the runner's ``workdir`` holds it there); of another (``repository:``), a clone from the runner's ``remote``
+    template (e.g. bare repositories in tests) into ``path:`` at ``ref:``. No credentials are written.
   - ``actions/setup-python``: the Python running this runner (with ws installed in it) stands for the one
     setup-python installs: its folder goes first on PATH, and ``python-version`` is its version. The pip
     download cache it would restore is not used.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,9 +18,11 @@ from psycopg import sql
 
 from infra.deploy.health import probe, wait_healthy
 from infra.deploy.local import LocalRuntime, group_alive
+from infra.deploy.processes import identity_of
 from infra.deploy.servers import free_port, pid_alive
 from infra.workspace.loader import load_workspace
 from infra.workspace.model import Health
+from tests.helpers import run_ws
 from tests.test_deploy_pipeline import REPOS, write_example_workspace
 
 PRIMARY = REPOS[0]
@@ -130,7 +135,8 @@ def test_services_and_repo_commands_get_their_env_and_no_other_secret(
                 env = environ_of(pid)
                 assert {"GITHUB_TOKEN", "PULUMI_ACCESS_TOKEN", "SOME_OTHER_VARIABLE"}.isdisjoint(env), (repo, env)
                 assert env["LC_ALL"] == "C.UTF-8" and env["HOME"] and env["PATH"]
-                assert env["DATABASE_URL"].endswith(f"/{name}?schema={loaded.model.repos[repo].schema_.namespace}")
+                namespace = {PRIMARY: "ecosystem", spec: "specs"}[repo]
+                assert env["DATABASE_URL"].endswith(f"/{name}?schema={namespace}")
                 assert ("SPEC_API_KEY" in env) == (repo == spec), (repo, sorted(env))
             command = runtime.command_env(repo, infra)
             assert {"GITHUB_TOKEN", "PULUMI_ACCESS_TOKEN", "SOME_OTHER_VARIABLE"}.isdisjoint(command)
@@ -141,3 +147,46 @@ def test_services_and_repo_commands_get_their_env_and_no_other_secret(
         finally:
             with psycopg.connect(postgres_url, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_down_signals_only_the_processes_ws_started(tmp_path: Path) -> None:
+    """Issue 14 item 6: state left from before a reboot (or a crash) names pids that other processes hold now;
+    `ws down` checks each recorded pid's boot, start time and command before signalling it, and reports and
+    forgets the ones that are not what it started instead of killing them."""
+    path = write_example_workspace(tmp_path, "ws_down_stale", {repo: free_port() for repo in REPOS})
+    bystanders = [
+        subprocess.Popen(["sleep", "300"], start_new_session=True, stdin=subprocess.DEVNULL) for _ in range(3)
+    ]
+    try:
+        now = identity_of(bystanders[0].pid)
+        assert now is not None
+        stale = {"boot_id": now.boot_id, "start_ticks": now.start_ticks - 1, "command": f"{sys.executable} -S x"}
+        state = tmp_path / ".ws" / "local" / "state"
+        state.mkdir(parents=True)
+        services = {
+            # recorded with an identity: same boot, another start time and command
+            PRIMARY: {"pgid": bystanders[0].pid, "version": "v1", "identity": stale},
+            # recorded by an older ws, without identity: its command is not a ws supervisor
+            REPOS[1]: {"pgid": bystanders[1].pid, "version": "v1"},
+        }
+        (state / "services.json").write_text(json.dumps(services))
+        before_reboot = {**stale, "boot_id": "another-boot", "command": "postgres -D data"}
+        record = {"kind": "postgres", "url": "postgresql://x@127.0.0.1:1/postgres", "port": 1, "data_dir": "/nowhere"}
+        (state / "servers.json").write_text(
+            json.dumps({"postgres": {**record, "pid": bystanders[2].pid, "identity": before_reboot}})
+        )
+        done = run_ws("-w", str(path), "down", "--json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        assert out["stopped"] == []
+        skipped = "\n".join(out["skipped"])
+        assert all(b.poll() is None for b in bystanders), skipped  # nobody was signalled
+        assert f"service {PRIMARY}: pid {bystanders[0].pid} is now another process (sleep 300)" in skipped
+        assert f"service {REPOS[1]}: pid {bystanders[1].pid} is now another process (sleep 300)" in skipped
+        assert f"embedded postgres: pid {bystanders[2].pid} was recorded before the machine restarted" in skipped
+        again = run_ws("-w", str(path), "down", cwd=tmp_path)  # the stale entries are forgotten
+        assert again.returncode == 0 and "nothing running" in again.stdout, again.stdout
+    finally:
+        for bystander in bystanders:
+            bystander.kill()
+            bystander.wait()

@@ -433,8 +433,11 @@ def up_command(ctx: Context, environment: str, attach: bool, as_json: bool) -> N
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            for line in upmod.down(loaded, environment) + stop_pushgateway(loaded, environment):
+            stopped = upmod.down(loaded, environment)
+            for line in stopped.stopped + stop_pushgateway(loaded, environment):
                 progress(f"stopped {line}")
+            for line in stopped.skipped:
+                progress(f"skipped {line}")
 
 
 @click.command("down")
@@ -443,13 +446,16 @@ def up_command(ctx: Context, environment: str, attach: bool, as_json: bool) -> N
 @pass_context
 def down_command(ctx: Context, environment: str, as_json: bool) -> None:
     """Stop every service of the local environment and the embedded servers `ws up` started."""
-    stopped = upmod.down(ctx.loaded, environment) + stop_pushgateway(ctx.loaded, environment)
+    result = upmod.down(ctx.loaded, environment)
+    stopped = result.stopped + stop_pushgateway(ctx.loaded, environment)
     if as_json:
-        print_json({"environment": environment, "stopped": stopped})
-    elif stopped:
-        for line in stopped:
-            console.print(f"stopped {line}")
-    else:
+        print_json({"environment": environment, "stopped": stopped, "skipped": result.skipped})
+        return
+    for line in stopped:
+        console.print(f"stopped {line}")
+    for line in result.skipped:  # recorded pids that belong to other processes now: reported, never signalled
+        console.print(f"skipped {escape(line)}")
+    if not stopped and not result.skipped:
         console.print(f"nothing running in {environment}")
 
 

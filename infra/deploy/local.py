@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -30,6 +31,7 @@ import psycopg
 from psycopg import sql
 
 from infra.deploy import servers
+from infra.deploy.processes import ProcessIdentity, identity_of, mismatch
 from infra.deploy.runtime import Infra, process_env, rendered_env
 from infra.errors import CheckFailed, UsageError
 from infra.workspace.env import MAINTENANCE_DATABASE, workspace_database_url
@@ -81,6 +83,30 @@ def stop_group(pgid: int, timeout: float = STOP_TIMEOUT, reap: subprocess.Popen[
         time.sleep(0.02)
 
 
+def supervisor_identity(pid: int, timeout: float = 5.0) -> ProcessIdentity | None:
+    """The identity of a supervisor just started. Popen returns once the exec began, possibly before the kernel
+    set the new command line up: look until it shows the supervisor."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = identity_of(pid)
+        if found is None or SUPERVISOR.name in found.command or time.monotonic() > deadline:
+            return found
+        time.sleep(0.005)
+
+
+def _foreign(entry: Mapping[str, Any]) -> str | None:
+    """Why a services.json entry's supervisor pid is not (or no longer) the supervisor ws started; None when it is."""
+    return mismatch(int(entry["pgid"]), ProcessIdentity.from_dict(entry.get("identity")), SUPERVISOR.name)
+
+
+@dataclass
+class Stopped:
+    """What `ws down` stopped, and the recorded pids it left alone because they are other processes now."""
+
+    stopped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
 class LocalRuntime:
     name = "local"
 
@@ -121,10 +147,11 @@ class LocalRuntime:
         servers.write_private(servers.private_folder(self.state_dir) / name, json.dumps(data, indent=2, sort_keys=True))
 
     def services(self) -> dict[str, dict[str, Any]]:
-        """repo -> recorded state of its running service (entries whose process group died are dropped)."""
+        """repo -> recorded state of its running service (entries whose supervisor is gone, or whose pid now
+        belongs to another process, are dropped)."""
         with self._state_lock():
             data = self._read("services.json")
-        return {repo: entry for repo, entry in data.items() if group_alive(int(entry["pgid"]))}
+        return {repo: entry for repo, entry in data.items() if entry.get("pgid") and _foreign(entry) is None}
 
     # ---- infrastructure ----------------------------------------------------------------------------------
     def _server_urls(self, start: bool) -> tuple[str, str, str, str] | None:
@@ -184,7 +211,8 @@ class LocalRuntime:
         if not start:
             return None
         server = start_embedded()
-        recorded[key] = server.__dict__
+        started = identity_of(server.pid)  # `ws down` signals the pid only while it is still this process
+        recorded[key] = {**server.__dict__, "identity": started.as_dict() if started else None}
         return started_url(server), f"embedded {label} (pid {server.pid}, started now)"
 
     def _infra_from(self, found: tuple[str, str, str, str]) -> Infra:
@@ -324,9 +352,11 @@ class LocalRuntime:
                 start_new_session=True,
             )
         self._children[child.pid] = child
+        started = supervisor_identity(child.pid)
         with self._state_lock():
             data = self._read("services.json")
             data[repo] = {
+                "identity": started.as_dict() if started else None,
                 "pgid": child.pid,
                 "version": version,
                 "port": port,
@@ -345,20 +375,28 @@ class LocalRuntime:
         child = self._children.get(int(entry["pgid"]))
         if child is not None:
             child.poll()
-        return group_alive(int(entry["pgid"]))
+        return _foreign(entry) is None
 
     def stop(self, repo: str) -> None:
+        self._stop(repo)
+
+    def _stop(self, repo: str) -> str | None:
+        """Stop the repo's service and forget it; why its recorded pid was not signalled, when it was not."""
         with self._state_lock():
             data = self._read("services.json")
         entry = data.get(repo)
+        reason = None
         if entry and entry.get("pgid"):
             pgid = int(entry["pgid"])
-            stop_group(pgid, reap=self._children.pop(pgid, None))
+            reason = _foreign(entry)
+            if reason is None:
+                stop_group(pgid, reap=self._children.pop(pgid, None))
         if entry:
             with self._state_lock():
                 data = self._read("services.json")
                 data.pop(repo, None)
                 self._write("services.json", data)
+        return reason
 
     def preview(self, versions: Mapping[str, str]) -> str | None:
         return None  # a local deploy starts processes: the plan itself says everything
@@ -375,27 +413,37 @@ class LocalRuntime:
         return "\n".join(text.splitlines()[-lines:])
 
     # ---- whole environment -------------------------------------------------------------------------------
-    def down(self) -> list[str]:
-        """Stop every service, then the embedded servers this runtime started; what was stopped."""
-        stopped = []
+    def down(self) -> Stopped:
+        """Stop every service, then the embedded servers this runtime started. A recorded pid is signalled only
+        when it is still the process ws started (boot, start time, command); the others are reported, not
+        touched, and forgotten."""
+        result = Stopped()
         with self._state_lock():
             data = self._read("services.json")
-        groups = [int(entry["pgid"]) for entry in data.values() if entry.get("pgid")]
+        groups = [int(e["pgid"]) for e in data.values() if e.get("pgid") and _foreign(e) is None]
         for pgid in groups:  # signal every service first, so that they stop in parallel
             try:
                 os.killpg(pgid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         for repo in list(data):
-            self.stop(repo)
-            stopped.append(f"service {repo}")
+            reason = self._stop(repo)
+            if reason is None:
+                result.stopped.append(f"service {repo}")
+            elif not reason.endswith(" is gone"):
+                result.skipped.append(f"service {repo}: {reason}; not signalled")
         recorded = self._read("servers.json")
         for kind in ("postgres", "redis"):
             rec = recorded.pop(kind, None)
-            if rec:
-                server = servers.EmbeddedServer(**rec)
-                if server.alive():
-                    servers.stop_embedded(server)
-                    stopped.append(f"embedded {kind} (pid {server.pid})")
+            if not rec:
+                continue
+            identity = ProcessIdentity.from_dict(rec.pop("identity", None))
+            server = servers.EmbeddedServer(**rec)
+            reason = mismatch(server.pid, identity, "postgres" if kind == "postgres" else "valkey")
+            if reason is None:
+                servers.stop_embedded(server)
+                result.stopped.append(f"embedded {kind} (pid {server.pid})")
+            elif not reason.endswith(" is gone"):
+                result.skipped.append(f"embedded {kind}: {reason}; not signalled")
         self._write("servers.json", recorded)
-        return stopped
+        return result

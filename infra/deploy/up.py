@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from infra.deploy import health
 from infra.deploy.events import DeployObserver
 from infra.deploy.ledger import Trigger
-from infra.deploy.local import LocalRuntime
+from infra.deploy.local import LocalRuntime, Stopped
 from infra.deploy.pipeline import Outcome, Pipeline, Progress
 from infra.deploy.schema_gate import SchemaChecks
 from infra.errors import UsageError
@@ -52,6 +52,6 @@ def up(
     return UpResult(outcome, report, urls)
 
 
-def down(loaded: LoadedWorkspace, environment: str) -> list[str]:
+def down(loaded: LoadedWorkspace, environment: str) -> Stopped:
     """Stop every service of the environment, then the embedded servers `ws up` started."""
     return local_runtime(loaded, environment).down()

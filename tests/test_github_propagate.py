@@ -20,8 +20,10 @@ from tests.workspace_builder import GIT_IDENTITY, OWNER, REPO_SCHEMAS, commit_fi
 PRIMARY, AGENTS, SPECS = "saas-ecosystem-architecture", "app-agents", "saas-spec-driven-development"
 ENV = {**GIT_IDENTITY, "GITHUB_TOKEN": "test-token"}
 TYPES = [
+    "shared-database-types/python/cross_repository_metrics.py",
     "shared-database-types/python/shared_database_types.py",
     "shared-database-types/typescript/index.ts",
+    "shared-database-types/typescript/metrics.ts",
     "shared-database-types/typescript/package.json",
     "shared-database-types/typescript/tsconfig.json",
 ]

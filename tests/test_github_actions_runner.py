@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -610,3 +611,63 @@ def test_the_pr_schema_check_reads_every_repo_at_the_pull_requests_branch(tmp_pa
         for repo in repos:
             assert f"{repo}: no branch {hostile!r} on GitHub; read at its default branch main" in fallen_back.log
         assert not (root / "pwned").exists() and not (tmp_path / "pwned").exists()
+
+
+# --- actions/checkout of other repositories -------------------------------------------------------------------
+
+
+def checkout_workflow(with_: str) -> str:
+    return one_job(
+        f"""\
+            steps:
+              - id: co
+                uses: {CHECKOUT.uses}
+                with: {with_}
+              - {{shell: bash, run: 'git -C other log -1 --format=%s; ls other'}}
+    """
+    )
+
+
+def test_checkout_of_another_repository_clones_it_from_the_remote(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "file.txt").write_text("v1\n")
+    bare = bare_repo(tmp_path / "git" / "other", source, "main")
+    subprocess.run(["git", "tag", "v1", "main"], cwd=bare, check=True)
+    root = tree(
+        tmp_path, checkout_workflow("{repository: acme/other, ref: v1, path: other, persist-credentials: false}")
+    )
+    remote = str(tmp_path / "git" / "{name}" / "bare.git")
+    result = LocalRunner(root, remote=remote).run_workflow(".github/workflows/w.yml")
+    job = result.jobs["only"]
+    assert job.result == "success", job.log
+    assert job.steps[0].outputs["ref"] == "v1" and len(job.steps[0].outputs["commit"]) == 40
+    assert "schema" in job.steps[1].log and "file.txt" in job.steps[1].log
+    # a second run fetches into the same clone instead of failing on the existing folder
+    again = LocalRunner(root, remote=remote).run_workflow(".github/workflows/w.yml")
+    assert again.jobs["only"].result == "success", again.jobs["only"].log
+
+
+@pytest.mark.parametrize(
+    ("with_", "remote", "message"),
+    [
+        ("{repository: acme/other, path: other}", None, "this runner has no remote to clone it from"),
+        ("{repository: acme/other, path: ../outside}", "/nowhere/{name}.git", "is not under GITHUB_WORKSPACE"),
+        ("{repository: acme/other, path: other}", "/nowhere/{name}.git", "cannot clone acme/other"),
+        ("{path: elsewhere}", None, "(this workflow's repository) is checked out at"),
+    ],
+)
+def test_checkout_refuses_what_it_cannot_do(tmp_path: Path, with_: str, remote: str | None, message: str) -> None:
+    root = tree(tmp_path, checkout_workflow(with_))
+    with pytest.raises(RunnerError, match=re.escape(message)):
+        LocalRunner(root, remote=remote).run_workflow(".github/workflows/w.yml")
+
+
+def test_checkout_of_an_unknown_ref_is_an_error_naming_it(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "file.txt").write_text("v1\n")
+    bare_repo(tmp_path / "git" / "other", source, "main")
+    root = tree(tmp_path, checkout_workflow("{repository: acme/other, ref: no-such-branch, path: other}"))
+    with pytest.raises(RunnerError, match="acme/other has no branch, tag or commit 'no-such-branch'"):
+        LocalRunner(root, remote=str(tmp_path / "git" / "{name}" / "bare.git")).run_workflow(".github/workflows/w.yml")

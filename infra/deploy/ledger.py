@@ -157,7 +157,7 @@ CREATE SCHEMA IF NOT EXISTS {ns};
 CREATE TABLE IF NOT EXISTS {ns}.deployments (
     id              bigserial PRIMARY KEY,
     environment     text        NOT NULL,
-    status          text        NOT NULL CHECK (status IN ('running','succeeded','failed','rolled_back','interrupted')),
+    status          text        NOT NULL CHECK (status IN ({deployment_statuses})),
     repos           text[]      NOT NULL,
     versions_before jsonb       NOT NULL DEFAULT '{{}}'::jsonb,  -- repo -> version running before this deployment
     versions_after  jsonb       NOT NULL DEFAULT '{{}}'::jsonb,  -- repo -> version this deployment installs
@@ -177,7 +177,7 @@ CREATE TABLE IF NOT EXISTS {ns}.deployment_steps (
     step           text        NOT NULL,  -- infra | migrate | validate | deploy | integration | health | rollback
     repo           text,                  -- the repo a per-repo step acts on
     stage          integer,
-    status         text        NOT NULL CHECK (status IN ('running','succeeded','failed','skipped','interrupted')),
+    status         text        NOT NULL CHECK (status IN ({step_statuses})),
     version_before text,
     version_after  text,
     detail         text,
@@ -200,7 +200,13 @@ def ensure_schema(conn: psycopg.Connection[Any]) -> None:
     with conn.transaction():
         # Serialise concurrent first-time creation: CREATE ... IF NOT EXISTS can race on the catalog.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('ws.ledger.ddl'))")
-        conn.execute(sql.SQL(DDL).format(ns=sql.Identifier(NAMESPACE)))
+        conn.execute(
+            sql.SQL(DDL).format(
+                ns=sql.Identifier(NAMESPACE),
+                deployment_statuses=sql.SQL(",").join(sql.Literal(s.value) for s in DeploymentStatus),
+                step_statuses=sql.SQL(",").join(sql.Literal(s.value) for s in StepStatus),
+            )
+        )
 
 
 # Triggers whose deployer holds the environment lock for the whole run (`ws deploy`, `ws up`): a `running` row of
@@ -287,12 +293,12 @@ def recover_interrupted(conn: psycopg.Connection[Any], environment: str) -> list
     """
     rows = conn.execute(
         sql.SQL(
-            "UPDATE {} SET status = 'interrupted', finished_at = clock_timestamp(), "
+            "UPDATE {} SET status = %s, finished_at = clock_timestamp(), "
             "error = coalesce(error, 'the deployer stopped before finishing (killed or crashed); '"
             " || 'run `ws rollback --deployment ' || id || '` to restore the previous versions') "
-            "WHERE environment = %s AND status = 'running' AND trigger = ANY(%s) AND NOT dry_run RETURNING id"
+            "WHERE environment = %s AND status = %s AND trigger = ANY(%s) AND NOT dry_run RETURNING id"
         ).format(_table("deployments")),
-        [environment, list(ATTACHED_TRIGGERS)],
+        [DeploymentStatus.INTERRUPTED.value, environment, DeploymentStatus.RUNNING.value, list(ATTACHED_TRIGGERS)],
     ).fetchall()
     ids = [int(r["id"]) for r in rows]
     if ids:
@@ -312,10 +318,8 @@ def interrupt_running_steps(conn: psycopg.Connection[Any], deployment_ids: Seque
     can be taken has no live process: a step of a parallel job that is still working is left alone.
     """
     running = conn.execute(
-        sql.SQL("SELECT id FROM {} WHERE deployment_id = ANY(%s) AND status = 'running'").format(
-            _table("deployment_steps")
-        ),
-        [list(deployment_ids)],
+        sql.SQL("SELECT id FROM {} WHERE deployment_id = ANY(%s) AND status = %s").format(_table("deployment_steps")),
+        [list(deployment_ids), StepStatus.RUNNING.value],
     ).fetchall()
     dead = []
     for row in running:
@@ -331,11 +335,11 @@ def interrupt_running_steps(conn: psycopg.Connection[Any], deployment_ids: Seque
         return 0
     cursor = conn.execute(
         sql.SQL(
-            "UPDATE {} SET status = 'interrupted', finished_at = clock_timestamp(), "
+            "UPDATE {} SET status = %s, finished_at = clock_timestamp(), "
             "detail = coalesce(detail || '; ', '') || 'interrupted: its process stopped before finishing' "
-            "WHERE id = ANY(%s) AND status = 'running'"
+            "WHERE id = ANY(%s) AND status = %s"
         ).format(_table("deployment_steps")),
-        [dead],
+        [StepStatus.INTERRUPTED.value, dead, StepStatus.RUNNING.value],
     )
     return cursor.rowcount
 
@@ -343,10 +347,10 @@ def interrupt_running_steps(conn: psycopg.Connection[Any], deployment_ids: Seque
 def open_pipeline_deployments(conn: psycopg.Connection[Any], environment: str) -> list[Deployment]:
     rows = conn.execute(
         sql.SQL(
-            "SELECT * FROM {} WHERE environment = %s AND status = 'running' "
+            "SELECT * FROM {} WHERE environment = %s AND status = %s "
             "AND NOT dry_run AND NOT (trigger = ANY(%s)) ORDER BY id"
         ).format(_table("deployments")),
-        [environment, list(ATTACHED_TRIGGERS)],
+        [environment, DeploymentStatus.RUNNING.value, list(ATTACHED_TRIGGERS)],
     ).fetchall()
     return [Deployment.from_row(r) for r in rows]
 
@@ -367,10 +371,11 @@ def create_deployment(
     row = conn.execute(
         sql.SQL(
             "INSERT INTO {} (environment, status, repos, versions_before, versions_after, commits, holder, trigger, "
-            "run_url, dry_run) VALUES (%s, 'running', %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+            "run_url, dry_run) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
         ).format(_table("deployments")),
         [
             environment,
+            DeploymentStatus.RUNNING.value,
             list(repos),
             json.dumps(dict(versions_before)),
             json.dumps(dict(versions_after)),
@@ -399,9 +404,9 @@ def start_step(
     row = conn.execute(
         sql.SQL(
             "INSERT INTO {} (deployment_id, step, repo, stage, status, version_before, version_after, detail) "
-            "VALUES (%s, %s, %s, %s, 'running', %s, %s, %s) RETURNING id"
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
         ).format(_table("deployment_steps")),
-        [deployment_id, step, repo, stage, version_before, version_after, detail],
+        [deployment_id, step, repo, stage, StepStatus.RUNNING.value, version_before, version_after, detail],
     ).fetchone()
     assert row is not None
     conn.execute(STEP_LOCK, [row["id"]])  # held while the step runs: proof of life for other processes

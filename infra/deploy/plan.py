@@ -198,10 +198,8 @@ class DeployPlan:
             data["preview"] = self.preview
         if snapshot is not None:
             data["infra"] = dict(snapshot.infra) if snapshot.infra else "not running: would be provisioned"
-        data["migrate"] = {s.repo: _migrate_entry(s, snapshot) for s in self.of(StepKind.MIGRATE)}
-        for repo in selection.repos:
-            data["migrate"].setdefault(repo, "no migrate step declared")
-        data["migrate"] = {r: data["migrate"][r] for r in selection.repos}
+        migrating = {s.repo: _migrate_entry(s, snapshot) for s in self.of(StepKind.MIGRATE)}
+        data["migrate"] = {r: migrating.get(r, "no migrate step declared") for r in selection.repos}
         data["validate"] = "schema alignment and drift"
         deploys = {s.repo: s for s in self.of(StepKind.DEPLOY)}
         data["stages"] = [

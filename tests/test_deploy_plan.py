@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from infra.deploy.pipeline import Pipeline
 from infra.deploy.plan import (
     PHASES,
     MigrationState,
@@ -15,6 +16,7 @@ from infra.deploy.plan import (
     selection_of,
 )
 from infra.errors import UsageError
+from infra.health_checks import schema_checks
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
 from tests.helpers import EXAMPLES
@@ -79,3 +81,8 @@ def test_a_pipeline_job_rebuilds_the_same_steps_from_the_ledger_record(loaded: L
 def test_versions_outside_the_selection_are_refused(loaded: LoadedWorkspace) -> None:
     with pytest.raises(UsageError, match=f"--versions names {PRIMARY}, which --repos does not select"):
         selected_repos(loaded.model, [AGENTS], {PRIMARY: "1.0.0"})
+
+
+def test_every_phase_of_the_table_has_an_executor(loaded: LoadedWorkspace) -> None:
+    pipeline = Pipeline(loaded, "local", schema_checks=schema_checks)
+    assert set(pipeline.executors) == {phase.kind for phase in PHASES}

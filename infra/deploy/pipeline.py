@@ -173,15 +173,13 @@ class Pipeline:
     # ---- planning ----------------------------------------------------------------------------------------
     def missing_checkouts(self, repos: Sequence[str]) -> str | None:
         """One message naming each of ``repos`` whose checkout does not exist; None when every one exists."""
-        missing = [(repo, self.loaded.repo_dir(repo)) for repo in repos]
-        return (
-            "; ".join(
-                f"{repo}: checkout {path} does not exist; clone the repo there or fix repos.{repo}.path in workspace.yaml"
-                for repo, path in missing
-                if not path.is_dir()
-            )
-            or None
-        )
+        checkouts = [(repo, self.loaded.repo_dir(repo)) for repo in repos]
+        missing = [
+            f"{repo}: checkout {path} does not exist; clone the repo there or fix repos.{repo}.path in workspace.yaml"
+            for repo, path in checkouts
+            if not path.is_dir()
+        ]
+        return "; ".join(missing) or None
 
     def preflight(
         self, repos: Sequence[str] | None, versions: Mapping[str, str] | None

@@ -858,13 +858,16 @@ def test_helper_process_batches_are_the_serial_ones(
         return real_start(*args)
 
     monkeypatch.setattr(load_module, "_start_helper", counting_start)
-    serial = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=300, helper_min_rows=0))
+    # the helper process converts batches of the Python path: every row takes it here (native=False)
+    serial = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=300, helper_min_rows=0, native=False))
     assert started == [] and {a.status for a in serial.agents} == {"validated"}
     before = snapshot()
     assert before[2] and before[3], "the corpus must produce rejects and kept raw values"
 
     monkeypatch.setattr(load_module, "CORES", 2)
-    helped = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=300, helper_min_rows=1000, reload=True))
+    helped = run_migration(
+        target_url, [source], RunOptions(jobs=1, batch_rows=300, helper_min_rows=1000, reload=True, native=False)
+    )
     assert "memories" in started and {a.status for a in helped.agents} == {"validated"}
     assert helped.rules() == serial.rules() and helped.rows_rejected == serial.rows_rejected > 0
     after = snapshot()
@@ -884,7 +887,7 @@ def test_kill_9_while_the_helper_process_converts_then_resume(tmp_path: Path, ta
         "load.CORES = 2\n"
         "path = Path(sys.argv[2])\n"
         "source = SourceFile('bot', path.parent.name, path, str(path), 'agents', {})\n"
-        "options = load.RunOptions(jobs=1, batch_rows=100, helper_min_rows=1)\n"
+        "options = load.RunOptions(jobs=1, batch_rows=100, helper_min_rows=1, native=False)\n"
         "load.run_migration(sys.argv[1], [source], options)\n"
     )
     kills = 0

@@ -256,6 +256,7 @@ def test_json_canonical_fast_path_and_cleaning_rules() -> None:
         assert rejected("jsonb", bad) == "invalid-json", bad
     assert rejected("json", '"a\x00b"') == "invalid-json"
     assert rejected("jsonb", "1e200000") == "invalid-json"  # beyond PostgreSQL's numeric range
+    assert rejected("jsonb", "[" * 3000 + "]" * 3000) == "invalid-json"  # deeper than Python parses: no crash
 
 
 def test_every_rule_and_reason_is_documented() -> None:

@@ -262,6 +262,12 @@ def check_command(
     "those tables by re-reading their files.",
 )
 @click.option("--no-integrity-check", is_flag=True, help="Skip SQLite's quick_check before reading a file.")
+@click.option(
+    "--no-native",
+    is_flag=True,
+    help="Convert every row in Python instead of sending clean rows through the native columnar path "
+    "(docs/migrate.md says which rows take which path).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--dry-run", is_flag=True, help="Print what would be loaded where, and change nothing.")
 @json_option
@@ -279,6 +285,7 @@ def run_command(
     reload: bool,
     no_validate: bool,
     no_integrity_check: bool,
+    no_native: bool,
     quiet: bool,
     dry_run: bool,
     as_json: bool,
@@ -301,6 +308,7 @@ def run_command(
         validate=not no_validate,
         integrity_check=not no_integrity_check,
         reload=reload,
+        native=not no_native,
     )
     observer = for_terminal(err_console, quiet=quiet or dry_run)
     report = run_migration(found.url, found.sources, options, observer, dry_run=dry_run)
@@ -336,6 +344,8 @@ def run_command(
             )
         if not dry_run:
             rate = f", {report.rows_loaded / report.seconds:,.0f} rows/s" if report.seconds else ""
+            if report.rows_loaded:
+                rate += f"; {100 * report.native_rows / report.rows_loaded:.1f}% of rows took the native path"
             console.print(
                 f"{report.rows_loaded:,} rows loaded, {report.rows_rejected:,} rejected (kept in ws_migrate.rejects) in {report.seconds:.1f}s{rate}"
             )

@@ -615,17 +615,18 @@ def _json_converter(type_name: str, canonical: bool = True) -> Converter:
             if "\x00" in value:
                 raise Rejected("invalid-json")
             return value
-        if "\\u" not in value and not _PARSE.duplicates:
-            # fast path: no escapes that jsonb refuses, no duplicate keys
-            return jsonb_text(parsed) if canonical else value
-        found: set[str] = set()
-        cleaned = _clean_json(parsed, found)
+        try:
+            if "\\u" not in value and not _PARSE.duplicates:
+                # fast path: no escapes that jsonb refuses, no duplicate keys
+                return jsonb_text(parsed) if canonical else value
+            found: set[str] = set()
+            cleaned = _clean_json(parsed, found)
+            text = jsonb_text(cleaned)
+        except (UnicodeEncodeError, RecursionError):  # nested deeper than Python renders: a reject, not a crash
+            raise Rejected("invalid-json") from None
         for rule in sorted(found):
             notes.append((rule, raw if raw is not None else value.encode("utf-8", "surrogatepass")))
-        try:
-            return jsonb_text(cleaned)
-        except UnicodeEncodeError:
-            raise Rejected("invalid-json") from None
+        return text
 
     return convert
 

@@ -48,9 +48,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
-from infra.migrate import ledger
+from infra.migrate import columnar, ledger
 from infra.migrate.convert import storage_class
 from infra.migrate.encode import BINARY_SIGNATURE, BINARY_TRAILER, RowEncoder
 from infra.migrate.ledger import UnitKey, UnitProgress
@@ -83,6 +84,9 @@ class RunOptions:
     # a table with at least this many rows still to load gets a helper process that converts every other batch
     # when a core is free (see HELPER_MIN_ROWS); 0 turns the helper off
     helper_min_rows: int = -1
+    # clean rows of supported tables take the native columnar path (infra.migrate.columnar); False: every row
+    # through Python
+    native: bool = True
 
 
 @dataclass
@@ -97,6 +101,7 @@ class UnitResult:
     rules: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     error: str = ""
+    native_rows: int = 0  # rows this run loaded through the native columnar path
 
 
 @dataclass
@@ -141,6 +146,10 @@ class RunReport:
         return sum(a.rows_rejected for a in self.agents)
 
     @property
+    def native_rows(self) -> int:
+        return sum(u.native_rows for a in self.agents for u in a.units)
+
+    @property
     def failed(self) -> list[AgentResult]:
         return [a for a in self.agents if a.status in ("failed", "mismatch")]
 
@@ -161,6 +170,7 @@ class RunReport:
             "seconds": round(self.seconds, 3),
             "rows_loaded": self.rows_loaded,
             "rows_rejected": self.rows_rejected,
+            "native_rows": self.native_rows,
             "rows_per_second": round(self.rows_loaded / self.seconds) if self.seconds else None,
             "agents_failed": len(self.failed),
             "rules": self.rules(),
@@ -432,7 +442,7 @@ class Migrator:
         result.resumed_from = progress.after
         if progress.rows_loaded or progress.rows_rejected:
             self.observer.advance(source.agent_id, progress.rows_loaded + progress.rows_rejected)
-        self._load_batches(conn, sqlite_conn, source, sha, mapping, rows, progress, fresh=fresh)
+        result.native_rows = self._load_batches(conn, sqlite_conn, source, sha, mapping, rows, progress, fresh=fresh)
         result.rows_loaded, result.rows_rejected = progress.rows_loaded, progress.rows_rejected
         result.rules, result.seconds = dict(sorted(progress.rules.items())), progress.seconds
         if self.options.validate:
@@ -502,14 +512,19 @@ class Migrator:
         progress: UnitProgress,
         *,
         fresh: bool,
-    ) -> None:
+    ) -> int:
         """Batches in rowid order, each one transaction: (the unit's reset, before the first batch of a fresh
-        start,) the COPY of its rows, its rejects and kept raw values, and the ledger's new position."""
+        start,) the COPY of its rows, its rejects and kept raw values, and the ledger's new position. Returns how
+        many rows took the native path."""
         key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
         hashed = progress.checksum is not None
         convert = row_converter(source.agent_id, mapping, canonical_json=hashed)
         encoder = RowEncoder(mapping.target_columns, binary=self.options.copy_format == "binary")
         copy_sql = mapping.copy_sql(encoder.binary)
+        if self.options.native and encoder.binary and columnar.supports(mapping):
+            return self._load_native_batches(
+                conn, sqlite_conn, source, sha, mapping, progress, convert, encoder, fresh=fresh
+            )
         reader = iterate_rows(sqlite_conn, mapping, source.path, progress.after)
         helper = HelperBatches(self, sqlite_conn, source, mapping, binary=encoder.binary, hashed=hashed)
         reset = fresh
@@ -544,6 +559,135 @@ class Migrator:
         finally:
             reader.close()
             helper.close()
+        return 0
+
+    def _load_native_batches(
+        self,
+        conn: psycopg.Connection[Any],
+        sqlite_conn: sqlite3.Connection,
+        source: SourceFile,
+        sha: str,
+        mapping: TableMapping,
+        progress: UnitProgress,
+        convert: Callable[[tuple[Any, ...]], Any],
+        encoder: RowEncoder,
+        *,
+        fresh: bool,
+    ) -> int:
+        """The batches of a table that takes the native path (:mod:`infra.migrate.columnar`): SQLite reads each
+        batch into Arrow and tells its clean rows, whose binary COPY tuples Arrow builds; the other rows go through
+        the Python converters into the same COPY. Each batch is one transaction with its ledger row, as on the
+        Python path. When hashing, the clean rows' share of the checksum is computed by PostgreSQL from the rows as
+        stored, in the batch's transaction (the Python rows' share from the tuples sent, as always); when
+        PostgreSQL refuses a native value (a JSON number beyond numeric's range), the batch is done again through
+        Python alone."""
+        key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
+        hashed = progress.checksum is not None
+        table = columnar.NativeTable.of(mapping)
+        copy_sql = mapping.copy_sql(True)
+        limit = max(1, self.options.batch_rows)
+        native_rows = 0
+        reader = columnar.NativeReader(source.path)
+        reset = fresh
+        exhausted = False
+        try:
+            while not exhausted:
+                started = time.monotonic()
+                batch = columnar.split(reader.read(table, progress.after, limit))
+                try:
+                    encoded = columnar.encode(table, source.agent_id, batch.clean)
+                    others = batch.others
+                except columnar.NotNative:  # text that is not valid UTF-8: the whole batch through Python
+                    encoded = columnar.EncodedBatch(b"", 0, {})
+                    others = columnar.rowids(batch)
+                exhausted = batch.rows < limit
+                with conn.transaction():
+                    if reset:
+                        ledger.reset_unit(conn, key, mapping.target_identifier, mapping.target_label, sha)
+                        reset = False
+                    try:
+                        with conn.transaction():  # a savepoint: a refused native value sends the batch to Python
+                            done = self._copy_native(
+                                conn,
+                                copy_sql,
+                                encoder,
+                                encoded,
+                                others,
+                                sqlite_conn,
+                                source,
+                                mapping,
+                                convert,
+                                key,
+                                progress.after,
+                                hashed,
+                            )
+                    except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded):
+                        encoded = columnar.EncodedBatch(b"", 0, {})
+                        done = self._copy_native(
+                            conn,
+                            copy_sql,
+                            encoder,
+                            encoded,
+                            columnar.rowids(batch),
+                            sqlite_conn,
+                            source,
+                            mapping,
+                            convert,
+                            key,
+                            progress.after,
+                            hashed,
+                        )
+                    done.last, done.batch, done.full = batch.last, batch.rows, not exhausted
+                    for rule, count in encoded.rules.items():
+                        done.rules[rule] = done.rules.get(rule, 0) + count
+                    if hashed and encoded.rows:
+                        done.checksum += mapping.stored_checksum(
+                            conn, source.agent_id, progress.after, batch.last, others
+                        )
+                    native_rows += encoded.rows
+                    self._commit_batch(conn, key, progress, done, started, exhausted=exhausted)
+                self.observer.advance(source.agent_id, done.batch)
+        finally:
+            reader.close()
+        return native_rows
+
+    def _copy_native(
+        self,
+        conn: psycopg.Connection[Any],
+        copy_sql: sql.Composed,
+        encoder: RowEncoder,
+        encoded: columnar.EncodedBatch,
+        others: list[int],
+        sqlite_conn: sqlite3.Connection,
+        source: SourceFile,
+        mapping: TableMapping,
+        convert: Callable[[tuple[Any, ...]], Any],
+        key: tuple[str, str, str],
+        after: int | None,
+        hashed: bool,
+    ) -> BatchPayload:
+        """One binary COPY: the clean rows' tuples built by Arrow, then the other rows converted by Python (sent in
+        FLUSH_BYTES pieces, so large values never pile up)."""
+        cursor = conn.cursor()
+        with cursor.copy(copy_sql) as copy:
+            copy.write(BINARY_SIGNATURE)
+            if encoded.rows:
+                copy.write(encoded.data)
+            out = bytearray()
+            append = encoder.writer(out, hashed)
+
+            def write(values: list[Any]) -> int:
+                checksum = append(values)
+                if len(out) >= FLUSH_BYTES:
+                    copy.write(out)
+                    out.clear()
+                return checksum
+
+            rows = columnar.rows_by_rowid(sqlite_conn, mapping, source.path, others)
+            done = convert_rows(rows, convert, key, mapping, max(1, len(others)), write, after)
+            out += BINARY_TRAILER
+            copy.write(out)
+        return done
 
     @staticmethod
     def _send_helper_batch(

@@ -123,6 +123,19 @@ class TableMapping:
         assert found is not None
         return int(found[0]), int(found[1])
 
+    def stored_checksum(
+        self, conn: psycopg.Connection[Any], agent_id: str, after: int | None, last: int | None, others: list[int]
+    ) -> int:
+        """PostgreSQL's checksum (:meth:`checksum_sql`'s definition) of the agent's stored rows after ``after`` up to
+        ``last``, leaving out the rowids ``others`` (rows hashed elsewhere)."""
+        query = sql.SQL(
+            "SELECT coalesce(sum({h}), 0) FROM {t} WHERE agent_id = %s AND source_rowid > %s AND source_rowid <= %s "
+            "AND NOT (source_rowid = ANY(%s))"
+        ).format(h=row_hash_sql(self.target_columns), t=self.target_identifier)
+        found = conn.execute(query, (agent_id, after if after is not None else -(2**63), last, others)).fetchone()
+        assert found is not None
+        return int(found[0])
+
     def row_hashes_sql(self) -> sql.Composed:
         return sql.SQL("SELECT source_rowid, {h} FROM {t} WHERE agent_id = %s").format(
             h=row_hash_sql(self.target_columns), t=self.target_identifier
@@ -312,6 +325,7 @@ def row_converter(
         "    notes = []",
         "    column = 0",
         "    try:",
+        "        pass",  # a table whose only column is the rowid has no value to convert
     ]
     for index, column in enumerate(columns, start=1):
         scope[f"conv{index}"] = converter_for(column, canonical_json=canonical_json)

@@ -1,0 +1,414 @@
+"""The native path of `ws migrate run`: clean rows go from SQLite to PostgreSQL without passing through Python one by
+one.
+
+Per batch, one SQL statement run by SQLite (through ``adbc-driver-sqlite``, straight into Apache Arrow) reads the
+rows, tells for every row whether each of its values takes a rule that can be applied natively (the row is
+*clean*), and already applies those rules in SQL: values that load as they are, epoch seconds and milliseconds and
+ISO 8601 text for timestamp columns (exact integer arithmetic: ``unixepoch`` of the date-time, the fraction and
+the UTC offset), each with a rule code counted per row. The clean rows' binary COPY tuples are then built column by
+column with Arrow compute (lengths and big-endian values, joined per row) and written to psycopg's public COPY
+API; no Python code runs per row or per value.
+
+A row is clean when every value is one of (anything else is *not* clean and goes through the Python path of
+:mod:`infra.migrate.convert`, with the same rules, counts, rejects and kept raw values; rows are never changed by
+the native path in a way a rule would report with a raw value):
+
+* text into text (varchar(n): at most n characters), without NUL; blobs into bytea; integers in range into
+  int2/int4/int8; reals into double precision; NULL where the column allows it;
+* JSON text into json/jsonb that SQLite finds valid (``json_valid``), without backslash escapes, NUL, exponents,
+  duplicate keys (``json_tree``), 500 or more brackets or 64 KiB of text - PostgreSQL parses it to the same jsonb
+  the Python path's text gives;
+* for timestamp(tz) columns (microsecond precision): integer or real epochs (seconds, or milliseconds above
+  1e11) and ISO text ``YYYY-MM-DD[T ]HH:MM:SS[.fff|.ffffff][Z|+HH:MM|-HH:MM]`` between the years 2 and 9998
+  (rules epoch-seconds-to-timestamptz, epoch-milliseconds-to-timestamptz, naive-time-as-utc).
+
+Text that is not valid UTF-8 is found per batch (Arrow refuses to cast it to a string); such a batch goes through
+the Python path whole. WITHOUT ROWID tables and columns of other types always take the Python path.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import adbc_driver_sqlite.dbapi as adbc_sqlite
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+from infra.migrate.convert import INT_RANGES, TargetColumn
+from infra.migrate.encode import NULL_FIELD
+from infra.migrate.plan import TableMapping
+from infra.migrate.source import SourceError, describe, quote_sqlite, wal_at_rest
+
+NOTHING = pa.scalar(b"", pa.large_binary())  # the separator of joined fields
+PG_EPOCH_MICROS = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970: PostgreSQL's timestamp zero
+TEXT_KINDS = {"text", "varchar", "name"}
+JSON_KINDS = {"json", "jsonb"}
+TIME_KINDS = {"timestamptz", "timestamp"}
+FIXED_WIDTH = {"int2": 2, "int4": 4, "int8": 8, "float8": 8}
+TIME_RULES = {1: "epoch-seconds-to-timestamptz", 2: "epoch-milliseconds-to-timestamptz", 3: "naive-time-as-utc"}
+DIGIT = "[0-9]"
+# larger values take the Python path, which streams them: a native batch holds at most this much per value
+MAX_BYTES = 1 << 20
+MAX_TEXT = MAX_BYTES // 4  # characters: at most 4 bytes each in UTF-8
+# the bytes a native batch aims at: the next batch's rows are scaled from the last one's size
+BATCH_BYTES = 32 << 20
+
+
+def native_kind(column: TargetColumn) -> str | None:
+    """How a target column's values travel natively, None when it always takes the Python path."""
+    kind = column.type_name
+    if kind in TEXT_KINDS or kind in JSON_KINDS or kind in FIXED_WIDTH or kind == "bytea":
+        return kind
+    if kind in TIME_KINDS and (column.scale is None or column.scale >= 6):
+        return "time"
+    return None
+
+
+def supports(mapping: TableMapping) -> bool:
+    """Whether a table can take the native path (its rows still do only when clean)."""
+    return (
+        not mapping.source.without_rowid
+        and not mapping.problems
+        and all(native_kind(c) is not None for c in mapping.target_columns)
+    )
+
+
+# ------------------------------------------------------------------------------------------------ the SQL
+
+
+@dataclass
+class ColumnSql:
+    selects: list[str]  # expressions selected for the column, in order
+    clean: str  # SQL predicate: the value takes the native path
+    rule: str | None = None  # SQL expression of the row's rule code for this column (0: none)
+
+
+def _nullable(column: TargetColumn, q: str, predicate: str) -> str:
+    return predicate if column.not_null else f"({q} IS NULL OR ({predicate}))"
+
+
+ISO_SHAPES = {  # length -> GLOB pattern after the date-time: the ISO 8601 texts the native path reads
+    19: "",
+    20: "Z",
+    23: "." + DIGIT * 3,
+    24: "." + DIGIT * 3 + "Z",
+    25: f"[+-]{DIGIT * 2}:{DIGIT * 2}",
+    26: "." + DIGIT * 6,
+    27: "." + DIGIT * 6 + "Z",
+    29: "." + DIGIT * 3 + f"[+-]{DIGIT * 2}:{DIGIT * 2}",
+    32: "." + DIGIT * 6 + f"[+-]{DIGIT * 2}:{DIGIT * 2}",
+}
+NAIVE_LENGTHS = "19, 23, 26"
+OFFSET_LENGTHS = "25, 29, 32"
+
+
+def _iso_parts(q: str) -> tuple[str, str]:
+    """(clean predicate, microseconds since 1970) of ISO 8601 date-time text; the second is meaningful only where
+    the first holds (it is computed for every text, and its result ignored elsewhere)."""
+    date_time = f"{DIGIT * 4}-{DIGIT * 2}-{DIGIT * 2}[T ]{DIGIT * 2}:{DIGIT * 2}:{DIGIT * 2}"
+    shapes = " ".join(f"WHEN {n} THEN {q} GLOB '{date_time}{tail}'" for n, tail in ISO_SHAPES.items())
+    clean = (
+        f"typeof({q}) = 'text' AND (CASE length({q}) {shapes} ELSE 0 END) "
+        f"AND substr({q}, 1, 4) BETWEEN '0002' AND '9998' "
+        f"AND datetime(substr({q}, 1, 19), '+0 seconds') = replace(substr({q}, 1, 19), 'T', ' ') "
+        f"AND (length({q}) NOT IN ({OFFSET_LENGTHS}) OR (substr({q}, -5, 2) < '24' AND substr({q}, -2, 2) < '60'))"
+    )
+    offset = (
+        f"(CASE WHEN length({q}) IN ({OFFSET_LENGTHS}) THEN (CASE substr({q}, -6, 1) WHEN '+' THEN 1 ELSE -1 END) * "
+        f"(CAST(substr({q}, -5, 2) AS INTEGER) * 3600 + CAST(substr({q}, -2, 2) AS INTEGER) * 60) ELSE 0 END)"
+    )
+    fraction = (
+        f"(CASE WHEN length({q}) IN (23, 24, 29) THEN CAST(substr({q}, 21, 3) AS INTEGER) * 1000 "
+        f"WHEN length({q}) IN (26, 27, 32) THEN CAST(substr({q}, 21, 6) AS INTEGER) ELSE 0 END)"
+    )
+    micros = f"((unixepoch(substr({q}, 1, 19)) - {offset}) * 1000000 + {fraction})"
+    return clean, micros
+
+
+def column_sql(column: TargetColumn, source_name: str) -> ColumnSql:
+    q = quote_sqlite(source_name)
+    kind = native_kind(column)
+    if kind in TEXT_KINDS:
+        predicate = f"typeof({q}) = 'text' AND length({q}) < {MAX_TEXT} AND instr({q}, char(0)) = 0"
+        if column.max_length is not None:
+            predicate += f" AND length({q}) <= {int(column.max_length)}"
+        return ColumnSql(
+            [f"CASE WHEN typeof({q}) = 'text' THEN CAST({q} AS BLOB) END"], _nullable(column, q, predicate)
+        )
+    if kind == "bytea":
+        return ColumnSql(
+            [f"CASE WHEN typeof({q}) = 'blob' THEN {q} END"], _nullable(column, q, f"typeof({q}) = 'blob'")
+        )
+    if kind in INT_RANGES:
+        low, high = INT_RANGES[kind]
+        predicate = f"typeof({q}) = 'integer' AND {q} BETWEEN {low} AND {high}"
+        return ColumnSql([f"CASE WHEN typeof({q}) = 'integer' THEN {q} END"], _nullable(column, q, predicate))
+    if kind == "float8":
+        return ColumnSql(
+            [f"CASE WHEN typeof({q}) = 'real' THEN {q} END"], _nullable(column, q, f"typeof({q}) = 'real'")
+        )
+    if kind in JSON_KINDS:
+        # nesting Python's parser refuses (RecursionError) but PostgreSQL's accepts: at most 500 brackets
+        brackets = f"(length({q}) < 500 OR length({q}) - length(replace(replace({q}, '[', ''), '{{', '')) < 500)"
+        # duplicate keys (rule json-duplicate-keys keeps the raw text): none without an object; one object at the
+        # top: its keys; else every object's (json_tree)
+        each = f"(SELECT count(*) = count(DISTINCT key) FROM json_each({q}))"  # noqa: S608 (q: quoted identifier)
+        tree = f"NOT EXISTS (SELECT 1 FROM json_tree({q}) GROUP BY parent, key HAVING count(*) > 1)"  # noqa: S608
+        one_object = f"length({q}) - length(replace({q}, '{{', '')) = 1 AND json_type({q}) = 'object'"
+        duplicates = f"(instr({q}, '{{') = 0 OR (CASE WHEN {one_object} THEN {each} ELSE {tree} END))"
+        # numbers beyond PostgreSQL's numeric range (an exponent) make PostgreSQL refuse the batch, which then goes
+        # through the Python path whole (where such a value is a reject)
+        predicate = (
+            f"typeof({q}) = 'text' AND length({q}) < 65536 AND instr({q}, char(0)) = 0 AND instr({q}, '\\') = 0 "
+            f"AND {brackets} AND json_valid({q}) AND {duplicates}"
+        )
+        return ColumnSql(
+            [f"CASE WHEN typeof({q}) = 'text' THEN CAST({q} AS BLOB) END"], _nullable(column, q, predicate)
+        )
+    # timestamps
+    iso_clean, iso_micros = _iso_parts(q)
+    integer_seconds = f"{q} BETWEEN -62135596800 AND 100000000000"
+    # milliseconds up to 9e12 (year 2255): Python's timedelta(milliseconds=n) is exact only that far
+    integer_millis = f"({q} > 100000000000 OR {q} < -100000000000) AND {q} BETWEEN -9000000000000 AND 9000000000000"
+    real_seconds = f"{q} BETWEEN -62135596799.0 AND 100000000000.0"
+    real_millis = (
+        f"({q} > 100000000000.0 OR {q} < -100000000000.0) AND {q} BETWEEN -62135596799000.0 AND 253402300798999.0"
+    )
+    predicate = (
+        f"(typeof({q}) = 'integer' AND (({integer_seconds}) OR ({integer_millis}))) "
+        f"OR (typeof({q}) = 'real' AND (({real_seconds}) OR ({real_millis}))) OR ({iso_clean})"
+    )
+    integer = (
+        f"CASE WHEN typeof({q}) = 'integer' AND {q} BETWEEN -62135596800000 AND 253402300799999 THEN "
+        f"{q} * (CASE WHEN {q} > 100000000000 OR {q} < -100000000000 THEN 1000 ELSE 1000000 END) END"
+    )
+    real = f"CASE WHEN typeof({q}) = 'real' THEN {q} END"
+    iso = f"CASE WHEN typeof({q}) = 'text' AND length({q}) BETWEEN 19 AND 32 THEN {iso_micros} END"
+    rule = (
+        f"CASE WHEN typeof({q}) IN ('integer', 'real') THEN (CASE WHEN {q} > 100000000000 OR {q} < -100000000000 "
+        f"THEN 2 ELSE 1 END) WHEN typeof({q}) = 'text' AND length({q}) IN ({NAIVE_LENGTHS}) THEN 3 ELSE 0 END"
+    )
+    return ColumnSql([integer, real, iso], _nullable(column, q, predicate), rule)
+
+
+@dataclass
+class NativeTable:
+    """The native path of one table: its batch statement and how to turn a batch into binary COPY tuples."""
+
+    mapping: TableMapping
+    columns: list[ColumnSql] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, mapping: TableMapping) -> NativeTable:
+        table = cls(mapping)
+        table.columns = [column_sql(c, s) for c, s in zip(mapping.target_columns, mapping.source_columns, strict=True)]
+        return table
+
+    def batch_sql(self) -> str:
+        """rowid, clean (0/1), every column's expressions, every rule code; the next ``?`` rows after rowid ``?``."""
+        clean = " AND ".join(f"({c.clean})" for c in self.columns) or "1"
+        parts = ["rowid", f"CASE WHEN {clean} THEN 1 ELSE 0 END"]
+        for column in self.columns:
+            parts += column.selects
+        parts += [c.rule for c in self.columns if c.rule is not None]
+        table = quote_sqlite(self.mapping.source.name)
+        return f"SELECT {', '.join(parts)} FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT ?"  # noqa: S608
+
+
+# --------------------------------------------------------------------------------------------- Arrow side
+
+
+class NotNative(Exception):
+    """This batch cannot take the native path (text that is not valid UTF-8): it goes through Python whole."""
+
+
+def _combined(array: Any) -> pa.Array:
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def big_endian(values: pa.Array, width: int) -> pa.Array:
+    """Integers as ``width``-byte big-endian binary values (binary COPY's byte order), computed by Arrow kernels."""
+    unsigned = pa.uint64() if width == 8 else pa.uint32() if width == 4 else pa.uint16()
+    u = pc.cast(values, unsigned, safe=False)
+    result = None
+    for k in range(width):
+        byte = pc.bit_wise_and(pc.shift_right(u, pa.scalar(8 * (width - 1 - k), unsigned)), pa.scalar(0xFF, unsigned))
+        placed = pc.shift_left(byte, pa.scalar(8 * k, unsigned))
+        result = placed if result is None else pc.bit_wise_or(result, placed)
+    assert result is not None
+    flat = _combined(pc.cast(result, unsigned))
+    view = pa.Array.from_buffers(pa.binary(width), len(flat), flat.buffers()[:2], offset=flat.offset)
+    return view.cast(pa.large_binary())
+
+
+def _lengths(values: pa.Array, width: int | None = None) -> pa.Array:
+    """Each field's length prefix: the value's byte length (``width`` for fixed-width types), -1 for NULL."""
+    if width is None:
+        lengths = pc.fill_null(pc.binary_length(values), -1)
+    else:
+        lengths = pc.if_else(pc.is_valid(values), pa.scalar(width, pa.int32()), pa.scalar(-1, pa.int32()))
+    return big_endian(lengths, 4)
+
+
+def _float_bits(values: pa.Array) -> pa.Array:
+    flat = _combined(pc.cast(values, pa.float64()))
+    return pa.Array.from_buffers(pa.int64(), len(flat), flat.buffers()[:2], offset=flat.offset)
+
+
+def _typed(values: pa.Array, kind: pa.DataType) -> pa.Array:
+    """``values`` as ``kind`` (the driver types a column that was NULL in every row of a batch as int64)."""
+    if values.type == kind:
+        return values
+    if values.null_count == len(values):
+        return pa.nulls(len(values), kind)
+    return values.cast(kind)
+
+
+def _valid_text(values: pa.Array) -> pa.Array:
+    try:
+        values.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raise NotNative from None
+    return values
+
+
+def time_micros(integer: pa.Array, real: pa.Array, iso: pa.Array) -> pa.Array:
+    """Microseconds since 1970 of a timestamp column: integer epochs (already scaled in SQL), real epochs rounded
+    half to even as Python's round() does (milliseconds above 1e11, else seconds), ISO text (computed in SQL)."""
+    real = _typed(real, pa.float64())
+    integer, iso = _typed(integer, pa.int64()), _typed(iso, pa.int64())
+    scaled = pc.if_else(pc.greater(pc.abs(real), 1e11), pc.multiply(real, 1000.0), pc.multiply(real, 1e6))
+    rounded = pc.cast(pc.round(scaled, round_mode="half_to_even"), pa.int64())
+    return pc.coalesce(integer, rounded, iso)
+
+
+@dataclass
+class EncodedBatch:
+    data: bytes | memoryview  # binary COPY tuples of the clean rows (no signature, no trailer)
+    rows: int
+    rules: dict[str, int]
+
+
+def encode(table: NativeTable, agent_id: str, batch: pa.Table) -> EncodedBatch:
+    """The clean rows of a batch (already filtered) as binary COPY tuples: agent_id, source_rowid, columns."""
+    rows = batch.num_rows
+    if rows == 0:
+        return EncodedBatch(b"", 0, {})
+    agent = agent_id.encode("utf-8")
+    parts: list[Any] = [
+        pa.scalar((len(table.columns) + 2).to_bytes(2, "big"), pa.large_binary()),
+        pa.scalar(len(agent).to_bytes(4, "big") + agent, pa.large_binary()),
+        pa.scalar((8).to_bytes(4, "big"), pa.large_binary()),
+        big_endian(_combined(batch.column(0)), 8),
+    ]
+    rules: dict[str, int] = {}
+    position = 2  # after rowid and the clean flag
+    rule_position = 2 + sum(len(c.selects) for c in table.columns)
+    for column, target in zip(table.columns, table.mapping.target_columns, strict=True):
+        kind = native_kind(target)
+        values = [_combined(batch.column(position + i)) for i in range(len(column.selects))]
+        position += len(column.selects)
+        if kind in TEXT_KINDS or kind in JSON_KINDS or kind == "bytea":
+            data = _typed(values[0], pa.large_binary())
+            if kind != "bytea":
+                data = _valid_text(data)
+            if kind == "jsonb":  # jsonb's binary format: version 1, then the text
+                data = pc.binary_join_element_wise(pa.scalar(b"\x01", pa.large_binary()), data, NOTHING)
+            parts += [_lengths(data), data]
+        elif kind == "float8":
+            number = _typed(values[0], pa.float64())
+            parts += [_lengths(number, 8), big_endian(_float_bits(number), 8)]
+        elif kind in FIXED_WIDTH:
+            width = FIXED_WIDTH[kind]
+            integer = _typed(values[0], pa.int64())
+            parts += [_lengths(integer, width), big_endian(integer, width)]
+        else:
+            micros = time_micros(*values)
+            parts += [_lengths(micros, 8), big_endian(pc.subtract(micros, PG_EPOCH_MICROS), 8)]
+            codes = pc.value_counts(_combined(batch.column(rule_position)))
+            rule_position += 1
+            for entry in codes.to_pylist():
+                name = TIME_RULES.get(int(entry["values"]))
+                if name is not None:
+                    rules[name] = rules.get(name, 0) + int(entry["counts"])
+    joined = _combined(pc.binary_join_element_wise(*parts, NOTHING, null_handling="replace", null_replacement=b""))
+    offsets = pa.Array.from_buffers(pa.int64(), rows + 1, [None, joined.buffers()[1]], offset=joined.offset)
+    first, last = offsets[0].as_py(), offsets[rows].as_py()
+    return EncodedBatch(memoryview(joined.buffers()[2]).cast("B")[first:last], rows, rules)
+
+
+assert NULL_FIELD == (-1).to_bytes(4, "big", signed=True)
+
+
+# -------------------------------------------------------------------------------------------- the reader
+
+
+class NativeReader:
+    """One read-only snapshot of a SQLite file through adbc-driver-sqlite, batches as Arrow tables."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        query = "mode=ro" + ("&immutable=1" if wal_at_rest(path) else "")
+        uri = f"file:{urllib.parse.quote(str(path.resolve()))}?{query}"
+        try:
+            self.conn = adbc_sqlite.connect(uri)
+        except Exception as exc:  # the driver's own error classes
+            raise SourceError(describe(path, exc)) from None
+
+    def read(self, table: NativeTable, after: int | None, limit: int) -> pa.Table:
+        try:
+            with self.conn.cursor() as cursor:
+                # the driver infers each column's type from the rows it reads first: read the whole batch at once
+                cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(max(limit, 1))})
+                cursor.execute(table.batch_sql(), (after if after is not None else -(2**63), limit))
+                return cursor.fetch_arrow_table()
+        except Exception as exc:  # the driver's own error classes
+            raise SourceError(describe(self.path, exc)) from None
+
+    def close(self) -> None:
+        try:
+            self.conn.rollback()
+        finally:
+            self.conn.close()
+
+
+@dataclass
+class SplitBatch:
+    last: int | None  # the batch's last rowid (None: no rows)
+    rows: int  # rows in the batch
+    clean: pa.Table  # the clean rows
+    others: list[int]  # rowids of the rows that go through Python
+
+
+def split(batch: pa.Table) -> SplitBatch:
+    rows = batch.num_rows
+    if rows == 0:
+        return SplitBatch(None, 0, batch, [])
+    rowids = _combined(batch.column(0))
+    flags = pc.equal(_combined(batch.column(1)), 1)
+    others = pc.filter(rowids, pc.invert(flags)).to_pylist()
+    return SplitBatch(int(rowids[rows - 1].as_py()), rows, batch.filter(flags), others)
+
+
+def rowids(batch: SplitBatch) -> list[int]:
+    """Every rowid of a batch, clean or not (for a batch that goes through Python whole)."""
+    return sorted([*batch.others, *(_combined(batch.clean.column(0)).to_pylist() if batch.clean.num_rows else [])])
+
+
+def rows_by_rowid(conn: Any, mapping: TableMapping, path: Path, rowids: list[int]) -> Iterator[tuple[Any, ...]]:
+    """Source rows (rowid first) of the given rowids, in rowid order, read with the Python path's connection."""
+    if not rowids:
+        return
+    columns = ", ".join(["rowid"] + [quote_sqlite(c) for c in mapping.source_columns])
+    query = (
+        f"SELECT {columns} FROM {quote_sqlite(mapping.source.name)} "  # noqa: S608
+        "WHERE rowid IN (SELECT value FROM json_each(?)) ORDER BY rowid"
+    )
+    try:
+        yield from conn.execute(query, ("[" + ",".join(map(str, rowids)) + "]",))
+    except Exception as exc:  # sqlite3.Error
+        raise SourceError(describe(path, exc)) from None

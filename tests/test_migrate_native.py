@@ -1,0 +1,108 @@
+"""The native columnar path of `ws migrate run` stores exactly what the Python path stores: rows, rejects, kept raw
+values, rule counts and ledger checksums, on the nasty corpus and on generated data."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from infra.migrate.load import RunOptions, RunReport, run_migration
+from infra.migrate.source import SourceFile
+from tests.test_migrate import build_nasty, loaded_state
+from tests.test_migrate_support import agent_file, apply_target_migrations, create_memory_tables, generator
+
+
+@pytest.fixture
+def target_url(fresh_database: str) -> str:
+    apply_target_migrations(fresh_database)
+    return fresh_database
+
+
+def ledger_units(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as pg:
+        return pg.execute(
+            """SELECT agent_id, source_table, status, source_rows, rows_loaded, rows_rejected, checksum,
+                      checksum_format, rules::text, batches, validation->>'method' FROM ws_migrate.units ORDER BY 1, 2"""
+        ).fetchall()
+
+
+def edge_cases(tmp: Path) -> Path:
+    """Values at the borders of what the native path takes: ISO shapes, epochs, JSON, NULLs, bad UTF-8."""
+    path = agent_file(tmp, "edges")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn, loose=True)
+    times: list[Any] = [
+        "2024-02-29T12:00:00Z", "2024-02-29 12:00:00.123", "2024-02-29T12:00:00.123456+05:30",
+        "2023-02-29 00:00:00", "2024-01-01T24:00:00", "2024-01-01T23:59:60", "0001-01-01 00:00:00",
+        "2024-01-01T00:00:00.1234", "2024-01-01T00:00:00-23:59", "2024-01-01T00:00:00+24:00", " 2024-01-01 00:00:00",
+        "2024-01-01", 1700000000, 1700000000.5, 1700000000123, 1700000000123.4, -1.0, 0, 2.5e-7, 1e11, 1e11 + 1,
+        -62135596800, 253402300799999, 253402300800000, "1700000000", 1e300, -9223372036854775808,
+    ]  # fmt: skip
+    metadata: list[Any] = [
+        '{"a": 1, "b": [1, 2.50, -0]}', '{"a": 1, "a": 2}', '{"x": {"k": 1, "k": 2}}', '[{"k": 1}, {"k": 1, "k": 3}]',
+        '{"e": 1e2}', '{"e": 1e400000}', '{"s": "\\u0000"}', '{"s": "tab\\tquote\\""}', "{not json", None, "42",
+        '"text"', "[" * 3000 + "]" * 3000, '{"a": null}', b'{"blob": 1}', 3.5,
+    ]  # fmt: skip
+    rows = []
+    for i in range(1, 301):
+        content: Any = f"content {i} é" if i % 17 else ("with\x00nul" if i % 2 else 12345)
+        embedding: Any = None if i % 5 == 0 else (bytes([i % 256]) * (i % 7) if i % 11 else "text in a blob column")
+        rows.append((i, content, embedding, metadata[i % len(metadata)], times[i % len(times)]))
+    conn.executemany("INSERT INTO memories VALUES (?, 'fact', ?, ?, ?, ?)", rows)
+    conn.execute("UPDATE memories SET content = CAST(? AS TEXT) WHERE id = 7", (b"bad \xff utf-8",))
+    conn.executemany(
+        "INSERT INTO conversations VALUES (?, 's', 'user', ?, ?, ?)",
+        [(i, "", [None, 2**31, 7, "8", 9.0][i % 5], times[(i * 7) % len(times)]) for i in range(1, 201)],
+    )
+    conn.commit()
+    conn.close()
+    return path
+
+
+def run_both(url: str, sources: list[SourceFile], batch_rows: int) -> tuple[RunReport, RunReport, list[Any], list[Any]]:
+    python = run_migration(url, sources, RunOptions(jobs=1, batch_rows=batch_rows, create_tables=True, native=False))
+    before = [loaded_state(url, s.agent_id) for s in sources], ledger_units(url)
+    native = run_migration(url, sources, RunOptions(jobs=1, batch_rows=batch_rows, create_tables=True, reload=True))
+    after = [loaded_state(url, s.agent_id) for s in sources], ledger_units(url)
+    assert python.native_rows == 0
+    return python, native, list(before), list(after)
+
+
+def test_native_and_python_paths_store_the_same(tmp_path: Path, target_url: str) -> None:
+    files = build_nasty(tmp_path)
+    paths = [p for p in files.values() if p.exists()] + [edge_cases(tmp_path)]
+    paths += generator().generate(tmp_path / "gen", agents=2, memory_rows=700, conversation_rows=500)
+    sources = [SourceFile("bot", p.parent.name, p, str(p), "agents", {}) for p in paths]
+    python, native, before, after = run_both(target_url, sources, batch_rows=128)
+    assert native.native_rows > 0.8 * 2 * 1200, "generated data must mostly take the native path"
+    assert native.native_rows < native.rows_loaded, "the nasty rows must take the Python path"
+    assert {a.agent_id: a.status for a in native.agents} == {a.agent_id: a.status for a in python.agents}
+    assert native.rules() == python.rules() and native.rows_rejected == python.rows_rejected > 0
+    for index, source in enumerate(sources):
+        for part, name in enumerate(("memories", "conversations", "rejects", "raw values")):
+            assert after[0][index][part] == before[0][index][part], (source.agent_id, name)
+    # rows, rejects, checksums (the Python path's hash of each tuple sent, PostgreSQL's of each native row stored)
+    assert [u[:10] for u in after[1]] == [u[:10] for u in before[1]]
+    assert {u[2] for u in after[1] if u[0] not in ("corrupt-agent",)} == {"validated"}
+
+
+def test_a_json_number_postgresql_refuses_sends_the_batch_through_python(tmp_path: Path, target_url: str) -> None:
+    path = agent_file(tmp_path, "huge-number")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn)
+    conn.executemany(
+        "INSERT INTO memories VALUES (?, 'fact', 'c', NULL, ?, 1700000000)",
+        [(i, json.dumps({"n": i}) if i != 5 else '{"n": 1e400000}') for i in range(1, 11)],
+    )
+    conn.commit()
+    conn.close()
+    source = SourceFile("bot", "huge-number", path, str(path), "agents", {})
+    report = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=4))
+    unit = next(u for u in report.agents[0].units if u.source_table == "memories")
+    assert unit.status == "validated" and (unit.rows_loaded, unit.rows_rejected) == (9, 1)
+    assert unit.native_rows == 6  # the batch holding rowid 5 went through Python whole

@@ -373,3 +373,25 @@ def test_sync_writes_a_missing_prisma_config_and_refuses_one_it_cannot_edit(work
     result = ws(workspace, "schema", "sync", "--check")
     assert result.returncode == 2
     assert "cannot keep the external lists in step" in result.stderr and "tables: { external: [] }" in result.stderr
+
+
+def test_a_name_the_primarys_own_schema_lacks_fails_at_its_line(workspace: Path) -> None:
+    # a typo in the primary's own shared_models: no secondary lists it, so nothing compared it before
+    edit(
+        workspace / "workspace.yaml",
+        "shared_models: [Organization, Agent, AgentMemory, AgentTool, AgentStatus]",  # the primary's, first
+        "shared_models: [Organization, Agent, AgentMemory, AgentTool, AgentStatus, Organisation]",
+    )
+    line = line_of(workspace / "workspace.yaml", "Organisation]")
+    result = ws(workspace, "schema", "check", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert data["ok"] is False
+    [problem] = data["problems"]
+    assert problem["file"].endswith("workspace.yaml") and problem["line"] == line, problem
+    assert problem["name"] == "Organisation" and "did you mean 'Organization'?" in problem["aspect"], problem
+    checked = ws(workspace, "check", "--json")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    failed = [r for r in json.loads(checked.stdout)["checks"] if r["status"] == "fail" and "schema" in r["name"]]
+    assert len(failed) == 1 and f"workspace.yaml:{line}:" in failed[0]["detail"], failed
+    assert "did you mean 'Organization'" in failed[0]["detail"]

@@ -10,6 +10,7 @@ prisma.config.ts must declare the shared tables and enums external.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 from infra.markdown import markdown_table
@@ -280,18 +281,7 @@ def check_alignment(schemas: LoadedSchemas) -> AlignmentReport:
             statuses.append(status)
             c_block = s_schema.block(name)
             if p_block is None:
-                status.differences.append(
-                    Difference(
-                        repo,
-                        name,
-                        "",
-                        f"listed in shared_models but the primary {primary_name} has no model or enum {name}",
-                        None,
-                        None,
-                        "workspace.yaml",
-                        0,
-                    )
-                )
+                status.differences.append(_not_in_primary(schemas, primary, repo, name))
                 continue
             if c_block is None:
                 status.differences.append(
@@ -329,8 +319,32 @@ def check_alignment(schemas: LoadedSchemas) -> AlignmentReport:
                     )
         _check_external(primary, secondary, statuses, shared, main_file)
         problems.extend(_secondary_rules(primary, secondary, primary_tables, set(shared)))
+    for name in primary.config.shared_models:
+        if p_schema.block(name) is None:  # the primary's own list: no secondary compares it
+            problems.append(_not_in_primary(schemas, primary, primary_name, name))
     problems.extend(_validity(schemas))
     return AlignmentReport(primary_name, statuses, problems, skipped)
+
+
+def _not_in_primary(schemas: LoadedSchemas, primary: RepoSchema, repo: str, name: str) -> Difference:
+    """``name`` is in ``repo``'s shared_models but not in the primary's schema: where it is listed and the fix."""
+    key = f"repos.{repo}.schema.shared_models"
+    known = sorted(primary.schema.models) + sorted(primary.schema.enums)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    main_file = primary.display(primary.files[0].path if primary.files else primary.config.prisma)
+    fix = (
+        f"did you mean {close[0]!r}? fix the name in {key}"
+        if close
+        else f"remove it from {key}, or add `model {name}` (or `enum {name}`) to {main_file}"
+    )
+    file, line = "workspace.yaml", 0
+    if schemas.workspace is not None:
+        shared = schemas.workspace.model.repos[repo].schema_
+        index = shared.shared_models.index(name) if shared is not None else 0
+        where = schemas.workspace.problem(("repos", repo, "schema", "shared_models", index), "")
+        file, line = where.file, where.line
+    aspect = f"listed in {key} but the primary {schemas.primary} has no model or enum {name}; {fix}"
+    return Difference(repo, name, "", aspect, None, None, file, line)
 
 
 def _validity(schemas: LoadedSchemas) -> list[Difference]:

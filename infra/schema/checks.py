@@ -23,6 +23,9 @@ def check_schema_alignment(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
         return
     report = check_alignment(schemas)
     primary_skip = schemas.skipped.get(schemas.primary)
+    own = [str(p) for p in report.problems if p.repo == schemas.primary]
+    if own:  # the primary's own shared_models and Prisma's rules on its schema
+        yield CheckResult(f"schema {schemas.primary}", "fail", "; ".join(own))
     for repo in secondaries:
         name = f"schema alignment {repo}"
         if repo in schemas.skipped:

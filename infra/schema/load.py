@@ -138,6 +138,7 @@ class LoadedSchemas:
     repos: dict[str, RepoSchema]
     skipped: dict[str, str]
     primary: str
+    workspace: LoadedWorkspace | None = None  # where workspace.yaml's keys are, for located messages
 
 
 def load_schemas(loaded: LoadedWorkspace, readers: ReaderFactory | None = None) -> LoadedSchemas:
@@ -157,4 +158,4 @@ def load_schemas(loaded: LoadedWorkspace, readers: ReaderFactory | None = None) 
             problems.extend(exc.problems)
     if problems:
         raise WorkspaceError(problems)
-    return LoadedSchemas(repos, skipped, loaded.model.primary)
+    return LoadedSchemas(repos, skipped, loaded.model.primary, loaded)

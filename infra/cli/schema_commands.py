@@ -22,7 +22,7 @@ from infra.cli._common import (
 from infra.cli.github_commands import propagate_command
 from infra.errors import CheckFailed
 from infra.github.contents import github_readers
-from infra.schema import align, export, load, sync
+from infra.schema import align, export, load, sync, types_package
 from infra.schema import drift as drift_module
 
 
@@ -31,7 +31,8 @@ def schema_group() -> None:
     """Shared Prisma models: the primary repo owns them, the secondaries keep exact copies.
 
     check compares the copies with the primary, sync repairs them, export-types writes TypeScript and
-    Python types for them, drift compares a live database with every repo's declared models.
+    Python types for them, package builds those types as the versioned npm package, drift compares a live
+    database with every repo's declared models.
     """
 
 
@@ -141,6 +142,35 @@ def export_types_command(ctx: Context, out_dir: Path | None, check_only: bool, a
     stale = [p for p, s in states if s != "unchanged"]
     if check_only and stale:
         raise CheckFailed(f"stale exported type file(s): {', '.join(stale)}; run `ws schema export-types`")
+
+
+@schema_group.command("package")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Package folder to write (default: .ws/types-package beside workspace.yaml).",
+)
+@click.option("--pack", is_flag=True, help="Also run `npm pack` and report the tarball.")
+@json_option
+@pass_context
+def package_command(ctx: Context, out_dir: Path | None, pack: bool, as_json: bool) -> None:
+    """Build the shared types as the npm package workspace.yaml's `types:` names, ready to publish.
+
+    Writes package.json (version <types.version>-schema-<hash of the exported types>: the same shared schema
+    always gives the same version), the types compiled by tsc into dist/ (.js and .d.ts), the Python types and
+    a README. The primary's release workflow publishes it; `ws schema propagate` bumps the secondaries to it.
+    """
+    loaded = ctx.loaded
+    target = out_dir or loaded.root / ".ws" / "types-package"
+    result = types_package.build(loaded, target, pack=pack)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        console.print(f"{escape(result.package)}@{escape(result.version)} in {escape(str(result.folder))}")
+        if result.tarball is not None:
+            console.print(f"packed {escape(str(result.tarball))}")
 
 
 @schema_group.command("drift")

@@ -326,6 +326,39 @@ class Monitoring(Strict):
     )
 
 
+NpmPackageName = Annotated[
+    str, StringConstraints(max_length=214, pattern=r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$")
+]
+RegistryUrl = Annotated[str, StringConstraints(pattern=r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")]
+BaseVersion = Annotated[
+    str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$")
+]
+PythonDistribution = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")]
+
+
+class TypesPackage(Strict):
+    """The shared types as a versioned npm package (`ws schema package`, docs/schema.md)."""
+
+    package: NpmPackageName = Field(
+        description="npm package name, e.g. @saas-ecosystem/shared-database-types (GitHub Packages: @<owner>/...)."
+    )
+    registry: RegistryUrl = Field(default="https://npm.pkg.github.com", description="npm registry it is published to.")
+    version: BaseVersion = Field(
+        default="0.1.0", description="Base version; the schema's content hash is appended: <base>-schema-<sha12>."
+    )
+    python_package: PythonDistribution | None = Field(
+        default=None, description="Python distribution name of the pydantic types (python/pyproject.toml)."
+    )
+
+    @model_validator(mode="after")
+    def _github_packages_scope(self) -> TypesPackage:
+        if self.registry.startswith("https://npm.pkg.github.com") and not self.package.startswith("@"):
+            raise ValueError(
+                f"GitHub Packages takes scoped names only: write package: '@<github owner>/{self.package}'"
+            )
+        return self
+
+
 class Repo(Strict):
     github: GitHubRepo = Field(description="owner/name of the repository on GitHub.")
     path: str | None = Field(
@@ -363,6 +396,9 @@ class Workspace(Strict):
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Where cross-repository metrics go.")
     review_rules: list[ReviewRule] = Field(
         default_factory=list, description="Cross-repo review rules: who must approve changes to which paths."
+    )
+    types: TypesPackage | None = Field(
+        default=None, description="Publish the shared types as an npm package; propagate then bumps its version."
     )
 
     @property

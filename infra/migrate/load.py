@@ -279,6 +279,7 @@ _HELPER: dict[str, Any] = {}
 # its batches back buys little for a table that ends within a second. Chosen, not tuned: on 150,000- and
 # 400,000-row files the helper paid off (README); the exact break-even was not measured.
 HELPER_MIN_ROWS = 60_000
+FIRST_NATIVE_ROWS = 2_000  # the first native batch of a table, before its rows' size is known
 CORES = os.cpu_count() or 1
 
 
@@ -585,7 +586,10 @@ class Migrator:
         hashed = progress.checksum is not None
         table = columnar.NativeTable.of(mapping)
         copy_sql = mapping.copy_sql(True)
-        limit = max(1, self.options.batch_rows)
+        most = max(1, self.options.batch_rows)
+        # batches are sized in bytes too: the first reads at most FIRST_NATIVE_ROWS rows, each next one is scaled so
+        # that it holds about columnar.BATCH_BYTES (never more than --batch-rows rows)
+        limit = min(most, FIRST_NATIVE_ROWS)
         native_rows = 0
         reader = columnar.NativeReader(source.path)
         reset = fresh
@@ -593,7 +597,8 @@ class Migrator:
         try:
             while not exhausted:
                 started = time.monotonic()
-                batch = columnar.split(reader.read(table, progress.after, limit))
+                read = reader.read(table, progress.after, limit)
+                batch = columnar.split(read)
                 try:
                     encoded = columnar.encode(table, source.agent_id, batch.clean)
                     others = batch.others
@@ -601,6 +606,8 @@ class Migrator:
                     encoded = columnar.EncodedBatch(b"", 0, {})
                     others = columnar.rowids(batch)
                 exhausted = batch.rows < limit
+                size = max(1, read.nbytes)
+                limit = max(1, min(most, limit * columnar.BATCH_BYTES // size))
                 with conn.transaction():
                     if reset:
                         ledger.reset_unit(conn, key, mapping.target_identifier, mapping.target_label, sha)

@@ -2,7 +2,8 @@
 
 For each secondary whose copies differ: create a branch (from its default branch), apply what ``ws schema sync``
 would write (infra.schema.sync.plan_sync / apply_edits) and the regenerated shared types
-(infra.schema.export.export_types, written under ``shared-database-types/`` of the secondary), commit, push,
+(infra.schema.export.export_types, written under ``shared-database-types/`` of the secondary; or, when
+workspace.yaml's ``types.package`` publishes them, the exact new version in its package.json), commit, push,
 then open linked PRs (infra.github.prs) that request review from the maintainers of every repo: a schema
 change needs all of them. ``dry_run`` computes the same plan (diffs and PR plan) and changes nothing.
 
@@ -24,7 +25,7 @@ from infra.errors import UsageError
 from infra.github.client import GitHub
 from infra.github.git import Checkout
 from infra.github.prs import PullRecord, open_pulls
-from infra.schema import export, sync
+from infra.schema import export, sync, types_package
 from infra.schema.load import LocalReader, Reader
 from infra.schema.sync import FileEdit
 from infra.workspace.located import LoadedWorkspace
@@ -191,7 +192,9 @@ def plan(
     for edit in edits:
         plans[edit.repo].edits.append(edit)
     types = "not exported (--no-types)"
-    if types_dir is not None:
+    if types_dir is not None and model.types is not None:
+        types = _plan_package_bump(loaded, plans, readers)
+    elif types_dir is not None:
         types = _plan_types(loaded, plans, readers, types_dir)
     title = title or f"Sync shared schema from {primary}@{primary_sha[:7]}"
     return Propagation(primary, primary_sha, branch, title, all_maintainers(loaded), list(plans.values()), types, True)
@@ -206,6 +209,20 @@ def _plan_types(loaded: LoadedWorkspace, plans: dict[str, RepoPlan], readers: di
             if old != text:
                 repo_plan.edits.append(FileEdit(name, path, old, text))
     return f"{len(files)} file(s) under {types_dir}/ in each secondary"
+
+
+def _plan_package_bump(loaded: LoadedWorkspace, plans: dict[str, RepoPlan], readers: dict[str, Reader]) -> str:
+    """``types.package`` set: each secondary's package.json depends on the exact version of this schema."""
+    settings = types_package.settings(loaded)
+    version = types_package.version_of(loaded)
+    for name, repo_plan in plans.items():
+        reader = readers[name]
+        for path, edit in (("package.json", types_package.bump_dependency), (".npmrc", types_package.scope_npmrc)):
+            old = reader.read(path)
+            new = edit(old, settings, name, reader.display(path), version)
+            if new is not None and new != old:
+                repo_plan.edits.append(FileEdit(name, path, old, new))
+    return f"package.json depends on {settings.package}@{version} in each secondary"
 
 
 def body_of(result: Propagation) -> str:

@@ -183,3 +183,36 @@ def test_a_change_on_the_default_branch_gets_a_sync_branch(root: Path) -> None:
     assert plan.title == f"Sync shared schema from {PRIMARY}@{sha[:7]}"
     assert {p.repo: p.base for p in plan.repos} == {AGENTS: "main", SPECS: "main"}
     assert all(p.edits for p in plan.repos)
+
+
+def test_with_a_types_package_propagate_bumps_the_dependency_instead_of_copying(root: Path, fake: FakeGitHub) -> None:
+    from infra.schema import types_package
+
+    workspace = root / "workspace.yaml"
+    workspace.write_text(workspace.read_text() + 'types:\n  package: "@acme/shared-database-types"\n')
+    agents_manifest = {
+        "name": "app-agents",
+        "version": "1.0.0",
+        "dependencies": {"@acme/shared-database-types": "0.1.0-schema-000000000000", "zod": "3.23.8"},
+        "scripts": {"start": "node server.js"},
+    }
+    commit_file(root / AGENTS, "package.json", json.dumps(agents_manifest, indent=4) + "\n", "manifest")
+    commit_file(root / AGENTS, ".npmrc", "engine-strict=true\n", "npmrc")
+    loaded = loaded_of(root)
+    version = types_package.version_of(loaded)
+    result = propagate.propagate(loaded, GitHub(fake.api_url, fake.token))
+    assert result.types == f"package.json depends on @acme/shared-database-types@{version} in each secondary"
+    for repo in (AGENTS, SPECS):
+        assert not (root / repo / "shared-database-types").exists()  # no copied files
+        manifest = json.loads((root / repo / "package.json").read_text())
+        assert manifest["dependencies"]["@acme/shared-database-types"] == version
+        assert "@acme:registry=https://npm.pkg.github.com" in (root / repo / ".npmrc").read_text().splitlines()
+        assert git_in(root / repo, "status", "--porcelain") == ""
+    # the existing manifest keeps its keys, order, other dependencies and indentation; .npmrc keeps its lines
+    text = (root / AGENTS / "package.json").read_text()
+    assert list(json.loads(text)) == ["name", "version", "dependencies", "scripts"]
+    assert json.loads(text)["dependencies"]["zod"] == "3.23.8" and '\n    "name": "app-agents"' in text
+    assert (root / AGENTS / ".npmrc").read_text().startswith("engine-strict=true\n")
+    # the version is the primary's new schema: before its change (main) the types had another version
+    git_in(root / PRIMARY, "checkout", "-q", "main")
+    assert types_package.version_of(loaded_of(root)) != version

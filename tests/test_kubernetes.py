@@ -754,3 +754,18 @@ def test_the_example_workspace_has_a_kubernetes_environment_that_builds(runs: An
     assert run.outputs["namespace"] == "example-ecosystem-cluster"
     committed = read_stack_config((EXAMPLE.parent / "Pulumi.cluster.yaml").read_text(), "Pulumi.cluster.yaml")
     assert committed == stack_config(loaded, "cluster", tag="latest")  # the generated stack file is committed
+
+
+def test_the_budget_counts_the_pool_the_services_size_with_db_max_connections(tmp_path: Path) -> None:
+    """The services size their pools with DB_MAX_CONNECTIONS: the budget counts that, not a default it assumes."""
+    loaded = write_fixture(tmp_path, FIXTURE.replace("\nenv:\n", "\nenv:\n  DB_MAX_CONNECTIONS: '60'\n", 1))
+    (result,) = [r for r in budget.check_connection_budget(loaded) if r.name == "connection budget dev"]
+    assert result.status == "fail", result.detail
+    assert "admin 60 x 1" in result.detail and "(DB_MAX_CONNECTIONS)" in result.detail
+
+
+def test_the_real_and_example_workspaces_fit_their_connection_budget() -> None:
+    for path in (ROOT / "workspace.yaml", ROOT / "examples" / "workspace.yaml"):
+        loaded = load_workspace(path)
+        failing = [r.detail for r in budget.check_connection_budget(loaded) if r.status != "ok"]
+        assert failing == [], path

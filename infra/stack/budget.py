@@ -1,6 +1,7 @@
 """The connection budget: the shared database's first scaling wall, checked per environment by `ws check`.
 
-Every replica of a repo's service opens up to ``service.pool_size`` connections. On Kubernetes a Deployment runs
+Every replica of a repo's service opens up to its pool size: the ``DB_MAX_CONNECTIONS`` its resolved env sets
+(the variable the services size their pool with), else ``service.pool_size``. On Kubernetes a Deployment runs
 up to ``replicas.max`` pods, plus one surge pod during a rolling update; the migration Jobs of one stage run at
 the same time; PostgreSQL keeps connections for superusers and ws needs its own. Without a pooler the sum has
 to fit ``database.max_connections``. With ``database.pooler: true`` the clients connect to PgBouncer instead
@@ -23,8 +24,11 @@ from infra.stack.cluster import (
     is_kubernetes,
     stage_of,
 )
+from infra.workspace.env import declared_layers
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
+
+POOL_VARIABLE = "DB_MAX_CONNECTIONS"  # what the services read to size their connection pool
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class RepoDemand:
     repo: str
     pool_size: int
     pods: int  # most replicas + surge
+    pool_source: str = "service.pool_size"
 
     @property
     def connections(self) -> int:
@@ -72,6 +77,20 @@ def pooler_pool_size(workspace: Workspace) -> int:
     return (workspace.database.max_connections - RESERVED_CONNECTIONS) // (POOLER_INSTANCES * roles)
 
 
+def pool_size(workspace: Workspace, environment: str, repo: str) -> tuple[int, str]:
+    """The connections one replica of ``repo`` opens in ``environment``, and where that number comes from."""
+    declared: dict[str, object] = {}
+    for _, layer in declared_layers(workspace, environment, repo):
+        declared.update(layer)
+    value = declared.get(POOL_VARIABLE)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, POOL_VARIABLE
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip()), POOL_VARIABLE
+    service = workspace.repos[repo].service
+    return (service.pool_size if service is not None else 0), "service.pool_size"
+
+
 def budget(workspace: Workspace, environment: str) -> Budget:
     kubernetes = is_kubernetes(workspace, environment)
     demands = []
@@ -79,7 +98,8 @@ def budget(workspace: Workspace, environment: str) -> Budget:
         if repo.service is None:
             continue
         pods = (repo.service.replicas.most + MAX_SURGE) if kubernetes else 1
-        demands.append(RepoDemand(name, repo.service.pool_size, pods))
+        size, source = pool_size(workspace, environment, name)
+        demands.append(RepoDemand(name, size, pods, source))
     jobs = 0
     if kubernetes:
         per_stage: dict[int, int] = {}
@@ -106,7 +126,10 @@ SHOWN = 6  # repos named one by one in the sum; the rest are added up
 
 
 def describe(result: Budget) -> str:
-    parts = [f"{d.repo} {d.pool_size} x {d.pods}" for d in result.repos[:SHOWN]]
+    parts = [
+        f"{d.repo} {d.pool_size} x {d.pods}" + (f" ({d.pool_source})" if d.pool_source == POOL_VARIABLE else "")
+        for d in result.repos[:SHOWN]
+    ]
     if len(result.repos) > SHOWN:
         rest = result.repos[SHOWN:]
         parts.append(f"{len(rest)} more repos {sum(d.connections for d in rest)}")

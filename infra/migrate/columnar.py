@@ -136,13 +136,11 @@ def column_sql(column: TargetColumn, source_name: str) -> ColumnSql:
         predicate = f"typeof({q}) = 'text' AND length({q}) < {MAX_TEXT} AND instr({q}, char(0)) = 0"
         if column.max_length is not None:
             predicate += f" AND length({q}) <= {int(column.max_length)}"
-        return ColumnSql(
-            [f"CASE WHEN typeof({q}) = 'text' THEN CAST({q} AS BLOB) END"], _nullable(column, q, predicate)
-        )
+        text = f"CASE WHEN typeof({q}) = 'text' AND length({q}) < {MAX_TEXT} THEN CAST({q} AS BLOB) END"
+        return ColumnSql([text], _nullable(column, q, predicate))
     if kind == "bytea":
-        return ColumnSql(
-            [f"CASE WHEN typeof({q}) = 'blob' THEN {q} END"], _nullable(column, q, f"typeof({q}) = 'blob'")
-        )
+        predicate = f"typeof({q}) = 'blob' AND length({q}) < {MAX_BYTES}"
+        return ColumnSql([f"CASE WHEN {predicate} THEN {q} END"], _nullable(column, q, predicate))
     if kind in INT_RANGES:
         low, high = INT_RANGES[kind]
         predicate = f"typeof({q}) = 'integer' AND {q} BETWEEN {low} AND {high}"
@@ -166,9 +164,8 @@ def column_sql(column: TargetColumn, source_name: str) -> ColumnSql:
             f"typeof({q}) = 'text' AND length({q}) < 65536 AND instr({q}, char(0)) = 0 AND instr({q}, '\\') = 0 "
             f"AND {brackets} AND json_valid({q}) AND {duplicates}"
         )
-        return ColumnSql(
-            [f"CASE WHEN typeof({q}) = 'text' THEN CAST({q} AS BLOB) END"], _nullable(column, q, predicate)
-        )
+        text = f"CASE WHEN typeof({q}) = 'text' AND length({q}) < 65536 THEN CAST({q} AS BLOB) END"
+        return ColumnSql([text], _nullable(column, q, predicate))
     # timestamps
     iso_clean, iso_micros = _iso_parts(q)
     integer_seconds = f"{q} BETWEEN -62135596800 AND 100000000000"

@@ -106,3 +106,25 @@ def test_a_json_number_postgresql_refuses_sends_the_batch_through_python(tmp_pat
     unit = next(u for u in report.agents[0].units if u.source_table == "memories")
     assert unit.status == "validated" and (unit.rows_loaded, unit.rows_rejected) == (9, 1)
     assert unit.native_rows == 6  # the batch holding rowid 5 went through Python whole
+
+
+def test_values_over_a_mebibyte_take_the_streaming_python_path(tmp_path: Path, target_url: str) -> None:
+    """A native batch never holds large values: a blob of 2 MiB goes through Python (which streams it), its
+    neighbours natively, and the stored bytes are the source's."""
+    path = agent_file(tmp_path, "big-values")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn)
+    big = bytes(range(256)) * (8 * 1024)  # 2 MiB
+    conn.executemany(
+        "INSERT INTO memories VALUES (?, 'fact', 'c', ?, NULL, 1700000000)",
+        [(i, big if i == 3 else b"small") for i in range(1, 6)],
+    )
+    conn.commit()
+    conn.close()
+    source = SourceFile("bot", "big-values", path, str(path), "agents", {})
+    report = run_migration(target_url, [source], RunOptions(jobs=1))
+    unit = next(u for u in report.agents[0].units if u.source_table == "memories")
+    assert unit.status == "validated" and unit.native_rows == 4
+    with psycopg.connect(target_url) as pg:
+        stored = pg.execute("SELECT embedding FROM agents.memories WHERE source_rowid = 3").fetchone()
+    assert stored == (big,)

@@ -8,8 +8,10 @@ import shutil
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from infra.schema import export, types_package
 from infra.workspace import load_workspace
@@ -21,6 +23,12 @@ AGENTS = "app-agents/shared/database/schema.prisma"
 TYPES_BLOCK = (
     '\ntypes:\n  package: "@example-ecosystem/shared-database-types"\n  python_package: shared-database-types\n'
 )
+
+
+def load_yaml(text: str) -> Any:
+    return YAML(typ="safe", pure=True).load(text)
+
+
 VERSION = re.compile(r"^0\.1\.0-schema-[0-9a-f]{12}$")
 
 
@@ -128,3 +136,49 @@ def test_without_a_types_block_package_says_how_to_add_one(tmp_path: Path) -> No
                     in_process=True)  # fmt: skip
     assert result.returncode == 2
     assert "declares no types package" in result.stderr and "types:" in result.stderr
+
+
+def test_the_primarys_release_workflow_publishes_the_package() -> None:
+    from infra.github.repofiles import RELEASE_WORKFLOW, repo_files
+    from tests.helpers import ROOT
+
+    loaded = load_workspace(ROOT / "workspace.yaml")
+    assert loaded.model.types is not None
+    files = repo_files(loaded)
+    document = load_yaml(files[loaded.model.primary][RELEASE_WORKFLOW])
+    assert document["permissions"] == {}
+    job = document["jobs"]["types"]
+    assert job["permissions"] == {"contents": "read", "packages": "write"}
+    runs = [step["run"] for step in job["steps"] if "run" in step]
+    assert any("prisma generate" in r for r in runs) and any("ws schema package" in r for r in runs)
+    publish = job["steps"][-1]
+    assert "npm publish" in publish["run"] and publish["env"]["NODE_AUTH_TOKEN"] == "${{ github.token }}"
+    assert all("${{" not in r for r in runs)
+    assert all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", s["uses"]) for s in job["steps"] if "uses" in s and
+               not s["uses"].startswith("./"))  # fmt: skip
+    # the secondaries' release workflows publish nothing
+    for repo in loaded.model.repos:
+        if repo != loaded.model.primary:
+            assert "types" not in load_yaml(files[repo][RELEASE_WORKFLOW])["jobs"]
+
+
+def test_a_primary_without_an_image_gets_a_types_only_release_that_passes_the_gates(tmp_path: Path) -> None:
+    from infra.github.actions import generate_actions
+    from infra.github.repofiles import RELEASE_WORKFLOW, repo_files
+    from tests.helpers import ROOT
+    from tests.test_github_actions import actionlint, write_tree, zizmor
+
+    text = (ROOT / "workspace.yaml").read_text(encoding="utf-8")
+    text = text.replace("      image: ghcr.io/saas-ecosystem/admin-app\n", "", 1)
+    (tmp_path / "workspace.yaml").write_text(text, encoding="utf-8")
+    loaded = load_workspace(tmp_path / "workspace.yaml")
+    workflow = repo_files(loaded)[loaded.model.primary][RELEASE_WORKFLOW]
+    assert list(load_yaml(workflow)["jobs"]) == ["types"]
+    # the workflow beside the coordination repository's actions, checked out as ./workspace as on the runner
+    files = {**generate_actions(loaded), ".github/workflows/release.yml": workflow}
+    tree = write_tree(tmp_path / "tree", files, "workspace")
+    linted = actionlint(tree, [".github/workflows/release.yml"])
+    assert linted.returncode == 0 and linted.stdout == "", linted.stdout + linted.stderr
+    for persona in ("regular", "auditor"):
+        findings = zizmor(tree, persona)
+        assert json.loads(findings.stdout) == [], findings.stdout + findings.stderr

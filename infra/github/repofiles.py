@@ -11,6 +11,8 @@ Per repo:
   from its ``Dockerfile`` and push it to its registry tagged with the commit SHA (docker/login-action,
   docker/setup-buildx-action and docker/build-push-action pinned by SHA; ``packages: write`` on that job
   only). Those SHAs are the versions the coordinated deployment deploys.
+  The primary's also publishes the shared types package when workspace.yaml declares ``types:``
+  (infra.github.types_release).
 * ``workspace-integration.yml``: on a pull request, check out the coordination repository and the sibling repos
   beside this one (each at the pull request's branch name when it has that branch, else at its default branch,
   and the log says which), bring the workspace up on the runner (``ws up --env local``: embedded PostgreSQL
@@ -34,6 +36,7 @@ from infra.github.actions import expression, mapping, run_step, safe_name, uses_
 from infra.github.git import Checkout
 from infra.github.layout import CHECKOUT_TOKEN_SECRET, PR_ENVIRONMENT, RUNNER, SAFE_REF, layout_of, ref_key
 from infra.github.pins import BUILD_PUSH, CHECKOUT, LOGIN, SETUP_BUILDX, check_pins
+from infra.github.types_release import types_job, types_only_release
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
 
@@ -61,8 +64,9 @@ def _registry_of(image: str) -> str:
 def release_workflow(workspace: Workspace, repo: str) -> CommentedMap | None:
     """The release workflow of ``repo`` (None when it has no image to build)."""
     spec = workspace.repos[repo]
+    publish_types = types_job(workspace, repo)  # the primary with workspace.yaml's `types:` (types_release.py)
     if spec.service is None or spec.service.image is None:
-        return None
+        return None if publish_types is None else types_only_release(workspace, repo, publish_types)
     image = spec.service.image
     registry = _registry_of(image)
     branch = spec.default_branch
@@ -106,7 +110,7 @@ def release_workflow(workspace: Workspace, repo: str) -> CommentedMap | None:
         ("on", mapping(("push", mapping(("branches", CommentedSeq([branch])))))),
         ("permissions", mapping()),
         ("concurrency", mapping(("group", "release-" + expression("github.ref")), ("cancel-in-progress", False))),
-        ("jobs", mapping(("image", job))),
+        ("jobs", mapping(("image", job), *([("types", publish_types)] if publish_types is not None else []))),
     )
 
 

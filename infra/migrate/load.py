@@ -42,7 +42,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -592,12 +592,16 @@ class Migrator:
         limit = min(most, FIRST_NATIVE_ROWS)
         native_rows = 0
         reader = columnar.NativeReader(source.path)
+        # SQLite reads (and Arrow encodes) the next batch in a thread while PostgreSQL takes this one: both release
+        # the GIL, so on two cores the reading overlaps the loading
+        prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="native-read")
         reset = fresh
         exhausted = False
         try:
+            upcoming = prefetch.submit(reader.read, table, progress.after, limit)
             while not exhausted:
                 started = time.monotonic()
-                read = reader.read(table, progress.after, limit)
+                read = upcoming.result()
                 batch = columnar.split(read)
                 try:
                     encoded = columnar.encode(table, source.agent_id, batch.clean)
@@ -608,6 +612,8 @@ class Migrator:
                 exhausted = batch.rows < limit
                 size = max(1, read.nbytes)
                 limit = max(1, min(most, limit * columnar.BATCH_BYTES // size))
+                if not exhausted:
+                    upcoming = prefetch.submit(reader.read, table, batch.last, limit)
                 with conn.transaction():
                     if reset:
                         ledger.reset_unit(conn, key, mapping.target_identifier, mapping.target_label, sha)
@@ -655,6 +661,7 @@ class Migrator:
                     self._commit_batch(conn, key, progress, done, started, exhausted=exhausted)
                 self.observer.advance(source.agent_id, done.batch)
         finally:
+            prefetch.shutdown(wait=True, cancel_futures=True)
             reader.close()
         return native_rows
 

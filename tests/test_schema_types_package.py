@@ -182,3 +182,13 @@ def test_a_primary_without_an_image_gets_a_types_only_release_that_passes_the_ga
     for persona in ("regular", "auditor"):
         findings = zizmor(tree, persona)
         assert json.loads(findings.stdout) == [], findings.stdout + findings.stderr
+
+
+def test_a_github_packages_scope_other_than_the_primarys_owner_is_refused_at_its_line(workspace: Path) -> None:
+    edit(workspace / "workspace.yaml", '"@example-ecosystem/shared-database-types"', '"@someone-else/types"')
+    line = (workspace / "workspace.yaml").read_text(encoding="utf-8").split('"@someone-else')[0].count("\n") + 1
+    result = run_ws("-w", str(workspace / "workspace.yaml"), "check", in_process=True)
+    assert result.returncode == 2, result.stdout + result.stderr
+    output = " ".join(result.stderr.split())
+    assert f"workspace.yaml:{line}:" in output and "GitHub Packages refuses scope @someone-else" in output, output
+    assert "package: '@example-ecosystem/types'" in output, output

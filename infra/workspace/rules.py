@@ -46,6 +46,25 @@ def _all(loaded: LoadedWorkspace) -> Iterator[Problem]:
     yield from _paths(loaded)
     yield from _github(loaded)
     yield from _review_rules(loaded)
+    yield from _types_package(loaded)
+
+
+def _types_package(loaded: LoadedWorkspace) -> Iterator[Problem]:
+    """GitHub Packages publishes a scoped package only under the owner of the repository that publishes it."""
+    types = loaded.model.types
+    if types is None or not types.registry.startswith("https://npm.pkg.github.com"):
+        return
+    primary = next((r for r in loaded.model.repos.values() if r.role == "primary"), None)
+    if primary is None:
+        return  # _roles reports it
+    owner = primary.github.split("/")[0].lower()
+    scope = types.package.split("/")[0][1:]
+    if scope != owner:
+        yield loaded.problem(
+            ("types", "package"),
+            f"GitHub Packages refuses scope @{scope}: the primary's release publishes it from {primary.github}",
+            f"write package: '@{owner}/{types.package.split('/', 1)[-1]}'",
+        )
 
 
 def _review_rules(loaded: LoadedWorkspace) -> Iterator[Problem]:

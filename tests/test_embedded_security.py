@@ -3,11 +3,13 @@ own state folder, and the PostgreSQL server holds no root group (issue 14, items
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +36,17 @@ def run_as_nobody(*command: str) -> subprocess.CompletedProcess[str]:
 def psql() -> str:
     found = servers._pg_commands().POSTGRES_BIN_PATH / "psql"
     return str(found) if found.exists() else str(shutil.which("psql"))
+
+
+@pytest.fixture(autouse=True)
+def no_cluster_left(tmp_path: Path) -> Iterator[None]:
+    """As root the clusters live outside the test's folder: remove the ones this test made."""
+    yield
+    for data_dir in (
+        tmp_path / "embedded-postgres",
+        tmp_path / "home" / "project" / ".ws" / "local" / "embedded-postgres",
+    ):
+        shutil.rmtree(system_cluster(data_dir), ignore_errors=True)
 
 
 @pytest.fixture
@@ -118,3 +131,49 @@ def test_embedded_valkey_needs_its_password_which_no_command_line_shows(private_
         servers.stop_embedded(server)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def system_cluster(data_dir: Path) -> Path:
+    return servers.SYSTEM_CLUSTERS / hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:24]
+
+
+def test_a_deleted_state_folder_leaves_the_cluster_usable_with_a_new_password(private_home: Path) -> None:
+    data_dir = private_home / "embedded-postgres"
+    try:
+        first = servers.start_embedded_postgres(data_dir, servers.free_port())
+        servers.stop_embedded(first)
+        shutil.rmtree(private_home)  # `rm -rf .ws`, the natural reset; the cluster outlives it
+        second = servers.start_embedded_postgres(data_dir, servers.free_port())
+        try:
+            assert second.url != first.url
+            with psycopg.connect(second.url, connect_timeout=5) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            servers.stop_embedded(second)
+    finally:
+        shutil.rmtree(system_cluster(data_dir), ignore_errors=True)
+
+
+def test_a_cluster_of_an_earlier_ws_in_the_old_place_is_moved_and_closed() -> None:
+    base = Path(tempfile.mkdtemp(prefix="ws-legacy-"))
+    os.chmod(base, 0o755)  # the earlier ws opened the folders above its data to the server user
+    data_dir = base / "embedded-postgres"
+    user = servers._server_user()
+    try:
+        data_dir.mkdir()
+        os.chown(data_dir, user.pw_uid, user.pw_gid)
+        bin_dir = servers._pg_commands().POSTGRES_BIN_PATH
+        initdb = [str(bin_dir / "initdb"), "-D", str(data_dir / "data"), "--auth=trust", "-U", "postgres"]
+        servers._run_pg(initdb, user, "initdb")
+        server = servers.start_embedded_postgres(data_dir, servers.free_port())
+        try:
+            assert not (data_dir / "data").exists()
+            with psycopg.connect(server.url, connect_timeout=5) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            plain = f"postgresql://postgres@127.0.0.1:{server.port}/postgres?connect_timeout=5"
+            assert run_as_nobody(psql(), plain, "-w", "-c", "SELECT 1").returncode != 0
+        finally:
+            servers.stop_embedded(server)
+    finally:
+        shutil.rmtree(system_cluster(data_dir), ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)

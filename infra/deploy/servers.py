@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import stat
@@ -34,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from infra.errors import CheckFailed
 
@@ -150,9 +151,12 @@ def start_embedded_postgres(data_dir: Path, preferred_port: int) -> EmbeddedServ
     commands = _pg_commands()
     data_dir = data_dir.resolve()
     running = _read_record(data_dir)
-    if running:
+    if running and _has_password(running.url):
         return running
+    if running:  # a server an earlier ws started without a password: stopped, then closed below
+        stop_embedded(running)
     private_folder(data_dir)
+    new_password = not (data_dir / PASSWORD_FILE).exists()
     password = server_password(data_dir)
     bin_dir = commands.POSTGRES_BIN_PATH
     user: Any = None
@@ -163,9 +167,13 @@ def start_embedded_postgres(data_dir: Path, preferred_port: int) -> EmbeddedServ
         root = private_folder(data_dir / "cluster")
     pgdata = root / "data"
     log = root / "postgres.log"
+    legacy = data_dir / "data"  # where an earlier ws kept the cluster (trust auth)
+    if (legacy / "PG_VERSION").exists() and not (pgdata / "PG_VERSION").exists():
+        _adopt_legacy_cluster(legacy, pgdata, user)
     if not (pgdata / "PG_VERSION").exists():
         _initdb(bin_dir, pgdata, root, password, user)
-    elif _trusts_anyone(pgdata):
+    elif new_password or _trusts_anyone(pgdata):
+        # a cluster whose password file is gone (.ws deleted) or that trusted anyone: set the password it needs
         _require_passwords(bin_dir, pgdata, log, password, user)
     port = preferred_port if _port_free(preferred_port) else free_port()
     for attempt in range(START_ATTEMPTS):
@@ -232,9 +240,10 @@ def _cluster_root(data_dir: Path, user: Any) -> Path:
     if _reachable_by(data_dir / "cluster", user.pw_uid, user.pw_gid):
         root = data_dir / "cluster"
     else:
-        SYSTEM_CLUSTERS.mkdir(parents=True, exist_ok=True)
-        os.chmod(SYSTEM_CLUSTERS.parent, 0o755)
-        os.chmod(SYSTEM_CLUSTERS, 0o711)
+        for folder, mode in ((SYSTEM_CLUSTERS.parent, 0o755), (SYSTEM_CLUSTERS, 0o711)):
+            if not folder.exists():  # created with its mode; an existing folder's permissions are never changed
+                folder.mkdir(parents=True)
+                os.chmod(folder, mode)
         root = SYSTEM_CLUSTERS / hashlib.sha256(str(data_dir).encode()).hexdigest()[:24]
     root.mkdir(exist_ok=True)
     os.chown(root, user.pw_uid, user.pw_gid)
@@ -275,6 +284,20 @@ def _initdb(bin_dir: Path, pgdata: Path, root: Path, password: str, user: Any) -
         )
     finally:
         pwfile.unlink(missing_ok=True)
+
+
+def _has_password(url: str) -> bool:
+    return bool(urlsplit(url).password)
+
+
+def _adopt_legacy_cluster(legacy: Path, pgdata: Path, user: Any) -> None:
+    """Move a cluster an earlier ws kept in ``<state>/data`` to its private place, owned by the server user."""
+    shutil.move(str(legacy), str(pgdata))
+    if user is not None:
+        for folder, dirs, files in os.walk(pgdata):
+            for name in [folder, *(os.path.join(folder, d) for d in dirs), *(os.path.join(folder, f) for f in files)]:
+                os.lchown(name, user.pw_uid, user.pw_gid)
+    os.chmod(pgdata, stat.S_IRWXU)
 
 
 def _trusts_anyone(pgdata: Path) -> bool:

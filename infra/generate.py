@@ -17,7 +17,6 @@ from pathlib import Path
 
 from infra.errors import UsageError, display_path
 from infra.github.actions import generate_actions
-from infra.github.reviews import generate_codeowners
 from infra.github.workflows import generate_workflows
 from infra.monitoring.files import generate_monitoring
 from infra.stack.stackfiles import generate_stack_files
@@ -46,7 +45,6 @@ GENERATORS: list[Generator] = [
     generate_actions,
     generate_workflows,
     generate_monitoring,
-    generate_codeowners,
 ]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.github import branches, prs
+from infra.github import branches, prs, repofiles
 from infra.github.client import GitHub
 from infra.github.reviews import codeowners, latest_approvers
 from infra.workspace.loader import load_workspace
@@ -129,3 +129,12 @@ def test_pr_status_shows_required_approvals_per_group(root: Path, fake: FakeGitH
     done = run_ws("-w", workspace, "pr", "status", "feat", env={**ENV, "COLUMNS": "300"}, in_process=True)
     assert done.returncode == 0, done.stderr
     assert "saas-spec-driven-development: schema changes: app-agents maintainers: ok (alice)" in done.stdout
+
+
+def test_ws_repo_files_puts_each_codeowners_into_its_checkout(root: Path) -> None:
+    loaded = load_workspace(root / "workspace.yaml")
+    assert repofiles.repo_files(loaded)[AGENTS][".github/CODEOWNERS"] == codeowners(loaded.model, AGENTS)
+    done = run_ws("-w", str(root / "workspace.yaml"), "repo-files", "--json", env=ENV, in_process=True)
+    assert done.returncode == 0, done.stderr
+    for repo in (PRIMARY, AGENTS, SPECS):
+        assert (root / repo / ".github" / "CODEOWNERS").read_text() == codeowners(loaded.model, repo)

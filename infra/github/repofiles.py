@@ -36,6 +36,7 @@ from infra.github.actions import expression, mapping, run_step, safe_name, uses_
 from infra.github.git import Checkout
 from infra.github.layout import CHECKOUT_TOKEN_SECRET, PR_ENVIRONMENT, RUNNER, SAFE_REF, layout_of, ref_key
 from infra.github.pins import BUILD_PUSH, CHECKOUT, LOGIN, SETUP_BUILDX, check_pins
+from infra.github.reviews import CODEOWNERS, codeowners, has_codeowners
 from infra.github.types_release import types_job, types_only_release
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
@@ -215,7 +216,7 @@ def integration_workflow(workspace: Workspace, repo: str) -> CommentedMap:
 
 
 def repo_files(loaded: LoadedWorkspace) -> dict[str, dict[str, str]]:
-    """repo -> {path inside the repo: content} of the workflows that repo should carry."""
+    """repo -> {path inside the repo: content} of the workflows (and the CODEOWNERS) that repo should carry."""
     check_pins()
     workspace = loaded.model
     layout = layout_of(workspace)
@@ -229,6 +230,8 @@ def repo_files(loaded: LoadedWorkspace) -> dict[str, dict[str, str]]:
             own[RELEASE_WORKFLOW] = yaml_text(release, source)
         if layout.folder is not None and repo in layout.checkouts:
             own[INTEGRATION_WORKFLOW] = yaml_text(integration_workflow(workspace, repo), source)
+        if has_codeowners(workspace, repo):
+            own[CODEOWNERS] = codeowners(workspace, repo)
         if own:
             files[repo] = own
     return files

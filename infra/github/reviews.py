@@ -7,8 +7,9 @@ is two rules. CODEOWNERS lists every owner of a path on one line, and GitHub acc
 them; a rule that needs one approval *per group* (``reviewers: [all]``: one per repo) is checked by
 :func:`approvals`, which ``ws pr status`` shows for each linked pull request.
 
-CODEOWNERS files are generated into ``.github/repo-files/<repo>/.github/CODEOWNERS`` beside workspace.yaml (checked by
-``ws generate --check``); each repo commits its copy.
+Each repo's CODEOWNERS is one of its repo files (:mod:`infra.github.repofiles`): ``ws generate`` writes it to
+``.github/repo-files/<repo>/.github/CODEOWNERS`` (checked by ``ws generate --check``) and ``ws repo-files`` puts it
+into the repo's checkout (``--pr``: as a pull request).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from infra.workspace.model import ReviewRule, Workspace
 if TYPE_CHECKING:  # only for annotations: the client imports github3 and requests, which `ws generate` never needs
     from infra.github.client import GitHub
 
-REPO_FILES = ".github/repo-files"  # beside the per-repo workflows of `ws repo-files`
 CODEOWNERS = ".github/CODEOWNERS"
 SCHEMA_TOKEN = "schema"
 
@@ -103,14 +103,9 @@ def codeowners(ws: Workspace, repo: str) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def generate_codeowners(loaded: LoadedWorkspace) -> dict[str, str]:
-    """`ws generate`: one CODEOWNERS per repo that has maintainers or review rules."""
-    ws = loaded.model
-    files: dict[str, str] = {}
-    for repo in ws.repos:
-        if ws.repos[repo].maintainers or any(rule_patterns(ws, r, repo) for r in ws.review_rules):
-            files[f"{REPO_FILES}/{repo}/{CODEOWNERS}"] = codeowners(ws, repo)
-    return files
+def has_codeowners(ws: Workspace, repo: str) -> bool:
+    """Whether ``repo`` gets a CODEOWNERS: it has maintainers or a review rule applies to it."""
+    return bool(ws.repos[repo].maintainers) or any(rule_patterns(ws, r, repo) for r in ws.review_rules)
 
 
 # ----------------------------------------------------------------------------------------- approvals

@@ -82,6 +82,22 @@ def test_alias_bomb_is_refused_in_bounded_memory(tmp_path: Path, command: list[s
     assert int(str(report["peak"])) < 200 * 2**20, report
 
 
+def test_a_long_value_behind_many_aliases_is_refused_by_its_expanded_text(tmp_path: Path) -> None:
+    """Found by review: 400 KB of text used 500 times passes the value count, then the env rules scanned every copy
+    for minutes. The expanded text is bounded too."""
+    long_value = "x" * 400_000
+    uses = "".join(f"  V{index}: *long\n" for index in range(500))
+    text = VALID.replace("name: demo\n", f"name: demo\nx-long: &long {long_value}\n").replace(
+        "env:\n", f"env:\n{uses}", 1
+    )
+    path = write(tmp_path, text)
+    assert path.stat().st_size < 2 * 1024 * 1024
+    report = run_measured("-w", str(path), "plan", "--env", "local", cwd=tmp_path)
+    stderr = str(report["stderr"])
+    assert report["code"] == 2, report
+    assert "more than 8,388,608 characters of text" in stderr, stderr
+
+
 def test_file_larger_than_two_megabytes_is_refused_naming_the_limit(tmp_path: Path) -> None:
     path = write(tmp_path, VALID + "# padding\n" * (2 * 1024 * 1024 // 10))
     assert path.stat().st_size > yamlread.MAX_BYTES

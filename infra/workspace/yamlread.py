@@ -23,6 +23,7 @@ _PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_VALUES = 1_000_000
+MAX_CHARACTERS = 8 * 1024 * 1024  # text after expanding aliases: four times the largest file
 MAX_DEPTH = 100
 MAX_KEY_LENGTH = 1024
 
@@ -139,6 +140,7 @@ class _Node:
     size: int = 1
     height: int = 0
     merges: int = 0
+    characters: int = 0
 
 
 @dataclass(slots=True)
@@ -189,6 +191,7 @@ def _build(events: Iterator[Any]) -> Any:
                     done = _Node(_plain(event.value))
             else:
                 done = _Node(event.value)
+            done.characters = len(event.value)
             if event.anchor is not None:
                 anchors[event.anchor] = done
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
@@ -284,7 +287,15 @@ def _add(parent: _Open, child: _Node, mark: Mark) -> None:
 def _grow(node: _Node, child: _Node, mark: Mark, *, nests: bool = True) -> None:
     """Count a child's values into its parent (a merged mapping's keys sit at the parent's own level)."""
     node.size += child.size
+    node.characters += child.characters
     node.height = max(node.height, child.height + nests)
+    if node.characters > MAX_CHARACTERS:
+        raise YamlProblem(
+            *mark,
+            f"the document expands to more than {MAX_CHARACTERS:,} characters of text (each use of an alias counts "
+            "its text)",
+            "use fewer aliases (*name) of long values; workspace.yaml never needs that much text",
+        )
     if node.size > MAX_VALUES:
         raise YamlProblem(
             *mark,

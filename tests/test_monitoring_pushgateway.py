@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -164,7 +165,13 @@ def test_ws_up_starts_the_local_pushgateway_and_ws_down_stops_it(make_example: C
     assert up.returncode == 0, up.stderr
     assert f"Pushgateway started on http://127.0.0.1:{port}" in up.stderr
     assert "ok" in http_get(f"http://127.0.0.1:{port}/-/healthy").lower()
-    state = json.loads((example.root / ".ws" / "local" / "state" / "pushgateway.json").read_text())
+    state_file = example.root / ".ws" / "local" / "state" / "pushgateway.json"
+    state = json.loads(state_file.read_text())
+    # its state, data and log are private like every file under .ws/ (0600 files in 0700 folders)
+    for path in (state_file, example.root / ".ws" / "local" / "logs" / "pushgateway.log"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for folder in ("state", "logs", "pushgateway"):
+        assert stat.S_IMODE((example.root / ".ws" / "local" / folder).stat().st_mode) == 0o700, folder
     again = example.ws("up", "--env", "local")
     assert again.returncode == 0, again.stderr
     assert f"Pushgateway: http://127.0.0.1:{port} answers already" in again.stderr

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from infra.deploy.local import state_root
-from infra.deploy.servers import answers, pid_alive
+from infra.deploy.servers import answers, pid_alive, private_folder, write_private
 from infra.workspace.env import LOCAL_HOST
 from infra.workspace.located import LoadedWorkspace
 
@@ -63,9 +63,9 @@ def start_local(loaded: LoadedWorkspace, environment: str) -> str | None:
     root = state_root(loaded, environment)
     data = root / "pushgateway"
     logs = root / "logs"
-    data.mkdir(parents=True, exist_ok=True)
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / "pushgateway.log", "ab") as log:
+    private_folder(data)
+    private_folder(logs)
+    with os.fdopen(os.open(logs / "pushgateway.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         process = subprocess.Popen(
             [
                 binary,
@@ -87,8 +87,8 @@ def start_local(loaded: LoadedWorkspace, environment: str) -> str | None:
             return f"Pushgateway did not start on {url}; see {logs / 'pushgateway.log'}"
         time.sleep(0.05)
     state = _state_file(loaded, environment)
-    state.parent.mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps({"pid": process.pid, "port": port, "url": url, "binary": binary}))
+    private_folder(state.parent)
+    write_private(state, json.dumps({"pid": process.pid, "port": port, "url": url, "binary": binary}))
     return f"Pushgateway started on {url} (pid {process.pid}); the services push there (WS_PUSHGATEWAY_URL)"
 
 

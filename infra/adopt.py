@@ -138,6 +138,7 @@ class Owned:
     namespace: str
     tables: tuple[str, ...]
     enums: tuple[str, ...]
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> declared column names
 
 
 @dataclass
@@ -162,7 +163,8 @@ def owned_objects(schemas: LoadedSchemas) -> list[Owned]:
         namespace = repo_schema.config.namespace
         tables = tuple(sorted(key.split(".", 1)[1] for key in catalog.tables))
         enums = tuple(sorted(key.split(".", 1)[1] for key in catalog.enums))
-        owned.append(Owned(repo, namespace, tables, enums))
+        columns = {key.split(".", 1)[1]: tuple(table.columns) for key, table in catalog.tables.items()}
+        owned.append(Owned(repo, namespace, tables, enums, columns))
     return owned
 
 
@@ -243,8 +245,35 @@ def plan_adoption(
         complete[owner.repo] = bool(owner.tables) and not missing
         if missing and len(missing) < len(owner.tables):
             plan.notes.append(f"{owner.repo}: tables not in the database yet: {', '.join(missing)}")
+        if complete[owner.repo]:
+            absent = _absent_columns(conn, owner, live)
+            if absent:  # a migration that adds them has not run: baselining would mark it applied
+                complete[owner.repo] = False
+                plan.problems.append(
+                    f"{owner.repo}: its tables exist but lack declared columns ({', '.join(absent[:5])}"
+                    f"{', ...' if len(absent) > 5 else ''}) and none of its migrations is recorded, so ws cannot "
+                    "tell which migrations ran. Fix: record the applied ones with `prisma migrate resolve --applied "
+                    "NAME`, then run `ws adopt` again"
+                )
     _plan_ledgers(loaded, plan, owned, live, complete)
     return plan
+
+
+def _absent_columns(conn: psycopg.Connection[Any], owner: Owned, live: LiveCatalog) -> list[str]:
+    """Declared columns of ``owner``'s tables that the tables, where they are now, do not have."""
+    absent: list[str] = []
+    for table in owner.tables:
+        places = live.tables.get(table, set())
+        where = owner.namespace if owner.namespace in places else ("public" if "public" in places else min(places))
+        have = {
+            row[0]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+                [where, table],
+            ).fetchall()
+        }
+        absent += [f"{table}.{column}" for column in owner.columns.get(table, ()) if column not in have]
+    return absent
 
 
 def _plan_ledgers(
@@ -362,6 +391,11 @@ def adopt(
             plan = plan_adoption(loaded, conn)
     except psycopg.OperationalError as exc:
         raise UsageError(f"adopt: cannot connect to the database: {str(exc).strip().splitlines()[0]}") from exc
+    except psycopg.Error as exc:  # e.g. no right to read another schema's _prisma_migrations
+        raise CheckFailed(
+            f"adopt: cannot read the database's catalog: {str(exc).strip().splitlines()[0]}; connect as a role that "
+            "owns the repos' schemas (the URL the repos migrate with)"
+        ) from exc
     if apply and not plan.problems and not plan.empty:
         apply_adoption(database_url, plan, lock_timeout=lock_timeout, progress=progress)
     return plan

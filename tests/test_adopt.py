@@ -230,3 +230,26 @@ def test_only_the_primary_may_keep_public(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "namespace 'public' is reserved" in refused.stderr
     assert "only the primary repo may keep public" in refused.stderr
+
+
+def test_a_db_push_repo_missing_a_declared_column_is_not_baselined(today: tuple[Path, str, dict[str, str]]) -> None:
+    """Found by review: baselining every migration of a repo whose tables exist would mark a migration applied that
+    never ran (here the one adding a column), and no deploy would ever apply it."""
+    workspace, url, env = today
+    build_today(url, load_workspace(workspace))
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
+            "AND table_name = 'dev_artifacts' AND column_name <> 'id' ORDER BY ordinal_position DESC LIMIT 1"
+        ).fetchone()
+        assert row is not None
+        conn.execute(sql.SQL("ALTER TABLE public.dev_artifacts DROP COLUMN {}").format(sql.Identifier(row[0])))
+    result = run_ws("-w", str(workspace), "adopt", "--env", "local", "--json", env=env)
+    assert result.returncode == 1
+    plan = json.loads(result.stdout)
+    assert plan["baselines"] == []
+    assert any(
+        f"dev_artifacts.{row[0]}" in p and p.startswith("saas-spec-driven-development") for p in plan["problems"]
+    )
+    refused = run_ws("-w", str(workspace), "adopt", "--env", "local", "--apply", env=env)
+    assert refused.returncode == 1 and recorded_migrations(url).keys() == {"public"}  # nothing changed

@@ -602,6 +602,7 @@ def test_data_services_follow_the_declared_providers(runs: Any) -> None:
     assert redis["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {"storage": "1Gi"}
     (container,) = pod_spec(redis)["containers"]
     assert "-a " not in " ".join(container["readinessProbe"]["exec"]["command"])
+    redis_starts_with_its_password_off_the_command_line(container["command"])
     assert {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]} == {
         "REDIS_PASSWORD": "redis-auth",
         "REDISCLI_AUTH": "redis-auth",
@@ -769,3 +770,45 @@ def test_the_real_and_example_workspaces_fit_their_connection_budget() -> None:
         loaded = load_workspace(path)
         failing = [r.detail for r in budget.check_connection_budget(loaded) if r.status != "ok"]
         assert failing == [], path
+
+
+def redis_starts_with_its_password_off_the_command_line(command: list[str]) -> None:
+    """Run the container's own command with a real redis-server (its folder and port moved for this machine): the
+    password works and appears in no process's arguments (found by review: `--requirepass "$REDIS_PASSWORD"`)."""
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+
+    import redis as redis_client
+
+    from infra.deploy.servers import free_port
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed")
+    password = token.token_urlsafe(24)
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        script = command[2].replace("dir /data", f"dir {folder}\nport {port}\nbind 127.0.0.1\nsave ''")
+        process = subprocess.Popen(
+            [command[0], command[1], script.replace("redis-server", server, 1)],
+            env={"PATH": "/usr/bin:/bin", "REDIS_PASSWORD": password},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            client = redis_client.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=2)
+            for _ in range(100):
+                try:
+                    assert client.ping() is True
+                    break
+                except redis_client.ConnectionError:
+                    time.sleep(0.05)
+            else:
+                raise AssertionError("redis did not start from the container's command")
+            assert password.encode() not in Path(f"/proc/{process.pid}/cmdline").read_bytes()
+            client.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -144,3 +145,27 @@ def test_script_holds_no_password_and_quotes_every_identifier() -> None:
         'GRANT SELECT, REFERENCES ON TABLES TO "app_agents"'
     ) in text
     assert '"ecosystem" TO "saas_ecosystem_architecture"' not in text  # the owner needs no grant
+
+
+def test_no_password_reaches_a_command_line(provisioned: tuple[Workspace, dict[str, str], str], tmp_path: Path) -> None:
+    """Found by review: `psql -v pw_x="$SECRET"` put every role's password in psql's arguments (/proc/*/cmdline).
+    A psql wrapper records the arguments the script gives it; the roles still get their passwords."""
+    ws, passwords, url = provisioned
+    real = shutil.which("psql")
+    assert real is not None
+    wrapper = tmp_path / "bin" / "psql"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/args\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    saved = os.environ["PATH"]
+    os.environ["PATH"] = f"{wrapper.parent}{os.pathsep}{saved}"
+    try:
+        done = run_script(ws, url, passwords)
+    finally:
+        os.environ["PATH"] = saved
+    assert done.returncode == 0, done.stderr
+    arguments = (tmp_path / "args").read_text()
+    assert arguments and all(password not in arguments for password in passwords.values())
+    repo = next(iter(ws.repos))
+    with connect_as(url, ws, repo, passwords[repo]) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (role_name(repo),)

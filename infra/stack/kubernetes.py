@@ -791,11 +791,12 @@ def redis(objects: Objects, settings: StackSettings, secrets: SecretLookup) -> p
                             name="redis",
                             image=naming.server_image(naming.REDIS_IMAGE, settings.redis.version),
                             image_pull_policy="Always",
-                            # the password reaches redis through the environment, never through an argument
+                            # the password reaches redis through the environment and its configuration on standard
+                            # input (a here-document the shell fills in itself), never through an argument
                             command=[
                                 "sh",
                                 "-c",
-                                'exec redis-server --requirepass "$REDIS_PASSWORD" --appendonly yes --dir /data',
+                                'exec redis-server - <<EOF\nrequirepass "$REDIS_PASSWORD"\nappendonly yes\ndir /data\nEOF',
                             ],
                             env=[
                                 core.EnvVarArgs(name="REDIS_PASSWORD", value_from=from_secret),

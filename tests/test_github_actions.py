@@ -38,7 +38,9 @@ UPDATE = os.environ.get("WS_UPDATE_GOLDEN") == "1"
 
 
 def github_files(loaded: LoadedWorkspace) -> dict[str, str]:
-    return {**actions.generate_actions(loaded), **workflows.generate_workflows(loaded)}
+    """The generated actions and workflows (the repo files also hold each repo's CODEOWNERS, which is not YAML)."""
+    files = {**actions.generate_actions(loaded), **workflows.generate_workflows(loaded)}
+    return {path: text for path, text in files.items() if not path.endswith("/CODEOWNERS")}
 
 
 def load(text: str) -> object:

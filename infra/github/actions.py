@@ -219,7 +219,7 @@ def setup_action() -> CommentedMap:
                 "if python -c 'import importlib.metadata as m; m.distribution(\"infra\")' 2>/dev/null; then",
                 '  echo "ws is already installed for $(command -v python)"',
                 "else",
-                "  python -m pip install --quiet -r requirements.lock",
+                "  python -m pip install --quiet --require-hashes -r requirements.lock",
                 "  python -m pip install --quiet --no-deps .",
                 "fi",
                 'echo "ws: $(command -v ws)"',

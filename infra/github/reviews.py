@@ -94,10 +94,9 @@ def codeowners(ws: Workspace, repo: str) -> str:
         patterns = rule_patterns(ws, rule, repo)
         if not patterns:
             continue
-        owners = list(dict.fromkeys(handle(o) for g in reviewer_groups(ws, rule) for o in g.owners))
-        lines.append(
-            f"# {rule.name}: one approval from each of {', '.join(g.label for g in reviewer_groups(ws, rule))}"
-        )
+        groups = reviewer_groups(ws, rule)
+        owners = list(dict.fromkeys(handle(o) for g in groups for o in g.owners))
+        lines.append(f"# {rule.name}: one approval from each of {', '.join(g.label for g in groups)}")
         lines += [f"{pattern} {' '.join(owners)}" for pattern in patterns]
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"

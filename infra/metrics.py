@@ -102,11 +102,10 @@ def schema_alignment(loaded: LoadedWorkspace) -> Availability:
         result = check_alignment(load_schemas(loaded))
     except Exception as exc:  # another area's failure must not hide the DORA figures; it is shown instead
         return Availability("schema_alignment", None, "ratio", f"unavailable: {type(exc).__name__}: {exc}")
-    if getattr(result, "total", 0) == 0:
-        skipped = getattr(result, "skipped", {}) or {}
-        reason = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no shared models declared"
+    if result.total == 0:
+        reason = "; ".join(f"{k}: {v}" for k, v in result.skipped.items()) or "no shared models declared"
         return Availability("schema_alignment", None, "ratio", f"unavailable: {reason}")
-    return _ratio_from("schema_alignment", result, ("aligned", "shared"), "shared models and enums aligned")
+    return _ratio("schema_alignment", result.aligned, result.total, "shared models and enums aligned")
 
 
 def migration_completion(loaded: LoadedWorkspace, database_url: str) -> Availability:
@@ -118,27 +117,13 @@ def migration_completion(loaded: LoadedWorkspace, database_url: str) -> Availabi
         return Availability("migration_completion", None, "ratio", f"unavailable: {type(exc).__name__}: {exc}")
     if not counts.get("total"):
         return Availability("migration_completion", None, "ratio", "unavailable: no SQLite files to migrate found")
-    return _ratio_from(
-        "migration_completion",
-        {"done": counts["validated"], "total": counts["total"]},
-        ("done", "total"),
-        "agents' SQLite files migrated and validated",
+    return _ratio(
+        "migration_completion", counts["validated"], counts["total"], "agents' SQLite files migrated and validated"
     )
 
 
-def _ratio_from(name: str, result: Any, keys: tuple[str, str], what: str) -> Availability:
-    if isinstance(result, int | float):
-        return Availability(name, float(result), "ratio", what)
-    data = result.as_dict() if hasattr(result, "as_dict") else result
-    if isinstance(data, dict) and all(k in data for k in keys):
-        done, total = data[keys[0]], data[keys[1]]
-        if isinstance(done, list):
-            done = len(done)
-        if isinstance(total, list):
-            total = len(total)
-        value = round(done / total, 4) if total else None
-        return Availability(name, value, "ratio", f"{done} of {total} {what}")
-    return Availability(name, None, "ratio", f"unavailable: unexpected result {type(result).__name__}")
+def _ratio(name: str, done: int, total: int, what: str) -> Availability:
+    return Availability(name, round(done / total, 4) if total else None, "ratio", f"{done} of {total} {what}")
 
 
 def prometheus(result: Report) -> str:

@@ -5,23 +5,19 @@ ever appears inside a ``run:`` script, so a hostile input (``$(...)``, quotes, `
 Every step names its ``shell:``. Third-party actions come from :mod:`infra.github.pins` (full commit SHAs,
 the release written as a comment beside them).
 
-Output is built as ruamel.yaml round-trip maps in a fixed key order and dumped with a fixed width and
-indentation, so the same workspace.yaml always gives the same bytes.
+Output is built as :class:`~infra.github.yamlout.YamlMap` trees in a fixed key order and written by
+:func:`infra.github.yamlout.dump` in one fixed layout, so the same workspace.yaml always gives the same bytes.
 """
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.scalarstring import LiteralScalarString
-
 from infra.errors import UsageError
 from infra.github.pins import SETUP_PYTHON, Pin, check_pins
+from infra.github.yamlout import Literal, YamlMap, YamlSeq, dump
 from infra.workspace.located import LoadedWorkspace
 
 ACTIONS_DIR = "actions"
@@ -38,33 +34,27 @@ EXPRESSION = "${{"
 # --- YAML building blocks ----------------------------------------------------------------------------
 
 
-def yaml_text(document: CommentedMap, source: str = "workspace.yaml") -> str:
-    """Dump ``document`` with the fixed layout every generated file uses, behind the do-not-edit header."""
+def yaml_text(document: YamlMap, source: str = "workspace.yaml") -> str:
+    """``document`` in the fixed layout every generated file uses, behind the do-not-edit header."""
     document.yaml_set_start_comment(HEADER.format(source=source))
-    yaml = YAML(typ="rt")
-    yaml.width = 4096  # never fold long expressions
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.preserve_quotes = False
-    buffer = io.StringIO()
-    yaml.dump(document, buffer)
-    return buffer.getvalue()
+    return dump(document)
 
 
-def mapping(*pairs: tuple[str, Any], **items: Any) -> CommentedMap:
+def mapping(*pairs: tuple[str, Any], **items: Any) -> YamlMap:
     """An ordered YAML mapping; ``None`` values are left out (so optional keys stay absent)."""
-    result = CommentedMap()
+    result = YamlMap()
     for key, value in (*pairs, *items.items()):
         if value is not None:
             result[key] = value
     return result
 
 
-def script(*lines: str) -> LiteralScalarString:
+def script(*lines: str) -> Literal:
     """A ``run:`` script as a literal block. Refuses ``${{``: inputs reach the shell only through env."""
     text = "\n".join(lines).rstrip("\n") + "\n"
     if EXPRESSION in text:
         raise ValueError(f"a run: script must not contain {EXPRESSION} (pass the value through env:): {text!r}")
-    return LiteralScalarString(text)
+    return Literal(text)
 
 
 def run_step(
@@ -75,7 +65,7 @@ def run_step(
     step_id: str | None = None,
     condition: str | None = None,
     working_directory: str | None = None,
-) -> CommentedMap:
+) -> YamlMap:
     step = mapping(("name", name), ("id", step_id), ("if", condition))
     if env:
         step["env"] = mapping(*env.items())
@@ -87,9 +77,14 @@ def run_step(
 
 
 def uses_step(
-    name: str, pin: Pin, with_: Mapping[str, Any] | None = None, *, step_id: str | None = None
-) -> CommentedMap:
-    step = mapping(("name", name), ("id", step_id), ("uses", pin.uses))
+    name: str,
+    pin: Pin,
+    with_: Mapping[str, Any] | None = None,
+    *,
+    step_id: str | None = None,
+    condition: str | None = None,
+) -> YamlMap:
+    step = mapping(("name", name), ("id", step_id), ("if", condition), ("uses", pin.uses))
     step.yaml_add_eol_comment(pin.version, "uses")
     if with_:
         step["with"] = mapping(*with_.items())
@@ -103,7 +98,7 @@ def local_step(
     *,
     condition: str | None = None,
     env: Mapping[str, str] | None = None,
-) -> CommentedMap:
+) -> YamlMap:
     """A step using one of the generated composite actions; ``env`` reaches the action's steps (and only them)."""
     step = mapping(("name", name), ("if", condition), ("uses", f"./{ACTIONS_DIR}/{action}"))
     if with_:
@@ -139,16 +134,16 @@ def output_key(repo: str) -> str:
 # --- the composite actions ---------------------------------------------------------------------------
 
 
-def _action(name: str, description: str, inputs: CommentedMap, steps: list[CommentedMap]) -> CommentedMap:
+def _action(name: str, description: str, inputs: YamlMap, steps: list[YamlMap]) -> YamlMap:
     document = mapping(("name", name), ("description", description))
     if inputs:
         document["inputs"] = inputs
-    steps_seq = CommentedSeq(steps)
+    steps_seq = YamlSeq(steps)
     document["runs"] = mapping(("using", "composite"), ("steps", steps_seq))
     return document
 
 
-def _input(description: str, *, required: bool, default: str | None = None) -> CommentedMap:
+def _input(description: str, *, required: bool, default: str | None = None) -> YamlMap:
     return mapping(("description", description), ("required", required), ("default", default))
 
 
@@ -157,14 +152,14 @@ DEPLOYMENT_INPUT = "Id of the deployment in the ledger (the plan job's `deployme
 
 def _deployment_run(
     name: str, command: str, *, condition: str | None = None, env: Mapping[str, str] | None = None
-) -> CommentedMap:
+) -> YamlMap:
     """A step running ``command``, which reads the action's ``deployment`` input as ``"$DEPLOYMENT_ID"``."""
     return run_step(
         name, [command], env={"DEPLOYMENT_ID": "${{ inputs.deployment }}", **(env or {})}, condition=condition
     )
 
 
-def setup_action() -> CommentedMap:
+def setup_action() -> YamlMap:
     inputs = mapping(
         ("python-version", _input("Python version to run ws with.", required=False, default=PYTHON_VERSION)),
         (
@@ -235,7 +230,7 @@ def setup_action() -> CommentedMap:
     )
 
 
-def schema_check_action() -> CommentedMap:
+def schema_check_action() -> YamlMap:
     inputs = mapping(
         (
             "deployment",
@@ -285,12 +280,12 @@ def schema_check_action() -> CommentedMap:
     )
 
 
-def _deployment_action(title: str, description: str, step_name: str, command: str) -> CommentedMap:
+def _deployment_action(title: str, description: str, step_name: str, command: str) -> YamlMap:
     inputs = mapping(("deployment", _input(DEPLOYMENT_INPUT, required=True)))
     return _action(title, description, inputs, [_deployment_run(step_name, command)])
 
 
-def migrate_action() -> CommentedMap:
+def migrate_action() -> YamlMap:
     return _deployment_action(
         "ws migrate",
         "Apply every selected repo's migrations (primary first) and move agent memories from SQLite.",
@@ -299,7 +294,7 @@ def migrate_action() -> CommentedMap:
     )
 
 
-def deploy_stage_action() -> CommentedMap:
+def deploy_stage_action() -> YamlMap:
     inputs = mapping(
         ("deployment", _input(DEPLOYMENT_INPUT, required=True)),
         ("repo", _input("The repo (as named in workspace.yaml) to deploy.", required=True)),
@@ -319,7 +314,7 @@ def deploy_stage_action() -> CommentedMap:
     )
 
 
-def integration_test_action() -> CommentedMap:
+def integration_test_action() -> YamlMap:
     return _deployment_action(
         "ws integration tests",
         "Run every deployed repo's integration tests against the deployed services.",
@@ -328,7 +323,7 @@ def integration_test_action() -> CommentedMap:
     )
 
 
-def health_check_action() -> CommentedMap:
+def health_check_action() -> YamlMap:
     inputs = mapping(
         (
             "deployment",
@@ -357,7 +352,7 @@ def health_check_action() -> CommentedMap:
     )
 
 
-def rollback_action() -> CommentedMap:
+def rollback_action() -> YamlMap:
     return _deployment_action(
         "ws rollback",
         "Take every service the deployment changed back to the version it ran before and record the deployment "

@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from ruamel.yaml.comments import CommentedMap
-
 from infra.errors import UsageError
 from infra.github.actions import ACTIONS_DIR, local_step, mapping, safe_name
+from infra.github.yamlout import YamlMap
 from infra.workspace.model import Workspace
 
 RUNNER = "ubuntu-24.04"
@@ -56,13 +55,13 @@ class Layout:
         with_: Mapping[str, str] | None = None,
         *,
         env: Mapping[str, str] | None = None,
-    ) -> CommentedMap:
+    ) -> YamlMap:
         step = local_step(name, action, with_, env=env)
         if self.folder is not None:
             step["uses"] = f"./{self.folder}/{ACTIONS_DIR}/{action}"
         return step
 
-    def workspace_env(self) -> CommentedMap | None:
+    def workspace_env(self) -> YamlMap | None:
         """The workflow's env telling ``ws`` where workspace.yaml is (None when it is where the jobs start)."""
         if self.folder is None:
             return None

@@ -29,8 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
 from infra.errors import UsageError
 from infra.github.actions import expression, mapping, run_step, safe_name, uses_step, yaml_text
 from infra.github.git import Checkout
@@ -38,6 +36,7 @@ from infra.github.layout import CHECKOUT_TOKEN_SECRET, PR_ENVIRONMENT, RUNNER, S
 from infra.github.pins import BUILD_PUSH, CHECKOUT, LOGIN, SETUP_BUILDX, check_pins
 from infra.github.reviews import CODEOWNERS, codeowners, has_codeowners
 from infra.github.types_release import types_job, types_only_release
+from infra.github.yamlout import YamlMap, YamlSeq
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
 
@@ -62,7 +61,7 @@ def _registry_of(image: str) -> str:
     return first if "/" in image and ("." in first or ":" in first or first == "localhost") else "docker.io"
 
 
-def release_workflow(workspace: Workspace, repo: str) -> CommentedMap | None:
+def release_workflow(workspace: Workspace, repo: str) -> YamlMap | None:
     """The release workflow of ``repo`` (None when it has no image to build)."""
     spec = workspace.repos[repo]
     publish_types = types_job(workspace, repo)  # the primary with workspace.yaml's `types:` (types_release.py)
@@ -104,11 +103,11 @@ def release_workflow(workspace: Workspace, repo: str) -> CommentedMap | None:
         ("timeout-minutes", 30),
         ("permissions", permissions),
         ("environment", environment),
-        ("steps", CommentedSeq(steps)),
+        ("steps", YamlSeq(steps)),
     )
     return mapping(
         ("name", "release image"),
-        ("on", mapping(("push", mapping(("branches", CommentedSeq([branch])))))),
+        ("on", mapping(("push", mapping(("branches", YamlSeq([branch])))))),
         ("permissions", mapping()),
         ("concurrency", mapping(("group", "release-" + expression("github.ref")), ("cancel-in-progress", False))),
         ("jobs", mapping(("image", job), *([("types", publish_types)] if publish_types is not None else []))),
@@ -141,7 +140,7 @@ def _branch_script(targets: Mapping[str, tuple[str, str]]) -> list[str]:
     return lines
 
 
-def integration_workflow(workspace: Workspace, repo: str) -> CommentedMap:
+def integration_workflow(workspace: Workspace, repo: str) -> YamlMap:
     """The pull-request workflow of ``repo``: the workspace up on the runner with every repo's integration tests."""
     layout = layout_of(workspace)
     if layout.folder is None or repo not in layout.checkouts:
@@ -160,7 +159,7 @@ def integration_workflow(workspace: Workspace, repo: str) -> CommentedMap:
         targets[ref_key(name)] = (full_name, branch)
     token = expression(f"secrets.{CHECKOUT_TOKEN_SECRET}")
 
-    def checkout(name: str, full_name: str, path: str, key: str) -> CommentedMap:
+    def checkout(name: str, full_name: str, path: str, key: str) -> YamlMap:
         return uses_step(
             f"Check out {name}",
             CHECKOUT,
@@ -197,7 +196,7 @@ def integration_workflow(workspace: Workspace, repo: str) -> CommentedMap:
         ("timeout-minutes", 30),
         ("permissions", mapping(("contents", "read"))),
         ("environment", mapping(("name", PR_ENVIRONMENT))),
-        ("steps", CommentedSeq(steps)),
+        ("steps", YamlSeq(steps)),
     )
     return mapping(
         ("name", "workspace integration"),

@@ -12,19 +12,18 @@ Packages: the workflow's own token; another registry: the ``NPM_TOKEN`` secret o
 
 from __future__ import annotations
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
 from infra.errors import UsageError
 from infra.github.actions import expression, mapping, run_step, uses_step
 from infra.github.layout import CHECKOUT_TOKEN_SECRET, RUNNER, SAFE_REF, layout_of
 from infra.github.pins import CHECKOUT
+from infra.github.yamlout import YamlMap, YamlSeq
 from infra.workspace.model import Workspace
 
 PACKAGE_DIR = "${RUNNER_TEMP}/types-package"  # expanded by bash, never by GitHub
 NPM_TOKEN_SECRET = "NPM_TOKEN"
 
 
-def types_job(workspace: Workspace, repo: str) -> CommentedMap | None:
+def types_job(workspace: Workspace, repo: str) -> YamlMap | None:
     """The job publishing the types package from ``repo`` (None unless it is the primary and ``types:`` is set)."""
     types = workspace.types
     spec = workspace.repos[repo]
@@ -88,18 +87,18 @@ def types_job(workspace: Workspace, repo: str) -> CommentedMap | None:
         ("permissions", permissions),
         ("environment", mapping(("name", "release"))),  # WS_CHECKOUT_TOKEN (and NPM_TOKEN) stay in it
         ("env", mapping(("WS_WORKSPACE", f"{layout.folder}/workspace.yaml"))),
-        ("steps", CommentedSeq(steps)),
+        ("steps", YamlSeq(steps)),
     )
 
 
-def types_only_release(workspace: Workspace, repo: str, job: CommentedMap) -> CommentedMap:
+def types_only_release(workspace: Workspace, repo: str, job: YamlMap) -> YamlMap:
     """The release workflow of a primary without an image to build: the types job alone, on a push."""
     branch = workspace.repos[repo].default_branch
     if not SAFE_REF.fullmatch(branch):
         raise UsageError(f"cannot generate GitHub automation: repos.{repo}.default_branch {branch!r} is not a safe ref")
     return mapping(
         ("name", "release types package"),
-        ("on", mapping(("push", mapping(("branches", CommentedSeq([branch])))))),
+        ("on", mapping(("push", mapping(("branches", YamlSeq([branch])))))),
         ("permissions", mapping()),
         ("concurrency", mapping(("group", "release-" + expression("github.ref")), ("cancel-in-progress", False))),
         ("jobs", mapping(("types", job))),

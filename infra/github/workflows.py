@@ -41,8 +41,6 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
 from infra.errors import UsageError
 from infra.github.actions import (
     expression,
@@ -65,6 +63,7 @@ from infra.github.layout import (
 )
 from infra.github.pins import CHECKOUT, PULUMI_ACTIONS, check_pins
 from infra.github.repofiles import generate_repo_files
+from infra.github.yamlout import YamlMap, YamlSeq
 from infra.workspace.env import declared_layers
 from infra.workspace.graph import edges_of, stages
 from infra.workspace.located import LoadedWorkspace
@@ -132,17 +131,17 @@ def github_token_env() -> dict[str, str]:
     return {"GITHUB_TOKEN": expression(f"secrets.{GITHUB_TOKEN_SECRET}")}
 
 
-def pipeline_run_step(name: str, step: str) -> CommentedMap:
+def pipeline_run_step(name: str, step: str) -> YamlMap:
     """A ``ws pipeline <step>`` of the plan job's deployment, run directly (not through a composite action)."""
     return run_step(name, [f'ws pipeline {step} --deployment "$DEPLOYMENT_ID"'], env={"DEPLOYMENT_ID": DEPLOYMENT_ID})
 
 
-def deployment_step(layout: Layout, name: str, action: str, *, github: bool = False) -> CommentedMap:
+def deployment_step(layout: Layout, name: str, action: str, *, github: bool = False) -> YamlMap:
     """A composite action acting on the plan job's deployment; ``github``: it records GitHub deployments."""
     return layout.action(name, action, {"deployment": DEPLOYMENT_ID}, env=github_token_env() if github else None)
 
 
-def checkout_steps(layout: Layout, refs: Mapping[str, str] | None) -> list[CommentedMap]:
+def checkout_steps(layout: Layout, refs: Mapping[str, str] | None) -> list[YamlMap]:
     """This repository, then (with ``refs``: repo -> ref expression) every repo checked out on its own."""
     own = uses_step(
         "Check out" if layout.folder is None else "Check out the workspace",
@@ -240,14 +239,14 @@ def job_secrets(workspace: Workspace, job_id: str) -> list[str]:
     return [*base, *sorted(set(extra) - set(base))]
 
 
-def secrets_env(names: Iterable[str]) -> CommentedMap:
+def secrets_env(names: Iterable[str]) -> YamlMap:
     return mapping(*((safe_name(name, "secret"), expression(f"secrets.{name}")) for name in names))
 
 
 # --- job building blocks -------------------------------------------------------------------------------
 
 
-def pulumi_steps(workspace: Workspace, layout: Layout) -> list[CommentedMap]:
+def pulumi_steps(workspace: Workspace, layout: Layout) -> list[YamlMap]:
     """When the dispatched environment is a ``runtime: pulumi`` one: the Pulumi CLI (pinned action), the ``.venv``
     that Pulumi.yaml names (from the hash-pinned lock), a login to the environment's backend, its Docker host
     (``DOCKER_HOST``; for ``ssh://`` the key secret and the known host keys) and its stack selected."""
@@ -291,10 +290,9 @@ def pulumi_steps(workspace: Workspace, layout: Layout) -> list[CommentedMap]:
     if any(docker_host_of(workspace.environments[name]).startswith("ssh://") for name in environments):
         login_env["DOCKER_SSH_KEY"] = expression(f"secrets.{DOCKER_SSH_KEY_SECRET}")
         login_env["DOCKER_SSH_KNOWN_HOSTS"] = expression("vars.DOCKER_SSH_KNOWN_HOSTS")
-    install = uses_step("Install the Pulumi CLI", PULUMI_ACTIONS, {"pulumi-version": PULUMI_VERSION})
-    install["if"] = expression(condition)
-    install.move_to_end("uses")
-    install.move_to_end("with")
+    install = uses_step(
+        "Install the Pulumi CLI", PULUMI_ACTIONS, {"pulumi-version": PULUMI_VERSION}, condition=expression(condition)
+    )
     return [
         install,
         run_step(
@@ -316,7 +314,7 @@ def pulumi_steps(workspace: Workspace, layout: Layout) -> list[CommentedMap]:
     ]
 
 
-def setup_step(layout: Layout, secret_names: Iterable[str]) -> CommentedMap:
+def setup_step(layout: Layout, secret_names: Iterable[str]) -> YamlMap:
     names = " ".join(secret_names)
     with_ = mapping(("mask-variables", names or None), ("working-directory", layout.folder))
     return layout.action("Set up ws", "setup", with_ or None)
@@ -330,20 +328,20 @@ def job(
     timeout: int,
     environment: bool | str = True,
     secrets: list[str],
-    steps: list[CommentedMap],
-    outputs: CommentedMap | None = None,
+    steps: list[YamlMap],
+    outputs: YamlMap | None = None,
     layout: Layout | None = None,
     refs: Mapping[str, str] | None = None,
-    checkouts: list[CommentedMap] | None = None,
-    pulumi: list[CommentedMap] | None = None,
-) -> CommentedMap:
+    checkouts: list[YamlMap] | None = None,
+    pulumi: list[YamlMap] | None = None,
+) -> YamlMap:
     """A job: checkouts (this repository; with ``refs`` every repo too), ``ws`` set up with the job's secrets
     masked, then ``steps``. ``environment``: True for the dispatch input's environment, or a fixed name."""
     layout = layout or Layout()
     pulumi = pulumi or []
     result = mapping(("name", name))
     if needs:
-        result["needs"] = CommentedSeq(needs)
+        result["needs"] = YamlSeq(needs)
     if condition:
         result["if"] = expression(condition)
     result["runs-on"] = RUNNER
@@ -357,20 +355,20 @@ def job(
     if secrets:
         result["env"] = secrets_env(secrets)
     before = checkouts if checkouts is not None else checkout_steps(layout, refs)
-    result["steps"] = CommentedSeq([*before, setup_step(layout, secrets), *pulumi, *steps])
+    result["steps"] = YamlSeq([*before, setup_step(layout, secrets), *pulumi, *steps])
     return result
 
 
 def workflow_document(
     name: str,
-    on: CommentedMap,
-    jobs: CommentedMap,
+    on: YamlMap,
+    jobs: YamlMap,
     *,
     group: str,
     cancel_in_progress: bool,
     run_name: str | None = None,
-    env: CommentedMap | None = None,
-) -> CommentedMap:
+    env: YamlMap | None = None,
+) -> YamlMap:
     """A workflow: no permissions at the top (each job asks for its own) and one run per concurrency group."""
     return mapping(
         ("name", name),
@@ -386,7 +384,7 @@ def workflow_document(
 # --- the coordinated deployment ------------------------------------------------------------------------
 
 
-def dispatch_inputs(workspace: Workspace) -> CommentedMap:
+def dispatch_inputs(workspace: Workspace) -> YamlMap:
     environments = [safe_name(name, "environment") for name in workspace.environments]
     repos = ", ".join(workspace.repos)
     inputs = mapping(
@@ -397,7 +395,7 @@ def dispatch_inputs(workspace: Workspace) -> CommentedMap:
                 ("type", "choice"),
                 ("required", True),
                 ("default", environments[0]),
-                ("options", CommentedSeq(environments)),
+                ("options", YamlSeq(environments)),
             ),
         ),
         (
@@ -501,7 +499,7 @@ def commits_script(layout: Layout) -> list[str]:
     return lines
 
 
-def plan_job(workspace: Workspace, layout: Layout) -> CommentedMap:
+def plan_job(workspace: Workspace, layout: Layout) -> YamlMap:
     repos = [safe_name(repo, "repo") for repo in workspace.repos]
     outputs = mapping(("deployment_id", expression("steps.begin.outputs.deployment_id")))
     for repo in repos:
@@ -578,7 +576,7 @@ def planned_refs(layout: Layout) -> dict[str, str]:
     return {repo: expression(f"needs.plan.outputs.{ref_key(repo)}") for repo in layout.checkouts}
 
 
-def deploy_job(workspace: Workspace, layout: Layout, repo: str, depends_on: Iterable[str]) -> CommentedMap:
+def deploy_job(workspace: Workspace, layout: Layout, repo: str, depends_on: Iterable[str]) -> YamlMap:
     """The deploy job of ``repo``: after the validation and its ``depends_on`` repos' deploy jobs only (not after
     the other repos of its stage, which deploy at the same time)."""
     return job(
@@ -601,7 +599,7 @@ def deploy_job(workspace: Workspace, layout: Layout, repo: str, depends_on: Iter
     )
 
 
-def deployment_workflow(workspace: Workspace) -> CommentedMap:
+def deployment_workflow(workspace: Workspace) -> YamlMap:
     edges = edges_of(workspace)
     order = [repo for layer in stages(edges) for repo in layer]
     layout = layout_of(workspace)
@@ -614,7 +612,7 @@ def deployment_workflow(workspace: Workspace) -> CommentedMap:
         job_id: str,
         name: str,
         needs: list[str],
-        *steps: CommentedMap,
+        *steps: YamlMap,
         condition: str | None = None,
         checkouts: bool = True,
     ) -> None:
@@ -712,7 +710,7 @@ def checked_out_with_workspace(workspace: Workspace) -> bool:
     return True
 
 
-def schema_check_step(workspace: Workspace) -> CommentedMap:
+def schema_check_step(workspace: Workspace) -> YamlMap:
     """The pull request's schema alignment check.
 
     When the repos are checked out with this repository, their checkouts are read. Otherwise every repo's schema
@@ -732,7 +730,7 @@ def schema_check_step(workspace: Workspace) -> CommentedMap:
     )
 
 
-def pr_workflow(workspace: Workspace) -> CommentedMap:
+def pr_workflow(workspace: Workspace) -> YamlMap:
     # A check that reads the repos with a token runs in the workspace-pr environment: its required reviewers
     # approve before a pull request's code runs beside the token. Without a token it needs no environment.
     checks = job(
@@ -773,7 +771,7 @@ def pr_workflow(workspace: Workspace) -> CommentedMap:
                 ),
             ],
         )
-        include = CommentedSeq(mapping(("environment", env), ("stack", stack)) for env, stack in stacks)
+        include = YamlSeq(mapping(("environment", env), ("stack", stack)) for env, stack in stacks)
         strategy = mapping(("fail-fast", False), ("matrix", mapping(("include", include))))
         # The stack's secrets are its environment's: the job runs in that GitHub environment, so previews of
         # protected environments wait for the same approval as their deployments.
@@ -790,7 +788,7 @@ def pr_workflow(workspace: Workspace) -> CommentedMap:
 
     return workflow_document(
         "workspace pull request",
-        mapping(("pull_request", mapping(("paths", CommentedSeq(PATHS_OF_THE_WORKSPACE))))),
+        mapping(("pull_request", mapping(("paths", YamlSeq(PATHS_OF_THE_WORKSPACE))))),
         jobs,
         group="workspace-pr-" + expression("github.event.pull_request.number"),
         cancel_in_progress=True,

@@ -21,12 +21,10 @@ progress for an hour while incomplete, and the 30-day error budget exhausted (ti
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.scalarstring import LiteralScalarString
-
+from infra.github.yamlout import Literal
+from infra.github.yamlout import dump as dump_yaml
 from infra.monitoring.slo import TARGET
 from infra.workspace.located import LoadedWorkspace
 
@@ -46,12 +44,7 @@ HEADER = (
 
 
 def dump(document: Any, source: str) -> str:
-    yaml = YAML(typ="rt")
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    buffer = io.StringIO()
-    yaml.dump(document, buffer)
-    return HEADER.format(source=source) + buffer.getvalue()
+    return HEADER.format(source=source) + dump_yaml(document)
 
 
 def budget() -> float:
@@ -86,7 +79,7 @@ def alerting_rules(workspace_name: str) -> list[dict[str, Any]]:
         rules.append(
             {
                 "alert": name,
-                "expr": LiteralScalarString(burn_expression(pairs)),
+                "expr": Literal(burn_expression(pairs)),
                 "for": duration,
                 "labels": {"severity": severity, "workspace": workspace_name},
                 "annotations": {
@@ -130,7 +123,7 @@ def alerting_rules(workspace_name: str) -> list[dict[str, Any]]:
         },
         {
             "alert": "WsMigrationStalled",
-            "expr": LiteralScalarString(
+            "expr": Literal(
                 "ws_migration_completion_ratio < 1\n"
                 "and changes(ws_migration_completion_ratio[1h]) == 0\n"
                 "and ws_migration_completion_ratio offset 1h\n"

@@ -16,13 +16,12 @@ this repository, and each repo that lives outside it at its ``default_branch`` b
 
 from __future__ import annotations
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
 from infra.errors import UsageError
 from infra.github.actions import expression, mapping, run_step, safe_name, yaml_text
 from infra.github.layout import SAFE_REF, layout_of
 from infra.github.pins import check_pins
 from infra.github.workflows import SAFE_URL, backend_of, base_secrets, job, workflow_document
+from infra.github.yamlout import YamlMap, YamlSeq
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
 
@@ -64,7 +63,7 @@ def pulumi_backend(workspace: Workspace, environment: str) -> str | None:
     return backend
 
 
-def pulumi_cli_step() -> CommentedMap:
+def pulumi_cli_step() -> YamlMap:
     """The Pulumi CLI of the pinned SDK, on PATH: the pulumi runtime reads the stack's outputs with it."""
     return run_step(
         "Install the Pulumi CLI of the pinned SDK",
@@ -78,7 +77,7 @@ def pulumi_cli_step() -> CommentedMap:
     )
 
 
-def health_probe_workflow(workspace: Workspace) -> CommentedMap | None:
+def health_probe_workflow(workspace: Workspace) -> YamlMap | None:
     targets = probed_environments(workspace)
     if not targets:
         return None
@@ -105,7 +104,7 @@ def health_probe_workflow(workspace: Workspace) -> CommentedMap | None:
             ),
         ],
     )
-    include = CommentedSeq(
+    include = YamlSeq(
         mapping(
             ("environment", env),
             ("github_environment", gh),
@@ -125,7 +124,7 @@ def health_probe_workflow(workspace: Workspace) -> CommentedMap | None:
             probe["environment"] = mapping(("name", expression("matrix.github_environment")))
     document = workflow_document(
         "health probes",
-        mapping(("schedule", CommentedSeq([mapping(("cron", CRON))])), ("workflow_dispatch", mapping())),
+        mapping(("schedule", YamlSeq([mapping(("cron", CRON))])), ("workflow_dispatch", mapping())),
         mapping(("probe", probe)),
         group="health-probes",
         cancel_in_progress=False,

@@ -16,15 +16,12 @@ from __future__ import annotations
 import io
 import ipaddress
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-
 from infra.errors import CheckResult, Problem, UsageError, WorkspaceError, display_path
-from infra.workspace.loader import parse_yaml
+from infra.workspace.loader import parse_yaml, read_document
 from infra.workspace.located import LoadedWorkspace, position
 from infra.workspace.model import Workspace
 
@@ -155,32 +152,40 @@ def default_service(workspace: Workspace, environment: str, repo: str) -> dict[s
 # --- generating ------------------------------------------------------------------------------------------
 
 
-def _yaml() -> YAML:
+def _dump(document: Any) -> str:
+    # Imported here: ruamel (tens of ms) is needed only when a stack file is written, not when it is checked.
+    from ruamel.yaml import YAML
+
     yaml = YAML(typ="rt")
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096
     yaml.preserve_quotes = True
-    return yaml
+    stream = io.StringIO()
+    yaml.dump(document, stream)
+    return stream.getvalue()
 
 
-def _to_commented(value: Any) -> Any:
+MapFactory = Callable[[], dict[str, Any]]
+
+
+def _new_map(new_map: MapFactory, value: Any) -> Any:
     if isinstance(value, Mapping):
-        result = CommentedMap()
+        result = new_map()
         for key, item in value.items():
-            result[key] = _to_commented(item)
+            result[key] = _new_map(new_map, item)
         return result
     return value
 
 
-def _follow(current: Any, wanted: Mapping[str, Any], *, prune: bool) -> tuple[Any, bool]:
+def _follow(current: Any, wanted: Mapping[str, Any], new_map: MapFactory, *, prune: bool) -> tuple[Any, bool]:
     """``current`` with every key of ``wanted`` that it lacks added (its own values kept).
 
     With ``prune``, keys that ``wanted`` does not have are removed (used for the service list, whose keys are
     repos). Returns the merged mapping and whether anything changed.
     """
     if current is None:
-        return _to_commented(wanted), True
-    if not isinstance(current, CommentedMap):
+        return _new_map(new_map, wanted), True
+    if not isinstance(current, dict):
         return current, False  # not ours to overwrite: the Pulumi program reports the bad value with its key
     changed = False
     if prune:
@@ -189,61 +194,72 @@ def _follow(current: Any, wanted: Mapping[str, Any], *, prune: bool) -> tuple[An
             changed = True
     for key, value in wanted.items():
         if key not in current:
-            current[key] = _to_commented(value)
+            current[key] = _new_map(new_map, value)
             changed = True
     return current, changed
 
 
-def stack_file(workspace: Workspace, environment: str, existing: str | None, *, file: str = "") -> str:
-    """The content of ``environment``'s stack file, given the file's current text (None when it is absent)."""
-    defaults = default_config(workspace, environment)
-    if existing is None:
-        document = CommentedMap()
-        document["config"] = _to_commented(defaults)
-        stream = io.StringIO()
-        _yaml().dump(document, stream)
-        return HEADER + stream.getvalue()
-    document = parse_yaml(existing, file or stack_file_name(workspace, environment))
+def _merge(document: Any, defaults: Mapping[str, Any], new_map: MapFactory, file: str) -> bool:
+    """Add the managed keys ``document`` lacks (in place); whether anything changed.
+
+    ``document`` is either the bounded reader's plain values (to find out, fast) or the round-trip document
+    (to change it, keeping its comments); ``new_map`` makes the mappings added to it.
+    """
     if document is None:
-        document = CommentedMap()
-    if not isinstance(document, CommentedMap):
+        return True
+    if not isinstance(document, dict):
         raise WorkspaceError(
             [Problem(file, 1, 1, "", "a Pulumi stack file must be a mapping", "start it with `config:`")]
         )
     changed = False
     config = document.get("config")
-    if not isinstance(config, CommentedMap):
+    if not isinstance(config, dict):
         if config is not None:
             raise WorkspaceError(
                 [Problem(file, *position(document, ["config"]), "config", "must be a mapping", "write `config:`")]
             )
-        config = CommentedMap()
+        config = new_map()
         document["config"] = config
         changed = True
     for key in MANAGED_KEYS:
         wanted = defaults[key]
         if key not in config:
-            config[key] = _to_commented(wanted)
+            config[key] = _new_map(new_map, wanted)
             changed = True
         elif key == SERVICES_KEY:
-            services, did = _follow(config[key], wanted, prune=True)
+            services, did = _follow(config[key], wanted, new_map, prune=True)
             config[key] = services
             changed |= did
-            if not isinstance(services, CommentedMap):
+            if not isinstance(services, dict):
                 continue
             for repo in wanted:
-                merged, did = _follow(services[repo], wanted[repo], prune=False)
+                merged, did = _follow(services[repo], wanted[repo], new_map, prune=False)
                 services[repo] = merged
                 changed |= did
         elif isinstance(wanted, Mapping):
-            merged, did = _follow(config[key], wanted, prune=False)
+            merged, did = _follow(config[key], wanted, new_map, prune=False)
             config[key] = merged
             changed |= did
-    if not changed:
+    return changed
+
+
+def stack_file(workspace: Workspace, environment: str, existing: str | None, *, file: str = "") -> str:
+    """The content of ``environment``'s stack file, given the file's current text (None when it is absent)."""
+    defaults = default_config(workspace, environment)
+    file = file or stack_file_name(workspace, environment)
+    # The bounded reader (libyaml) tells fast whether anything is missing: a complete file is returned as it
+    # is, and only a file that changes goes through the round-trip parser that keeps its comments and layout.
+    if existing is not None and not _merge(read_document(existing, file), defaults, dict, file):
         return existing
-    stream = io.StringIO()
-    _yaml().dump(document, stream)
-    return stream.getvalue()
+    from ruamel.yaml.comments import CommentedMap  # see _dump
+
+    if existing is None:
+        return HEADER + _dump(_new_map(CommentedMap, {"config": defaults}))
+    document = parse_yaml(existing, file)
+    if document is None:
+        document = CommentedMap()
+    _merge(document, defaults, CommentedMap, file)
+    return _dump(document)
 
 
 def generate_stack_files(loaded: LoadedWorkspace) -> dict[str, str]:
@@ -417,7 +433,7 @@ def settings_from_config(
 
 def read_stack_config(path_text: str, file: str) -> dict[str, Any]:
     """The config mapping of a stack file's text as plain data (for tests and tools that read stack files)."""
-    document = parse_yaml(path_text, file)
+    document = read_document(path_text, file)
     config = document.get("config") if isinstance(document, Mapping) else None
     return _plain(config) if isinstance(config, Mapping) else {}
 

@@ -27,7 +27,14 @@ Generator = Callable[[LoadedWorkspace], dict[str, str]]
 SCHEMA_FILE = "workspace.schema.json"
 
 
+# The model's JSON schema, kept with the package: pydantic takes a good part of `ws check`'s time to build it,
+# and it changes only with the code. tests/test_workspace_schema_file.py fails when it is stale;
+# `python scripts/gen_workspace_schema.py` rewrites it.
+PACKAGED_SCHEMA = Path(__file__).parent / "workspace" / SCHEMA_FILE
+
+
 def workspace_json_schema() -> str:
+    """The JSON schema of workspace.yaml, built from the model (what PACKAGED_SCHEMA holds)."""
     schema = Workspace.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://github.com/saas-ecosystem/workspace/workspace.schema.json"
@@ -36,7 +43,7 @@ def workspace_json_schema() -> str:
 
 
 def generate_schema(loaded: LoadedWorkspace) -> dict[str, str]:
-    return {SCHEMA_FILE: workspace_json_schema()}
+    return {SCHEMA_FILE: PACKAGED_SCHEMA.read_text(encoding="utf-8")}
 
 
 GENERATORS: list[Generator] = [

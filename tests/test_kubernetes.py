@@ -16,6 +16,7 @@ from ruamel.yaml import YAML
 
 from infra.stack import budget, cluster
 from infra.stack.program import build, current_environment, read_settings
+from infra.stack.roles import JOB_SCRIPT_PATH, admin_environment
 from infra.stack.stackfiles import SERVICES_KEY, read_stack_config, stack_file, stack_file_name
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
@@ -157,8 +158,14 @@ def run_program(loaded: LoadedWorkspace, environment: str, config: dict[str, Any
     if loaded.model.cache.provider == "external":
         names.add("WS_CACHE_PASSWORD")  # an external Redis's password is the stack's secret, not generated
     run.config_secrets = {name: "ext-" + token.token_hex(10) for name in names}
-    values.update({f"{PROJECT}:{n}": v for n, v in run.config_secrets.items()})
-    pulumi.runtime.set_all_config(values, [f"{PROJECT}:{n}" for n in run.config_secrets])
+    if loaded.model.database.admin_url:  # a URL, as a real one: the program takes it apart for psql
+        admin_password = "ext-" + token.token_hex(10)
+        run.config_secrets[loaded.model.database.admin_url] = (
+            f"postgresql://fleet_admin:{admin_password}@db.fleet.example.com:5432/fleet?sslmode=verify-full"
+        )
+        run.config_secrets["(the admin URL's password)"] = admin_password  # checked like every secret value
+    values.update({f"{PROJECT}:{n}": v for n, v in run.config_secrets.items() if n in names})
+    pulumi.runtime.set_all_config(values, [f"{PROJECT}:{n}" for n in names])
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
@@ -634,8 +641,21 @@ def test_data_services_follow_the_declared_providers(runs: Any) -> None:
         "type": "ExternalName",
         "externalName": "db.fleet.example.com",
     }
-    roles = {r.name: r for r in external.resources if r.inputs.get("kind") == "Secret"}["postgres-roles"]
-    assert "ADMIN_URL" in roles.inputs["stringData"].value  # the admin URL reaches the roles Job as a secret
+    # Found by review: the admin URL reached psql whole, as --dbname, with its password in the process list.
+    # It now reaches the roles Job taken apart into libpq's variables, from a Secret of its own.
+    admin_url = external.config_secrets["FLEET_ADMIN_URL"]
+    secrets = {r.name: r for r in external.resources if r.inputs.get("kind") == "Secret"}
+    admin = secrets["postgres-admin"].inputs["stringData"]
+    assert isinstance(admin, Secret)
+    assert admin.value == admin_environment(admin_url)
+    assert admin.value["PGPASSWORD"] == external.config_secrets["(the admin URL's password)"]
+    assert admin.value["PGSSLMODE"] == "verify-full" and admin.value["POSTGRES_USER"] == "fleet_admin"
+    assert admin_url not in json.dumps(secrets["postgres-roles"].inputs["stringData"].value)
+    (roles_job,) = [job for name, job in objects(external, "Job").items() if name.startswith("postgres-roles")]
+    (container,) = pod_spec(roles_job)["containers"]
+    assert {"secretRef": {"name": "postgres-admin"}} in container["envFrom"]
+    assert not {"POSTGRES_DB", "PGPASSWORD"} & {variable["name"] for variable in container["env"]}
+    assert container["command"] == ["sh", JOB_SCRIPT_PATH]  # psql's arguments come from the script alone
     assert external.outputs["database_superuser_url"] == external.config_secrets["FLEET_ADMIN_URL"]
 
 

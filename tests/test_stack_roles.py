@@ -16,7 +16,7 @@ import pytest
 from psycopg import errors, sql
 from ruamel.yaml import YAML
 
-from infra.stack.roles import roles_script, roles_sql
+from infra.stack.roles import admin_environment, roles_script, roles_sql
 from infra.workspace.env import database_password_secret, role_name
 from infra.workspace.loader import load_workspace
 from infra.workspace.model import Workspace
@@ -169,3 +169,51 @@ def test_no_password_reaches_a_command_line(provisioned: tuple[Workspace, dict[s
     repo = next(iter(ws.repos))
     with connect_as(url, ws, repo, passwords[repo]) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (role_name(repo),)
+
+
+def test_an_admin_url_reaches_psql_as_libpq_variables_never_as_an_argument(
+    provisioned: tuple[Workspace, dict[str, str], str], tmp_path: Path
+) -> None:
+    """Found by review: an external database's admin URL was psql's --dbname, its password in /proc/*/cmdline.
+    The Kubernetes roles Job now gets admin_environment(url); the real script connects with it alone."""
+    ws, passwords, url = provisioned
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    admin_password = "adm:" + uuid.uuid4().hex  # ':' percent-encoded in the URL, decoded by libpq
+    admin_url = (
+        f"postgresql://{info.get('user') or 'postgres'}:{admin_password.replace(':', '%3A')}"
+        f"@{info.get('host') or '127.0.0.1'}:{info.get('port') or 5432}/{info['dbname']}"
+        "?sslmode=disable&application_name=ws-roles"
+    )
+    environment = admin_environment(admin_url)
+    assert environment["PGPASSWORD"] == admin_password and environment["POSTGRES_DB"] == info["dbname"]
+    real = shutil.which("psql")
+    assert real is not None
+    wrapper = tmp_path / "bin" / "psql"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/args\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    env = {
+        "PATH": f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}",
+        **environment,
+        **{database_password_secret(repo): pw for repo, pw in passwords.items()},
+    }
+    done = subprocess.run(["sh", "-c", roles_script(ws)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    arguments = (tmp_path / "args").read_text()
+    assert admin_password not in arguments and "postgresql://" not in arguments
+    repo = next(iter(ws.repos))
+    with connect_as(url, ws, repo, passwords[repo]) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (role_name(repo),)
+
+
+def test_an_admin_url_that_libpq_cannot_read_is_refused_without_showing_it() -> None:
+    with pytest.raises(ValueError, match="not a PostgreSQL connection URL") as refused:
+        admin_environment("postgresql://admin:s3cret@db.example.com:notaport/x?bad")
+    assert "s3cret" not in str(refused.value)
+    with pytest.raises(ValueError, match="'fallback_application_name' has no libpq environment variable"):
+        admin_environment("postgresql://admin:s3cret@db.example.com/x?fallback_application_name=y")
+    assert admin_environment("postgresql://db.example.com") == {
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_DB": "postgres",
+        "PGHOST": "db.example.com",
+    }

@@ -27,7 +27,7 @@ import pulumi_random as random
 from infra.errors import UsageError
 from infra.stack import cluster, naming
 from infra.stack.budget import pooler_pool_size
-from infra.stack.roles import JOB_SCRIPT_PATH, namespace_of, roles_script
+from infra.stack.roles import JOB_SCRIPT_PATH, admin_environment, namespace_of, roles_script
 from infra.stack.stackfiles import DEFAULT_IMAGE_TAG, StackSettings
 from infra.workspace.env import (
     CACHE_HOST,
@@ -47,6 +47,7 @@ meta = k8s.meta.v1
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 CLUSTER_NAME = "postgres-db"  # the CloudNativePG Cluster; its primary is reached through the Service `postgres`
+ADMIN_SECRET = "postgres-admin"  # an external database's admin connection, as libpq's environment variables
 # the database owner CloudNativePG creates at bootstrap (its password in its own Secret); the repos get their own
 # roles from the roles Job, as on Docker
 CNPG_OWNER = "app"
@@ -540,6 +541,7 @@ def database(objects: Objects, settings: StackSettings, secrets: SecretLookup, c
     role_passwords = {repo: _password(f"postgres-{repo}-password") for repo in ws.repos}
     ready: list[pulumi.Resource] = []
     admin_env: list[core.EnvVarArgs]
+    admin_from: list[core.EnvFromSourceArgs] = []  # an external database's admin connection, from its Secret
     if db.provider == "cloudnative-pg":
         superuser = _password("postgres-superuser-password")
         core.Secret(
@@ -662,20 +664,20 @@ def database(objects: Objects, settings: StackSettings, secrets: SecretLookup, c
             spec=core.ServiceSpecArgs(type="ExternalName", external_name=db.host),
             opts=objects.opts(),
         )
-        admin_env = [
-            core.EnvVarArgs(name="POSTGRES_USER", value=naming.POSTGRES_SUPERUSER),
-            core.EnvVarArgs(  # psql takes a URL as --dbname; its user and password win over the rest
-                name="POSTGRES_DB",
-                value_from=core.EnvVarSourceArgs(
-                    secret_key_ref=core.SecretKeySelectorArgs(name="postgres-roles", key="ADMIN_URL")
-                ),
-            ),
-        ]
+        # The admin URL taken apart into libpq's variables (PGHOST, PGPASSWORD, ...) in a Secret of its own:
+        # given whole as psql's --dbname, it would show its password in the Job's process list.
+        core.Secret(
+            ADMIN_SECRET,
+            metadata=objects.metadata(ADMIN_SECRET, "postgres-roles", "database"),
+            type="Opaque",
+            string_data=superuser.apply(admin_environment),
+            opts=objects.opts(additional_secret_outputs=["stringData"]),
+        )
+        admin_env = []
+        admin_from.append(core.EnvFromSourceArgs(secret_ref=core.SecretEnvSourceArgs(name=ADMIN_SECRET)))
     roles_secret_data: dict[str, pulumi.Input[str]] = {
         database_password_secret(repo): password for repo, password in role_passwords.items()
     }
-    if db.provider == "external":
-        roles_secret_data["ADMIN_URL"] = superuser
     roles_secret = core.Secret(
         "postgres-roles",
         metadata=objects.metadata("postgres-roles", "postgres-roles", "database"),
@@ -717,7 +719,8 @@ def database(objects: Objects, settings: StackSettings, secrets: SecretLookup, c
                             command=["sh", JOB_SCRIPT_PATH],
                             env=[core.EnvVarArgs(name="HOME", value="/tmp"), *admin_env],
                             env_from=[
-                                core.EnvFromSourceArgs(secret_ref=core.SecretEnvSourceArgs(name="postgres-roles"))
+                                core.EnvFromSourceArgs(secret_ref=core.SecretEnvSourceArgs(name="postgres-roles")),
+                                *admin_from,
                             ],
                             resources=job_resources(),
                             security_context=container_security(),

@@ -13,8 +13,11 @@ set-up container). Passwords are never in the script: psql reads them from envir
 
 from __future__ import annotations
 
+import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
+from infra.stack.naming import POSTGRES_SUPERUSER
 from infra.workspace.env import database_password_secret, role_name
 from infra.workspace.model import Workspace
 
@@ -109,3 +112,64 @@ def roles_script(workspace: Workspace) -> str:
         'psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<\'SQL\''
     )
     return "\n".join(lines) + "\n" + "".join(sets) + roles_sql(workspace) + "SQL\n"
+
+
+# libpq's connection parameters and the environment variables that set them (libpq, "Environment Variables").
+LIBPQ_ENVIRONMENT = {
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "password": "PGPASSWORD",
+    "passfile": "PGPASSFILE",
+    "channel_binding": "PGCHANNELBINDING",
+    "service": "PGSERVICE",
+    "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME",
+    "sslmode": "PGSSLMODE",
+    "sslnegotiation": "PGSSLNEGOTIATION",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL",
+    "sslcrldir": "PGSSLCRLDIR",
+    "sslsni": "PGSSLSNI",
+    "requirepeer": "PGREQUIREPEER",
+    "require_auth": "PGREQUIREAUTH",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+    "gssencmode": "PGGSSENCMODE",
+    "krbsrvname": "PGKRBSRVNAME",
+    "gsslib": "PGGSSLIB",
+    "gssdelegation": "PGGSSDELEGATION",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "client_encoding": "PGCLIENTENCODING",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "load_balance_hosts": "PGLOADBALANCEHOSTS",
+}
+
+
+def admin_environment(url: str) -> dict[str, str]:
+    """The environment :func:`roles_script` connects with, taken apart from an admin connection URL.
+
+    The script names only ``$POSTGRES_USER`` and ``$POSTGRES_DB`` on psql's command line; the password and
+    every other part of the URL reach libpq as its environment variables, so no process lists the URL (a
+    URL given as ``--dbname`` would show its password in /proc/*/cmdline). libpq parses the URL.
+    """
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        # libpq's message can quote the URL, password included: say what is wrong without it
+        raise ValueError(
+            "the database admin URL is not a PostgreSQL connection URL; write it as "
+            "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+        ) from None
+    user = str(parts.pop("user", None) or POSTGRES_SUPERUSER)
+    environment = {"POSTGRES_USER": user, "POSTGRES_DB": str(parts.pop("dbname", None) or user)}
+    for key, value in parts.items():
+        if key not in LIBPQ_ENVIRONMENT:
+            raise ValueError(
+                f"the database admin URL's parameter {key!r} has no libpq environment variable; remove it from the URL"
+            )
+        environment[LIBPQ_ENVIRONMENT[key]] = str(value)
+    return environment

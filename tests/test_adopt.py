@@ -346,7 +346,7 @@ def test_primary_keeps_public_adopt_deploy_then_check_and_drift_pass(
     assert after.pop("audit_log") == ("d41d8cd98f00b204e9800998ecf8427e", 0)  # the new, empty table
     assert after == before  # every row unchanged
     with psycopg.connect(url) as conn:
-        where = dict(
+        where: dict[str, str] = dict(
             conn.execute(
                 "SELECT tablename, schemaname FROM pg_tables WHERE tablename IN ('agents', 'agent_runs', 'requirements')"
             ).fetchall()

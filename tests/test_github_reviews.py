@@ -153,7 +153,8 @@ def test_branch_status_shows_review_state_and_required_approvals(root: Path, fak
         git_in(root / repo, "push", "-q", "origin", "feat")
     prs.open_pulls(loaded, GitHub(fake.api_url, fake.token), "feat", "Feature")
     workspace = str(root / "workspace.yaml")
-    wide = {**ENV, "COLUMNS": "300"}
+    summary = root / "step-summary.md"
+    wide = {**ENV, "COLUMNS": "300", "GITHUB_STEP_SUMMARY": str(summary)}
 
     def rows() -> dict[str, dict[str, Any]]:
         result = run_ws("-w", workspace, "branch", "status", "feat", "--json", env=ENV, in_process=True)
@@ -199,6 +200,8 @@ def test_branch_status_shows_review_state_and_required_approvals(root: Path, fak
         in text.stdout
     )
     assert "none required" in next(line for line in text.stdout.splitlines() if line.startswith(f"│ {PRIMARY}"))
+    assert f"| {SPECS} |" in summary.read_text() and "| review | approvals |" in summary.read_text()
+    assert f"- {SPECS}: schema changes: app-agents maintainers: missing (needs one of @alice)\n" in summary.read_text()
 
     # carol (acme/platform) approves, alice asks for changes: one group met, and the PR waits for changes
     fake.pull(f"{OWNER}/{SPECS}", 1)["reviews"] += [("carol", "APPROVED"), ("alice", "CHANGES_REQUESTED")]

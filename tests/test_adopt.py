@@ -355,3 +355,33 @@ def test_primary_keeps_public_adopt_deploy_then_check_and_drift_pass(
     recorded = recorded_migrations(url)
     for repo, namespace in zip(REPOS, ("public", "agents", "specs"), strict=True):
         assert recorded[namespace] == [m.name for m in migration_files(loaded, repo)], repo
+
+
+def test_tables_no_repo_declares_in_a_kept_namespace_are_named(today: tuple[Path, str, dict[str, str]]) -> None:
+    """Found by review: with the primary keeping public, a table nobody declares that stays in public (an old
+    table, an extension's) becomes part of the primary's namespace, and `ws schema drift` (the deploy's validate
+    gate) then fails on it; the plan said nothing about it."""
+    workspace, url, env = today
+    keep_public(workspace)
+    build_today(url, load_workspace(workspace))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.legacy_audit (id integer PRIMARY KEY); CREATE TYPE public.\"OldKind\" AS ENUM ('A')"
+        )
+    result = run_ws("-w", str(workspace), "adopt", "--env", "local", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    notes = json.loads(result.stdout)["notes"]
+    assert (
+        "public (saas-ecosystem-architecture's namespace) holds what no repo declares: table legacy_audit, enum OldKind;"
+        " `ws schema drift` reports them as extra. Fix: declare them in saas-ecosystem-architecture's schema, or move"
+        " or drop them" in notes
+    ), notes
+    applied = run_ws("-w", str(workspace), "adopt", "--env", "local", "--apply", env=env)
+    assert applied.returncode == 0, applied.stderr
+    assert "note: public (saas-ecosystem-architecture's namespace) holds what no repo declares" in applied.stdout
+    drift = run_ws("-w", str(workspace), "schema", "drift", "--database-url", url, "--json", env=env)
+    assert drift.returncode == 1  # what the note said, and nothing else
+    assert {(d["kind"], d["object"]) for d in json.loads(drift.stdout)["drift"]} == {
+        ("extra table", "public.legacy_audit"),
+        ("extra enum", "public.OldKind"),
+    }

@@ -16,7 +16,9 @@ The plan is computed from the live catalog and each repo's Prisma schema and mig
   migration; a row no repo holds stays where it is and is reported;
 * a repo whose tables all exist but whose migrations were never recorded (``db push``) is baselined: each local
   migration is recorded as applied, as ``prisma migrate resolve --applied`` does, so the first coordinated deploy
-  applies nothing twice. Migrations of a repo that has recorded ones are left pending for the deploy.
+  applies nothing twice. Migrations of a repo that has recorded ones are left pending for the deploy;
+* what stays in a repo's namespace but no repo declares there (the primary keeping ``public``: an old table, an
+  extension's) is named in a note, since ``ws schema drift`` will report it as extra.
 
 ``apply`` carries the plan out in one transaction, under Prisma's advisory lock and a lock timeout, so it either
 happens whole or not at all. Running it again finds nothing to do.
@@ -256,7 +258,35 @@ def plan_adoption(
                     "NAME`, then run `ws adopt` again"
                 )
     _plan_ledgers(loaded, plan, owned, live, complete)
+    _note_undeclared(plan, owned, live)
     return plan
+
+
+def _note_undeclared(plan: AdoptPlan, owned: list[Owned], live: LiveCatalog) -> None:
+    """Name what stays in a repo's namespace that no repo declares there: `ws schema drift` (and the deploy's
+    validate gate) reports it as extra. Happens mostly when the primary keeps public, which holds what it held."""
+    declared = {(o.namespace, kind, name) for o in owned for kind, names in (("table", o.tables), ("enum", o.enums))
+                for name in names}  # fmt: skip
+    leaving = {(m.source, m.kind, m.name) for m in plan.moves}
+    repos: dict[str, list[str]] = {}
+    for o in owned:
+        repos.setdefault(o.namespace, []).append(o.repo)
+    for namespace, names in repos.items():
+        found = [
+            f"{kind} {name}"
+            for kind, catalog in (("table", live.tables), ("enum", live.enums))
+            for name, places in sorted(catalog.items())
+            if namespace in places
+            and name != TABLE
+            and (namespace, kind, name) not in declared
+            and (namespace, kind, name) not in leaving
+        ]
+        if found:
+            owners = " and ".join(f"{repo}'s" for repo in names)
+            plan.notes.append(
+                f"{namespace} ({owners} namespace) holds what no repo declares: {', '.join(found)}; "
+                f"`ws schema drift` reports them as extra. Fix: declare them in {owners} schema, or move or drop them"
+            )
 
 
 def _absent_columns(conn: psycopg.Connection[Any], owner: Owned, live: LiveCatalog) -> list[str]:

@@ -3,7 +3,8 @@
 For each secondary whose copies differ: create a branch (from its default branch), apply what ``ws schema sync``
 would write (infra.schema.sync.plan_sync / apply_edits) and the regenerated shared types
 (infra.schema.export.export_types, written under ``shared-database-types/`` of the secondary; or, when
-workspace.yaml's ``types.package`` publishes them, the exact new version in its package.json), commit, push,
+workspace.yaml's ``types.package`` publishes them, the exact new version in its package.json and, when it has
+one, in its package-lock.json with the packed package's integrity), commit, push,
 then open linked PRs (infra.github.prs) that request review from the maintainers of every repo: a schema
 change needs all of them. ``dry_run`` computes the same plan (diffs and PR plan) and changes nothing.
 
@@ -17,8 +18,10 @@ the layer above them, beside infra.checks and infra.generate.
 from __future__ import annotations
 
 import posixpath
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from infra.errors import UsageError
@@ -212,17 +215,49 @@ def _plan_types(loaded: LoadedWorkspace, plans: dict[str, RepoPlan], readers: di
 
 
 def _plan_package_bump(loaded: LoadedWorkspace, plans: dict[str, RepoPlan], readers: dict[str, Reader]) -> str:
-    """``types.package`` set: each secondary's package.json depends on the exact version of this schema."""
+    """``types.package`` set: each secondary's package.json depends on the exact version of this schema, and its
+    package-lock.json (when it has one) locks that version with the integrity of the package as ``ws schema
+    package`` packs it (built once, in a temporary folder)."""
     settings = types_package.settings(loaded)
     version = types_package.version_of(loaded)
+    packed: list[types_package.LockedPackage] = []
+    locks = 0
     for name, repo_plan in plans.items():
         reader = readers[name]
+        manifest = None
         for path, edit in (("package.json", types_package.bump_dependency), (".npmrc", types_package.scope_npmrc)):
             old = reader.read(path)
             new = edit(old, settings, name, reader.display(path), version)
+            if path == "package.json":
+                manifest = new
             if new is not None and new != old:
                 repo_plan.edits.append(FileEdit(name, path, old, new))
-    return f"package.json depends on {settings.package}@{version} in each secondary"
+        for path in types_package.LOCKFILES:
+            old = reader.read(path)
+            if old is None or manifest is None:
+                continue
+            if not packed:
+                packed.append(_pack(loaded, version, reader.display(path)))
+            new = types_package.bump_lockfile(old, settings, reader.display(path), manifest, packed[0])
+            locks += 1
+            if new != old:
+                repo_plan.edits.append(FileEdit(name, path, old, new))
+    locked = f"; {locks} lockfile(s) lock it (integrity {packed[0].integrity[:19]}...)" if packed else ""
+    return f"package.json depends on {settings.package}@{version} in each secondary{locked}"
+
+
+def _pack(loaded: LoadedWorkspace, version: str, lockfile: str) -> types_package.LockedPackage:
+    """The lock entry of the types package as ``ws schema package --pack`` builds it (what the release publishes)."""
+    with tempfile.TemporaryDirectory(prefix="ws-types-") as folder:
+        try:
+            built = types_package.build(loaded, Path(folder) / "package", pack=True)
+        except UsageError as exc:
+            raise UsageError(
+                f"{lockfile} locks the types package, and its new integrity needs the packed package: {exc}"
+                " (or pass --no-types)"
+            ) from None
+        assert built.tarball is not None and built.version == version
+        return types_package.locked_package(built.tarball, built.version)
 
 
 def body_of(result: Propagation) -> str:

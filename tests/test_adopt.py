@@ -5,6 +5,8 @@ every table. Adopt, then deploy: every row stays, every repo's migrations are re
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from infra.deploy.migrations import migration_files
 from infra.deploy.servers import free_port
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
-from tests.conftest import database_url
+from tests.conftest import EXAMPLES, database_url
 from tests.helpers import run_ws
 from tests.test_deploy_pipeline import REPOS, drop_database, write_example_workspace
 
@@ -253,3 +255,133 @@ def test_a_db_push_repo_missing_a_declared_column_is_not_baselined(today: tuple[
     )
     refused = run_ws("-w", str(workspace), "adopt", "--env", "local", "--apply", env=env)
     assert refused.returncode == 1 and recorded_migrations(url).keys() == {"public"}  # nothing changed
+
+
+def keep_public(workspace: Path) -> None:
+    """Turn the example copy into the "primary keeps public" layout: the primary's namespace is public, so its
+    schema, migrations, the secondaries' copies and external lists, and the services' queries name public."""
+    text = workspace.read_text()
+    assert text.count("namespace: ecosystem\n") == 1
+    workspace.write_text(text.replace("namespace: ecosystem\n", "namespace: public\n"))
+    (workspace.parent / "common").symlink_to(EXAMPLES / "common", target_is_directory=True)  # the services' helper
+    for repo in REPOS:
+        link = workspace.parent / repo
+        source = link.resolve()
+        link.unlink()
+        shutil.copytree(source, link)
+        for path in link.rglob("*"):
+            if path.suffix not in (".prisma", ".sql", ".ts", ".py") or not path.is_file():
+                continue
+            old = path.read_text(encoding="utf-8")
+            new = re.sub(r"(?<![\w-])ecosystem\.", "public.", old.replace('"ecosystem"', '"public"'))
+            new = new.replace('"ecosystem.', '"public.')
+            path.write_text(new, encoding="utf-8")
+
+
+def test_primary_keeps_public_adopt_deploy_then_check_and_drift_pass(
+    today: tuple[Path, str, dict[str, str]],
+) -> None:
+    """The other documented layout end to end: the primary's tables stay in public with its recorded migrations,
+    the secondaries move to their own schemas; deploy applies nothing twice; schema check and drift pass."""
+    workspace, url, env = today
+    keep_public(workspace)
+    loaded = load_workspace(workspace)
+    primary, agents, specs = REPOS
+    schema_text = (workspace.parent / primary / "admin-app/prisma/schema.prisma").read_text()
+    assert '@@schema("public")' in schema_text and '"ecosystem"' not in schema_text
+    build_today(url, loaded)
+    before = snapshot(url)
+    assert len(before) == 11 and all(count == 3 for _, count in before.values())
+
+    dry = run_ws("-w", str(workspace), "adopt", "--env", "local", "--json", env=env)
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert plan["layout"] == "the primary keeps public; each secondary in its own schema"
+    assert plan["problems"] == [] and plan["namespaces"] == ["agents", "specs"]
+    assert {(m["name"], m["source"], m["target"]) for m in plan["moves"]} == {
+        ("agent_runs", "public", "agents"),
+        ("tool_invocations", "public", "agents"),
+        ("memories", "public", "agents"),
+        ("conversations", "public", "agents"),
+        ("RunStatus", "public", "agents"),
+        ("requirements", "public", "specs"),
+        ("specifications", "public", "specs"),
+        ("dev_artifacts", "public", "specs"),
+        ("SpecStatus", "public", "specs"),
+    }  # nothing of the primary moves
+    assert [(m["repo"], m["source"], m["target"]) for m in plan["ledger_moves"]] == [(agents, "public", "agents")]
+    assert [b["repo"] for b in plan["baselines"]] == [specs]
+
+    applied = run_ws("-w", str(workspace), "adopt", "--env", "local", "--apply", env=env)
+    assert applied.returncode == 0, applied.stderr
+    again = run_ws("-w", str(workspace), "adopt", "--env", "local", "--json", env=env)
+    assert again.returncode == 0 and json.loads(again.stdout)["steps"] == []
+    recorded = recorded_migrations(url)
+    assert recorded["public"] == [m.name for m in migration_files(loaded, primary)]  # the primary's rows stayed
+
+    # a primary migration written after the adoption: the deploy applies it (into public), and only it
+    primary_dir = workspace.parent / primary / "admin-app/prisma"
+    (primary_dir / "migrations/20260301090000_audit_log").mkdir()
+    (primary_dir / "migrations/20260301090000_audit_log/migration.sql").write_text(
+        '-- CreateTable\nCREATE TABLE "public"."audit_log" (\n    "id" SERIAL NOT NULL,\n    "note" TEXT,\n\n'
+        '    CONSTRAINT "audit_log_pkey" PRIMARY KEY ("id")\n);\n'
+    )
+    with (primary_dir / "schema.prisma").open("a") as schema:
+        schema.write(
+            "\nmodel AuditLog {\n  id   Int     @id @default(autoincrement())\n  note String?\n\n"
+            '  @@map("audit_log")\n  @@schema("public")\n}\n'
+        )
+    deploy = run_ws("-w", str(workspace), "deploy", "--env", "local", "--json", env=env, timeout=300)
+    assert deploy.returncode == 0, deploy.stderr
+    migrated = {s["repo"]: s["detail"] for s in json.loads(deploy.stdout)["steps"] if s["step"] == "migrate"}
+    assert migrated[agents] == "up to date (namespace agents)" and migrated[specs] == "up to date (namespace specs)"
+    assert "20260301090000_audit_log" in migrated[primary] and "namespace public" in migrated[primary]
+    check = run_ws("-w", str(workspace), "schema", "check", "--json", env=env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert json.loads(check.stdout)["ok"] is True
+    drift = run_ws("-w", str(workspace), "schema", "drift", "--env", "local", "--json", env=env)
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+
+    after = snapshot(url)
+    assert after.pop("audit_log") == ("d41d8cd98f00b204e9800998ecf8427e", 0)  # the new, empty table
+    assert after == before  # every row unchanged
+    with psycopg.connect(url) as conn:
+        where: dict[str, str] = dict(
+            conn.execute(
+                "SELECT tablename, schemaname FROM pg_tables WHERE tablename IN ('agents', 'agent_runs', 'requirements')"
+            ).fetchall()
+        )
+    assert where == {"agents": "public", "agent_runs": "agents", "requirements": "specs"}
+    recorded = recorded_migrations(url)
+    for repo, namespace in zip(REPOS, ("public", "agents", "specs"), strict=True):
+        assert recorded[namespace] == [m.name for m in migration_files(loaded, repo)], repo
+
+
+def test_tables_no_repo_declares_in_a_kept_namespace_are_named(today: tuple[Path, str, dict[str, str]]) -> None:
+    """Found by review: with the primary keeping public, a table nobody declares that stays in public (an old
+    table, an extension's) becomes part of the primary's namespace, and `ws schema drift` (the deploy's validate
+    gate) then fails on it; the plan said nothing about it."""
+    workspace, url, env = today
+    keep_public(workspace)
+    build_today(url, load_workspace(workspace))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.legacy_audit (id integer PRIMARY KEY); CREATE TYPE public.\"OldKind\" AS ENUM ('A')"
+        )
+    result = run_ws("-w", str(workspace), "adopt", "--env", "local", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    notes = json.loads(result.stdout)["notes"]
+    assert (
+        "public (saas-ecosystem-architecture's namespace) holds what no repo declares: table legacy_audit, enum OldKind;"
+        " `ws schema drift` reports them as extra. Fix: declare them in saas-ecosystem-architecture's schema, or move"
+        " or drop them" in notes
+    ), notes
+    applied = run_ws("-w", str(workspace), "adopt", "--env", "local", "--apply", env=env)
+    assert applied.returncode == 0, applied.stderr
+    assert "note: public (saas-ecosystem-architecture's namespace) holds what no repo declares" in applied.stdout
+    drift = run_ws("-w", str(workspace), "schema", "drift", "--database-url", url, "--json", env=env)
+    assert drift.returncode == 1  # what the note said, and nothing else
+    assert {(d["kind"], d["object"]) for d in json.loads(drift.stdout)["drift"]} == {
+        ("extra table", "public.legacy_audit"),
+        ("extra enum", "public.OldKind"),
+    }

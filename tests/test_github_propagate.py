@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -14,6 +24,7 @@ from infra.github.client import GitHub
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
 from tests.fake_github import FakeGitHub
+from tests.fixtures.prisma.nodetools import node_modules
 from tests.helpers import run_ws
 from tests.workspace_builder import GIT_IDENTITY, OWNER, REPO_SCHEMAS, commit_file, git_in
 
@@ -216,3 +227,216 @@ def test_with_a_types_package_propagate_bumps_the_dependency_instead_of_copying(
     # the version is the primary's new schema: before its change (main) the types had another version
     git_in(root / PRIMARY, "checkout", "-q", "main")
     assert types_package.version_of(loaded_of(root)) != version
+
+
+class NpmRegistry:
+    """A loopback npm registry standing in for GitHub Packages (which tests cannot reach): the packument of each
+    package it holds (GET /@scope%2fname) and the tarballs (GET /download/@scope/name/VERSION/FILE)."""
+
+    def __init__(self) -> None:
+        self.tarballs: dict[str, dict[str, Path]] = {}  # package -> version -> tarball
+        self.requests: list[str] = []
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+            def do_GET(self) -> None:
+                registry.requests.append(self.path)
+                path = unquote(self.path.split("?", 1)[0]).lstrip("/")
+                if path.startswith("download/"):
+                    package, version, _ = path[len("download/") :].rsplit("/", 2)
+                    found = registry.tarballs.get(package, {}).get(version)
+                    body = found.read_bytes() if found else None
+                    kind = "application/octet-stream"
+                elif path in registry.tarballs:
+                    body, kind = json.dumps(registry.packument(path)).encode(), "application/json"
+                else:
+                    body = None
+                if body is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("content-type", kind)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish(self, package: str, tarball: Path, version: str) -> None:
+        self.tarballs.setdefault(package, {})[version] = tarball
+
+    def packument(self, package: str) -> dict[str, Any]:
+        versions = {}
+        for version, tarball in self.tarballs[package].items():
+            data = tarball.read_bytes()
+            versions[version] = {
+                "name": package,
+                "version": version,
+                "license": "UNLICENSED",
+                "dist": {
+                    "tarball": f"{self.url}download/{package}/{version}/{tarball.name}",
+                    "integrity": "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode(),
+                    "shasum": hashlib.sha1(data).hexdigest(),
+                },
+            }
+        return {"name": package, "versions": versions, "dist-tags": {"latest": max(versions)}}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def npm_registry() -> Iterator[NpmRegistry]:
+    registry = NpmRegistry()
+    yield registry
+    registry.close()
+
+
+def npm(folder: Path, *args: str, registry: NpmRegistry) -> subprocess.CompletedProcess[str]:
+    """npm in ``folder`` with the scope sent to the loopback registry (and no other registry used)."""
+    command = [shutil.which("npm") or "npm", *args, f"--@acme:registry={registry.url}", "--ignore-scripts"]
+    command += ["--no-audit", "--no-fund", "--registry=http://127.0.0.1:9/"]  # nothing else may come from a registry
+    env = {**os.environ, "NODE_AUTH_TOKEN": "unused"}
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("lockfile_version", [2, 3])
+def test_propagate_locks_the_new_types_version_in_package_lock(
+    root: Path,
+    fake: FakeGitHub,
+    npm_registry: NpmRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lockfile_version: int,
+) -> None:
+    """Found by review: propagate bumped package.json but left package-lock.json at the old version, so `npm ci` on
+    the propagate branch refused to install (package.json and the lockfile out of sync)."""
+    from infra.schema import types_package
+
+    monkeypatch.setenv("WS_TSC", str(node_modules() / ".bin" / "tsc"))
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))
+    package = "@acme/shared-database-types"
+    workspace = root / "workspace.yaml"
+    workspace.write_text(workspace.read_text() + f'types:\n  package: "{package}"\n')
+    # the version the secondary locks today: the types of the primary's main, published
+    git_in(root / PRIMARY, "checkout", "-q", "main")
+    old = types_package.build(loaded_of(root), tmp_path / "old", pack=True)
+    git_in(root / PRIMARY, "checkout", "-q", "feat-schema")
+    assert old.tarball is not None
+    npm_registry.publish(package, old.tarball, old.version)
+    agents = root / AGENTS
+    (agents / "libs" / "local-utils").mkdir(parents=True)
+    (agents / "libs" / "local-utils" / "package.json").write_text('{"name": "local-utils", "version": "1.0.0"}\n')
+    dependencies = {package: old.version, "local-utils": "file:libs/local-utils"}
+    manifest = {"name": AGENTS, "version": "1.0.0", "dependencies": dependencies}
+    (agents / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    locked = npm(agents, "install", "--package-lock-only", f"--lockfile-version={lockfile_version}",
+                 "--omit-lockfile-registry-resolved=false", registry=npm_registry)  # fmt: skip
+    assert locked.returncode == 0, locked.stderr
+    before = json.loads((agents / "package-lock.json").read_text())
+    key = f"node_modules/{package}"
+    assert before["lockfileVersion"] == lockfile_version and before["packages"][key]["version"] == old.version
+    assert before["packages"][key]["resolved"].startswith(npm_registry.url)
+    assert ("dependencies" in before) == (lockfile_version == 2)
+    git_in(agents, "add", "package.json", "package-lock.json", "libs")
+    git_in(agents, "commit", "-q", "-m", "types package locked")
+
+    loaded = loaded_of(root)
+    version = types_package.version_of(loaded)
+    assert version != old.version
+    propagate.propagate(loaded, GitHub(fake.api_url, fake.token))
+
+    assert git_in(agents, "status", "--porcelain") == ""
+    committed = set(git_in(agents, "show", "--name-only", "--format=", "HEAD").splitlines())
+    assert committed == {REPO_SCHEMAS[AGENTS], ".npmrc", "package-lock.json", "package.json"}
+    after = json.loads((agents / "package-lock.json").read_text())
+    assert after["packages"][key]["version"] == version, "package-lock.json still locks the old version"
+    new = types_package.build(loaded, tmp_path / "new", pack=True)  # what the release publishes
+    assert new.tarball is not None and new.version == version
+    integrity = types_package.locked_package(new.tarball, version).integrity
+    assert after["packages"][key] == {"version": version, "integrity": integrity, "license": "UNLICENSED"}
+    assert after["packages"][""]["dependencies"][package] == version
+    if lockfile_version == 2:
+        assert after["dependencies"][package] == {"version": version, "integrity": integrity}
+    # every other entry and key is as npm wrote it
+    for lock in (before, after):
+        del lock["packages"][key], lock["packages"][""]["dependencies"][package]
+        lock.get("dependencies", {}).pop(package, None)
+    assert after == before
+    assert not (root / SPECS / "package-lock.json").exists()  # a repo without a lockfile gets none
+
+    # npm agrees: the lockfile matches package.json, and `npm ci` installs the published tarball (integrity checked)
+    npm_registry.publish(package, new.tarball, version)
+    listed = npm(agents, "ls", "--package-lock-only", registry=npm_registry)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    installed = npm(agents, "ci", registry=npm_registry)
+    assert installed.returncode == 0, installed.stderr
+    unpacked = json.loads((agents / "node_modules" / package / "package.json").read_text())
+    assert unpacked["version"] == version
+    assert any(path.endswith(new.tarball.name) for path in npm_registry.requests)
+
+
+def test_lockfile_bump_adds_a_missing_entry_in_order_and_keeps_a_v1_lockfile() -> None:
+    """What npm would write when the package is new to the lockfile (a devDependency here), and lockfile v1."""
+    from infra.schema import types_package
+    from infra.workspace.model import TypesPackage
+
+    types = TypesPackage(package="@acme/shared-database-types")
+    locked = types_package.LockedPackage("0.1.0-schema-0123456789ab", "sha512-abc==", "UNLICENSED")
+    manifest = json.dumps({"name": "a", "devDependencies": {"@acme/shared-database-types": locked.version}})
+    v3: dict[str, Any] = {
+        "name": "a",
+        "lockfileVersion": 3,
+        "requires": True,
+        "packages": {
+            "": {"name": "a", "devDependencies": {"zod": "3.23.8"}},
+            "node_modules/@zeta/x": {"version": "1.0.0", "resolved": "https://r/x.tgz", "integrity": "sha512-x"},
+            "node_modules/zod": {"version": "3.23.8", "dev": True, "integrity": "sha512-z", "license": "MIT"},
+        },
+    }
+    out = json.loads(
+        types_package.bump_lockfile(json.dumps(v3, indent=4), types, "a/package-lock.json", manifest, locked)
+    )
+    assert list(out["packages"]) == [
+        "",
+        "node_modules/@acme/shared-database-types",
+        "node_modules/@zeta/x",
+        "node_modules/zod",
+    ]
+    assert out["packages"]["node_modules/@acme/shared-database-types"] == {
+        "version": locked.version,
+        "integrity": locked.integrity,
+        "dev": True,
+        "license": "UNLICENSED",
+    }
+    assert out["packages"][""]["devDependencies"] == {"@acme/shared-database-types": locked.version, "zod": "3.23.8"}
+    assert {k: v for k, v in out["packages"].items() if k.startswith("node_modules/@z") or k.endswith("zod")} == {
+        k: v for k, v in v3["packages"].items() if k != ""
+    }
+    v1: dict[str, Any] = {
+        "name": "a",
+        "lockfileVersion": 1,
+        "requires": True,
+        "dependencies": {
+            "@acme/shared-database-types": {"version": "0.1.0-schema-000000000000", "resolved": "https://r/old.tgz",
+                                             "integrity": "sha512-old", "dev": True},
+            "zod": {"version": "3.23.8", "resolved": "https://r/zod.tgz", "integrity": "sha512-z"},
+        },
+    }  # fmt: skip
+    text = json.dumps(v1, indent=2) + "\n"
+    bumped = types_package.bump_lockfile(text, types, "a/package-lock.json", manifest, locked)
+    assert bumped.endswith("}\n") and '\n  "name": "a"' in bumped
+    assert json.loads(bumped)["dependencies"] == {
+        "@acme/shared-database-types": {"version": locked.version, "integrity": locked.integrity, "dev": True},
+        "zod": v1["dependencies"]["zod"],
+    }
+    assert types_package.bump_lockfile(bumped, types, "a/package-lock.json", manifest, locked) == bumped
+    with pytest.raises(UsageError, match=r"a/package-lock.json is not valid JSON .*run `npm install`"):
+        types_package.bump_lockfile("{", types, "a/package-lock.json", manifest, locked)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,3 +139,81 @@ def test_ws_repo_files_puts_each_codeowners_into_its_checkout(root: Path) -> Non
     assert done.returncode == 0, done.stderr
     for repo in (PRIMARY, AGENTS, SPECS):
         assert (root / repo / ".github" / "CODEOWNERS").read_text() == codeowners(loaded.model, repo)
+
+
+def test_branch_status_shows_review_state_and_required_approvals(root: Path, fake: FakeGitHub) -> None:
+    """`ws branch status` shows, per repo, the PR's review state and the approvals the rules require (met or
+    missing, with who must approve), read with infra.github.reviews like `ws pr status`."""
+    loaded = load_workspace(root / "workspace.yaml")
+    branches.create(loaded, "feat", remote=False)
+    schema = REPO_SCHEMAS[SPECS]
+    commit_file(root / SPECS, schema, (root / SPECS / schema).read_text() + "\n// change\n", "schema change")
+    commit_file(root / PRIMARY, "README.md", "# readme change\n", "docs")
+    for repo in (SPECS, PRIMARY):
+        git_in(root / repo, "push", "-q", "origin", "feat")
+    prs.open_pulls(loaded, GitHub(fake.api_url, fake.token), "feat", "Feature")
+    workspace = str(root / "workspace.yaml")
+    summary = root / "step-summary.md"
+    wide = {**ENV, "COLUMNS": "300", "GITHUB_STEP_SUMMARY": str(summary)}
+
+    def rows() -> dict[str, dict[str, Any]]:
+        result = run_ws("-w", workspace, "branch", "status", "feat", "--json", env=ENV, in_process=True)
+        assert result.returncode == 0, result.stderr
+        return {r["repo"]: r for r in json.loads(result.stdout)["repos"]}
+
+    fake.requests.clear()
+    waiting = rows()
+    assert ("GET", f"/repos/{OWNER}/{SPECS}/pulls/1/reviews") in fake.calls()
+    assert (waiting[AGENTS]["review_state"], waiting[AGENTS]["approvals"]) == (None, None)  # no pull request
+    assert (waiting[PRIMARY]["review_state"], waiting[PRIMARY]["approvals"]) == ("review_required", [])
+    assert waiting[SPECS]["review_state"] == "review_required"
+    assert waiting[SPECS]["approvals"] == [
+        {
+            "rule": "schema changes",
+            "group": "saas-ecosystem-architecture maintainers",
+            "owners": ["@acme/platform"],
+            "approved_by": [],
+            "ok": False,
+        },
+        {
+            "rule": "schema changes",
+            "group": "app-agents maintainers",
+            "owners": ["@alice"],
+            "approved_by": [],
+            "ok": False,
+        },
+        {
+            "rule": "schema changes",
+            "group": "saas-spec-driven-development maintainers",
+            "owners": ["@bob", "@acme/specs"],
+            "approved_by": [],
+            "ok": False,
+        },
+    ]
+    text = run_ws("-w", workspace, "branch", "status", "feat", env=wide, in_process=True)
+    assert text.returncode == 0, text.stderr
+    spec_row = next(line for line in text.stdout.splitlines() if line.startswith(f"│ {SPECS}"))
+    assert "review required" in spec_row and "0/3 met" in spec_row
+    assert f"{SPECS}: schema changes: app-agents maintainers: missing (needs one of @alice)" in text.stdout
+    assert (
+        f"{SPECS}: schema changes: saas-spec-driven-development maintainers: missing (needs one of @bob, @acme/specs)"
+        in text.stdout
+    )
+    assert "none required" in next(line for line in text.stdout.splitlines() if line.startswith(f"│ {PRIMARY}"))
+    assert f"| {SPECS} |" in summary.read_text() and "| review | approvals |" in summary.read_text()
+    assert f"- {SPECS}: schema changes: app-agents maintainers: missing (needs one of @alice)\n" in summary.read_text()
+
+    # carol (acme/platform) approves, alice asks for changes: one group met, and the PR waits for changes
+    fake.pull(f"{OWNER}/{SPECS}", 1)["reviews"] += [("carol", "APPROVED"), ("alice", "CHANGES_REQUESTED")]
+    changes = rows()[SPECS]
+    assert changes["review_state"] == "changes_requested"
+    assert [a["approved_by"] for a in changes["approvals"]] == [["carol"], [], []]
+
+    # alice approves after all and dave (acme/specs) approves: every group met
+    fake.pull(f"{OWNER}/{SPECS}", 1)["reviews"] += [("alice", "APPROVED"), ("dave", "APPROVED")]
+    done = rows()[SPECS]
+    assert done["review_state"] == "approved"
+    assert [a["approved_by"] for a in done["approvals"]] == [["carol"], ["alice"], ["dave"]]
+    text = run_ws("-w", workspace, "branch", "status", "feat", env=wide, in_process=True)
+    assert f"{SPECS}: schema changes: saas-spec-driven-development maintainers: ok (dave)" in text.stdout
+    assert "3/3 met" in next(line for line in text.stdout.splitlines() if line.startswith(f"│ {SPECS}"))

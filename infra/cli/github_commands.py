@@ -101,7 +101,10 @@ def _print_branch_actions(title: str, name: str, dry_run: bool, actions: Sequenc
 @json_option
 @pass_context
 def branch_status(ctx: Context, name: str, repos: str | None, as_json: bool) -> None:
-    """One row per repo: branch NAME locally / remotely, ahead/behind the default branch, dirty, PR, CI."""
+    """One row per repo: branch NAME locally / remotely, ahead/behind the default branch, dirty, PR, CI, and the
+    PR's review state with the approvals workspace.yaml's review_rules require of it (met or missing, and who
+    must approve).
+    """
     loaded = ctx.loaded
     github = optional_client(loaded)
     rows = branches.status(loaded, name, github, parse_repos(loaded, repos))
@@ -117,13 +120,51 @@ def branch_status(ctx: Context, name: str, repos: str | None, as_json: bool) -> 
             _yes_no(r.dirty),
             f"#{r.pr_number} {r.pr_state}" if r.pr_number else "-",
             r.ci or "-",
+            _review_cell(r.review_state),
+            _approvals_cell(r.approvals),
             escape("; ".join(r.notes)),
         )
         for r in rows
     ]
-    columns = ["repo", "local", "remote", "ahead/behind", "dirty", "PR", "CI", "notes"]
+    columns = ["repo", "local", "remote", "ahead/behind", "dirty", "PR", "CI", "review", "approvals", "notes"]
     console.print(table(f"branch {name}", columns, rendered))
-    step_summary(f"## Branch `{name}`\n\n{markdown_table(columns, rendered)}")
+    for r in rows:
+        for line in _approval_lines(r.repo, r.approvals):
+            console.print(line)
+    summary = "\n".join(f"- {line}" for r in rows for line in _approval_lines(r.repo, r.approvals, markup=False))
+    step_summary(f"## Branch `{name}`\n\n{markdown_table(columns, rendered)}" + (f"\n\n{summary}" if summary else ""))
+
+
+def _review_cell(state: str | None) -> str:
+    return state.replace("_", " ") if state else "-"
+
+
+def _approvals_cell(approvals: Sequence[dict[str, Any]] | None) -> str:
+    """``2/3 met`` (required approvals given / required), ``none required``, or ``-`` without a pull request."""
+    if approvals is None:
+        return "-"
+    if not approvals:
+        return "none required"
+    return f"{sum(1 for a in approvals if a['ok'])}/{len(approvals)} met"
+
+
+def _approval_lines(repo: str, approvals: Sequence[dict[str, Any]] | None, *, markup: bool = True) -> list[str]:
+    """One line per required approval: rule, reviewer group, ok (who approved) or missing (who must approve).
+
+    ``markup``: rich markup for the terminal (colours, escaped text); else plain text (the step summary).
+    """
+    lines = []
+    for approval in approvals or []:
+        if approval["ok"]:
+            mark, who = "ok", ", ".join(approval["approved_by"])
+        else:
+            mark, who = "missing", "needs one of " + ", ".join(approval["owners"])
+        text = [repo, approval["rule"], approval["group"]]
+        if markup:
+            text = [escape(part) for part in text]
+            mark, who = ("[green]ok[/]" if approval["ok"] else "[red]missing[/]"), escape(who)
+        lines.append(f"{': '.join(text)}: {mark} ({who})")
+    return lines
 
 
 @branch_group.command("delete")
@@ -233,10 +274,8 @@ def pr_status(ctx: Context, name: str, repos: str | None, as_json: bool) -> None
     ]
     if not as_json:
         for record in records:
-            for approval in record.approvals or []:
-                who = ", ".join(approval["approved_by"]) or "nobody yet"
-                mark = "[green]ok[/]" if approval["ok"] else "[red]missing[/]"
-                console.print(f"{record.repo}: {escape(approval['rule'])}: {escape(approval['group'])}: {mark} ({who})")
+            for line in _approval_lines(record.repo, record.approvals):
+                console.print(line)
     if missing:
         raise CheckFailed(f"{len(missing)} required approval(s) missing: " + "; ".join(missing))
 
@@ -246,15 +285,33 @@ def _render_pulls(title: str, records: list[prs.PullRecord], as_json: bool) -> N
         print_json([r.as_dict() for r in records])
         return
     rows = [
-        (index, r.repo, escape(r.action), r.reference if r.number else "-", r.state or "-", r.ci or "-", r.url or "-")
+        (
+            index,
+            r.repo,
+            escape(r.action),
+            r.reference if r.number else "-",
+            r.state or "-",
+            r.ci or "-",
+            _review_cell(r.review_state),
+            r.url or "-",
+        )
         for index, r in enumerate(records, start=1)
     ]
-    console.print(table(title, ["order", "repo", "action", "PR", "state", "CI", "url"], rows))
+    console.print(table(title, ["order", "repo", "action", "PR", "state", "CI", "review", "url"], rows))
     summary_rows = [
-        (i, r.repo, r.action, r.reference if r.number else "-", r.state or "-", r.ci or "-")
+        (
+            i,
+            r.repo,
+            r.action,
+            r.reference if r.number else "-",
+            r.state or "-",
+            r.ci or "-",
+            _review_cell(r.review_state),
+        )
         for i, r in enumerate(records, start=1)
     ]
-    step_summary(f"## {title}\n\n{markdown_table(['order', 'repo', 'action', 'PR', 'state', 'CI'], summary_rows)}")
+    summary_columns = ["order", "repo", "action", "PR", "state", "CI", "review"]
+    step_summary(f"## {title}\n\n{markdown_table(summary_columns, summary_rows)}")
 
 
 @click.command("metrics")

@@ -12,6 +12,7 @@ from github3 import exceptions as gh_exceptions
 from infra.errors import UsageError
 from infra.github.client import GitHub
 from infra.github.git import Checkout
+from infra.github.reviews import pull_review
 from infra.workspace.located import LoadedWorkspace
 
 Progress = Callable[[str], None]
@@ -170,6 +171,8 @@ class BranchStatus:
     pr_state: str | None = None  # open | closed | merged
     pr_url: str | None = None
     ci: str | None = None  # success | failure | pending | none
+    review_state: str | None = None  # approved | changes_requested | review_required
+    approvals: list[dict[str, Any]] | None = None  # what the review rules require of the PR, with who approved
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -179,7 +182,8 @@ class BranchStatus:
 def status(
     loaded: LoadedWorkspace, name: str, github: GitHub | None, repos: Sequence[str] | None = None
 ) -> list[BranchStatus]:
-    """One row per repo: exists locally/remotely, ahead/behind the default branch, dirty, PR, combined CI."""
+    """One row per repo: exists locally/remotely, ahead/behind the default branch, dirty, PR, combined CI, and the
+    PR's review state and the approvals the review rules require of it (infra.github.reviews)."""
     check_branch_name(name)
     rows = []
     for repo in selected(loaded, repos):
@@ -204,6 +208,9 @@ def status(
             pull = latest_pull(github, declared.github, name)
             if pull is not None:
                 row.pr_number, row.pr_state, row.pr_url = pull
+                review = pull_review(loaded, github, repo, row.pr_number)
+                row.review_state = review.state
+                row.approvals = [a.as_dict() for a in review.approvals]
         else:
             if checkout.exists():
                 row.remote = checkout.remote_has_branch(name)

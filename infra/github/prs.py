@@ -15,7 +15,7 @@ from infra.errors import UsageError
 from infra.github.branches import combined_ci, compare, latest_pull, remote_sha, selected
 from infra.github.client import GitHub
 from infra.github.git import Checkout
-from infra.github.reviews import pull_approvals
+from infra.github.reviews import pull_review
 from infra.workspace import graph
 from infra.workspace.located import LoadedWorkspace
 
@@ -59,6 +59,7 @@ class PullRecord:
     state: str | None = None
     ci: str | None = None
     reviewers: list[str] | None = None
+    review_state: str | None = None  # approved | changes_requested | review_required (pr status)
     approvals: list[dict[str, Any]] | None = None  # what the review rules require, with who approved (pr status)
 
     def as_dict(self) -> dict[str, Any]:
@@ -207,6 +208,8 @@ def pull_status(
             head = remote_sha(github, full_name, branch)
             if head is not None:
                 record.ci = combined_ci(github, full_name, head)
-            record.approvals = [a.as_dict() for a in pull_approvals(loaded, github, repo, record.number)]
+            review = pull_review(loaded, github, repo, record.number)
+            record.review_state = review.state
+            record.approvals = [a.as_dict() for a in review.approvals]
         records.append(record)
     return records

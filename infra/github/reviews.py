@@ -5,7 +5,8 @@ approvals its rules require.
 "schema changes are reviewed by every repository's maintainers; agent changes by the architecture and spec teams"
 is two rules. CODEOWNERS lists every owner of a path on one line, and GitHub accepts the approval of any one of
 them; a rule that needs one approval *per group* (``reviewers: [all]``: one per repo) is checked by
-:func:`approvals`, which ``ws pr status`` shows for each linked pull request.
+:func:`pull_review`, which ``ws pr status`` and ``ws branch status`` show for each (linked) pull request, with
+the pull request's review state.
 
 Each repo's CODEOWNERS is one of its repo files (:mod:`infra.github.repofiles`): ``ws generate`` writes it to
 ``.github/repo-files/<repo>/.github/CODEOWNERS`` (checked by ``ws generate --check``) and ``ws repo-files`` puts it
@@ -170,15 +171,47 @@ def latest_approvers(reviews: Iterable[tuple[str, str]]) -> set[str]:
     return {login for login, state in latest.items() if state == "APPROVED"}
 
 
-def pull_approvals(loaded: LoadedWorkspace, github: GitHub, repo: str, number: int) -> list[RequiredApproval]:
-    """The approvals the review rules require of pull request ``number`` in ``repo``, with who gave them."""
+REVIEW_STATES = ("approved", "changes_requested", "review_required")
+
+
+@dataclass
+class PullReview:
+    """A pull request's review state and the approvals the review rules require of it.
+
+    ``state`` is GitHub's review decision from the latest decisive review of each reviewer: ``changes_requested``
+    when one of them asks for changes; ``approved`` when someone approved and no required approval is missing;
+    ``review_required`` otherwise.
+    """
+
+    state: str
+    approvals: list[RequiredApproval] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[RequiredApproval]:
+        return [a for a in self.approvals if not a.ok]
+
+
+def review_state(reviews: Iterable[tuple[str, str]], approvals: Sequence[RequiredApproval]) -> str:
+    """``approved``, ``changes_requested`` or ``review_required`` (see :class:`PullReview`)."""
+    latest: dict[str, str] = {}
+    for login, state in reviews:
+        if state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
+            latest[login] = state
+    if "CHANGES_REQUESTED" in latest.values():
+        return "changes_requested"
+    if "APPROVED" in latest.values() and all(a.ok for a in approvals):
+        return "approved"
+    return "review_required"
+
+
+def pull_review(loaded: LoadedWorkspace, github: GitHub, repo: str, number: int) -> PullReview:
+    """The review state of pull request ``number`` in ``repo`` and the approvals the review rules require of it,
+    with who gave them (its changed files are read only when workspace.yaml has review rules)."""
     ws = loaded.model
-    if not ws.review_rules:
-        return []
     full_name = ws.repos[repo].github
     with github.call(f"read files and reviews of {full_name}#{number}"):
         pull = github.repo(full_name).pull_request(number)
-        changed = [str(f.filename) for f in pull.files()]
+        changed = [str(f.filename) for f in pull.files()] if ws.review_rules else []
         reviews = [(str(r.user.login), str(r.state)) for r in pull.reviews()]
     teams: dict[str, set[str]] = {}
 
@@ -191,4 +224,5 @@ def pull_approvals(loaded: LoadedWorkspace, github: GitHub, repo: str, number: i
             teams[team] = {str(user["login"]) for user in found}
         return teams[team]
 
-    return required_approvals(ws, repo, changed, latest_approvers(reviews), members)
+    approvals = required_approvals(ws, repo, changed, latest_approvers(reviews), members)
+    return PullReview(review_state(reviews, approvals), approvals)

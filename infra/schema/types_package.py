@@ -19,6 +19,7 @@ raise ``types.version`` for a release that consumers should see as newer; the se
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from infra.errors import UsageError
@@ -284,3 +286,98 @@ def scope_npmrc(text: str | None, types: TypesPackage, repo: str, display: str, 
         return text
     body = (text or "").rstrip("\n")
     return (body + "\n" if body else "") + "\n".join(missing) + "\n"
+
+
+LOCKFILES = ("package-lock.json", "npm-shrinkwrap.json")
+_SECTIONS = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies")
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    """What a lockfile records of one published package version: what ``npm install`` would write for it."""
+
+    version: str
+    integrity: str  # sha512-<base64> of the tarball, as npm computes it
+    license: str | None = None
+
+
+def locked_package(tarball: Path, version: str) -> LockedPackage:
+    """The lock entry of ``tarball`` (what ``npm pack`` made): its version, sha512 integrity and licence."""
+    data = tarball.read_bytes()
+    integrity = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode("ascii")
+    return LockedPackage(version, integrity, "UNLICENSED")
+
+
+def _indent_of(text: str) -> int | str:
+    second = text.split("\n", 2)[1] if text.count("\n") >= 2 else "  "
+    return second[: len(second) - len(second.lstrip())] or 2
+
+
+def _with_key(mapping: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``mapping`` with ``key`` set; a new key goes where npm's sorted order puts it (when the mapping is sorted)."""
+    if key in mapping or list(mapping) != sorted(mapping):
+        return {**mapping, key: value}
+    items = list(mapping.items())
+    position = next((i for i, (k, _) in enumerate(items) if k and k > key), len(items))
+    return dict([*items[:position], (key, value), *items[position:]])
+
+
+def _locked_entry(old: Any, locked: LockedPackage, section: str, *, nested: bool) -> dict[str, Any]:
+    """One lock entry of the package at ``locked``: flags (dev, optional, peer) and other keys kept, ``resolved``
+    dropped (npm then fetches ``name@version`` from the registry the scope's .npmrc line names: the tarball URL of
+    a version not published yet cannot be known, and GitHub Packages' URLs carry a hash)."""
+    entry: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
+    entry.pop("resolved", None)
+    entry["version"] = locked.version
+    entry["integrity"] = locked.integrity
+    if not nested and locked.license is not None:
+        entry["license"] = locked.license
+    if not isinstance(old, dict):
+        if section == "devDependencies":
+            entry["dev"] = True
+        elif section == "optionalDependencies":
+            entry["optional"] = True
+    order = ["version", "integrity"]
+    return {**{k: entry[k] for k in order}, **{k: v for k, v in entry.items() if k not in order}}
+
+
+def bump_lockfile(text: str, types: TypesPackage, display: str, manifest: str, locked: LockedPackage) -> str:
+    """A repo's package-lock.json (or npm-shrinkwrap.json) with ``types.package`` locked at ``locked``.
+
+    ``manifest`` is the repo's package.json after :func:`bump_dependency`: the root entry lists the package in
+    the same section with the same exact version. Lockfile versions 1, 2 and 3: ``packages["node_modules/<name>"]``
+    and (1 and 2) ``dependencies[<name>]`` get the version and integrity; every other entry, key and the
+    lockfileVersion stay as they are, and the indentation is kept.
+    """
+    try:
+        lock = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(
+            f"{display} is not valid JSON ({exc}); fix it (or run `npm install`) before propagating"
+        ) from None
+    if not isinstance(lock, dict):
+        raise UsageError(f"{display} holds no JSON object; fix it (or run `npm install`) before propagating")
+    name = types.package
+    wanted = json.loads(manifest)
+    section = next((s for s in _SECTIONS if isinstance(wanted.get(s), dict) and name in wanted[s]), "dependencies")
+    spec = wanted[section][name] if isinstance(wanted.get(section), dict) else locked.version
+    packages = lock.get("packages")
+    if isinstance(packages, dict):
+        root = dict(packages.get("") or {})
+        listed = root.get(section)
+        root[section] = _with_key(dict(listed) if isinstance(listed, dict) else {}, name, spec)
+        packages = {**packages, "": root} if "" in packages else {"": root, **packages}
+        key = f"node_modules/{name}"
+        lock["packages"] = _with_key(packages, key, _locked_entry(packages.get(key), locked, section, nested=False))
+    elif "lockfileVersion" in lock and lock["lockfileVersion"] != 1:
+        raise UsageError(f"{display}: lockfileVersion {lock['lockfileVersion']} without `packages`; run `npm install`")
+    dependencies = lock.get("dependencies")
+    if isinstance(dependencies, dict) or not isinstance(packages, dict):
+        old = dependencies.get(name) if isinstance(dependencies, dict) else None
+        lock["dependencies"] = _with_key(
+            dict(dependencies) if isinstance(dependencies, dict) else {},
+            name,
+            _locked_entry(old, locked, section, nested=True),
+        )
+    out = json.dumps(lock, indent=_indent_of(text), ensure_ascii=False) + ("\n" if text.endswith("\n") else "")
+    return text if json.loads(text) == json.loads(out) else out

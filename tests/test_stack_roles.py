@@ -72,6 +72,17 @@ def run_script(ws: Workspace, url: str, passwords: dict[str, str]) -> subprocess
     return subprocess.run(["sh", "-c", roles_script(ws)], env=env, capture_output=True, text=True, timeout=60)
 
 
+def recording_psql(tmp_path: Path) -> Path:
+    """A folder holding a `psql` that writes its arguments to ``tmp_path/args``, then runs the real psql."""
+    real = shutil.which("psql")
+    assert real is not None
+    wrapper = tmp_path / "bin" / "psql"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/args\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper.parent
+
+
 def connect_as(url: str, ws: Workspace, repo: str, password: str) -> psycopg.Connection[Any]:
     return psycopg.connect(url, user=role_name(repo), password=password, autocommit=True)
 
@@ -151,14 +162,9 @@ def test_no_password_reaches_a_command_line(provisioned: tuple[Workspace, dict[s
     """Found by review: `psql -v pw_x="$SECRET"` put every role's password in psql's arguments (/proc/*/cmdline).
     A psql wrapper records the arguments the script gives it; the roles still get their passwords."""
     ws, passwords, url = provisioned
-    real = shutil.which("psql")
-    assert real is not None
-    wrapper = tmp_path / "bin" / "psql"
-    wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/args\nexec {real} "$@"\n')
-    wrapper.chmod(0o755)
+    folder = recording_psql(tmp_path)
     saved = os.environ["PATH"]
-    os.environ["PATH"] = f"{wrapper.parent}{os.pathsep}{saved}"
+    os.environ["PATH"] = f"{folder}{os.pathsep}{saved}"
     try:
         done = run_script(ws, url, passwords)
     finally:
@@ -186,14 +192,8 @@ def test_an_admin_url_reaches_psql_as_libpq_variables_never_as_an_argument(
     )
     environment = admin_environment(admin_url)
     assert environment["PGPASSWORD"] == admin_password and environment["POSTGRES_DB"] == info["dbname"]
-    real = shutil.which("psql")
-    assert real is not None
-    wrapper = tmp_path / "bin" / "psql"
-    wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/args\nexec {real} "$@"\n')
-    wrapper.chmod(0o755)
     env = {
-        "PATH": f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{recording_psql(tmp_path)}{os.pathsep}{os.environ['PATH']}",
         **environment,
         **{database_password_secret(repo): pw for repo, pw in passwords.items()},
     }

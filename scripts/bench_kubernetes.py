@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from infra.workspace.synthetic import fleet_repos
+
 ROOT = Path(__file__).resolve().parent.parent
 
 HEADER = """\
@@ -42,6 +44,8 @@ CHILD = """\
 import json, sys, time
 start = time.perf_counter()
 from pathlib import Path
+
+from infra.workspace.synthetic import fleet_repos
 import pulumi
 from infra.stack.program import build, read_settings
 from infra.stack.stackfiles import read_stack_config, stack_file, stack_file_name
@@ -89,18 +93,6 @@ print(json.dumps({"seconds": time.perf_counter() - start, "resources": count}))
 """
 
 
-def synthetic(repos: int) -> str:
-    lines = [HEADER, "repos:\n"]
-    for index in range(repos):
-        name = f"r{index:03d}"
-        lines.append(f"  {name}:\n    github: fleet-org/{name}\n    role: {'primary' if index == 0 else 'secondary'}\n")
-        if index % 5:
-            lines.append(f"    depends_on: [r{index - 1:03d}]\n")
-        lines.append(f"    service: {{port: {3000 + index}, replicas: {{min: 2, max: 4}}, pool_size: 5}}\n")
-        lines.append("    migrate: {command: ./migrate}\n")
-    return "".join(lines)
-
-
 def run_once(path: Path, environment: str) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(path), environment], capture_output=True, text=True, timeout=600
@@ -118,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "workspace.yaml"
-        path.write_text(synthetic(args.repos), encoding="utf-8")
+        path.write_text(HEADER + fleet_repos(args.repos), encoding="utf-8")
         times: dict[str, list[float]] = {"dev": [], "cluster": []}
         counts: dict[str, float] = {}
         for _ in range(args.runs):  # interleaved, so machine load hits both alike

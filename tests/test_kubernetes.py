@@ -20,6 +20,7 @@ from infra.stack.roles import JOB_SCRIPT_PATH, admin_environment
 from infra.stack.stackfiles import SERVICES_KEY, read_stack_config, stack_file, stack_file_name
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
+from infra.workspace.synthetic import fleet_repos
 from tests.helpers import ROOT
 from tests.test_stack_program import PROJECT, Recorder, Registration, Secret, external_secrets, plain_strings
 
@@ -741,19 +742,11 @@ def test_ws_check_reports_the_over_committed_environment_and_exits_1(tmp_path: P
 
 def synthetic(repos: int) -> str:
     """A workspace of ``repos`` repos in chains of five (each depends on the one before), on a cluster."""
-    lines = [FIXTURE.split("repos:\n")[0].replace("  max_connections: 200\n", "  max_connections: 5000\n"), "repos:\n"]
-    lines[0] = lines[0].replace(
+    head = FIXTURE.split("repos:\n")[0].replace("  max_connections: 200\n", "  max_connections: 5000\n")
+    head = head.replace(
         "      hosts: {admin: admin.fleet.example.com}\n", "      hosts: {r000: r0.fleet.example.com}\n"
     )
-    lines[0] = lines[0].replace("  ADMIN_URL: ${services.admin.url}\n", "")
-    for index in range(repos):
-        name = f"r{index:03d}"
-        lines.append(f"  {name}:\n    github: fleet-org/{name}\n    role: {'primary' if index == 0 else 'secondary'}\n")
-        if index % 5:
-            lines.append(f"    depends_on: [r{index - 1:03d}]\n")
-        lines.append(f"    service: {{port: {3000 + index}, replicas: {{min: 2, max: 4}}, pool_size: 5}}\n")
-        lines.append("    migrate: {command: ./migrate}\n")
-    return "".join(lines)
+    return head.replace("  ADMIN_URL: ${services.admin.url}\n", "") + fleet_repos(repos)
 
 
 def test_a_50_repo_workspace_builds_under_mocks(tmp_path: Path) -> None:

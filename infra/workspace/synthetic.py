@@ -49,3 +49,19 @@ def chain_workspace(repos: int, *, padding: int = 0) -> str:
             f"      FEATURE_{index}: 'on'",
         ]
     return "\n".join(lines) + "\n"
+
+
+def fleet_repos(repos: int) -> str:
+    """The ``repos:`` block of a fleet of ``repos`` repos (r000, r001, ...) in chains of five, each depending on
+    the one before; every repo a service with 2..4 replicas and a pool of 5, and a migration command. For the
+    Kubernetes tests and scripts/bench_kubernetes.py, which put their own environments above it.
+    """
+    lines = ["repos:\n"]
+    for index in range(repos):
+        name = f"r{index:03d}"
+        lines.append(f"  {name}:\n    github: fleet-org/{name}\n    role: {'primary' if index == 0 else 'secondary'}\n")
+        if index % 5:
+            lines.append(f"    depends_on: [r{index - 1:03d}]\n")
+        lines.append(f"    service: {{port: {3000 + index}, replicas: {{min: 2, max: 4}}, pool_size: 5}}\n")
+        lines.append("    migrate: {command: ./migrate}\n")
+    return "".join(lines)

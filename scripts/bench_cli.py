@@ -1,11 +1,14 @@
 """Start-up time of the `ws` command, side by side with `python -c pass`.
 
-    .venv/bin/python scripts/bench_cli.py [--runs 9] [--importtime]
+    .venv/bin/python scripts/bench_cli.py [--runs 9] [--importtime] [--instructions]
 
 Runs each command in a fresh process, interleaved round by round so machine load hits every command alike, and
 prints the median wall time, the time above the bare interpreter and the ratio to it. Targets (issue 13): `ws --help`,
 `ws plan --env dev` and `ws check` on the real workspace.yaml each under 0.3 s. `--importtime` adds, per command, the
-modules that cost most to import (`python -X importtime`), to see what to make lazy.
+modules that cost most to import (`python -X importtime`), to see what to make lazy. `--instructions` counts
+the instructions each command executes under valgrind's callgrind (one run each): unlike times, the count does not
+change with the machine's load, so it compares commands, and a change, on a busy machine. It also counts the
+imports every workspace command needs (pydantic, click, rich, PyYAML), the floor under `ws plan`.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,10 +70,58 @@ def import_costs(argv: list[str], top: int) -> list[tuple[int, str]]:
     return sorted(costs, reverse=True)[:top]
 
 
+# What every command that reads workspace.yaml imports, and the model it builds: the floor under `ws plan`.
+FLOORS: dict[str, list[str]] = {
+    "import click": [sys.executable, "-c", "import click"],
+    "import rich (console, table)": [sys.executable, "-c", "import rich.console, rich.table"],
+    "import yaml (PyYAML)": [sys.executable, "-c", "import yaml"],
+    "import pydantic (as the model uses it)": [
+        sys.executable,
+        "-c",
+        "import pydantic.fields, pydantic.plugin._loader, annotated_types",
+    ],
+    "import the workspace model": [sys.executable, "-c", "import infra.workspace.model"],
+}
+
+
+def instructions(argv: list[str]) -> int:
+    """Instructions ``argv`` executes (callgrind's Ir), from start to exit."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        for line in out.read_text().splitlines() if out.exists() else []:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+        sys.exit(f"error: callgrind gave no count for {' '.join(argv[1:])}: {result.stderr[-500:]}")
+
+
+def print_instructions() -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("error: --instructions needs valgrind (apt-get install valgrind)")
+    counts = {name: instructions(argv) for name, argv in {**COMMANDS, **FLOORS}.items()}
+    base = counts["python -c pass"]
+    print(f"\n{'instructions (callgrind, one run each)':<40} {'M instr':>9} {'x python':>9} {'above python':>13}")
+    for name, count in counts.items():
+        print(f"{name:<40} {count / 1e6:>9.0f} {count / base:>8.2f}x {(count - base) / 1e6:>11.0f} M")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=9, help="fresh processes per command (median reported)")
     parser.add_argument("--importtime", action="store_true", help="also list each command's costliest imports")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each command's instructions under valgrind (independent of load), with the import floors",
+    )
     args = parser.parse_args()
 
     for argv in COMMANDS.values():  # warm the file cache and write the .pyc files
@@ -105,6 +158,8 @@ def main() -> None:
             print(f"\n{name}: costliest top-level imports (cumulative)")
             for micros, module in import_costs(argv, 8):
                 print(f"  {micros / 1000:>7.1f} ms  {module}")
+    if args.instructions:
+        print_instructions()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ through Pulumi config, exactly as `pulumi up` reads them."""
 from __future__ import annotations
 
 import json
+import os
 import secrets as token
 import shutil
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from infra.stack import naming
 from infra.stack.program import build, current_environment, read_settings
 from infra.stack.stackfiles import (
     SERVICES_KEY,
+    docker_host_address,
     pulumi_environments,
     read_stack_config,
     settings_from_config,
@@ -366,7 +368,8 @@ def test_per_environment_settings_come_from_the_stack_file(runs: Any, case: tupl
         assert container.inputs["memory"] == settings["memory_mb"]
     assert images["postgres-image"] == f"docker.io/library/postgres:{config['ws:postgres']['version']}"
     assert images["redis-image"] == f"docker.io/library/redis:{config['ws:redis']['version']}"
-    host = config["ws:host"]
+    assert "ws:host" not in config  # generated stack files leave it to the Docker host
+    host = docker_host_address(os.environ.get("DOCKER_HOST"))
     assert run.outputs["database_host"] == host
     assert run.outputs["database_port"] == config["ws:postgres"]["host_port"]
     for repo, settings in config[SERVICES_KEY].items():
@@ -375,6 +378,53 @@ def test_per_environment_settings_come_from_the_stack_file(runs: Any, case: tupl
     for repo, url in run.outputs["database_urls"].items():
         role = repo.replace("-", "_")
         assert url.startswith(f"postgresql://{role}:{source[database_password_secret(repo)]}@{host}:")
+
+
+@pytest.mark.parametrize(
+    ("docker_host", "host"),
+    [
+        ("ssh://deploy@docker.staging.example.com", "docker.staging.example.com"),
+        ("ssh://deploy@docker.staging.example.com:2222", "docker.staging.example.com"),
+        ("tcp://10.20.0.5:2376", "10.20.0.5"),
+        ("unix:///var/run/docker.sock", "127.0.0.1"),
+        (None, "127.0.0.1"),
+    ],
+)
+def test_ws_host_unset_is_the_docker_host_the_containers_run_on(
+    docker_host: str | None, host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The committed stack file sets no ws:host: published ports are reached on the engine DOCKER_HOST names (the
+    coordinated-deployment workflow exports it per environment), on 127.0.0.1 for a local engine."""
+    loaded = load_workspace(WORKSPACES["real"])
+    path = loaded.root / stack_file_name(loaded.model, "staging")
+    config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
+    assert "ws:host" not in config
+    if docker_host is None:
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+    else:
+        monkeypatch.setenv("DOCKER_HOST", docker_host)
+    run = run_program(loaded, "staging", config)
+    assert run.outputs["database_host"] == host
+    for repo, settings in config[SERVICES_KEY].items():
+        assert run.outputs["service_urls"][repo] == f"http://{host}:{settings['host_port']}"
+    assert all(f"@{host}:" in url for url in run.outputs["database_urls"].values())
+    assert f"@{host}:{config['ws:redis']['host_port']}/" in run.outputs["cache_url"]
+
+
+def test_ws_host_set_wins_and_the_providers_docker_host_config_comes_before_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loaded = load_workspace(WORKSPACES["real"])
+    path = loaded.root / stack_file_name(loaded.model, "staging")
+    config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
+    monkeypatch.setenv("DOCKER_HOST", "ssh://deploy@from-environment.example.com")
+    run = run_program(loaded, "staging", {**config, "docker:host": "tcp://from-provider.example.com:2376"})
+    assert run.outputs["database_host"] == "from-provider.example.com"
+    run = run_program(loaded, "staging", {**config, "ws:host": "services.example.com"})
+    assert run.outputs["database_host"] == "services.example.com"
+    for bad in ("deploy@host", "ssh://", "tcp://host:port"):
+        with pytest.raises(UsageError, match=r"DOCKER_HOST: .* is not a Docker engine address. Fix: write ssh://"):
+            settings_from_config(loaded.model, "staging", config, docker_host=bad)
 
 
 def test_stack_file_values_change_the_resources() -> None:

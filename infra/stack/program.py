@@ -87,7 +87,9 @@ def read_settings(loaded: LoadedWorkspace, environment: str) -> StackSettings:
             raw[key] = config.get_object(name)
         except pulumi.ConfigTypeError:
             raise UsageError(f"{source}: {key}: is not a mapping. Fix: run `ws generate` to restore its keys") from None
-    return settings_from_config(loaded.model, environment, raw, source=source)
+    # the engine the containers run on, as the Docker provider picks it: its `docker:host` config, else DOCKER_HOST
+    docker_host = pulumi.Config("docker").get("host") or os.environ.get("DOCKER_HOST")
+    return settings_from_config(loaded.model, environment, raw, source=source, docker_host=docker_host)
 
 
 def locate_workspace() -> Path | None:

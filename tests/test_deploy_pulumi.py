@@ -22,10 +22,14 @@ import pytest
 from pulumi import automation as auto
 
 from infra.deploy import ledger
+from infra.deploy.ledger import Trigger
 from infra.deploy.pipeline import Pipeline
+from infra.deploy.plan import StepKind
 from infra.deploy.pulumi_runtime import PulumiRuntime, enabled_key, tag_key
+from infra.errors import UsageError
 from infra.health_checks import schema_checks
 from infra.workspace.loader import load_workspace
+from tests.fake_registry import FakeRegistry
 from tests.test_deploy_pipeline import REPOS, write_example_workspace
 
 BAD_TAG = "broken"
@@ -135,12 +139,34 @@ class FakeStack:
         }
 
 
+RELEASED = ("latest", "1.0.0", "1.1.0", "1.4.2", "2.0.0", BAD_TAG)  # what the repos' release workflows pushed
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRegistry]:
+    """The registry the example's images live in: its repos' images with the RELEASED tags."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    with FakeRegistry() as fake:
+        for name in ("admin-app", "app-agents", "spec-service"):
+            fake.push(f"example-ecosystem/{name}", *RELEASED)
+        yield fake
+
+
+def in_registry(path: Path, registry: FakeRegistry) -> Path:
+    """The workspace at ``path`` with its images in ``registry`` instead of ghcr.io."""
+    text = path.read_text()
+    assert text.count("image: ghcr.io/example-ecosystem/") == 3
+    path.write_text(text.replace("image: ghcr.io/example-ecosystem/", f"image: {registry.host}/example-ecosystem/"))
+    return path
+
+
 @pytest.fixture
 def stack_env(
-    tmp_path: Path, fresh_database: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fresh_database: str, redis_url: str, monkeypatch: pytest.MonkeyPatch, registry: FakeRegistry
 ) -> Iterator[tuple[Pipeline, FakeStack]]:
     ports = {repo: 4100 + i for i, repo in enumerate(REPOS)}
-    loaded = load_workspace(write_example_workspace(tmp_path, "example_ecosystem", ports, start_period=0.3))
+    workspace = write_example_workspace(tmp_path, "example_ecosystem", ports, start_period=0.3)
+    loaded = load_workspace(in_registry(workspace, registry))
     monkeypatch.setenv("WS_LEDGER_URL", fresh_database)
     for repo in REPOS:  # the container env's secret references, as CI secrets would provide them
         monkeypatch.setenv(f"WS_DB_PASSWORD_{repo.upper().replace('-', '_')}", "not-used-by-the-fakes")
@@ -232,3 +258,56 @@ def test_rolling_back_a_first_deployment_stops_the_service(stack_env: tuple[Pipe
     assert {stack.config[enabled_key(repo)] for repo in REPOS} == {"true"}
     assert {s.version for s in stack.services.values()} == {"1.0.0"}
     assert runtime.current_version("app-agents") == "1.0.0"
+
+
+def test_a_version_whose_image_does_not_exist_is_refused_before_anything_changes(
+    stack_env: tuple[Pipeline, FakeStack], registry: FakeRegistry
+) -> None:
+    pipeline, stack = stack_env
+    with pytest.raises(UsageError) as refused:
+        pipeline.run(None, {"saas-ecosystem-architecture": "1.0.0", "app-agents": "9f8e7d6"})
+    image = f"{registry.host}/example-ecosystem/app-agents:9f8e7d6"
+    assert str(refused.value) == (
+        f"app-agents: version 9f8e7d6 has no image {image} (registry {registry.host} has no manifest 9f8e7d6 of "
+        "example-ecosystem/app-agents). Fix: deploy a version whose image app-agents's release workflow pushed "
+        "(the commit SHA of a push to its default branch, once that run finished), or build and push this one"
+    )
+    assert stack.ups == [] and stack.config == {}  # nothing provisioned, configured or deployed
+    with ledger.connect(pipeline.runtime.ledger_url()) as conn:
+        assert ledger.recent(conn, "dev", 5) == []  # and no deployment recorded
+    # the registry was asked the way `docker pull` asks: a manifest HEAD per changing repo's image
+    asked = {r.path for r in registry.calls("HEAD")}
+    assert asked == {
+        f"/v2/example-ecosystem/{n}/manifests/{t}"
+        for n, t in [("admin-app", "1.0.0"), ("app-agents", "9f8e7d6"), ("spec-service", "latest")]
+    }
+    # a dry run (`ws deploy --dry-run`, `ws pipeline begin --dry-run`) refuses it the same way
+    with pytest.raises(UsageError, match="app-agents: version 9f8e7d6 has no image"):
+        pipeline.plan(None, {"app-agents": "9f8e7d6"}, preview=True)
+    assert stack.previews == 0
+
+
+def test_the_validate_step_refuses_an_image_that_is_gone_since_the_deployment_began(
+    stack_env: tuple[Pipeline, FakeStack], registry: FakeRegistry
+) -> None:
+    """`ws pipeline validate` runs in its own job, maybe long after `ws pipeline begin`: it asks the registry again
+    and fails, so the deploy jobs never start and `ws rollback` has nothing to undo."""
+    pipeline, stack = stack_env
+    plan = pipeline.plan(None, {repo: "1.0.0" for repo in REPOS})
+    with pipeline.locked() as conn:
+        dep = pipeline.begin(conn, plan, dry_run=False, trigger=Trigger.PIPELINE, run_url=None)
+    registry.delete("example-ecosystem/spec-service", "1.0.0")
+    job = Pipeline(pipeline.loaded, "dev", schema_checks=schema_checks, runtime=pipeline.runtime)  # a new job
+    with job.locked(shared=True) as conn:
+        (validate,) = plan.of(StepKind.VALIDATE)
+        outcome = job.execute(conn, job.load(conn, dep.id), validate)
+        assert not outcome.ok
+        assert outcome.detail.startswith(
+            "saas-spec-driven-development: version 1.0.0 has no image "
+            f"{registry.host}/example-ecosystem/spec-service:1.0.0"
+        )
+        (row,) = [s for s in ledger.steps(conn, dep.id) if s.step == StepKind.VALIDATE]
+        assert row.status == "failed" and row.detail == outcome.detail
+    assert stack.ups == []  # nothing deployed
+    ok = pipeline.plan(None, {"app-agents": "1.1.0"})  # an image that exists passes, its check shown at validate
+    assert ok.selection.versions_after["app-agents"] == "1.1.0"

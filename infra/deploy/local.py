@@ -398,6 +398,9 @@ class LocalRuntime:
                 self._write("services.json", data)
         return reason
 
+    def image(self, repo: str, version: str) -> str | None:
+        return None  # a local version is a checkout, run from its folder
+
     def preview(self, versions: Mapping[str, str]) -> str | None:
         return None  # a local deploy starts processes: the plan itself says everything
 

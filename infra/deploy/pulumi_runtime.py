@@ -195,6 +195,15 @@ class PulumiRuntime:
             # (Pulumi refuses to delete a resource others depend on)
             self.last_detail = self._up([repo], f"{repo} stopped", dependents=True)
 
+    def image(self, repo: str, version: str) -> str | None:
+        """``<service.image>:<version>`` (``@<digest>`` for a sha256: version), the image the program runs; the
+        default repository is ghcr.io/<owner>/<name>, as infra.stack.naming.service_image names it."""
+        spec = self.loaded.model.repos[repo]
+        if spec.service is None:
+            return None
+        repository = spec.service.image or f"ghcr.io/{spec.github.lower()}"
+        return f"{repository}@{version}" if version.startswith("sha256:") else f"{repository}:{version}"
+
     def alive(self, repo: str) -> bool:
         return True  # containers are restarted by Docker; the health probe decides
 

@@ -87,6 +87,11 @@ class Runtime(Protocol):
         """The runtime's own forecast of deploying ``versions`` (a dry run shows it); None when it has none."""
         ...
 
+    def image(self, repo: str, version: str) -> str | None:
+        """The container image ``repo`` runs at ``version`` (``registry/name:tag``); None when the runtime runs
+        no images (its versions are checkouts), so there is nothing to look up in a registry."""
+        ...
+
 
 def redact(url: str) -> str:
     """A URL (or libpq key=value string) with its password replaced by ***, safe to print."""

@@ -400,7 +400,13 @@ class Pipeline:
 
     def _run_migrate(self, conn: Connection, dep: Deployment, step: PlannedStep, step_id: int) -> StepOutcome:
         if step.command:
-            return self._run_command(conn, dep, step, step_id)
+            assert step.repo is not None
+            # where the database is reachable: a Docker stack runs it in a one-off container from the repo's image
+            ran = self.runtime.migrate(step.repo, dep.versions_after[step.repo])
+            if ran is None:  # else from the repo's checkout on this machine
+                return self._run_command(conn, dep, step, step_id)
+            ledger.set_log_excerpt(conn, step_id, ran.log)
+            return StepOutcome(step.kind, ran.ok, ran.detail, step.repo)
         assert step.repo is not None
         applied = migrations.apply(self.infra().database_url, self.loaded, step.repo, progress=self.say)
         detail = f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "up to date"

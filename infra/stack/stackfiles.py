@@ -77,6 +77,9 @@ class ServiceSettings:
     # optional in the stack file (absent: true); false declares no container for the repo - what `ws` sets when a
     # rollback takes a service back to "not deployed"
     enabled: bool = True
+    # optional (absent: image_tag): the image whose migrate.command the one-off migration container runs - what the
+    # migrate step of `ws deploy` sets before the services update (a rollback leaves it: schema is never reverted)
+    migration_tag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -410,14 +413,22 @@ def settings_from_config(
         if name not in raw_services:
             raise _fail(source, key, "missing", "run `ws generate` to add the repo's settings")
         data = _mapping(
-            source, key, raw_services[name], {"image_tag", "host_port", "memory_mb", "cpus"}, optional={"enabled"}
+            source,
+            key,
+            raw_services[name],
+            {"image_tag", "host_port", "memory_mb", "cpus"},
+            optional={"enabled", "migration_tag"},
         )
+        migration_tag = data.get("migration_tag")
         services[name] = ServiceSettings(
             image_tag=_text(source, f"{key}.image_tag", data["image_tag"], TAG_PATTERN, "an image tag"),
             host_port=_port(source, f"{key}.host_port", data["host_port"]),
             memory_mb=_memory(source, f"{key}.memory_mb", data["memory_mb"]),
             cpus=_cpus(source, f"{key}.cpus", data["cpus"]),
             enabled=_flag(source, f"{key}.enabled", data.get("enabled", True)),
+            migration_tag=None
+            if migration_tag is None
+            else _text(source, f"{key}.migration_tag", migration_tag, TAG_PATTERN, "an image tag"),
         )
     settings = StackSettings(
         host=host,

@@ -357,6 +357,9 @@ def with_migrate_command(path: Path) -> Path:
     return path
 
 
+UNFINISHED = "unfinished"  # a migration container Docker reports no exit code for
+
+
 class DockerStack(FakeStack):
     """The fake engine with the URNs the real program declares for a Docker stack (built under
     pulumi.runtime.set_mocks). It runs a repo's one-off migration container when an update replaces it or its
@@ -392,7 +395,9 @@ class DockerStack(FakeStack):
                 continue  # nothing changed: Pulumi leaves the exited container as it is
             self.migration_runs.append((repo, tag))
             command = self.declared[container].inputs["command"]
-            if tag == BAD_MIGRATION:
+            if tag == UNFINISHED:
+                code, log = None, ""
+            elif tag == BAD_MIGRATION:
                 code, log = 1, 'Error: P3018\nA migration failed to apply: relation "specs" already exists'
             else:
                 done = subprocess.run(
@@ -500,6 +505,14 @@ def test_a_failing_migration_container_stops_the_deploy_and_rolls_back(
             and row.status == "rolled_back"
             and "migrate saas-spec-driven-development" in (row.error or "")
         )
+
+
+def test_a_migration_container_without_an_exit_code_fails(docker_env: tuple[Pipeline, DockerStack]) -> None:
+    pipeline, stack = docker_env
+    ran = pipeline.runtime.migrate(JOB_REPO, UNFINISHED)
+    assert ran is not None and not ran.ok
+    assert "reported no exit code (it did not finish): no output; read `docker logs" in ran.detail
+    assert pipeline.runtime.migrate("saas-ecosystem-architecture", "1.0.0") is None  # builtin: ws's own applier
 
 
 def test_migration_urns_are_the_programs_even_before_the_state_has_them(tmp_path: Path) -> None:

@@ -247,9 +247,10 @@ class PulumiRuntime:
         ran = f"`{spec.migrate.command}` in one-off container {name} ({image}) on the stack's network"
         if code != 0:
             last = log.strip().splitlines()[-1] if log.strip() else "no output"
+            ended = f"exited with {code}" if code is not None else "reported no exit code (it did not finish)"
             return MigrationRun(
                 False,
-                f"{ran} exited with {code}: {last}; read `docker logs {name}` on the Docker host "
+                f"{ran} {ended}: {last}; read `docker logs {name}` on the Docker host "
                 "(nothing was deployed for this release; migrations already applied stay applied)",
                 log,
             )

@@ -9,6 +9,9 @@ the ledger and migrations on PostgreSQL, Redis, health probes over HTTP, the exa
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,11 +25,17 @@ import pytest
 from pulumi import automation as auto
 
 from infra.deploy import ledger
+from infra.deploy.ledger import Trigger
 from infra.deploy.pipeline import Pipeline
-from infra.deploy.pulumi_runtime import PulumiRuntime, enabled_key, tag_key
+from infra.deploy.plan import StepKind
+from infra.deploy.pulumi_runtime import PulumiRuntime, enabled_key, migration_key, tag_key
+from infra.errors import UsageError
 from infra.health_checks import schema_checks
+from infra.stack.stackfiles import default_config
 from infra.workspace.loader import load_workspace
+from tests.fake_registry import FakeRegistry
 from tests.test_deploy_pipeline import REPOS, write_example_workspace
+from tests.test_stack_program import run_program
 
 BAD_TAG = "broken"
 
@@ -101,7 +110,13 @@ class FakeStack:
     def export_stack(self) -> Any:
         return SimpleNamespace(deployment={"resources": [{"urn": urn} for urn in self.urns]})
 
-    def up(self, target: list[str] | None = None, target_dependents: bool = False, on_output: Any = None) -> Any:
+    def up(
+        self,
+        target: list[str] | None = None,
+        target_dependents: bool = False,
+        on_output: Any = None,
+        replace: list[str] | None = None,
+    ) -> Any:
         if self.updating:  # the real engine refuses: "the stack is currently locked by 1 lock(s)"
             self.overlapping_updates += 1
         self.updating = True
@@ -135,12 +150,43 @@ class FakeStack:
         }
 
 
+BAD_MIGRATION = "bad-migration"  # a release whose migration fails
+RELEASED = (
+    "latest",
+    "1.0.0",
+    "1.1.0",
+    "1.4.2",
+    "2.0.0",
+    BAD_TAG,
+    BAD_MIGRATION,
+)  # what the repos' release workflows pushed
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRegistry]:
+    """The registry the example's images live in: its repos' images with the RELEASED tags."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    with FakeRegistry() as fake:
+        for name in ("admin-app", "app-agents", "spec-service"):
+            fake.push(f"example-ecosystem/{name}", *RELEASED)
+        yield fake
+
+
+def in_registry(path: Path, registry: FakeRegistry) -> Path:
+    """The workspace at ``path`` with its images in ``registry`` instead of ghcr.io."""
+    text = path.read_text()
+    assert text.count("image: ghcr.io/example-ecosystem/") == 3
+    path.write_text(text.replace("image: ghcr.io/example-ecosystem/", f"image: {registry.host}/example-ecosystem/"))
+    return path
+
+
 @pytest.fixture
 def stack_env(
-    tmp_path: Path, fresh_database: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fresh_database: str, redis_url: str, monkeypatch: pytest.MonkeyPatch, registry: FakeRegistry
 ) -> Iterator[tuple[Pipeline, FakeStack]]:
     ports = {repo: 4100 + i for i, repo in enumerate(REPOS)}
-    loaded = load_workspace(write_example_workspace(tmp_path, "example_ecosystem", ports, start_period=0.3))
+    workspace = write_example_workspace(tmp_path, "example_ecosystem", ports, start_period=0.3)
+    loaded = load_workspace(in_registry(workspace, registry))
     monkeypatch.setenv("WS_LEDGER_URL", fresh_database)
     for repo in REPOS:  # the container env's secret references, as CI secrets would provide them
         monkeypatch.setenv(f"WS_DB_PASSWORD_{repo.upper().replace('-', '_')}", "not-used-by-the-fakes")
@@ -232,3 +278,259 @@ def test_rolling_back_a_first_deployment_stops_the_service(stack_env: tuple[Pipe
     assert {stack.config[enabled_key(repo)] for repo in REPOS} == {"true"}
     assert {s.version for s in stack.services.values()} == {"1.0.0"}
     assert runtime.current_version("app-agents") == "1.0.0"
+
+
+def test_a_version_whose_image_does_not_exist_is_refused_before_anything_changes(
+    stack_env: tuple[Pipeline, FakeStack], registry: FakeRegistry
+) -> None:
+    pipeline, stack = stack_env
+    with pytest.raises(UsageError) as refused:
+        pipeline.run(None, {"saas-ecosystem-architecture": "1.0.0", "app-agents": "9f8e7d6"})
+    image = f"{registry.host}/example-ecosystem/app-agents:9f8e7d6"
+    assert str(refused.value) == (
+        f"app-agents: version 9f8e7d6 has no image {image} (registry {registry.host} has no manifest 9f8e7d6 of "
+        "example-ecosystem/app-agents). Fix: deploy a version whose image app-agents's release workflow pushed "
+        "(the commit SHA of a push to its default branch, once that run finished), or build and push this one"
+    )
+    assert stack.ups == [] and stack.config == {}  # nothing provisioned, configured or deployed
+    with ledger.connect(pipeline.runtime.ledger_url()) as conn:
+        assert ledger.recent(conn, "dev", 5) == []  # and no deployment recorded
+    # the registry was asked the way `docker pull` asks: a manifest HEAD per changing repo's image
+    asked = {r.path for r in registry.calls("HEAD")}
+    assert asked == {
+        f"/v2/example-ecosystem/{n}/manifests/{t}"
+        for n, t in [("admin-app", "1.0.0"), ("app-agents", "9f8e7d6"), ("spec-service", "latest")]
+    }
+    # a dry run (`ws deploy --dry-run`, `ws pipeline begin --dry-run`) refuses it the same way
+    with pytest.raises(UsageError, match="app-agents: version 9f8e7d6 has no image"):
+        pipeline.plan(None, {"app-agents": "9f8e7d6"}, preview=True)
+    assert stack.previews == 0
+
+
+def test_the_validate_step_refuses_an_image_that_is_gone_since_the_deployment_began(
+    stack_env: tuple[Pipeline, FakeStack], registry: FakeRegistry
+) -> None:
+    """`ws pipeline validate` runs in its own job, maybe long after `ws pipeline begin`: it asks the registry again
+    and fails, so the deploy jobs never start and `ws rollback` has nothing to undo."""
+    pipeline, stack = stack_env
+    plan = pipeline.plan(None, {repo: "1.0.0" for repo in REPOS})
+    with pipeline.locked() as conn:
+        dep = pipeline.begin(conn, plan, dry_run=False, trigger=Trigger.PIPELINE, run_url=None)
+    registry.delete("example-ecosystem/spec-service", "1.0.0")
+    job = Pipeline(pipeline.loaded, "dev", schema_checks=schema_checks, runtime=pipeline.runtime)  # a new job
+    with job.locked(shared=True) as conn:
+        (validate,) = plan.of(StepKind.VALIDATE)
+        outcome = job.execute(conn, job.load(conn, dep.id), validate)
+        assert not outcome.ok
+        assert outcome.detail.startswith(
+            "saas-spec-driven-development: version 1.0.0 has no image "
+            f"{registry.host}/example-ecosystem/spec-service:1.0.0"
+        )
+        (row,) = [s for s in ledger.steps(conn, dep.id) if s.step == StepKind.VALIDATE]
+        assert row.status == "failed" and row.detail == outcome.detail
+    assert stack.ups == []  # nothing deployed
+    ok = pipeline.plan(None, {"app-agents": "1.1.0"})  # an image that exists passes, its check shown at validate
+    assert ok.selection.versions_after["app-agents"] == "1.1.0"
+
+
+JOB_REPO = "saas-spec-driven-development"  # migrates by migrate.command: a one-off container on a Docker stack
+
+
+def with_migrate_command(path: Path) -> Path:
+    """JOB_REPO applies its Prisma migrations by a command (ws's applier, run as a command, so the program declares a
+    one-off migration container for it), reading DATABASE_URL from its env."""
+    script = path.parent / "migrate_specs.py"
+    script.write_text(
+        "import os, pathlib, sys\n"
+        "from infra.deploy.migrations import apply\n"
+        "from infra.workspace.loader import load_workspace\n"
+        "assert os.environ['DATABASE_URL'] not in ' '.join(sys.argv)\n"
+        f"print('applied', apply(os.environ['DATABASE_URL'], load_workspace(pathlib.Path({str(path)!r})), {JOB_REPO!r}))\n"
+    )
+    text = path.read_text()
+    head, block = text.split(f"  {JOB_REPO}:\n", 1)
+    assert "    migrate:\n      builtin: true\n" in block
+    block = block.replace(
+        "    migrate:\n      builtin: true\n", f"    migrate:\n      command: {sys.executable} {script}\n", 1
+    )
+    path.write_text(head + f"  {JOB_REPO}:\n" + block)
+    return path
+
+
+UNFINISHED = "unfinished"  # a migration container Docker reports no exit code for
+
+
+class DockerStack(FakeStack):
+    """The fake engine with the URNs the real program declares for a Docker stack (built under
+    pulumi.runtime.set_mocks). It runs a repo's one-off migration container when an update replaces it or its
+    image changed (what the Docker provider does): the declared command, with the declared env translated to this
+    machine (the container reaches the database as `postgres`, this machine as the test's PostgreSQL); a
+    BAD_MIGRATION image exits 1 the way a failing `prisma migrate deploy` does."""
+
+    def __init__(self, loaded: Any, services: dict[str, FakeService], database: str, cache: str) -> None:
+        super().__init__(services, database, cache)
+        run = run_program(loaded, "dev", default_config(loaded.model, "dev"))
+        self.urns = [resource.urn for resource in run.resources]
+        self.declared = {resource.name: resource for resource in run.resources}
+        self.replaced: list[list[str]] = []
+        self.migration_runs: list[tuple[str, str]] = []  # (repo, image tag) of each container run
+        self.migrations: dict[str, dict[str, Any]] = {}
+
+    def up(
+        self,
+        target: list[str] | None = None,
+        target_dependents: bool = False,
+        on_output: Any = None,
+        replace: list[str] | None = None,
+    ) -> Any:
+        self.replaced.append(list(replace or []))
+        names = {urn.rsplit("::", 1)[-1] for urn in target or []}
+        for repo in self.services:
+            container = f"{repo}-migrate-container"
+            if container not in names:
+                continue
+            tag = self.config.get(migration_key(repo)) or self.config.get(tag_key(repo), "latest")
+            ran_before = self.migrations.get(repo, {}).get("tag")
+            if tag == ran_before and not any(u.endswith(f"::{container}") for u in replace or []):
+                continue  # nothing changed: Pulumi leaves the exited container as it is
+            self.migration_runs.append((repo, tag))
+            command = self.declared[container].inputs["command"]
+            if tag == UNFINISHED:
+                code, log = None, ""
+            elif tag == BAD_MIGRATION:
+                code, log = 1, 'Error: P3018\nA migration failed to apply: relation "specs" already exists'
+            else:
+                done = subprocess.run(
+                    command,
+                    env={**os.environ, "DATABASE_URL": self.database},
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                code, log = done.returncode, done.stdout + done.stderr
+            self.migrations[repo] = {
+                "container": f"example-ecosystem-dev-{repo}-migrate",
+                "exit_code": code,
+                "log": log,
+                "tag": tag,
+            }
+        return super().up(target, target_dependents, on_output)
+
+    def outputs(self) -> dict[str, auto.OutputValue]:
+        shown = {repo: {k: v for k, v in run.items() if k != "tag"} for repo, run in self.migrations.items()}
+        return {**super().outputs(), "migrations": auto.OutputValue(shown, True)}
+
+
+@pytest.fixture
+def docker_env(
+    tmp_path: Path, fresh_database: str, redis_url: str, monkeypatch: pytest.MonkeyPatch, registry: FakeRegistry
+) -> Iterator[tuple[Pipeline, DockerStack]]:
+    from infra.deploy.servers import free_port
+
+    workspace = write_example_workspace(
+        tmp_path, "example_ecosystem", {r: free_port() for r in REPOS}, start_period=0.3
+    )
+    loaded = load_workspace(with_migrate_command(in_registry(workspace, registry)))
+    monkeypatch.setenv("WS_LEDGER_URL", fresh_database)
+    for repo in REPOS:
+        monkeypatch.setenv(f"WS_DB_PASSWORD_{repo.upper().replace('-', '_')}", "not-used-by-the-fakes")
+    monkeypatch.setenv("WS_CACHE_PASSWORD", "not-used-by-the-fakes")
+    services = {repo: FakeService() for repo in REPOS}
+    stack = DockerStack(loaded, services, fresh_database, redis_url)
+    runtime = PulumiRuntime(loaded, "dev", stack_factory=lambda: stack)
+    yield Pipeline(loaded, "dev", schema_checks=schema_checks, runtime=runtime), stack
+    for service in services.values():
+        service.server.shutdown()
+
+
+def names_of(up: list[str] | None) -> set[str]:
+    return {urn.rsplit("::", 1)[-1] for urn in up or []}
+
+
+def test_a_migrate_command_runs_in_a_one_off_container_before_the_services_update(
+    docker_env: tuple[Pipeline, DockerStack],
+) -> None:
+    pipeline, stack = docker_env
+    first = pipeline.run(None, {repo: "1.0.0" for repo in REPOS})
+    assert first.status == "succeeded", first.error
+    infra, migrate, *deploys = [names_of(up) for up in stack.ups]
+    # the migrate step: one update targeted at the repo's migration (component, image, container), which it replaces
+    assert migrate == {f"{JOB_REPO}-migrate", f"{JOB_REPO}-migrate-image", f"{JOB_REPO}-migrate-container"}
+    assert [names_of(r) for r in stack.replaced][1] == {f"{JOB_REPO}-migrate-container"}
+    assert stack.config[migration_key(JOB_REPO)] == "1.0.0"
+    # it ran once, with the release's image, before any service was updated; the repo's own deploy left it alone
+    assert stack.migration_runs == [(JOB_REPO, "1.0.0")]
+    assert all(not (names & set(REPOS)) for names in (infra, migrate)) and len(deploys) == 3
+    step = next(s for s in first.steps if s.step == "migrate" and s.repo == JOB_REPO)
+    assert step.ok and f"in one-off container example-ecosystem-dev-{JOB_REPO}-migrate" in step.detail
+    assert "/example-ecosystem/spec-service:1.0.0) on the stack's network: exited 0" in step.detail
+    with psycopg.connect(stack.database) as conn:  # the container's command applied the repo's migrations
+        assert conn.execute("SELECT count(*) FROM specs._prisma_migrations").fetchone() != (0,)
+    with ledger.connect(pipeline.runtime.ledger_url()) as conn:
+        (row,) = [s for s in ledger.steps(conn, first.deployment_id or 0) if s.step == "migrate" and s.repo == JOB_REPO]
+        assert "applied" in (row.log_excerpt or "")  # the container's log tail
+    again = pipeline.run(None, {repo: "1.0.0" for repo in REPOS})  # a deploy migrates every time, even unchanged
+    assert again.status == "succeeded", again.error
+    assert stack.migration_runs == [(JOB_REPO, "1.0.0")] * 2
+    # a dry run previews the release's migration with its services, then restores the settings
+    before = dict(stack.config)
+    assert pipeline.plan(None, {JOB_REPO: "1.1.0"}, preview=True).preview == "update 2"
+    assert stack.previewed_config[migration_key(JOB_REPO)] == stack.previewed_config[tag_key(JOB_REPO)] == "1.1.0"
+    assert stack.config == before and stack.migration_runs == [(JOB_REPO, "1.0.0")] * 2
+
+
+def test_a_failing_migration_container_stops_the_deploy_and_rolls_back(
+    docker_env: tuple[Pipeline, DockerStack],
+) -> None:
+    pipeline, stack = docker_env
+    first = pipeline.run(None, {repo: "1.0.0" for repo in REPOS})
+    assert first.status == "succeeded", first.error
+    ups = len(stack.ups)
+    second = pipeline.run(None, {"saas-ecosystem-architecture": "1.1.0", JOB_REPO: BAD_MIGRATION})
+    assert second.status == "rolled_back", second.error
+    failed = [s for s in second.steps if not s.ok]
+    assert [(s.step, s.repo) for s in failed] == [("migrate", JOB_REPO)]
+    assert "exited with 1: A migration failed to apply" in failed[0].detail
+    assert f"`docker logs example-ecosystem-dev-{JOB_REPO}-migrate`" in failed[0].detail
+    # nothing after it ran: no validate, no service update; the rollback found nothing deployed, health held
+    assert not [s for s in second.steps if s.step in ("validate", "deploy", "integration")]
+    assert second.steps[-1].step == "health" and second.steps[-1].ok
+    assert [names_of(up) for up in stack.ups[ups:]] == [names_of(stack.ups[1])]  # the migration's update alone
+    assert {repo: s.version for repo, s in stack.services.items()} == {repo: "1.0.0" for repo in REPOS}
+    assert {stack.config[tag_key(repo)] for repo in REPOS} == {"1.0.0"}
+    with ledger.connect(pipeline.runtime.ledger_url()) as conn:
+        row = ledger.deployment(conn, second.deployment_id or 0)
+        assert (
+            row is not None
+            and row.status == "rolled_back"
+            and "migrate saas-spec-driven-development" in (row.error or "")
+        )
+
+
+def test_a_migration_container_without_an_exit_code_fails(docker_env: tuple[Pipeline, DockerStack]) -> None:
+    pipeline, stack = docker_env
+    ran = pipeline.runtime.migrate(JOB_REPO, UNFINISHED)
+    assert ran is not None and not ran.ok
+    assert "reported no exit code (it did not finish): no output; read `docker logs" in ran.detail
+    assert pipeline.runtime.migrate("saas-ecosystem-architecture", "1.0.0") is None  # builtin: ws's own applier
+
+
+def test_migration_urns_are_the_programs_even_before_the_state_has_them(tmp_path: Path) -> None:
+    """A first migration targets resources the stack's state does not hold yet: their URNs, built from Pulumi.yaml's
+    project and the stack, are exactly the ones the program registers."""
+    from tests.test_stack_program import PROJECT
+
+    workspace = with_migrate_command(
+        write_example_workspace(tmp_path, "example_ecosystem", {r: 4100 + i for i, r in enumerate(REPOS)})
+    )
+    (tmp_path / "Pulumi.yaml").write_text(f"name: {PROJECT}\nruntime: python\n")
+    loaded = load_workspace(workspace)
+    empty = FakeStack({}, "", "")
+    empty.urns = []
+    runtime = PulumiRuntime(loaded, "dev", stack_factory=lambda: empty)
+    run = run_program(loaded, "dev", default_config(loaded.model, "dev"))
+    # the mock monitor qualifies a top-level type with the root stack's (pulumi:pulumi:Stack$); the engine does not
+    registered = [
+        r.urn.replace("::pulumi:pulumi:Stack$", "::") for r in run.resources if r.name.startswith(f"{JOB_REPO}-migrate")
+    ]
+    assert len(registered) == 3 and runtime.migration_urns(JOB_REPO) == registered

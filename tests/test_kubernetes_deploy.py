@@ -65,7 +65,13 @@ class ClusterStack(FakeStack):
         self.kinds = {resource.urn: resource.inputs.get("kind", resource.type) for resource in run.resources}
         self.failed_jobs: list[str] = []
 
-    def up(self, target: list[str] | None = None, target_dependents: bool = False, on_output: Any = None) -> Any:
+    def up(
+        self,
+        target: list[str] | None = None,
+        target_dependents: bool = False,
+        on_output: Any = None,
+        replace: list[str] | None = None,
+    ) -> Any:
         names = {urn.rsplit("::", 1)[-1] for urn in target or []}
         for repo in self.services:
             if f"{repo}-migrate" in names and self.config.get(tag_key(repo)) == BAD_MIGRATION:
@@ -79,7 +85,7 @@ class ClusterStack(FakeStack):
                         code=255,
                     )
                 )
-        return super().up(target, target_dependents, on_output)
+        return super().up(target, target_dependents, on_output, replace)
 
 
 @pytest.fixture

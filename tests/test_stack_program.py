@@ -5,6 +5,7 @@ through Pulumi config, exactly as `pulumi up` reads them."""
 from __future__ import annotations
 
 import json
+import os
 import secrets as token
 import shutil
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from infra.stack import naming
 from infra.stack.program import build, current_environment, read_settings
 from infra.stack.stackfiles import (
     SERVICES_KEY,
+    docker_host_address,
     pulumi_environments,
     read_stack_config,
     settings_from_config,
@@ -126,9 +128,10 @@ class Recorder(MockMonitor):
 
 
 class Mocks(pulumi.runtime.Mocks):
-    def __init__(self, run: Run, roles_exit_code: int = 0):
+    def __init__(self, run: Run, roles_exit_code: int = 0, exit_codes: dict[str, int] | None = None):
         self.run = run
         self.roles_exit_code = roles_exit_code
+        self.exit_codes = exit_codes or {}  # resource name -> exit code of a one-off (attached) container
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -139,7 +142,9 @@ class Mocks(pulumi.runtime.Mocks):
         if args.typ == REMOTE_IMAGE:
             state["imageId"] = "sha256:" + args.name
         if args.typ == CONTAINER and args.inputs.get("attach"):
-            state["exitCode"] = self.roles_exit_code  # what Docker reports once the set-up container ended
+            # what Docker reports once the one-off container ended
+            state["exitCode"] = self.exit_codes.get(args.name, self.roles_exit_code)
+            state["containerLogs"] = f"{args.name}: done\n"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -159,7 +164,11 @@ def external_secrets(loaded: LoadedWorkspace, environment: str) -> set[str]:
 
 
 def run_program(
-    loaded: LoadedWorkspace, environment: str, stack_config: dict[str, Any] | None = None, roles_exit_code: int = 0
+    loaded: LoadedWorkspace,
+    environment: str,
+    stack_config: dict[str, Any] | None = None,
+    roles_exit_code: int = 0,
+    exit_codes: dict[str, int] | None = None,
 ) -> Run:
     """Run infra.stack.program as `pulumi up` would, with the stack file's config, under mocks."""
     run = Run(environment=environment)
@@ -167,7 +176,7 @@ def run_program(
     if stack_config is None:
         path = loaded.root / stack_file_name(loaded.model, environment)
         stack_config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
-    mocks = Mocks(run, roles_exit_code)
+    mocks = Mocks(run, roles_exit_code, exit_codes)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=Recorder(mocks, run))
     config = {key: json.dumps(value) if isinstance(value, dict) else str(value) for key, value in stack_config.items()}
     run.config_secrets = {name: "ext-" + token.token_hex(10) for name in external_secrets(loaded, environment)}
@@ -234,6 +243,11 @@ def envs_of(container: Registration) -> tuple[dict[str, str], set[str]]:
     return values, secret
 
 
+def migrating(loaded: LoadedWorkspace) -> list[str]:
+    """The repos whose migrate.command a Docker stack runs in a one-off container (those with a service image)."""
+    return [r for r, repo in loaded.model.repos.items() if repo.service and repo.migrate and repo.migrate.command]
+
+
 def secret_source(run: Run, loaded: LoadedWorkspace) -> dict[str, str]:
     source = {name: value for name, value in run.config_secrets.items()}
     source[CACHE_PASSWORD_SECRET] = run.passwords["redis-password"]
@@ -258,6 +272,7 @@ def test_one_container_per_repo_with_env_exactly_as_ws_env_resolves_it(runs: Any
         f"{prefix}-postgres-roles",
         f"{prefix}-redis",
     }
+    expected_names |= {f"{prefix}-{r}-migrate" for r in migrating(loaded)}  # one-off migration containers
     assert set(containers(run)) == expected_names
     source = secret_source(run, loaded)
     for repo in with_service:
@@ -330,8 +345,9 @@ def test_healthchecks_wait_restart_labels_and_unique_host_ports(runs: Any, case:
         published += [p["external"] for p in container.inputs.get("ports", []) if "external" in p]
         labels = {item["label"]: item["value"] for item in container.inputs["labels"]}
         assert labels["ws.workspace"] == ws.name and labels["ws.environment"] == run.environment
-        if name == f"{prefix}-postgres-roles":
+        if name == f"{prefix}-postgres-roles" or name.endswith("-migrate"):
             assert container.inputs["attach"] is True and container.inputs["mustRun"] is False
+            assert container.inputs["restart"] == "no"
             continue
         assert container.inputs["wait"] is True and container.inputs["waitTimeout"] >= 60
         assert container.inputs["restart"] == "unless-stopped"
@@ -366,7 +382,8 @@ def test_per_environment_settings_come_from_the_stack_file(runs: Any, case: tupl
         assert container.inputs["memory"] == settings["memory_mb"]
     assert images["postgres-image"] == f"docker.io/library/postgres:{config['ws:postgres']['version']}"
     assert images["redis-image"] == f"docker.io/library/redis:{config['ws:redis']['version']}"
-    host = config["ws:host"]
+    assert "ws:host" not in config  # generated stack files leave it to the Docker host
+    host = docker_host_address(os.environ.get("DOCKER_HOST"))
     assert run.outputs["database_host"] == host
     assert run.outputs["database_port"] == config["ws:postgres"]["host_port"]
     for repo, settings in config[SERVICES_KEY].items():
@@ -375,6 +392,123 @@ def test_per_environment_settings_come_from_the_stack_file(runs: Any, case: tupl
     for repo, url in run.outputs["database_urls"].items():
         role = repo.replace("-", "_")
         assert url.startswith(f"postgresql://{role}:{source[database_password_secret(repo)]}@{host}:")
+
+
+@pytest.mark.parametrize(
+    ("docker_host", "host"),
+    [
+        ("ssh://deploy@docker.staging.example.com", "docker.staging.example.com"),
+        ("ssh://deploy@docker.staging.example.com:2222", "docker.staging.example.com"),
+        ("tcp://10.20.0.5:2376", "10.20.0.5"),
+        ("unix:///var/run/docker.sock", "127.0.0.1"),
+        (None, "127.0.0.1"),
+    ],
+)
+def test_ws_host_unset_is_the_docker_host_the_containers_run_on(
+    docker_host: str | None, host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The committed stack file sets no ws:host: published ports are reached on the engine DOCKER_HOST names (the
+    coordinated-deployment workflow exports it per environment), on 127.0.0.1 for a local engine."""
+    loaded = load_workspace(WORKSPACES["real"])
+    path = loaded.root / stack_file_name(loaded.model, "staging")
+    config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
+    assert "ws:host" not in config
+    if docker_host is None:
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+    else:
+        monkeypatch.setenv("DOCKER_HOST", docker_host)
+    run = run_program(loaded, "staging", config)
+    assert run.outputs["database_host"] == host
+    for repo, settings in config[SERVICES_KEY].items():
+        assert run.outputs["service_urls"][repo] == f"http://{host}:{settings['host_port']}"
+    assert all(f"@{host}:" in url for url in run.outputs["database_urls"].values())
+    assert f"@{host}:{config['ws:redis']['host_port']}/" in run.outputs["cache_url"]
+
+
+def test_ws_host_set_wins_and_the_providers_docker_host_config_comes_before_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loaded = load_workspace(WORKSPACES["real"])
+    path = loaded.root / stack_file_name(loaded.model, "staging")
+    config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
+    monkeypatch.setenv("DOCKER_HOST", "ssh://deploy@from-environment.example.com")
+    run = run_program(loaded, "staging", {**config, "docker:host": "tcp://from-provider.example.com:2376"})
+    assert run.outputs["database_host"] == "from-provider.example.com"
+    run = run_program(loaded, "staging", {**config, "ws:host": "services.example.com"})
+    assert run.outputs["database_host"] == "services.example.com"
+    for bad in ("deploy@host", "ssh://", "tcp://host:port"):
+        with pytest.raises(UsageError, match=r"DOCKER_HOST: .* is not a Docker engine address. Fix: write ssh://"):
+            settings_from_config(loaded.model, "staging", config, docker_host=bad)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{k}-{e}" for k, e in CASES])
+def test_each_migrate_command_is_a_one_off_container_of_the_repos_image_before_its_service(
+    runs: Any, case: tuple[str, str]
+) -> None:
+    loaded, run = runs[case]
+    ws = loaded.model
+    prefix = naming.prefix(ws, run.environment)
+    path = loaded.root / stack_file_name(ws, run.environment)
+    config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
+    images = {r.name: r.inputs["name"] for r in run.of_type(REMOTE_IMAGE)}
+    by_urn = {r.urn: r for r in run.resources}
+    source = secret_source(run, loaded)
+    assert migrating(loaded) or case[0] == "example"  # the real repos migrate by `npx prisma migrate deploy`
+    for repo in migrating(loaded):
+        spec = ws.repos[repo]
+        assert spec.migrate is not None and spec.migrate.command
+        job = containers(run)[f"{prefix}-{repo}-migrate"]
+        # the repo's own image at the deployed tag (no migration_tag set yet)
+        tag = config[SERVICES_KEY][repo]["image_tag"]
+        assert images[f"{repo}-migrate-image"] == f"{naming.service_image(ws, repo)}:{tag}"
+        assert job.inputs["image"] == f"sha256:{repo}-migrate-image"
+        assert job.inputs["command"] == ["sh", "-c", spec.migrate.command]
+        assert (job.inputs["attach"], job.inputs["mustRun"], job.inputs["restart"]) == (True, False, "no")
+        # on the stack's network, where the database is `postgres`; the repo's env exactly as ws env resolves it
+        (network,) = job.inputs["networksAdvanced"]
+        assert "aliases" not in network or not network["aliases"]
+        values, secret = envs_of(job)
+        resolved = resolve(ws, run.environment, repo)
+        assert values == {key: render(value, source.get) for key, value in resolved.items()}
+        assert "DATABASE_URL" in secret and "@postgres:5432/" in values["DATABASE_URL"]
+        assert values["DATABASE_URL"].startswith(f"postgresql://{repo.replace('-', '_')}:")
+        assert not any(source[database_password_secret(repo)] in part for part in plain_strings(job.inputs))
+        # after the database roles, Redis and the migrations of the repos it depends on; before its own service
+        upstream = {by_urn[u].inputs.get("name") for u in job.dependencies if by_urn[u].type == CONTAINER}
+        infrastructure = {f"{prefix}-postgres", f"{prefix}-postgres-roles", f"{prefix}-redis"}
+        assert upstream == infrastructure | {
+            f"{prefix}-{dep}-migrate" for dep in edges_of(ws)[repo] if dep in migrating(loaded)
+        }
+        service = service_container(loaded, run, repo)
+        assert job.urn in service.dependencies
+        labels = {item["label"]: item["value"] for item in job.inputs["labels"]}
+        assert (labels["ws.component"], labels["ws.repo"]) == ("migration", repo)
+        assert run.outputs["migrations"][repo] == {
+            "container": f"{prefix}-{repo}-migrate",
+            "exit_code": 0,
+            "log": f"{repo}-migrate-container: done",
+        }
+    assert run.secret_outputs["migrations"]  # the log tail may name anything: a secret output
+
+
+def test_the_migration_tag_moves_the_migration_not_the_service_and_a_failure_is_reported_not_raised() -> None:
+    """`ws`'s migrate step sets ws:services.<repo>.migration_tag before the services update: the migration then
+    runs the new release's image while the service still runs the old one. A failing migration does not fail the
+    program (a rollback's update must still run); its exit code is in the `migrations` output, which ws reads."""
+    loaded = load_workspace(WORKSPACES["real"])
+    path = loaded.root / stack_file_name(loaded.model, "staging")
+    config = read_stack_config(path.read_text(encoding="utf-8"), str(path))
+    config[SERVICES_KEY]["app-agents"]["image_tag"] = "1a2b3c4"
+    config[SERVICES_KEY]["app-agents"]["migration_tag"] = "9f8e7d6"
+    run = run_program(loaded, "staging", config, exit_codes={"app-agents-migrate-container": 1})
+    images = {r.name: r.inputs["name"] for r in run.of_type(REMOTE_IMAGE)}
+    assert images["app-agents-migrate-image"] == "ghcr.io/saas-ecosystem/app-agents:9f8e7d6"
+    assert images["app-agents-image"] == "ghcr.io/saas-ecosystem/app-agents:1a2b3c4"
+    assert run.outputs["migrations"]["app-agents"]["exit_code"] == 1
+    assert run.outputs["migrations"]["saas-ecosystem-architecture"]["exit_code"] == 0
+    config[SERVICES_KEY]["app-agents"]["migration_tag"] = "not a tag"
+    with pytest.raises(UsageError, match=r"ws:services.app-agents.migration_tag: 'not a tag' is not an image tag"):
+        settings_from_config(loaded.model, "staging", config)
 
 
 def test_stack_file_values_change_the_resources() -> None:
@@ -404,8 +538,12 @@ def test_a_disabled_service_has_no_container_and_its_dependents_run_without_it()
     run = run_program(loaded, "staging", config)
     names = {r.name for r in run.resources}
     assert {n for n in {r.name for r in before.resources} - names} == {
-        r.name for r in before.resources if r.name.startswith("app-agents")
+        r.name
+        for r in before.resources
+        if r.name.startswith("app-agents") and not r.name.startswith("app-agents-migrate")
     }
+    # its migration stays declared: the next deploy migrates (in the migrate step) before enabling it again
+    assert {"app-agents-migrate", "app-agents-migrate-container"} <= names
     assert (
         "app-agents" not in run.outputs["service_urls"]
         and "saas-spec-driven-development" in run.outputs["service_urls"]

@@ -359,7 +359,8 @@ def render_health(report: healthmod.HealthReport) -> None:
 @json_option
 @pass_context
 def status_command(ctx: Context, environment: str | None, as_json: bool) -> None:
-    """Per environment: the last deployments, migration progress, schema alignment and health."""
+    """Per environment: the last deployments, the last one's duration against the 5-minute target, migration
+    progress, schema alignment and health."""
     loaded = ctx.loaded
     if environment:
         check_environment(loaded, environment)
@@ -384,6 +385,8 @@ def status_command(ctx: Context, environment: str | None, as_json: bool) -> None
             for d in env["deployments"]
         ]
         console.print(table("  last deployments", ["id", "status", "versions", "started", "trigger", "error"], rows))
+        timed = env.get("deploy_time")
+        console.print(f"  deploy time: {escape(timed['summary'] if timed else 'no deployment recorded yet')}")
         health = env["health"]
         checks = [(c["name"], STATUS_STYLE[c["ok"]], escape(c["detail"])) for c in health["components"]]
         console.print(table("  migrations, schema and health", ["component", "status", "detail"], checks))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -23,6 +23,7 @@ from infra.deploy import dora, ledger
 from infra.workspace.located import LoadedWorkspace
 
 TARGET_SECONDS = 300.0  # the mission: a coordinated deployment of the three repos in under 5 minutes
+STATUS_WINDOW_DAYS = 30  # `ws status` puts the last deployment beside the median and p90 of this window
 PART_ORDER = ("infra", "migrate", "validate", "deploy", "integration", "health", "rollback")
 
 
@@ -123,6 +124,95 @@ def read_durations(
     ordered = {name: Durations.of(by_part[name]) for name in sorted(by_part, key=_part_key)}
     reason = "" if totals else "no finished deployments in the window"
     return EnvironmentDurations(environment, Durations.of(totals), ordered, reason)
+
+
+@dataclass(frozen=True)
+class LastDeployment:
+    """The latest finished (not dry-run) deployment of an environment: how long it took, part by part."""
+
+    deployment_id: int
+    status: str
+    seconds: float
+    finished_at: datetime
+    parts: dict[str, float] = field(default_factory=dict)  # part name -> seconds, in pipeline order
+
+    @property
+    def within_target(self) -> bool:
+        return self.seconds <= TARGET_SECONDS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "deployment_id": self.deployment_id,
+            "status": self.status,
+            "seconds": self.seconds,
+            "within_target": self.within_target,
+            "finished_at": self.finished_at.isoformat(),
+            "parts": self.parts,
+        }
+
+
+@dataclass(frozen=True)
+class DeployTime:
+    """`ws status`: the last deployment's duration against the target, and the window's figures beside it."""
+
+    environment: str
+    last: LastDeployment | None
+    window: EnvironmentDurations
+    window_days: int = STATUS_WINDOW_DAYS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "target_seconds": TARGET_SECONDS,
+            "last": self.last.as_dict() if self.last else None,
+            "window_days": self.window_days,
+            **self.window.total.as_dict(),
+        }
+
+    def describe(self) -> str:
+        """One line: ``last 4:10 (deployment 7, succeeded): within the 5:00 target; median ..., p90 ...``."""
+        target = format_seconds(TARGET_SECONDS)
+        if self.last is None:
+            return f"no finished deployment yet (target {target})"
+        last = self.last
+        verdict = f"within the {target} target" if last.within_target else f"OVER the {target} target"
+        text = f"last {format_seconds(last.seconds)} (deployment {last.deployment_id}, {last.status}): {verdict}"
+        total = self.window.total
+        if total.count:
+            text += (
+                f"; median {format_seconds(total.median)}, p90 {format_seconds(total.p90)} over {total.count} "
+                f"deployment(s) in {self.window_days} days"
+            )
+        if last.parts:
+            text += " | " + ", ".join(f"{name} {format_seconds(value)}" for name, value in last.parts.items())
+        return text
+
+
+def deploy_time(
+    conn: psycopg.Connection[Any], environment: str, now: datetime | None = None, days: int = STATUS_WINDOW_DAYS
+) -> DeployTime:
+    """The environment's last deployment duration (and its parts) and the last ``days`` days' figures, from the
+    ledger on ``conn``."""
+    until = now or datetime.now().astimezone()
+    window = read_durations(conn, environment, until - timedelta(days=days), until + timedelta(seconds=1))
+    ns = sql.Identifier(ledger.NAMESPACE)
+    latest = sql.SQL(
+        "SELECT id, status, finished_at, EXTRACT(EPOCH FROM finished_at - started_at)::float8 AS seconds"
+        " FROM {}.deployments WHERE environment = %s AND NOT dry_run AND finished_at IS NOT NULL"
+        " ORDER BY started_at DESC, id DESC LIMIT 1"
+    ).format(ns)
+    parts = sql.SQL(
+        "SELECT step, stage, EXTRACT(EPOCH FROM max(finished_at) - min(started_at))::float8 AS seconds"
+        " FROM {}.deployment_steps WHERE deployment_id = %s AND finished_at IS NOT NULL AND status <> 'skipped'"
+        " GROUP BY step, stage"
+    ).format(ns)
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(latest, (environment,)).fetchone()
+        if row is None:
+            return DeployTime(environment, None, window, days)
+        by_part = {_part_name(p["step"], p["stage"]): float(p["seconds"]) for p in cur.execute(parts, (row["id"],))}
+    ordered = {name: by_part[name] for name in sorted(by_part, key=_part_key)}
+    last = LastDeployment(int(row["id"]), str(row["status"]), float(row["seconds"]), row["finished_at"], ordered)
+    return DeployTime(environment, last, window, days)
 
 
 def unavailable(environment: str, reason: str) -> EnvironmentDurations:

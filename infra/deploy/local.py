@@ -32,7 +32,7 @@ from psycopg import sql
 
 from infra.deploy import servers
 from infra.deploy.processes import ProcessIdentity, identity_of, mismatch
-from infra.deploy.runtime import Infra, process_env, rendered_env
+from infra.deploy.runtime import Infra, MigrationRun, process_env, rendered_env
 from infra.errors import CheckFailed, UsageError
 from infra.workspace.env import MAINTENANCE_DATABASE, workspace_database_url
 from infra.workspace.located import LoadedWorkspace
@@ -397,6 +397,12 @@ class LocalRuntime:
                 data.pop(repo, None)
                 self._write("services.json", data)
         return reason
+
+    def image(self, repo: str, version: str) -> str | None:
+        return None  # a local version is a checkout, run from its folder
+
+    def migrate(self, repo: str, version: str) -> MigrationRun | None:
+        return None  # the command runs from the repo's checkout, against the local servers
 
     def preview(self, versions: Mapping[str, str]) -> str | None:
         return None  # a local deploy starts processes: the plan itself says everything

@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from infra.deploy import health, ledger, migrations
+from infra.deploy import health, images, ledger, migrations
 from infra.deploy.events import DeployObserver, RepoState
 from infra.deploy.ledger import Deployment, DeploymentStatus, StepRecord, StepStatus, Trigger
 from infra.deploy.plan import (
@@ -138,6 +138,7 @@ class Pipeline:
         self.progress = progress
         self.observer = observer
         self._infra: Infra | None = None
+        self._images: dict[str, images.ImageCheck] = {}  # image -> what its registry said, asked once per run
         self._started = time.monotonic()
         # the one table of executors: how each planned step runs (the dry run prints the same steps)
         self.executors: dict[StepKind, Executor] = {
@@ -193,6 +194,33 @@ class Pipeline:
             raise UsageError(problem)
         return selected, asked
 
+    def check_images(
+        self, versions_after: Mapping[str, str], versions_before: Mapping[str, str | None]
+    ) -> tuple[list[str], list[str]]:
+        """Ask each changing repo's registry whether the image of its new version exists (a repo kept at what runs
+        now is not asked). Returns (problems: one message per missing image, naming repo, version and the fix;
+        notes: what could not be told, and what was found)."""
+        problems: list[str] = []
+        notes: list[str] = []
+        for repo, version in versions_after.items():
+            image = self.runtime.image(repo, version)
+            if image is None or versions_before.get(repo) == version:
+                continue
+            if image not in self._images:
+                self._images[image] = images.check_image(image)
+            found = self._images[image]
+            if found.exists is False:
+                problems.append(
+                    f"{repo}: version {version} has no image {image} ({found.detail}). Fix: deploy a version "
+                    f"whose image {repo}'s release workflow pushed (the commit SHA of a push to its default branch, "
+                    "once that run finished), or build and push this one"
+                )
+            elif found.exists is None:
+                notes.append(f"{repo}: image {image} not checked: {found.detail}")
+            else:
+                notes.append(f"{repo}: {found.detail}")
+        return problems, notes
+
     def snapshot(self, repos: Sequence[str]) -> RuntimeSnapshot:
         """What the runtime reports now about ``repos``, touching nothing (servers are located, never started)."""
         located = self.runtime.locate()
@@ -227,6 +255,10 @@ class Pipeline:
         selected, asked = self.preflight(repos, versions)
         snapshot = self.snapshot(selected)
         plan = build_plan(self.model, select(self.model, self.environment, selected, asked, snapshot), snapshot)
+        # a version whose image does not exist is refused here, before anything is recorded or changed
+        missing, _ = self.check_images(plan.selection.versions_after, plan.selection.versions_before)
+        if missing:
+            raise UsageError("; ".join(missing))
         if preview:
             forecast: str | None
             try:
@@ -368,7 +400,13 @@ class Pipeline:
 
     def _run_migrate(self, conn: Connection, dep: Deployment, step: PlannedStep, step_id: int) -> StepOutcome:
         if step.command:
-            return self._run_command(conn, dep, step, step_id)
+            assert step.repo is not None
+            # where the database is reachable: a Docker stack runs it in a one-off container from the repo's image
+            ran = self.runtime.migrate(step.repo, dep.versions_after[step.repo])
+            if ran is None:  # else from the repo's checkout on this machine
+                return self._run_command(conn, dep, step, step_id)
+            ledger.set_log_excerpt(conn, step_id, ran.log)
+            return StepOutcome(step.kind, ran.ok, ran.detail, step.repo)
         assert step.repo is not None
         applied = migrations.apply(self.infra().database_url, self.loaded, step.repo, progress=self.say)
         detail = f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "up to date"
@@ -401,9 +439,14 @@ class Pipeline:
         return StepOutcome(step.kind, True, f"`{command}` passed", repo)
 
     def _run_validate(self, conn: Connection, dep: Deployment, step: PlannedStep, step_id: int) -> StepOutcome:
+        # the images of the versions to deploy (a `ws pipeline validate` job asks again: begin ran in another job)
+        missing, notes = self.check_images(dep.versions_after, dep.versions_before)
+        if missing:
+            return StepOutcome(step.kind, False, "; ".join(missing))
+        images_detail = f"images: {'; '.join(notes)}; " if notes else ""
         subset = self.plan_of(dep).selection.subset
         results = self.schema_checks(self.loaded, self.infra().database_url, dep.repos if subset else None)
-        detail = "; ".join(f"{r.name}: {r.detail}" for r in results)
+        detail = images_detail + "; ".join(f"{r.name}: {r.detail}" for r in results)
         if any(r.ok is False for r in results):
             return StepOutcome(step.kind, False, detail)
         if all(r.ok is None for r in results):

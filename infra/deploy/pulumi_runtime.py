@@ -5,7 +5,9 @@ stack config (``ws:services.<repo>.image_tag``, the key the Pulumi program reads
 that repo's resources (one update at a time: Pulumi locks a stack during an update, so the repos of a stage take
 turns for their config and ``up`` while their health gates run in parallel) (the ``ws:stack:Service`` component named after the repo and its children), or at the
 network, database and cache for the infra step. URLs come from the stack outputs (``service_urls``,
-``database_superuser_url``, ``cache_url``). Dry runs use ``preview``.
+``database_superuser_url``, ``cache_url``). Dry runs use ``preview``. On a Docker stack, a repo's migrate.command runs
+in its one-off migration container (:meth:`PulumiRuntime.migrate`): the setting ``ws:services.<repo>.migration_tag``
+names the release and an update targeted at (and replacing) that container runs it, before any service updates.
 
 The Pulumi CLI cannot run on this machine; the tests drive this class through a fake stack object with the
 same methods as ``pulumi.automation.Stack`` (``stack_factory``).
@@ -18,8 +20,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from infra.deploy.runtime import Infra, process_env, rendered_env
-from infra.errors import CheckFailed, UsageError
+from infra.deploy.runtime import Infra, MigrationRun, process_env, rendered_env
+from infra.errors import CheckFailed, UsageError, WorkspaceError
+from infra.workspace.loader import read_document
 from infra.workspace.located import LoadedWorkspace
 
 INFRA_NAMES = ("network", "postgres", "redis")
@@ -33,6 +36,20 @@ def tag_key(repo: str) -> str:
 def enabled_key(repo: str) -> str:
     """The stack setting that declares the repo's container at all (absent: true; see infra.stack.stackfiles)."""
     return f'ws:services["{repo}"].enabled'
+
+
+def migration_key(repo: str) -> str:
+    """The stack setting naming the release whose migrate.command the one-off container runs (absent: image_tag)."""
+    return f'ws:services["{repo}"].migration_tag'
+
+
+# The resources of a repo's one-off migration (infra.stack.components.MigrationContainer, named "<repo>-migrate"),
+# as (type of its URN, name suffix): targeted by URN even before the stack's state holds them.
+MIGRATION_RESOURCES = (
+    ("ws:stack:Migration", ""),
+    ("ws:stack:Migration$docker:index/remoteImage:RemoteImage", "-image"),
+    ("ws:stack:Migration$docker:index/container:Container", "-container"),
+)
 
 
 def _matches(urn: str, names: Iterable[str]) -> bool:
@@ -88,12 +105,44 @@ class PulumiRuntime:
         resources = deployment.get("resources", []) if isinstance(deployment, dict) else []
         return [r["urn"] for r in resources if _matches(str(r.get("urn", "")), names)]
 
-    def _up(self, names: Iterable[str], what: str, *, dependents: bool = False) -> str:
-        targets = self._urns(names)
+    def _project(self) -> str | None:
+        """The project name of Pulumi.yaml at the workspace root (part of every URN)."""
+        path = self.loaded.root / "Pulumi.yaml"
+        try:
+            document = read_document(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, UnicodeDecodeError, WorkspaceError):
+            return None
+        name = document.get("name") if isinstance(document, Mapping) else None
+        return str(name) if name else None
+
+    def migration_urns(self, repo: str) -> list[str]:
+        """The URNs of ``repo``'s migration resources: from the stack's state, else as the program will declare
+        them (a first migration, or a stack made before migrations ran in containers)."""
+        name = f"{repo}-migrate"
+        found = self._urns([name])
+        project = self._project()
+        if found or project is None:
+            return found
+        stack = self.stack_name.rsplit("/", 1)[-1]
+        return [f"urn:pulumi:{stack}::{project}::{kind}::{name}{suffix}" for kind, suffix in MIGRATION_RESOURCES]
+
+    def _up(
+        self,
+        names: Iterable[str],
+        what: str,
+        *,
+        dependents: bool = False,
+        targets: list[str] | None = None,
+        replace: list[str] | None = None,
+    ) -> str:
+        targets = targets if targets is not None else self._urns(names)
         from pulumi import automation as auto  # imported when a stack is used: it costs ~0.5 s at start-up
 
         try:
-            result = self.stack.up(target=targets or None, target_dependents=dependents, on_output=self.progress)
+            extra: dict[str, Any] = {"replace": replace} if replace else {}
+            result = self.stack.up(
+                target=targets or None, target_dependents=dependents, on_output=self.progress, **extra
+            )
         except auto.CommandError as exc:  # the update failed (a Job, a container or a Deployment that never got ready)
             lines = [line.strip() for line in str(exc).splitlines() if "error" in line.lower()]
             raise CheckFailed(
@@ -162,15 +211,64 @@ class PulumiRuntime:
                 self.stack.set_config(enabled_key(repo), auto.ConfigValue(value="true"), path=True)
             return self._up([repo], f"{repo}={version}")
 
+    def _migrates_in_container(self, repo: str) -> bool:
+        """Whether the program declares a one-off migration container for ``repo`` (Docker stack, a service image,
+        a migrate.command)."""
+        spec = self.loaded.model.repos[repo]
+        target = self.loaded.model.environments[self.environment].target
+        return (
+            target == "docker" and spec.service is not None and spec.migrate is not None and bool(spec.migrate.command)
+        )
+
+    def migrate(self, repo: str, version: str) -> MigrationRun | None:
+        """On a Docker stack, ``repo``'s migrate.command runs in its one-off migration container, on the stack's
+        network (the database is ``postgres`` there, the repo's DATABASE_URL reaches the container through its env):
+        the stack setting ``migration_tag`` names ``version``, and an update targeted at the migration's resources
+        replaces the container, so it runs on every deploy. Kubernetes stacks run their migration Job in the repo's
+        own update, and a repo without a service has no image: both leave it to the deployer (None)."""
+        spec = self.loaded.model.repos[repo]
+        if not self._migrates_in_container(repo) or spec.migrate is None or not spec.migrate.command:
+            return None
+        from pulumi import automation as auto
+
+        image = self.image(repo, version)
+        with self._stack_lock:
+            self.stack.set_config(migration_key(repo), auto.ConfigValue(value=version), path=True)
+            urns = self.migration_urns(repo)
+            container = [urn for urn in urns if urn.endswith(f"::{repo}-migrate-container")]
+            detail = self._up([], f"{repo} migration at {version}", targets=urns, replace=container)
+        outcome = (self.outputs().get("migrations") or {}).get(repo)
+        if not isinstance(outcome, dict):
+            raise CheckFailed(
+                f"stack {self.stack_name} has no migrations output for {repo} after `pulumi up`; run `ws generate` "
+                "and deploy with this version of ws, whose program declares the migration container"
+            )
+        name, code, log = outcome.get("container"), outcome.get("exit_code"), str(outcome.get("log") or "")
+        ran = f"`{spec.migrate.command}` in one-off container {name} ({image}) on the stack's network"
+        if code != 0:
+            last = log.strip().splitlines()[-1] if log.strip() else "no output"
+            ended = f"exited with {code}" if code is not None else "reported no exit code (it did not finish)"
+            return MigrationRun(
+                False,
+                f"{ran} {ended}: {last}; read `docker logs {name}` on the Docker host "
+                "(nothing was deployed for this release; migrations already applied stay applied)",
+                log,
+            )
+        return MigrationRun(True, f"{ran}: exited 0 ({detail})", log)
+
     def preview(self, versions: Mapping[str, str]) -> str | None:
         """`pulumi preview` with the tags of a planned deploy; the stack config is restored afterwards."""
         from pulumi import automation as auto
 
         # the raw settings (a stopped service keeps its tag), restored exactly afterwards
-        previous = {key: self._config(key) for repo in versions for key in (tag_key(repo), enabled_key(repo))}
+        migrating = [repo for repo in versions if self._migrates_in_container(repo)]
+        keys = [key for repo in versions for key in (tag_key(repo), enabled_key(repo))]
+        previous = {key: self._config(key) for key in [*keys, *(migration_key(repo) for repo in migrating)]}
         try:
             for repo, version in versions.items():
                 self.stack.set_config(tag_key(repo), auto.ConfigValue(value=version), path=True)
+                if repo in migrating:  # the deploy's migrate step runs this release's migration first
+                    self.stack.set_config(migration_key(repo), auto.ConfigValue(value=version), path=True)
                 if previous[enabled_key(repo)] is not None:  # a deploy enables a stopped service again
                     self.stack.set_config(enabled_key(repo), auto.ConfigValue(value="true"), path=True)
             result = self.stack.preview(on_output=self.progress)
@@ -194,6 +292,15 @@ class PulumiRuntime:
             # with its dependents: a container that still depends on this one is updated to run without it
             # (Pulumi refuses to delete a resource others depend on)
             self.last_detail = self._up([repo], f"{repo} stopped", dependents=True)
+
+    def image(self, repo: str, version: str) -> str | None:
+        """``<service.image>:<version>`` (``@<digest>`` for a sha256: version), the image the program runs; the
+        default repository is ghcr.io/<owner>/<name>, as infra.stack.naming.service_image names it."""
+        spec = self.loaded.model.repos[repo]
+        if spec.service is None:
+            return None
+        repository = spec.service.image or f"ghcr.io/{spec.github.lower()}"
+        return f"{repository}@{version}" if version.startswith("sha256:") else f"{repository}:{version}"
 
     def alive(self, repo: str) -> bool:
         return True  # containers are restarted by Docker; the health probe decides

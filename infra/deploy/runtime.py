@@ -38,6 +38,15 @@ class Infra:
         }
 
 
+@dataclass(frozen=True)
+class MigrationRun:
+    """What a runtime's one-off migration container came to (:meth:`Runtime.migrate`)."""
+
+    ok: bool
+    detail: str  # one line: what ran where, and how it ended
+    log: str = ""  # the container's last log lines, for the ledger's log excerpt
+
+
 class Runtime(Protocol):
     name: str
 
@@ -85,6 +94,17 @@ class Runtime(Protocol):
 
     def preview(self, versions: Mapping[str, str]) -> str | None:
         """The runtime's own forecast of deploying ``versions`` (a dry run shows it); None when it has none."""
+        ...
+
+    def migrate(self, repo: str, version: str) -> MigrationRun | None:
+        """Run ``repo``'s migrate.command where the database is reachable: a one-off container from the repo's
+        image at ``version`` (Docker stacks). None: this runtime leaves it to the deployer, who runs the command
+        from the repo's checkout with :meth:`command_env`."""
+        ...
+
+    def image(self, repo: str, version: str) -> str | None:
+        """The container image ``repo`` runs at ``version`` (``registry/name:tag``); None when the runtime runs
+        no images (its versions are checkouts), so there is nothing to look up in a registry."""
         ...
 
 

@@ -1,4 +1,5 @@
-"""`ws status`: per environment, the last deployments, migration progress, schema alignment and health."""
+"""`ws status`: per environment, the last deployments, how long the last one took against the 5-minute target,
+migration progress, schema alignment and health."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from infra.deploy import health, ledger
+from infra.deploy import durations, health, ledger
 from infra.deploy.runtimes import runtime_for
 from infra.deploy.schema_gate import SchemaChecks
 from infra.errors import CheckFailed, UsageError
@@ -33,6 +34,7 @@ def environment_status(
     result["reachable"] = True
     result["infra"] = infra.describe()
     rows: list[dict[str, Any]] = []
+    result["deploy_time"] = None  # no ledger yet: no deployment to time
     try:
         with psycopg.connect(infra.database_url, connect_timeout=5, autocommit=True) as probe:
             has_ledger = probe.execute("SELECT to_regclass('ws.deployments')").fetchone() != (None,)
@@ -42,6 +44,8 @@ def environment_status(
                 for deployment in ledger.recent(conn, environment, deployments):
                     steps = [s.as_dict() for s in ledger.steps(conn, deployment.id)]
                     rows.append({**deployment.as_dict(), "steps": steps})
+                timed = durations.deploy_time(conn, environment)
+                result["deploy_time"] = {**timed.as_dict(), "summary": timed.describe()}
     except psycopg.Error as exc:
         result["detail"] = f"ledger not readable: {str(exc).strip().splitlines()[0]}"
     result["deployments"] = rows

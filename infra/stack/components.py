@@ -318,3 +318,69 @@ class ServiceContainer(pulumi.ComponentResource):
         )
         self.internal_url = f"http://{repo}:{service.port}"
         self.register_outputs({"container": self.container.name, "url": self.internal_url})
+
+
+@dataclass(frozen=True)
+class MigrationContainerArgs:
+    workspace: Workspace
+    environment: str
+    repo: str
+    image_tag: str  # the release whose migrate.command runs (ws:services.<repo>.migration_tag, else image_tag)
+    env: Mapping[str, Value]  # exactly infra.workspace.env.resolve(workspace, environment, repo)
+
+
+def migration_outcome(exit_code: int | None, container: str | None, logs: str | None) -> dict[str, object]:
+    """The ``migrations`` output of one repo: its container, exit code (None before it ran) and last log lines."""
+    tail = "\n".join((logs or "").strip().splitlines()[-30:])
+    return {"container": container, "exit_code": exit_code, "log": tail}
+
+
+class MigrationContainer(pulumi.ComponentResource):
+    """One repo's ``migrate.command`` as a one-off container on the stack's network, where the database is reached
+    as ``postgres`` (the deployer's machine need not reach it): the repo's image at its migration tag, its resolved
+    env (DATABASE_URL with the repo's own role, a secret Output: in the container's env, never on a command line),
+    ``attach`` (the update waits for it to exit), ``must_run: false``, ``restart: no``. It waits for the database
+    roles and Redis, and for the migrations of the repos it depends on (stage order); the repo's service waits for it.
+    A failing migration does not fail the update by itself (Docker reports its exit code): the ``migrations`` output
+    carries the exit code and the log tail, which `ws`'s migrate step reads and fails on."""
+
+    def __init__(
+        self,
+        name: str,
+        args: MigrationContainerArgs,
+        network: Network,
+        secrets: SecretLookup,
+        depends_on: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("ws:stack:Migration", name, None, opts)
+        ws, repo = args.workspace, args.repo
+        migrate = ws.repos[repo].migrate
+        assert migrate is not None and migrate.command, f"{repo} has no migrate.command"
+        self.image = docker.RemoteImage(
+            f"{name}-image",
+            name=naming.image_reference(naming.service_image(ws, repo), args.image_tag),
+            keep_locally=True,
+            opts=_child(self),
+        )
+        self.container = docker.Container(
+            f"{name}-container",
+            name=f"{naming.prefix(ws, args.environment)}-{repo}-migrate",
+            image=self.image.image_id,
+            command=["sh", "-c", migrate.command],
+            envs=[env_entry(key, value, secrets) for key, value in args.env.items()],
+            networks_advanced=network.attach(),
+            attach=True,
+            logs=True,
+            must_run=False,
+            restart="no",
+            labels=container_labels(naming.labels(ws, args.environment, "migration", repo)),
+            # one name per repo: the exited container of the last run goes before the next run starts
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on), delete_before_replace=True),
+        )
+        self.outcome: pulumi.Output[dict[str, object]] = pulumi.Output.secret(
+            pulumi.Output.all(self.container.exit_code, self.container.name, self.container.container_logs).apply(
+                lambda parts: migration_outcome(parts[0], parts[1], parts[2])
+            )
+        )
+        self.register_outputs({"container": self.container.name})

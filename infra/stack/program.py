@@ -21,6 +21,8 @@ from infra.stack import naming
 from infra.stack.components import (
     POSTGRES_PORT,
     REDIS_PORT,
+    MigrationContainer,
+    MigrationContainerArgs,
     Network,
     PostgresDatabase,
     PostgresDatabaseArgs,
@@ -54,6 +56,7 @@ class Stack:
     database: PostgresDatabase
     cache: RedisCache
     services: dict[str, ServiceContainer]
+    migrations: dict[str, MigrationContainer] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,7 +90,9 @@ def read_settings(loaded: LoadedWorkspace, environment: str) -> StackSettings:
             raw[key] = config.get_object(name)
         except pulumi.ConfigTypeError:
             raise UsageError(f"{source}: {key}: is not a mapping. Fix: run `ws generate` to restore its keys") from None
-    return settings_from_config(loaded.model, environment, raw, source=source)
+    # the engine the containers run on, as the Docker provider picks it: its `docker:host` config, else DOCKER_HOST
+    docker_host = pulumi.Config("docker").get("host") or os.environ.get("DOCKER_HOST")
+    return settings_from_config(loaded.model, environment, raw, source=source, docker_host=docker_host)
 
 
 def locate_workspace() -> Path | None:
@@ -130,11 +135,27 @@ def build(loaded: LoadedWorkspace, environment: str, settings: StackSettings) ->
     )
     edges = edges_of(ws)
     services: dict[str, ServiceContainer] = {}
+    migrations: dict[str, MigrationContainer] = {}
+    data = [database.container, database.roles_job, cache.container]
     for stage in stages(edges):  # dependencies are declared before their dependents
         for repo in stage:
-            if ws.repos[repo].service is None or not settings.services[repo].enabled:
+            spec = ws.repos[repo]
+            if spec.service is not None and spec.migrate is not None and spec.migrate.command:
+                # declared even for a disabled service: schema stays, and the next deploy migrates before enabling
+                own = settings.services[repo]
+                migrations[repo] = MigrationContainer(
+                    f"{repo}-migrate",
+                    MigrationContainerArgs(
+                        ws, environment, repo, own.migration_tag or own.image_tag, resolve(ws, environment, repo)
+                    ),
+                    network,
+                    secrets,
+                    depends_on=[*data, *(migrations[dep].container for dep in edges[repo] if dep in migrations)],
+                )
+            if spec.service is None or not settings.services[repo].enabled:
                 continue  # disabled: a rollback took it back to "not deployed" (its dependents run without it)
             upstream = [services[dep].container for dep in edges[repo] if dep in services]
+            migrated = [migrations[repo].container] if repo in migrations else []
             services[repo] = ServiceContainer(
                 repo,
                 ServiceContainerArgs(
@@ -142,9 +163,9 @@ def build(loaded: LoadedWorkspace, environment: str, settings: StackSettings) ->
                 ),
                 network,
                 secrets,
-                depends_on=[database.container, database.roles_job, cache.container, *upstream],
+                depends_on=[*data, *upstream, *migrated],
             )
-    stack = Stack(network, database, cache, services)
+    stack = Stack(network, database, cache, services, migrations)
     stack.outputs = outputs(loaded, environment, settings, stack)
     for name, value in stack.outputs.items():
         pulumi.export(name, value)
@@ -196,5 +217,7 @@ def outputs(loaded: LoadedWorkspace, environment: str, settings: StackSettings, 
             pulumi.Output.concat("redis://:", stack.cache.password, f"@{cache_host}:{cache_port}/{ws.cache.db}")
         ),
         "database_roles": stack.database.roles_status,
+        # per repo migrating by migrate.command: its one-off container, exit code and log tail (secret: logs)
+        "migrations": pulumi.Output.secret({repo: migration.outcome for repo, migration in stack.migrations.items()}),
         "stages": stages(edges_of(ws)),
     }

@@ -63,7 +63,10 @@ SUMMARIES = {
     "db": "Database commands of the workspace (the built-in Prisma-compatible migration applier).",
     "health": "Check ENV: database, every repo's migrations, Redis PING, each service's health endpoint "
     "(concurrently, with its timeout and retries) and schema alignment.",
-    "status": "Per environment: the last deployments, migration progress, schema alignment and health.",
+    "status": (
+        "Per environment: the last deployments, the last one's duration against the 5-minute target, migration "
+        "progress, schema alignment and health."
+    ),
     "up": "Bring the workspace up on this machine: PostgreSQL and Redis (DATABASE_URL/REDIS_URL, the local servers, "
     "or embedded ones), migrations, every service in stage order, health.",
     "down": "Stop every service of the local environment and the embedded servers `ws up` started.",

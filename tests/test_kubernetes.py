@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets as token
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,22 @@ import pytest
 from ruamel.yaml import YAML
 
 from infra.stack import budget, cluster
-from infra.stack.program import build, current_environment, read_settings
 from infra.stack.roles import JOB_SCRIPT_PATH, admin_environment
 from infra.stack.stackfiles import SERVICES_KEY, read_stack_config, stack_file, stack_file_name
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.synthetic import fleet_repos
 from tests.helpers import ROOT
-from tests.test_stack_program import PROJECT, Recorder, Registration, Secret, external_secrets, plain_strings
+from tests.test_stack_program import (
+    PROJECT,
+    Recorder,
+    Registration,
+    Secret,
+    execute,
+    external_secrets,
+    plain_strings,
+)
+from tests.test_stack_program import Run as StackRun
 
 FIXTURE = """\
 version: 1
@@ -97,24 +104,9 @@ def write_fixture(folder: Path, text: str = FIXTURE) -> LoadedWorkspace:
     return load_workspace(folder / "workspace.yaml")
 
 
-@dataclass
-class Run:
-    resources: list[Registration] = field(default_factory=list)
-    passwords: dict[str, str] = field(default_factory=dict)
-    config_secrets: dict[str, str] = field(default_factory=dict)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    environment: str = ""
-
+class Run(StackRun):
     def of_kind(self, kind: str) -> list[Registration]:
         return [r for r in self.resources if r.inputs.get("kind") == kind]
-
-    def named(self, name: str) -> Registration:
-        (found,) = [r for r in self.resources if r.name == name]
-        return found
-
-    def by_urn(self, urn: str) -> Registration:
-        (found,) = [r for r in self.resources if r.urn == urn]
-        return found
 
 
 class Mocks(pulumi.runtime.Mocks):
@@ -145,7 +137,7 @@ def run_program(loaded: LoadedWorkspace, environment: str, config: dict[str, Any
     run = Run(environment=environment)
     mocks = Mocks(run)
     stack = loaded.model.stack_of(environment)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=Recorder(mocks, run))  # type: ignore[arg-type]
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=Recorder(mocks, run))
     values = {
         key: json.dumps(value) if isinstance(value, dict) else str(value)
         for key, value in (config if config is not None else stack_config(loaded, environment)).items()
@@ -167,20 +159,7 @@ def run_program(loaded: LoadedWorkspace, environment: str, config: dict[str, Any
         run.config_secrets["(the admin URL's password)"] = admin_password  # checked like every secret value
     values.update({f"{PROJECT}:{n}": v for n, v in run.config_secrets.items() if n in names})
     pulumi.runtime.set_all_config(values, [f"{PROJECT}:{n}" for n in names])
-
-    @pulumi.runtime.test
-    def program() -> pulumi.Output[Any]:
-        assert current_environment(loaded) == environment
-        result = build(loaded, environment, read_settings(loaded, environment))
-        names = list(result.outputs)
-        outs = [pulumi.Output.from_input(result.outputs[n]) for n in names]
-
-        def record(resolved: list[Any]) -> None:
-            run.outputs = dict(zip(names, resolved, strict=True))
-
-        return pulumi.Output.all(*outs).apply(record)
-
-    program()
+    execute(loaded, environment, run)
     return run
 
 

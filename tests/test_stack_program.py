@@ -183,6 +183,11 @@ def run_program(
     for name, value in run.config_secrets.items():
         config[f"{PROJECT}:{name}"] = value
     pulumi.runtime.set_all_config(config, [f"{PROJECT}:{n}" for n in run.config_secrets])
+    return execute(loaded, environment, run)
+
+
+def execute(loaded: LoadedWorkspace, environment: str, run: Run) -> Run:
+    """Build the program under the mocks and config already set, as `pulumi up` would; its outputs go to ``run``."""
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:

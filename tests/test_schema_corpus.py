@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from infra.schema.psl import format_file, parse, parse_schema, print_file
+from infra.schema.reformat import missing_bits, reformat, reformat_files
 from infra.schema.synthetic import workspace_schemas
 from infra.schema.validate import ACCEPTED_OLD_PREVIEW_FEATURES, ACTIVE_PREVIEW_FEATURES, validate
 from tests.fixtures.prisma.nodetools import error_lines, prisma_batch, prisma_format, prisma_validate
@@ -127,11 +128,66 @@ def test_print_equals_prisma_format(name: str, path: str, text: str, prisma: dic
     assert print_file(parsed) == text  # untouched: byte for byte
     formatted = format_file(parsed)
     assert format_file(parse(formatted, path)) == formatted  # idempotent
-    refused = prisma[(name, "configuration-fixed")]
-    if not refused["ok"] and "relation" in refused["error"]:
-        # prisma format also repairs relations (adds missing relation scalars and fields); ws only renders
-        pytest.skip("Prisma refuses this schema's relations; its formatter rewrites them")
-    assert formatted == prisma[("format", path)]["files"][0][1]
+    expected = prisma[("format", path)]["files"][0][1]
+    schema_file = parse(text, path)
+    if not missing_bits(parse_schema([(path, text)])):
+        assert formatted == expected
+    # prisma format also repairs relations (missing relation fields, scalars and @relation arguments) first
+    repaired = reformat(schema_file)
+    assert repaired == expected
+    assert reformat(parse(repaired, path)) == repaired  # idempotent
+
+
+H = 'datasource db {\n  provider = "postgresql"\n}\n\n'
+BROKEN_RELATIONS = {
+    # back side only: Prisma adds the forward field (optional) and its scalar with the referenced @db type
+    "back-only": H + "model User {\n  id    String @id @db.Uuid\n  posts Post[]\n}\n\nmodel Post {\n  id Int @id\n}\n",
+    # forward side only: the back-relation is named after the model, pluralized (Inflector's rules)
+    "forward-only": H + "model Category {\n  id Int @id\n}\n\nmodel Person {\n  id Int @id\n  category Category "
+    "@relation(fields: [categoryId], references: [id])\n  categoryId Int\n}\n",
+    "no-relation-attribute": H + "model Status {\n  id Int @id\n  posts Post[]\n}\n\n"
+    "model Post {\n  id Int @id\n  author Status // trailing\n}\n",
+    "missing-arguments": H + 'model User {\n  id Int @id\n  posts Post[] @relation("x")\n}\n\n'
+    'model Post {\n  id Int @id\n  user User @relation("x", fields: [userId])\n  userId Int\n}\n',
+    "empty-relation-attribute": H + "model User {\n  id Int @id\n  posts Post[]\n}\n\n"
+    "model Post {\n  id Int @id\n  user User @relation\n}\n",
+    "one-to-one": H
+    + "model User {\n  id Int @id\n  profile Profile?\n}\n\nmodel Profile {\n  id Int @id\n  user User?\n}\n",
+    "one-to-one-unique": H + "model User {\n  id Int @id\n}\n\nmodel Profile {\n  id Int @id\n  userId Int @unique\n"
+    "  user User @relation(fields: [userId], references: [id])\n\n  @@index([id])\n}\n",
+    "self-relation": H
+    + 'model Node {\n  id Int @id\n  parent Node? @relation("tree")\n  children Node[] @relation("tree")\n}\n',
+    "compound-key": H + "model Box {\n  a String\n  b Int\n  entries Entry[]\n\n  @@id([a, b])\n}\n\n"
+    "model Entry {\n  id Int @id\n}\n",
+    "ignored-model": H
+    + "model mail_message {\n  id Int @id\n  b B @relation(fields: [bId], references: [id])\n  bId Int\n\n"
+    "  @@ignore\n}\n\nmodel B {\n  id Int @id\n}\n",
+    "enum-key": H + "enum K {\n  A\n}\n\nmodel B {\n  id K @id\n  as A[]\n}\n\nmodel A {\n  id Int @id\n}\n",
+    "unknown-type-no-repair": H
+    + "model User {\n  id Int @id\n  posts Post[]\n  x Foo\n}\n\nmodel Post {\n  id Int @id\n}\n",
+}
+
+
+def test_relation_repair_equals_prisma_format() -> None:
+    """prisma format completes relations before it renders; ws's reformat inserts the same text."""
+    cases = [(f"{name}/schema.prisma", text) for name, text in BROKEN_RELATIONS.items()]
+    folder = [
+        ("folder/schema/a.prisma", H + "model User {\n  id Int @id\n  posts Post[]\n}\n"),
+        ("folder/schema/b.prisma", "model Post {\n  id Int @id\n}\n"),
+    ]
+    jobs: list[dict[str, object]] = [{"op": "format", "files": [[path, text]]} for path, text in cases]
+    jobs.append({"op": "format", "files": [list(f) for f in folder]})
+    results = prisma_batch(jobs)
+    for (path, text), result in zip(cases, results, strict=False):
+        files: Any = result["files"]
+        assert reformat(parse(text, path)) == files[0][1], path
+        changed = bool(missing_bits(parse_schema([(path, text)])))
+        assert changed == (not path.startswith("unknown-type")), path  # Prisma repairs only schemas that resolve
+    repaired: Any = results[-1]["files"]
+    assert reformat_files(folder) == [tuple(f) for f in repaired]
+    assert "user   User? @relation(fields: [userId], references: [id])" in repaired[1][1], "across the files"
+    missing = SCHEMAS["prisma-missing-backrelation"][0]
+    assert format_file(parse(missing[1], missing[0])) != reformat(parse(missing[1], missing[0]))
 
 
 @pytest.mark.parametrize(("name", "variant"), VARIANTS, ids=[f"{n}-{v}" for n, v in VARIANTS])

@@ -150,6 +150,7 @@ class Attribute:
     column: int = 0
     doc: tuple[str, ...] = ()  # /// lines above an @@ attribute
     comment: str | None = None  # trailing comment of an @@ attribute line
+    end: int = field(default=0, compare=False)  # offset just after the attribute (its ")" or its name)
 
     def text(self) -> str:
         prefix = "@@" if self.block else "@"
@@ -173,6 +174,7 @@ class Field:
     unsupported: str | None = None  # the string of Unsupported("...")
     line: int = 0
     column: int = 0
+    type_end: int = field(default=0, compare=False)  # offset just after the type, its [] and ? included
 
     @property
     def type_text(self) -> str:
@@ -632,6 +634,7 @@ class _Parser:
         if self.tok.kind == "punct" and self.tok.text == "?":
             self.advance()
             optional = True
+        type_end = self.tokens[self.pos - 1].end
         if is_list and optional:
             raise self.error(
                 f"field {name.text}: a list cannot be optional", f"write {type_name}[] (lists are never null)", question
@@ -651,6 +654,7 @@ class _Parser:
             unsupported,
             name.line,
             name.column,
+            type_end,
         )
 
     def parse_attribute(self, *, block: bool) -> Attribute:
@@ -664,7 +668,8 @@ class _Parser:
         if self.tok.kind == "punct" and self.tok.text == "(" and self.tok.start == self.tokens[self.pos - 1].end:
             has_parens = True
             args = self.parse_args()
-        return Attribute(".".join(parts), args, has_parens, block, at.line, at.column)
+        end = self.tokens[self.pos - 1].end
+        return Attribute(".".join(parts), args, has_parens, block, at.line, at.column, end=end)
 
     def parse_args(self) -> tuple[Arg, ...]:
         open_token = self.expect("(")

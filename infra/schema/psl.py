@@ -789,7 +789,7 @@ def _block_attribute_rank(attribute: Attribute) -> int:
 def _comment_lines(text: str, indent: str) -> list[str]:
     """A comment on its own line as prisma format writes it (block comments become ``/** ... */``)."""
     if not text.startswith("/*"):
-        return [indent + text.rstrip()]
+        return [indent + text]  # trailing blanks stay, as prisma format keeps them
     inner = text[2:-2]
     lines = [line.strip() for line in inner.split("\n")]
     lines = [line[1:].strip() if line.startswith("*") else line for line in lines]
@@ -802,7 +802,7 @@ def _comment_lines(text: str, indent: str) -> list[str]:
 
 def render_block(block: Block) -> str:
     """One block exactly as ``prisma format`` writes it, doc comments included."""
-    lines = [f"///{d}".rstrip() for d in block.doc]
+    lines = [f"///{d}" for d in block.doc]
     lines.append(f"{block.kind} {block.name} {{")
     lines.extend(_member_rows(block))
     lines.append("}")
@@ -858,7 +858,7 @@ def _member_rows(block: Block) -> list[str]:
                 out.extend(_comment_lines(member.text, "  "))
                 continue
             cells = by_member[id(member)]
-            out.extend(f"  ///{d}".rstrip() for d in member.doc)  # type: ignore[union-attr]
+            out.extend(f"  ///{d}" for d in member.doc)  # type: ignore[union-attr]
             padded = [cell.ljust(widths[i]) if i < len(cells) - 1 else cell for i, cell in enumerate(cells)]
             text = " ".join(padded).rstrip()
             comment = member.comment  # type: ignore[union-attr]
@@ -880,7 +880,7 @@ def _member_rows(block: Block) -> list[str]:
         for comments, attribute in sorted(attributes, key=lambda pair: _block_attribute_rank(pair[1])):
             for comment in comments:
                 out.extend(_comment_lines(comment.text, "  "))
-            out.extend(f"  ///{d}".rstrip() for d in attribute.doc)
+            out.extend(f"  ///{d}" for d in attribute.doc)
             text = "  " + attribute.text()
             out.append(text + (" " + attribute.comment if attribute.comment else ""))
     return out

@@ -235,11 +235,12 @@ class _Inferred:
     native: str
 
 
-def _inferred_scalars(relation: _Inline) -> list[_Inferred]:
+def _inferred_scalars(relation: _Inline, datasource: str) -> list[_Inferred]:
     """Prisma's ``infer_missing_referencing_scalar_fields``: one per field of the first unique criteria."""
     criteria = _unique_criterias(relation.referenced)
     if not criteria:
         return []
+    native_prefix = f"{datasource}."
     out = []
     for name in criteria[0]:
         referenced = relation.referenced.field(name)
@@ -247,7 +248,7 @@ def _inferred_scalars(relation: _Inline) -> list[_Inferred]:
             continue
         inferred = _lower_first(relation.referenced.name) + _upper_first(name)
         existing = relation.referencing.field(inferred)
-        native = next((a.text() for a in referenced.attributes if a.name.startswith("db.")), "")
+        native = next((a.text() for a in referenced.attributes if a.name.startswith(native_prefix)), "")
         scalar = referenced.type if referenced.type in SCALAR_TYPES and referenced.unsupported is None else ""
         if existing is not None:
             scalar = existing.type if existing.type in SCALAR_TYPES and existing.unsupported is None else ""
@@ -269,7 +270,7 @@ def _referenced_fields(relation: _Inline) -> list[str]:
 
 
 def _fields_argument(relation: _Inline) -> str:
-    return "fields: [" + ", ".join(f.name for f in _inferred_scalars(relation)) + "]"
+    return "fields: [" + ", ".join(f.name for f in _inferred_scalars(relation, "")) + "]"
 
 
 def _references_argument(relation: _Inline) -> str:
@@ -315,6 +316,8 @@ def missing_bits(schema: Schema) -> dict[str, list[tuple[int, str]]]:
         bits.setdefault(block.file, []).append((position, content))
 
     relations = _inline_relations(schema)
+    datasources = schema.of_kind("datasource")
+    datasource = datasources[0].name if datasources else "db"
     for relation in relations:  # push_missing_fields
         if relation.back is None:
             model = relation.referencing.name
@@ -324,14 +327,14 @@ def missing_bits(schema: Schema) -> dict[str, list[tuple[int, str]]]:
             add(relation.referenced, relation.referenced.end - 1, f"{name} {model}{arity} {ignore}\n")
         if relation.forward is None:
             model = relation.referenced.name
-            inferred = _inferred_scalars(relation)
+            inferred = _inferred_scalars(relation, datasource)
             arity = "?" if any(s.arity == "?" for s in inferred) else ""
             name = _plural(_camel_case(model)) if arity == "[]" else _camel_case(model)
             content = f"{name} {model}{arity} @relation({_fields_argument(relation)}, {_references_argument(relation)})"
             add(relation.referencing, relation.referencing.end - 1, content + "\n")
         if relation.forward is not None and _has_arg(relation.forward, "fields"):
             continue
-        for scalar in _inferred_scalars(relation):
+        for scalar in _inferred_scalars(relation, datasource):
             if relation.referencing.field(scalar.name) is not None:
                 continue
             if not scalar.type:

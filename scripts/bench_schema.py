@@ -27,12 +27,26 @@ from infra.schema.align import check_alignment, compare_blocks
 from infra.schema.load import load_schemas
 from infra.schema.psl import parse_schema
 from infra.schema.synthetic import workspace_schemas, write_workspace
-from infra.schema.validate import validate
+from infra.schema.validate import ACCEPTED_OLD_PREVIEW_FEATURES, ACTIVE_PREVIEW_FEATURES, validate
 from infra.workspace import load_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "fixtures" / "prisma" / "corpus"
 URL_LINE = re.compile(r"^[ \t]*(?:url|directUrl|shadowDatabaseUrl)[ \t]*=[^\n]*\n", re.MULTILINE)
+PREVIEW_FEATURES = re.compile(r"(previewFeatures[ \t]*=[ \t]*\[)([^\]\n]*)\]")
+
+
+def prisma_7_config(text: str) -> str:
+    """Without the URL lines and the preview features Prisma 7 does not know, so that the models get validated."""
+    known = set(ACTIVE_PREVIEW_FEATURES) | ACCEPTED_OLD_PREVIEW_FEATURES
+
+    def keep_known(match: re.Match[str]) -> str:
+        names = [n for n in re.findall(r'"([^"]*)"', match.group(2)) if n in known]
+        return match.group(1) + ", ".join(f'"{n}"' for n in names) + "]"
+
+    return PREVIEW_FEATURES.sub(keep_known, URL_LINE.sub("", text))
+
+
 TARGET = 0.5
 
 
@@ -77,7 +91,7 @@ def bench_largest(folder: Path, repeat: int, prisma: Path | None) -> None:
     real = max(CORPUS.rglob("*.prisma"), key=lambda p: len(p.read_text(encoding="utf-8")))
     files = {
         "generated (largest corpus schema)": workspace_schemas(models=300, seed=11).primary,
-        f"real: corpus/{real.relative_to(CORPUS)}": URL_LINE.sub("", real.read_text(encoding="utf-8")),
+        f"real: corpus/{real.relative_to(CORPUS)}": prisma_7_config(real.read_text(encoding="utf-8")),
     }
     for label, text in files.items():
         path = folder / f"bench_{len(text)}.prisma"

@@ -150,6 +150,7 @@ class Attribute:
     column: int = 0
     doc: tuple[str, ...] = ()  # /// lines above an @@ attribute
     comment: str | None = None  # trailing comment of an @@ attribute line
+    end: int = field(default=0, compare=False)  # offset just after the attribute (its ")" or its name)
 
     def text(self) -> str:
         prefix = "@@" if self.block else "@"
@@ -173,6 +174,7 @@ class Field:
     unsupported: str | None = None  # the string of Unsupported("...")
     line: int = 0
     column: int = 0
+    type_end: int = field(default=0, compare=False)  # offset just after the type, its [] and ? included
 
     @property
     def type_text(self) -> str:
@@ -632,6 +634,7 @@ class _Parser:
         if self.tok.kind == "punct" and self.tok.text == "?":
             self.advance()
             optional = True
+        type_end = self.tokens[self.pos - 1].end
         if is_list and optional:
             raise self.error(
                 f"field {name.text}: a list cannot be optional", f"write {type_name}[] (lists are never null)", question
@@ -651,6 +654,7 @@ class _Parser:
             unsupported,
             name.line,
             name.column,
+            type_end,
         )
 
     def parse_attribute(self, *, block: bool) -> Attribute:
@@ -664,7 +668,8 @@ class _Parser:
         if self.tok.kind == "punct" and self.tok.text == "(" and self.tok.start == self.tokens[self.pos - 1].end:
             has_parens = True
             args = self.parse_args()
-        return Attribute(".".join(parts), args, has_parens, block, at.line, at.column)
+        end = self.tokens[self.pos - 1].end
+        return Attribute(".".join(parts), args, has_parens, block, at.line, at.column, end=end)
 
     def parse_args(self) -> tuple[Arg, ...]:
         open_token = self.expect("(")
@@ -784,7 +789,7 @@ def _block_attribute_rank(attribute: Attribute) -> int:
 def _comment_lines(text: str, indent: str) -> list[str]:
     """A comment on its own line as prisma format writes it (block comments become ``/** ... */``)."""
     if not text.startswith("/*"):
-        return [indent + text.rstrip()]
+        return [indent + text]  # trailing blanks stay, as prisma format keeps them
     inner = text[2:-2]
     lines = [line.strip() for line in inner.split("\n")]
     lines = [line[1:].strip() if line.startswith("*") else line for line in lines]
@@ -797,7 +802,7 @@ def _comment_lines(text: str, indent: str) -> list[str]:
 
 def render_block(block: Block) -> str:
     """One block exactly as ``prisma format`` writes it, doc comments included."""
-    lines = [f"///{d}".rstrip() for d in block.doc]
+    lines = [f"///{d}" for d in block.doc]
     lines.append(f"{block.kind} {block.name} {{")
     lines.extend(_member_rows(block))
     lines.append("}")
@@ -853,7 +858,7 @@ def _member_rows(block: Block) -> list[str]:
                 out.extend(_comment_lines(member.text, "  "))
                 continue
             cells = by_member[id(member)]
-            out.extend(f"  ///{d}".rstrip() for d in member.doc)  # type: ignore[union-attr]
+            out.extend(f"  ///{d}" for d in member.doc)  # type: ignore[union-attr]
             padded = [cell.ljust(widths[i]) if i < len(cells) - 1 else cell for i, cell in enumerate(cells)]
             text = " ".join(padded).rstrip()
             comment = member.comment  # type: ignore[union-attr]
@@ -875,7 +880,7 @@ def _member_rows(block: Block) -> list[str]:
         for comments, attribute in sorted(attributes, key=lambda pair: _block_attribute_rank(pair[1])):
             for comment in comments:
                 out.extend(_comment_lines(comment.text, "  "))
-            out.extend(f"  ///{d}".rstrip() for d in attribute.doc)
+            out.extend(f"  ///{d}" for d in attribute.doc)
             text = "  " + attribute.text()
             out.append(text + (" " + attribute.comment if attribute.comment else ""))
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from infra.errors import Problem
 from infra.schema.model_info import relation_fields, relation_references, str_arg
-from infra.schema.psl import SCALAR_TYPES, Array, Assignment, Block, Schema, Str
+from infra.schema.psl import SCALAR_TYPES, Array, Assignment, Attribute, Block, Call, Ident, Schema, Str
 
 # Prisma 7's active preview features (the list its "is not known" message gives), and the features it still
 # accepts without effect (deprecated or promoted to GA), checked against Prisma 7.10.1.
@@ -60,6 +60,66 @@ PROVIDER_NAMES = {
     "cockroachdb": "CockroachDB",
 }
 MULTI_SCHEMA_PROVIDERS = {"postgresql", "postgres", "cockroachdb", "sqlserver"}
+COMPOSITE_BLOCK_ATTRIBUTES = {
+    "unique": "Error validating: A unique constraint should be defined in the model containing the embed.",
+    "index": "Error validating: An index should be defined in the model containing the embed.",
+    "id": "Error validating: A composite type cannot define an id.",
+}
+# Errors of Prisma's parser database (names, types, attributes resolved): when there are any, Prisma stops there and
+# reports none of the later validations (relations, unique criteria, connector rules).
+RESOLUTION_ERRORS = (
+    "The model ",
+    "The enum ",
+    "The view ",
+    "The type ",
+    "Field ",
+    "Type ",
+    "Attribute not known",
+    "Error validating: The argument fields must",
+    "Error validating: The argument `references` must",
+    "Error validating: Defining `@",
+    *COMPOSITE_BLOCK_ATTRIBUTES.values(),
+)
+
+
+def _ops(*families: str, kinds: tuple[str, ...] = ("Bloom", "MinMax", "MinMaxMulti")) -> frozenset[str]:
+    return frozenset(f"{family}{kind}Ops" for family in families for kind in kinds)
+
+
+# Prisma's BRIN matrix (psl-core postgres validations.rs): the operator classes each native type accepts, and for a
+# field without a native type the scalar types the unnamed classes of a family point to.
+BRIN_NATIVE_OPS = {
+    "Bit": frozenset({"BitMinMaxOps"}),
+    "VarBit": frozenset({"VarBitMinMaxOps"}),
+    "Char": _ops("Bpchar", kinds=("Bloom", "MinMax")),
+    "Date": _ops("Date"),
+    "Real": _ops("Float4"),
+    "DoublePrecision": _ops("Float8"),
+    "Inet": _ops("Inet", kinds=("Inclusion", "Bloom", "MinMax", "MinMaxMulti")),
+    "SmallInt": _ops("Int2"),
+    "Integer": _ops("Int4"),
+    "BigInt": _ops("Int8"),
+    "Decimal": _ops("Numeric"),
+    "Oid": _ops("Oid"),
+    "ByteA": _ops("Bytea", kinds=("Bloom", "MinMax")),
+    "Text": _ops("Text", kinds=("Bloom", "MinMax")),
+    "VarChar": _ops("Text", kinds=("Bloom", "MinMax")),
+    "Timestamp": _ops("Timestamp"),
+    "Timestamptz": _ops("TimestampTz"),
+    "Time": _ops("Time"),
+    "Timetz": _ops("TimeTz"),
+    "Uuid": _ops("Uuid"),
+}
+BRIN_SCALAR_OPS = {
+    "Float": _ops("Float8"),
+    "Int": _ops("Int4"),
+    "BigInt": _ops("Int8"),
+    "Decimal": _ops("Numeric"),
+    "Bytes": _ops("Bytea", kinds=("Bloom", "MinMax")),
+    "String": _ops("Text", kinds=("Bloom", "MinMax")),
+    "DateTime": _ops("Timestamp"),
+}
+BRIN_OPS = frozenset().union(*BRIN_NATIVE_OPS.values())
 
 
 def _relation_name(block: Block, field_name: str) -> str | None:
@@ -224,6 +284,21 @@ def validate(schema: Schema) -> list[Problem]:
                     "Error validating: Views cannot have primary keys.",
                     "use @unique or @@unique instead of @id/@@id",
                 )
+        if block.kind == "type":
+            for attribute in block.block_attributes:
+                if attribute.name in COMPOSITE_BLOCK_ATTRIBUTES:
+                    message = COMPOSITE_BLOCK_ATTRIBUTES[attribute.name]
+                    problem(block, attribute.line, attribute.column, block.name, message, "move it to the model")
+            for f in block.fields:
+                for attribute in f.attributes:
+                    if attribute.name in ("id", "unique"):
+                        key, fix = f"{block.name}.{f.name}", f"remove @{attribute.name} (put it on the model)"
+                        problem(block, f.line, f.column, key, f'Attribute not known: "@{attribute.name}".', fix)
+                        message = (
+                            f"Error validating: Defining `@{attribute.name}` attribute for a field in a composite "
+                            "type is not allowed."
+                        )
+                        problem(block, f.line, f.column, key, message, fix)
         names: set[str] = set()
         kind_name = "composite type" if block.kind == "type" else block.kind
         for f in block.fields:
@@ -251,6 +326,9 @@ def validate(schema: Schema) -> list[Problem]:
             if f.type not in models or block.kind == "type":
                 continue
             problems.extend(_relation_problems(block, f.name, models[f.type]))
+        for attribute in block.block_attributes:
+            for message in _index_type_problems(block, attribute, provider, datasources[0].name if datasources else ""):
+                problem(block, attribute.line, attribute.column, block.name, message, "see the index types doc")
         if block.kind == "model" and block.block_attribute("ignore") is None:
             unique = block.block_attribute("id") or block.block_attribute("unique")
             if not unique and not any(f.attribute("id") or f.attribute("unique") for f in block.fields):
@@ -264,7 +342,8 @@ def validate(schema: Schema) -> list[Problem]:
                     "criterion with `@@id([])` or `@@unique([])` to the model.",
                     "add an @id, @@id or @unique",
                 )
-    return problems
+    resolution = [p for p in problems if p.message.startswith(RESOLUTION_ERRORS)]
+    return resolution or problems
 
 
 def _relation_problems(block: Block, field_name: str, target: Block) -> list[Problem]:
@@ -315,4 +394,59 @@ def _relation_problems(block: Block, field_name: str, target: Block) -> list[Pro
             f"{attribute} must specify the `references` argument in the @relation attribute.",
             "add references: [...] to @relation",
         )
+    return out
+
+
+def _index_type_problems(block: Block, attribute: Attribute, provider: str | None, datasource: str) -> list[str]:
+    """Prisma's errors for ``@@index(..., type: X)``: Postgres-only index types, and the BRIN operator classes."""
+    kind = attribute.arg("type")
+    if attribute.name != "index" or not isinstance(kind, Ident):
+        return []
+    prefix = 'Error parsing attribute "@@index": '
+    postgres = provider in ("postgresql", "postgres")
+    if not postgres and kind.name != "BTree" and not (provider == "cockroachdb" and kind.name == "Gin"):
+        return [prefix + "The given index type is not supported with the current connector"]
+    if kind.name != "Brin" or not postgres:
+        return []
+    out: list[str] = []
+    fields = attribute.arg("fields", 0)
+    for item in fields.items if isinstance(fields, Array) else ([fields] if fields is not None else []):
+        name = item.name if isinstance(item, (Ident, Call)) else None
+        f = block.field(name) if name else None
+        if f is None:
+            continue
+        ops_expr = item.arg("ops") if isinstance(item, Call) else None
+        if isinstance(ops_expr, Call):
+            continue  # raw("..."): not checked
+        ops = ops_expr.name if isinstance(ops_expr, Ident) else None
+        if ops is not None and ops not in BRIN_OPS:
+            out.append(prefix + f"The given operator class `{ops}` is not supported with the `Brin` index type.")
+            continue
+        native = next((a.name.split(".", 1)[1] for a in f.attributes if a.name.startswith(f"{datasource}.")), None)
+        if native is None:
+            if ops is None:
+                if f.type not in BRIN_SCALAR_OPS:
+                    out.append(prefix + f"The Brin index type does not support the type of the field `{f.name}`.")
+                continue
+            family = next((t for t, names in BRIN_SCALAR_OPS.items() if ops in names), None)
+            if family is None:
+                out.append(
+                    prefix + f"The given operator class `{ops}` expects the field `{f.name}` to define a valid "
+                    "native type."
+                )
+            elif f.type != family:
+                out.append(
+                    prefix + f"The given operator class `{ops}` points to the field `{f.name}` that is not of "
+                    f"{family} type."
+                )
+            continue
+        if native in BRIN_NATIVE_OPS and (ops is None or ops in BRIN_NATIVE_OPS[native]):
+            continue
+        if ops is None:
+            out.append(prefix + f"The Brin index field type `{native}` has no default operator class.")
+        else:
+            out.append(
+                prefix + f"The given operator class `{ops}` does not support native type `{native}` of field "
+                f"`{f.name}`."
+            )
     return out

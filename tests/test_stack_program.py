@@ -11,10 +11,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pytest
 from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
+from psycopg.conninfo import conninfo_to_dict
 from pulumi.runtime.mocks import MockMonitor
 from ruamel.yaml import YAML
 
@@ -405,6 +407,7 @@ def test_per_environment_settings_come_from_the_stack_file(runs: Any, case: tupl
         ("ssh://deploy@docker.staging.example.com", "docker.staging.example.com"),
         ("ssh://deploy@docker.staging.example.com:2222", "docker.staging.example.com"),
         ("tcp://10.20.0.5:2376", "10.20.0.5"),
+        ("ssh://deploy@[2001:db8::1]:22", "2001:db8::1"),  # review: URLs need it in brackets
         ("unix:///var/run/docker.sock", "127.0.0.1"),
         (None, "127.0.0.1"),
     ],
@@ -424,10 +427,15 @@ def test_ws_host_unset_is_the_docker_host_the_containers_run_on(
         monkeypatch.setenv("DOCKER_HOST", docker_host)
     run = run_program(loaded, "staging", config)
     assert run.outputs["database_host"] == host
+    in_url = f"[{host}]" if ":" in host else host
     for repo, settings in config[SERVICES_KEY].items():
-        assert run.outputs["service_urls"][repo] == f"http://{host}:{settings['host_port']}"
-    assert all(f"@{host}:" in url for url in run.outputs["database_urls"].values())
-    assert f"@{host}:{config['ws:redis']['host_port']}/" in run.outputs["cache_url"]
+        url = run.outputs["service_urls"][repo]
+        assert url == f"http://{in_url}:{settings['host_port']}"
+        assert (urlsplit(url).hostname, urlsplit(url).port) == (host, settings["host_port"])
+    for url in run.outputs["database_urls"].values():
+        parts = conninfo_to_dict(url.split("?")[0])  # as libpq reads it (?schema= is Prisma's, not libpq's)
+        assert (parts["host"], str(parts["port"])) == (host, str(config["ws:postgres"]["host_port"]))
+    assert f"@{in_url}:{config['ws:redis']['host_port']}/" in run.outputs["cache_url"]
 
 
 def test_ws_host_set_wins_and_the_providers_docker_host_config_comes_before_the_environment(
@@ -441,7 +449,7 @@ def test_ws_host_set_wins_and_the_providers_docker_host_config_comes_before_the_
     assert run.outputs["database_host"] == "from-provider.example.com"
     run = run_program(loaded, "staging", {**config, "ws:host": "services.example.com"})
     assert run.outputs["database_host"] == "services.example.com"
-    for bad in ("deploy@host", "ssh://", "tcp://host:port"):
+    for bad in ("deploy@host", "ssh://", "tcp://host:port", "tcp://host name:2376"):
         with pytest.raises(UsageError, match=r"DOCKER_HOST: .* is not a Docker engine address. Fix: write ssh://"):
             settings_from_config(loaded.model, "staging", config, docker_host=bad)
 

@@ -172,6 +172,11 @@ def build(loaded: LoadedWorkspace, environment: str, settings: StackSettings) ->
     return stack
 
 
+def url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets (``http://[2001:db8::1]:3000``)."""
+    return f"[{host}]" if ":" in host else host
+
+
 def outputs(loaded: LoadedWorkspace, environment: str, settings: StackSettings, stack: Stack) -> dict[str, Any]:
     """Stack outputs as reached from the machine running ws: service URLs, database host and per-repo URLs.
 
@@ -186,7 +191,7 @@ def outputs(loaded: LoadedWorkspace, environment: str, settings: StackSettings, 
     service_urls: dict[str, str] = {}
     for repo, service in stack.services.items():
         port = settings.services[repo].host_port
-        service_urls[repo] = f"http://{host}:{port}" if port else service.internal_url
+        service_urls[repo] = f"http://{url_host(host)}:{port}" if port else service.internal_url
     database_urls: dict[str, pulumi.Output[str]] = {}
     for repo, password in stack.database.role_passwords.items():
         namespace = namespace_of(ws, repo) or "public"
@@ -194,7 +199,7 @@ def outputs(loaded: LoadedWorkspace, environment: str, settings: StackSettings, 
             pulumi.Output.concat(
                 f"postgresql://{role_name(repo)}:",
                 password,
-                f"@{db_host}:{db_port}/{ws.database.name}?schema={namespace}",
+                f"@{url_host(db_host)}:{db_port}/{ws.database.name}?schema={namespace}",
             )
         )
     return {
@@ -210,11 +215,13 @@ def outputs(loaded: LoadedWorkspace, environment: str, settings: StackSettings, 
             pulumi.Output.concat(
                 f"postgresql://{naming.POSTGRES_SUPERUSER}:",
                 stack.database.superuser_password,
-                f"@{db_host}:{db_port}/{ws.database.name}",
+                f"@{url_host(db_host)}:{db_port}/{ws.database.name}",
             )
         ),
         "cache_url": pulumi.Output.secret(
-            pulumi.Output.concat("redis://:", stack.cache.password, f"@{cache_host}:{cache_port}/{ws.cache.db}")
+            pulumi.Output.concat(
+                "redis://:", stack.cache.password, f"@{url_host(cache_host)}:{cache_port}/{ws.cache.db}"
+            )
         ),
         "database_roles": stack.database.roles_status,
         # per repo migrating by migrate.command: its one-off container, exit code and log tail (secret: logs)

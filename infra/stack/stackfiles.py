@@ -346,9 +346,18 @@ def _text(source: str, key: str, value: Any, pattern: re.Pattern[str], what: str
     return text
 
 
+# A host name, an IPv4 address or an IPv6 address (without brackets): what may stand between a URL's @ and :port.
+_HOST_NAME = re.compile(r"[A-Za-z0-9._-]{1,253}|[0-9A-Fa-f:.]{2,45}")
+
+
 def _address(source: str, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value or any(c in value for c in "/@?# "):
-        raise _fail(source, key, f"{value!r} is not a host name or address", "write e.g. 127.0.0.1 or docker.internal")
+    if not isinstance(value, str) or not _HOST_NAME.fullmatch(value):
+        raise _fail(
+            source,
+            key,
+            f"{value!r} is not a host name or address",
+            "write e.g. 127.0.0.1, 2001:db8::1 (no brackets) or docker.internal",
+        )
     return value
 
 
@@ -376,8 +385,8 @@ def docker_host_address(docker_host: str | None) -> str:
         parts, hostname = urlsplit(""), None
     if parts.scheme in ("unix", "npipe", "fd"):
         return DEFAULT_HOST
-    if parts.scheme in ("ssh", "tcp", "http", "https") and hostname:
-        return hostname
+    if parts.scheme in ("ssh", "tcp", "http", "https") and hostname and _HOST_NAME.fullmatch(hostname):
+        return hostname  # an IPv6 address comes without its brackets; URLs add them (program.url_host)
     raise UsageError(
         f"DOCKER_HOST: {text!r} is not a Docker engine address. Fix: write ssh://user@host, tcp://host:2376 or "
         "unix:///var/run/docker.sock, or set ws:host in the stack file to where published ports are reached"

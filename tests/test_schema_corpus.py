@@ -178,7 +178,8 @@ def test_relation_repair_equals_prisma_format() -> None:
     jobs: list[dict[str, object]] = [{"op": "format", "files": [[path, text]]} for path, text in cases]
     jobs.append({"op": "format", "files": [list(f) for f in folder]})
     results = prisma_batch(jobs)
-    for (path, text), result in zip(cases, results, strict=False):
+    assert len(results) == len(cases) + 1  # one answer per case, then the folder's
+    for (path, text), result in zip(cases, results[:-1], strict=True):
         files: Any = result["files"]
         assert reformat(parse(text, path)) == files[0][1], path
         changed = bool(missing_bits(parse_schema([(path, text)])))

@@ -201,6 +201,13 @@ def test_an_admin_url_reaches_psql_as_libpq_variables_never_as_an_argument(
     assert done.returncode == 0, done.stderr
     arguments = (tmp_path / "args").read_text()
     assert admin_password not in arguments and "postgresql://" not in arguments
+    # the server here trusts local connections, so a control shows where the connection comes from: the same
+    # script, given the variables of a URL naming a port nothing listens on, cannot connect
+    elsewhere = admin_environment(admin_url.replace(f":{info.get('port') or 5432}/", ":1/"))
+    failed = subprocess.run(
+        ["sh", "-c", roles_script(ws)], env={**env, **elsewhere}, capture_output=True, text=True, timeout=60
+    )
+    assert failed.returncode != 0 and "port 1" in failed.stderr
     repo = next(iter(ws.repos))
     with connect_as(url, ws, repo, passwords[repo]) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (role_name(repo),)

@@ -146,6 +146,33 @@ def test_layout_and_comments_match_ruamel() -> None:
     same_as_ruamel(document)
 
 
+def test_any_text_reads_back_as_it_was_written() -> None:
+    """Review finding: a Literal holding \\r, NEL or U+2028 was written raw into a | block (it read back changed,
+    or not at all), and a plain string holding U+2028 raised. Whatever the text, YAML 1.2 reads back the value."""
+    alphabet = [
+        *AWKWARD,
+        "\n",
+        "\r",
+        "\t",
+        "\x85",
+        "\u2028",
+        "\u2029",
+        "\x00",
+        "\x1b",
+        "é",
+        "€",
+        "\U0001f600",
+        "\ufeff",
+    ]
+    reader = YAML(typ="safe", pure=True)
+    rng = random.Random(2028)
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        document = YamlMap(plain=text, block=Literal(text), items=YamlSeq([text, Literal(text)]))
+        written = dump(document)
+        assert reader.load(written) == {"plain": text, "block": text, "items": [text, text]}, (text, written)
+
+
 @pytest.mark.parametrize("folder", [ROOT, EXAMPLES], ids=["root", "examples"])
 def test_every_generated_document_matches_ruamel(folder: Path) -> None:
     loaded = load_workspace(folder / "workspace.yaml")

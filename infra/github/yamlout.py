@@ -154,14 +154,42 @@ def _value_lines(head: str, comment: str, value: Any, column: int, lines: list[s
             _sequence_lines(value, column + _SEQUENCE_OFFSET, lines)
         else:
             lines.append(f"{head} []{comment}")
-    elif isinstance(value, Literal):
+    elif isinstance(value, Literal) and _block_safe(value):
         indicator, body = _literal(value, column + _MAPPING_INDENT)
         lines.append(f"{head} {indicator}{comment}")
         lines.extend(body)
+    elif isinstance(value, Literal):  # a character a | block cannot hold as it is: one escaped line instead
+        lines.append(f"{head} {_double_quoted(value)}{comment}")
     elif value is None:  # an empty value, as ruamel writes it: nothing after a key, a space after a dash
         lines.append(head + (" " if in_sequence else "") + comment)
     else:
         lines.append(f"{head} {_scalar(value, key=False)}{comment}")
+
+
+def _block_safe(text: str) -> bool:
+    """Whether a ``|`` block reads back as ``text``: some content, no line break but \\n (NEL, U+2028 and U+2029
+    are unprintable too), nothing unprintable but tabs."""
+    if not text.strip("\n"):
+        return False  # nothing but line breaks: a block would read back empty
+    return all(ch.isprintable() or ch in "\n\t" for ch in text)
+
+
+def _double_quoted(text: str) -> str:
+    """``text`` as one double-quoted line, every character outside printable ASCII escaped."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif " " <= ch <= "~":
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
+
+
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def _literal(text: str, column: int) -> tuple[str, list[str]]:
@@ -193,7 +221,9 @@ def _scalar(value: Any, *, key: bool) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def _text(value: str, key: bool) -> str:
-    if not value.isascii() or not value.isprintable() or (key and len(value) > 128):
+    if not value.isprintable():  # line breaks, control characters: one escaped line (ruamel folds or mangles them)
+        return _double_quoted(value)
+    if not value.isascii() or (key and len(value) > 128):
         return _by_ruamel(value, key)
     if _plain(value):
         return value
@@ -232,6 +262,8 @@ def _by_ruamel(value: Any, key: bool) -> str:
         written = text.removesuffix(": 0\n")
     else:
         written = text.removeprefix("k:").removesuffix("\n").lstrip(" ")
-    if "\n" in written:
-        raise ValueError(f"a generated YAML scalar must fit on one line (use Literal for blocks): {value!r}")
+    if "\n" in written:  # ruamel folded it over lines indented for where it stood: one escaped line instead
+        if not isinstance(value, str):
+            raise ValueError(f"a generated YAML scalar must fit on one line: {value!r}")
+        return _double_quoted(value)
     return written

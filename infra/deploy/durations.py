@@ -95,25 +95,45 @@ def _part_key(name: str) -> tuple[int, int]:
     return index, int(stage) if stage.isdigit() else 0
 
 
+# The deployments the figures count: real (not dry runs) and finished, in one environment.
+_FINISHED = sql.SQL("environment = %s AND NOT dry_run AND finished_at IS NOT NULL")
+_IN_WINDOW = sql.SQL(" AND started_at >= %s AND started_at < %s")
+
+
+def _finished_deployments(condition: sql.Composable, order: sql.Composable) -> sql.Composed:
+    """Finished deployments meeting ``condition`` (after the environment's), each with its seconds."""
+    return sql.SQL(
+        "SELECT id, status, finished_at, EXTRACT(EPOCH FROM finished_at - started_at)::float8 AS seconds"
+        " FROM {deployments} WHERE {finished}{condition} ORDER BY {order}"
+    ).format(
+        deployments=sql.Identifier(ledger.NAMESPACE, "deployments"),
+        finished=_FINISHED,
+        condition=condition,
+        order=order,
+    )
+
+
+def _parts(deployments: sql.Composable) -> sql.Composed:
+    """The parts of the deployments ``deployments`` selects (a subquery or a placeholder for one id): each step of
+    each stage from its first start to its last finish, skipped steps left out."""
+    return sql.SQL(
+        "SELECT deployment_id, step, stage, EXTRACT(EPOCH FROM max(finished_at) - min(started_at))::float8 AS seconds"
+        " FROM {steps} WHERE deployment_id IN ({deployments})"
+        " AND finished_at IS NOT NULL AND status <> 'skipped' GROUP BY deployment_id, step, stage ORDER BY deployment_id"
+    ).format(steps=sql.Identifier(ledger.NAMESPACE, "deployment_steps"), deployments=deployments)
+
+
 def read_durations(
     conn: psycopg.Connection[Any], environment: str, since: datetime, until: datetime
 ) -> EnvironmentDurations:
     """The environment's deployment durations in [since, until) from the ledger on ``conn``."""
     ledger.ensure_schema(conn)
-    ns = sql.Identifier(ledger.NAMESPACE)
-    deployments = sql.SQL(
-        "SELECT id, EXTRACT(EPOCH FROM finished_at - started_at)::float8 AS seconds FROM {}.deployments"
-        " WHERE environment = %s AND NOT dry_run AND finished_at IS NOT NULL"
-        " AND started_at >= %s AND started_at < %s ORDER BY started_at, id"
-    ).format(ns)
-    parts = sql.SQL(
-        "SELECT s.deployment_id, s.step, s.stage,"
-        " EXTRACT(EPOCH FROM max(s.finished_at) - min(s.started_at))::float8 AS seconds"
-        " FROM {}.deployment_steps s JOIN {}.deployments d ON d.id = s.deployment_id"
-        " WHERE d.environment = %s AND NOT d.dry_run AND d.finished_at IS NOT NULL"
-        " AND d.started_at >= %s AND d.started_at < %s AND s.finished_at IS NOT NULL AND s.status <> 'skipped'"
-        " GROUP BY s.deployment_id, s.step, s.stage ORDER BY s.deployment_id"
-    ).format(ns, ns)
+    deployments = _finished_deployments(_IN_WINDOW, sql.SQL("started_at, id"))
+    parts = _parts(
+        sql.SQL("SELECT id FROM {} WHERE {}{}").format(
+            sql.Identifier(ledger.NAMESPACE, "deployments"), _FINISHED, _IN_WINDOW
+        )
+    )
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(deployments, (environment, since, until))
         totals = [float(row["seconds"]) for row in cur.fetchall()]
@@ -194,17 +214,8 @@ def deploy_time(
     ledger on ``conn``."""
     until = now or datetime.now().astimezone()
     window = read_durations(conn, environment, until - timedelta(days=days), until + timedelta(seconds=1))
-    ns = sql.Identifier(ledger.NAMESPACE)
-    latest = sql.SQL(
-        "SELECT id, status, finished_at, EXTRACT(EPOCH FROM finished_at - started_at)::float8 AS seconds"
-        " FROM {}.deployments WHERE environment = %s AND NOT dry_run AND finished_at IS NOT NULL"
-        " ORDER BY started_at DESC, id DESC LIMIT 1"
-    ).format(ns)
-    parts = sql.SQL(
-        "SELECT step, stage, EXTRACT(EPOCH FROM max(finished_at) - min(started_at))::float8 AS seconds"
-        " FROM {}.deployment_steps WHERE deployment_id = %s AND finished_at IS NOT NULL AND status <> 'skipped'"
-        " GROUP BY step, stage"
-    ).format(ns)
+    latest = _finished_deployments(sql.SQL(""), sql.SQL("started_at DESC, id DESC LIMIT 1"))
+    parts = _parts(sql.Placeholder())
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(latest, (environment,)).fetchone()
         if row is None:

@@ -401,3 +401,27 @@ def test_schema_check_reports_prisma_7_errors_and_accepts_block_comments(tmp_pat
     ]
     assert "The datasource property `url` is no longer supported in schema files" in problems[0]["aspect"]
     assert "prisma.config.ts" in problems[0]["aspect"]
+
+
+# Fields written after block attributes, with blank lines and comments between (found when `ws schema format`
+# inserted a back-relation before the closing brace): prisma format moves the attributes below the fields, and
+# the blank lines above an attribute go with it.
+MOVED_ATTRIBUTES = {
+    "a": 'model A {\n  id Int @id\n  name String\n\n  @@index([name])\n  @@map("a")\n  extra String\n}\n',
+    "b": "model A {\n  id Int @id\n  name String\n\n  @@index([name])\n\n  extra String\n}\n",
+    "c": 'model A {\n  id Int @id\n\n  name String\n  @@index([name])\n  extra String\n  @@map("a")\n}\n',
+    "d": "model A {\n  id Int @id\n  name String\n\n  // about the index\n  @@index([name])\n  extra String\n}\n",
+    "e": "model A {\n  id Int @id\n  name String\n  // about the index\n\n  @@index([name])\n  extra String\n}\n",
+    "f": 'model A {\n  id Int @id\n  name String\n\n\n  @@index([name])\n\n  @@map("a")\n  extra String\n\n  other Int\n}\n',
+}
+
+
+def test_fields_after_block_attributes_are_rendered_as_prisma_format_does() -> None:
+    jobs: list[dict[str, object]] = [
+        {"op": "format", "files": [[f"{name}.prisma", H + text]]} for name, text in MOVED_ATTRIBUTES.items()
+    ]
+    results = prisma_batch(jobs)
+    assert len(results) == len(MOVED_ATTRIBUTES)
+    for (name, text), result in zip(MOVED_ATTRIBUTES.items(), results, strict=True):
+        files: Any = result["files"]
+        assert format_file(parse(H + text, f"{name}.prisma")) == files[0][1], name

@@ -821,6 +821,8 @@ def _member_rows(block: Block) -> list[str]:
             pending.append(member)
             continue
         if isinstance(member, Attribute):
+            while body and isinstance(body[-1], Blank):
+                body.pop()  # the blank lines above a block attribute go with it (a field after it joins its group)
             attributes.append((pending, member))
             pending = []
             continue

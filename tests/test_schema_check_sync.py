@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from infra.schema.align import check_alignment
 from infra.schema.load import LocalReader, load_schemas
 from infra.schema.sync import apply_edits, plan_sync
 from infra.workspace import load_workspace
-from tests.fixtures.prisma.nodetools import prisma_validate
+from tests.fixtures.prisma.nodetools import prisma_format, prisma_validate
 from tests.helpers import EXAMPLES, ROOT, run_ws
 
 PRIMARY = "saas-ecosystem-architecture/admin-app/prisma/schema.prisma"
@@ -395,3 +396,32 @@ def test_a_name_the_primarys_own_schema_lacks_fails_at_its_line(workspace: Path)
     failed = [r for r in json.loads(checked.stdout)["checks"] if r["status"] == "fail" and "schema" in r["name"]]
     assert len(failed) == 1 and f"workspace.yaml:{line}:" in failed[0]["detail"], failed
     assert "did you mean 'Organization'" in failed[0]["detail"]
+
+
+def test_format_writes_what_prisma_format_writes_relations_completed(workspace: Path, tmp_path: Path) -> None:
+    """`ws schema format` completes a relation and renders as `prisma format` does, without Prisma's engine."""
+    agents = workspace / AGENTS
+    edit(agents, "  memories       AgentMemory[]\n", "")  # the back-relation Prisma adds again
+    edit(agents, "model Agent {", "model   Agent {")  # and a layout Prisma rewrites
+    broken = agents.read_text(encoding="utf-8")
+    # Prisma's own answer, from a copy (prisma format rewrites the file in place)
+    oracle = tmp_path / "oracle" / "app-agents"
+    shutil.copytree(workspace / "app-agents", oracle, ignore=shutil.ignore_patterns("node_modules"))
+    formatted = prisma_format(oracle, AGENTS.split("/", 1)[1])
+    assert formatted.returncode == 0, formatted.stderr
+    expected = (oracle / AGENTS.split("/", 1)[1]).read_text(encoding="utf-8")
+    assert expected != broken and re.search(r"^  agentMemories +AgentMemory\[\]$", expected, re.M)  # Prisma names it
+
+    check = ws(workspace, "schema", "format", "--check", "--json")
+    assert check.returncode == 1, check.stderr
+    report = json.loads(check.stdout)
+    assert report["written"] is False
+    assert [(e["repo"], e["path"]) for e in report["edits"]] == [("app-agents", AGENTS.split("/", 1)[1])]
+    assert agents.read_text(encoding="utf-8") == broken  # --check writes nothing
+
+    done = ws(workspace, "schema", "format")
+    assert done.returncode == 0, done.stderr
+    assert "formatted 1 file(s)" in done.stdout
+    assert agents.read_text(encoding="utf-8") == expected
+    assert ws(workspace, "schema", "format", "--check").returncode == 0
+    assert ws(workspace, "schema", "check").returncode == 0

@@ -16,13 +16,14 @@ from infra.cli._common import (
     parse_repos,
     pass_context,
     print_json,
+    repos_option,
     step_summary,
     table,
 )
 from infra.cli.github_commands import propagate_command
 from infra.errors import CheckFailed
 from infra.github.contents import github_readers
-from infra.schema import align, export, load, sync, types_package
+from infra.schema import align, export, formatting, load, sync, types_package
 from infra.schema import drift as drift_module
 
 
@@ -115,6 +116,35 @@ def sync_command(ctx: Context, check_only: bool, dry_run: bool, repos: str | Non
             console.print(f"synced {len(edits)} file(s)")
     if check_only and edits:
         raise CheckFailed(f"{len(edits)} file(s) out of sync with the primary; run `ws schema sync`")
+
+
+@schema_group.command("format")
+@click.option("--check", "check_only", is_flag=True, help="Write nothing; exit 1 when a schema file is not formatted.")
+@click.option("--dry-run", is_flag=True, help="Print the diff without writing.")
+@repos_option
+@json_option
+@pass_context
+def format_command(ctx: Context, check_only: bool, dry_run: bool, repos: str | None, as_json: bool) -> None:
+    """Write every repo's Prisma schema as `prisma format` would, without Prisma's engine.
+
+    Relations are completed first, as Prisma completes them (missing back-relation fields, relation scalars and
+    @relation arguments), then each file is rendered in Prisma's layout. Prints a unified diff.
+    """
+    loaded = ctx.loaded
+    edits = formatting.plan_format(loaded, repos=parse_repos(loaded, repos))
+    write = not (check_only or dry_run)
+    if write:
+        sync.apply_edits(loaded, edits)
+    if as_json:
+        print_json({"changed": bool(edits), "written": write and bool(edits), "edits": [e.as_dict() for e in edits]})
+    else:
+        click.echo(sync.unified_diff(edits), nl=False)
+        if not edits:
+            console.print("every schema is formatted")
+        elif write:
+            console.print(f"formatted {len(edits)} file(s)")
+    if check_only and edits:
+        raise CheckFailed(f"{len(edits)} schema file(s) not formatted; run `ws schema format`")
 
 
 @schema_group.command("export-types")

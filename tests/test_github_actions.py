@@ -206,7 +206,9 @@ def test_deployment_inputs_permissions_concurrency(golden_files: dict[str, str])
     # the golden repos live beside the coordination repository: it is checked out into its own folder
     assert document["env"] == {"WS_WORKSPACE": "coordination/workspace.yaml"}
     for job_id, job in document["jobs"].items():
-        assert job["permissions"] == {"contents": "read"}, job_id
+        # the jobs that check images read the GHCR packages too (test_image_check_jobs_log_in_to_the_registries)
+        reads = {"packages": "read"} if job_id in ("plan", "validate") else {}
+        assert job["permissions"] == {"contents": "read", **reads}, job_id
         assert job["environment"] == {"name": "${{ inputs.environment }}"}, job_id
         assert 0 < job["timeout-minutes"] <= 60, job_id
         checkout = job["steps"][0]
@@ -254,7 +256,7 @@ def test_github_token_reaches_only_the_steps_that_record_deployments(golden_file
     given = []
     for job_id, job in document["jobs"].items():
         assert "GITHUB_TOKEN" not in job.get("env", {}), job_id
-        assert job["permissions"] == {"contents": "read"}, job_id
+        assert job["permissions"]["contents"] == "read" and "deployments" not in job["permissions"], job_id
         for step in job["steps"]:
             if "GITHUB_TOKEN" in step.get("env", {}):
                 assert step["env"] == token, (job_id, step)
@@ -635,6 +637,9 @@ def secrets_read(loaded: LoadedWorkspace, job: dict) -> set[str]:
             continue
         if "/actions/" in uses or " ws " in f" {step.get('run', '')}":
             needed.update(workflows.base_secrets(model))
+        if uses == PINS["docker/login-action"].uses:  # a registry login reads the credentials it names
+            for value in step["with"].values():
+                needed.update(re.findall(r"^\$\{\{ secrets\.([A-Za-z_][A-Za-z0-9_]*) \}\}$", str(value)))
         for value in step.get("env", {}).values():  # a step that names a secret in its own env reads it
             needed.update(re.findall(r"^\$\{\{ secrets\.([A-Za-z_][A-Za-z0-9_]*) \}\}$", str(value)))
         action = uses.rsplit("/", 1)[-1] if "/actions/" in uses else ""
@@ -709,6 +714,85 @@ def test_a_repo_path_no_runner_can_check_out_is_refused(golden: LoadedWorkspace,
     repos = {**model.repos, "core": model.repos["core"].model_copy(update={"path": path})}
     with pytest.raises(UsageError, match="repos.core.path .* outside the runner's workspace folder"):
         workflows.deployment_workflow(model.model_copy(update={"repos": repos}))
+
+
+def checks_images(job: dict) -> bool:
+    """Whether a job runs a `ws pipeline` step that asks the registries for the images (Pipeline.check_images):
+    `ws pipeline begin` (Pipeline.plan) or the schema-check action of a deployment (`ws pipeline validate`)."""
+    for step in job["steps"]:
+        if "ws pipeline begin" in step.get("run", ""):
+            return True
+        if step.get("uses", "").endswith("/actions/schema-check") and "deployment" in step.get("with", {}):
+            return True
+    return False
+
+
+def test_image_check_jobs_log_in_to_the_registries(golden_files: dict[str, str]) -> None:
+    """The jobs that check whether the images to deploy exist log in, read-only, to every registry the images live
+    in before that check (and before the Pulumi steps name a remote DOCKER_HOST), in Pulumi environments only;
+    GHCR with the workflow's token, which only those jobs may use to read packages; another registry with its own
+    secrets, failing softly when they are not set. No other job logs in or gains a permission."""
+    document = load(golden_files[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    jobs = document["jobs"]
+    checking = {job_id for job_id, job in jobs.items() if checks_images(job)}
+    assert checking == {"plan", "validate"}
+    condition = "${{ inputs.environment == 'staging' || inputs.environment == 'prod' }}"
+    login = PINS["docker/login-action"]
+    for job_id, job in jobs.items():
+        logins = [step for step in job["steps"] if step.get("uses", "").startswith("docker/login-action@")]
+        if job_id not in checking:
+            assert logins == [], job_id
+            assert job["permissions"] == {"contents": "read"}, job_id
+            continue
+        assert job["permissions"] == {"contents": "read", "packages": "read"}, job_id
+        assert [step["uses"] for step in logins] == [login.uses, login.uses]
+        # core and web (no service.image: ghcr.io/golden-org/web) on GHCR, api on registry.example.com
+        assert logins[0]["with"] == {
+            "registry": "ghcr.io",
+            "username": "${{ github.actor }}",
+            "password": "${{ github.token }}",
+        }
+        assert logins[1]["with"] == {
+            "registry": "registry.example.com",
+            "username": "${{ secrets.REGISTRY_REGISTRY_EXAMPLE_COM_USERNAME }}",
+            "password": "${{ secrets.REGISTRY_REGISTRY_EXAMPLE_COM_PASSWORD }}",
+        }
+        assert "continue-on-error" not in logins[0] and logins[1]["continue-on-error"] is True
+        assert all(step["if"] == condition and "logout" not in step["with"] for step in logins), job_id
+        steps = job["steps"]
+        first_login = steps.index(logins[0])
+        check = next(i for i, step in enumerate(steps) if checks_images({"steps": [step]}))
+        pulumi = next(i for i, step in enumerate(steps) if step["name"] == "Install the Pulumi CLI")
+        assert first_login < pulumi < check, job_id
+    text = golden_files[workflows.DEPLOYMENT_WORKFLOW]
+    assert text.count(f"uses: {login.uses}  # {login.version}") == 4
+
+
+def test_no_registry_login_without_images_to_check(golden: LoadedWorkspace) -> None:
+    """Without Pulumi environments no image is checked: no login, no packages permission. With images on other
+    registries only, the logins stay but no job may read packages."""
+    model = golden.model
+    local_only = model.model_copy(update={"environments": {"local": model.environments["local"]}})
+    document = load(actions.yaml_text(workflows.deployment_workflow(local_only)))
+    assert isinstance(document, dict)
+    for job_id, job in document["jobs"].items():
+        assert job["permissions"] == {"contents": "read"}, job_id
+        assert not any("docker/login-action" in step.get("uses", "") for step in job["steps"]), job_id
+    repos = {
+        name: spec.model_copy(
+            update={"service": spec.service.model_copy(update={"image": f"registry.example.com/golden/{name}"})}
+        )
+        if spec.service
+        else spec
+        for name, spec in model.repos.items()
+    }
+    elsewhere = load(actions.yaml_text(workflows.deployment_workflow(model.model_copy(update={"repos": repos}))))
+    assert isinstance(elsewhere, dict)
+    for job_id, job in elsewhere["jobs"].items():
+        assert job["permissions"] == {"contents": "read"}, job_id
+        registries = [s["with"]["registry"] for s in job["steps"] if "docker/login-action" in s.get("uses", "")]
+        assert registries == (["registry.example.com"] if job_id in ("plan", "validate") else []), job_id
 
 
 def test_pulumi_jobs_install_the_cli_log_in_and_reach_the_docker_host(golden_files: dict[str, str]) -> None:

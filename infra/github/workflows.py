@@ -29,6 +29,11 @@ a folder named after it and every repo beside it, where workspace.yaml expects t
 repo at the version asked for (else its default branch) and hands on the commit it got, so every later job
 runs the same code. The infra job runs no repo's code and checks out none.
 
+Images (:func:`registry_login_steps`). The plan job (``ws pipeline begin``) and the validate job (``ws pipeline
+validate``) ask the registries whether the images to deploy exist (infra.deploy.images). In Pulumi environments
+they first log in, read-only, to each registry the images live in: GHCR with the workflow's own token, so only
+these two jobs hold ``packages: read``; another registry with its ``REGISTRY_<HOST>_*`` secrets.
+
 Secrets (:func:`job_secrets`). Each job receives exactly the secrets its steps read: every job the server
 secrets (the ledger lives in the environment's database) and, for Pulumi environments, the backend's; ``migrate``,
 ``integration`` and ``rollback`` also the ``{secret: ...}`` values of the repos whose commands or services they
@@ -61,8 +66,8 @@ from infra.github.layout import (
     layout_of,
     ref_key,
 )
-from infra.github.pins import CHECKOUT, PULUMI_ACTIONS, check_pins
-from infra.github.repofiles import generate_repo_files
+from infra.github.pins import CHECKOUT, LOGIN, PULUMI_ACTIONS, check_pins
+from infra.github.repofiles import generate_repo_files, registry_of
 from infra.github.yamlout import YamlMap, YamlSeq
 from infra.workspace.env import declared_layers
 from infra.workspace.graph import edges_of, stages
@@ -102,6 +107,13 @@ PATHS_OF_THE_WORKSPACE = (
     "pyproject.toml",
     "requirements.lock",
 )
+
+# The jobs whose `ws pipeline` step asks the registries whether the images to deploy exist (infra.deploy.images):
+# `ws pipeline begin` in the plan job and `ws pipeline validate` in the validate job. Only they log in to the
+# registries, read-only, and only they hold `packages: read` (when an image lives on GHCR).
+IMAGE_CHECK_JOBS = ("plan", "validate")
+GHCR = "ghcr.io"
+SAFE_REGISTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?$")
 
 # A token with access to the workspace's repos (Deployments: write for the deploy records, Contents: read for
 # reading schemas at a ref); given to the steps that call GitHub as GITHUB_TOKEN, through their env: only.
@@ -243,6 +255,70 @@ def secrets_env(names: Iterable[str]) -> YamlMap:
     return mapping(*((safe_name(name, "secret"), expression(f"secrets.{name}")) for name in names))
 
 
+# --- registries of the images ----------------------------------------------------------------------------
+
+
+def service_image(workspace: Workspace, repo: str) -> str:
+    """The image repository of ``repo``'s service, as the Pulumi program and runtime name it
+    (infra.stack.naming.service_image): ``service.image``, else ghcr.io/<owner>/<name>."""
+    service = workspace.repos[repo].service
+    if service is not None and service.image:
+        return service.image
+    return f"{GHCR}/{workspace.repos[repo].github.lower()}"
+
+
+def image_registries(workspace: Workspace) -> list[str]:
+    """The registries holding the images the coordinated deployment checks: only Pulumi environments run images
+    (a local environment's versions are checkouts), and only repos with a service have one."""
+    if not any(env.runtime == "pulumi" for env in workspace.environments.values()):
+        return []
+    return sorted({registry_of(service_image(workspace, r)) for r, spec in workspace.repos.items() if spec.service})
+
+
+def registry_secrets(registry: str) -> tuple[str, str]:
+    """The secrets holding a read-only login to a registry other than GHCR: ``REGISTRY_<HOST>_USERNAME`` and
+    ``..._PASSWORD``, with every character of the host other than a letter or digit as ``_``."""
+    host = re.sub(r"[^A-Z0-9]+", "_", registry.upper()).strip("_")
+    return f"REGISTRY_{host}_USERNAME", f"REGISTRY_{host}_PASSWORD"
+
+
+def registry_login_steps(workspace: Workspace) -> list[YamlMap]:
+    """A read-only docker/login-action per registry of the images (pinned by SHA), in the dispatched environment
+    only when it is a Pulumi one (only those check images). GHCR takes the workflow's own token (``packages:
+    read`` on the job); any other registry its two secrets, and without them the login fails softly
+    (``continue-on-error``): the check then reports the image as not checked, as it would without a login. The
+    login is written to Docker's config.json, where infra.deploy.images reads it; login-action's post step logs
+    out at the end of the job (``logout`` defaults to true). These steps come before the Pulumi steps, which name
+    a remote ``DOCKER_HOST``: the login speaks to the runner's own Docker engine."""
+    environments = [name for name, env in workspace.environments.items() if env.runtime == "pulumi"]
+    condition = expression(
+        " || ".join(f"inputs.environment == '{safe_name(name, 'environment')}'" for name in environments)
+    )
+    steps = []
+    for registry in image_registries(workspace):
+        if not SAFE_REGISTRY.fullmatch(registry):
+            raise UsageError(f"cannot generate GitHub automation: image registry {registry!r} is unsafe")
+        if registry == GHCR:
+            username, password = expression("github.actor"), expression("github.token")
+        else:
+            username, password = (expression(f"secrets.{name}") for name in registry_secrets(registry))
+        with_ = {"registry": registry, "username": username, "password": password}
+        step = uses_step(f"Log in to {registry} (read-only) for the image check", LOGIN, with_, condition=condition)
+        if registry != GHCR:
+            step["continue-on-error"] = True
+        steps.append(step)
+    return steps
+
+
+def image_check_permissions(workspace: Workspace) -> YamlMap:
+    """``contents: read``, and ``packages: read`` when an image lives on GHCR (the workflow's token reads it)."""
+    permissions = mapping(("contents", "read"))
+    if GHCR in image_registries(workspace):
+        permissions["packages"] = "read"
+        permissions.yaml_add_eol_comment("the image check reads the images' GHCR packages", "packages")
+    return permissions
+
+
 # --- job building blocks -------------------------------------------------------------------------------
 
 
@@ -334,11 +410,15 @@ def job(
     refs: Mapping[str, str] | None = None,
     checkouts: list[YamlMap] | None = None,
     pulumi: list[YamlMap] | None = None,
+    logins: list[YamlMap] | None = None,
+    permissions: YamlMap | None = None,
 ) -> YamlMap:
     """A job: checkouts (this repository; with ``refs`` every repo too), ``ws`` set up with the job's secrets
-    masked, then ``steps``. ``environment``: True for the dispatch input's environment, or a fixed name."""
+    masked, the registry ``logins``, the ``pulumi`` steps, then ``steps``. ``environment``: True for the dispatch
+    input's environment, or a fixed name. ``permissions``: ``contents: read`` unless given."""
     layout = layout or Layout()
     pulumi = pulumi or []
+    logins = logins or []
     result = mapping(("name", name))
     if needs:
         result["needs"] = YamlSeq(needs)
@@ -346,7 +426,7 @@ def job(
         result["if"] = expression(condition)
     result["runs-on"] = RUNNER
     result["timeout-minutes"] = timeout
-    result["permissions"] = mapping(("contents", "read"))
+    result["permissions"] = permissions if permissions is not None else mapping(("contents", "read"))
     if environment:
         name_of = expression("inputs.environment") if environment is True else environment
         result["environment"] = mapping(("name", name_of))
@@ -355,7 +435,7 @@ def job(
     if secrets:
         result["env"] = secrets_env(secrets)
     before = checkouts if checkouts is not None else checkout_steps(layout, refs)
-    result["steps"] = YamlSeq([*before, setup_step(layout, secrets), *pulumi, *steps])
+    result["steps"] = YamlSeq([*before, setup_step(layout, secrets), *logins, *pulumi, *steps])
     return result
 
 
@@ -568,6 +648,8 @@ def plan_job(workspace: Workspace, layout: Layout) -> YamlMap:
         layout=layout,
         checkouts=checkouts,
         pulumi=pulumi_steps(workspace, layout),
+        logins=registry_login_steps(workspace),
+        permissions=image_check_permissions(workspace),
     )
 
 
@@ -607,6 +689,7 @@ def deployment_workflow(workspace: Workspace) -> YamlMap:
     protected = [name for name, env in workspace.environments.items() if env.protected]
 
     jobs = mapping()
+    logins, reads = registry_login_steps(workspace), image_check_permissions(workspace)
 
     def add(
         job_id: str,
@@ -627,6 +710,8 @@ def deployment_workflow(workspace: Workspace) -> YamlMap:
             layout=layout,
             refs=refs if checkouts else None,
             pulumi=pulumi_steps(workspace, layout),
+            logins=logins if job_id in IMAGE_CHECK_JOBS else None,
+            permissions=reads if job_id in IMAGE_CHECK_JOBS else None,
         )
 
     jobs["plan"] = plan_job(workspace, layout)

@@ -22,9 +22,12 @@ import pytest
 from ruamel.yaml import YAML
 
 from infra import generate
+from infra.deploy.local import LocalRuntime
+from infra.deploy.pulumi_runtime import PulumiRuntime
 from infra.errors import UsageError
 from infra.github import actions, workflows
 from infra.github.pins import PINS, SHA
+from infra.github.steprunner.expressions import ExpressionScope, Status, interpolate
 from infra.workspace.graph import closure, edges_of, stages
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
@@ -219,7 +222,13 @@ def test_deployment_inputs_permissions_concurrency(golden_files: dict[str, str])
         assert setup["with"]["working-directory"] == "coordination"
         # every secret the job receives is masked before any ws step runs
         assert setup["with"]["mask-variables"].split() == list(job["env"]), job_id
-        assert all(value == f"${{{{ secrets.{name} }}}}" for name, value in job["env"].items())
+        for name, value in job["env"].items():
+            # the migrate job gives some secrets only in the environments that read them (see
+            # test_the_migrate_job_receives_exactly_what_each_environment_reads)
+            only_in = re.fullmatch(
+                rf"\$\{{\{{ \((inputs\.environment == '\w+'( \|\| )?)+\) && secrets\.{name} \|\| '' \}}\}}", value
+            )
+            assert value == f"${{{{ secrets.{name} }}}}" or (job_id == "migrate" and only_in), (job_id, value)
 
 
 def test_secrets_are_scoped_to_the_jobs_that_use_them(golden_files: dict[str, str]) -> None:
@@ -674,6 +683,93 @@ def test_no_job_receives_a_secret_none_of_its_steps_reads(folder: Path) -> None:
             assert not {"NEXTAUTH_SECRET", "OPENAI_API_KEY"} & set(jobs[job_id]["env"]), job_id
         assert "NEXTAUTH_SECRET" not in jobs["deploy-app-agents"]["env"]
         assert "OPENAI_API_KEY" not in jobs["deploy-saas-ecosystem-architecture"]["env"]
+
+
+def job_env_in(job: dict, environment: str) -> set[str]:
+    """The secrets a job's env holds when dispatched to ``environment`` (its expressions evaluated as the runner
+    does, every secret set)."""
+    names = secrets_referenced(job)
+    scope = ExpressionScope(
+        {"inputs": {"environment": environment}, "secrets": {name: f"value of {name}" for name in names}},
+        Status(success=True, failure=False),
+        ROOT,
+    )
+    given = {name: interpolate(value, scope) for name, value in job.get("env", {}).items()}
+    assert all(value in ("", f"value of {name}") for name, value in given.items()), given
+    return {name for name, value in given.items() if value}
+
+
+def migrates_from_the_checkout(loaded: LoadedWorkspace, environment: str, repo: str) -> bool:
+    """Whether the deploy runs ``repo``'s migrate.command from its checkout in ``environment`` (and so with the
+    repo's env), asked of the deploy code: the runtime's migrate returns None."""
+    spec = loaded.model.repos[repo]
+    if spec.migrate is None or not spec.migrate.command:
+        return False
+    if loaded.model.environments[environment].runtime == "local":
+        return LocalRuntime(loaded, environment).migrate(repo, "1.0.0") is None
+    return not PulumiRuntime(loaded, environment)._migrates_in_container(repo)
+
+
+def with_a_migrating_job_repo(loaded: LoadedWorkspace, tmp_path: Path) -> LoadedWorkspace:
+    """The golden workspace where core (a service) and worker (none) migrate by command, each with a secret."""
+    text = GOLDEN_WORKSPACE.read_text()
+    text = text.replace(
+        "      image: ghcr.io/golden-org/core\n",
+        "      image: ghcr.io/golden-org/core\n    migrate: {command: ./migrate}\n    env: {CORE_KEY: {secret: CORE_KEY}}\n",
+    )
+    text = text.replace(
+        "    depends_on: [core]\n  web:",
+        "    depends_on: [core]\n    migrate: {command: ./migrate}\n    env: {WORKER_KEY: {secret: WORKER_KEY}}\n  web:",
+    )
+    (tmp_path / "workspace.yaml").write_text(text)
+    return load_workspace(tmp_path / "workspace.yaml")
+
+
+@pytest.mark.parametrize(
+    "folder", [GOLDEN, ROOT, ROOT / "examples", None], ids=["golden", "workspace", "example", "commands"]
+)
+def test_the_migrate_job_receives_exactly_what_each_environment_reads(folder: Path | None, tmp_path: Path) -> None:
+    """Per dispatched environment, the migrate job's env holds that environment's server and Pulumi backend secrets
+    and the {secret: ...} values of the repos whose migrate.command runs from the checkout there; not those of repos
+    that migrate in their one-off container on a Docker stack (Pulumi gives the container its env)."""
+    loaded = (
+        load_workspace(folder / "workspace.yaml")
+        if folder is not None
+        else with_a_migrating_job_repo(load_workspace(GOLDEN_WORKSPACE), tmp_path)
+    )
+    model = loaded.model
+    document = load(workflows.generate_workflows(loaded)[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    migrate = document["jobs"]["migrate"]
+    for environment in model.environments:
+        expected = set(workflows.environment_secrets(model, environment))
+        for repo in model.repos:
+            if migrates_from_the_checkout(loaded, environment, repo):
+                expected |= workflows.repo_secrets_in(model, environment, repo)
+        assert job_env_in(migrate, environment) == expected, environment
+    given = {environment: job_env_in(migrate, environment) for environment in model.environments}
+    if folder == ROOT:  # the admin app's and the agents' secrets only where their commands run from the checkout
+        assert {"NEXTAUTH_SECRET", "OPENAI_API_KEY"} <= given["local"]
+        for environment in ("dev", "staging", "prod"):
+            assert given[environment] == {"DATABASE_URL", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}
+    if folder is None:
+        assert {"CORE_KEY", "WORKER_KEY", "SENTRY_DSN", "REDIS_URL"} <= given["local"]
+        # staging (Docker): core migrates in its container, worker (no image) from the checkout
+        assert given["staging"] == {
+            "DATABASE_URL",
+            "PULUMI_CONFIG_PASSPHRASE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "WORKER_KEY",
+            "SENTRY_DSN",
+        }
+        assert given["prod"] == {
+            "DATABASE_URL",
+            "PULUMI_ACCESS_TOKEN",
+            "PULUMI_CONFIG_PASSPHRASE",
+            "WORKER_KEY",
+            "SENTRY_DSN_PROD",
+        }
 
 
 def test_every_job_checks_out_the_repos_at_the_planned_commit(golden_files: dict[str, str]) -> None:

@@ -37,7 +37,11 @@ these two jobs hold ``packages: read``; another registry with its ``REGISTRY_<HO
 Secrets (:func:`job_secrets`). Each job receives exactly the secrets its steps read: every job the server
 secrets (the ledger lives in the environment's database) and, for Pulumi environments, the backend's; ``migrate``,
 ``integration`` and ``rollback`` also the ``{secret: ...}`` values of the repos whose commands or services they
-run; ``deploy-<repo>`` its repo's; the checkout token goes to the jobs that check repos out.
+run; ``deploy-<repo>`` its repo's; the checkout token goes to the jobs that check repos out. The migrate job's
+depend on the dispatched environment (:func:`migrate_secrets`): its server and backend secrets, and the repo secrets
+only of the repos whose migrate.command runs from the checkout there (on a Docker stack a repo with an image
+migrates in its one-off container, which gets its env, DATABASE_URL included, from Pulumi); a secret another
+environment needs is written as ``${{ (inputs.environment == 'x') && secrets.NAME || '' }}``.
 """
 
 from __future__ import annotations
@@ -228,18 +232,74 @@ def union_of_secrets(workspace: Workspace, repos: Iterable[str]) -> list[str]:
     return sorted({name for repo in repos for name in repo_secrets(workspace, repo)})
 
 
+def environment_secrets(workspace: Workspace, environment: str) -> list[str]:
+    """The server and Pulumi backend secrets ``ws`` reads in one environment: a local one finds the servers in
+    ``DATABASE_URL``/``REDIS_URL``; a Pulumi one finds the deploy ledger in ``DATABASE_URL`` (else the stack's
+    output; the servers' addresses come from the stack) and logs in to its own backend."""
+    env = workspace.environments[environment]
+    if env.runtime != "pulumi":
+        return list(SERVER_SECRETS)
+    scheme = backend_of(env).split("://", 1)[0]
+    cloud = ["PULUMI_ACCESS_TOKEN"] if scheme == "https" else []
+    return ["DATABASE_URL", *cloud, "PULUMI_CONFIG_PASSPHRASE", *BACKEND_SECRETS.get(scheme, ())]
+
+
+def migrates_on_runner(workspace: Workspace, environment: str, repo: str) -> bool:
+    """Whether ``ws pipeline migrate`` runs ``repo``'s migrate.command from its checkout on the runner (and so with
+    the repo's env), as infra.deploy.pipeline does: always in a local environment; on a Pulumi Docker stack only
+    for a repo without a service (the others run it in their one-off migration container, whose env, with its
+    DATABASE_URL, Pulumi gives it)."""
+    spec = workspace.repos[repo]
+    if spec.migrate is None or not spec.migrate.command:
+        return False
+    env = workspace.environments[environment]
+    return env.runtime != "pulumi" or env.target != "docker" or spec.service is None
+
+
+def repo_secrets_in(workspace: Workspace, environment: str, repo: str) -> set[str]:
+    """The ``{secret: NAME}`` values of ``repo``'s env in one environment (a later layer's value replaces an
+    earlier one's, as the env resolves)."""
+    merged: dict[str, object] = {}
+    for _, layer in declared_layers(workspace, environment, repo):
+        merged.update(layer)
+    return {value.secret for value in merged.values() if isinstance(value, SecretRef)}
+
+
+def migrate_secrets(workspace: Workspace) -> dict[str, list[str]]:
+    """The migrate job's secrets, each with the environments whose migrations read it: that environment's server
+    and backend secrets, and the ``{secret: ...}`` values of the repos whose migrate.command runs on the runner
+    there. The job's env gives a secret only when the dispatched environment is one of those."""
+    needed: dict[str, list[str]] = {}
+    for environment in workspace.environments:
+        names = set(environment_secrets(workspace, environment))
+        for repo in workspace.repos:
+            if migrates_on_runner(workspace, environment, repo):
+                names |= repo_secrets_in(workspace, environment, repo)
+        for name in names:
+            needed.setdefault(name, []).append(environment)
+    base = [name for name in base_secrets(workspace) if name in needed]
+    return {name: needed[name] for name in [*base, *sorted(set(needed) - set(base))]}
+
+
+def migrate_secrets_only_in(workspace: Workspace) -> dict[str, list[str]]:
+    """The migrate job's secrets that not every environment needs, with the environments that do."""
+    every = len(workspace.environments)
+    return {name: envs for name, envs in migrate_secrets(workspace).items() if len(envs) < every}
+
+
 def job_secrets(workspace: Workspace, job_id: str) -> list[str]:
     """The secrets (besides the checkout token, given to the checkout steps) that ``job_id``'s steps read.
 
+    The migrate job's secrets depend on the dispatched environment (:func:`migrate_secrets`); this is all of them.
     The ``ws`` commands resolve a repo's env (and so need its ``{secret: ...}`` values) only where they run its
     code: its migrate command, its service, its integration tests. The infra job provisions the servers and needs
     only their (and the Pulumi backend's) credentials; Pulumi takes the services' secrets from its stack.
     """
+    if job_id == "migrate":
+        return list(migrate_secrets(workspace))
     base = base_secrets(workspace)
     repos = workspace.repos
-    if job_id == "migrate":
-        extra = union_of_secrets(workspace, [r for r, spec in repos.items() if spec.migrate and spec.migrate.command])
-    elif job_id == "integration":
+    if job_id == "integration":
         extra = union_of_secrets(workspace, [r for r, spec in repos.items() if spec.test.integration])
     elif job_id == "rollback":
         extra = union_of_secrets(workspace, [r for r, spec in repos.items() if spec.service])
@@ -251,8 +311,18 @@ def job_secrets(workspace: Workspace, job_id: str) -> list[str]:
     return [*base, *sorted(set(extra) - set(base))]
 
 
-def secrets_env(names: Iterable[str]) -> YamlMap:
-    return mapping(*((safe_name(name, "secret"), expression(f"secrets.{name}")) for name in names))
+def secrets_env(names: Iterable[str], only_in: Mapping[str, list[str]] | None = None) -> YamlMap:
+    """The job's env: each secret by name. ``only_in``: secret -> the environments that need it, for a secret not
+    every environment needs; it is given only when the dispatched environment is one of them (else empty)."""
+    pairs = []
+    for name in names:
+        value = f"secrets.{safe_name(name, 'secret')}"
+        environments = (only_in or {}).get(name)
+        if environments:
+            condition = " || ".join(f"inputs.environment == '{safe_name(env, 'environment')}'" for env in environments)
+            value = f"({condition}) && {value} || ''"
+        pairs.append((name, expression(value)))
+    return mapping(*pairs)
 
 
 # --- registries of the images ----------------------------------------------------------------------------
@@ -412,10 +482,12 @@ def job(
     pulumi: list[YamlMap] | None = None,
     logins: list[YamlMap] | None = None,
     permissions: YamlMap | None = None,
+    secrets_only_in: Mapping[str, list[str]] | None = None,
 ) -> YamlMap:
     """A job: checkouts (this repository; with ``refs`` every repo too), ``ws`` set up with the job's secrets
     masked, the registry ``logins``, the ``pulumi`` steps, then ``steps``. ``environment``: True for the dispatch
-    input's environment, or a fixed name. ``permissions``: ``contents: read`` unless given."""
+    input's environment, or a fixed name. ``permissions``: ``contents: read`` unless given. ``secrets_only_in``: the
+    secrets given only in some environments (:func:`secrets_env`)."""
     layout = layout or Layout()
     pulumi = pulumi or []
     logins = logins or []
@@ -433,7 +505,7 @@ def job(
     if outputs:
         result["outputs"] = outputs
     if secrets:
-        result["env"] = secrets_env(secrets)
+        result["env"] = secrets_env(secrets, secrets_only_in)
     before = checkouts if checkouts is not None else checkout_steps(layout, refs)
     result["steps"] = YamlSeq([*before, setup_step(layout, secrets), *logins, *pulumi, *steps])
     return result
@@ -712,6 +784,7 @@ def deployment_workflow(workspace: Workspace) -> YamlMap:
             pulumi=pulumi_steps(workspace, layout),
             logins=logins if job_id in IMAGE_CHECK_JOBS else None,
             permissions=reads if job_id in IMAGE_CHECK_JOBS else None,
+            secrets_only_in=migrate_secrets_only_in(workspace) if job_id == "migrate" else None,
         )
 
     jobs["plan"] = plan_job(workspace, layout)

@@ -707,11 +707,12 @@ def migrates_from_the_checkout(loaded: LoadedWorkspace, environment: str, repo: 
         return False
     if loaded.model.environments[environment].runtime == "local":
         return LocalRuntime(loaded, environment).migrate(repo, "1.0.0") is None
-    return not PulumiRuntime(loaded, environment)._migrates_in_container(repo)
+    return not PulumiRuntime(loaded, environment).runs_migration(repo)
 
 
 def with_a_migrating_job_repo(loaded: LoadedWorkspace, tmp_path: Path) -> LoadedWorkspace:
-    """The golden workspace where core (a service) and worker (none) migrate by command, each with a secret."""
+    """The golden workspace where core (a service) and worker (none) migrate by command, each with a secret, and
+    a Kubernetes environment."""
     text = GOLDEN_WORKSPACE.read_text()
     text = text.replace(
         "      image: ghcr.io/golden-org/core\n",
@@ -721,6 +722,8 @@ def with_a_migrating_job_repo(loaded: LoadedWorkspace, tmp_path: Path) -> Loaded
         "    depends_on: [core]\n  web:",
         "    depends_on: [core]\n    migrate: {command: ./migrate}\n    env: {WORKER_KEY: {secret: WORKER_KEY}}\n  web:",
     )
+    # and a Kubernetes environment: every migrate.command runs in its repo's migration Job there
+    text = text.replace("\ndatabase:\n", "  cluster:\n    runtime: pulumi\n    target: kubernetes\n\ndatabase:\n", 1)
     (tmp_path / "workspace.yaml").write_text(text)
     return load_workspace(tmp_path / "workspace.yaml")
 
@@ -731,7 +734,8 @@ def with_a_migrating_job_repo(loaded: LoadedWorkspace, tmp_path: Path) -> Loaded
 def test_the_migrate_job_receives_exactly_what_each_environment_reads(folder: Path | None, tmp_path: Path) -> None:
     """Per dispatched environment, the migrate job's env holds that environment's server and Pulumi backend secrets
     and the {secret: ...} values of the repos whose migrate.command runs from the checkout there; not those of repos
-    that migrate in their one-off container on a Docker stack (Pulumi gives the container its env)."""
+    that migrate in their one-off container on a Docker stack or in their migration Job on Kubernetes (Pulumi gives
+    those their env)."""
     loaded = (
         load_workspace(folder / "workspace.yaml")
         if folder is not None
@@ -770,6 +774,7 @@ def test_the_migrate_job_receives_exactly_what_each_environment_reads(folder: Pa
             "WORKER_KEY",
             "SENTRY_DSN_PROD",
         }
+        assert given["cluster"] == {"DATABASE_URL", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}
 
 
 def test_every_job_checks_out_the_repos_at_the_planned_commit(golden_files: dict[str, str]) -> None:

@@ -40,7 +40,8 @@ secrets (the ledger lives in the environment's database) and, for Pulumi environ
 run; ``deploy-<repo>`` its repo's; the checkout token goes to the jobs that check repos out. The migrate job's
 depend on the dispatched environment (:func:`migrate_secrets`): its server and backend secrets, and the repo secrets
 only of the repos whose migrate.command runs from the checkout there (on a Docker stack a repo with an image
-migrates in its one-off container, which gets its env, DATABASE_URL included, from Pulumi); a secret another
+migrates in its one-off container, on Kubernetes every repo in its migration Job, which get their env, DATABASE_URL
+included, from Pulumi); a secret another
 environment needs is written as ``${{ (inputs.environment == 'x') && secrets.NAME || '' }}``.
 """
 
@@ -246,14 +247,16 @@ def environment_secrets(workspace: Workspace, environment: str) -> list[str]:
 
 def migrates_on_runner(workspace: Workspace, environment: str, repo: str) -> bool:
     """Whether ``ws pipeline migrate`` runs ``repo``'s migrate.command from its checkout on the runner (and so with
-    the repo's env), as infra.deploy.pipeline does: always in a local environment; on a Pulumi Docker stack only
-    for a repo without a service (the others run it in their one-off migration container, whose env, with its
-    DATABASE_URL, Pulumi gives it)."""
+    the repo's env), as infra.deploy does (PulumiRuntime.runs_migration): always in a local environment; never on
+    a Kubernetes stack (the repo's migration Job runs it); on a Docker stack only for a repo without a service (the
+    others run it in their one-off migration container). Pulumi gives the container and the Job their env."""
     spec = workspace.repos[repo]
     if spec.migrate is None or not spec.migrate.command:
         return False
     env = workspace.environments[environment]
-    return env.runtime != "pulumi" or env.target != "docker" or spec.service is None
+    if env.runtime != "pulumi":
+        return True
+    return env.target == "docker" and spec.service is None
 
 
 def repo_secrets_in(workspace: Workspace, environment: str, repo: str) -> set[str]:

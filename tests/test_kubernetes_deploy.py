@@ -194,3 +194,29 @@ def test_a_failing_migration_job_fails_the_deploy_and_rolls_the_stage_back(
         row = ledger.deployment(conn, second.deployment_id or 0)
         assert row is not None and row.status == "rolled_back"
         assert row.versions_before[JOB_REPO] == "1.0.0"
+
+
+def test_migration_job_urns_are_the_programs_even_before_the_state_has_them(tmp_path: Path) -> None:
+    """A first migration targets objects the stack's state does not hold yet: the URNs of the Job, its
+    NetworkPolicy and the ConfigMap and Secret it reads its env from, built from Pulumi.yaml's project and the stack,
+    are exactly the ones the program registers; those already in the state are taken from it."""
+    from infra.deploy.servers import free_port
+    from tests.test_stack_program import PROJECT
+
+    loaded = kubernetes_example(tmp_path, {repo: free_port() for repo in REPOS})
+    (loaded.root / "Pulumi.yaml").write_text(f"name: {PROJECT}\nruntime: python\n")
+    run = run_program(loaded, "dev")
+    # the mock monitor qualifies a top-level type with the root stack's (pulumi:pulumi:Stack$); the engine does not
+    names = {f"{JOB_REPO}-migrate", f"{JOB_REPO}-migrate-network", f"{JOB_REPO}-env", f"{JOB_REPO}-secret-env"}
+    registered = sorted(r.urn.replace("::pulumi:pulumi:Stack$", "::") for r in run.resources if r.name in names)
+    assert len(registered) == 4
+    empty = FakeStack({}, "", "")
+    empty.urns = []
+    assert sorted(PulumiRuntime(loaded, "dev", stack_factory=lambda: empty).kubernetes_migration_urns(JOB_REPO)) == (
+        registered
+    )
+    half = FakeStack({}, "", "")
+    half.urns = [urn for urn in registered if urn.endswith("-env")]  # a stack whose Job was never declared
+    assert sorted(PulumiRuntime(loaded, "dev", stack_factory=lambda: half).kubernetes_migration_urns(JOB_REPO)) == (
+        registered
+    )

@@ -38,11 +38,11 @@ Secrets (:func:`job_secrets`). Each job receives exactly the secrets its steps r
 secrets (the ledger lives in the environment's database) and, for Pulumi environments, the backend's; ``migrate``,
 ``integration`` and ``rollback`` also the ``{secret: ...}`` values of the repos whose commands or services they
 run; ``deploy-<repo>`` its repo's; the checkout token goes to the jobs that check repos out. The migrate job's
-depend on the dispatched environment (:func:`migrate_secrets`): its server and backend secrets, and the repo secrets
-only of the repos whose migrate.command runs from the checkout there (on a Docker stack a repo with an image
-migrates in its one-off container, on Kubernetes every repo in its migration Job, which get their env, DATABASE_URL
-included, from Pulumi); a secret another
-environment needs is written as ``${{ (inputs.environment == 'x') && secrets.NAME || '' }}``.
+secrets depend on the dispatched environment (:func:`migrate_secrets`): its server and backend secrets, and the
+repo secrets only of the repos whose migrate.command runs from the checkout there (on a Docker stack a repo with an
+image migrates in its one-off container, on Kubernetes every repo in its migration Job, which get their env,
+DATABASE_URL included, from Pulumi); a secret only some environments need is written as
+``${{ (inputs.environment == 'x') && secrets.NAME || '' }}``.
 """
 
 from __future__ import annotations

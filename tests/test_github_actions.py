@@ -22,9 +22,12 @@ import pytest
 from ruamel.yaml import YAML
 
 from infra import generate
+from infra.deploy.local import LocalRuntime
+from infra.deploy.pulumi_runtime import PulumiRuntime
 from infra.errors import UsageError
 from infra.github import actions, workflows
 from infra.github.pins import PINS, SHA
+from infra.github.steprunner.expressions import ExpressionScope, Status, interpolate
 from infra.workspace.graph import closure, edges_of, stages
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
@@ -206,7 +209,9 @@ def test_deployment_inputs_permissions_concurrency(golden_files: dict[str, str])
     # the golden repos live beside the coordination repository: it is checked out into its own folder
     assert document["env"] == {"WS_WORKSPACE": "coordination/workspace.yaml"}
     for job_id, job in document["jobs"].items():
-        assert job["permissions"] == {"contents": "read"}, job_id
+        # the jobs that check images read the GHCR packages too (test_image_check_jobs_log_in_to_the_registries)
+        reads = {"packages": "read"} if job_id in ("plan", "validate") else {}
+        assert job["permissions"] == {"contents": "read", **reads}, job_id
         assert job["environment"] == {"name": "${{ inputs.environment }}"}, job_id
         assert 0 < job["timeout-minutes"] <= 60, job_id
         checkout = job["steps"][0]
@@ -217,7 +222,13 @@ def test_deployment_inputs_permissions_concurrency(golden_files: dict[str, str])
         assert setup["with"]["working-directory"] == "coordination"
         # every secret the job receives is masked before any ws step runs
         assert setup["with"]["mask-variables"].split() == list(job["env"]), job_id
-        assert all(value == f"${{{{ secrets.{name} }}}}" for name, value in job["env"].items())
+        for name, value in job["env"].items():
+            # the migrate job gives some secrets only in the environments that read them (see
+            # test_the_migrate_job_receives_exactly_what_each_environment_reads)
+            only_in = re.fullmatch(
+                rf"\$\{{\{{ \((inputs\.environment == '\w+'( \|\| )?)+\) && secrets\.{name} \|\| '' \}}\}}", value
+            )
+            assert value == f"${{{{ secrets.{name} }}}}" or (job_id == "migrate" and only_in), (job_id, value)
 
 
 def test_secrets_are_scoped_to_the_jobs_that_use_them(golden_files: dict[str, str]) -> None:
@@ -254,7 +265,7 @@ def test_github_token_reaches_only_the_steps_that_record_deployments(golden_file
     given = []
     for job_id, job in document["jobs"].items():
         assert "GITHUB_TOKEN" not in job.get("env", {}), job_id
-        assert job["permissions"] == {"contents": "read"}, job_id
+        assert job["permissions"]["contents"] == "read" and "deployments" not in job["permissions"], job_id
         for step in job["steps"]:
             if "GITHUB_TOKEN" in step.get("env", {}):
                 assert step["env"] == token, (job_id, step)
@@ -635,6 +646,9 @@ def secrets_read(loaded: LoadedWorkspace, job: dict) -> set[str]:
             continue
         if "/actions/" in uses or " ws " in f" {step.get('run', '')}":
             needed.update(workflows.base_secrets(model))
+        if uses == PINS["docker/login-action"].uses:  # a registry login reads the credentials it names
+            for value in step["with"].values():
+                needed.update(re.findall(r"^\$\{\{ secrets\.([A-Za-z_][A-Za-z0-9_]*) \}\}$", str(value)))
         for value in step.get("env", {}).values():  # a step that names a secret in its own env reads it
             needed.update(re.findall(r"^\$\{\{ secrets\.([A-Za-z_][A-Za-z0-9_]*) \}\}$", str(value)))
         action = uses.rsplit("/", 1)[-1] if "/actions/" in uses else ""
@@ -669,6 +683,98 @@ def test_no_job_receives_a_secret_none_of_its_steps_reads(folder: Path) -> None:
             assert not {"NEXTAUTH_SECRET", "OPENAI_API_KEY"} & set(jobs[job_id]["env"]), job_id
         assert "NEXTAUTH_SECRET" not in jobs["deploy-app-agents"]["env"]
         assert "OPENAI_API_KEY" not in jobs["deploy-saas-ecosystem-architecture"]["env"]
+
+
+def job_env_in(job: dict, environment: str) -> set[str]:
+    """The secrets a job's env holds when dispatched to ``environment`` (its expressions evaluated as the runner
+    does, every secret set)."""
+    names = secrets_referenced(job)
+    scope = ExpressionScope(
+        {"inputs": {"environment": environment}, "secrets": {name: f"value of {name}" for name in names}},
+        Status(success=True, failure=False),
+        ROOT,
+    )
+    given = {name: interpolate(value, scope) for name, value in job.get("env", {}).items()}
+    assert all(value in ("", f"value of {name}") for name, value in given.items()), given
+    return {name for name, value in given.items() if value}
+
+
+def migrates_from_the_checkout(loaded: LoadedWorkspace, environment: str, repo: str) -> bool:
+    """Whether the deploy runs ``repo``'s migrate.command from its checkout in ``environment`` (and so with the
+    repo's env), asked of the deploy code: the runtime's migrate returns None."""
+    spec = loaded.model.repos[repo]
+    if spec.migrate is None or not spec.migrate.command:
+        return False
+    if loaded.model.environments[environment].runtime == "local":
+        return LocalRuntime(loaded, environment).migrate(repo, "1.0.0") is None
+    return not PulumiRuntime(loaded, environment).runs_migration(repo)
+
+
+def with_a_migrating_job_repo(loaded: LoadedWorkspace, tmp_path: Path) -> LoadedWorkspace:
+    """The golden workspace where core (a service) and worker (none) migrate by command, each with a secret, and
+    a Kubernetes environment."""
+    text = GOLDEN_WORKSPACE.read_text()
+    text = text.replace(
+        "      image: ghcr.io/golden-org/core\n",
+        "      image: ghcr.io/golden-org/core\n    migrate: {command: ./migrate}\n    env: {CORE_KEY: {secret: CORE_KEY}}\n",
+    )
+    text = text.replace(
+        "    depends_on: [core]\n  web:",
+        "    depends_on: [core]\n    migrate: {command: ./migrate}\n    env: {WORKER_KEY: {secret: WORKER_KEY}}\n  web:",
+    )
+    # and a Kubernetes environment: every migrate.command runs in its repo's migration Job there
+    text = text.replace("\ndatabase:\n", "  cluster:\n    runtime: pulumi\n    target: kubernetes\n\ndatabase:\n", 1)
+    (tmp_path / "workspace.yaml").write_text(text)
+    return load_workspace(tmp_path / "workspace.yaml")
+
+
+@pytest.mark.parametrize(
+    "folder", [GOLDEN, ROOT, ROOT / "examples", None], ids=["golden", "workspace", "example", "commands"]
+)
+def test_the_migrate_job_receives_exactly_what_each_environment_reads(folder: Path | None, tmp_path: Path) -> None:
+    """Per dispatched environment, the migrate job's env holds that environment's server and Pulumi backend secrets
+    and the {secret: ...} values of the repos whose migrate.command runs from the checkout there; not those of repos
+    that migrate in their one-off container on a Docker stack or in their migration Job on Kubernetes (Pulumi gives
+    those their env)."""
+    loaded = (
+        load_workspace(folder / "workspace.yaml")
+        if folder is not None
+        else with_a_migrating_job_repo(load_workspace(GOLDEN_WORKSPACE), tmp_path)
+    )
+    model = loaded.model
+    document = load(workflows.generate_workflows(loaded)[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    migrate = document["jobs"]["migrate"]
+    for environment in model.environments:
+        expected = set(workflows.environment_secrets(model, environment))
+        for repo in model.repos:
+            if migrates_from_the_checkout(loaded, environment, repo):
+                expected |= workflows.repo_secrets_in(model, environment, repo)
+        assert job_env_in(migrate, environment) == expected, environment
+    given = {environment: job_env_in(migrate, environment) for environment in model.environments}
+    if folder == ROOT:  # the admin app's and the agents' secrets only where their commands run from the checkout
+        assert {"NEXTAUTH_SECRET", "OPENAI_API_KEY"} <= given["local"]
+        for environment in ("dev", "staging", "prod"):
+            assert given[environment] == {"DATABASE_URL", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}
+    if folder is None:
+        assert {"CORE_KEY", "WORKER_KEY", "SENTRY_DSN", "REDIS_URL"} <= given["local"]
+        # staging (Docker): core migrates in its container, worker (no image) from the checkout
+        assert given["staging"] == {
+            "DATABASE_URL",
+            "PULUMI_CONFIG_PASSPHRASE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "WORKER_KEY",
+            "SENTRY_DSN",
+        }
+        assert given["prod"] == {
+            "DATABASE_URL",
+            "PULUMI_ACCESS_TOKEN",
+            "PULUMI_CONFIG_PASSPHRASE",
+            "WORKER_KEY",
+            "SENTRY_DSN_PROD",
+        }
+        assert given["cluster"] == {"DATABASE_URL", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}
 
 
 def test_every_job_checks_out_the_repos_at_the_planned_commit(golden_files: dict[str, str]) -> None:
@@ -709,6 +815,85 @@ def test_a_repo_path_no_runner_can_check_out_is_refused(golden: LoadedWorkspace,
     repos = {**model.repos, "core": model.repos["core"].model_copy(update={"path": path})}
     with pytest.raises(UsageError, match="repos.core.path .* outside the runner's workspace folder"):
         workflows.deployment_workflow(model.model_copy(update={"repos": repos}))
+
+
+def checks_images(job: dict) -> bool:
+    """Whether a job runs a `ws pipeline` step that asks the registries for the images (Pipeline.check_images):
+    `ws pipeline begin` (Pipeline.plan) or the schema-check action of a deployment (`ws pipeline validate`)."""
+    for step in job["steps"]:
+        if "ws pipeline begin" in step.get("run", ""):
+            return True
+        if step.get("uses", "").endswith("/actions/schema-check") and "deployment" in step.get("with", {}):
+            return True
+    return False
+
+
+def test_image_check_jobs_log_in_to_the_registries(golden_files: dict[str, str]) -> None:
+    """The jobs that check whether the images to deploy exist log in, read-only, to every registry the images live
+    in before that check (and before the Pulumi steps name a remote DOCKER_HOST), in Pulumi environments only;
+    GHCR with the workflow's token, which only those jobs may use to read packages; another registry with its own
+    secrets, failing softly when they are not set. No other job logs in or gains a permission."""
+    document = load(golden_files[workflows.DEPLOYMENT_WORKFLOW])
+    assert isinstance(document, dict)
+    jobs = document["jobs"]
+    checking = {job_id for job_id, job in jobs.items() if checks_images(job)}
+    assert checking == {"plan", "validate"}
+    condition = "${{ inputs.environment == 'staging' || inputs.environment == 'prod' }}"
+    login = PINS["docker/login-action"]
+    for job_id, job in jobs.items():
+        logins = [step for step in job["steps"] if step.get("uses", "").startswith("docker/login-action@")]
+        if job_id not in checking:
+            assert logins == [], job_id
+            assert job["permissions"] == {"contents": "read"}, job_id
+            continue
+        assert job["permissions"] == {"contents": "read", "packages": "read"}, job_id
+        assert [step["uses"] for step in logins] == [login.uses, login.uses]
+        # core and web (no service.image: ghcr.io/golden-org/web) on GHCR, api on registry.example.com
+        assert logins[0]["with"] == {
+            "registry": "ghcr.io",
+            "username": "${{ github.actor }}",
+            "password": "${{ github.token }}",
+        }
+        assert logins[1]["with"] == {
+            "registry": "registry.example.com",
+            "username": "${{ secrets.REGISTRY_REGISTRY_EXAMPLE_COM_USERNAME }}",
+            "password": "${{ secrets.REGISTRY_REGISTRY_EXAMPLE_COM_PASSWORD }}",
+        }
+        assert "continue-on-error" not in logins[0] and logins[1]["continue-on-error"] is True
+        assert all(step["if"] == condition and "logout" not in step["with"] for step in logins), job_id
+        steps = job["steps"]
+        first_login = steps.index(logins[0])
+        check = next(i for i, step in enumerate(steps) if checks_images({"steps": [step]}))
+        pulumi = next(i for i, step in enumerate(steps) if step["name"] == "Install the Pulumi CLI")
+        assert first_login < pulumi < check, job_id
+    text = golden_files[workflows.DEPLOYMENT_WORKFLOW]
+    assert text.count(f"uses: {login.uses}  # {login.version}") == 4
+
+
+def test_no_registry_login_without_images_to_check(golden: LoadedWorkspace) -> None:
+    """Without Pulumi environments no image is checked: no login, no packages permission. With images on other
+    registries only, the logins stay but no job may read packages."""
+    model = golden.model
+    local_only = model.model_copy(update={"environments": {"local": model.environments["local"]}})
+    document = load(actions.yaml_text(workflows.deployment_workflow(local_only)))
+    assert isinstance(document, dict)
+    for job_id, job in document["jobs"].items():
+        assert job["permissions"] == {"contents": "read"}, job_id
+        assert not any("docker/login-action" in step.get("uses", "") for step in job["steps"]), job_id
+    repos = {
+        name: spec.model_copy(
+            update={"service": spec.service.model_copy(update={"image": f"registry.example.com/golden/{name}"})}
+        )
+        if spec.service
+        else spec
+        for name, spec in model.repos.items()
+    }
+    elsewhere = load(actions.yaml_text(workflows.deployment_workflow(model.model_copy(update={"repos": repos}))))
+    assert isinstance(elsewhere, dict)
+    for job_id, job in elsewhere["jobs"].items():
+        assert job["permissions"] == {"contents": "read"}, job_id
+        registries = [s["with"]["registry"] for s in job["steps"] if "docker/login-action" in s.get("uses", "")]
+        assert registries == (["registry.example.com"] if job_id in ("plan", "validate") else []), job_id
 
 
 def test_pulumi_jobs_install_the_cli_log_in_and_reach_the_docker_host(golden_files: dict[str, str]) -> None:

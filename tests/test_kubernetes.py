@@ -559,11 +559,33 @@ def test_migration_jobs_run_in_stage_order_before_their_deployment(runs: Any) ->
         assert {"postgres-roles", "postgres-cluster"} <= upstream(job)
         assert f"{repo}-migrate" in upstream(deployments[repo])  # the Job precedes its Deployment
     assert not {"agents", "specs", "reports"} & upstream(jobs["admin-migrate"])
-    # stage 2's Jobs wait for stage 1's Deployments, and the stage-3 Deployment for stage 2's
-    assert "admin" in upstream(jobs["agents-migrate"]) and "admin" in upstream(jobs["specs-migrate"])
+    # stage 2's Jobs wait for stage 1's Job (ws's migrate step runs them all, in stage order, before any
+    # Deployment changes), and the stage-3 Deployment for stage 2's Deployments
+    assert "admin-migrate" in upstream(jobs["agents-migrate"]) and "admin-migrate" in upstream(jobs["specs-migrate"])
+    assert not {"admin", "agents", "specs"} & upstream(jobs["agents-migrate"])
     assert {"agents", "specs"} <= upstream(deployments["reports"])
     assert "postgres-cluster" in upstream(jobs["postgres-roles"])
     assert stages_of(ws) == run.outputs["stages"]
+
+
+def test_a_migration_job_runs_the_release_of_its_migration_tag(runs: Any) -> None:
+    """`ws deploy`'s migrate step sets ws:services.<repo>.migration_tag and runs the Job at that release; the
+    Deployment keeps its image_tag until the repo's deploy update (which finds the Job unchanged)."""
+    loaded, _ = runs["cloudnative-pg"]
+    config = stack_config(loaded, "cluster")
+    config[SERVICES_KEY]["agents"]["migration_tag"] = "v2.0.0"
+    run = run_program(loaded, "cluster", config)
+    images = {
+        name: pod_spec(manifest)["containers"][0]["image"]
+        for name, manifest in {**objects(run, "Job"), **objects(run, "Deployment")}.items()
+        if name.startswith(("admin", "agents"))
+    }
+    assert images == {
+        "admin-migrate": "ghcr.io/fleet-org/admin:v1.0.0",
+        "admin": "ghcr.io/fleet-org/admin:v1.0.0",
+        "agents-migrate": "ghcr.io/fleet-org/agents:v2.0.0",
+        "agents": "ghcr.io/fleet-org/agents:v1.0.0",
+    }
 
 
 def stages_of(ws: Any) -> list[list[str]]:
@@ -645,8 +667,14 @@ def test_a_stopped_service_declares_no_deployment_and_its_dependents_run_without
     config[SERVICES_KEY]["specs"]["enabled"] = "false"
     run = run_program(loaded, "cluster", config)
     assert set(objects(run, "Deployment")) == {"admin", "agents", "reports"}
-    assert "specs-migrate" not in {r.name for r in run.resources}
-    assert not [r for r in run.resources if r.name.startswith("specs")]
+    # its migration Job stays declared, with the env it reads and its network policy (as the Docker stack keeps
+    # its migration container): the next deploy's migrate step runs it before enabling the service again
+    assert {r.name for r in run.resources if r.name.startswith("specs")} == {
+        "specs-migrate",
+        "specs-migrate-network",
+        "specs-env",
+        "specs-secret-env",
+    }
     assert "specs" not in run.outputs["service_urls"]
 
 

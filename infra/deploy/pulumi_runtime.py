@@ -8,6 +8,9 @@ network, database and cache for the infra step. URLs come from the stack outputs
 ``database_superuser_url``, ``cache_url``). Dry runs use ``preview``. On a Docker stack, a repo's migrate.command runs
 in its one-off migration container (:meth:`PulumiRuntime.migrate`): the setting ``ws:services.<repo>.migration_tag``
 names the release and an update targeted at (and replacing) that container runs it, before any service updates.
+On a Kubernetes stack the same setting names the image of the repo's migration Job, and an update targeted at the
+Job (and the ConfigMap and Secret it reads its env from) runs it; the repo's deploy update later finds the Job
+unchanged, so each release's migration runs once, in the cluster, never from the checkout.
 
 The Pulumi CLI cannot run on this machine; the tests drive this class through a fake stack object with the
 same methods as ``pulumi.automation.Stack`` (``stack_factory``).
@@ -50,6 +53,16 @@ MIGRATION_RESOURCES = (
     ("ws:stack:Migration$docker:index/remoteImage:RemoteImage", "-image"),
     ("ws:stack:Migration$docker:index/container:Container", "-container"),
 )
+
+
+def kubernetes_migration_resources(repo: str) -> tuple[tuple[str, str], ...]:
+    """(type, name) of the objects a Kubernetes migration update targets (infra.stack.kubernetes)."""
+    return (
+        ("core/v1:ConfigMap", f"{repo}-env"),
+        ("core/v1:Secret", f"{repo}-secret-env"),
+        ("networking.k8s.io/v1:NetworkPolicy", f"{repo}-migrate-network"),
+        ("batch/v1:Job", f"{repo}-migrate"),
+    )
 
 
 def _matches(urn: str, names: Iterable[str]) -> bool:
@@ -211,24 +224,33 @@ class PulumiRuntime:
                 self.stack.set_config(enabled_key(repo), auto.ConfigValue(value="true"), path=True)
             return self._up([repo], f"{repo}={version}")
 
-    def _migrates_in_container(self, repo: str) -> bool:
-        """Whether the program declares a one-off migration container for ``repo`` (Docker stack, a service image,
-        a migrate.command)."""
+    def runs_migration(self, repo: str) -> bool:
+        """Whether the stack runs ``repo``'s migrate.command itself, from the repo's image where the database is
+        reachable: a Docker stack in a one-off migration container (repos with a service image), a Kubernetes stack
+        in the repo's migration Job (infra.stack.kubernetes declares one for every repo with a command). Otherwise
+        the deployer runs it from the repo's checkout."""
         spec = self.loaded.model.repos[repo]
-        target = self.loaded.model.environments[self.environment].target
-        return (
-            target == "docker" and spec.service is not None and spec.migrate is not None and bool(spec.migrate.command)
-        )
+        if spec.migrate is None or not spec.migrate.command:
+            return False
+        if self.loaded.model.environments[self.environment].target == "kubernetes":
+            return True
+        return spec.service is not None
 
     def migrate(self, repo: str, version: str) -> MigrationRun | None:
-        """On a Docker stack, ``repo``'s migrate.command runs in its one-off migration container, on the stack's
-        network (the database is ``postgres`` there, the repo's DATABASE_URL reaches the container through its env):
-        the stack setting ``migration_tag`` names ``version``, and an update targeted at the migration's resources
-        replaces the container, so it runs on every deploy. Kubernetes stacks run their migration Job in the repo's
-        own update, and a repo without a service has no image: both leave it to the deployer (None)."""
+        """Run ``repo``'s migrate.command where the database is reachable, from its image at ``version``: the stack
+        setting ``migration_tag`` names ``version`` and an update targeted at the migration's resources runs it.
+
+        On a Docker stack that is the one-off migration container, on the stack's network (the database is
+        ``postgres`` there, the repo's DATABASE_URL reaches the container through its env); the update replaces
+        the container, so it runs on every deploy. On a Kubernetes stack it is the repo's migration Job (with the
+        repo's ConfigMap and Secret, which it reads its env from): a new tag is a new Job, which Pulumi waits for,
+        and the repo's deploy update later finds it unchanged, so the migration runs once per release. A repo the
+        stack does not migrate (no service image on Docker) is left to the deployer (None)."""
         spec = self.loaded.model.repos[repo]
-        if not self._migrates_in_container(repo) or spec.migrate is None or not spec.migrate.command:
+        if not self.runs_migration(repo) or spec.migrate is None or not spec.migrate.command:
             return None
+        if self.loaded.model.environments[self.environment].target == "kubernetes":
+            return self._migration_job(repo, version, spec.migrate.command)
         from pulumi import automation as auto
 
         image = self.image(repo, version)
@@ -256,12 +278,48 @@ class PulumiRuntime:
             )
         return MigrationRun(True, f"{ran}: exited 0 ({detail})", log)
 
+    def kubernetes_migration_urns(self, repo: str) -> list[str]:
+        """The URNs of ``repo``'s migration Job, its NetworkPolicy and the ConfigMap and Secret it reads its env
+        from: from the stack's state, and as the program declares them for those not there yet (a first deploy)."""
+        found = self._urns([f"{repo}-migrate", f"{repo}-env", f"{repo}-secret-env"])
+        names = {urn.rsplit("::", 1)[-1] for urn in found}
+        project = self._project()
+        if project is None:
+            return found
+        stack = self.stack_name.rsplit("/", 1)[-1]
+        missing = [
+            f"urn:pulumi:{stack}::{project}::kubernetes:{kind}::{name}"
+            for kind, name in kubernetes_migration_resources(repo)
+            if name not in names
+        ]
+        return [*found, *missing]
+
+    def _migration_job(self, repo: str, version: str, command: str) -> MigrationRun:
+        """The repo's migration Job at ``version``, run by an update targeted at it (see :meth:`migrate`)."""
+        from pulumi import automation as auto
+
+        # a repo without a service has no image of its own to deploy, but its Job runs ghcr.io/<owner>/<name>
+        image = self.image(repo, version) or f"ghcr.io/{self.loaded.model.repos[repo].github.lower()}:{version}"
+        ran = f"`{command}` in migration Job {repo}-migrate ({image}) in the cluster"
+        with self._stack_lock:
+            self.stack.set_config(migration_key(repo), auto.ConfigValue(value=version), path=True)
+            try:
+                detail = self._up([], f"{repo} migration at {version}", targets=self.kubernetes_migration_urns(repo))
+            except CheckFailed as exc:
+                return MigrationRun(
+                    False,
+                    f"{ran} failed: {exc}; read its pod's log with `kubectl logs` in the environment's namespace "
+                    "(nothing was deployed for this release; migrations already applied stay applied)",
+                    str(exc),
+                )
+        return MigrationRun(True, f"{ran}: completed ({detail})", "")
+
     def preview(self, versions: Mapping[str, str]) -> str | None:
         """`pulumi preview` with the tags of a planned deploy; the stack config is restored afterwards."""
         from pulumi import automation as auto
 
         # the raw settings (a stopped service keeps its tag), restored exactly afterwards
-        migrating = [repo for repo in versions if self._migrates_in_container(repo)]
+        migrating = [repo for repo in versions if self.runs_migration(repo)]
         keys = [key for repo in versions for key in (tag_key(repo), enabled_key(repo))]
         previous = {key: self._config(key) for key in [*keys, *(migration_key(repo) for repo in migrating)]}
         try:

@@ -55,7 +55,7 @@ def _quiet(message: str) -> None:
     return None
 
 
-def _registry_of(image: str) -> str:
+def registry_of(image: str) -> str:
     """The registry host of an image reference (Docker Hub when the first part is no host)."""
     first = image.split("/", 1)[0]
     return first if "/" in image and ("." in first or ":" in first or first == "localhost") else "docker.io"
@@ -68,7 +68,7 @@ def release_workflow(workspace: Workspace, repo: str) -> YamlMap | None:
     if spec.service is None or spec.service.image is None:
         return None if publish_types is None else types_only_release(workspace, repo, publish_types)
     image = spec.service.image
-    registry = _registry_of(image)
+    registry = registry_of(image)
     branch = spec.default_branch
     if not SAFE_REF.fullmatch(branch):
         raise UsageError(f"cannot generate GitHub automation: repos.{repo}.default_branch {branch!r} is not a safe ref")

@@ -29,10 +29,20 @@ a folder named after it and every repo beside it, where workspace.yaml expects t
 repo at the version asked for (else its default branch) and hands on the commit it got, so every later job
 runs the same code. The infra job runs no repo's code and checks out none.
 
+Images (:func:`registry_login_steps`). The plan job (``ws pipeline begin``) and the validate job (``ws pipeline
+validate``) ask the registries whether the images to deploy exist (infra.deploy.images). In Pulumi environments
+they first log in, read-only, to each registry the images live in: GHCR with the workflow's own token, so only
+these two jobs hold ``packages: read``; another registry with its ``REGISTRY_<HOST>_*`` secrets.
+
 Secrets (:func:`job_secrets`). Each job receives exactly the secrets its steps read: every job the server
 secrets (the ledger lives in the environment's database) and, for Pulumi environments, the backend's; ``migrate``,
 ``integration`` and ``rollback`` also the ``{secret: ...}`` values of the repos whose commands or services they
-run; ``deploy-<repo>`` its repo's; the checkout token goes to the jobs that check repos out.
+run; ``deploy-<repo>`` its repo's; the checkout token goes to the jobs that check repos out. The migrate job's
+secrets depend on the dispatched environment (:func:`migrate_secrets`): its server and backend secrets, and the
+repo secrets only of the repos whose migrate.command runs from the checkout there (on a Docker stack a repo with an
+image migrates in its one-off container, on Kubernetes every repo in its migration Job, which get their env,
+DATABASE_URL included, from Pulumi); a secret only some environments need is written as
+``${{ (inputs.environment == 'x') && secrets.NAME || '' }}``.
 """
 
 from __future__ import annotations
@@ -61,8 +71,8 @@ from infra.github.layout import (
     layout_of,
     ref_key,
 )
-from infra.github.pins import CHECKOUT, PULUMI_ACTIONS, check_pins
-from infra.github.repofiles import generate_repo_files
+from infra.github.pins import CHECKOUT, LOGIN, PULUMI_ACTIONS, check_pins
+from infra.github.repofiles import generate_repo_files, registry_of
 from infra.github.yamlout import YamlMap, YamlSeq
 from infra.workspace.env import declared_layers
 from infra.workspace.graph import edges_of, stages
@@ -102,6 +112,13 @@ PATHS_OF_THE_WORKSPACE = (
     "pyproject.toml",
     "requirements.lock",
 )
+
+# The jobs whose `ws pipeline` step asks the registries whether the images to deploy exist (infra.deploy.images):
+# `ws pipeline begin` in the plan job and `ws pipeline validate` in the validate job. Only they log in to the
+# registries, read-only, and only they hold `packages: read` (when an image lives on GHCR).
+IMAGE_CHECK_JOBS = ("plan", "validate")
+GHCR = "ghcr.io"
+SAFE_REGISTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?$")
 
 # A token with access to the workspace's repos (Deployments: write for the deploy records, Contents: read for
 # reading schemas at a ref); given to the steps that call GitHub as GITHUB_TOKEN, through their env: only.
@@ -216,18 +233,76 @@ def union_of_secrets(workspace: Workspace, repos: Iterable[str]) -> list[str]:
     return sorted({name for repo in repos for name in repo_secrets(workspace, repo)})
 
 
+def environment_secrets(workspace: Workspace, environment: str) -> list[str]:
+    """The server and Pulumi backend secrets ``ws`` reads in one environment: a local one finds the servers in
+    ``DATABASE_URL``/``REDIS_URL``; a Pulumi one finds the deploy ledger in ``DATABASE_URL`` (else the stack's
+    output; the servers' addresses come from the stack) and logs in to its own backend."""
+    env = workspace.environments[environment]
+    if env.runtime != "pulumi":
+        return list(SERVER_SECRETS)
+    scheme = backend_of(env).split("://", 1)[0]
+    cloud = ["PULUMI_ACCESS_TOKEN"] if scheme == "https" else []
+    return ["DATABASE_URL", *cloud, "PULUMI_CONFIG_PASSPHRASE", *BACKEND_SECRETS.get(scheme, ())]
+
+
+def migrates_on_runner(workspace: Workspace, environment: str, repo: str) -> bool:
+    """Whether ``ws pipeline migrate`` runs ``repo``'s migrate.command from its checkout on the runner (and so with
+    the repo's env), as infra.deploy does (PulumiRuntime.runs_migration): always in a local environment; never on
+    a Kubernetes stack (the repo's migration Job runs it); on a Docker stack only for a repo without a service (the
+    others run it in their one-off migration container). Pulumi gives the container and the Job their env."""
+    spec = workspace.repos[repo]
+    if spec.migrate is None or not spec.migrate.command:
+        return False
+    env = workspace.environments[environment]
+    if env.runtime != "pulumi":
+        return True
+    return env.target == "docker" and spec.service is None
+
+
+def repo_secrets_in(workspace: Workspace, environment: str, repo: str) -> set[str]:
+    """The ``{secret: NAME}`` values of ``repo``'s env in one environment (a later layer's value replaces an
+    earlier one's, as the env resolves)."""
+    merged: dict[str, object] = {}
+    for _, layer in declared_layers(workspace, environment, repo):
+        merged.update(layer)
+    return {value.secret for value in merged.values() if isinstance(value, SecretRef)}
+
+
+def migrate_secrets(workspace: Workspace) -> dict[str, list[str]]:
+    """The migrate job's secrets, each with the environments whose migrations read it: that environment's server
+    and backend secrets, and the ``{secret: ...}`` values of the repos whose migrate.command runs on the runner
+    there. The job's env gives a secret only when the dispatched environment is one of those."""
+    needed: dict[str, list[str]] = {}
+    for environment in workspace.environments:
+        names = set(environment_secrets(workspace, environment))
+        for repo in workspace.repos:
+            if migrates_on_runner(workspace, environment, repo):
+                names |= repo_secrets_in(workspace, environment, repo)
+        for name in names:
+            needed.setdefault(name, []).append(environment)
+    base = [name for name in base_secrets(workspace) if name in needed]
+    return {name: needed[name] for name in [*base, *sorted(set(needed) - set(base))]}
+
+
+def migrate_secrets_only_in(workspace: Workspace) -> dict[str, list[str]]:
+    """The migrate job's secrets that not every environment needs, with the environments that do."""
+    every = len(workspace.environments)
+    return {name: envs for name, envs in migrate_secrets(workspace).items() if len(envs) < every}
+
+
 def job_secrets(workspace: Workspace, job_id: str) -> list[str]:
     """The secrets (besides the checkout token, given to the checkout steps) that ``job_id``'s steps read.
 
+    The migrate job's secrets depend on the dispatched environment (:func:`migrate_secrets`); this is all of them.
     The ``ws`` commands resolve a repo's env (and so need its ``{secret: ...}`` values) only where they run its
     code: its migrate command, its service, its integration tests. The infra job provisions the servers and needs
     only their (and the Pulumi backend's) credentials; Pulumi takes the services' secrets from its stack.
     """
+    if job_id == "migrate":
+        return list(migrate_secrets(workspace))
     base = base_secrets(workspace)
     repos = workspace.repos
-    if job_id == "migrate":
-        extra = union_of_secrets(workspace, [r for r, spec in repos.items() if spec.migrate and spec.migrate.command])
-    elif job_id == "integration":
+    if job_id == "integration":
         extra = union_of_secrets(workspace, [r for r, spec in repos.items() if spec.test.integration])
     elif job_id == "rollback":
         extra = union_of_secrets(workspace, [r for r, spec in repos.items() if spec.service])
@@ -239,8 +314,82 @@ def job_secrets(workspace: Workspace, job_id: str) -> list[str]:
     return [*base, *sorted(set(extra) - set(base))]
 
 
-def secrets_env(names: Iterable[str]) -> YamlMap:
-    return mapping(*((safe_name(name, "secret"), expression(f"secrets.{name}")) for name in names))
+def secrets_env(names: Iterable[str], only_in: Mapping[str, list[str]] | None = None) -> YamlMap:
+    """The job's env: each secret by name. ``only_in``: secret -> the environments that need it, for a secret not
+    every environment needs; it is given only when the dispatched environment is one of them (else empty)."""
+    pairs = []
+    for name in names:
+        value = f"secrets.{safe_name(name, 'secret')}"
+        environments = (only_in or {}).get(name)
+        if environments:
+            condition = " || ".join(f"inputs.environment == '{safe_name(env, 'environment')}'" for env in environments)
+            value = f"({condition}) && {value} || ''"
+        pairs.append((name, expression(value)))
+    return mapping(*pairs)
+
+
+# --- registries of the images ----------------------------------------------------------------------------
+
+
+def service_image(workspace: Workspace, repo: str) -> str:
+    """The image repository of ``repo``'s service, as the Pulumi program and runtime name it
+    (infra.stack.naming.service_image): ``service.image``, else ghcr.io/<owner>/<name>."""
+    service = workspace.repos[repo].service
+    if service is not None and service.image:
+        return service.image
+    return f"{GHCR}/{workspace.repos[repo].github.lower()}"
+
+
+def image_registries(workspace: Workspace) -> list[str]:
+    """The registries holding the images the coordinated deployment checks: only Pulumi environments run images
+    (a local environment's versions are checkouts), and only repos with a service have one."""
+    if not any(env.runtime == "pulumi" for env in workspace.environments.values()):
+        return []
+    return sorted({registry_of(service_image(workspace, r)) for r, spec in workspace.repos.items() if spec.service})
+
+
+def registry_secrets(registry: str) -> tuple[str, str]:
+    """The secrets holding a read-only login to a registry other than GHCR: ``REGISTRY_<HOST>_USERNAME`` and
+    ``..._PASSWORD``, with every character of the host other than a letter or digit as ``_``."""
+    host = re.sub(r"[^A-Z0-9]+", "_", registry.upper()).strip("_")
+    return f"REGISTRY_{host}_USERNAME", f"REGISTRY_{host}_PASSWORD"
+
+
+def registry_login_steps(workspace: Workspace) -> list[YamlMap]:
+    """A read-only docker/login-action per registry of the images (pinned by SHA), in the dispatched environment
+    only when it is a Pulumi one (only those check images). GHCR takes the workflow's own token (``packages:
+    read`` on the job); any other registry its two secrets, and without them the login fails softly
+    (``continue-on-error``): the check then reports the image as not checked, as it would without a login. The
+    login is written to Docker's config.json, where infra.deploy.images reads it; login-action's post step logs
+    out at the end of the job (``logout`` defaults to true). These steps come before the Pulumi steps, which name
+    a remote ``DOCKER_HOST``: the login speaks to the runner's own Docker engine."""
+    environments = [name for name, env in workspace.environments.items() if env.runtime == "pulumi"]
+    condition = expression(
+        " || ".join(f"inputs.environment == '{safe_name(name, 'environment')}'" for name in environments)
+    )
+    steps = []
+    for registry in image_registries(workspace):
+        if not SAFE_REGISTRY.fullmatch(registry):
+            raise UsageError(f"cannot generate GitHub automation: image registry {registry!r} is unsafe")
+        if registry == GHCR:
+            username, password = expression("github.actor"), expression("github.token")
+        else:
+            username, password = (expression(f"secrets.{name}") for name in registry_secrets(registry))
+        with_ = {"registry": registry, "username": username, "password": password}
+        step = uses_step(f"Log in to {registry} (read-only) for the image check", LOGIN, with_, condition=condition)
+        if registry != GHCR:
+            step["continue-on-error"] = True
+        steps.append(step)
+    return steps
+
+
+def image_check_permissions(workspace: Workspace) -> YamlMap:
+    """``contents: read``, and ``packages: read`` when an image lives on GHCR (the workflow's token reads it)."""
+    permissions = mapping(("contents", "read"))
+    if GHCR in image_registries(workspace):
+        permissions["packages"] = "read"
+        permissions.yaml_add_eol_comment("the image check reads the images' GHCR packages", "packages")
+    return permissions
 
 
 # --- job building blocks -------------------------------------------------------------------------------
@@ -334,11 +483,17 @@ def job(
     refs: Mapping[str, str] | None = None,
     checkouts: list[YamlMap] | None = None,
     pulumi: list[YamlMap] | None = None,
+    logins: list[YamlMap] | None = None,
+    permissions: YamlMap | None = None,
+    secrets_only_in: Mapping[str, list[str]] | None = None,
 ) -> YamlMap:
     """A job: checkouts (this repository; with ``refs`` every repo too), ``ws`` set up with the job's secrets
-    masked, then ``steps``. ``environment``: True for the dispatch input's environment, or a fixed name."""
+    masked, the registry ``logins``, the ``pulumi`` steps, then ``steps``. ``environment``: True for the dispatch
+    input's environment, or a fixed name. ``permissions``: ``contents: read`` unless given. ``secrets_only_in``: the
+    secrets given only in some environments (:func:`secrets_env`)."""
     layout = layout or Layout()
     pulumi = pulumi or []
+    logins = logins or []
     result = mapping(("name", name))
     if needs:
         result["needs"] = YamlSeq(needs)
@@ -346,16 +501,16 @@ def job(
         result["if"] = expression(condition)
     result["runs-on"] = RUNNER
     result["timeout-minutes"] = timeout
-    result["permissions"] = mapping(("contents", "read"))
+    result["permissions"] = permissions if permissions is not None else mapping(("contents", "read"))
     if environment:
         name_of = expression("inputs.environment") if environment is True else environment
         result["environment"] = mapping(("name", name_of))
     if outputs:
         result["outputs"] = outputs
     if secrets:
-        result["env"] = secrets_env(secrets)
+        result["env"] = secrets_env(secrets, secrets_only_in)
     before = checkouts if checkouts is not None else checkout_steps(layout, refs)
-    result["steps"] = YamlSeq([*before, setup_step(layout, secrets), *pulumi, *steps])
+    result["steps"] = YamlSeq([*before, setup_step(layout, secrets), *logins, *pulumi, *steps])
     return result
 
 
@@ -568,6 +723,8 @@ def plan_job(workspace: Workspace, layout: Layout) -> YamlMap:
         layout=layout,
         checkouts=checkouts,
         pulumi=pulumi_steps(workspace, layout),
+        logins=registry_login_steps(workspace),
+        permissions=image_check_permissions(workspace),
     )
 
 
@@ -607,6 +764,7 @@ def deployment_workflow(workspace: Workspace) -> YamlMap:
     protected = [name for name, env in workspace.environments.items() if env.protected]
 
     jobs = mapping()
+    logins, reads = registry_login_steps(workspace), image_check_permissions(workspace)
 
     def add(
         job_id: str,
@@ -627,6 +785,9 @@ def deployment_workflow(workspace: Workspace) -> YamlMap:
             layout=layout,
             refs=refs if checkouts else None,
             pulumi=pulumi_steps(workspace, layout),
+            logins=logins if job_id in IMAGE_CHECK_JOBS else None,
+            permissions=reads if job_id in IMAGE_CHECK_JOBS else None,
+            secrets_only_in=migrate_secrets_only_in(workspace) if job_id == "migrate" else None,
         )
 
     jobs["plan"] = plan_job(workspace, layout)

@@ -5,9 +5,11 @@ Deployment (rolling update with ``maxUnavailable: 0``, startup/readiness/livenes
 requests and limits, a locked-down security context, spread across nodes and zones), a Service named after the
 repo, a PodDisruptionBudget when it keeps more than one replica, a HorizontalPodAutoscaler when ``replicas.min <
 replicas.max``, an Ingress when the environment gives it a host, and NetworkPolicies. Per repo with a
-``migrate.command``: a migration Job from the repo's image at the deployed tag, after the database roles and the
-previous stage's Deployments, before the repo's own Deployment (Pulumi waits for a Job to complete and fails the
-update when it fails). The database is a CloudNativePG ``Cluster`` (with a PgBouncer ``Pooler`` when asked) or an
+``migrate.command``: a migration Job from the repo's image at the release being migrated to
+(``ws:services.<repo>.migration_tag``, else the deployed tag), after the database roles and the migration Jobs of
+the repos it depends on (transitively), before the repo's own Deployment (Pulumi waits for a Job to complete and fails the
+update when it fails). ``ws deploy``'s migrate step runs it, as an update targeted at it, before the validation;
+the repo's deploy update then finds it unchanged and does not run it again. The database is a CloudNativePG ``Cluster`` (with a PgBouncer ``Pooler`` when asked) or an
 external server; Redis a StatefulSet with a password Secret and a volume claim, or external.
 
 Resource names follow the Docker stack's, which the pulumi runtime of ``ws deploy`` targets by name: the
@@ -38,7 +40,7 @@ from infra.workspace.env import (
     resolve,
     role_name,
 )
-from infra.workspace.graph import edges_of, stages
+from infra.workspace.graph import closure, edges_of, stages
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import SecretRef, Workspace
 
@@ -869,11 +871,9 @@ def build_kubernetes(
     objects = Objects(ws, environment, provider, namespace_object)
     stack = KubernetesStack(name)
     enabled = [r for r, repo in ws.repos.items() if repo.service is not None and settings.services[r].enabled]
-    with_job = [
-        r
-        for r, repo in ws.repos.items()
-        if repo.migrate is not None and repo.migrate.command and (repo.service is None or r in enabled)
-    ]
+    # declared even for a stopped service, as on Docker: the schema stays, and the next deploy's migrate step runs
+    # the Job before the deploy enables the service again
+    with_job = [r for r, repo in ws.repos.items() if repo.migrate is not None and repo.migrate.command]
     data = database(objects, settings, secret_lookup, sorted({*enabled, *(f"{r}-migrate" for r in with_job)}))
     generated = {
         CACHE_PASSWORD_SECRET: data.cache_password,
@@ -886,15 +886,18 @@ def build_kubernetes(
 
     network_policies(objects, enabled, with_job)
     edges = edges_of(ws)
-    previous: list[pulumi.Resource] = []
-    for stage in stages(edges):  # stage order: a stage's Jobs wait for the previous stage's Deployments
-        current: list[pulumi.Resource] = []
+    for stage in stages(edges):  # stage order: a repo's Job waits for the Jobs of every repo it depends on
         for repo in stage:
             if repo not in enabled and repo not in with_job:
                 continue
             env_objects(objects, repo, resolve(ws, environment, repo), secrets)
-            tag = settings.services[repo].image_tag if repo in settings.services else DEFAULT_IMAGE_TAG
-            job = migration_job(objects, repo, tag, [*data.ready, *previous])
+            own = settings.services.get(repo)
+            tag = own.image_tag if own is not None else DEFAULT_IMAGE_TAG
+            # the migrate step runs the Job at the release it migrates to (migration_tag), the deploy update finds
+            # it unchanged; without a migration_tag (a stack made by `pulumi up` alone) the deployed tag
+            migration_tag = own.migration_tag if own is not None and own.migration_tag else tag
+            before = [stack.jobs[dep] for dep in sorted(closure(edges, edges[repo])) if dep in stack.jobs]
+            job = migration_job(objects, repo, migration_tag, [*data.ready, *before])
             if job is not None:
                 stack.jobs[repo] = job
             if repo not in enabled:
@@ -903,8 +906,6 @@ def build_kubernetes(
             waits = [*data.ready, *([job] if job is not None else []), *upstream]
             stack.deployments[repo] = deployment(objects, repo, tag, waits)
             service_objects(objects, repo, stack.deployments[repo])
-            current.append(stack.deployments[repo])
-        previous = current or previous
     stack.outputs = outputs(ws, environment, stack, data)
     return stack
 

@@ -333,6 +333,27 @@ def test_the_validate_step_refuses_an_image_that_is_gone_since_the_deployment_be
     assert ok.selection.versions_after["app-agents"] == "1.1.0"
 
 
+def test_a_registry_that_cannot_tell_leaves_begin_and_validate_going_with_a_note(
+    stack_env: tuple[Pipeline, FakeStack], registry: FakeRegistry
+) -> None:
+    """A token service answering JSON that is no object (as a broken proxy might) is "not checked", never a
+    traceback out of `ws pipeline begin` or `ws pipeline validate`."""
+    pipeline, stack = stack_env
+    registry.token_body = b'["not", "an object"]'
+    plan = pipeline.plan(None, {"app-agents": "1.1.0"})
+    with pipeline.locked() as conn:
+        dep = pipeline.begin(conn, plan, dry_run=False, trigger=Trigger.PIPELINE, run_url=None)
+        (validate,) = plan.of(StepKind.VALIDATE)
+        outcome = pipeline.execute(conn, pipeline.load(conn, dep.id), validate)
+    image = f"{registry.host}/example-ecosystem/app-agents:1.1.0"
+    # the images are notes before the schema checks (which fail here: nothing was migrated), not a refusal
+    assert outcome.detail.startswith(
+        f"images: app-agents: image {image} not checked: registry {registry.host}: its token service "
+        f'http://{registry.host}/token answered without a token (no JSON object with a "token"); '
+    )
+    assert all(not (names_of(up) & set(REPOS)) for up in stack.ups)  # the infra at most: no service updated
+
+
 JOB_REPO = "saas-spec-driven-development"  # migrates by migrate.command: a one-off container on a Docker stack
 
 

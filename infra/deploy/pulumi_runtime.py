@@ -135,6 +135,8 @@ class PulumiRuntime:
         targets: list[str] | None = None,
         replace: list[str] | None = None,
     ) -> str:
+        if targets is not None and not targets:  # an explicit empty list: nothing to update (never "everything")
+            return f"pulumi up {what} on stack {self.stack_name}: no targets, nothing updated"
         targets = targets if targets is not None else self._urns(names)
         from pulumi import automation as auto  # imported when a stack is used: it costs ~0.5 s at start-up
 
@@ -233,8 +235,15 @@ class PulumiRuntime:
 
         image = self.image(repo, version)
         with self._stack_lock:
-            self.stack.set_config(migration_key(repo), auto.ConfigValue(value=version), path=True)
             urns = self.migration_urns(repo)
+            if not urns:  # an update targeted at nothing would update the whole stack: refuse before any change
+                raise CheckFailed(
+                    f"pulumi: cannot target {repo}'s one-off migration container ({repo}-migrate-container): "
+                    f"stack {self.stack_name}'s state has none yet and {self.loaded.root / 'Pulumi.yaml'} is "
+                    "unreadable or names no project (`name:`) to build its URN from; give Pulumi.yaml the `name:` of "
+                    "the stack's Pulumi project and deploy again. Nothing was updated"
+                )
+            self.stack.set_config(migration_key(repo), auto.ConfigValue(value=version), path=True)
             container = [urn for urn in urns if urn.endswith(f"::{repo}-migrate-container")]
             detail = self._up([], f"{repo} migration at {version}", targets=urns, replace=container)
         outcome = (self.outputs().get("migrations") or {}).get(repo)

@@ -22,6 +22,7 @@ from typing import Any
 
 from infra.deploy.runtime import Infra, MigrationRun, process_env, rendered_env
 from infra.errors import CheckFailed, UsageError, WorkspaceError
+from infra.workspace import images
 from infra.workspace.loader import read_document
 from infra.workspace.located import LoadedWorkspace
 
@@ -303,13 +304,11 @@ class PulumiRuntime:
             self.last_detail = self._up([repo], f"{repo} stopped", dependents=True)
 
     def image(self, repo: str, version: str) -> str | None:
-        """``<service.image>:<version>`` (``@<digest>`` for a sha256: version), the image the program runs; the
-        default repository is ghcr.io/<owner>/<name>, as infra.stack.naming.service_image names it."""
-        spec = self.loaded.model.repos[repo]
-        if spec.service is None:
+        """``<service.image>:<version>`` (``@<digest>`` for a sha256: version), the image the program runs
+        (infra.workspace.images names it for both)."""
+        if self.loaded.model.repos[repo].service is None:
             return None
-        repository = spec.service.image or f"ghcr.io/{spec.github.lower()}"
-        return f"{repository}@{version}" if version.startswith("sha256:") else f"{repository}:{version}"
+        return images.service_image_reference(self.loaded.model, repo, version)
 
     def alive(self, repo: str) -> bool:
         return True  # containers are restarted by Docker; the health probe decides

@@ -37,6 +37,7 @@ from infra.github.pins import BUILD_PUSH, CHECKOUT, LOGIN, SETUP_BUILDX, check_p
 from infra.github.reviews import CODEOWNERS, codeowners, has_codeowners
 from infra.github.types_release import types_job, types_only_release
 from infra.github.yamlout import YamlMap, YamlSeq
+from infra.workspace.images import registry_of
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
 
@@ -55,12 +56,6 @@ def _quiet(message: str) -> None:
     return None
 
 
-def _registry_of(image: str) -> str:
-    """The registry host of an image reference (Docker Hub when the first part is no host)."""
-    first = image.split("/", 1)[0]
-    return first if "/" in image and ("." in first or ":" in first or first == "localhost") else "docker.io"
-
-
 def release_workflow(workspace: Workspace, repo: str) -> YamlMap | None:
     """The release workflow of ``repo`` (None when it has no image to build)."""
     spec = workspace.repos[repo]
@@ -68,7 +63,7 @@ def release_workflow(workspace: Workspace, repo: str) -> YamlMap | None:
     if spec.service is None or spec.service.image is None:
         return None if publish_types is None else types_only_release(workspace, repo, publish_types)
     image = spec.service.image
-    registry = _registry_of(image)
+    registry = registry_of(image)
     branch = spec.default_branch
     if not SAFE_REF.fullmatch(branch):
         raise UsageError(f"cannot generate GitHub automation: repos.{repo}.default_branch {branch!r} is not a safe ref")

@@ -31,6 +31,11 @@ def image_reference(repository: str, tag: str) -> str:
     return f"{repository}@{tag}" if tag.startswith("sha256:") else f"{repository}:{tag}"
 
 
+def service_image_reference(workspace: Workspace, repo: str, tag: str) -> str:
+    """The image a repo's service runs at ``tag``: its :func:`service_image` at that tag (or digest)."""
+    return image_reference(service_image(workspace, repo), tag)
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (a host name or address, without port) is this machine: ``localhost`` or 127.0.0.0/8, ::1."""
     if host.lower() == "localhost":

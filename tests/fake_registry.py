@@ -7,6 +7,10 @@ answers 401 with ``WWW-Authenticate: Bearer realm="<url>/token",service="fake-re
 repository is readable only with a user's token (403 DENIED otherwise, as GHCR answers). A manifest is served only
 to a client whose ``Accept`` header names its media type (an OCI image index, as docker/build-push-action pushes);
 an unknown one is 404 ``MANIFEST_UNKNOWN``. Every request is recorded (method, path, query, headers).
+
+Misbehaviour on demand: ``redirects`` answers a path (``/token``, or a manifest's, once its token is valid) with a
+307 to another URL, as a moved token service or a registry sending pulls to blob storage does; ``realm`` replaces
+the challenge's token service URL; ``token_body`` replaces the token service's JSON answer.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import base64
 import hashlib
 import json
 import secrets
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,11 +47,18 @@ class FakeRegistry:
     manifests: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (repository, tag) -> manifest
     requests: list[Request] = field(default_factory=list)
     tokens: dict[str, str | None] = field(default_factory=dict)  # token -> user (None: anonymous)
+    address: str = "127.0.0.1"  # another loopback address (127.0.0.2) stands for another host
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> URL answered with a 307
+    realm: str | None = None  # the challenge's token service (default: this server's /token)
+    token_body: bytes | None = None  # the token service's answer (default: a JSON object with a new token)
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.server = ThreadingHTTPServer((self.address, 0), _handler_for(self))
         self.server.daemon_threads = True
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> FakeRegistry:
@@ -59,7 +71,7 @@ class FakeRegistry:
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.address}:{self.server.server_address[1]}"
 
     def push(self, repository: str, *tags: str) -> None:
         """What a release workflow's push leaves: an OCI image index per tag."""
@@ -102,6 +114,9 @@ def _handler_for(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
             return parts.path, query
 
         def _token(self, query: dict[str, str]) -> None:
+            if "/token" in registry.redirects:
+                self._send(307, headers={"Location": registry.redirects["/token"]})
+                return
             user: str | None = None
             auth = self.headers.get("Authorization", "")
             if auth.startswith("Basic "):
@@ -115,6 +130,13 @@ def _handler_for(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                 return
             token = secrets.token_hex(16)
             registry.tokens[token] = user
+            if registry.token_body is not None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(registry.token_body)))
+                self.end_headers()
+                self.wfile.write(registry.token_body)
+                return
             self._send(200, {"token": token, "access_token": token, "expires_in": 300})
 
         def _manifest(self, path: str) -> None:
@@ -122,12 +144,15 @@ def _handler_for(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
             auth = self.headers.get("Authorization", "")
             token = auth[7:] if auth.startswith("Bearer ") else None
             if token is None or token not in registry.tokens:
-                realm = f"http://{registry.host}/token"
+                realm = registry.realm or f"http://{registry.host}/token"
                 challenge = f'Bearer realm="{realm}",service="{SERVICE}",scope="repository:{repository}:pull"'
                 self._error(401, "UNAUTHORIZED", "authentication required", {"WWW-Authenticate": challenge})
                 return
             if repository in registry.private and registry.tokens[token] is None:
                 self._error(403, "DENIED", "requested access to the resource is denied")
+                return
+            if path in registry.redirects:
+                self._send(307, headers={"Location": registry.redirects[path]})
                 return
             manifest = registry.manifests.get((repository, reference))
             accepted = {part.split(";")[0].strip() for part in self.headers.get("Accept", "").split(",")}

@@ -29,7 +29,7 @@ from infra.deploy.ledger import Trigger
 from infra.deploy.pipeline import Pipeline
 from infra.deploy.plan import StepKind
 from infra.deploy.pulumi_runtime import PulumiRuntime, enabled_key, migration_key, tag_key
-from infra.errors import UsageError
+from infra.errors import CheckFailed, UsageError
 from infra.health_checks import schema_checks
 from infra.stack.stackfiles import default_config
 from infra.workspace.loader import load_workspace
@@ -333,6 +333,27 @@ def test_the_validate_step_refuses_an_image_that_is_gone_since_the_deployment_be
     assert ok.selection.versions_after["app-agents"] == "1.1.0"
 
 
+def test_a_registry_that_cannot_tell_leaves_begin_and_validate_going_with_a_note(
+    stack_env: tuple[Pipeline, FakeStack], registry: FakeRegistry
+) -> None:
+    """A token service answering JSON that is no object (as a broken proxy might) is "not checked", never a
+    traceback out of `ws pipeline begin` or `ws pipeline validate`."""
+    pipeline, stack = stack_env
+    registry.token_body = b'["not", "an object"]'
+    plan = pipeline.plan(None, {"app-agents": "1.1.0"})
+    with pipeline.locked() as conn:
+        dep = pipeline.begin(conn, plan, dry_run=False, trigger=Trigger.PIPELINE, run_url=None)
+        (validate,) = plan.of(StepKind.VALIDATE)
+        outcome = pipeline.execute(conn, pipeline.load(conn, dep.id), validate)
+    image = f"{registry.host}/example-ecosystem/app-agents:1.1.0"
+    # the images are notes before the schema checks (which fail here: nothing was migrated), not a refusal
+    assert outcome.detail.startswith(
+        f"images: app-agents: image {image} not checked: registry {registry.host}: its token service "
+        f'http://{registry.host}/token answered without a token (no JSON object with a "token"); '
+    )
+    assert all(not (names_of(up) & set(REPOS)) for up in stack.ups)  # the infra at most: no service updated
+
+
 JOB_REPO = "saas-spec-driven-development"  # migrates by migrate.command: a one-off container on a Docker stack
 
 
@@ -534,3 +555,27 @@ def test_migration_urns_are_the_programs_even_before_the_state_has_them(tmp_path
         r.urn.replace("::pulumi:pulumi:Stack$", "::") for r in run.resources if r.name.startswith(f"{JOB_REPO}-migrate")
     ]
     assert len(registered) == 3 and runtime.migration_urns(JOB_REPO) == registered
+
+
+def test_a_migration_it_cannot_target_updates_nothing(docker_env: tuple[Pipeline, DockerStack]) -> None:
+    """No Pulumi.yaml project to build the migration's URNs from and none in the state: an update targeted at
+    nothing would be an untargeted `pulumi up` of the whole stack before validate. It is refused instead."""
+    pipeline, stack = docker_env
+    assert not (pipeline.loaded.root / "Pulumi.yaml").exists()
+    stack.urns = [urn for urn in stack.urns if "-migrate" not in urn]  # a stack made before migration containers
+    with pytest.raises(CheckFailed) as refused:
+        pipeline.runtime.migrate(JOB_REPO, "1.0.0")
+    assert str(refused.value) == (
+        f"pulumi: cannot target {JOB_REPO}'s one-off migration container ({JOB_REPO}-migrate-container): stack dev's "
+        f"state has none yet and {pipeline.loaded.root / 'Pulumi.yaml'} is unreadable or names no project (`name:`) "
+        "to build its URN from; give Pulumi.yaml the `name:` of the stack's Pulumi project and deploy again. "
+        "Nothing was updated"
+    )
+    assert stack.ups == [] and stack.config == {} and stack.migration_runs == []
+    # the same through a deploy: its migrate step fails, and no update of the whole stack ran before it
+    outcome = pipeline.run(None, {repo: "1.0.0" for repo in REPOS})
+    assert outcome.status != "succeeded"
+    failed = next(s for s in outcome.steps if not s.ok)
+    assert (failed.step, failed.repo) == ("migrate", JOB_REPO) and "cannot target" in failed.detail
+    assert not [s for s in outcome.steps if s.step in ("validate", "deploy")]
+    assert None not in stack.ups and stack.migration_runs == []  # every update was targeted

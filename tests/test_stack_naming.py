@@ -75,17 +75,13 @@ def test_health_probe_fails_when_nothing_listens(tmp_path: Path) -> None:
     assert subprocess.run(["sh", "-c", probe], capture_output=True, timeout=60).returncode != 0
 
 
-def test_durations_images_and_data_dirs() -> None:
+def test_durations_labels_and_data_dirs() -> None:
     assert naming.duration(0.2) == "200ms" and naming.duration(5) == "5000ms"
     assert naming.wait_timeout(Health(start_period=20, interval=3, timeout=5, retries=5)) == 98
     assert naming.wait_timeout(Health()) == 60
-    assert naming.image_reference("ghcr.io/a/b", "v1") == "ghcr.io/a/b:v1"
-    digest = "sha256:" + "a" * 64
-    assert naming.image_reference("ghcr.io/a/b", digest) == f"ghcr.io/a/b@{digest}"
     assert naming.postgres_data_dir("15") == "/var/lib/postgresql/data"
     assert naming.postgres_data_dir("18.1") == "/var/lib/postgresql"
     ws = load_workspace(ROOT / "workspace.yaml").model
     assert naming.prefix(ws, "prod") == "saas-ecosystem-prod"
-    assert naming.service_image(ws, "app-agents") == "ghcr.io/saas-ecosystem/app-agents"
     labels = naming.labels(ws, "dev", "service", "app-agents")
     assert labels["ws.repo"] == "app-agents" and labels["ws.workspace"] == "saas-ecosystem"

@@ -34,6 +34,7 @@ from infra.stack.stackfiles import (
 )
 from infra.workspace.env import CACHE_PASSWORD_SECRET, database_password_secret, is_secret, render, resolve
 from infra.workspace.graph import edges_of
+from infra.workspace.images import service_image
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import SecretRef
@@ -383,7 +384,7 @@ def test_per_environment_settings_come_from_the_stack_file(runs: Any, case: tupl
     images = {r.name: r.inputs["name"] for r in run.of_type(REMOTE_IMAGE)}
     for repo, settings in config[SERVICES_KEY].items():
         container = service_container(loaded, run, repo)
-        assert images[f"{repo}-image"] == f"{naming.service_image(ws, repo)}:{settings['image_tag']}"
+        assert images[f"{repo}-image"] == f"{service_image(ws, repo)}:{settings['image_tag']}"
         assert container.inputs["image"] == f"sha256:{repo}-image"
         assert [p["external"] for p in container.inputs["ports"]] == [settings["host_port"]]
         assert container.inputs["memory"] == settings["memory_mb"]
@@ -473,7 +474,7 @@ def test_each_migrate_command_is_a_one_off_container_of_the_repos_image_before_i
         job = containers(run)[f"{prefix}-{repo}-migrate"]
         # the repo's own image at the deployed tag (no migration_tag set yet)
         tag = config[SERVICES_KEY][repo]["image_tag"]
-        assert images[f"{repo}-migrate-image"] == f"{naming.service_image(ws, repo)}:{tag}"
+        assert images[f"{repo}-migrate-image"] == f"{service_image(ws, repo)}:{tag}"
         assert job.inputs["image"] == f"sha256:{repo}-migrate-image"
         assert job.inputs["command"] == ["sh", "-c", spec.migrate.command]
         assert (job.inputs["attach"], job.inputs["mustRun"], job.inputs["restart"]) == (True, False, "no")

@@ -8,15 +8,20 @@ registry's credentials from Docker's ``config.json`` (what ``docker login`` and 
 credential helpers). Registries on loopback addresses are spoken to over HTTP, as Docker treats 127.0.0.0/8 as
 insecure by default; every other over HTTPS.
 
-Only a definite "no such manifest" (404) counts as missing. A registry that cannot be reached or that does not let
-this machine read (401/403) leaves the answer open (``exists`` None): the deploy goes on and says so, since the
-Docker engine may hold credentials this machine lacks (``docker:registryAuth``).
+Credentials and tokens go only where they belong, as with Docker's Go client: the token service must be HTTPS
+(HTTP only on a loopback address), its request follows no redirect, and a redirect of the manifest request keeps
+the Authorization header only on the same scheme, host and port, and is never followed from HTTPS to HTTP.
+
+Only a definite "no such manifest" (404) counts as missing. A registry that cannot be reached, does not answer
+HTTP, would need a request refused above or does not let this machine read (401/403) leaves the answer open
+(``exists`` None): the deploy goes on and says so, since the Docker engine may hold credentials this machine lacks
+(``docker:registryAuth``).
 """
 
 from __future__ import annotations
 
 import base64
-import ipaddress
+import http.client
 import json
 import os
 import re
@@ -24,7 +29,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlencode, urlsplit
+
+from infra.workspace.images import DOCKER_HUB, DOCKER_HUB_API, ImageReference, is_loopback
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -33,54 +41,8 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 ACCEPT = ", ".join(MANIFEST_TYPES)
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_API = "registry-1.docker.io"
 TIMEOUT = 10.0
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
-
-
-@dataclass(frozen=True)
-class ImageReference:
-    """``registry/repository:tag`` (or ``@sha256:...``), split as Docker splits it."""
-
-    registry: str  # host[:port] as written (docker.io for Docker Hub)
-    repository: str  # e.g. saas-ecosystem/app-agents (library/redis on Docker Hub)
-    reference: str  # the tag or the digest
-
-    @classmethod
-    def parse(cls, image: str) -> ImageReference:
-        name, digest = image.split("@", 1) if "@" in image else (image, "")
-        tag = ""
-        if not digest:
-            last = name.rsplit("/", 1)[-1]
-            if ":" in last:
-                name, tag = name.rsplit(":", 1)
-        first, _, rest = name.partition("/")
-        if rest and ("." in first or ":" in first or first == "localhost"):
-            registry, repository = first, rest
-        else:
-            registry, repository = DOCKER_HUB, name
-        if registry == DOCKER_HUB and "/" not in repository:
-            repository = f"library/{repository}"
-        return cls(registry, repository, digest or tag or "latest")
-
-    @property
-    def api_host(self) -> str:
-        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
-
-    @property
-    def scheme(self) -> str:
-        host = urlsplit(f"//{self.api_host}").hostname or ""
-        if host == "localhost":
-            return "http"
-        try:
-            return "http" if ipaddress.ip_address(host).is_loopback else "https"
-        except ValueError:
-            return "https"
-
-    @property
-    def manifest_url(self) -> str:
-        return f"{self.scheme}://{self.api_host}/v2/{self.repository}/manifests/{self.reference}"
 
 
 @dataclass(frozen=True)
@@ -118,33 +80,111 @@ def _basic(credentials: tuple[str, str]) -> str:
     return "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
 
 
+class NotChecked(Exception):
+    """Why the registry could not tell: a request this check does not send or a redirect it does not follow (so
+    that the registry's credentials and pull tokens go only where they belong), or a token service's odd answer."""
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Redirects as Docker's Go client takes them: the Authorization header goes only to the same scheme, host and
+    port (a registry may send a pull to blob storage elsewhere, which gets no credentials); never from HTTPS to
+    HTTP, never to a scheme other than HTTP(S). ``follow`` False (the token request, which carries the registry's
+    credentials): no redirect at all."""
+
+    def __init__(self, follow: bool) -> None:
+        super().__init__()
+        self.follow = follow
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        old, new = urlsplit(req.full_url), urlsplit(newurl)
+        refusal = ""
+        if not self.follow:
+            refusal = "the token service redirects its token request"
+        elif new.scheme not in ("http", "https"):
+            refusal = "it redirects to a URL that is not HTTP(S)"
+        elif old.scheme == "https" and new.scheme == "http":
+            refusal = "it redirects from HTTPS to plain HTTP"
+        if refusal:
+            fp.close()
+            raise NotChecked(f"{refusal} ({req.full_url} -> HTTP {code} {newurl}): not followed")
+        redirected = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if redirected is not None:
+            redirected.method = req.get_method()  # a HEAD stays a HEAD
+            try:
+                same = _origin(req.full_url) == _origin(newurl)
+            except ValueError:  # a port that is no number
+                same = False
+            if not same:
+                redirected.remove_header("Authorization")
+        return redirected
+
+
+def _open(request: urllib.request.Request, timeout: float, *, follow: bool) -> http.client.HTTPResponse:
+    response: http.client.HTTPResponse = urllib.request.build_opener(_Redirects(follow)).open(request, timeout=timeout)
+    return response
+
+
 def _head(url: str, authorization: str | None, timeout: float) -> tuple[int, dict[str, str]]:
     request = urllib.request.Request(url, method="HEAD", headers={"Accept": ACCEPT})
     if authorization:
         request.add_header("Authorization", authorization)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _open(request, timeout, follow=True) as response:
             return response.status, dict(response.headers.items())
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers.items()) if exc.headers else {}
 
 
+def _realm(challenge: dict[str, str]) -> str:
+    """The token service's URL: HTTPS, or HTTP on this machine only (credentials and tokens never travel in clear)."""
+    realm = challenge.get("realm", "")
+    try:
+        parts = urlsplit(realm)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if parts.scheme not in ("http", "https") or not host:
+        raise NotChecked(f"its token service {realm!r} is not an HTTP(S) URL: not asked")
+    if parts.scheme == "http" and not is_loopback(host):
+        raise NotChecked(
+            f"its token service {realm} is plain HTTP on another machine: not asked, so neither credentials nor a "
+            "pull token travel in clear (a registry's token service is HTTPS)"
+        )
+    return realm
+
+
 def _token(challenge: str, ref: ImageReference, credentials: tuple[str, str] | None, timeout: float) -> str:
     """A pull token from the Bearer challenge's token service (anonymous without credentials)."""
     params = dict(_CHALLENGE_PARAM.findall(challenge))
-    realm = params.pop("realm", "")
-    if not realm.startswith(("https://", "http://")):
-        raise ValueError(f"the registry's token service {realm!r} is not an HTTP URL")
+    realm = _realm(params)
     query = {"service": params["service"]} if "service" in params else {}
     query["scope"] = params.get("scope") or f"repository:{ref.repository}:pull"
     request = urllib.request.Request(f"{realm}?{urlencode(query)}")
     if credentials:
         request.add_header("Authorization", _basic(credentials))
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body = json.loads(response.read())
-    token = body.get("token") or body.get("access_token")
+    with _open(request, timeout, follow=False) as response:
+        text = response.read()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
-        raise ValueError("the registry's token service answered without a token")
+        raise NotChecked(f'its token service {realm} answered without a token (no JSON object with a "token")')
     return token
 
 
@@ -157,8 +197,9 @@ def check_image(image: str, *, credentials: tuple[str, str] | None = None, timeo
     Docker's config.json entry for the registry."""
     ref = ImageReference.parse(image)
     found = credentials or docker_credentials(ref.registry)
-    url = ref.manifest_url
+    url = f"the manifest URL of {image}"
     try:
+        url = ref.manifest_url
         status, headers = _head(url, None, timeout)
         if status == 401:
             challenge = _header(headers, "WWW-Authenticate")
@@ -173,6 +214,10 @@ def check_image(image: str, *, credentials: tuple[str, str] | None = None, timeo
             f"registry {ref.registry} refused a pull token (HTTP {exc.code}); check the credentials of "
             f"`docker login {ref.registry}`",
         )
+    except NotChecked as exc:
+        return ImageCheck(image, None, f"registry {ref.registry}: {exc}")
+    except http.client.HTTPException as exc:  # not HTTP on that port (BadStatusLine), a URL http.client refuses
+        return ImageCheck(image, None, f"registry {ref.registry} did not answer as an HTTP registry at {url}: {exc!r}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return ImageCheck(image, None, f"registry {ref.registry} not reachable: {reason}")

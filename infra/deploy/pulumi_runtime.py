@@ -25,6 +25,7 @@ from typing import Any
 
 from infra.deploy.runtime import Infra, MigrationRun, process_env, rendered_env
 from infra.errors import CheckFailed, UsageError, WorkspaceError
+from infra.workspace import images
 from infra.workspace.loader import read_document
 from infra.workspace.located import LoadedWorkspace
 
@@ -148,6 +149,8 @@ class PulumiRuntime:
         targets: list[str] | None = None,
         replace: list[str] | None = None,
     ) -> str:
+        if targets is not None and not targets:  # an explicit empty list: nothing to update (never "everything")
+            return f"pulumi up {what} on stack {self.stack_name}: no targets, nothing updated"
         targets = targets if targets is not None else self._urns(names)
         from pulumi import automation as auto  # imported when a stack is used: it costs ~0.5 s at start-up
 
@@ -255,8 +258,15 @@ class PulumiRuntime:
 
         image = self.image(repo, version)
         with self._stack_lock:
-            self.stack.set_config(migration_key(repo), auto.ConfigValue(value=version), path=True)
             urns = self.migration_urns(repo)
+            if not urns:  # an update targeted at nothing would update the whole stack: refuse before any change
+                raise CheckFailed(
+                    f"pulumi: cannot target {repo}'s one-off migration container ({repo}-migrate-container): "
+                    f"stack {self.stack_name}'s state has none yet and {self.loaded.root / 'Pulumi.yaml'} is "
+                    "unreadable or names no project (`name:`) to build its URN from; give Pulumi.yaml the `name:` of "
+                    "the stack's Pulumi project and deploy again. Nothing was updated"
+                )
+            self.stack.set_config(migration_key(repo), auto.ConfigValue(value=version), path=True)
             container = [urn for urn in urns if urn.endswith(f"::{repo}-migrate-container")]
             detail = self._up([], f"{repo} migration at {version}", targets=urns, replace=container)
         outcome = (self.outputs().get("migrations") or {}).get(repo)
@@ -352,13 +362,11 @@ class PulumiRuntime:
             self.last_detail = self._up([repo], f"{repo} stopped", dependents=True)
 
     def image(self, repo: str, version: str) -> str | None:
-        """``<service.image>:<version>`` (``@<digest>`` for a sha256: version), the image the program runs; the
-        default repository is ghcr.io/<owner>/<name>, as infra.stack.naming.service_image names it."""
-        spec = self.loaded.model.repos[repo]
-        if spec.service is None:
+        """``<service.image>:<version>`` (``@<digest>`` for a sha256: version), the image the program runs
+        (infra.workspace.images names it for both)."""
+        if self.loaded.model.repos[repo].service is None:
             return None
-        repository = spec.service.image or f"ghcr.io/{spec.github.lower()}"
-        return f"{repository}@{version}" if version.startswith("sha256:") else f"{repository}:{version}"
+        return images.service_image_reference(self.loaded.model, repo, version)
 
     def alive(self, repo: str) -> bool:
         return True  # containers are restarted by Docker; the health probe decides

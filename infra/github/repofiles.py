@@ -37,6 +37,7 @@ from infra.github.pins import BUILD_PUSH, CHECKOUT, LOGIN, SETUP_BUILDX, check_p
 from infra.github.reviews import CODEOWNERS, codeowners, has_codeowners
 from infra.github.types_release import types_job, types_only_release
 from infra.github.yamlout import YamlMap, YamlSeq
+from infra.workspace.images import registry_of
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
 
@@ -53,12 +54,6 @@ Progress = Callable[[str], None]
 
 def _quiet(message: str) -> None:
     return None
-
-
-def registry_of(image: str) -> str:
-    """The registry host of an image reference (Docker Hub when the first part is no host)."""
-    first = image.split("/", 1)[0]
-    return first if "/" in image and ("." in first or ":" in first or first == "localhost") else "docker.io"
 
 
 def release_workflow(workspace: Workspace, repo: str) -> YamlMap | None:

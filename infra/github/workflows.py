@@ -72,10 +72,11 @@ from infra.github.layout import (
     ref_key,
 )
 from infra.github.pins import CHECKOUT, LOGIN, PULUMI_ACTIONS, check_pins
-from infra.github.repofiles import generate_repo_files, registry_of
+from infra.github.repofiles import generate_repo_files
 from infra.github.yamlout import YamlMap, YamlSeq
 from infra.workspace.env import declared_layers
 from infra.workspace.graph import edges_of, stages
+from infra.workspace.images import registry_of, service_image
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Environment, SecretRef, Workspace
 
@@ -329,15 +330,6 @@ def secrets_env(names: Iterable[str], only_in: Mapping[str, list[str]] | None = 
 
 
 # --- registries of the images ----------------------------------------------------------------------------
-
-
-def service_image(workspace: Workspace, repo: str) -> str:
-    """The image repository of ``repo``'s service, as the Pulumi program and runtime name it
-    (infra.stack.naming.service_image): ``service.image``, else ghcr.io/<owner>/<name>."""
-    service = workspace.repos[repo].service
-    if service is not None and service.image:
-        return service.image
-    return f"{GHCR}/{workspace.repos[repo].github.lower()}"
 
 
 def image_registries(workspace: Workspace) -> list[str]:

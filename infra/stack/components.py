@@ -17,6 +17,7 @@ import pulumi_random as random
 from infra.stack import naming
 from infra.stack.roles import JOB_SCRIPT_PATH, SCRIPT_PATH, roles_script
 from infra.stack.stackfiles import ServerSettings, ServiceSettings
+from infra.workspace import images
 from infra.workspace.env import CACHE_HOST, DATABASE_HOST, Value, database_password_secret
 from infra.workspace.model import SecretRef, Workspace
 
@@ -288,7 +289,7 @@ class ServiceContainer(pulumi.ComponentResource):
         assert service is not None, f"{repo} has no service"
         self.image = docker.RemoteImage(
             f"{name}-image",
-            name=naming.image_reference(naming.service_image(ws, repo), args.settings.image_tag),
+            name=images.service_image_reference(ws, repo, args.settings.image_tag),
             keep_locally=True,
             opts=_child(self),
         )
@@ -359,7 +360,7 @@ class MigrationContainer(pulumi.ComponentResource):
         assert migrate is not None and migrate.command, f"{repo} has no migrate.command"
         self.image = docker.RemoteImage(
             f"{name}-image",
-            name=naming.image_reference(naming.service_image(ws, repo), args.image_tag),
+            name=images.service_image_reference(ws, repo, args.image_tag),
             keep_locally=True,
             opts=_child(self),
         )

@@ -31,6 +31,7 @@ from infra.stack import cluster, naming
 from infra.stack.budget import pooler_pool_size
 from infra.stack.roles import JOB_SCRIPT_PATH, admin_environment, namespace_of, roles_script
 from infra.stack.stackfiles import DEFAULT_IMAGE_TAG, StackSettings
+from infra.workspace import images
 from infra.workspace.env import (
     CACHE_HOST,
     CACHE_PASSWORD_SECRET,
@@ -165,7 +166,7 @@ def env_from(repo: str) -> list[core.EnvFromSourceArgs]:
 
 
 def image_of(ws: Workspace, repo: str, tag: str) -> str:
-    return naming.image_reference(naming.service_image(ws, repo), tag)
+    return images.service_image_reference(ws, repo, tag)
 
 
 def migration_job(

@@ -17,19 +17,6 @@ def prefix(workspace: Workspace, environment: str) -> str:
     return f"{workspace.name}-{workspace.stack_of(environment)}"
 
 
-def service_image(workspace: Workspace, repo: str) -> str:
-    """The image repository of a repo's service: ``service.image`` or ghcr.io/<owner>/<name>."""
-    service = workspace.repos[repo].service
-    if service is not None and service.image:
-        return service.image
-    return f"ghcr.io/{workspace.repos[repo].github.lower()}"
-
-
-def image_reference(repository: str, tag: str) -> str:
-    """``repository:tag``, or ``repository@sha256:...`` when the tag is a digest."""
-    return f"{repository}@{tag}" if tag.startswith("sha256:") else f"{repository}:{tag}"
-
-
 def server_image(repository: str, version: str) -> str:
     """The pinned Postgres/Redis image: ``repository:version`` (a version may carry ``@sha256:...``)."""
     return f"{repository}:{version}"

@@ -288,10 +288,43 @@ class EncodedBatch:
     data: bytes | memoryview  # binary COPY tuples of the clean rows (no signature, no trailer)
     rows: int
     rules: dict[str, int]
+    # what :func:`infra.migrate.encode.batch_check_sql` compares, when asked for: the tuples without their jsonb
+    # fields (``data`` itself when there are none), and each jsonb column's texts as one JSON array
+    checked: bytes | memoryview = b""
+    documents: list[bytes] = field(default_factory=list)
+
+    def check_parameters(self, documents: int) -> dict[str, Any]:
+        """The native rows' part of the parameters of :func:`infra.migrate.encode.batch_check_sql` for a table
+        with ``documents`` jsonb columns (empty arrays when the batch has no native rows)."""
+        return {f"docs{k}": self.documents[k] if self.rows else b"[]" for k in range(documents)}
 
 
-def encode(table: NativeTable, agent_id: str, batch: pa.Table) -> EncodedBatch:
-    """The clean rows of a batch (already filtered) as binary COPY tuples: agent_id, source_rowid, columns."""
+def _flat_data(joined: pa.Array) -> memoryview:
+    """The bytes of a binary array's values, end to end (an array sliced or not)."""
+    joined = _combined(joined)
+    rows = len(joined)
+    offsets = pa.Array.from_buffers(pa.int64(), rows + 1, [None, joined.buffers()[1]], offset=joined.offset)
+    first, last = offsets[0].as_py(), offsets[rows].as_py()
+    return memoryview(joined.buffers()[2]).cast("B")[first:last]
+
+
+def _json_array(texts: pa.Array) -> bytes:
+    """A jsonb column's texts as one JSON array: ``[text]`` per value, ``[]`` for NULL."""
+    wrapped = pc.if_else(
+        pc.is_valid(texts),
+        pc.binary_join_element_wise(
+            pa.scalar(b"[", pa.large_binary()), texts, pa.scalar(b"]", pa.large_binary()), NOTHING
+        ),
+        pa.scalar(b"[]", pa.large_binary()),
+    )
+    listed = pa.LargeListArray.from_arrays(pa.array([0, len(wrapped)], pa.int64()), _combined(wrapped))
+    joined = pc.binary_join(listed, pa.scalar(b",", pa.large_binary()))
+    return b"[" + joined[0].as_py() + b"]"
+
+
+def encode(table: NativeTable, agent_id: str, batch: pa.Table, checked: bool = False) -> EncodedBatch:
+    """The clean rows of a batch (already filtered) as binary COPY tuples: agent_id, source_rowid, columns; with
+    ``checked``, also what the batch's check in PostgreSQL compares (:class:`EncodedBatch`)."""
     rows = batch.num_rows
     if rows == 0:
         return EncodedBatch(b"", 0, {})
@@ -303,6 +336,8 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table) -> EncodedBatch:
         big_endian(_combined(batch.column(0)), 8),
     ]
     rules: dict[str, int] = {}
+    documents: list[pa.Array] = []
+    json_parts: set[int] = set()  # positions in parts of the jsonb fields
     position = 2  # after rowid and the clean flag
     rule_position = 2 + sum(len(c.selects) for c in table.columns)
     for column, target in zip(table.columns, table.mapping.target_columns, strict=True):
@@ -314,6 +349,8 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table) -> EncodedBatch:
             if kind != "bytea":
                 data = _valid_text(data)
             if kind == "jsonb":  # jsonb's binary format: version 1, then the text
+                documents.append(data)
+                json_parts |= {len(parts), len(parts) + 1}
                 data = pc.binary_join_element_wise(pa.scalar(b"\x01", pa.large_binary()), data, NOTHING)
             parts += [_lengths(data), data]
         elif kind == "float8":
@@ -332,10 +369,16 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table) -> EncodedBatch:
                 name = TIME_RULES.get(int(entry["values"]))
                 if name is not None:
                     rules[name] = rules.get(name, 0) + int(entry["counts"])
-    joined = _combined(pc.binary_join_element_wise(*parts, NOTHING, null_handling="replace", null_replacement=b""))
-    offsets = pa.Array.from_buffers(pa.int64(), rows + 1, [None, joined.buffers()[1]], offset=joined.offset)
-    first, last = offsets[0].as_py(), offsets[rows].as_py()
-    return EncodedBatch(memoryview(joined.buffers()[2]).cast("B")[first:last], rows, rules)
+    joined = pc.binary_join_element_wise(*parts, NOTHING, null_handling="replace", null_replacement=b"")
+    data = _flat_data(joined)
+    encoded = EncodedBatch(data, rows, rules, data)
+    if checked and documents:
+        rest = [p for i, p in enumerate(parts) if i not in json_parts]
+        encoded.checked = _flat_data(
+            pc.binary_join_element_wise(*rest, NOTHING, null_handling="replace", null_replacement=b"")
+        )
+        encoded.documents = [_json_array(d) for d in documents]
+    return encoded
 
 
 assert NULL_FIELD == (-1).to_bytes(4, "big", signed=True)

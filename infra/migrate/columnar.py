@@ -53,7 +53,6 @@ TIME_RULES = {1: "epoch-seconds-to-timestamptz", 2: "epoch-milliseconds-to-times
 DIGIT = "[0-9]"
 # larger values take the Python path, which streams them: a native batch holds at most this much per value
 MAX_BYTES = 1 << 20
-MAX_TEXT = MAX_BYTES // 4  # characters: at most 4 bytes each in UTF-8
 # the bytes a native batch aims at: the next batch's rows are scaled from the last one's size
 BATCH_BYTES = 32 << 20
 
@@ -109,8 +108,8 @@ OFFSET_LENGTHS = "25, 29, 32"
 def _iso_parts(q: str) -> tuple[str, str]:
     """(clean predicate, microseconds since 1970) of ISO 8601 date-time text; the second is meaningful only where
     the first holds (it is computed for every text, and its result ignored elsewhere)."""
-    date_time = f"{DIGIT * 4}-{DIGIT * 2}-{DIGIT * 2}[T ]{DIGIT * 2}:{DIGIT * 2}:{DIGIT * 2}"
-    shapes = " ".join(f"WHEN {n} THEN {q} GLOB '{date_time}{tail}'" for n, tail in ISO_SHAPES.items())
+    # the date-time itself is checked by SQLite's round trip below (only its canonical form comes back equal)
+    shapes = " ".join(f"WHEN {n} THEN substr({q}, 20) GLOB '{tail}'" for n, tail in ISO_SHAPES.items())
     clean = (
         f"typeof({q}) = 'text' AND (CASE length({q}) {shapes} ELSE 0 END) "
         f"AND substr({q}, 1, 4) BETWEEN '0002' AND '9998' "
@@ -133,13 +132,14 @@ def column_sql(column: TargetColumn, source_name: str) -> ColumnSql:
     q = quote_sqlite(source_name)
     kind = native_kind(column)
     if kind in TEXT_KINDS:
-        predicate = f"typeof({q}) = 'text' AND length({q}) < {MAX_TEXT} AND instr({q}, char(0)) = 0"
+        # octet_length: SQLite's byte count, read without scanning the text (length() counts characters)
+        predicate = f"typeof({q}) = 'text' AND octet_length({q}) < {MAX_BYTES} AND instr({q}, char(0)) = 0"
         if column.max_length is not None:
             predicate += f" AND length({q}) <= {int(column.max_length)}"
-        text = f"CASE WHEN typeof({q}) = 'text' AND length({q}) < {MAX_TEXT} THEN CAST({q} AS BLOB) END"
+        text = f"CASE WHEN typeof({q}) = 'text' AND octet_length({q}) < {MAX_BYTES} THEN CAST({q} AS BLOB) END"
         return ColumnSql([text], _nullable(column, q, predicate))
     if kind == "bytea":
-        predicate = f"typeof({q}) = 'blob' AND length({q}) < {MAX_BYTES}"
+        predicate = f"typeof({q}) = 'blob' AND octet_length({q}) < {MAX_BYTES}"
         return ColumnSql([f"CASE WHEN {predicate} THEN {q} END"], _nullable(column, q, predicate))
     if kind in INT_RANGES:
         low, high = INT_RANGES[kind]
@@ -151,20 +151,31 @@ def column_sql(column: TargetColumn, source_name: str) -> ColumnSql:
         )
     if kind in JSON_KINDS:
         # nesting Python's parser refuses (RecursionError) but PostgreSQL's accepts: at most 500 brackets
-        brackets = f"(length({q}) < 500 OR length({q}) - length(replace(replace({q}, '[', ''), '{{', '')) < 500)"
-        # duplicate keys (rule json-duplicate-keys keeps the raw text): none without an object; one object at the
-        # top: its keys; else every object's (json_tree)
+        brackets = (
+            f"(octet_length({q}) < 500 OR octet_length({q}) - octet_length(replace(replace({q}, '[', ''), '{{', '')) "
+            "< 500)"
+        )
+        # duplicate keys (rule json-duplicate-keys keeps the raw text): none without an object. Where no object
+        # sits after the first '[' (no object inside an array), SQLite's json_patch onto {} (RFC 7396) merges
+        # duplicates of every object and drops null members: the same minified text back means neither. Else one
+        # object at the top: its keys; else every object's (json_tree)
         each = f"(SELECT count(*) = count(DISTINCT key) FROM json_each({q}))"  # noqa: S608 (q: quoted identifier)
         tree = f"NOT EXISTS (SELECT 1 FROM json_tree({q}) GROUP BY parent, key HAVING count(*) > 1)"  # noqa: S608
-        one_object = f"length({q}) - length(replace({q}, '{{', '')) = 1 AND json_type({q}) = 'object'"
-        duplicates = f"(instr({q}, '{{') = 0 OR (CASE WHEN {one_object} THEN {each} ELSE {tree} END))"
+        one_object = f"octet_length({q}) - octet_length(replace({q}, '{{', '')) = 1 AND json_type({q}) = 'object'"
+        flat = f"(instr({q}, '[') = 0 OR instr(substr({q}, instr({q}, '[')), '{{') = 0)"
+        patched = f"json_patch('{{}}', {q}) = json({q})"
+        duplicates = (
+            f"(instr({q}, '{{') = 0 OR (CASE WHEN {flat} AND {patched} THEN 1 WHEN {one_object} THEN {each} "
+            f"ELSE {tree} END))"
+        )
         # numbers beyond PostgreSQL's numeric range (an exponent) make PostgreSQL refuse the batch, which then goes
         # through the Python path whole (where such a value is a reject)
         predicate = (
-            f"typeof({q}) = 'text' AND length({q}) < 65536 AND instr({q}, char(0)) = 0 AND instr({q}, '\\') = 0 "
+            f"typeof({q}) = 'text' AND octet_length({q}) < 65536 AND instr({q}, char(0)) = 0 "
+            f"AND instr({q}, '\\') = 0 "
             f"AND {brackets} AND json_valid({q}) AND {duplicates}"
         )
-        text = f"CASE WHEN typeof({q}) = 'text' AND length({q}) < 65536 THEN CAST({q} AS BLOB) END"
+        text = f"CASE WHEN typeof({q}) = 'text' AND octet_length({q}) < 65536 THEN CAST({q} AS BLOB) END"
         return ColumnSql([text], _nullable(column, q, predicate))
     # timestamps
     iso_clean, iso_micros = _iso_parts(q)

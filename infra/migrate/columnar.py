@@ -90,44 +90,6 @@ def _nullable(column: TargetColumn, q: str, predicate: str) -> str:
     return predicate if column.not_null else f"({q} IS NULL OR ({predicate}))"
 
 
-ISO_SHAPES = {  # length -> GLOB pattern after the date-time: the ISO 8601 texts the native path reads
-    19: "",
-    20: "Z",
-    23: "." + DIGIT * 3,
-    24: "." + DIGIT * 3 + "Z",
-    25: f"[+-]{DIGIT * 2}:{DIGIT * 2}",
-    26: "." + DIGIT * 6,
-    27: "." + DIGIT * 6 + "Z",
-    29: "." + DIGIT * 3 + f"[+-]{DIGIT * 2}:{DIGIT * 2}",
-    32: "." + DIGIT * 6 + f"[+-]{DIGIT * 2}:{DIGIT * 2}",
-}
-NAIVE_LENGTHS = "19, 23, 26"
-OFFSET_LENGTHS = "25, 29, 32"
-
-
-def _iso_parts(q: str) -> tuple[str, str]:
-    """(clean predicate, microseconds since 1970) of ISO 8601 date-time text; the second is meaningful only where
-    the first holds (it is computed for every text, and its result ignored elsewhere)."""
-    # the date-time itself is checked by SQLite's round trip below (only its canonical form comes back equal)
-    shapes = " ".join(f"WHEN {n} THEN substr({q}, 20) GLOB '{tail}'" for n, tail in ISO_SHAPES.items())
-    clean = (
-        f"typeof({q}) = 'text' AND (CASE length({q}) {shapes} ELSE 0 END) "
-        f"AND substr({q}, 1, 4) BETWEEN '0002' AND '9998' "
-        f"AND datetime(substr({q}, 1, 19), '+0 seconds') = replace(substr({q}, 1, 19), 'T', ' ') "
-        f"AND (length({q}) NOT IN ({OFFSET_LENGTHS}) OR (substr({q}, -5, 2) < '24' AND substr({q}, -2, 2) < '60'))"
-    )
-    offset = (
-        f"(CASE WHEN length({q}) IN ({OFFSET_LENGTHS}) THEN (CASE substr({q}, -6, 1) WHEN '+' THEN 1 ELSE -1 END) * "
-        f"(CAST(substr({q}, -5, 2) AS INTEGER) * 3600 + CAST(substr({q}, -2, 2) AS INTEGER) * 60) ELSE 0 END)"
-    )
-    fraction = (
-        f"(CASE WHEN length({q}) IN (23, 24, 29) THEN CAST(substr({q}, 21, 3) AS INTEGER) * 1000 "
-        f"WHEN length({q}) IN (26, 27, 32) THEN CAST(substr({q}, 21, 6) AS INTEGER) ELSE 0 END)"
-    )
-    micros = f"((unixepoch(substr({q}, 1, 19)) - {offset}) * 1000000 + {fraction})"
-    return clean, micros
-
-
 def column_sql(column: TargetColumn, source_name: str) -> ColumnSql:
     q = quote_sqlite(source_name)
     kind = native_kind(column)
@@ -177,8 +139,8 @@ def column_sql(column: TargetColumn, source_name: str) -> ColumnSql:
         )
         text = f"CASE WHEN typeof({q}) = 'text' AND octet_length({q}) < 65536 THEN CAST({q} AS BLOB) END"
         return ColumnSql([text], _nullable(column, q, predicate))
-    # timestamps
-    iso_clean, iso_micros = _iso_parts(q)
+    # timestamps: epochs are tested and scaled here; ISO text of a plausible length is selected as bytes and
+    # tested and converted by Arrow (iso_micros), which is also where its rule is counted
     integer_seconds = f"{q} BETWEEN -62135596800 AND 100000000000"
     # milliseconds up to 9e12 (year 2255): Python's timedelta(milliseconds=n) is exact only that far
     integer_millis = f"({q} > 100000000000 OR {q} < -100000000000) AND {q} BETWEEN -9000000000000 AND 9000000000000"
@@ -186,19 +148,20 @@ def column_sql(column: TargetColumn, source_name: str) -> ColumnSql:
     real_millis = (
         f"({q} > 100000000000.0 OR {q} < -100000000000.0) AND {q} BETWEEN -62135596799000.0 AND 253402300798999.0"
     )
+    iso_candidate = f"typeof({q}) = 'text' AND octet_length({q}) BETWEEN 19 AND 32"
     predicate = (
         f"(typeof({q}) = 'integer' AND (({integer_seconds}) OR ({integer_millis}))) "
-        f"OR (typeof({q}) = 'real' AND (({real_seconds}) OR ({real_millis}))) OR ({iso_clean})"
+        f"OR (typeof({q}) = 'real' AND (({real_seconds}) OR ({real_millis}))) OR ({iso_candidate})"
     )
     integer = (
         f"CASE WHEN typeof({q}) = 'integer' AND {q} BETWEEN -62135596800000 AND 253402300799999 THEN "
         f"{q} * (CASE WHEN {q} > 100000000000 OR {q} < -100000000000 THEN 1000 ELSE 1000000 END) END"
     )
     real = f"CASE WHEN typeof({q}) = 'real' THEN {q} END"
-    iso = f"CASE WHEN typeof({q}) = 'text' AND length({q}) BETWEEN 19 AND 32 THEN {iso_micros} END"
+    iso = f"CASE WHEN {iso_candidate} THEN CAST({q} AS BLOB) END"
     rule = (
         f"CASE WHEN typeof({q}) IN ('integer', 'real') THEN (CASE WHEN {q} > 100000000000 OR {q} < -100000000000 "
-        f"THEN 2 ELSE 1 END) WHEN typeof({q}) = 'text' AND length({q}) IN ({NAIVE_LENGTHS}) THEN 3 ELSE 0 END"
+        "THEN 2 ELSE 1 END) ELSE 0 END"
     )
     return ColumnSql([integer, real, iso], _nullable(column, q, predicate), rule)
 
@@ -215,6 +178,18 @@ class NativeTable:
         table = cls(mapping)
         table.columns = [column_sql(c, s) for c, s in zip(mapping.target_columns, mapping.source_columns, strict=True)]
         return table
+
+    def time_positions(self) -> list[tuple[int, int]]:
+        """(position of the ISO text, position of the rule code) in a batch, per timestamp column."""
+        found = []
+        position = 2
+        rule_position = 2 + sum(len(c.selects) for c in self.columns)
+        for column in self.columns:
+            position += len(column.selects)
+            if column.rule is not None:
+                found.append((position - 1, rule_position))
+                rule_position += 1
+        return found
 
     def batch_sql(self) -> str:
         """rowid, clean (0/1), every column's expressions, every rule code; the next ``?`` rows after rowid ``?``."""
@@ -286,7 +261,7 @@ def _valid_text(values: pa.Array) -> pa.Array:
 
 def time_micros(integer: pa.Array, real: pa.Array, iso: pa.Array) -> pa.Array:
     """Microseconds since 1970 of a timestamp column: integer epochs (already scaled in SQL), real epochs rounded
-    half to even as Python's round() does (milliseconds above 1e11, else seconds), ISO text (computed in SQL)."""
+    half to even as Python's round() does (milliseconds above 1e11, else seconds), ISO text (already microseconds: :func:`iso_micros`)."""
     real = _typed(real, pa.float64())
     integer, iso = _typed(integer, pa.int64()), _typed(iso, pa.int64())
     scaled = pc.if_else(pc.greater(pc.abs(real), 1e11), pc.multiply(real, 1000.0), pc.multiply(real, 1e6))
@@ -435,14 +410,104 @@ class SplitBatch:
     others: list[int]  # rowids of the rows that go through Python
 
 
-def split(batch: pa.Table) -> SplitBatch:
+def split(table: NativeTable, batch: pa.Table) -> SplitBatch:
+    """A batch's clean rows and the rowids of the others. ISO text in timestamp columns is tested here (a row
+    whose text is not one of the shapes the native path reads is not clean) and replaced by its microseconds;
+    naive ones count their rule."""
     rows = batch.num_rows
     if rows == 0:
         return SplitBatch(None, 0, batch, [])
     rowids = _combined(batch.column(0))
     flags = pc.equal(_combined(batch.column(1)), 1)
+    columns = list(batch.columns)
+    for iso_position, rule_position in table.time_positions():
+        iso = _combined(batch.column(iso_position))
+        micros, naive = iso_micros(iso)
+        flags = pc.and_(flags, pc.or_(pc.is_null(iso), pc.is_valid(micros)))
+        columns[iso_position] = micros
+        codes = _typed(_combined(batch.column(rule_position)), pa.int64())
+        columns[rule_position] = pc.if_else(naive, pa.scalar(3, pa.int64()), codes)
+    batch = pa.Table.from_arrays(columns, names=batch.column_names)
     others = pc.filter(rowids, pc.invert(flags)).to_pylist()
     return SplitBatch(int(rowids[rows - 1].as_py()), rows, batch.filter(flags), others)
+
+
+ISO_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}|\.[0-9]{6})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+)
+MONTH_DAYS = pa.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], pa.int64())
+
+
+def iso_micros(iso: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Microseconds since 1970 of ISO 8601 text ``YYYY-MM-DD[T ]HH:MM:SS[.fff|.ffffff][Z|+HH:MM|-HH:MM]`` (as
+    bytes), NULL where a value is NULL or not such a date-time between the years 2 and 9998 (a day its month has,
+    hours under 24, minutes and seconds under 60, offsets under 24:00); and whether each is naive (no offset, no
+    Z: rule naive-time-as-utc). Exact integer arithmetic with Arrow kernels (days from the civil date as in
+    Howard Hinnant's algorithm), no Python per value."""
+    text = _typed(iso, pa.large_binary())
+    shaped = pc.if_else(pc.match_substring_regex(text, ISO_PATTERN), text, pa.scalar(None, pa.large_binary()))
+    shaped = shaped.cast(pa.large_string())  # only ASCII is left
+    size = pc.utf8_length(shaped)
+
+    def number(values: pa.Array, start: int, stop: int | None = None) -> pa.Array:
+        return pc.cast(pc.utf8_slice_codeunits(values, start, stop), pa.int64())
+
+    def where(mask: pa.Array) -> pa.Array:
+        return pc.if_else(mask, shaped, pa.scalar(None, pa.large_string()))
+
+    year, month, day = number(shaped, 0, 4), number(shaped, 5, 7), number(shaped, 8, 10)
+    hour, minute, second = number(shaped, 11, 13), number(shaped, 14, 16), number(shaped, 17, 19)
+    millis = where(pc.is_in(size, pa.array([23, 24, 29], pa.int64())))
+    micros = where(pc.is_in(size, pa.array([26, 27, 32], pa.int64())))
+    offset = where(pc.is_in(size, pa.array([25, 29, 32], pa.int64())))
+    fraction = pc.coalesce(pc.multiply(number(millis, 20, 23), 1000), number(micros, 20, 26), 0)
+    offset_hours, offset_minutes = number(offset, -5, -3), number(offset, -2)
+    sign = pc.if_else(pc.equal(pc.utf8_slice_codeunits(offset, -6, -5), "+"), 1, -1)
+    offset_seconds = pc.coalesce(
+        pc.multiply(sign, pc.add(pc.multiply(offset_hours, 3600), pc.multiply(offset_minutes, 60))), 0
+    )
+    leap = pc.and_(
+        pc.equal(month, 2),
+        pc.or_(
+            pc.and_(pc.equal(_remainder(year, 4), 0), pc.not_equal(_remainder(year, 100), 0)),
+            pc.equal(_remainder(year, 400), 0),
+        ),
+    )
+    in_year = pc.and_(pc.greater_equal(month, 1), pc.less_equal(month, 12))
+    month_days = pc.add(pc.take(MONTH_DAYS, pc.if_else(in_year, month, 0)), pc.cast(leap, pa.int64()))
+    valid = pc.and_(
+        pc.and_(pc.and_(pc.greater_equal(year, 2), pc.less_equal(year, 9998)), in_year),
+        pc.and_(
+            pc.and_(pc.greater_equal(day, 1), pc.less_equal(day, month_days)),
+            pc.and_(pc.and_(pc.less(hour, 24), pc.less(minute, 60)), pc.less(second, 60)),
+        ),
+    )
+    valid = pc.and_(valid, pc.coalesce(pc.and_(pc.less(offset_hours, 24), pc.less(offset_minutes, 60)), True))
+    # days since 1970-01-01 of the civil date (years >= 2, so every quotient is of non-negative numbers)
+    march = pc.greater(month, 2)
+    shifted_year = pc.subtract(year, pc.cast(pc.invert(march), pa.int64()))
+    era = pc.divide(shifted_year, 400)
+    year_of_era = pc.subtract(shifted_year, pc.multiply(era, 400))
+    month_from_march = pc.if_else(march, pc.subtract(month, 3), pc.add(month, 9))
+    day_of_year = pc.add(pc.divide(pc.add(pc.multiply(month_from_march, 153), 2), 5), pc.subtract(day, 1))
+    day_of_era = pc.add(
+        pc.subtract(pc.add(pc.multiply(year_of_era, 365), pc.divide(year_of_era, 4)), pc.divide(year_of_era, 100)),
+        day_of_year,
+    )
+    days = pc.subtract(pc.add(pc.multiply(era, 146097), day_of_era), 719468)
+    seconds = pc.add(
+        pc.add(pc.multiply(days, 86400), pc.multiply(hour, 3600)),
+        pc.subtract(pc.add(pc.multiply(minute, 60), second), offset_seconds),
+    )
+    total = pc.add(pc.multiply(seconds, 1_000_000), fraction)
+    result = pc.if_else(valid, total, pa.scalar(None, pa.int64()))
+    naive = pc.fill_null(pc.and_(valid, pc.is_in(size, pa.array([19, 23, 26], pa.int64()))), False)
+    return _combined(result), _combined(naive)
+
+
+def _remainder(values: pa.Array, divisor: int) -> pa.Array:
+    """values mod divisor for non-negative values (Arrow has no modulo kernel)."""
+    return pc.subtract(values, pc.multiply(pc.divide(values, divisor), divisor))
 
 
 def rowids(batch: SplitBatch) -> list[int]:

@@ -639,7 +639,7 @@ class Migrator:
             while not exhausted:
                 started = time.monotonic()
                 read = upcoming.result()
-                batch = columnar.split(read)
+                batch = columnar.split(table, read)
                 try:
                     encoded = columnar.encode(table, source.agent_id, batch.clean, checked=hashed)
                     others = batch.others

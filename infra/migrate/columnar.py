@@ -274,8 +274,9 @@ class EncodedBatch:
     data: bytes | memoryview  # binary COPY tuples of the clean rows (no signature, no trailer)
     rows: int
     rules: dict[str, int]
-    # what :func:`infra.migrate.encode.batch_check_sql` compares, when asked for: the tuples without their jsonb
-    # fields (``data`` itself when there are none), and each jsonb column's texts as one JSON array
+    # what :func:`infra.migrate.encode.batch_check_sql` compares, when asked for: the tuples with each jsonb field
+    # replaced by one byte, 0 for NULL, 1 else (``data`` itself when there are none), and each jsonb column's
+    # non-NULL texts as one JSON array
     checked: bytes | memoryview = b""
     documents: list[bytes] = field(default_factory=list)
 
@@ -295,17 +296,15 @@ def _flat_data(joined: pa.Array) -> memoryview:
 
 
 def _json_array(texts: pa.Array) -> bytes:
-    """A jsonb column's texts as one JSON array: ``[text]`` per value, ``[]`` for NULL."""
-    wrapped = pc.if_else(
-        pc.is_valid(texts),
-        pc.binary_join_element_wise(
-            pa.scalar(b"[", pa.large_binary()), texts, pa.scalar(b"]", pa.large_binary()), NOTHING
-        ),
-        pa.scalar(b"[]", pa.large_binary()),
-    )
-    listed = pa.LargeListArray.from_arrays(pa.array([0, len(wrapped)], pa.int64()), _combined(wrapped))
+    """A jsonb column's non-NULL texts, in order, as one JSON array."""
+    present = pc.drop_null(texts)
+    listed = pa.LargeListArray.from_arrays(pa.array([0, len(present)], pa.int64()), _combined(present))
     joined = pc.binary_join(listed, pa.scalar(b",", pa.large_binary()))
     return b"[" + joined[0].as_py() + b"]"
+
+
+JSON_NULL = pa.scalar(b"\x00", pa.large_binary())
+JSON_PRESENT = pa.scalar(b"\x01", pa.large_binary())
 
 
 def encode(table: NativeTable, agent_id: str, batch: pa.Table, checked: bool = False) -> EncodedBatch:
@@ -323,7 +322,7 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table, checked: bool = F
     ]
     rules: dict[str, int] = {}
     documents: list[pa.Array] = []
-    json_parts: set[int] = set()  # positions in parts of the jsonb fields
+    json_parts: dict[int, pa.Array] = {}  # position in parts of a jsonb field -> what the check compares instead
     position = 2  # after rowid and the clean flag
     rule_position = 2 + sum(len(c.selects) for c in table.columns)
     for column, target in zip(table.columns, table.mapping.target_columns, strict=True):
@@ -336,7 +335,8 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table, checked: bool = F
                 data = _valid_text(data)
             if kind == "jsonb":  # jsonb's binary format: version 1, then the text
                 documents.append(data)
-                json_parts |= {len(parts), len(parts) + 1}
+                json_parts[len(parts)] = pc.if_else(pc.is_valid(data), JSON_PRESENT, JSON_NULL)  # NULL or not
+                json_parts[len(parts) + 1] = pa.nulls(rows, pa.large_binary())
                 data = pc.binary_join_element_wise(pa.scalar(b"\x01", pa.large_binary()), data, NOTHING)
             parts += [_lengths(data), data]
         elif kind == "float8":
@@ -359,7 +359,7 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table, checked: bool = F
     data = _flat_data(joined)
     encoded = EncodedBatch(data, rows, rules, data)
     if checked and documents:
-        rest = [p for i, p in enumerate(parts) if i not in json_parts]
+        rest = [json_parts.get(i, p) for i, p in enumerate(parts)]
         encoded.checked = _flat_data(
             pc.binary_join_element_wise(*rest, NOTHING, null_handling="replace", null_replacement=b"")
         )

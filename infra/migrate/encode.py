@@ -250,14 +250,14 @@ def batch_digest(data: bytes | memoryview) -> bytes:
 def batch_check_sql(target: sql.Composable, columns: list[TargetColumn]) -> sql.Composed:
     """One pass of PostgreSQL over an agent's stored rows with ``after < source_rowid <= last`` (named parameters
     ``agent``, ``after``, ``last``, ``others``: an array of rowids, and for each jsonb column ``docs0``,
-    ``docs1``...: the native rows' source texts as sent, as one JSON array of ``[text]``, or ``[]`` for NULL, in
-    rowid order). It returns, over the rows not in ``others`` (the native rows), the sha256 of their binary COPY
-    tuples *without their jsonb fields*, concatenated in rowid order (what :func:`batch_digest` gives for the
-    tuples Arrow built, :func:`infra.migrate.columnar.encode`); whether each jsonb column's stored values, in rowid
-    order, are the sent texts parsed again by PostgreSQL (jsonb keeps no text: both sides are compared in its send
-    representation); the sum of the content hashes (:func:`row_hash_sql`'s) of the rows in ``others``; and that
-    of the native rows. Every send function runs once per value (subqueries fenced by OFFSET 0), and fixed-width
-    fields get a constant length prefix."""
+    ``docs1``...: the native rows' non-NULL source texts as sent, in rowid order, as one JSON array). It returns,
+    over the rows not in ``others`` (the native rows), the sha256 of their binary COPY tuples with each jsonb
+    field replaced by one byte (0 for NULL, 1 else), concatenated in rowid order (what :func:`batch_digest` gives
+    for the same bytes built by Arrow, :func:`infra.migrate.columnar.encode`); whether each jsonb column's
+    non-NULL stored values, in rowid order, are the sent texts parsed again by PostgreSQL (jsonb keeps no text:
+    both sides are compared in its send representation); the sum of the content hashes (:func:`row_hash_sql`'s)
+    of the rows in ``others``; and that of the native rows. Every send function runs once per value (subqueries
+    fenced by OFFSET 0), and fixed-width fields get a constant length prefix."""
     parts = [("agent_id", "text", True), ("source_rowid", "int8", True)] + [
         (c.name, c.type_name, c.not_null) for c in columns
     ]
@@ -279,7 +279,8 @@ def batch_check_sql(target: sql.Composable, columns: list[TargetColumn]) -> sql.
         value = sql.SQL("{} || {}").format(prefix, field)
         stored.append(value if not_null else sql.SQL("coalesce({}, '\\xffffffff'::bytea)").format(value))
         if kind == "jsonb":
-            documents.append(stored[-1])
+            documents.append(sql.SQL("int4send(length({f})) || {f}").format(f=field))
+            sent.append(sql.SQL("CASE WHEN {} IS NULL THEN '\\x00'::bytea ELSE '\\x01'::bytea END").format(field))
         else:
             sent.append(stored[-1])
     outputs: list[sql.Composable] = [
@@ -291,13 +292,13 @@ def batch_check_sql(target: sql.Composable, columns: list[TargetColumn]) -> sql.
     for k in range(len(documents)):
         doc = sql.Identifier(f"d{k}")
         expected = sql.SQL(
-            "(SELECT sha256(string_agg(coalesce(int4send(length(x)) || x, '\\xffffffff'::bytea), ''::bytea "
-            "ORDER BY o)) FROM jsonb_array_elements(convert_from({p}, 'UTF8')::jsonb) WITH ORDINALITY AS e(v, o), "
-            "LATERAL (SELECT jsonb_send(v -> 0) AS x) l)"
+            "(SELECT sha256(string_agg(int4send(length(x)) || x, ''::bytea ORDER BY o)) "
+            "FROM (SELECT o, jsonb_send(v::jsonb) AS x "
+            "FROM json_array_elements(convert_from({p}, 'UTF8')::json) WITH ORDINALITY AS e(v, o)) u)"
         ).format(p=sql.Placeholder(f"docs{k}"))
         checks.append(
             sql.SQL(
-                "sha256(string_agg({d}, ''::bytea ORDER BY source_rowid) FILTER (WHERE NOT other)) "
+                "sha256(string_agg({d}, ''::bytea ORDER BY source_rowid) FILTER (WHERE NOT other AND {d} IS NOT NULL)) "
                 "IS NOT DISTINCT FROM {e}"
             ).format(d=doc, e=expected)
         )

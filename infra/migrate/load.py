@@ -35,6 +35,7 @@ leaves the ledger's checksum NULL, and validation then re-reads the source (:mod
 from __future__ import annotations
 
 import base64
+import gc
 import multiprocessing
 import os
 import signal
@@ -287,6 +288,20 @@ _HELPER: dict[str, Any] = {}
 # 400,000-row files the helper paid off (README); the exact break-even was not measured.
 HELPER_MIN_ROWS = 60_000
 CORES = os.cpu_count() or 1
+
+
+class LazyConverter:
+    """A table's row converter (:func:`plan.row_converter`), generated on its first call."""
+
+    def __init__(self, agent_id: str, mapping: TableMapping, canonical_json: bool) -> None:
+        self.arguments = (agent_id, mapping, canonical_json)
+        self.convert: Callable[[tuple[Any, ...]], Any] | None = None
+
+    def __call__(self, row: tuple[Any, ...]) -> Any:
+        if self.convert is None:
+            agent_id, mapping, canonical_json = self.arguments
+            self.convert = row_converter(agent_id, mapping, canonical_json=canonical_json)
+        return self.convert(row)
 
 
 class BatchMismatch(Exception):
@@ -552,13 +567,15 @@ class Migrator:
         transaction when every batch of the unit was (else 0)."""
         key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
         hashed = progress.checksum is not None
-        convert = row_converter(source.agent_id, mapping, canonical_json=hashed)
         encoder = RowEncoder(mapping.target_columns, binary=self.options.copy_format == "binary")
         copy_sql = mapping.copy_sql(encoder.binary)
         if self.options.native and encoder.binary and columnar.supports(mapping):
+            # the converter is generated (compiled) only when a row of the table goes through Python
+            lazy = LazyConverter(source.agent_id, mapping, hashed)
             return self._load_native_batches(
-                conn, sqlite_conn, source, sha, mapping, rows, progress, convert, encoder, fresh=fresh
+                conn, sqlite_conn, source, sha, mapping, rows, progress, lazy, encoder, fresh=fresh
             )
+        convert = row_converter(source.agent_id, mapping, canonical_json=hashed)
         reader = iterate_rows(sqlite_conn, mapping, source.path, progress.after)
         helper = HelperBatches(self, sqlite_conn, source, mapping, binary=encoder.binary, hashed=hashed)
         reset = fresh
@@ -1230,6 +1247,9 @@ def _init_worker(url: str, options: RunOptions, queue: Any, running: Any) -> Non
     _die_with_parent()
     _WORKER["url"] = url
     _WORKER["migrator"] = Migrator(url, options, QueueObserver(queue))
+    # the objects inherited from the parent (modules, the plan) never become garbage: keep the cyclic collector
+    # from walking them again and again while batches allocate (it took about 5% of a worker's CPU)
+    gc.freeze()
 
 
 def _worker_connection() -> psycopg.Connection[Any]:

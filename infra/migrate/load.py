@@ -43,7 +43,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -288,6 +288,18 @@ _HELPER: dict[str, Any] = {}
 # 400,000-row files the helper paid off (README); the exact break-even was not measured.
 HELPER_MIN_ROWS = 60_000
 CORES = os.cpu_count() or 1
+
+
+_PREFETCH: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child must not use its parent's thread
+
+
+def _prefetch_pool() -> ThreadPoolExecutor:
+    """The thread that reads native batches ahead, one per process (starting one per table cost about 3 ms)."""
+    pool = _PREFETCH.get(os.getpid())
+    if pool is None:
+        _PREFETCH.clear()
+        pool = _PREFETCH[os.getpid()] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="native-read")
+    return pool
 
 
 class LazyConverter:
@@ -648,11 +660,11 @@ class Migrator:
         reader = columnar.NativeReader(source.path)
         # SQLite reads (and Arrow encodes) the next batch in a thread while PostgreSQL takes this one: both release
         # the GIL, so on two cores the reading overlaps the loading
-        prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="native-read")
+        prefetch = _prefetch_pool()
         reset = fresh
         exhausted = False
+        upcoming = prefetch.submit(reader.read, table, progress.after, limit)
         try:
-            upcoming = prefetch.submit(reader.read, table, progress.after, limit)
             while not exhausted:
                 started = time.monotonic()
                 read = upcoming.result()
@@ -717,7 +729,8 @@ class Migrator:
                     self._commit_batch(conn, key, progress, done, started, exhausted=exhausted)
                 self.observer.advance(source.agent_id, done.batch)
         finally:
-            prefetch.shutdown(wait=True, cancel_futures=True)
+            if not upcoming.cancel():
+                wait([upcoming])  # the reader is closed next: its last read must be over
             reader.close()
         # a resumed unit holds batches this run did not check: validated by its checksum over the whole table
         return native_rows, verified if fresh and hashed else 0

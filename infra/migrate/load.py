@@ -658,28 +658,32 @@ class Migrator:
         native_rows = 0
         verified = 0
         reader = columnar.NativeReader(source.path)
-        # SQLite reads (and Arrow encodes) the next batch in a thread while PostgreSQL takes this one: both release
-        # the GIL, so on two cores the reading overlaps the loading
+        # SQLite reads and Arrow encodes the next batch in a thread while PostgreSQL takes this one: both release
+        # the GIL, so on two cores the reading and encoding overlap the loading and its check
         prefetch = _prefetch_pool()
         reset = fresh
         exhausted = False
-        upcoming = prefetch.submit(reader.read, table, progress.after, limit)
+
+        def prepare(after: int | None, limit: int) -> tuple[int, columnar.SplitBatch, columnar.EncodedBatch, list[int]]:
+            read = reader.read(table, after, limit)
+            batch = columnar.split(table, read)
+            try:
+                encoded = columnar.encode(table, source.agent_id, batch.clean, checked=hashed)
+                others = batch.others
+            except columnar.NotNative:  # text that is not valid UTF-8: the whole batch through Python
+                encoded = columnar.EncodedBatch(b"", 0, {})
+                others = columnar.rowids(batch)
+            return read.nbytes, batch, encoded, others
+
+        upcoming = prefetch.submit(prepare, progress.after, limit)
         try:
             while not exhausted:
                 started = time.monotonic()
-                read = upcoming.result()
-                batch = columnar.split(table, read)
-                try:
-                    encoded = columnar.encode(table, source.agent_id, batch.clean, checked=hashed)
-                    others = batch.others
-                except columnar.NotNative:  # text that is not valid UTF-8: the whole batch through Python
-                    encoded = columnar.EncodedBatch(b"", 0, {})
-                    others = columnar.rowids(batch)
+                size, batch, encoded, others = upcoming.result()
                 exhausted = batch.rows < limit
-                size = max(1, read.nbytes)
-                limit = max(1, min(most, limit * columnar.BATCH_BYTES // size))
+                limit = max(1, min(most, limit * columnar.BATCH_BYTES // max(1, size)))
                 if not exhausted:
-                    upcoming = prefetch.submit(reader.read, table, batch.last, limit)
+                    upcoming = prefetch.submit(prepare, batch.last, limit)
                 with conn.transaction():
                     if reset:
                         ledger.reset_unit(conn, key, mapping.target_identifier, mapping.target_label, sha)

@@ -3,11 +3,12 @@ one.
 
 Per batch, one SQL statement run by SQLite (through ``adbc-driver-sqlite``, straight into Apache Arrow) reads the
 rows, tells for every row whether each of its values takes a rule that can be applied natively (the row is
-*clean*), and already applies those rules in SQL: values that load as they are, epoch seconds and milliseconds and
-ISO 8601 text for timestamp columns (exact integer arithmetic: ``unixepoch`` of the date-time, the fraction and
-the UTC offset), each with a rule code counted per row. The clean rows' binary COPY tuples are then built column by
-column with Arrow compute (lengths and big-endian values, joined per row) and written to psycopg's public COPY
-API; no Python code runs per row or per value.
+*clean*), and already applies those rules in SQL: values that load as they are, epoch seconds and milliseconds for
+timestamp columns, each with a rule code counted per row. ISO 8601 text of timestamp columns is tested and turned
+into microseconds by Arrow kernels (:func:`iso_micros`: one RE2 match, then exact integer arithmetic). The clean
+rows' binary COPY tuples are then built column by column with Arrow compute (lengths and big-endian values, joined
+per row) and written to psycopg's public COPY API; no Python code runs per row or per value. What the batch's
+check in PostgreSQL compares (:func:`infra.migrate.encode.batch_check_sql`) is built the same way.
 
 A row is clean when every value is one of (anything else is *not* clean and goes through the Python path of
 :mod:`infra.migrate.convert`, with the same rules, counts, rejects and kept raw values; rows are never changed by
@@ -16,7 +17,7 @@ the native path in a way a rule would report with a raw value):
 * text into text (varchar(n): at most n characters), without NUL; blobs into bytea; integers in range into
   int2/int4/int8; reals into double precision; NULL where the column allows it;
 * JSON text into json/jsonb that SQLite finds valid (``json_valid``), without backslash escapes, NUL, exponents,
-  duplicate keys (``json_tree``), 500 or more brackets or 64 KiB of text - PostgreSQL parses it to the same jsonb
+  duplicate keys (``json_patch`` onto ``{}``, or ``json_tree``), 500 or more brackets or 64 KiB of text - PostgreSQL parses it to the same jsonb
   the Python path's text gives;
 * for timestamp(tz) columns (microsecond precision): integer or real epochs (seconds, or milliseconds above
   1e11) and ISO text ``YYYY-MM-DD[T ]HH:MM:SS[.fff|.ffffff][Z|+HH:MM|-HH:MM]`` between the years 2 and 9998

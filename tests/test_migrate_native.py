@@ -47,6 +47,8 @@ def edge_cases(tmp: Path) -> Path:
         '{"a": 1, "b": [1, 2.50, -0]}', '{"a": 1, "a": 2}', '{"x": {"k": 1, "k": 2}}', '[{"k": 1}, {"k": 1, "k": 3}]',
         '{"e": 1e2}', '{"e": 1e400000}', '{"s": "\\u0000"}', '{"s": "tab\\tquote\\""}', "{not json", None, "42",
         '"text"', "[" * 3000 + "]" * 3000, '{"a": null}', b'{"blob": 1}', 3.5,
+        '{"t": [1, 2], "d": {"k": 1, "k": 2}}', '{"a": {"b": null}, "c": [1]}', '{"k": [{"x": 1, "x": 2}]}',
+        '{"a": {"b": [1]}, "c": {"d": 1, "d": 1}}', '"{not an object}"', '{"s": "[{", "a": 1, "a": 2}',
     ]  # fmt: skip
     rows = []
     for i in range(1, 301):
@@ -128,3 +130,48 @@ def test_values_over_a_mebibyte_take_the_streaming_python_path(tmp_path: Path, t
     with psycopg.connect(target_url) as pg:
         stored = pg.execute("SELECT embedding FROM agents.memories WHERE source_rowid = 3").fetchone()
     assert stored == (big,)
+
+
+@pytest.mark.parametrize(
+    ("column", "change"),
+    [("content", "content || ' (changed)'"), ("metadata", """metadata || '{"changed": true}'""")],
+)
+def test_a_native_batch_stored_other_than_read_is_rolled_back(
+    tmp_path: Path, target_url: str, column: str, change: str
+) -> None:
+    """Native rows are compared with the source inside their batch's transaction: a trigger in the target that
+    changes one value of one row (text, or jsonb, which keeps no text) fails the batch, which rolls back with
+    nothing kept of it; without the trigger the next run loads and validates the table."""
+    path = agent_file(tmp_path, "changed")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn)
+    conn.executemany(
+        "INSERT INTO memories VALUES (?, 'fact', ?, NULL, ?, 1700000000)",
+        [(i, f"memory {i}", json.dumps({"n": i, "tags": ["a", "b"]})) for i in range(1, 51)],
+    )
+    conn.commit()
+    conn.close()
+    with psycopg.connect(target_url, autocommit=True) as pg:
+        pg.execute(
+            f"""CREATE FUNCTION agents.change_one() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN IF NEW.source_rowid = 7 THEN NEW.{column} := NEW.{change}; END IF; RETURN NEW; END $$"""
+        )
+        pg.execute(
+            "CREATE TRIGGER change_one BEFORE INSERT ON agents.memories FOR EACH ROW EXECUTE FUNCTION agents.change_one()"
+        )
+    source = SourceFile("bot", "changed", path, str(path), "agents", {})
+    report = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=20))
+    unit = next(u for u in report.agents[0].units if u.source_table == "memories")
+    assert unit.status == "failed" and "differ from the rows read from the source" in unit.error
+    assert "up to rowid 20" in unit.error  # the first batch, rowids 1-20
+    with psycopg.connect(target_url, autocommit=True) as pg:
+        assert pg.execute("SELECT count(*) FROM agents.memories").fetchone() == (0,)
+        pg.execute("DROP TRIGGER change_one ON agents.memories")
+    again = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=20))
+    unit = next(u for u in again.agents[0].units if u.source_table == "memories")
+    assert unit.status == "validated" and unit.native_rows == unit.rows_loaded == 50
+    with psycopg.connect(target_url) as pg:
+        method = pg.execute(
+            "SELECT validation->>'method', batches FROM ws_migrate.units WHERE source_table = 'memories'"
+        ).fetchone()
+    assert method == ("batch-check", 3)

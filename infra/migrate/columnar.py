@@ -3,11 +3,12 @@ one.
 
 Per batch, one SQL statement run by SQLite (through ``adbc-driver-sqlite``, straight into Apache Arrow) reads the
 rows, tells for every row whether each of its values takes a rule that can be applied natively (the row is
-*clean*), and already applies those rules in SQL: values that load as they are, epoch seconds and milliseconds and
-ISO 8601 text for timestamp columns (exact integer arithmetic: ``unixepoch`` of the date-time, the fraction and
-the UTC offset), each with a rule code counted per row. The clean rows' binary COPY tuples are then built column by
-column with Arrow compute (lengths and big-endian values, joined per row) and written to psycopg's public COPY
-API; no Python code runs per row or per value.
+*clean*), and already applies those rules in SQL: values that load as they are, epoch seconds and milliseconds for
+timestamp columns, each with a rule code counted per row. ISO 8601 text of timestamp columns is tested and turned
+into microseconds by Arrow kernels (:func:`iso_micros`: one RE2 match, then exact integer arithmetic). The clean
+rows' binary COPY tuples are then built column by column with Arrow compute (lengths and big-endian values, joined
+per row) and written to psycopg's public COPY API; no Python code runs per row or per value. What the batch's
+check in PostgreSQL compares (:func:`infra.migrate.encode.batch_check_sql`) is built the same way.
 
 A row is clean when every value is one of (anything else is *not* clean and goes through the Python path of
 :mod:`infra.migrate.convert`, with the same rules, counts, rejects and kept raw values; rows are never changed by
@@ -16,7 +17,7 @@ the native path in a way a rule would report with a raw value):
 * text into text (varchar(n): at most n characters), without NUL; blobs into bytea; integers in range into
   int2/int4/int8; reals into double precision; NULL where the column allows it;
 * JSON text into json/jsonb that SQLite finds valid (``json_valid``), without backslash escapes, NUL, exponents,
-  duplicate keys (``json_tree``), 500 or more brackets or 64 KiB of text - PostgreSQL parses it to the same jsonb
+  duplicate keys (``json_patch`` onto ``{}``, or ``json_tree``), 500 or more brackets or 64 KiB of text - PostgreSQL parses it to the same jsonb
   the Python path's text gives;
 * for timestamp(tz) columns (microsecond precision): integer or real epochs (seconds, or milliseconds above
   1e11) and ISO text ``YYYY-MM-DD[T ]HH:MM:SS[.fff|.ffffff][Z|+HH:MM|-HH:MM]`` between the years 2 and 9998
@@ -28,6 +29,7 @@ the Python path whole. WITHOUT ROWID tables and columns of other types always ta
 
 from __future__ import annotations
 
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,7 +55,6 @@ TIME_RULES = {1: "epoch-seconds-to-timestamptz", 2: "epoch-milliseconds-to-times
 DIGIT = "[0-9]"
 # larger values take the Python path, which streams them: a native batch holds at most this much per value
 MAX_BYTES = 1 << 20
-MAX_TEXT = MAX_BYTES // 4  # characters: at most 4 bytes each in UTF-8
 # the bytes a native batch aims at: the next batch's rows are scaled from the last one's size
 BATCH_BYTES = 32 << 20
 
@@ -91,55 +92,18 @@ def _nullable(column: TargetColumn, q: str, predicate: str) -> str:
     return predicate if column.not_null else f"({q} IS NULL OR ({predicate}))"
 
 
-ISO_SHAPES = {  # length -> GLOB pattern after the date-time: the ISO 8601 texts the native path reads
-    19: "",
-    20: "Z",
-    23: "." + DIGIT * 3,
-    24: "." + DIGIT * 3 + "Z",
-    25: f"[+-]{DIGIT * 2}:{DIGIT * 2}",
-    26: "." + DIGIT * 6,
-    27: "." + DIGIT * 6 + "Z",
-    29: "." + DIGIT * 3 + f"[+-]{DIGIT * 2}:{DIGIT * 2}",
-    32: "." + DIGIT * 6 + f"[+-]{DIGIT * 2}:{DIGIT * 2}",
-}
-NAIVE_LENGTHS = "19, 23, 26"
-OFFSET_LENGTHS = "25, 29, 32"
-
-
-def _iso_parts(q: str) -> tuple[str, str]:
-    """(clean predicate, microseconds since 1970) of ISO 8601 date-time text; the second is meaningful only where
-    the first holds (it is computed for every text, and its result ignored elsewhere)."""
-    date_time = f"{DIGIT * 4}-{DIGIT * 2}-{DIGIT * 2}[T ]{DIGIT * 2}:{DIGIT * 2}:{DIGIT * 2}"
-    shapes = " ".join(f"WHEN {n} THEN {q} GLOB '{date_time}{tail}'" for n, tail in ISO_SHAPES.items())
-    clean = (
-        f"typeof({q}) = 'text' AND (CASE length({q}) {shapes} ELSE 0 END) "
-        f"AND substr({q}, 1, 4) BETWEEN '0002' AND '9998' "
-        f"AND datetime(substr({q}, 1, 19), '+0 seconds') = replace(substr({q}, 1, 19), 'T', ' ') "
-        f"AND (length({q}) NOT IN ({OFFSET_LENGTHS}) OR (substr({q}, -5, 2) < '24' AND substr({q}, -2, 2) < '60'))"
-    )
-    offset = (
-        f"(CASE WHEN length({q}) IN ({OFFSET_LENGTHS}) THEN (CASE substr({q}, -6, 1) WHEN '+' THEN 1 ELSE -1 END) * "
-        f"(CAST(substr({q}, -5, 2) AS INTEGER) * 3600 + CAST(substr({q}, -2, 2) AS INTEGER) * 60) ELSE 0 END)"
-    )
-    fraction = (
-        f"(CASE WHEN length({q}) IN (23, 24, 29) THEN CAST(substr({q}, 21, 3) AS INTEGER) * 1000 "
-        f"WHEN length({q}) IN (26, 27, 32) THEN CAST(substr({q}, 21, 6) AS INTEGER) ELSE 0 END)"
-    )
-    micros = f"((unixepoch(substr({q}, 1, 19)) - {offset}) * 1000000 + {fraction})"
-    return clean, micros
-
-
 def column_sql(column: TargetColumn, source_name: str) -> ColumnSql:
     q = quote_sqlite(source_name)
     kind = native_kind(column)
     if kind in TEXT_KINDS:
-        predicate = f"typeof({q}) = 'text' AND length({q}) < {MAX_TEXT} AND instr({q}, char(0)) = 0"
+        # octet_length: SQLite's byte count, read without scanning the text (length() counts characters)
+        predicate = f"typeof({q}) = 'text' AND octet_length({q}) < {MAX_BYTES} AND instr({q}, char(0)) = 0"
         if column.max_length is not None:
             predicate += f" AND length({q}) <= {int(column.max_length)}"
-        text = f"CASE WHEN typeof({q}) = 'text' AND length({q}) < {MAX_TEXT} THEN CAST({q} AS BLOB) END"
+        text = f"CASE WHEN typeof({q}) = 'text' AND octet_length({q}) < {MAX_BYTES} THEN CAST({q} AS BLOB) END"
         return ColumnSql([text], _nullable(column, q, predicate))
     if kind == "bytea":
-        predicate = f"typeof({q}) = 'blob' AND length({q}) < {MAX_BYTES}"
+        predicate = f"typeof({q}) = 'blob' AND octet_length({q}) < {MAX_BYTES}"
         return ColumnSql([f"CASE WHEN {predicate} THEN {q} END"], _nullable(column, q, predicate))
     if kind in INT_RANGES:
         low, high = INT_RANGES[kind]
@@ -151,23 +115,34 @@ def column_sql(column: TargetColumn, source_name: str) -> ColumnSql:
         )
     if kind in JSON_KINDS:
         # nesting Python's parser refuses (RecursionError) but PostgreSQL's accepts: at most 500 brackets
-        brackets = f"(length({q}) < 500 OR length({q}) - length(replace(replace({q}, '[', ''), '{{', '')) < 500)"
-        # duplicate keys (rule json-duplicate-keys keeps the raw text): none without an object; one object at the
-        # top: its keys; else every object's (json_tree)
+        brackets = (
+            f"(octet_length({q}) < 500 OR octet_length({q}) - octet_length(replace(replace({q}, '[', ''), '{{', '')) "
+            "< 500)"
+        )
+        # duplicate keys (rule json-duplicate-keys keeps the raw text): none without an object. Where no object
+        # sits after the first '[' (no object inside an array), SQLite's json_patch onto {} (RFC 7396) merges
+        # duplicates of every object and drops null members: the same minified text back means neither. Else one
+        # object at the top: its keys; else every object's (json_tree)
         each = f"(SELECT count(*) = count(DISTINCT key) FROM json_each({q}))"  # noqa: S608 (q: quoted identifier)
         tree = f"NOT EXISTS (SELECT 1 FROM json_tree({q}) GROUP BY parent, key HAVING count(*) > 1)"  # noqa: S608
-        one_object = f"length({q}) - length(replace({q}, '{{', '')) = 1 AND json_type({q}) = 'object'"
-        duplicates = f"(instr({q}, '{{') = 0 OR (CASE WHEN {one_object} THEN {each} ELSE {tree} END))"
+        one_object = f"octet_length({q}) - octet_length(replace({q}, '{{', '')) = 1 AND json_type({q}) = 'object'"
+        flat = f"(instr({q}, '[') = 0 OR instr(substr({q}, instr({q}, '[')), '{{') = 0)"
+        patched = f"json_patch('{{}}', {q}) = json({q})"
+        duplicates = (
+            f"(instr({q}, '{{') = 0 OR (CASE WHEN {flat} AND {patched} THEN 1 WHEN {one_object} THEN {each} "
+            f"ELSE {tree} END))"
+        )
         # numbers beyond PostgreSQL's numeric range (an exponent) make PostgreSQL refuse the batch, which then goes
         # through the Python path whole (where such a value is a reject)
         predicate = (
-            f"typeof({q}) = 'text' AND length({q}) < 65536 AND instr({q}, char(0)) = 0 AND instr({q}, '\\') = 0 "
+            f"typeof({q}) = 'text' AND octet_length({q}) < 65536 AND instr({q}, char(0)) = 0 "
+            f"AND instr({q}, '\\') = 0 "
             f"AND {brackets} AND json_valid({q}) AND {duplicates}"
         )
-        text = f"CASE WHEN typeof({q}) = 'text' AND length({q}) < 65536 THEN CAST({q} AS BLOB) END"
+        text = f"CASE WHEN typeof({q}) = 'text' AND octet_length({q}) < 65536 THEN CAST({q} AS BLOB) END"
         return ColumnSql([text], _nullable(column, q, predicate))
-    # timestamps
-    iso_clean, iso_micros = _iso_parts(q)
+    # timestamps: epochs are tested and scaled here; ISO text of a plausible length is selected as bytes and
+    # tested and converted by Arrow (iso_micros), which is also where its rule is counted
     integer_seconds = f"{q} BETWEEN -62135596800 AND 100000000000"
     # milliseconds up to 9e12 (year 2255): Python's timedelta(milliseconds=n) is exact only that far
     integer_millis = f"({q} > 100000000000 OR {q} < -100000000000) AND {q} BETWEEN -9000000000000 AND 9000000000000"
@@ -175,19 +150,20 @@ def column_sql(column: TargetColumn, source_name: str) -> ColumnSql:
     real_millis = (
         f"({q} > 100000000000.0 OR {q} < -100000000000.0) AND {q} BETWEEN -62135596799000.0 AND 253402300798999.0"
     )
+    iso_candidate = f"typeof({q}) = 'text' AND octet_length({q}) BETWEEN 19 AND 32"
     predicate = (
         f"(typeof({q}) = 'integer' AND (({integer_seconds}) OR ({integer_millis}))) "
-        f"OR (typeof({q}) = 'real' AND (({real_seconds}) OR ({real_millis}))) OR ({iso_clean})"
+        f"OR (typeof({q}) = 'real' AND (({real_seconds}) OR ({real_millis}))) OR ({iso_candidate})"
     )
     integer = (
         f"CASE WHEN typeof({q}) = 'integer' AND {q} BETWEEN -62135596800000 AND 253402300799999 THEN "
         f"{q} * (CASE WHEN {q} > 100000000000 OR {q} < -100000000000 THEN 1000 ELSE 1000000 END) END"
     )
     real = f"CASE WHEN typeof({q}) = 'real' THEN {q} END"
-    iso = f"CASE WHEN typeof({q}) = 'text' AND length({q}) BETWEEN 19 AND 32 THEN {iso_micros} END"
+    iso = f"CASE WHEN {iso_candidate} THEN CAST({q} AS BLOB) END"
     rule = (
         f"CASE WHEN typeof({q}) IN ('integer', 'real') THEN (CASE WHEN {q} > 100000000000 OR {q} < -100000000000 "
-        f"THEN 2 ELSE 1 END) WHEN typeof({q}) = 'text' AND length({q}) IN ({NAIVE_LENGTHS}) THEN 3 ELSE 0 END"
+        "THEN 2 ELSE 1 END) ELSE 0 END"
     )
     return ColumnSql([integer, real, iso], _nullable(column, q, predicate), rule)
 
@@ -204,6 +180,18 @@ class NativeTable:
         table = cls(mapping)
         table.columns = [column_sql(c, s) for c, s in zip(mapping.target_columns, mapping.source_columns, strict=True)]
         return table
+
+    def time_positions(self) -> list[tuple[int, int]]:
+        """(position of the ISO text, position of the rule code) in a batch, per timestamp column."""
+        found = []
+        position = 2
+        rule_position = 2 + sum(len(c.selects) for c in self.columns)
+        for column in self.columns:
+            position += len(column.selects)
+            if column.rule is not None:
+                found.append((position - 1, rule_position))
+                rule_position += 1
+        return found
 
     def batch_sql(self) -> str:
         """rowid, clean (0/1), every column's expressions, every rule code; the next ``?`` rows after rowid ``?``."""
@@ -223,14 +211,23 @@ class NotNative(Exception):
     """This batch cannot take the native path (text that is not valid UTF-8): it goes through Python whole."""
 
 
+LITTLE_ENDIAN = sys.byteorder == "little"
+
+
 def _combined(array: Any) -> pa.Array:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def big_endian(values: pa.Array, width: int) -> pa.Array:
-    """Integers as ``width``-byte big-endian binary values (binary COPY's byte order), computed by Arrow kernels."""
+    """Integers as ``width``-byte big-endian binary values (binary COPY's byte order), computed by Arrow kernels:
+    on a little-endian machine each value's bytes in memory, reversed (three kernels: a batch of a few hundred
+    rows costs its kernel calls more than its bytes); elsewhere assembled byte by byte with shifts."""
     unsigned = pa.uint64() if width == 8 else pa.uint32() if width == 4 else pa.uint16()
     u = pc.cast(values, unsigned, safe=False)
+    if LITTLE_ENDIAN:
+        flat = _combined(u)
+        view = pa.Array.from_buffers(pa.binary(width), len(flat), flat.buffers()[:2], offset=flat.offset)
+        return pc.binary_reverse(view.cast(pa.large_binary()))
     result = None
     for k in range(width):
         byte = pc.bit_wise_and(pc.shift_right(u, pa.scalar(8 * (width - 1 - k), unsigned)), pa.scalar(0xFF, unsigned))
@@ -275,7 +272,7 @@ def _valid_text(values: pa.Array) -> pa.Array:
 
 def time_micros(integer: pa.Array, real: pa.Array, iso: pa.Array) -> pa.Array:
     """Microseconds since 1970 of a timestamp column: integer epochs (already scaled in SQL), real epochs rounded
-    half to even as Python's round() does (milliseconds above 1e11, else seconds), ISO text (computed in SQL)."""
+    half to even as Python's round() does (milliseconds above 1e11, else seconds), ISO text (already microseconds: :func:`iso_micros`)."""
     real = _typed(real, pa.float64())
     integer, iso = _typed(integer, pa.int64()), _typed(iso, pa.int64())
     scaled = pc.if_else(pc.greater(pc.abs(real), 1e11), pc.multiply(real, 1000.0), pc.multiply(real, 1e6))
@@ -288,10 +285,42 @@ class EncodedBatch:
     data: bytes | memoryview  # binary COPY tuples of the clean rows (no signature, no trailer)
     rows: int
     rules: dict[str, int]
+    # what :func:`infra.migrate.encode.batch_check_sql` compares, when asked for: the tuples with each jsonb field
+    # replaced by one byte, 0 for NULL, 1 else (``data`` itself when there are none), and each jsonb column's
+    # non-NULL texts as one JSON array
+    checked: bytes | memoryview = b""
+    documents: list[bytes] = field(default_factory=list)
+
+    def check_parameters(self, documents: int) -> dict[str, Any]:
+        """The native rows' part of the parameters of :func:`infra.migrate.encode.batch_check_sql` for a table
+        with ``documents`` jsonb columns (empty arrays when the batch has no native rows)."""
+        return {f"docs{k}": self.documents[k] if self.rows else b"[]" for k in range(documents)}
 
 
-def encode(table: NativeTable, agent_id: str, batch: pa.Table) -> EncodedBatch:
-    """The clean rows of a batch (already filtered) as binary COPY tuples: agent_id, source_rowid, columns."""
+def _flat_data(joined: pa.Array) -> memoryview:
+    """The bytes of a binary array's values, end to end (an array sliced or not)."""
+    joined = _combined(joined)
+    rows = len(joined)
+    offsets = pa.Array.from_buffers(pa.int64(), rows + 1, [None, joined.buffers()[1]], offset=joined.offset)
+    first, last = offsets[0].as_py(), offsets[rows].as_py()
+    return memoryview(joined.buffers()[2]).cast("B")[first:last]
+
+
+def _json_array(texts: pa.Array) -> bytes:
+    """A jsonb column's non-NULL texts, in order, as one JSON array."""
+    present = pc.drop_null(texts)
+    listed = pa.LargeListArray.from_arrays(pa.array([0, len(present)], pa.int64()), _combined(present))
+    joined = pc.binary_join(listed, pa.scalar(b",", pa.large_binary()))
+    return b"[" + joined[0].as_py() + b"]"
+
+
+JSON_NULL = pa.scalar(b"\x00", pa.large_binary())
+JSON_PRESENT = pa.scalar(b"\x01", pa.large_binary())
+
+
+def encode(table: NativeTable, agent_id: str, batch: pa.Table, checked: bool = False) -> EncodedBatch:
+    """The clean rows of a batch (already filtered) as binary COPY tuples: agent_id, source_rowid, columns; with
+    ``checked``, also what the batch's check in PostgreSQL compares (:class:`EncodedBatch`)."""
     rows = batch.num_rows
     if rows == 0:
         return EncodedBatch(b"", 0, {})
@@ -303,6 +332,8 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table) -> EncodedBatch:
         big_endian(_combined(batch.column(0)), 8),
     ]
     rules: dict[str, int] = {}
+    documents: list[pa.Array] = []
+    json_parts: dict[int, pa.Array] = {}  # position in parts of a jsonb field -> what the check compares instead
     position = 2  # after rowid and the clean flag
     rule_position = 2 + sum(len(c.selects) for c in table.columns)
     for column, target in zip(table.columns, table.mapping.target_columns, strict=True):
@@ -314,6 +345,9 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table) -> EncodedBatch:
             if kind != "bytea":
                 data = _valid_text(data)
             if kind == "jsonb":  # jsonb's binary format: version 1, then the text
+                documents.append(data)
+                json_parts[len(parts)] = pc.if_else(pc.is_valid(data), JSON_PRESENT, JSON_NULL)  # NULL or not
+                json_parts[len(parts) + 1] = pa.nulls(rows, pa.large_binary())
                 data = pc.binary_join_element_wise(pa.scalar(b"\x01", pa.large_binary()), data, NOTHING)
             parts += [_lengths(data), data]
         elif kind == "float8":
@@ -332,10 +366,16 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table) -> EncodedBatch:
                 name = TIME_RULES.get(int(entry["values"]))
                 if name is not None:
                     rules[name] = rules.get(name, 0) + int(entry["counts"])
-    joined = _combined(pc.binary_join_element_wise(*parts, NOTHING, null_handling="replace", null_replacement=b""))
-    offsets = pa.Array.from_buffers(pa.int64(), rows + 1, [None, joined.buffers()[1]], offset=joined.offset)
-    first, last = offsets[0].as_py(), offsets[rows].as_py()
-    return EncodedBatch(memoryview(joined.buffers()[2]).cast("B")[first:last], rows, rules)
+    joined = pc.binary_join_element_wise(*parts, NOTHING, null_handling="replace", null_replacement=b"")
+    data = _flat_data(joined)
+    encoded = EncodedBatch(data, rows, rules, data)
+    if checked and documents:
+        rest = [json_parts.get(i, p) for i, p in enumerate(parts)]
+        encoded.checked = _flat_data(
+            pc.binary_join_element_wise(*rest, NOTHING, null_handling="replace", null_replacement=b"")
+        )
+        encoded.documents = [_json_array(d) for d in documents]
+    return encoded
 
 
 assert NULL_FIELD == (-1).to_bytes(4, "big", signed=True)
@@ -381,14 +421,104 @@ class SplitBatch:
     others: list[int]  # rowids of the rows that go through Python
 
 
-def split(batch: pa.Table) -> SplitBatch:
+def split(table: NativeTable, batch: pa.Table) -> SplitBatch:
+    """A batch's clean rows and the rowids of the others. ISO text in timestamp columns is tested here (a row
+    whose text is not one of the shapes the native path reads is not clean) and replaced by its microseconds;
+    naive ones count their rule."""
     rows = batch.num_rows
     if rows == 0:
         return SplitBatch(None, 0, batch, [])
     rowids = _combined(batch.column(0))
     flags = pc.equal(_combined(batch.column(1)), 1)
+    columns = list(batch.columns)
+    for iso_position, rule_position in table.time_positions():
+        iso = _combined(batch.column(iso_position))
+        micros, naive = iso_micros(iso)
+        flags = pc.and_(flags, pc.or_(pc.is_null(iso), pc.is_valid(micros)))
+        columns[iso_position] = micros
+        codes = _typed(_combined(batch.column(rule_position)), pa.int64())
+        columns[rule_position] = pc.if_else(naive, pa.scalar(3, pa.int64()), codes)
+    batch = pa.Table.from_arrays(columns, names=batch.column_names)
     others = pc.filter(rowids, pc.invert(flags)).to_pylist()
     return SplitBatch(int(rowids[rows - 1].as_py()), rows, batch.filter(flags), others)
+
+
+ISO_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}|\.[0-9]{6})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+)
+MONTH_DAYS = pa.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], pa.int64())
+
+
+def iso_micros(iso: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Microseconds since 1970 of ISO 8601 text ``YYYY-MM-DD[T ]HH:MM:SS[.fff|.ffffff][Z|+HH:MM|-HH:MM]`` (as
+    bytes), NULL where a value is NULL or not such a date-time between the years 2 and 9998 (a day its month has,
+    hours under 24, minutes and seconds under 60, offsets under 24:00); and whether each is naive (no offset, no
+    Z: rule naive-time-as-utc). Exact integer arithmetic with Arrow kernels (days from the civil date as in
+    Howard Hinnant's algorithm), no Python per value."""
+    text = _typed(iso, pa.large_binary())
+    shaped = pc.if_else(pc.match_substring_regex(text, ISO_PATTERN), text, pa.scalar(None, pa.large_binary()))
+    shaped = shaped.cast(pa.large_string())  # only ASCII is left
+    size = pc.utf8_length(shaped)
+
+    def number(values: pa.Array, start: int, stop: int | None = None) -> pa.Array:
+        return pc.cast(pc.utf8_slice_codeunits(values, start, stop), pa.int64())
+
+    def where(mask: pa.Array) -> pa.Array:
+        return pc.if_else(mask, shaped, pa.scalar(None, pa.large_string()))
+
+    year, month, day = number(shaped, 0, 4), number(shaped, 5, 7), number(shaped, 8, 10)
+    hour, minute, second = number(shaped, 11, 13), number(shaped, 14, 16), number(shaped, 17, 19)
+    millis = where(pc.is_in(size, pa.array([23, 24, 29], pa.int64())))
+    micros = where(pc.is_in(size, pa.array([26, 27, 32], pa.int64())))
+    offset = where(pc.is_in(size, pa.array([25, 29, 32], pa.int64())))
+    fraction = pc.coalesce(pc.multiply(number(millis, 20, 23), 1000), number(micros, 20, 26), 0)
+    offset_hours, offset_minutes = number(offset, -5, -3), number(offset, -2)
+    sign = pc.if_else(pc.equal(pc.utf8_slice_codeunits(offset, -6, -5), "+"), 1, -1)
+    offset_seconds = pc.coalesce(
+        pc.multiply(sign, pc.add(pc.multiply(offset_hours, 3600), pc.multiply(offset_minutes, 60))), 0
+    )
+    leap = pc.and_(
+        pc.equal(month, 2),
+        pc.or_(
+            pc.and_(pc.equal(_remainder(year, 4), 0), pc.not_equal(_remainder(year, 100), 0)),
+            pc.equal(_remainder(year, 400), 0),
+        ),
+    )
+    in_year = pc.and_(pc.greater_equal(month, 1), pc.less_equal(month, 12))
+    month_days = pc.add(pc.take(MONTH_DAYS, pc.if_else(in_year, month, 0)), pc.cast(leap, pa.int64()))
+    valid = pc.and_(
+        pc.and_(pc.and_(pc.greater_equal(year, 2), pc.less_equal(year, 9998)), in_year),
+        pc.and_(
+            pc.and_(pc.greater_equal(day, 1), pc.less_equal(day, month_days)),
+            pc.and_(pc.and_(pc.less(hour, 24), pc.less(minute, 60)), pc.less(second, 60)),
+        ),
+    )
+    valid = pc.and_(valid, pc.coalesce(pc.and_(pc.less(offset_hours, 24), pc.less(offset_minutes, 60)), True))
+    # days since 1970-01-01 of the civil date (years >= 2, so every quotient is of non-negative numbers)
+    march = pc.greater(month, 2)
+    shifted_year = pc.subtract(year, pc.cast(pc.invert(march), pa.int64()))
+    era = pc.divide(shifted_year, 400)
+    year_of_era = pc.subtract(shifted_year, pc.multiply(era, 400))
+    month_from_march = pc.if_else(march, pc.subtract(month, 3), pc.add(month, 9))
+    day_of_year = pc.add(pc.divide(pc.add(pc.multiply(month_from_march, 153), 2), 5), pc.subtract(day, 1))
+    day_of_era = pc.add(
+        pc.subtract(pc.add(pc.multiply(year_of_era, 365), pc.divide(year_of_era, 4)), pc.divide(year_of_era, 100)),
+        day_of_year,
+    )
+    days = pc.subtract(pc.add(pc.multiply(era, 146097), day_of_era), 719468)
+    seconds = pc.add(
+        pc.add(pc.multiply(days, 86400), pc.multiply(hour, 3600)),
+        pc.subtract(pc.add(pc.multiply(minute, 60), second), offset_seconds),
+    )
+    total = pc.add(pc.multiply(seconds, 1_000_000), fraction)
+    result = pc.if_else(valid, total, pa.scalar(None, pa.int64()))
+    naive = pc.fill_null(pc.and_(valid, pc.is_in(size, pa.array([19, 23, 26], pa.int64()))), False)
+    return _combined(result), _combined(naive)
+
+
+def _remainder(values: pa.Array, divisor: int) -> pa.Array:
+    """values mod divisor for non-negative values (Arrow has no modulo kernel)."""
+    return pc.subtract(values, pc.multiply(pc.divide(values, divisor), divisor))
 
 
 def rowids(batch: SplitBatch) -> list[int]:

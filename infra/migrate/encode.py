@@ -34,7 +34,17 @@ from psycopg.types.string import BytesBinaryDumper
 
 from infra.migrate.convert import TargetColumn
 
-__all__ = ["BINARY_SIGNATURE", "BINARY_TRAILER", "CHECKSUM_FORMAT", "NULL_FIELD", "RowEncoder", "row_hash_sql"]
+__all__ = [
+    "BATCH_CHECK_VERSION",
+    "BINARY_SIGNATURE",
+    "BINARY_TRAILER",
+    "CHECKSUM_FORMAT",
+    "NULL_FIELD",
+    "RowEncoder",
+    "batch_check_sql",
+    "batch_digest",
+    "row_hash_sql",
+]
 
 # PostgreSQL's binary COPY framing (documented with COPY, "Binary Format"): the signature, flags (no OIDs) and an
 # empty header extension; the trailer is a field count of -1
@@ -223,3 +233,107 @@ def row_hash_sql(columns: list[TargetColumn]) -> sql.Composed:
         fields.append(sql.SQL("coalesce(int4send(length({v})) || {v}, '\\xffffffff'::bytea)").format(v=value))
     body = sql.SQL(" || ").join(fields)
     return sql.SQL("('x' || left(md5({}), 16))::bit(64)::bigint").format(body)
+
+
+# The version of the in-batch check below (recorded with each validation it makes): change it whenever what it
+# compares changes.
+BATCH_CHECK_VERSION = 1
+FIXED_SEND_WIDTH = {"int2": 2, "int4": 4, "int8": 8, "float4": 4, "float8": 8, "bool": 1, "timestamptz": 8}
+FIXED_SEND_WIDTH |= {"timestamp": 8, "date": 4, "uuid": 16}
+
+
+def batch_digest(data: bytes | memoryview) -> bytes:
+    """The digest :func:`batch_check_sql` computes in PostgreSQL, of binary COPY tuples as sent (one C call)."""
+    return hashlib.sha256(data).digest()
+
+
+def batch_check_sql(target: sql.Composable, columns: list[TargetColumn]) -> sql.Composed:
+    """One pass of PostgreSQL over an agent's stored rows with ``after < source_rowid <= last`` (named parameters
+    ``agent``, ``after``, ``last``, ``others``: an array of rowids, and for each jsonb column ``docs0``,
+    ``docs1``...: the native rows' non-NULL source texts as sent, in rowid order, as one JSON array). It returns,
+    over the rows not in ``others`` (the native rows), the sha256 of their binary COPY tuples with each jsonb
+    field replaced by one byte (0 for NULL, 1 else), concatenated in rowid order (what :func:`batch_digest` gives
+    for the same bytes built by Arrow, :func:`infra.migrate.columnar.encode`); whether each jsonb column's
+    non-NULL stored values, in rowid order, are the sent texts parsed again by PostgreSQL (jsonb keeps no text:
+    both sides are compared in its send representation); the sum of the content hashes (:func:`row_hash_sql`'s)
+    of the rows in ``others``; and that of the native rows. Every send function runs once per value (subqueries
+    fenced by OFFSET 0), and fixed-width fields get a constant length prefix."""
+    parts = [("agent_id", "text", True), ("source_rowid", "int8", True)] + [
+        (c.name, c.type_name, c.not_null) for c in columns
+    ]
+    sends: list[sql.Composable] = []
+    stored: list[sql.Composable] = [sql.SQL("int2send({}::int2)").format(sql.Literal(len(parts)))]
+    sent = list(stored)
+    documents: list[sql.Composable] = []  # the framed jsonb fields
+    for index, (name, kind, not_null) in enumerate(parts):
+        field = sql.Identifier(f"f{index}")
+        column = sql.Identifier("r", name)
+        template = sql.SQL(NATIVE_SEND.get(kind, "textsend({c}::text)"))
+        sends.append(sql.SQL("{} AS {}").format(template.format(c=column), field))
+        width = FIXED_SEND_WIDTH.get(kind)
+        prefix = (
+            sql.SQL("int4send(length({}))").format(field)
+            if width is None
+            else sql.SQL("{}::bytea").format(sql.Literal(f"\\x{width:08x}"))
+        )
+        value = sql.SQL("{} || {}").format(prefix, field)
+        stored.append(value if not_null else sql.SQL("coalesce({}, '\\xffffffff'::bytea)").format(value))
+        if kind == "jsonb":
+            documents.append(sql.SQL("int4send(length({f})) || {f}").format(f=field))
+            sent.append(sql.SQL("CASE WHEN {} IS NULL THEN '\\x00'::bytea ELSE '\\x01'::bytea END").format(field))
+        else:
+            sent.append(stored[-1])
+    outputs: list[sql.Composable] = [
+        sql.SQL("sha256(string_agg({}, ''::bytea ORDER BY source_rowid) FILTER (WHERE NOT other))").format(
+            sql.Identifier("sent" if documents else "t")
+        )
+    ]
+    checks: list[sql.Composable] = []
+    for k in range(len(documents)):
+        doc = sql.Identifier(f"d{k}")
+        expected = sql.SQL(
+            "(SELECT sha256(string_agg(int4send(length(x)) || x, ''::bytea ORDER BY o)) "
+            "FROM (SELECT o, jsonb_send(v::jsonb) AS x "
+            "FROM json_array_elements(convert_from({p}, 'UTF8')::json) WITH ORDINALITY AS e(v, o)) u)"
+        ).format(p=sql.Placeholder(f"docs{k}"))
+        checks.append(
+            sql.SQL(
+                "sha256(string_agg({d}, ''::bytea ORDER BY source_rowid) FILTER (WHERE NOT other AND {d} IS NOT NULL)) "
+                "IS NOT DISTINCT FROM {e}"
+            ).format(d=doc, e=expected)
+        )
+    outputs.append(sql.SQL(" AND ").join(checks) if checks else sql.SQL("true"))
+    outputs += [
+        sql.SQL("coalesce(sum(h) FILTER (WHERE other), 0)"),
+        sql.SQL("coalesce(sum(h) FILTER (WHERE NOT other), 0)"),
+    ]
+    middle = [sql.SQL("{} AS t").format(sql.SQL(" || ").join(stored))]
+    if documents:
+        middle.append(sql.SQL("{} AS sent").format(sql.SQL(" || ").join(sent)))
+        middle += [sql.SQL("{} AS {}").format(d, sql.Identifier(f"d{k}")) for k, d in enumerate(documents)]
+    carried = (
+        sql.SQL("").join(
+            sql.SQL(", {}").format(sql.Identifier(n)) for n in (["sent"] + [f"d{k}" for k in range(len(documents))])
+        )
+        if documents
+        else sql.SQL("")
+    )
+    return sql.SQL(
+        "SELECT {outputs} "
+        "FROM (SELECT source_rowid, t{carried}, source_rowid = ANY({others}) AS other, "
+        "('x' || left(md5(t), 16))::bit(64)::bigint AS h "
+        "FROM (SELECT source_rowid, {middle} "
+        "FROM (SELECT r.source_rowid, {sends} FROM {target} AS r "
+        "WHERE r.agent_id = {agent} AND r.source_rowid > {after} AND r.source_rowid <= {last} OFFSET 0) s "
+        "OFFSET 0) f) h"
+    ).format(
+        outputs=sql.SQL(", ").join(outputs),
+        carried=carried,
+        middle=sql.SQL(", ").join(middle),
+        sends=sql.SQL(", ").join(sends),
+        target=target,
+        others=sql.Placeholder("others"),
+        agent=sql.Placeholder("agent"),
+        after=sql.Placeholder("after"),
+        last=sql.Placeholder("last"),
+    )

@@ -35,6 +35,7 @@ leaves the ledger's checksum NULL, and validation then re-reads the source (:mod
 from __future__ import annotations
 
 import base64
+import gc
 import multiprocessing
 import os
 import signal
@@ -42,7 +43,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -53,7 +54,14 @@ from psycopg.copy import QueuedLibpqWriter
 
 from infra.migrate import columnar, ledger
 from infra.migrate.convert import storage_class
-from infra.migrate.encode import BINARY_SIGNATURE, BINARY_TRAILER, RowEncoder
+from infra.migrate.encode import (
+    BATCH_CHECK_VERSION,
+    BINARY_SIGNATURE,
+    BINARY_TRAILER,
+    RowEncoder,
+    batch_check_sql,
+    batch_digest,
+)
 from infra.migrate.ledger import UnitKey, UnitProgress
 from infra.migrate.plan import FilePlan, TableMapping, iterate_rows, plan_file, row_converter
 from infra.migrate.progress import Observer, Silent
@@ -279,8 +287,51 @@ _HELPER: dict[str, Any] = {}
 # its batches back buys little for a table that ends within a second. Chosen, not tuned: on 150,000- and
 # 400,000-row files the helper paid off (README); the exact break-even was not measured.
 HELPER_MIN_ROWS = 60_000
-FIRST_NATIVE_ROWS = 2_000  # the first native batch of a table, before its rows' size is known
 CORES = os.cpu_count() or 1
+
+
+_PREFETCH: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child must not use its parent's thread
+
+
+def _prefetch_pool() -> ThreadPoolExecutor:
+    """The thread that reads native batches ahead, one per process (starting one per table cost about 3 ms)."""
+    pool = _PREFETCH.get(os.getpid())
+    if pool is None:
+        _PREFETCH.clear()
+        pool = _PREFETCH[os.getpid()] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="native-read")
+    return pool
+
+
+class LazyConverter:
+    """A table's row converter (:func:`plan.row_converter`), generated on its first call."""
+
+    def __init__(self, agent_id: str, mapping: TableMapping, canonical_json: bool) -> None:
+        self.arguments = (agent_id, mapping, canonical_json)
+        self.convert: Callable[[tuple[Any, ...]], Any] | None = None
+
+    def __call__(self, row: tuple[Any, ...]) -> Any:
+        if self.convert is None:
+            agent_id, mapping, canonical_json = self.arguments
+            self.convert = row_converter(agent_id, mapping, canonical_json=canonical_json)
+        return self.convert(row)
+
+
+class BatchMismatch(Exception):
+    """A native batch's stored rows differ from the source's (found inside its transaction, which rolls back)."""
+
+
+FIRST_NATIVE_ROWS = 2_000  # the first native batch of a table reads at least this many rows (or --batch-rows)
+
+
+def first_native_limit(source: SourceFile, rows: int, most: int) -> int:
+    """Rows of a table's first native batch: as many as would hold columnar.BATCH_BYTES if the whole file were this
+    table's ``rows`` rows (an upper bound of their size; a table of 2,500 small rows is read in one batch), at
+    least FIRST_NATIVE_ROWS, at most ``most``."""
+    try:
+        size = source.path.stat().st_size
+    except OSError:
+        size = 0
+    return max(1, min(most, max(FIRST_NATIVE_ROWS, columnar.BATCH_BYTES * max(1, rows) // max(1, size))))
 
 
 def _start_helper(
@@ -437,16 +488,24 @@ class Migrator:
         fresh = state is None or state.sha256 != sha or self.options.reload
         if not fresh and state is not None and state.status in ledger.FINISHED:
             return self._already_loaded(conn, sqlite_conn, source, sha, mapping, state, result)
+        if state is not None and state.last_rowid is None and not state.rows_loaded and not state.rows_rejected:
+            fresh = True  # nothing of it was ever committed (e.g. its first batch failed): it starts as new
         if mapping.create:
             self._create_target(conn, mapping)
         progress = self._resume_point(None if fresh else state, mapping)
         result.resumed_from = progress.after
         if progress.rows_loaded or progress.rows_rejected:
             self.observer.advance(source.agent_id, progress.rows_loaded + progress.rows_rejected)
-        result.native_rows = self._load_batches(conn, sqlite_conn, source, sha, mapping, rows, progress, fresh=fresh)
+        result.native_rows, checked = self._load_batches(
+            conn, sqlite_conn, source, sha, mapping, rows, progress, fresh=fresh
+        )
         result.rows_loaded, result.rows_rejected = progress.rows_loaded, progress.rows_rejected
         result.rules, result.seconds = dict(sorted(progress.rules.items())), progress.seconds
-        if self.options.validate:
+        if self.options.validate and checked:
+            # every batch was compared with the source in its own transaction (_check_native_batch): what is left
+            # is that the table holds exactly the rows the ledger counts
+            result.status = self.validate_checked(conn, source, mapping, progress, checked)
+        elif self.options.validate:
             result.status = self.validate_loaded(
                 conn, sqlite_conn, source, sha, mapping, progress.rows_loaded, progress.checksum
             )
@@ -513,19 +572,22 @@ class Migrator:
         progress: UnitProgress,
         *,
         fresh: bool,
-    ) -> int:
+    ) -> tuple[int, int]:
         """Batches in rowid order, each one transaction: (the unit's reset, before the first batch of a fresh
         start,) the COPY of its rows, its rejects and kept raw values, and the ledger's new position. Returns how
-        many rows took the native path."""
+        many rows took the native path, and how many batches were checked against the source in their own
+        transaction when every batch of the unit was (else 0)."""
         key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
         hashed = progress.checksum is not None
-        convert = row_converter(source.agent_id, mapping, canonical_json=hashed)
         encoder = RowEncoder(mapping.target_columns, binary=self.options.copy_format == "binary")
         copy_sql = mapping.copy_sql(encoder.binary)
         if self.options.native and encoder.binary and columnar.supports(mapping):
+            # the converter is generated (compiled) only when a row of the table goes through Python
+            lazy = LazyConverter(source.agent_id, mapping, hashed)
             return self._load_native_batches(
-                conn, sqlite_conn, source, sha, mapping, progress, convert, encoder, fresh=fresh
+                conn, sqlite_conn, source, sha, mapping, rows, progress, lazy, encoder, fresh=fresh
             )
+        convert = row_converter(source.agent_id, mapping, canonical_json=hashed)
         reader = iterate_rows(sqlite_conn, mapping, source.path, progress.after)
         helper = HelperBatches(self, sqlite_conn, source, mapping, binary=encoder.binary, hashed=hashed)
         reset = fresh
@@ -560,7 +622,7 @@ class Migrator:
         finally:
             reader.close()
             helper.close()
-        return 0
+        return 0, 0
 
     def _load_native_batches(
         self,
@@ -569,12 +631,13 @@ class Migrator:
         source: SourceFile,
         sha: str,
         mapping: TableMapping,
+        rows: int,
         progress: UnitProgress,
         convert: Callable[[tuple[Any, ...]], Any],
         encoder: RowEncoder,
         *,
         fresh: bool,
-    ) -> int:
+    ) -> tuple[int, int]:
         """The batches of a table that takes the native path (:mod:`infra.migrate.columnar`): SQLite reads each
         batch into Arrow and tells its clean rows, whose binary COPY tuples Arrow builds; the other rows go through
         the Python converters into the same COPY. Each batch is one transaction with its ledger row, as on the
@@ -586,34 +649,41 @@ class Migrator:
         hashed = progress.checksum is not None
         table = columnar.NativeTable.of(mapping)
         copy_sql = mapping.copy_sql(True)
+        check_sql = batch_check_sql(mapping.target_identifier, mapping.target_columns)
         most = max(1, self.options.batch_rows)
-        # batches are sized in bytes too: the first reads at most FIRST_NATIVE_ROWS rows, each next one is scaled so
-        # that it holds about columnar.BATCH_BYTES (never more than --batch-rows rows)
-        limit = min(most, FIRST_NATIVE_ROWS)
+        # batches are sized in bytes too: the first as if the whole file were this table's rows (so a small table
+        # is read in one batch, and a table of large values starts small), each next one is scaled from the last
+        # one's size so that it holds about columnar.BATCH_BYTES (never more than --batch-rows rows)
+        limit = first_native_limit(source, rows, most)
         native_rows = 0
+        verified = 0
         reader = columnar.NativeReader(source.path)
-        # SQLite reads (and Arrow encodes) the next batch in a thread while PostgreSQL takes this one: both release
-        # the GIL, so on two cores the reading overlaps the loading
-        prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="native-read")
+        # SQLite reads and Arrow encodes the next batch in a thread while PostgreSQL takes this one: both release
+        # the GIL, so on two cores the reading and encoding overlap the loading and its check
+        prefetch = _prefetch_pool()
         reset = fresh
         exhausted = False
+
+        def prepare(after: int | None, limit: int) -> tuple[int, columnar.SplitBatch, columnar.EncodedBatch, list[int]]:
+            read = reader.read(table, after, limit)
+            batch = columnar.split(table, read)
+            try:
+                encoded = columnar.encode(table, source.agent_id, batch.clean, checked=hashed)
+                others = batch.others
+            except columnar.NotNative:  # text that is not valid UTF-8: the whole batch through Python
+                encoded = columnar.EncodedBatch(b"", 0, {})
+                others = columnar.rowids(batch)
+            return read.nbytes, batch, encoded, others
+
+        upcoming = prefetch.submit(prepare, progress.after, limit)
         try:
-            upcoming = prefetch.submit(reader.read, table, progress.after, limit)
             while not exhausted:
                 started = time.monotonic()
-                read = upcoming.result()
-                batch = columnar.split(read)
-                try:
-                    encoded = columnar.encode(table, source.agent_id, batch.clean)
-                    others = batch.others
-                except columnar.NotNative:  # text that is not valid UTF-8: the whole batch through Python
-                    encoded = columnar.EncodedBatch(b"", 0, {})
-                    others = columnar.rowids(batch)
+                size, batch, encoded, others = upcoming.result()
                 exhausted = batch.rows < limit
-                size = max(1, read.nbytes)
-                limit = max(1, min(most, limit * columnar.BATCH_BYTES // size))
+                limit = max(1, min(most, limit * columnar.BATCH_BYTES // max(1, size)))
                 if not exhausted:
-                    upcoming = prefetch.submit(reader.read, table, batch.last, limit)
+                    upcoming = prefetch.submit(prepare, batch.last, limit)
                 with conn.transaction():
                     if reset:
                         ledger.reset_unit(conn, key, mapping.target_identifier, mapping.target_label, sha)
@@ -636,12 +706,13 @@ class Migrator:
                             )
                     except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded):
                         encoded = columnar.EncodedBatch(b"", 0, {})
+                        others = columnar.rowids(batch)
                         done = self._copy_native(
                             conn,
                             copy_sql,
                             encoder,
                             encoded,
-                            columnar.rowids(batch),
+                            others,
                             sqlite_conn,
                             source,
                             mapping,
@@ -653,17 +724,60 @@ class Migrator:
                     done.last, done.batch, done.full = batch.last, batch.rows, not exhausted
                     for rule, count in encoded.rules.items():
                         done.rules[rule] = done.rules.get(rule, 0) + count
-                    if hashed and encoded.rows:
-                        done.checksum += mapping.stored_checksum(
-                            conn, source.agent_id, progress.after, batch.last, others
+                    if hashed:
+                        done.checksum = self._check_native_batch(
+                            conn, check_sql, source, mapping, progress.after, batch.last, encoded, done, others
                         )
+                        verified += 1
                     native_rows += encoded.rows
                     self._commit_batch(conn, key, progress, done, started, exhausted=exhausted)
                 self.observer.advance(source.agent_id, done.batch)
         finally:
-            prefetch.shutdown(wait=True, cancel_futures=True)
+            if not upcoming.cancel():
+                wait([upcoming])  # the reader is closed next: its last read must be over
             reader.close()
-        return native_rows
+        # a resumed unit holds batches this run did not check: validated by its checksum over the whole table
+        return native_rows, verified if fresh and hashed else 0
+
+    def _check_native_batch(
+        self,
+        conn: psycopg.Connection[Any],
+        check_sql: sql.Composed,
+        source: SourceFile,
+        mapping: TableMapping,
+        after: int | None,
+        last: int | None,
+        encoded: columnar.EncodedBatch,
+        done: BatchPayload,
+        others: list[int],
+    ) -> int:
+        """Inside a native batch's transaction, after its COPY: compare the rows PostgreSQL stored with the source,
+        every row and every column, in one pass of PostgreSQL over the batch (:func:`encode.batch_check_sql`). The
+        native rows: the sha256 of their stored rows' binary COPY tuples in rowid order against that of the tuples
+        Arrow built from the SQLite batch (one C call over the sent bytes); the rows that went through Python:
+        the sum of their stored rows' content hashes against the one Python computed from the tuples it sent.
+        Returns the batch's checksum contribution (every row's content hash: equal on both sides once the bytes
+        are); a difference rolls the batch back and fails the unit, so nothing unchecked is ever committed."""
+        parameters = {
+            "others": others,
+            "agent": source.agent_id,
+            "after": after if after is not None else -(2**63),
+            "last": last,
+            **encoded.check_parameters(sum(c.type_name == "jsonb" for c in mapping.target_columns)),
+        }
+        found = conn.execute(check_sql, parameters).fetchone()
+        assert found is not None
+        stored_digest, documents_equal, others_sum, native_sum = found
+        sent_digest = batch_digest(encoded.checked) if encoded.rows else None
+        stored = None if stored_digest is None else bytes(stored_digest)
+        if stored != sent_digest or not documents_equal or int(others_sum) != done.checksum:
+            where = f"after rowid {after}" if after is not None else "from its first row"
+            raise BatchMismatch(
+                f"{source.path}: table {mapping.source.name}, batch {where} up to rowid {last}: the rows PostgreSQL "
+                "stored differ from the rows read from the source; the batch was rolled back. Run `ws migrate run` "
+                "again; if it fails the same way, report it with this file"
+            )
+        return int(others_sum) + int(native_sum)
 
     def _copy_native(
         self,
@@ -792,6 +906,33 @@ class Migrator:
         running = _RUNNING.value if _RUNNING is not None else 1
         return running < CORES
 
+    def validate_checked(
+        self,
+        conn: psycopg.Connection[Any],
+        source: SourceFile,
+        mapping: TableMapping,
+        progress: UnitProgress,
+        batches: int,
+    ) -> str:
+        """A unit whose every batch this run compared with the source inside the batch's own transaction (the
+        stored rows' tuples against the source's, :meth:`_check_native_batch`): validated when the table holds
+        exactly the rows the ledger counts for the agent (nothing lost, nothing left from elsewhere)."""
+        found = conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE agent_id = %s").format(mapping.target_identifier),
+            (source.agent_id,),
+        ).fetchone()
+        target_rows = int(found[0]) if found else -1
+        detail = {
+            "method": "batch-check",
+            "version": BATCH_CHECK_VERSION,
+            "batches": batches,
+            "source_rows": progress.rows_loaded,
+            "target_rows": target_rows,
+            "checksum": str(progress.checksum),
+        }
+        key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
+        return ledger.record_load_validation(conn, key, target_rows == progress.rows_loaded, detail)
+
     def validate_loaded(
         self,
         conn: psycopg.Connection[Any],
@@ -839,8 +980,8 @@ class Migrator:
                 return self.load_unit(conn, sqlite_conn, source, sha, mapping, rows)
             finally:
                 sqlite_conn.close()
-        except (SourceError, sqlite3.Error) as exc:
-            error = str(exc) if isinstance(exc, SourceError) else describe(source.path, exc)
+        except (SourceError, sqlite3.Error, BatchMismatch) as exc:
+            error = describe(source.path, exc) if isinstance(exc, sqlite3.Error) else str(exc)
         except psycopg.Error as exc:
             error = f"PostgreSQL refused the batch: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
         except BrokenProcessPool as exc:
@@ -1123,6 +1264,9 @@ def _init_worker(url: str, options: RunOptions, queue: Any, running: Any) -> Non
     _die_with_parent()
     _WORKER["url"] = url
     _WORKER["migrator"] = Migrator(url, options, QueueObserver(queue))
+    # the objects inherited from the parent (modules, the plan) never become garbage: keep the cyclic collector
+    # from walking them again and again while batches allocate (it took about 5% of a worker's CPU)
+    gc.freeze()
 
 
 def _worker_connection() -> psycopg.Connection[Any]:

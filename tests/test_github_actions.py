@@ -649,7 +649,9 @@ def secrets_read(loaded: LoadedWorkspace, job: dict) -> set[str]:
             for value in step["with"].values():
                 needed.update(re.findall(r"^\$\{\{ secrets\.([A-Za-z_][A-Za-z0-9_]*) \}\}$", str(value)))
         for value in step.get("env", {}).values():  # a step that names a secret in its own env reads it
-            needed.update(re.findall(r"^\$\{\{ secrets\.([A-Za-z_][A-Za-z0-9_]*) \}\}$", str(value)))
+            needed.update(
+                re.findall(r"^\$\{\{ (?:\(.*\) && )?secrets\.([A-Za-z_][A-Za-z0-9_]*)(?: \|\| '')? \}\}$", str(value))
+            )
     for environment in loaded.model.environments:
         needed |= reads_in(loaded, job, environment)
     return needed
@@ -973,7 +975,8 @@ def test_no_registry_login_without_images_to_check(golden: LoadedWorkspace) -> N
 def test_pulumi_jobs_install_the_cli_log_in_and_reach_the_docker_host(golden_files: dict[str, str]) -> None:
     """In a `runtime: pulumi` environment every job installs the Pulumi CLI of the locked SDK (pinned action), makes
     the .venv Pulumi.yaml names from the hash-pinned lock, logs in to the environment's backend, names its Docker
-    host (the ssh key secret in that step's env only) and selects its stack; in a local environment it skips them."""
+    host (the ssh key secret in that step's env only, and only when the dispatched environment's host is reached
+    over ssh) and selects its stack; in a local environment it skips them."""
     document = load(golden_files[workflows.DEPLOYMENT_WORKFLOW])
     assert isinstance(document, dict)
     condition = "${{ inputs.environment == 'staging' || inputs.environment == 'prod' }}"
@@ -988,9 +991,12 @@ def test_pulumi_jobs_install_the_cli_log_in_and_reach_the_docker_host(golden_fil
         assert login["if"] == condition
         assert login["env"] == {
             "ENVIRONMENT": "${{ inputs.environment }}",
-            "DOCKER_SSH_KEY": "${{ secrets.DOCKER_SSH_KEY }}",
+            "DOCKER_SSH_KEY": "${{ (inputs.environment == 'staging') && secrets.DOCKER_SSH_KEY || '' }}",
             "DOCKER_SSH_KNOWN_HOSTS": "${{ vars.DOCKER_SSH_KNOWN_HOSTS }}",
         }
+        key = {"env": {"DOCKER_SSH_KEY": login["env"]["DOCKER_SSH_KEY"]}, "steps": []}
+        given = {env: job_env_in(key, env) for env in ("local", "staging", "prod")}
+        assert given == {"local": set(), "staging": {"DOCKER_SSH_KEY"}, "prod": set()}, job_id  # prod: no host
         assert (
             "  staging) backend='s3://golden-pulumi-state/workspace?region=eu-west-1'; "
             "docker_host='ssh://deploy@staging.golden.example'; stack='staging' ;;"

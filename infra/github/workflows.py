@@ -445,8 +445,9 @@ def pulumi_steps(workspace: Workspace, layout: Layout) -> list[YamlMap]:
         f'pulumi stack select --create "$stack" --cwd "$GITHUB_WORKSPACE/{folder}"',
     ]
     login_env = {"ENVIRONMENT": expression("inputs.environment")}
-    if any(docker_host_of(workspace.environments[name]).startswith("ssh://") for name in environments):
-        login_env["DOCKER_SSH_KEY"] = expression(f"secrets.{DOCKER_SSH_KEY_SECRET}")
+    ssh = [name for name in environments if docker_host_of(workspace.environments[name]).startswith("ssh://")]
+    if ssh:  # the key only where the dispatched environment's Docker host is reached over ssh
+        login_env["DOCKER_SSH_KEY"] = gated_expression(DOCKER_SSH_KEY_SECRET, ssh if ssh != environments else None)
         login_env["DOCKER_SSH_KNOWN_HOSTS"] = expression("vars.DOCKER_SSH_KNOWN_HOSTS")
     install = uses_step(
         "Install the Pulumi CLI", PULUMI_ACTIONS, {"pulumi-version": PULUMI_VERSION}, condition=expression(condition)

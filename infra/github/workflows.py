@@ -190,19 +190,6 @@ def checkout_steps(layout: Layout, refs: Mapping[str, str] | None) -> list[YamlM
 # --- secrets ----------------------------------------------------------------------------------------
 
 
-def repo_secrets(workspace: Workspace, repo: str) -> list[str]:
-    """Names of the secrets workspace.yaml declares for ``repo`` (``{secret: NAME}``), in any environment.
-
-    Secrets that ws generates itself (database role passwords in provisioned environments) live in the Pulumi
-    stack, not in GitHub, so they are not among them.
-    """
-    names: set[str] = set()
-    for environment in workspace.environments:
-        for _, layer in declared_layers(workspace, environment, repo):
-            names.update(value.secret for value in layer.values() if isinstance(value, SecretRef))
-    return sorted(names)
-
-
 def base_secrets(workspace: Workspace) -> list[str]:
     """The server secrets, and the credentials of every Pulumi backend an environment names: Pulumi Cloud's token
     (the default backend), the cloud storage keys of a self-managed one, and the passphrase of its secrets."""
@@ -259,7 +246,8 @@ def migrates_on_runner(workspace: Workspace, environment: str, repo: str) -> boo
 
 def repo_secrets_in(workspace: Workspace, environment: str, repo: str) -> set[str]:
     """The ``{secret: NAME}`` values of ``repo``'s env in one environment (a later layer's value replaces an
-    earlier one's, as the env resolves)."""
+    earlier one's, as the env resolves). Secrets that ws generates itself (database role passwords in provisioned
+    environments) live in the Pulumi stack, not in GitHub, so they are not among them."""
     merged: dict[str, object] = {}
     for _, layer in declared_layers(workspace, environment, repo):
         merged.update(layer)

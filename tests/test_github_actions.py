@@ -28,6 +28,7 @@ from infra.errors import UsageError
 from infra.github import actions, workflows
 from infra.github.pins import PINS, SHA
 from infra.github.steprunner.expressions import ExpressionScope, Status, interpolate
+from infra.workspace.env import CACHE_PASSWORD_SECRET, database_password_secret, missing_secrets, resolve
 from infra.workspace.graph import closure, edges_of, stages
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
@@ -223,35 +224,40 @@ def test_deployment_inputs_permissions_concurrency(golden_files: dict[str, str])
         # every secret the job receives is masked before any ws step runs
         assert setup["with"]["mask-variables"].split() == list(job["env"]), job_id
         for name, value in job["env"].items():
-            # the migrate job gives some secrets only in the environments that read them (see
-            # test_the_migrate_job_receives_exactly_what_each_environment_reads)
+            # a secret only some environments read is given only in those (see
+            # test_every_job_receives_exactly_what_each_environment_reads)
             only_in = re.fullmatch(
                 rf"\$\{{\{{ \((inputs\.environment == '\w+'( \|\| )?)+\) && secrets\.{name} \|\| '' \}}\}}", value
             )
-            assert value == f"${{{{ secrets.{name} }}}}" or (job_id == "migrate" and only_in), (job_id, value)
+            assert value == f"${{{{ secrets.{name} }}}}" or only_in, (job_id, value)
 
 
 def test_secrets_are_scoped_to_the_jobs_that_use_them(golden_files: dict[str, str]) -> None:
     document = load(golden_files[workflows.DEPLOYMENT_WORKFLOW])
     assert isinstance(document, dict)
     jobs = document["jobs"]
-    assert "API_KEY" in jobs["deploy-api"]["env"]
-    assert "API_KEY" not in jobs["deploy-web"]["env"]
-    assert {"SENTRY_DSN", "SENTRY_DSN_PROD"} <= set(jobs["deploy-web"]["env"])
-    assert "API_KEY" not in jobs["plan"]["env"]
-    assert {"API_KEY", "SENTRY_DSN", "SENTRY_DSN_PROD"} <= set(jobs["rollback"]["env"])
-    # worker has no service: its deploy job runs none of its code, so it gets no repo secret; infra provisions the
-    # servers only and gets only their and the Pulumi backend's credentials
-    base = [
-        "DATABASE_URL",
-        "REDIS_URL",
-        "PULUMI_ACCESS_TOKEN",  # prod: Pulumi Cloud
-        "PULUMI_CONFIG_PASSPHRASE",
-        "AWS_ACCESS_KEY_ID",  # staging: a self-managed s3:// backend
-        "AWS_SECRET_ACCESS_KEY",
-    ]
-    assert list(jobs["deploy-worker"]["env"]) == base
-    assert list(jobs["infra"]["env"]) == base
+    # api's service starts on the runner in the local environment only (it has a local run command; the Pulumi
+    # stacks' containers get their env from the stack), so its secrets are given only there
+    local_only = "${{ (inputs.environment == 'local') && secrets.%s || '' }}"
+    assert jobs["deploy-api"]["env"]["API_KEY"] == local_only % "API_KEY"
+    assert jobs["deploy-api"]["env"]["SENTRY_DSN"] == local_only % "SENTRY_DSN"
+    assert jobs["rollback"]["env"]["API_KEY"] == local_only % "API_KEY"
+    assert not any("SENTRY_DSN_PROD" in job.get("env", {}) for job in jobs.values())  # no code of prod's runs
+    # core and web have no local run command, worker no service: their deploy jobs run none of their code, and
+    # infra provisions the servers only: only the servers' and each environment's Pulumi backend credentials
+    base = {
+        "DATABASE_URL": "${{ secrets.DATABASE_URL }}",
+        "REDIS_URL": local_only % "REDIS_URL",
+        "PULUMI_ACCESS_TOKEN": "${{ (inputs.environment == 'prod') && secrets.PULUMI_ACCESS_TOKEN || '' }}",
+        "PULUMI_CONFIG_PASSPHRASE": (
+            "${{ (inputs.environment == 'staging' || inputs.environment == 'prod') "
+            "&& secrets.PULUMI_CONFIG_PASSPHRASE || '' }}"
+        ),
+        "AWS_ACCESS_KEY_ID": "${{ (inputs.environment == 'staging') && secrets.AWS_ACCESS_KEY_ID || '' }}",
+        "AWS_SECRET_ACCESS_KEY": "${{ (inputs.environment == 'staging') && secrets.AWS_SECRET_ACCESS_KEY || '' }}",
+    }
+    for job_id in ("plan", "infra", "validate", "health", "deploy-core", "deploy-worker", "deploy-web"):
+        assert jobs[job_id]["env"] == base, job_id
     # ws's own generated database passwords live in the Pulumi stack, not in GitHub secrets
     assert not any(name.startswith("WS_DB_PASSWORD") for job in jobs.values() for name in job.get("env", {}))
 
@@ -631,37 +637,97 @@ def secrets_referenced(job: dict) -> set[str]:
 
 
 def secrets_read(loaded: LoadedWorkspace, job: dict) -> set[str]:
-    """What the job's steps read, derived from the steps themselves: the server and Pulumi backend secrets for any
-    `ws` step, the checkout token for checkouts of other repositories, GITHUB_TOKEN's secret where a step sets it,
-    and a repo's {secret: ...} values where a step runs that repo's code: its migrate command (migrate), its
-    service (deploy-stage of that repo, rollback), its integration tests (integration-test)."""
-    model = loaded.model
+    """What the job's steps read, derived from the steps themselves: the checkout token for checkouts of other
+    repositories, the secrets a registry login or a step's own env names, and whatever its `ws` and `pulumi` steps
+    read in any environment (:func:`reads_in`)."""
     needed: set[str] = set()
-    runs_code: set[str] = set()
     for step in job["steps"]:
         uses = step.get("uses", "")
         if uses.startswith(PINS["actions/checkout"].uses) and "repository" in step.get("with", {}):
             needed.add(workflows.CHECKOUT_TOKEN_SECRET)
-        if uses.endswith("/actions/setup"):
-            continue
-        if "/actions/" in uses or " ws " in f" {step.get('run', '')}":
-            needed.update(workflows.base_secrets(model))
         if uses == PINS["docker/login-action"].uses:  # a registry login reads the credentials it names
             for value in step["with"].values():
                 needed.update(re.findall(r"^\$\{\{ secrets\.([A-Za-z_][A-Za-z0-9_]*) \}\}$", str(value)))
         for value in step.get("env", {}).values():  # a step that names a secret in its own env reads it
-            needed.update(re.findall(r"^\$\{\{ secrets\.([A-Za-z_][A-Za-z0-9_]*) \}\}$", str(value)))
-        action = uses.rsplit("/", 1)[-1] if "/actions/" in uses else ""
-        if action == "deploy-stage":
-            runs_code.update(r for r in [step["with"]["repo"]] if model.repos[r].service)
-        elif action == "migrate":
-            runs_code.update(r for r, spec in model.repos.items() if spec.migrate and spec.migrate.command)
-        elif action == "integration-test":
-            runs_code.update(r for r, spec in model.repos.items() if spec.test.integration)
-        elif action == "rollback":
-            runs_code.update(r for r, spec in model.repos.items() if spec.service)
-    for repo in runs_code:
-        needed.update(workflows.repo_secrets(model, repo))
+            needed.update(
+                re.findall(r"^\$\{\{ (?:\(.*\) && )?secrets\.([A-Za-z_][A-Za-z0-9_]*)(?: \|\| '')? \}\}$", str(value))
+            )
+    for environment in loaded.model.environments:
+        needed |= reads_in(loaded, job, environment)
+    return needed
+
+
+# The credentials the Pulumi CLI reads from its environment to log in to a backend, per URL scheme (Pulumi's
+# documentation of `pulumi login`): Pulumi Cloud's token, or the cloud storage's keys of a self-managed backend.
+BACKEND_CREDENTIALS = {
+    "https": {"PULUMI_ACCESS_TOKEN"},
+    "s3": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
+    "azblob": {"AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY"},
+    "gs": {"GOOGLE_CREDENTIALS"},
+}
+
+
+def servers_read(loaded: LoadedWorkspace, environment: str) -> set[str]:
+    """What any `ws` (or `pulumi`) step reads in ``environment`` besides repo secrets: a local runtime finds the
+    servers in DATABASE_URL and REDIS_URL (infra.deploy.servers, LocalRuntime); a Pulumi one finds the deploy
+    ledger in DATABASE_URL (PulumiRuntime.ledger_url; the servers' addresses are stack outputs) and logs in to its
+    backend, whose stack secrets PULUMI_CONFIG_PASSPHRASE decrypts."""
+    env = loaded.model.environments[environment]
+    if env.runtime == "local":
+        return {"DATABASE_URL", "REDIS_URL"}
+    backend = env.pulumi.backend if env.pulumi is not None and env.pulumi.backend else "https://api.pulumi.com"
+    return {"DATABASE_URL", "PULUMI_CONFIG_PASSPHRASE", *BACKEND_CREDENTIALS[backend.split("://", 1)[0]]}
+
+
+def secrets_of(loaded: LoadedWorkspace, environment: str, repo: str) -> set[str]:
+    """The secrets that running ``repo``'s code with its env requires: those rendered_env (infra.deploy.runtime)
+    finds missing in an environment that holds none, except the passwords ws generates itself (they live in the
+    Pulumi stack, not in GitHub)."""
+    generated = {database_password_secret(r) for r in loaded.model.repos} | {CACHE_PASSWORD_SECRET}
+    return set(missing_secrets(resolve(loaded.model, environment, repo), lambda name: None)) - generated
+
+
+def starts_on_the_runner(loaded: LoadedWorkspace, environment: str, repo: str) -> bool:
+    """Whether deploying ``repo`` renders its env on the runner: LocalRuntime.deploy starts a service that has a
+    local run command with service_env (otherwise it records the version); PulumiRuntime.deploy sets the stack's
+    config and runs `pulumi up`, whose containers get their env from the stack."""
+    service = loaded.model.repos[repo].service
+    if loaded.model.environments[environment].runtime != "local":
+        return False
+    return service is not None and service.run.local is not None
+
+
+def repos_whose_code_runs(loaded: LoadedWorkspace, step: dict, environment: str) -> set[str]:
+    """The repos whose code a step's `ws` command runs with their env in ``environment``, per action: the
+    deploy-stage's repo when it starts on the runner, the migrate action's repos whose migrate.command runs from
+    the checkout, every repo's integration tests (Pipeline._run_command with the runtime's command_env, in every
+    runtime), and rollback's services that start on the runner (it deploys their previous version)."""
+    repos = loaded.model.repos
+    uses = step.get("uses", "")
+    action = uses.rsplit("/", 1)[-1] if "/actions/" in uses else ""
+    if action == "deploy-stage":
+        return {r for r in [step["with"]["repo"]] if starts_on_the_runner(loaded, environment, r)}
+    if action == "migrate":
+        return {r for r in repos if migrates_from_the_checkout(loaded, environment, r)}
+    if action == "integration-test":
+        return {r for r, spec in repos.items() if spec.test.integration}
+    if action == "rollback":
+        return {r for r in repos if starts_on_the_runner(loaded, environment, r)}
+    return set()
+
+
+def reads_in(loaded: LoadedWorkspace, job: dict, environment: str) -> set[str]:
+    """What a job's `ws` and `pulumi` steps read from the job's env when dispatched to ``environment``."""
+    needed: set[str] = set()
+    pulumi = loaded.model.environments[environment].runtime == "pulumi"
+    for step in job["steps"]:
+        uses, run = step.get("uses", ""), f" {step.get('run', '')}"
+        if uses.endswith("/actions/setup"):
+            continue
+        if "/actions/" in uses or " ws " in run or (pulumi and "pulumi login" in run):
+            needed |= servers_read(loaded, environment)
+        for repo in repos_whose_code_runs(loaded, step, environment):
+            needed |= secrets_of(loaded, environment, repo)
     return needed
 
 
@@ -731,11 +797,13 @@ def with_a_migrating_job_repo(loaded: LoadedWorkspace, tmp_path: Path) -> Loaded
 @pytest.mark.parametrize(
     "folder", [GOLDEN, ROOT, ROOT / "examples", None], ids=["golden", "workspace", "example", "commands"]
 )
-def test_the_migrate_job_receives_exactly_what_each_environment_reads(folder: Path | None, tmp_path: Path) -> None:
-    """Per dispatched environment, the migrate job's env holds that environment's server and Pulumi backend secrets
-    and the {secret: ...} values of the repos whose migrate.command runs from the checkout there; not those of repos
-    that migrate in their one-off container on a Docker stack or in their migration Job on Kubernetes (Pulumi gives
-    those their env)."""
+def test_every_job_receives_exactly_what_each_environment_reads(folder: Path | None, tmp_path: Path) -> None:
+    """Every job, per dispatched environment: its env holds exactly what its steps' `ws` (and `pulumi`) commands
+    read there (:func:`reads_in`): that environment's server and Pulumi backend secrets, and the {secret: ...}
+    values of the repos whose code the job runs there; nothing for another environment. So the migrate job gets
+    no secret of repos that migrate in their one-off container on a Docker stack or in their migration Job on
+    Kubernetes, and the deploy and rollback jobs none of services that run in a Pulumi stack's containers (Pulumi
+    gives those their env)."""
     loaded = (
         load_workspace(folder / "workspace.yaml")
         if folder is not None
@@ -744,18 +812,26 @@ def test_the_migrate_job_receives_exactly_what_each_environment_reads(folder: Pa
     model = loaded.model
     document = load(workflows.generate_workflows(loaded)[workflows.DEPLOYMENT_WORKFLOW])
     assert isinstance(document, dict)
-    migrate = document["jobs"]["migrate"]
-    for environment in model.environments:
-        expected = set(workflows.environment_secrets(model, environment))
-        for repo in model.repos:
-            if migrates_from_the_checkout(loaded, environment, repo):
-                expected |= workflows.repo_secrets_in(model, environment, repo)
-        assert job_env_in(migrate, environment) == expected, environment
+    jobs = document["jobs"]
+    for job_id, job in jobs.items():
+        for environment in model.environments:
+            assert job_env_in(job, environment) == reads_in(loaded, job, environment), (job_id, environment)
+    for environment in model.environments:  # REDIS_URL only where the servers are not the Pulumi stack's
+        holding = {job_id for job_id, job in jobs.items() if "REDIS_URL" in job_env_in(job, environment)}
+        assert holding == (set(jobs) if model.environments[environment].runtime == "local" else set()), environment
+    migrate = jobs["migrate"]
     given = {environment: job_env_in(migrate, environment) for environment in model.environments}
     if folder == ROOT:  # the admin app's and the agents' secrets only where their commands run from the checkout
         assert {"NEXTAUTH_SECRET", "OPENAI_API_KEY"} <= given["local"]
+        backend = {"DATABASE_URL", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}
         for environment in ("dev", "staging", "prod"):
-            assert given[environment] == {"DATABASE_URL", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}
+            assert given[environment] == backend
+            # the services run in the stack's containers: deploying or rolling them back reads no repo secret
+            for job_id in ("deploy-saas-ecosystem-architecture", "deploy-app-agents", "rollback", "plan", "health"):
+                assert job_env_in(jobs[job_id], environment) == backend, (job_id, environment)
+            # the integration tests run from the checkouts, with their repos' env, in every environment
+            assert {"NEXTAUTH_SECRET", "OPENAI_API_KEY"} <= job_env_in(jobs["integration"], environment)
+        assert job_env_in(jobs["deploy-app-agents"], "local") == {"DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY"}
     if folder is None:
         assert {"CORE_KEY", "WORKER_KEY", "SENTRY_DSN", "REDIS_URL"} <= given["local"]
         # staging (Docker): core migrates in its container, worker (no image) from the checkout
@@ -899,7 +975,8 @@ def test_no_registry_login_without_images_to_check(golden: LoadedWorkspace) -> N
 def test_pulumi_jobs_install_the_cli_log_in_and_reach_the_docker_host(golden_files: dict[str, str]) -> None:
     """In a `runtime: pulumi` environment every job installs the Pulumi CLI of the locked SDK (pinned action), makes
     the .venv Pulumi.yaml names from the hash-pinned lock, logs in to the environment's backend, names its Docker
-    host (the ssh key secret in that step's env only) and selects its stack; in a local environment it skips them."""
+    host (the ssh key secret in that step's env only, and only when the dispatched environment's host is reached
+    over ssh) and selects its stack; in a local environment it skips them."""
     document = load(golden_files[workflows.DEPLOYMENT_WORKFLOW])
     assert isinstance(document, dict)
     condition = "${{ inputs.environment == 'staging' || inputs.environment == 'prod' }}"
@@ -914,9 +991,12 @@ def test_pulumi_jobs_install_the_cli_log_in_and_reach_the_docker_host(golden_fil
         assert login["if"] == condition
         assert login["env"] == {
             "ENVIRONMENT": "${{ inputs.environment }}",
-            "DOCKER_SSH_KEY": "${{ secrets.DOCKER_SSH_KEY }}",
+            "DOCKER_SSH_KEY": "${{ (inputs.environment == 'staging') && secrets.DOCKER_SSH_KEY || '' }}",
             "DOCKER_SSH_KNOWN_HOSTS": "${{ vars.DOCKER_SSH_KNOWN_HOSTS }}",
         }
+        key = {"env": {"DOCKER_SSH_KEY": login["env"]["DOCKER_SSH_KEY"]}, "steps": []}
+        given = {env: job_env_in(key, env) for env in ("local", "staging", "prod")}
+        assert given == {"local": set(), "staging": {"DOCKER_SSH_KEY"}, "prod": set()}, job_id  # prod: no host
         assert (
             "  staging) backend='s3://golden-pulumi-state/workspace?region=eu-west-1'; "
             "docker_host='ssh://deploy@staging.golden.example'; stack='staging' ;;"

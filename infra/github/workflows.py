@@ -34,15 +34,16 @@ validate``) ask the registries whether the images to deploy exist (infra.deploy.
 they first log in, read-only, to each registry the images live in: GHCR with the workflow's own token, so only
 these two jobs hold ``packages: read``; another registry with its ``REGISTRY_<HOST>_*`` secrets.
 
-Secrets (:func:`job_secrets`). Each job receives exactly the secrets its steps read: every job the server
-secrets (the ledger lives in the environment's database) and, for Pulumi environments, the backend's; ``migrate``,
-``integration`` and ``rollback`` also the ``{secret: ...}`` values of the repos whose commands or services they
-run; ``deploy-<repo>`` its repo's; the checkout token goes to the jobs that check repos out. The migrate job's
-secrets depend on the dispatched environment (:func:`migrate_secrets`): its server and backend secrets, and the
-repo secrets only of the repos whose migrate.command runs from the checkout there (on a Docker stack a repo with an
-image migrates in its one-off container, on Kubernetes every repo in its migration Job, which get their env,
-DATABASE_URL included, from Pulumi); a secret only some environments need is written as
-``${{ (inputs.environment == 'x') && secrets.NAME || '' }}``.
+Secrets (:func:`gated_secrets`). Each job receives exactly the secrets its steps read in the dispatched
+environment, and nothing for the others (:func:`job_reads`): that environment's server secrets (a local one's
+``DATABASE_URL``/``REDIS_URL``; a Pulumi one's ``DATABASE_URL``, where the deploy ledger lives, and its own backend's
+credentials), and the ``{secret: ...}`` values of the repos whose code the job runs there (:func:`repos_run_by`):
+``migrate`` those whose migrate.command runs from the checkout (on a Docker stack a repo with an image migrates in
+its one-off container, on Kubernetes every repo in its migration Job, which get their env from Pulumi);
+``deploy-<repo>`` and ``rollback`` those whose service starts on the runner (a local environment; a Pulumi stack's
+containers get their secrets from the stack); ``integration`` those with integration tests. A secret only some
+environments read is written ``${{ (inputs.environment == 'x') && secrets.NAME || '' }}``; the checkout token goes
+to the checkout steps only.
 """
 
 from __future__ import annotations
@@ -189,19 +190,6 @@ def checkout_steps(layout: Layout, refs: Mapping[str, str] | None) -> list[YamlM
 # --- secrets ----------------------------------------------------------------------------------------
 
 
-def repo_secrets(workspace: Workspace, repo: str) -> list[str]:
-    """Names of the secrets workspace.yaml declares for ``repo`` (``{secret: NAME}``), in any environment.
-
-    Secrets that ws generates itself (database role passwords in provisioned environments) live in the Pulumi
-    stack, not in GitHub, so they are not among them.
-    """
-    names: set[str] = set()
-    for environment in workspace.environments:
-        for _, layer in declared_layers(workspace, environment, repo):
-            names.update(value.secret for value in layer.values() if isinstance(value, SecretRef))
-    return sorted(names)
-
-
 def base_secrets(workspace: Workspace) -> list[str]:
     """The server secrets, and the credentials of every Pulumi backend an environment names: Pulumi Cloud's token
     (the default backend), the cloud storage keys of a self-managed one, and the passphrase of its secrets."""
@@ -228,10 +216,6 @@ def backend_of(environment: Environment) -> str:
 def docker_host_of(environment: Environment) -> str:
     settings = environment.pulumi
     return settings.docker_host if settings is not None and settings.docker_host else ""
-
-
-def union_of_secrets(workspace: Workspace, repos: Iterable[str]) -> list[str]:
-    return sorted({name for repo in repos for name in repo_secrets(workspace, repo)})
 
 
 def environment_secrets(workspace: Workspace, environment: str) -> list[str]:
@@ -262,71 +246,92 @@ def migrates_on_runner(workspace: Workspace, environment: str, repo: str) -> boo
 
 def repo_secrets_in(workspace: Workspace, environment: str, repo: str) -> set[str]:
     """The ``{secret: NAME}`` values of ``repo``'s env in one environment (a later layer's value replaces an
-    earlier one's, as the env resolves)."""
+    earlier one's, as the env resolves). Secrets that ws generates itself (database role passwords in provisioned
+    environments) live in the Pulumi stack, not in GitHub, so they are not among them."""
     merged: dict[str, object] = {}
     for _, layer in declared_layers(workspace, environment, repo):
         merged.update(layer)
     return {value.secret for value in merged.values() if isinstance(value, SecretRef)}
 
 
-def migrate_secrets(workspace: Workspace) -> dict[str, list[str]]:
-    """The migrate job's secrets, each with the environments whose migrations read it: that environment's server
-    and backend secrets, and the ``{secret: ...}`` values of the repos whose migrate.command runs on the runner
-    there. The job's env gives a secret only when the dispatched environment is one of those."""
+def serves_on_runner(workspace: Workspace, environment: str, repo: str) -> bool:
+    """Whether deploying ``repo`` in ``environment`` starts its service on the runner with the repo's env, as
+    infra.deploy does (LocalRuntime.deploy): a local environment and a service with a local run command (else it
+    only records the version). On a Pulumi stack the deploy is a stack update: the containers get their env, the
+    repo's secrets included, from the stack's config."""
+    spec = workspace.repos[repo]
+    if workspace.environments[environment].runtime == "pulumi":
+        return False
+    return spec.service is not None and spec.service.run.local is not None
+
+
+def repos_run_by(workspace: Workspace, job_id: str, environment: str) -> list[str]:
+    """The repos whose code ``job_id``'s ``ws`` steps run with the repo's env (and so its ``{secret: ...}`` values)
+    in ``environment``: migrate.command from the checkout (migrate), the service (deploy-<repo>, and rollback,
+    which deploys the previous versions again), the integration tests (integration, from the checkout in every
+    runtime). The other jobs run no repo's code."""
+    repos = workspace.repos
+    if job_id == "migrate":
+        return [r for r in repos if migrates_on_runner(workspace, environment, r)]
+    if job_id == "integration":
+        return [r for r, spec in repos.items() if spec.test.integration]
+    if job_id == "rollback":
+        return [r for r in repos if serves_on_runner(workspace, environment, r)]
+    if job_id.startswith("deploy-"):
+        repo = job_id.removeprefix("deploy-")
+        return [repo] if serves_on_runner(workspace, environment, repo) else []
+    return []
+
+
+def job_reads(workspace: Workspace, job_id: str, environment: str) -> set[str]:
+    """The secrets ``job_id``'s steps read (besides those a step names in its own ``with:``/``env:``) when the
+    dispatched environment is ``environment``: its server and backend secrets and the ``{secret: ...}`` values
+    of the repos whose code the job runs there."""
+    names = set(environment_secrets(workspace, environment))
+    for repo in repos_run_by(workspace, job_id, environment):
+        names |= repo_secrets_in(workspace, environment, repo)
+    return names
+
+
+def job_secrets(workspace: Workspace, job_id: str) -> dict[str, list[str]]:
+    """The secrets ``job_id``'s steps read, each with the environments where they read it (:func:`job_reads`);
+    the server and backend secrets first. The job's env gives a secret only when the dispatched environment is
+    one of those (:func:`secrets_env`)."""
     needed: dict[str, list[str]] = {}
     for environment in workspace.environments:
-        names = set(environment_secrets(workspace, environment))
-        for repo in workspace.repos:
-            if migrates_on_runner(workspace, environment, repo):
-                names |= repo_secrets_in(workspace, environment, repo)
-        for name in names:
+        for name in job_reads(workspace, job_id, environment):
             needed.setdefault(name, []).append(environment)
     base = [name for name in base_secrets(workspace) if name in needed]
     return {name: needed[name] for name in [*base, *sorted(set(needed) - set(base))]}
 
 
-def migrate_secrets_only_in(workspace: Workspace) -> dict[str, list[str]]:
-    """The migrate job's secrets that not every environment needs, with the environments that do."""
+def secrets_only_in(workspace: Workspace, secrets: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """Of a job's secrets (:func:`job_secrets`), those not every environment reads, with the environments that do."""
     every = len(workspace.environments)
-    return {name: envs for name, envs in migrate_secrets(workspace).items() if len(envs) < every}
+    return {name: envs for name, envs in secrets.items() if len(envs) < every}
 
 
-def job_secrets(workspace: Workspace, job_id: str) -> list[str]:
-    """The secrets (besides the checkout token, given to the checkout steps) that ``job_id``'s steps read.
+def gated_secrets(workspace: Workspace, job_id: str) -> tuple[list[str], dict[str, list[str]]]:
+    """(secrets, secrets_only_in) for :func:`job`: exactly the secrets ``job_id``'s steps read in the dispatched
+    environment (:func:`job_secrets`), those not every environment reads gated on it (:func:`secrets_env`)."""
+    secrets = job_secrets(workspace, job_id)
+    return list(secrets), secrets_only_in(workspace, secrets)
 
-    The migrate job's secrets depend on the dispatched environment (:func:`migrate_secrets`); this is all of them.
-    The ``ws`` commands resolve a repo's env (and so need its ``{secret: ...}`` values) only where they run its
-    code: its migrate command, its service, its integration tests. The infra job provisions the servers and needs
-    only their (and the Pulumi backend's) credentials; Pulumi takes the services' secrets from its stack.
-    """
-    if job_id == "migrate":
-        return list(migrate_secrets(workspace))
-    base = base_secrets(workspace)
-    repos = workspace.repos
-    if job_id == "integration":
-        extra = union_of_secrets(workspace, [r for r, spec in repos.items() if spec.test.integration])
-    elif job_id == "rollback":
-        extra = union_of_secrets(workspace, [r for r, spec in repos.items() if spec.service])
-    elif job_id.startswith("deploy-"):
-        repo = job_id.removeprefix("deploy-")
-        extra = repo_secrets(workspace, repo) if repos[repo].service else []
-    else:
-        extra = []
-    return [*base, *sorted(set(extra) - set(base))]
+
+def gated_expression(name: str, environments: Iterable[str] | None = None) -> str:
+    """``${{ secrets.NAME }}``, or with ``environments`` the secret only when the dispatched environment is one of
+    them: ``${{ (inputs.environment == 'x') && secrets.NAME || '' }}`` (empty elsewhere)."""
+    value = f"secrets.{safe_name(name, 'secret')}"
+    if environments:
+        condition = " || ".join(f"inputs.environment == '{safe_name(env, 'environment')}'" for env in environments)
+        value = f"({condition}) && {value} || ''"
+    return expression(value)
 
 
 def secrets_env(names: Iterable[str], only_in: Mapping[str, list[str]] | None = None) -> YamlMap:
     """The job's env: each secret by name. ``only_in``: secret -> the environments that need it, for a secret not
     every environment needs; it is given only when the dispatched environment is one of them (else empty)."""
-    pairs = []
-    for name in names:
-        value = f"secrets.{safe_name(name, 'secret')}"
-        environments = (only_in or {}).get(name)
-        if environments:
-            condition = " || ".join(f"inputs.environment == '{safe_name(env, 'environment')}'" for env in environments)
-            value = f"({condition}) && {value} || ''"
-        pairs.append((name, expression(value)))
-    return mapping(*pairs)
+    return mapping(*((name, gated_expression(name, (only_in or {}).get(name))) for name in names))
 
 
 # --- registries of the images ----------------------------------------------------------------------------
@@ -428,8 +433,9 @@ def pulumi_steps(workspace: Workspace, layout: Layout) -> list[YamlMap]:
         f'pulumi stack select --create "$stack" --cwd "$GITHUB_WORKSPACE/{folder}"',
     ]
     login_env = {"ENVIRONMENT": expression("inputs.environment")}
-    if any(docker_host_of(workspace.environments[name]).startswith("ssh://") for name in environments):
-        login_env["DOCKER_SSH_KEY"] = expression(f"secrets.{DOCKER_SSH_KEY_SECRET}")
+    ssh = [name for name in environments if docker_host_of(workspace.environments[name]).startswith("ssh://")]
+    if ssh:  # the key only where the dispatched environment's Docker host is reached over ssh
+        login_env["DOCKER_SSH_KEY"] = gated_expression(DOCKER_SSH_KEY_SECRET, ssh if ssh != environments else None)
         login_env["DOCKER_SSH_KNOWN_HOSTS"] = expression("vars.DOCKER_SSH_KNOWN_HOSTS")
     install = uses_step(
         "Install the Pulumi CLI", PULUMI_ACTIONS, {"pulumi-version": PULUMI_VERSION}, condition=expression(condition)
@@ -706,10 +712,12 @@ def plan_job(workspace: Workspace, layout: Layout) -> YamlMap:
     ]
     if layout.checkouts:
         steps.append(run_step("Record the commits checked out", commits_script(layout), step_id="commits"))
+    secrets, only_in = gated_secrets(workspace, "plan")
     return job(
         "plan",
         timeout=TIMEOUTS["plan"],
-        secrets=job_secrets(workspace, "plan"),
+        secrets=secrets,
+        secrets_only_in=only_in,
         steps=steps,
         outputs=outputs,
         layout=layout,
@@ -728,12 +736,14 @@ def planned_refs(layout: Layout) -> dict[str, str]:
 def deploy_job(workspace: Workspace, layout: Layout, repo: str, depends_on: Iterable[str]) -> YamlMap:
     """The deploy job of ``repo``: after the validation and its ``depends_on`` repos' deploy jobs only (not after
     the other repos of its stage, which deploy at the same time)."""
+    secrets, only_in = gated_secrets(workspace, deploy_job_id(repo))
     return job(
         f"deploy {repo}",
         needs=["plan", "validate", *(deploy_job_id(dep) for dep in sorted(depends_on))],
         condition=f"{NOT_BLOCKED} && needs.plan.outputs.{output_key(repo)} == 'true'",
         timeout=TIMEOUTS["deploy"],
-        secrets=job_secrets(workspace, deploy_job_id(repo)),
+        secrets=secrets,
+        secrets_only_in=only_in,
         steps=[
             layout.action(
                 f"Deploy {repo}",
@@ -766,20 +776,21 @@ def deployment_workflow(workspace: Workspace) -> YamlMap:
         condition: str | None = None,
         checkouts: bool = True,
     ) -> None:
-        """A pipeline job after the plan, its timeout from TIMEOUTS and its secrets from :func:`job_secrets`."""
+        """A pipeline job after the plan, its timeout from TIMEOUTS and its secrets from :func:`gated_secrets`."""
+        secrets, only_in = gated_secrets(workspace, job_id)
         jobs[job_id] = job(
             name,
             needs=needs,
             condition=condition,
             timeout=TIMEOUTS[job_id],
-            secrets=job_secrets(workspace, job_id),
+            secrets=secrets,
             steps=list(steps),
             layout=layout,
             refs=refs if checkouts else None,
             pulumi=pulumi_steps(workspace, layout),
             logins=logins if job_id in IMAGE_CHECK_JOBS else None,
             permissions=reads if job_id in IMAGE_CHECK_JOBS else None,
-            secrets_only_in=migrate_secrets_only_in(workspace) if job_id == "migrate" else None,
+            secrets_only_in=only_in,
         )
 
     jobs["plan"] = plan_job(workspace, layout)

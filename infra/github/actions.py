@@ -5,8 +5,8 @@ ever appears inside a ``run:`` script, so a hostile input (``$(...)``, quotes, `
 Every step names its ``shell:``. Third-party actions come from :mod:`infra.github.pins` (full commit SHAs,
 the release written as a comment beside them).
 
-Output is built as :class:`~infra.github.yamlout.YamlMap` trees in a fixed key order and written by
-:func:`infra.github.yamlout.dump` in one fixed layout, so the same workspace.yaml always gives the same bytes.
+Output is built as :class:`~infra.workspace.yamlwrite.YamlMap` trees in a fixed key order and written by
+:func:`infra.workspace.yamlwrite.dump` in one fixed layout, so the same workspace.yaml always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 from infra.errors import UsageError
 from infra.github.pins import SETUP_PYTHON, Pin, check_pins
-from infra.github.yamlout import Literal, YamlMap, YamlSeq, dump
 from infra.workspace.located import LoadedWorkspace
+from infra.workspace.yamlwrite import Literal, YamlMap, YamlSeq, dump
 
 ACTIONS_DIR = "actions"
 PYTHON_VERSION = "3.11"

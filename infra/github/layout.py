@@ -16,8 +16,8 @@ from pathlib import PurePosixPath
 
 from infra.errors import UsageError
 from infra.github.actions import ACTIONS_DIR, local_step, mapping, safe_name
-from infra.github.yamlout import YamlMap
 from infra.workspace.model import Workspace
+from infra.workspace.yamlwrite import YamlMap
 
 RUNNER = "ubuntu-24.04"
 # Branch names written into generated scripts (workspace.yaml's default_branch): git's rules, no shell characters.

@@ -36,10 +36,10 @@ from infra.github.layout import CHECKOUT_TOKEN_SECRET, PR_ENVIRONMENT, RUNNER, S
 from infra.github.pins import BUILD_PUSH, CHECKOUT, LOGIN, SETUP_BUILDX, check_pins
 from infra.github.reviews import CODEOWNERS, codeowners, has_codeowners
 from infra.github.types_release import types_job, types_only_release
-from infra.github.yamlout import YamlMap, YamlSeq
 from infra.workspace.images import registry_of
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
+from infra.workspace.yamlwrite import YamlMap, YamlSeq
 
 if TYPE_CHECKING:  # the client and prs import github3 and requests, which `ws generate` and `ws check` never need
     from infra.github.client import GitHub

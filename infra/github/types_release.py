@@ -16,8 +16,8 @@ from infra.errors import UsageError
 from infra.github.actions import expression, mapping, run_step, uses_step
 from infra.github.layout import CHECKOUT_TOKEN_SECRET, RUNNER, SAFE_REF, layout_of
 from infra.github.pins import CHECKOUT
-from infra.github.yamlout import YamlMap, YamlSeq
 from infra.workspace.model import Workspace
+from infra.workspace.yamlwrite import YamlMap, YamlSeq
 
 PACKAGE_DIR = "${RUNNER_TEMP}/types-package"  # expanded by bash, never by GitHub
 NPM_TOKEN_SECRET = "NPM_TOKEN"

@@ -74,12 +74,12 @@ from infra.github.layout import (
 )
 from infra.github.pins import CHECKOUT, LOGIN, PULUMI_ACTIONS, check_pins
 from infra.github.repofiles import generate_repo_files
-from infra.github.yamlout import YamlMap, YamlSeq
 from infra.workspace.env import declared_layers
 from infra.workspace.graph import edges_of, stages
 from infra.workspace.images import registry_of, service_image
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Environment, SecretRef, Workspace
+from infra.workspace.yamlwrite import YamlMap, YamlSeq
 
 DEPLOYMENT_WORKFLOW = ".github/workflows/coordinated-deployment.yml"
 PR_WORKFLOW = ".github/workflows/workspace-pr.yml"

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.github.yamlout import Literal
-from infra.github.yamlout import dump as dump_yaml
 from infra.monitoring.slo import TARGET
 from infra.workspace.located import LoadedWorkspace
+from infra.workspace.yamlwrite import Literal
+from infra.workspace.yamlwrite import dump as dump_yaml
 
 RULES_FILE = "monitoring/prometheus/rules.yml"
 TESTS_FILE = "monitoring/prometheus/rules.test.yml"

@@ -21,9 +21,9 @@ from infra.github.actions import expression, mapping, run_step, safe_name, yaml_
 from infra.github.layout import SAFE_REF, layout_of
 from infra.github.pins import check_pins
 from infra.github.workflows import SAFE_URL, backend_of, base_secrets, job, workflow_document
-from infra.github.yamlout import YamlMap, YamlSeq
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
+from infra.workspace.yamlwrite import YamlMap, YamlSeq
 
 WORKFLOW = ".github/workflows/health-probes.yml"
 CRON = "*/5 * * * *"

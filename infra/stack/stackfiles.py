@@ -25,6 +25,7 @@ from infra.errors import CheckResult, Problem, UsageError, WorkspaceError, displ
 from infra.workspace.loader import parse_yaml, read_document
 from infra.workspace.located import LoadedWorkspace, position
 from infra.workspace.model import Workspace
+from infra.workspace.yamlwrite import dump as dump_yaml
 
 NAMESPACE = "ws"
 HOST_KEY = f"{NAMESPACE}:host"
@@ -255,10 +256,10 @@ def stack_file(workspace: Workspace, environment: str, existing: str | None, *, 
     # is, and only a file that changes goes through the round-trip parser that keeps its comments and layout.
     if existing is not None and not _merge(read_document(existing, file), defaults, dict, file):
         return existing
+    if existing is None:  # a new file has no comments to keep: the generated files' writer, ruamel's layout
+        return HEADER + dump_yaml({"config": defaults})
     from ruamel.yaml.comments import CommentedMap  # see _dump
 
-    if existing is None:
-        return HEADER + _dump(_new_map(CommentedMap, {"config": defaults}))
     document = parse_yaml(existing, file)
     if document is None:
         document = CommentedMap()

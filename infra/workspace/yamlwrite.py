@@ -171,7 +171,7 @@ def _block_safe(text: str) -> bool:
     are unprintable too), nothing unprintable but tabs."""
     if not text.strip("\n"):
         return False  # nothing but line breaks: a block would read back empty
-    return all(ch.isprintable() or ch in "\n\t" for ch in text)
+    return text.replace("\n", "").replace("\t", "").isprintable()
 
 
 def _double_quoted(text: str) -> str:

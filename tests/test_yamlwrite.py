@@ -21,9 +21,10 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 from infra.generate import generated_files
 from infra.github.actions import ACTIONS
 from infra.github.workflows import deployment_workflow, pr_workflow
-from infra.github.yamlout import Literal, YamlMap, YamlSeq, dump
 from infra.monitoring import rules
+from infra.stack.stackfiles import HEADER, default_config, pulumi_environments, stack_file
 from infra.workspace.loader import load_workspace
+from infra.workspace.yamlwrite import Literal, YamlMap, YamlSeq, dump
 from tests.helpers import EXAMPLES, ROOT
 
 EOL_COMMENT = re.compile(r"(?m)^(.*\S) +# (.*)$")
@@ -190,3 +191,11 @@ def test_every_generated_document_matches_ruamel(folder: Path) -> None:
         if relative.endswith((".yml", ".yaml")) and not relative.startswith("Pulumi."):
             again = ruamel_text(YAML(typ="rt").load(text))
             assert two_spaces_before({m[2] for m in EOL_COMMENT.finditer(text)}, again) == text, relative
+
+
+@pytest.mark.parametrize("folder", [ROOT, EXAMPLES], ids=["root", "examples"])
+def test_a_new_stack_file_is_written_as_ruamel_wrote_it(folder: Path) -> None:
+    loaded = load_workspace(folder / "workspace.yaml")
+    for environment in pulumi_environments(loaded.model):
+        expected = HEADER + ruamel_text(to_ruamel({"config": default_config(loaded.model, environment)}))
+        assert stack_file(loaded.model, environment, None) == expected, environment

@@ -319,6 +319,8 @@ def required_report(workspace: Workspace) -> list[tuple[str, str, str]]:
     missing = []
     for environment in workspace.environments:
         for name, repo in workspace.repos.items():
+            if not repo.requires:
+                continue  # nothing to look for (resolving costs a pass over every repo's service)
             defined = set(resolve(workspace, environment, name))
             for variable in repo.requires:
                 if variable not in defined:

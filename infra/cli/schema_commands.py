@@ -1,4 +1,4 @@
-"""`ws schema ...`: shared Prisma models across repos: check, sync, export-types, drift."""
+"""`ws schema ...`: shared Prisma models across repos: check, sync, format, export-types, package, drift."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from infra.errors import CheckFailed
 from infra.github.contents import github_readers
 from infra.schema import align, export, formatting, load, sync, types_package
 from infra.schema import drift as drift_module
+from infra.workspace.located import LoadedWorkspace
 
 
 @click.group("schema")
@@ -103,19 +104,16 @@ def sync_command(ctx: Context, check_only: bool, dry_run: bool, repos: str | Non
     """
     loaded = ctx.loaded
     edits = sync.plan_sync(loaded, repos=parse_repos(loaded, repos))
-    write = not (check_only or dry_run)
-    if write:
-        sync.apply_edits(loaded, edits)
-    if as_json:
-        print_json({"changed": bool(edits), "written": write and bool(edits), "edits": [e.as_dict() for e in edits]})
-    else:
-        click.echo(sync.unified_diff(edits), nl=False)
-        if not edits:
-            console.print("shared models are in sync")
-        elif write:
-            console.print(f"synced {len(edits)} file(s)")
-    if check_only and edits:
-        raise CheckFailed(f"{len(edits)} file(s) out of sync with the primary; run `ws schema sync`")
+    _apply_and_report(
+        loaded,
+        edits,
+        check_only=check_only,
+        dry_run=dry_run,
+        as_json=as_json,
+        nothing="shared models are in sync",
+        done="synced",
+        stale="file(s) out of sync with the primary; run `ws schema sync`",
+    )
 
 
 @schema_group.command("format")
@@ -132,6 +130,30 @@ def format_command(ctx: Context, check_only: bool, dry_run: bool, repos: str | N
     """
     loaded = ctx.loaded
     edits = formatting.plan_format(loaded, repos=parse_repos(loaded, repos))
+    _apply_and_report(
+        loaded,
+        edits,
+        check_only=check_only,
+        dry_run=dry_run,
+        as_json=as_json,
+        nothing="every schema is formatted",
+        done="formatted",
+        stale="schema file(s) not formatted; run `ws schema format`",
+    )
+
+
+def _apply_and_report(
+    loaded: LoadedWorkspace,
+    edits: list[sync.FileEdit],
+    *,
+    check_only: bool,
+    dry_run: bool,
+    as_json: bool,
+    nothing: str,
+    done: str,
+    stale: str,
+) -> None:
+    """Write ``edits`` unless --check or --dry-run, print the diff (or JSON), and fail --check when any is left."""
     write = not (check_only or dry_run)
     if write:
         sync.apply_edits(loaded, edits)
@@ -140,11 +162,11 @@ def format_command(ctx: Context, check_only: bool, dry_run: bool, repos: str | N
     else:
         click.echo(sync.unified_diff(edits), nl=False)
         if not edits:
-            console.print("every schema is formatted")
+            console.print(nothing)
         elif write:
-            console.print(f"formatted {len(edits)} file(s)")
+            console.print(f"{done} {len(edits)} file(s)")
     if check_only and edits:
-        raise CheckFailed(f"{len(edits)} schema file(s) not formatted; run `ws schema format`")
+        raise CheckFailed(f"{len(edits)} {stale}")
 
 
 @schema_group.command("export-types")

@@ -14,11 +14,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -33,6 +33,7 @@ from infra.errors import CheckFailed, UsageError
 from infra.health_checks import schema_checks
 from infra.stack.stackfiles import default_config
 from infra.workspace.loader import load_workspace
+from infra.workspace.located import LoadedWorkspace
 from tests.fake_registry import FakeRegistry
 from tests.test_deploy_pipeline import REPOS, write_example_workspace
 from tests.test_stack_program import run_program
@@ -187,12 +188,28 @@ def stack_env(
     ports = {repo: 4100 + i for i, repo in enumerate(REPOS)}
     workspace = write_example_workspace(tmp_path, "example_ecosystem", ports, start_period=0.3)
     loaded = load_workspace(in_registry(workspace, registry))
-    monkeypatch.setenv("WS_LEDGER_URL", fresh_database)
+    yield from fake_pipeline(
+        loaded, lambda services: FakeStack(services, fresh_database, redis_url), fresh_database, monkeypatch
+    )
+
+
+S = TypeVar("S", bound=FakeStack)
+
+
+def fake_pipeline(
+    loaded: LoadedWorkspace,
+    make_stack: Callable[[dict[str, FakeService]], S],
+    ledger_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Pipeline, S]]:
+    """A Pipeline on `dev` whose Pulumi runtime drives the fake stack ``make_stack`` builds over fake services;
+    the services stop afterwards."""
+    monkeypatch.setenv("WS_LEDGER_URL", ledger_url)
     for repo in REPOS:  # the container env's secret references, as CI secrets would provide them
         monkeypatch.setenv(f"WS_DB_PASSWORD_{repo.upper().replace('-', '_')}", "not-used-by-the-fakes")
     monkeypatch.setenv("WS_CACHE_PASSWORD", "not-used-by-the-fakes")
     services = {repo: FakeService() for repo in REPOS}
-    stack = FakeStack(services, fresh_database, redis_url)
+    stack = make_stack(services)
     runtime = PulumiRuntime(loaded, "dev", stack_factory=lambda: stack)
     yield Pipeline(loaded, "dev", schema_checks=schema_checks, runtime=runtime), stack
     for service in services.values():
@@ -452,16 +469,9 @@ def docker_env(
         tmp_path, "example_ecosystem", {r: free_port() for r in REPOS}, start_period=0.3
     )
     loaded = load_workspace(with_migrate_command(in_registry(workspace, registry)))
-    monkeypatch.setenv("WS_LEDGER_URL", fresh_database)
-    for repo in REPOS:
-        monkeypatch.setenv(f"WS_DB_PASSWORD_{repo.upper().replace('-', '_')}", "not-used-by-the-fakes")
-    monkeypatch.setenv("WS_CACHE_PASSWORD", "not-used-by-the-fakes")
-    services = {repo: FakeService() for repo in REPOS}
-    stack = DockerStack(loaded, services, fresh_database, redis_url)
-    runtime = PulumiRuntime(loaded, "dev", stack_factory=lambda: stack)
-    yield Pipeline(loaded, "dev", schema_checks=schema_checks, runtime=runtime), stack
-    for service in services.values():
-        service.server.shutdown()
+    yield from fake_pipeline(
+        loaded, lambda services: DockerStack(loaded, services, fresh_database, redis_url), fresh_database, monkeypatch
+    )
 
 
 def names_of(up: list[str] | None) -> set[str]:

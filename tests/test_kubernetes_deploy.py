@@ -24,11 +24,10 @@ from pulumi import automation as auto
 from infra.deploy import ledger
 from infra.deploy.pipeline import Pipeline
 from infra.deploy.pulumi_runtime import PulumiRuntime, migration_key, tag_key
-from infra.health_checks import schema_checks
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
 from tests.test_deploy_pipeline import REPOS, write_example_workspace
-from tests.test_deploy_pulumi import FakeService, FakeStack
+from tests.test_deploy_pulumi import FakeService, FakeStack, fake_pipeline, names_of
 from tests.test_kubernetes import run_program
 
 BAD_MIGRATION = "bad-migration"  # an image whose migration Job fails
@@ -119,20 +118,9 @@ def cluster_env(
     from infra.deploy.servers import free_port
 
     loaded = kubernetes_example(tmp_path, {repo: free_port() for repo in REPOS})
-    monkeypatch.setenv("WS_LEDGER_URL", fresh_database)
-    for repo in REPOS:
-        monkeypatch.setenv(f"WS_DB_PASSWORD_{repo.upper().replace('-', '_')}", "not-used-by-the-fakes")
-    monkeypatch.setenv("WS_CACHE_PASSWORD", "not-used-by-the-fakes")
-    services = {repo: FakeService() for repo in REPOS}
-    stack = ClusterStack(loaded, services, fresh_database, redis_url)
-    runtime = PulumiRuntime(loaded, "dev", stack_factory=lambda: stack)
-    yield Pipeline(loaded, "dev", schema_checks=schema_checks, runtime=runtime), stack
-    for service in services.values():
-        service.server.shutdown()
-
-
-def targeted(stack: ClusterStack, up: list[str] | None) -> set[str]:
-    return {urn.rsplit("::", 1)[-1] for urn in up or []}
+    yield from fake_pipeline(
+        loaded, lambda services: ClusterStack(loaded, services, fresh_database, redis_url), fresh_database, monkeypatch
+    )
 
 
 def test_a_deploy_runs_stage_by_stage_each_repo_with_its_migration_job(
@@ -145,7 +133,7 @@ def test_a_deploy_runs_stage_by_stage_each_repo_with_its_migration_job(
     first = pipeline.run(None, {repo: "1.0.0" for repo in REPOS})
     assert first.status == "succeeded", first.error
     assert {s.version for s in stack.services.values()} == {"1.0.0"}
-    infra, migration, *deploys = [targeted(stack, up) for up in stack.ups]
+    infra, migration, *deploys = [names_of(up) for up in stack.ups]
     assert {"network-namespace", "network-default-deny", "postgres-cluster", "postgres-roles", "redis"} <= infra
     assert not any(name.startswith(REPOS) for name in infra)
     assert migration == {

@@ -47,22 +47,24 @@ def migration_key(repo: str) -> str:
     return f'ws:services["{repo}"].migration_tag'
 
 
-# The resources of a repo's one-off migration (infra.stack.components.MigrationContainer, named "<repo>-migrate"),
-# as (type of its URN, name suffix): targeted by URN even before the stack's state holds them.
-MIGRATION_RESOURCES = (
-    ("ws:stack:Migration", ""),
-    ("ws:stack:Migration$docker:index/remoteImage:RemoteImage", "-image"),
-    ("ws:stack:Migration$docker:index/container:Container", "-container"),
-)
+def migration_resources(repo: str) -> tuple[tuple[str, str], ...]:
+    """(type of its URN, name) of each resource of a repo's one-off migration on Docker
+    (infra.stack.components.MigrationContainer, named "<repo>-migrate"): targeted by URN even before the stack's
+    state holds them."""
+    return (
+        ("ws:stack:Migration", f"{repo}-migrate"),
+        ("ws:stack:Migration$docker:index/remoteImage:RemoteImage", f"{repo}-migrate-image"),
+        ("ws:stack:Migration$docker:index/container:Container", f"{repo}-migrate-container"),
+    )
 
 
 def kubernetes_migration_resources(repo: str) -> tuple[tuple[str, str], ...]:
-    """(type, name) of the objects a Kubernetes migration update targets (infra.stack.kubernetes)."""
+    """(type of its URN, name) of the objects a Kubernetes migration update targets (infra.stack.kubernetes)."""
     return (
-        ("core/v1:ConfigMap", f"{repo}-env"),
-        ("core/v1:Secret", f"{repo}-secret-env"),
-        ("networking.k8s.io/v1:NetworkPolicy", f"{repo}-migrate-network"),
-        ("batch/v1:Job", f"{repo}-migrate"),
+        ("kubernetes:core/v1:ConfigMap", f"{repo}-env"),
+        ("kubernetes:core/v1:Secret", f"{repo}-secret-env"),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", f"{repo}-migrate-network"),
+        ("kubernetes:batch/v1:Job", f"{repo}-migrate"),
     )
 
 
@@ -129,16 +131,21 @@ class PulumiRuntime:
         name = document.get("name") if isinstance(document, Mapping) else None
         return str(name) if name else None
 
-    def migration_urns(self, repo: str) -> list[str]:
-        """The URNs of ``repo``'s migration resources: from the stack's state, else as the program will declare
-        them (a first migration, or a stack made before migrations ran in containers)."""
-        name = f"{repo}-migrate"
-        found = self._urns([name])
+    def _state_or_declared(self, found: list[str], declared: Iterable[tuple[str, str]]) -> list[str]:
+        """``found`` (URNs from the stack's state) and, for each declared (type, name) not among them, the URN the
+        program will give it (a first migration, or a stack made before migrations ran this way). Without a
+        project name in Pulumi.yaml no URN can be built: ``found`` alone."""
         project = self._project()
-        if found or project is None:
+        if project is None:
             return found
+        names = {urn.rsplit("::", 1)[-1] for urn in found}
         stack = self.stack_name.rsplit("/", 1)[-1]
-        return [f"urn:pulumi:{stack}::{project}::{kind}::{name}{suffix}" for kind, suffix in MIGRATION_RESOURCES]
+        missing = [f"urn:pulumi:{stack}::{project}::{kind}::{name}" for kind, name in declared if name not in names]
+        return [*found, *missing]
+
+    def migration_urns(self, repo: str) -> list[str]:
+        """The URNs of ``repo``'s one-off migration container and its image, on a Docker stack."""
+        return self._state_or_declared(self._urns([f"{repo}-migrate"]), migration_resources(repo))
 
     def _up(
         self,
@@ -290,19 +297,9 @@ class PulumiRuntime:
 
     def kubernetes_migration_urns(self, repo: str) -> list[str]:
         """The URNs of ``repo``'s migration Job, its NetworkPolicy and the ConfigMap and Secret it reads its env
-        from: from the stack's state, and as the program declares them for those not there yet (a first deploy)."""
+        from, on a Kubernetes stack."""
         found = self._urns([f"{repo}-migrate", f"{repo}-env", f"{repo}-secret-env"])
-        names = {urn.rsplit("::", 1)[-1] for urn in found}
-        project = self._project()
-        if project is None:
-            return found
-        stack = self.stack_name.rsplit("/", 1)[-1]
-        missing = [
-            f"urn:pulumi:{stack}::{project}::kubernetes:{kind}::{name}"
-            for kind, name in kubernetes_migration_resources(repo)
-            if name not in names
-        ]
-        return [*found, *missing]
+        return self._state_or_declared(found, kubernetes_migration_resources(repo))
 
     def _migration_job(self, repo: str, version: str, command: str) -> MigrationRun:
         """The repo's migration Job at ``version``, run by an update targeted at it (see :meth:`migrate`)."""

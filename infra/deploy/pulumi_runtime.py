@@ -239,12 +239,7 @@ class PulumiRuntime:
         reachable: a Docker stack in a one-off migration container (repos with a service image), a Kubernetes stack
         in the repo's migration Job (infra.stack.kubernetes declares one for every repo with a command). Otherwise
         the deployer runs it from the repo's checkout."""
-        spec = self.loaded.model.repos[repo]
-        if spec.migrate is None or not spec.migrate.command:
-            return False
-        if self.loaded.model.environments[self.environment].target == "kubernetes":
-            return True
-        return spec.service is not None
+        return images.stack_runs_migration(self.loaded.model, self.environment, repo)
 
     def migrate(self, repo: str, version: str) -> MigrationRun | None:
         """Run ``repo``'s migrate.command where the database is reachable, from its image at ``version``: the stack

@@ -76,7 +76,7 @@ from infra.github.pins import CHECKOUT, LOGIN, PULUMI_ACTIONS, check_pins
 from infra.github.repofiles import generate_repo_files
 from infra.workspace.env import declared_layers
 from infra.workspace.graph import edges_of, stages
-from infra.workspace.images import registry_of, service_image
+from infra.workspace.images import registry_of, service_image, stack_runs_migration
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Environment, SecretRef, Workspace
 from infra.workspace.yamlwrite import YamlMap, YamlSeq
@@ -235,13 +235,9 @@ def migrates_on_runner(workspace: Workspace, environment: str, repo: str) -> boo
     the repo's env), as infra.deploy does (PulumiRuntime.runs_migration): always in a local environment; never on
     a Kubernetes stack (the repo's migration Job runs it); on a Docker stack only for a repo without a service (the
     others run it in their one-off migration container). Pulumi gives the container and the Job their env."""
-    spec = workspace.repos[repo]
-    if spec.migrate is None or not spec.migrate.command:
-        return False
-    env = workspace.environments[environment]
-    if env.runtime != "pulumi":
-        return True
-    return env.target == "docker" and spec.service is None
+    migrate = workspace.repos[repo].migrate
+    has_command = migrate is not None and bool(migrate.command)
+    return has_command and not stack_runs_migration(workspace, environment, repo)
 
 
 def repo_secrets_in(workspace: Workspace, environment: str, repo: str) -> set[str]:

@@ -1,5 +1,6 @@
 """Container image names, shared by the layers that name or read images: infra.stack (the images the program runs),
-infra.deploy (the registry check before a deploy) and infra.github (the registry a release workflow logs in to).
+infra.deploy (the registry check before a deploy) and infra.github (the registry a release workflow logs in to),
+and where a repo's migrate.command runs: from its image in the stack, or from its checkout on the deployer.
 
 A reference is split as Docker splits it: the first path part is a registry host when it has a dot or a port or is
 ``localhost`` (else the image is on Docker Hub, ``docker.io``, and a one-part name is in ``library/``); the tag
@@ -88,3 +89,15 @@ class ImageReference:
 def registry_of(image: str) -> str:
     """The registry host[:port] of an image reference (``docker.io`` when the first part is no host)."""
     return ImageReference.parse(image).registry
+
+
+def stack_runs_migration(workspace: Workspace, environment: str, repo: str) -> bool:
+    """Whether ``environment``'s Pulumi stack runs ``repo``'s migrate.command itself, from the repo's image where
+    the database is reachable: a Kubernetes stack in the repo's migration Job (every repo with a command), a
+    Docker stack in a one-off migration container (repos with a service image). Otherwise, and in a local
+    environment, the deployer runs it from the repo's checkout."""
+    spec = workspace.repos[repo]
+    env = workspace.environments[environment]
+    if spec.migrate is None or not spec.migrate.command or env.runtime != "pulumi":
+        return False
+    return env.target == "kubernetes" or spec.service is not None

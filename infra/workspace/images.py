@@ -9,11 +9,11 @@ follows the last ``:`` of the last part, a digest the ``@``.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from infra.workspace.model import Workspace
+from infra.workspace.rules import is_loopback
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -35,16 +35,6 @@ def image_reference(repository: str, tag: str) -> str:
 def service_image_reference(workspace: Workspace, repo: str, tag: str) -> str:
     """The image a repo's service runs at ``tag``: its :func:`service_image` at that tag (or digest)."""
     return image_reference(service_image(workspace, repo), tag)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a host name or address, without port) is this machine: ``localhost`` or 127.0.0.0/8, ::1."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -347,7 +347,7 @@ def _github(loaded: LoadedWorkspace) -> Iterator[Problem]:
         yield loaded.problem(
             ("github", "api_url"), "the URL holds credentials", "remove them; the token comes from GITHUB_TOKEN"
         )
-    elif parts.scheme == "http" and not _loopback(host):
+    elif parts.scheme == "http" and not is_loopback(host):
         yield loaded.problem(
             ("github", "api_url"),
             f"{_shown(url)} would send the GitHub token unencrypted (http is allowed for loopback hosts only)",
@@ -355,8 +355,11 @@ def _github(loaded: LoadedWorkspace) -> Iterator[Problem]:
         )
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a host name or address, without port) is this machine: ``localhost`` and its subdomains
+    (RFC 6761), 127.0.0.0/8, ::1. Plain HTTP is allowed to such a host only (registries, the GitHub API root)."""
+    name = host.lower()
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -20,6 +20,7 @@ from infra.github.actions import generate_actions
 from infra.github.workflows import generate_workflows
 from infra.monitoring.files import generate_monitoring
 from infra.stack.stackfiles import generate_stack_files
+from infra.workspace import shape
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
 
@@ -27,15 +28,14 @@ Generator = Callable[[LoadedWorkspace], dict[str, str]]
 SCHEMA_FILE = "workspace.schema.json"
 
 
-# The model's JSON schema, kept with the package: pydantic takes a good part of `ws check`'s time to build it,
-# and it changes only with the code. tests/test_workspace_schema_file.py fails when it is stale;
+# The model's JSON schema, kept with the package: it changes only with the code, so no command builds it. tests/test_workspace_schema_file.py fails when it is stale;
 # `python scripts/gen_workspace_schema.py` rewrites it.
 PACKAGED_SCHEMA = Path(__file__).parent / "workspace" / SCHEMA_FILE
 
 
 def workspace_json_schema() -> str:
     """The JSON schema of workspace.yaml, built from the model (what PACKAGED_SCHEMA holds)."""
-    schema = Workspace.model_json_schema(by_alias=True)
+    schema = shape.json_schema(Workspace)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://github.com/saas-ecosystem/workspace/workspace.schema.json"
     schema["title"] = "workspace.yaml"

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -321,7 +322,7 @@ def test_pr_schema_check_reads_the_head_branch_when_the_repos_are_elsewhere(
     model = load_workspace(tmp_path / "workspace.yaml").model
     for path, inside in (("repo", True), ("nested/repo", True), ("../repo", False), ("/srv/repo", False)):
         # workspace.yaml's own validation now refuses an absolute path; the generator decides on its own anyway
-        forged = model.model_copy(update={"repos": {"only": model.repos["only"].model_copy(update={"path": path})}})
+        forged = replace(model, repos={"only": replace(model.repos["only"], path=path)})
         assert workflows.checked_out_with_workspace(forged) is inside, path
 
 
@@ -397,13 +398,13 @@ def test_hostile_names_are_refused_by_the_generator(golden: LoadedWorkspace, hos
     model = golden.model
     repos = dict(model.repos)
     repos[hostile] = repos.pop("web")
-    forged = model.model_copy(update={"repos": repos})
+    forged = replace(model, repos=repos)
     with pytest.raises(UsageError, match="is not a safe name"):
         workflows.deployment_workflow(forged)
     environments = dict(model.environments)
     environments[hostile] = environments.pop("local")
     with pytest.raises(UsageError, match="is not a safe name"):
-        workflows.dispatch_inputs(model.model_copy(update={"environments": environments}))
+        workflows.dispatch_inputs(replace(model, environments=environments))
 
 
 def test_hostile_workspace_yaml_names_are_rejected_with_a_located_message(tmp_path: Path) -> None:
@@ -888,9 +889,9 @@ def test_every_job_checks_out_the_repos_at_the_planned_commit(golden_files: dict
 def test_a_repo_path_no_runner_can_check_out_is_refused(golden: LoadedWorkspace, path: str) -> None:
     """workspace.yaml's validation keeps paths beside the workspace; the generator refuses on its own any other."""
     model = golden.model
-    repos = {**model.repos, "core": model.repos["core"].model_copy(update={"path": path})}
+    repos = {**model.repos, "core": replace(model.repos["core"], path=path)}
     with pytest.raises(UsageError, match="repos.core.path .* outside the runner's workspace folder"):
-        workflows.deployment_workflow(model.model_copy(update={"repos": repos}))
+        workflows.deployment_workflow(replace(model, repos=repos))
 
 
 def checks_images(job: dict) -> bool:
@@ -950,21 +951,19 @@ def test_no_registry_login_without_images_to_check(golden: LoadedWorkspace) -> N
     """Without Pulumi environments no image is checked: no login, no packages permission. With images on other
     registries only, the logins stay but no job may read packages."""
     model = golden.model
-    local_only = model.model_copy(update={"environments": {"local": model.environments["local"]}})
+    local_only = replace(model, environments={"local": model.environments["local"]})
     document = load(actions.yaml_text(workflows.deployment_workflow(local_only)))
     assert isinstance(document, dict)
     for job_id, job in document["jobs"].items():
         assert job["permissions"] == {"contents": "read"}, job_id
         assert not any("docker/login-action" in step.get("uses", "") for step in job["steps"]), job_id
     repos = {
-        name: spec.model_copy(
-            update={"service": spec.service.model_copy(update={"image": f"registry.example.com/golden/{name}"})}
-        )
+        name: replace(spec, service=replace(spec.service, image=f"registry.example.com/golden/{name}"))
         if spec.service
         else spec
         for name, spec in model.repos.items()
     }
-    elsewhere = load(actions.yaml_text(workflows.deployment_workflow(model.model_copy(update={"repos": repos}))))
+    elsewhere = load(actions.yaml_text(workflows.deployment_workflow(replace(model, repos=repos))))
     assert isinstance(elsewhere, dict)
     for job_id, job in elsewhere["jobs"].items():
         assert job["permissions"] == {"contents": "read"}, job_id

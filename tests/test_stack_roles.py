@@ -17,6 +17,7 @@ from psycopg import errors, sql
 from ruamel.yaml import YAML
 
 from infra.stack.roles import admin_environment, roles_script, roles_sql
+from infra.workspace import shape
 from infra.workspace.env import database_password_secret, role_name
 from infra.workspace.loader import load_workspace
 from infra.workspace.model import Workspace
@@ -38,7 +39,7 @@ def renamed_workspace(database: str, suffix: str) -> Workspace:
         repos[rename[name]] = repo
     data["repos"] = repos
     data["database"]["name"] = database
-    return Workspace.model_validate(data)
+    return shape.validate(Workspace, data)
 
 
 @pytest.fixture

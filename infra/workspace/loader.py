@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # PyYAML: its error classes (see yamlread)
-from pydantic import BaseModel, ValidationError
 
 from infra.errors import Problem, WorkspaceError, display_path
-from infra.workspace import yamlread
+from infra.workspace import shape, yamlread
 from infra.workspace.located import LoadedWorkspace, Loc, format_loc, position
 from infra.workspace.model import NAME_PATTERN, Workspace
 from infra.workspace.rules import rule_problems
@@ -140,9 +138,9 @@ def load_workspace(path: Path | None = None, *, check_rules: bool = True) -> Loa
             [Problem(file, 1, 1, "", "the top level must be a mapping", "start with `version: 1` and `name: ...`")]
         )
     try:
-        model = Workspace.model_validate(document)
-    except ValidationError as exc:
-        raise WorkspaceError(_at_most(_validation_problems(exc, document, file), file)) from None
+        model = shape.validate(Workspace, document)
+    except shape.ShapeErrors as exc:
+        raise WorkspaceError(_at_most(_validation_problems(exc.errors, document, file), file)) from None
     loaded = LoadedWorkspace(model, path, document)
     if check_rules:
         problems = rule_problems(loaded)
@@ -168,14 +166,14 @@ def _at_most(problems: Iterable[Problem], file: str) -> list[Problem]:
     return kept
 
 
-# --- pydantic errors -> located problems -------------------------------------------------------------
+# --- errors of the model's shape -> located problems ------------------------------------------------
 
 
-def _validation_problems(exc: ValidationError, document: Any, file: str) -> Iterable[Problem]:
+def _validation_problems(errors: list[shape.ShapeError], document: Any, file: str) -> Iterable[Problem]:
     seen: set[tuple[str, str]] = set()
-    for error in exc.errors(include_url=False):
-        loc = list(error["loc"])
-        kind = error["type"]
+    for error in errors:
+        loc = list(error.loc)
+        kind = error.type
         key_is_bad = bool(loc) and loc[-1] == "[key]"
         if key_is_bad:
             loc = loc[:-1]
@@ -189,25 +187,25 @@ def _validation_problems(exc: ValidationError, document: Any, file: str) -> Iter
             message = f"unknown key {_short(loc[-1])}"
             fix = f"did you mean {close[0]!r}?" if close else f"allowed keys here: {', '.join(allowed)}"
             where = loc
-        elif kind == "string_pattern_mismatch" and error["ctx"].get("pattern") == NAME_PATTERN:
-            message = f"{_short(error['input'])} is not a safe name"
+        elif kind == "string_pattern_mismatch" and error.ctx.get("pattern") == NAME_PATTERN:
+            message = f"{_short(error.input)} is not a safe name"
             fix = (
                 "names must match ^[a-z][a-z0-9-]{0,62}$ (start with a lowercase letter; then lowercase letters,"
                 " digits, hyphens) so they are safe in a shell, a Docker name and a YAML key"
             )
             where = loc
-        elif kind in ("int_type", "float_type") and isinstance(error.get("input"), bool):
-            message = f"expected a number, got the boolean {str(error['input']).lower()}"
+        elif kind in ("int_type", "float_type") and isinstance(error.input, bool):
+            message = f"expected a number, got the boolean {str(error.input).lower()}"
             fix = "write a number; YAML reads true/false (unquoted) as booleans, and a boolean is not a number"
             where = loc
-        elif kind == "string_type" and isinstance(error.get("input"), int | float) and loc:
-            value = error["input"]
+        elif kind == "string_type" and isinstance(error.input, int | float) and loc:
+            value = error.input
             text = str(value).lower() if isinstance(value, bool) else str(value)
             message = f"expected text, got the {type(value).__name__.replace('bool', 'boolean')} {text}"
             fix = f'put the value in quotes so YAML reads it as text: {loc[-1]}: "{text}"'
             where = loc
         else:
-            message = f"{error['msg']} (got {_short(error.get('input'))})"
+            message = f"{error.msg} (got {_short(error.input)})"
             fix = _describe(loc) or "see workspace.schema.json for the expected shape"
             where = loc
         problem = Problem(file, *position(document, where), format_loc(loc), message, fix.lstrip("; "))
@@ -222,15 +220,12 @@ def _short(value: Any) -> str:
 
 
 def _model_at(loc: Loc) -> Any:
-    """The annotation that validates the value at ``loc`` (walking models, dicts and lists)."""
+    """The type (model, mapping, list or scalar) that checks the value at ``loc``, or None off the model."""
     annotation: Any = Workspace
     for part in loc:
-        annotation = _unwrap(annotation)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = next(
-                (f for name, f in annotation.model_fields.items() if (f.alias or name) == part),
-                None,
-            )
+        annotation = shape.unwrap(annotation)
+        if shape.is_model(annotation):
+            field = shape.fields_of(annotation).get(str(part))
             if field is None:
                 return None
             annotation = field.annotation
@@ -240,37 +235,20 @@ def _model_at(loc: Loc) -> Any:
             annotation = typing.get_args(annotation)[0]
         else:
             return None
-    return _unwrap(annotation)
-
-
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            models = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(models) != 1:
-                return annotation
-            annotation = models[0]
-        else:
-            return annotation
+    return shape.unwrap(annotation)
 
 
 def _allowed_keys(loc: Loc) -> list[str]:
     model = _model_at(loc)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return [f.alias or name for name, f in model.model_fields.items()]
-    return []
+    return list(shape.fields_of(model)) if shape.is_model(model) else []
 
 
 def _describe(loc: Loc) -> str:
-    model = _model_at(loc)
-    if isinstance(model, type) and issubclass(model, BaseModel):
+    if not loc or shape.is_model(_model_at(loc)):
         return ""
     parent = _model_at(loc[:-1])
-    if isinstance(parent, type) and issubclass(parent, BaseModel):
-        for name, f in parent.model_fields.items():
-            if (f.alias or name) == loc[-1] and f.description:
-                return f"; {loc[-1]}: {f.description}"
+    if shape.is_model(parent):
+        field = shape.fields_of(parent).get(str(loc[-1]))
+        if field is not None and field.description:
+            return f"; {loc[-1]}: {field.description}"
     return ""

@@ -1,48 +1,46 @@
-"""The pydantic model of workspace.yaml: the one declaration everything else is derived from.
+"""The model of workspace.yaml: the one declaration everything else is derived from.
 
-Every model forbids unknown keys and is immutable; semantic rules that span objects (cycles, references,
-ports, secrets) live in :mod:`infra.workspace.rules` so that each can name the exact key that breaks them.
+Every model is a frozen dataclass whose field types carry their rules (:mod:`infra.workspace.shape` checks a
+document against them, strictly, and refuses unknown keys); a rule across the fields of one object is its
+``__post_init__``. Rules that span objects (cycles, references, ports, secrets) live in
+:mod:`infra.workspace.rules` so that each can name the exact key that breaks them.
 """
-
-from __future__ import annotations
 
 import posixpath
 import re
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, WithJsonSchema, model_validator
+from infra.workspace.shape import Alias, Convert, Doc, Ge, Gt, Le, MaxLen, MinLen, Pattern
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 ENV_VAR_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 SECRET_NAME_PATTERN = r"^[A-Z][A-Z0-9_]*$"
 
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-EnvVarName = Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)]
-GitHubRepo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")]
-Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
-Command = Annotated[str, StringConstraints(min_length=1)]
-SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
+Name = Annotated[str, Pattern(NAME_PATTERN)]
+EnvVarName = Annotated[str, Pattern(ENV_VAR_PATTERN)]
+GitHubRepo = Annotated[str, Pattern(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")]
+Identifier = Annotated[str, Pattern(r"^[a-z_][a-z0-9_]{0,62}$")]
+Command = Annotated[str, MinLen(1)]
+SecretName = Annotated[str, Pattern(SECRET_NAME_PATTERN)]
 # Kubernetes resource quantity (CPU in cores or millicores, memory/storage in bytes with a suffix): 250m, 1, 512Mi
-Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")]
+Quantity = Annotated[str, Pattern(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")]
 HostName = Annotated[
     str,
-    StringConstraints(
-        max_length=253, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
-    ),
+    MaxLen(253),
+    Pattern(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"),
 ]
 
 
-class Strict(BaseModel):
-    # strict: a value has the type it is written with (YAML's `true` is no port 1, "5" no number)
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class SecretRef(Strict):
+@dataclass(frozen=True, kw_only=True)
+class SecretRef:
     """A reference to a secret held outside workspace.yaml (CI secret, Pulumi secret config, shell env)."""
 
-    secret: Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)] = Field(
-        description="Name of the secret, e.g. OPENAI_API_KEY; its value never appears in workspace.yaml."
-    )
+    secret: Annotated[
+        str,
+        Pattern(SECRET_NAME_PATTERN),
+        Doc("Name of the secret, e.g. OPENAI_API_KEY; its value never appears in workspace.yaml."),
+    ]
 
 
 def _env_value(value: Any) -> str | int | float | bool | SecretRef:
@@ -58,8 +56,8 @@ def _env_value(value: Any) -> str | int | float | bool | SecretRef:
 
 EnvValue = Annotated[
     str | int | float | bool | SecretRef,
-    PlainValidator(_env_value),
-    WithJsonSchema(
+    Convert(
+        _env_value,
         {
             "anyOf": [
                 {"type": ["string", "number", "boolean"]},
@@ -70,188 +68,194 @@ EnvValue = Annotated[
                     "additionalProperties": False,
                 },
             ]
-        }
+        },
     ),
 ]
 EnvMap = dict[EnvVarName, EnvValue]
 
 
-class GitHubOrg(Strict):
-    owner: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")] = Field(
-        description="GitHub user or organization that owns the coordination repository."
-    )
-    repo: str | None = Field(default=None, description="Name of the coordination repository itself.")
-    api_url: str = Field(default="https://api.github.com", description="REST API root (GitHub Enterprise).")
+@dataclass(frozen=True, kw_only=True)
+class GitHubOrg:
+    owner: Annotated[
+        str,
+        Pattern(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$"),
+        Doc("GitHub user or organization that owns the coordination repository."),
+    ]
+    repo: Annotated[str | None, Doc("Name of the coordination repository itself.")] = None
+    api_url: Annotated[str, Doc("REST API root (GitHub Enterprise).")] = "https://api.github.com"
 
 
-class Kubernetes(Strict):
+@dataclass(frozen=True, kw_only=True)
+class Kubernetes:
     """Cluster settings of a `target: kubernetes` environment (see docs/kubernetes.md)."""
 
-    namespace: Name | None = Field(default=None, description="Namespace of its objects (default <workspace>-<env>).")
-    kubeconfig: SecretName | None = Field(
-        default=None, description="Secret (Pulumi secret config) holding the cluster's kubeconfig (default: ambient)."
+    namespace: Annotated[Name | None, Doc("Namespace of its objects (default <workspace>-<env>).")] = None
+    kubeconfig: Annotated[
+        SecretName | None, Doc("Secret (Pulumi secret config) holding the cluster's kubeconfig (default: ambient).")
+    ] = None
+    ingress_class: Annotated[Name | None, Doc("IngressClass of the services' Ingresses.")] = None
+    ingress_namespace: Annotated[Name, Doc("Namespace of the ingress controller (may reach the services).")] = (
+        "ingress-nginx"
     )
-    ingress_class: Name | None = Field(default=None, description="IngressClass of the services' Ingresses.")
-    ingress_namespace: Name = Field(
-        default="ingress-nginx", description="Namespace of the ingress controller (may reach the services)."
-    )
-    hosts: dict[Name, HostName] = Field(
-        default_factory=dict, description="repo -> public host name; each such repo's service gets an Ingress."
-    )
+    hosts: Annotated[
+        dict[Name, HostName], Doc("repo -> public host name; each such repo's service gets an Ingress.")
+    ] = field(default_factory=dict)
 
 
 # A Pulumi backend URL and a Docker engine address: written into generated workflows, so no shell characters.
-PulumiBackend = Annotated[
-    str, StringConstraints(pattern=r"^(https://[A-Za-z0-9.-]+|(s3|azblob|gs)://[A-Za-z0-9._~/?=&%+:-]+)$")
-]
-DockerHost = Annotated[
-    str, StringConstraints(pattern=r"^(ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.-]+(:[0-9]+)?|tcp://[A-Za-z0-9.-]+:[0-9]+)$")
-]
+PulumiBackend = Annotated[str, Pattern(r"^(https://[A-Za-z0-9.-]+|(s3|azblob|gs)://[A-Za-z0-9._~/?=&%+:-]+)$")]
+DockerHost = Annotated[str, Pattern(r"^(ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.-]+(:[0-9]+)?|tcp://[A-Za-z0-9.-]+:[0-9]+)$")]
 
 
-class PulumiSettings(Strict):
+@dataclass(frozen=True, kw_only=True)
+class PulumiSettings:
     """Where a `runtime: pulumi` environment keeps its state and runs its containers (docs/github-actions.md)."""
 
-    backend: PulumiBackend | None = Field(
-        default=None,
-        description="Pulumi backend: Pulumi Cloud (https://api.pulumi.com, the default) or a self-managed "
-        "s3://, azblob:// or gs:// URL (with PULUMI_CONFIG_PASSPHRASE).",
-    )
-    docker_host: DockerHost | None = Field(
-        default=None,
-        description="The remote Docker engine the containers run on (DOCKER_HOST), e.g. ssh://deploy@host.",
-    )
+    backend: Annotated[
+        PulumiBackend | None,
+        Doc(
+            "Pulumi backend: Pulumi Cloud (https://api.pulumi.com, the default) or a self-managed "
+            "s3://, azblob:// or gs:// URL (with PULUMI_CONFIG_PASSPHRASE)."
+        ),
+    ] = None
+    docker_host: Annotated[
+        DockerHost | None, Doc("The remote Docker engine the containers run on (DOCKER_HOST), e.g. ssh://deploy@host.")
+    ] = None
 
 
-class Environment(Strict):
-    runtime: Literal["local", "pulumi"] = Field(
-        description="local: subprocesses on this machine; pulumi: containers provisioned by the Pulumi program."
-    )
-    target: Literal["docker", "kubernetes"] = Field(
-        default="docker",
-        description="runtime pulumi: containers on one Docker host, or a Kubernetes cluster (pulumi-kubernetes).",
-    )
-    kubernetes: Kubernetes | None = Field(default=None, description="Cluster settings (target: kubernetes).")
-    pulumi: PulumiSettings | None = Field(default=None, description="Backend and Docker host (runtime: pulumi).")
-    stack: str | None = Field(default=None, description="Pulumi stack name (default: the environment name).")
-    protected: bool = Field(default=False, description="Deploys wait for a GitHub environment approval.")
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    runtime: Annotated[
+        Literal["local", "pulumi"],
+        Doc("local: subprocesses on this machine; pulumi: containers provisioned by the Pulumi program."),
+    ]
+    target: Annotated[
+        Literal["docker", "kubernetes"],
+        Doc("runtime pulumi: containers on one Docker host, or a Kubernetes cluster (pulumi-kubernetes)."),
+    ] = "docker"
+    kubernetes: Annotated[Kubernetes | None, Doc("Cluster settings (target: kubernetes).")] = None
+    pulumi: Annotated[PulumiSettings | None, Doc("Backend and Docker host (runtime: pulumi).")] = None
+    stack: Annotated[str | None, Doc("Pulumi stack name (default: the environment name).")] = None
+    protected: Annotated[bool, Doc("Deploys wait for a GitHub environment approval.")] = False
     description: str = ""
-    env: EnvMap = Field(default_factory=dict, description="Variables set for every repo in this environment.")
+    env: Annotated[EnvMap, Doc("Variables set for every repo in this environment.")] = field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _kubernetes_target(self) -> Environment:
+    def __post_init__(self) -> None:
         if self.target == "kubernetes" and self.runtime != "pulumi":
             raise ValueError("`target: kubernetes` needs `runtime: pulumi`")
         if self.kubernetes is not None and self.target != "kubernetes":
             raise ValueError("a `kubernetes:` block needs `target: kubernetes`")
         if self.pulumi is not None and self.runtime != "pulumi":
             raise ValueError("a `pulumi:` block needs `runtime: pulumi`")
-        return self
 
 
-class Database(Strict):
-    name: Identifier = Field(description="Name of the shared PostgreSQL database.")
-    version: str = Field(default="15", description="PostgreSQL major version for provisioned servers.")
-    port: int = Field(default=5432, ge=1, le=65535)
-    max_connections: int = Field(default=100, ge=1)
-    provider: Literal["cloudnative-pg", "external"] = Field(
-        default="cloudnative-pg",
-        description="Kubernetes targets: a CloudNativePG Cluster in the namespace, or a managed server (external).",
-    )
-    pooler: bool = Field(default=False, description="cloudnative-pg: put a PgBouncer Pooler in front of it.")
-    instances: int = Field(default=2, ge=1, le=9, description="cloudnative-pg: PostgreSQL instances (1 primary).")
-    storage: Quantity = Field(default="10Gi", description="cloudnative-pg: volume size of each instance.")
-    host: HostName | None = Field(default=None, description="external: host name of the managed server.")
-    admin_url: SecretName | None = Field(
-        default=None, description="external: secret holding the managed server's admin URL (creates the roles)."
-    )
+@dataclass(frozen=True, kw_only=True)
+class Database:
+    name: Annotated[Identifier, Doc("Name of the shared PostgreSQL database.")]
+    version: Annotated[str, Doc("PostgreSQL major version for provisioned servers.")] = "15"
+    port: Annotated[int, Ge(1), Le(65535)] = 5432
+    max_connections: Annotated[int, Ge(1)] = 100
+    provider: Annotated[
+        Literal["cloudnative-pg", "external"],
+        Doc("Kubernetes targets: a CloudNativePG Cluster in the namespace, or a managed server (external)."),
+    ] = "cloudnative-pg"
+    pooler: Annotated[bool, Doc("cloudnative-pg: put a PgBouncer Pooler in front of it.")] = False
+    instances: Annotated[int, Ge(1), Le(9), Doc("cloudnative-pg: PostgreSQL instances (1 primary).")] = 2
+    storage: Annotated[Quantity, Doc("cloudnative-pg: volume size of each instance.")] = "10Gi"
+    host: Annotated[HostName | None, Doc("external: host name of the managed server.")] = None
+    admin_url: Annotated[
+        SecretName | None, Doc("external: secret holding the managed server's admin URL (creates the roles).")
+    ] = None
 
-    @model_validator(mode="after")
-    def _external(self) -> Database:
+    def __post_init__(self) -> None:
         if self.provider == "external" and (self.host is None or self.admin_url is None):
             raise ValueError("`provider: external` needs `host` and `admin_url` (the name of the admin URL's secret)")
-        return self
 
 
-class Cache(Strict):
-    version: str = Field(default="7", description="Redis major version for provisioned servers.")
-    port: int = Field(default=6379, ge=1, le=65535)
-    db: int = Field(default=0, ge=0, le=15)
-    provider: Literal["in-cluster", "external"] = Field(
-        default="in-cluster", description="Kubernetes targets: a Redis StatefulSet in the namespace, or external."
-    )
-    storage: Quantity = Field(default="1Gi", description="in-cluster: volume size of the Redis StatefulSet.")
-    host: HostName | None = Field(default=None, description="external: host name of the managed Redis.")
+@dataclass(frozen=True, kw_only=True)
+class Cache:
+    version: Annotated[str, Doc("Redis major version for provisioned servers.")] = "7"
+    port: Annotated[int, Ge(1), Le(65535)] = 6379
+    db: Annotated[int, Ge(0), Le(15)] = 0
+    provider: Annotated[
+        Literal["in-cluster", "external"], Doc("Kubernetes targets: a Redis StatefulSet in the namespace, or external.")
+    ] = "in-cluster"
+    storage: Annotated[Quantity, Doc("in-cluster: volume size of the Redis StatefulSet.")] = "1Gi"
+    host: Annotated[HostName | None, Doc("external: host name of the managed Redis.")] = None
 
-    @model_validator(mode="after")
-    def _external(self) -> Cache:
+    def __post_init__(self) -> None:
         if self.provider == "external" and self.host is None:
             raise ValueError("`provider: external` needs `host` (the managed Redis's host name)")
-        return self
 
 
-class Health(Strict):
-    path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9/._~-]*$")] = "/health"
-    timeout: float = Field(default=5.0, gt=0, description="Seconds one probe may take.")
-    retries: int = Field(default=3, ge=0, description="Failed probes tolerated before the service is unhealthy.")
-    interval: float = Field(default=2.0, gt=0, description="Seconds between probes.")
-    start_period: float = Field(default=0.0, ge=0, description="Seconds of start-up during which failures don't count.")
+@dataclass(frozen=True, kw_only=True)
+class Health:
+    path: Annotated[str, Pattern(r"^/[A-Za-z0-9/._~-]*$")] = "/health"
+    timeout: Annotated[float, Gt(0), Doc("Seconds one probe may take.")] = 5.0
+    retries: Annotated[int, Ge(0), Doc("Failed probes tolerated before the service is unhealthy.")] = 3
+    interval: Annotated[float, Gt(0), Doc("Seconds between probes.")] = 2.0
+    start_period: Annotated[float, Ge(0), Doc("Seconds of start-up during which failures don't count.")] = 0.0
 
 
-class RunCommands(Strict):
-    local: Command | None = Field(default=None, description="Command that starts the service on this machine.")
-    container: Command | None = Field(default=None, description="Command override inside the container image.")
+@dataclass(frozen=True, kw_only=True)
+class RunCommands:
+    local: Annotated[Command | None, Doc("Command that starts the service on this machine.")] = None
+    container: Annotated[Command | None, Doc("Command override inside the container image.")] = None
 
 
-class Replicas(Strict):
-    min: int = Field(default=1, ge=1, description="Kubernetes: replicas always running.")
-    max: int | None = Field(default=None, ge=1, description="Above min: a HorizontalPodAutoscaler (default: min).")
-    cpu_percent: int = Field(default=70, ge=1, le=100, description="Average CPU utilization the autoscaler aims at.")
+@dataclass(frozen=True, kw_only=True)
+class Replicas:
+    min: Annotated[int, Ge(1), Doc("Kubernetes: replicas always running.")] = 1
+    max: Annotated[int | None, Ge(1), Doc("Above min: a HorizontalPodAutoscaler (default: min).")] = None
+    cpu_percent: Annotated[int, Ge(1), Le(100), Doc("Average CPU utilization the autoscaler aims at.")] = 70
 
     @property
     def most(self) -> int:
         return self.max if self.max is not None else self.min
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Replicas:
+    def __post_init__(self) -> None:
         if self.max is not None and self.max < self.min:
             raise ValueError(f"max ({self.max}) is below min ({self.min})")
-        return self
 
 
-class Requests(Strict):
+@dataclass(frozen=True, kw_only=True)
+class Requests:
     cpu: Quantity = "100m"
     memory: Quantity = "128Mi"
 
 
-class Limits(Strict):
+@dataclass(frozen=True, kw_only=True)
+class Limits:
     cpu: Quantity = "1"
     memory: Quantity = "512Mi"
 
 
-class Resources(Strict):
-    requests: Requests = Field(default_factory=Requests)
-    limits: Limits = Field(default_factory=Limits)
+@dataclass(frozen=True, kw_only=True)
+class Resources:
+    requests: Requests = field(default_factory=Requests)
+    limits: Limits = field(default_factory=Limits)
 
 
-class Service(Strict):
-    port: int = Field(ge=1, le=65535, description="Port the service listens on (PORT is set to it).")
-    health: Health = Field(default_factory=Health)
-    image: str | None = Field(default=None, description="Container image repository (tag comes from the stack).")
-    run: RunCommands = Field(default_factory=RunCommands)
-    replicas: Replicas = Field(default_factory=Replicas, description="Kubernetes targets: replica count or range.")
-    resources: Resources = Field(default_factory=Resources, description="Kubernetes targets: requests and limits.")
-    pool_size: int = Field(
-        default=10, ge=1, description="Database connections one replica opens at most (the connection budget)."
+@dataclass(frozen=True, kw_only=True)
+class Service:
+    port: Annotated[int, Ge(1), Le(65535), Doc("Port the service listens on (PORT is set to it).")]
+    health: Health = field(default_factory=Health)
+    image: Annotated[str | None, Doc("Container image repository (tag comes from the stack).")] = None
+    run: RunCommands = field(default_factory=RunCommands)
+    replicas: Annotated[Replicas, Doc("Kubernetes targets: replica count or range.")] = field(default_factory=Replicas)
+    resources: Annotated[Resources, Doc("Kubernetes targets: requests and limits.")] = field(default_factory=Resources)
+    pool_size: Annotated[int, Ge(1), Doc("Database connections one replica opens at most (the connection budget).")] = (
+        10
     )
 
 
-class SchemaSettings(Strict):
-    prisma: str = Field(description="Path of the Prisma schema file or folder, relative to the repo.")
-    extends: Name | None = Field(default=None, description="Repo whose shared models this schema copies.")
-    namespace: Identifier = Field(description="The PostgreSQL schema (namespace) this repo owns.")
-    shared_models: list[str] = Field(default_factory=list, description="Models (and enums) shared with others.")
-    migrations: str | None = Field(default=None, description="Prisma migrations folder (default beside schema).")
+@dataclass(frozen=True, kw_only=True)
+class SchemaSettings:
+    prisma: Annotated[str, Doc("Path of the Prisma schema file or folder, relative to the repo.")]
+    extends: Annotated[Name | None, Doc("Repo whose shared models this schema copies.")] = None
+    namespace: Annotated[Identifier, Doc("The PostgreSQL schema (namespace) this repo owns.")]
+    shared_models: Annotated[list[str], Doc("Models (and enums) shared with others.")] = field(default_factory=list)
+    migrations: Annotated[str | None, Doc("Prisma migrations folder (default beside schema).")] = None
 
     @property
     def migrations_dir(self) -> str:
@@ -261,145 +265,146 @@ class SchemaSettings(Strict):
         return posixpath.join(base, "migrations")
 
 
-class Migrate(Strict):
-    command: Command | None = Field(default=None, description="Command that applies this repo's migrations.")
-    builtin: bool = Field(default=False, description="Apply Prisma migration folders with ws's own applier.")
+@dataclass(frozen=True, kw_only=True)
+class Migrate:
+    command: Annotated[Command | None, Doc("Command that applies this repo's migrations.")] = None
+    builtin: Annotated[bool, Doc("Apply Prisma migration folders with ws's own applier.")] = False
 
-    @model_validator(mode="after")
-    def _one_way(self) -> Migrate:
+    def __post_init__(self) -> None:
         if bool(self.command) == self.builtin:
             raise ValueError("set exactly one of `command` or `builtin: true`")
-        return self
 
 
-class Tests(Strict):
+@dataclass(frozen=True, kw_only=True)
+class Tests:
     unit: Command | None = None
     integration: Command | None = None
 
 
-class SqliteMigration(Strict):
-    source: str = Field(description="Glob of per-agent SQLite files relative to the repo, e.g. agents/*/memory.db")
-    agent_id: Literal["parent", "stem"] = Field(
-        default="parent", description="Where the agent id comes from: the file's folder name or its file stem."
+@dataclass(frozen=True, kw_only=True)
+class SqliteMigration:
+    source: Annotated[str, Doc("Glob of per-agent SQLite files relative to the repo, e.g. agents/*/memory.db")]
+    agent_id: Annotated[
+        Literal["parent", "stem"], Doc("Where the agent id comes from: the file's folder name or its file stem.")
+    ] = "parent"
+    tables: Annotated[dict[str, Identifier], Doc("Source table -> target table (default: the same name).")] = field(
+        default_factory=dict
     )
-    tables: dict[str, Identifier] = Field(
-        default_factory=dict, description="Source table -> target table (default: the same name)."
-    )
-    namespace: Identifier | None = Field(default=None, description="Target schema (default: the repo's namespace).")
-    archive: str = Field(default=".ws/sqlite-archive", description="Where cleanup moves validated files.")
+    namespace: Annotated[Identifier | None, Doc("Target schema (default: the repo's namespace).")] = None
+    archive: Annotated[str, Doc("Where cleanup moves validated files.")] = ".ws/sqlite-archive"
 
 
-class RepoEnvironment(Strict):
-    env: EnvMap = Field(default_factory=dict)
+@dataclass(frozen=True, kw_only=True)
+class RepoEnvironment:
+    env: EnvMap = field(default_factory=dict)
 
 
-class ReviewRule(Strict):
+@dataclass(frozen=True, kw_only=True)
+class ReviewRule:
     """Who must approve changes to some paths (written into each repo's CODEOWNERS; `ws pr status` checks it)."""
 
-    name: str = Field(min_length=1, description="What the rule protects, e.g. 'schema changes'.")
-    repos: list[Name] = Field(default_factory=list, description="Repos the rule applies to (empty: every repo).")
-    paths: list[str] = Field(
-        min_length=1,
-        description="CODEOWNERS patterns in the repo; 'schema' stands for its Prisma schema and migrations.",
-    )
-    reviewers: list[str] = Field(
-        min_length=1,
-        description="Who must approve, each one: a repo name (any of its maintainers), 'all' (every repo's "
-        "maintainers, one approval per repo), or a GitHub team 'org/team' or login.",
-    )
+    name: Annotated[str, MinLen(1), Doc("What the rule protects, e.g. 'schema changes'.")]
+    repos: Annotated[list[Name], Doc("Repos the rule applies to (empty: every repo).")] = field(default_factory=list)
+    paths: Annotated[
+        list[str],
+        MinLen(1),
+        Doc("CODEOWNERS patterns in the repo; 'schema' stands for its Prisma schema and migrations."),
+    ]
+    reviewers: Annotated[
+        list[str],
+        MinLen(1),
+        Doc(
+            "Who must approve, each one: a repo name (any of its maintainers), 'all' (every repo's "
+            "maintainers, one approval per repo), or a GitHub team 'org/team' or login."
+        ),
+    ]
 
 
-class Pushgateway(Strict):
+@dataclass(frozen=True, kw_only=True)
+class Pushgateway:
     """The Prometheus Pushgateway the services push cross-repository metrics to (trackCrossRepositoryMetric)."""
 
-    port: int = Field(default=9091, ge=1, le=65535, description="Local environments: `ws up` starts one here.")
-    url: str | None = Field(
-        default=None,
-        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
-        description="Where the services of non-local environments push, e.g. http://pushgateway.monitoring:9091.",
-    )
+    port: Annotated[int, Ge(1), Le(65535), Doc("Local environments: `ws up` starts one here.")] = 9091
+    url: Annotated[
+        str | None,
+        Pattern(r"^https?://[^\s/?#]+(/[^\s?#]*)?$"),
+        Doc("Where the services of non-local environments push, e.g. http://pushgateway.monitoring:9091."),
+    ] = None
 
 
-class Monitoring(Strict):
-    pushgateway: Pushgateway | None = Field(
-        default=None, description="Resolved into each repo's env as WS_PUSHGATEWAY_URL (${monitoring.pushgateway_url})."
-    )
+@dataclass(frozen=True, kw_only=True)
+class Monitoring:
+    pushgateway: Annotated[
+        Pushgateway | None, Doc("Resolved into each repo's env as WS_PUSHGATEWAY_URL (${monitoring.pushgateway_url}).")
+    ] = None
 
 
-NpmPackageName = Annotated[
-    str, StringConstraints(max_length=214, pattern=r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$")
-]
-RegistryUrl = Annotated[str, StringConstraints(pattern=r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")]
-BaseVersion = Annotated[
-    str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$")
-]
-PythonDistribution = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")]
+NpmPackageName = Annotated[str, MaxLen(214), Pattern(r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$")]
+RegistryUrl = Annotated[str, Pattern(r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")]
+BaseVersion = Annotated[str, Pattern(r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$")]
+PythonDistribution = Annotated[str, Pattern(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")]
 
 
-class TypesPackage(Strict):
+@dataclass(frozen=True, kw_only=True)
+class TypesPackage:
     """The shared types as a versioned npm package (`ws schema package`, docs/schema.md)."""
 
-    package: NpmPackageName = Field(
-        description="npm package name, e.g. @saas-ecosystem/shared-database-types (GitHub Packages: @<owner>/...)."
-    )
-    registry: RegistryUrl = Field(default="https://npm.pkg.github.com", description="npm registry it is published to.")
-    version: BaseVersion = Field(
-        default="0.1.0", description="Base version; the schema's content hash is appended: <base>-schema-<sha12>."
-    )
-    python_package: PythonDistribution | None = Field(
-        default=None, description="Python distribution name of the pydantic types (python/pyproject.toml)."
-    )
+    package: Annotated[
+        NpmPackageName,
+        Doc("npm package name, e.g. @saas-ecosystem/shared-database-types (GitHub Packages: @<owner>/...)."),
+    ]
+    registry: Annotated[RegistryUrl, Doc("npm registry it is published to.")] = "https://npm.pkg.github.com"
+    version: Annotated[
+        BaseVersion, Doc("Base version; the schema's content hash is appended: <base>-schema-<sha12>.")
+    ] = "0.1.0"
+    python_package: Annotated[
+        PythonDistribution | None, Doc("Python distribution name of the pydantic types (python/pyproject.toml).")
+    ] = None
 
-    @model_validator(mode="after")
-    def _github_packages_scope(self) -> TypesPackage:
+    def __post_init__(self) -> None:
         if self.registry.startswith("https://npm.pkg.github.com") and not self.package.startswith("@"):
             raise ValueError(
                 f"GitHub Packages takes scoped names only: write package: '@<github owner>/{self.package}'"
             )
-        return self
 
 
-class Repo(Strict):
-    github: GitHubRepo = Field(description="owner/name of the repository on GitHub.")
-    path: str | None = Field(
-        default=None, description="Local checkout, relative to workspace.yaml (default ../<name>)."
-    )
+@dataclass(frozen=True, kw_only=True)
+class Repo:
+    github: Annotated[GitHubRepo, Doc("owner/name of the repository on GitHub.")]
+    path: Annotated[str | None, Doc("Local checkout, relative to workspace.yaml (default ../<name>).")] = None
     role: Literal["primary", "secondary"]
     default_branch: str = "main"
     description: str = ""
-    depends_on: list[Name] = Field(default_factory=list)
-    schema_: SchemaSettings | None = Field(
-        default=None, alias="schema", description="Its Prisma schema (read as repo.schema_)."
-    )
+    depends_on: list[Name] = field(default_factory=list)
+    schema_: Annotated[SchemaSettings | None, Alias("schema"), Doc("Its Prisma schema (read as repo.schema_).")] = None
     service: Service | None = None
     migrate: Migrate | None = None
-    test: Tests = Field(default_factory=Tests)
-    requires: list[EnvVarName] = Field(default_factory=list, description="Variables this repo needs to start.")
-    env: EnvMap = Field(default_factory=dict)
-    environments: dict[Name, RepoEnvironment] = Field(default_factory=dict)
+    test: Tests = field(default_factory=Tests)
+    requires: Annotated[list[EnvVarName], Doc("Variables this repo needs to start.")] = field(default_factory=list)
+    env: EnvMap = field(default_factory=dict)
+    environments: dict[Name, RepoEnvironment] = field(default_factory=dict)
     sqlite_migration: SqliteMigration | None = None
-    maintainers: list[str] = Field(default_factory=list, description="GitHub logins that review its changes.")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    maintainers: Annotated[list[str], Doc("GitHub logins that review its changes.")] = field(default_factory=list)
 
 
-class Workspace(Strict):
-    version: Literal[1] = Field(description="Format version of workspace.yaml; currently 1.")
+@dataclass(frozen=True, kw_only=True)
+class Workspace:
+    version: Annotated[Literal[1], Doc("Format version of workspace.yaml; currently 1.")]
     name: Name
     description: str = ""
     github: GitHubOrg
-    environments: dict[Name, Environment] = Field(min_length=1)
+    environments: Annotated[dict[Name, Environment], MinLen(1)]
     database: Database
-    cache: Cache = Field(default_factory=Cache)
-    env: EnvMap = Field(default_factory=dict, description="Variables shared by every repo in every environment.")
-    repos: dict[Name, Repo] = Field(min_length=1)
-    monitoring: Monitoring = Field(default_factory=Monitoring, description="Where cross-repository metrics go.")
-    review_rules: list[ReviewRule] = Field(
-        default_factory=list, description="Cross-repo review rules: who must approve changes to which paths."
-    )
-    types: TypesPackage | None = Field(
-        default=None, description="Publish the shared types as an npm package; propagate then bumps its version."
-    )
+    cache: Cache = field(default_factory=Cache)
+    env: Annotated[EnvMap, Doc("Variables shared by every repo in every environment.")] = field(default_factory=dict)
+    repos: Annotated[dict[Name, Repo], MinLen(1)]
+    monitoring: Annotated[Monitoring, Doc("Where cross-repository metrics go.")] = field(default_factory=Monitoring)
+    review_rules: Annotated[
+        list[ReviewRule], Doc("Cross-repo review rules: who must approve changes to which paths.")
+    ] = field(default_factory=list)
+    types: Annotated[
+        TypesPackage | None, Doc("Publish the shared types as an npm package; propagate then bumps its version.")
+    ] = None
 
     @property
     def primary(self) -> str:

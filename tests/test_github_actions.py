@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,7 @@ from infra.workspace.env import CACHE_PASSWORD_SECRET, database_password_secret,
 from infra.workspace.graph import closure, edges_of, stages
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
+from infra.workspace.shape import replace
 from tests.helpers import ROOT, run_ws
 
 BIN = Path(sys.executable).parent

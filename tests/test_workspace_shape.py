@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Annotated, Any, Literal
 
 import jsonschema
@@ -10,17 +10,15 @@ import pytest
 
 from infra.workspace import shape, yamlread
 from infra.workspace.model import Workspace
-from infra.workspace.shape import Alias, Doc, Ge, Gt, Le, MaxLen, MinLen, Pattern, ShapeErrors
+from infra.workspace.shape import Alias, Doc, Ge, Gt, Le, MaxLen, MinLen, Model, Pattern, ShapeErrors
 
 
-@dataclass(frozen=True, kw_only=True)
-class Probe:
+class Probe(Model):
     path: Annotated[str, Pattern(r"^/[a-z]*$")] = "/"
     timeout: Annotated[float, Gt(0)] = 1.0
 
 
-@dataclass(frozen=True, kw_only=True)
-class Box:
+class Box(Model):
     """A test model."""
 
     name: Annotated[str, Pattern(r"^[a-z]+$"), MaxLen(8), Doc("Its name.")]
@@ -135,3 +133,22 @@ def test_the_workspace_model_has_a_check_for_every_annotation() -> None:
                     seen.add(candidate)
                     todo.append(candidate)
     assert len(seen) > 20
+
+
+def test_a_model_is_immutable_compared_by_its_fields_and_checked_by_its_post_init() -> None:
+    import dataclasses
+
+    box = Box(name="box", size=3)
+    assert box == Box(name="box", size=3) and box != Box(name="box", size=4)
+    assert repr(Probe()) == "Probe(path='/', timeout=1.0)"
+    assert hash(Probe()) == hash(Probe())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        box.size = 4  # type: ignore[misc]
+    assert box.tags == ["x"] and box.tags is not Box(name="box").tags  # a factory gives each its own
+    with pytest.raises(TypeError, match="missing the keyword argument 'name'"):
+        Box()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unknown keyword argument"):
+        Box(name="box", colour="red")  # type: ignore[call-arg]
+    assert shape.replace(box, size=5) == Box(name="box", size=5)
+    with pytest.raises(ValueError, match="kind b needs size 2"):
+        shape.replace(box, kind="b", size=1)

@@ -1,6 +1,6 @@
 """The model of workspace.yaml: the one declaration everything else is derived from.
 
-Every model is a frozen dataclass whose field types carry their rules (:mod:`infra.workspace.shape` checks a
+Every model is an immutable :class:`~infra.workspace.shape.Model` whose field types carry their rules (:mod:`infra.workspace.shape` checks a
 document against them, strictly, and refuses unknown keys); a rule across the fields of one object is its
 ``__post_init__``. Rules that span objects (cycles, references, ports, secrets) live in
 :mod:`infra.workspace.rules` so that each can name the exact key that breaks them.
@@ -8,10 +8,10 @@ document against them, strictly, and refuses unknown keys); a rule across the fi
 
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Annotated, Any, Literal
 
-from infra.workspace.shape import Alias, Convert, Doc, Ge, Gt, Le, MaxLen, MinLen, Pattern
+from infra.workspace.shape import Alias, Convert, Doc, Ge, Gt, Le, MaxLen, MinLen, Model, Pattern
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 ENV_VAR_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
@@ -32,8 +32,7 @@ HostName = Annotated[
 ]
 
 
-@dataclass(frozen=True, kw_only=True)
-class SecretRef:
+class SecretRef(Model):
     """A reference to a secret held outside workspace.yaml (CI secret, Pulumi secret config, shell env)."""
 
     secret: Annotated[
@@ -74,8 +73,7 @@ EnvValue = Annotated[
 EnvMap = dict[EnvVarName, EnvValue]
 
 
-@dataclass(frozen=True, kw_only=True)
-class GitHubOrg:
+class GitHubOrg(Model):
     owner: Annotated[
         str,
         Pattern(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$"),
@@ -85,8 +83,7 @@ class GitHubOrg:
     api_url: Annotated[str, Doc("REST API root (GitHub Enterprise).")] = "https://api.github.com"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Kubernetes:
+class Kubernetes(Model):
     """Cluster settings of a `target: kubernetes` environment (see docs/kubernetes.md)."""
 
     namespace: Annotated[Name | None, Doc("Namespace of its objects (default <workspace>-<env>).")] = None
@@ -107,8 +104,7 @@ PulumiBackend = Annotated[str, Pattern(r"^(https://[A-Za-z0-9.-]+|(s3|azblob|gs)
 DockerHost = Annotated[str, Pattern(r"^(ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.-]+(:[0-9]+)?|tcp://[A-Za-z0-9.-]+:[0-9]+)$")]
 
 
-@dataclass(frozen=True, kw_only=True)
-class PulumiSettings:
+class PulumiSettings(Model):
     """Where a `runtime: pulumi` environment keeps its state and runs its containers (docs/github-actions.md)."""
 
     backend: Annotated[
@@ -123,8 +119,7 @@ class PulumiSettings:
     ] = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Environment:
+class Environment(Model):
     runtime: Annotated[
         Literal["local", "pulumi"],
         Doc("local: subprocesses on this machine; pulumi: containers provisioned by the Pulumi program."),
@@ -149,8 +144,7 @@ class Environment:
             raise ValueError("a `pulumi:` block needs `runtime: pulumi`")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Database:
+class Database(Model):
     name: Annotated[Identifier, Doc("Name of the shared PostgreSQL database.")]
     version: Annotated[str, Doc("PostgreSQL major version for provisioned servers.")] = "15"
     port: Annotated[int, Ge(1), Le(65535)] = 5432
@@ -172,8 +166,7 @@ class Database:
             raise ValueError("`provider: external` needs `host` and `admin_url` (the name of the admin URL's secret)")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Cache:
+class Cache(Model):
     version: Annotated[str, Doc("Redis major version for provisioned servers.")] = "7"
     port: Annotated[int, Ge(1), Le(65535)] = 6379
     db: Annotated[int, Ge(0), Le(15)] = 0
@@ -188,8 +181,7 @@ class Cache:
             raise ValueError("`provider: external` needs `host` (the managed Redis's host name)")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Health:
+class Health(Model):
     path: Annotated[str, Pattern(r"^/[A-Za-z0-9/._~-]*$")] = "/health"
     timeout: Annotated[float, Gt(0), Doc("Seconds one probe may take.")] = 5.0
     retries: Annotated[int, Ge(0), Doc("Failed probes tolerated before the service is unhealthy.")] = 3
@@ -197,14 +189,12 @@ class Health:
     start_period: Annotated[float, Ge(0), Doc("Seconds of start-up during which failures don't count.")] = 0.0
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunCommands:
+class RunCommands(Model):
     local: Annotated[Command | None, Doc("Command that starts the service on this machine.")] = None
     container: Annotated[Command | None, Doc("Command override inside the container image.")] = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Replicas:
+class Replicas(Model):
     min: Annotated[int, Ge(1), Doc("Kubernetes: replicas always running.")] = 1
     max: Annotated[int | None, Ge(1), Doc("Above min: a HorizontalPodAutoscaler (default: min).")] = None
     cpu_percent: Annotated[int, Ge(1), Le(100), Doc("Average CPU utilization the autoscaler aims at.")] = 70
@@ -218,26 +208,22 @@ class Replicas:
             raise ValueError(f"max ({self.max}) is below min ({self.min})")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Requests:
+class Requests(Model):
     cpu: Quantity = "100m"
     memory: Quantity = "128Mi"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Limits:
+class Limits(Model):
     cpu: Quantity = "1"
     memory: Quantity = "512Mi"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Resources:
+class Resources(Model):
     requests: Requests = field(default_factory=Requests)
     limits: Limits = field(default_factory=Limits)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Service:
+class Service(Model):
     port: Annotated[int, Ge(1), Le(65535), Doc("Port the service listens on (PORT is set to it).")]
     health: Health = field(default_factory=Health)
     image: Annotated[str | None, Doc("Container image repository (tag comes from the stack).")] = None
@@ -249,8 +235,7 @@ class Service:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
-class SchemaSettings:
+class SchemaSettings(Model):
     prisma: Annotated[str, Doc("Path of the Prisma schema file or folder, relative to the repo.")]
     extends: Annotated[Name | None, Doc("Repo whose shared models this schema copies.")] = None
     namespace: Annotated[Identifier, Doc("The PostgreSQL schema (namespace) this repo owns.")]
@@ -265,8 +250,7 @@ class SchemaSettings:
         return posixpath.join(base, "migrations")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Migrate:
+class Migrate(Model):
     command: Annotated[Command | None, Doc("Command that applies this repo's migrations.")] = None
     builtin: Annotated[bool, Doc("Apply Prisma migration folders with ws's own applier.")] = False
 
@@ -275,14 +259,12 @@ class Migrate:
             raise ValueError("set exactly one of `command` or `builtin: true`")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Tests:
+class Tests(Model):
     unit: Command | None = None
     integration: Command | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class SqliteMigration:
+class SqliteMigration(Model):
     source: Annotated[str, Doc("Glob of per-agent SQLite files relative to the repo, e.g. agents/*/memory.db")]
     agent_id: Annotated[
         Literal["parent", "stem"], Doc("Where the agent id comes from: the file's folder name or its file stem.")
@@ -294,13 +276,11 @@ class SqliteMigration:
     archive: Annotated[str, Doc("Where cleanup moves validated files.")] = ".ws/sqlite-archive"
 
 
-@dataclass(frozen=True, kw_only=True)
-class RepoEnvironment:
+class RepoEnvironment(Model):
     env: EnvMap = field(default_factory=dict)
 
 
-@dataclass(frozen=True, kw_only=True)
-class ReviewRule:
+class ReviewRule(Model):
     """Who must approve changes to some paths (written into each repo's CODEOWNERS; `ws pr status` checks it)."""
 
     name: Annotated[str, MinLen(1), Doc("What the rule protects, e.g. 'schema changes'.")]
@@ -320,8 +300,7 @@ class ReviewRule:
     ]
 
 
-@dataclass(frozen=True, kw_only=True)
-class Pushgateway:
+class Pushgateway(Model):
     """The Prometheus Pushgateway the services push cross-repository metrics to (trackCrossRepositoryMetric)."""
 
     port: Annotated[int, Ge(1), Le(65535), Doc("Local environments: `ws up` starts one here.")] = 9091
@@ -332,8 +311,7 @@ class Pushgateway:
     ] = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Monitoring:
+class Monitoring(Model):
     pushgateway: Annotated[
         Pushgateway | None, Doc("Resolved into each repo's env as WS_PUSHGATEWAY_URL (${monitoring.pushgateway_url}).")
     ] = None
@@ -345,8 +323,7 @@ BaseVersion = Annotated[str, Pattern(r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})
 PythonDistribution = Annotated[str, Pattern(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")]
 
 
-@dataclass(frozen=True, kw_only=True)
-class TypesPackage:
+class TypesPackage(Model):
     """The shared types as a versioned npm package (`ws schema package`, docs/schema.md)."""
 
     package: Annotated[
@@ -368,8 +345,7 @@ class TypesPackage:
             )
 
 
-@dataclass(frozen=True, kw_only=True)
-class Repo:
+class Repo(Model):
     github: Annotated[GitHubRepo, Doc("owner/name of the repository on GitHub.")]
     path: Annotated[str | None, Doc("Local checkout, relative to workspace.yaml (default ../<name>).")] = None
     role: Literal["primary", "secondary"]
@@ -387,8 +363,7 @@ class Repo:
     maintainers: Annotated[list[str], Doc("GitHub logins that review its changes.")] = field(default_factory=list)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Workspace:
+class Workspace(Model):
     version: Annotated[Literal[1], Doc("Format version of workspace.yaml; currently 1.")]
     name: Name
     description: str = ""

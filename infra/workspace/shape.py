@@ -1,6 +1,6 @@
-"""The shape of workspace.yaml, declared on plain dataclasses and checked without a validation library.
+"""The shape of workspace.yaml, declared on plain classes and checked without a validation library.
 
-The model (:mod:`infra.workspace.model`) is a tree of frozen dataclasses whose field types carry their rules
+The model (:mod:`infra.workspace.model`) is a tree of immutable :class:`Model` classes whose field types carry their rules
 as ``Annotated`` metadata: ``Annotated[int, Ge(1), Le(65535), Doc("...")]``. :func:`validate` checks a
 document against them in strict mode (a value has the type it is written with: YAML's ``true`` is no port,
 ``"5"`` no number; unknown keys are refused) and collects every error, each with its location, a stable type
@@ -19,73 +19,162 @@ import re
 import types
 import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 Loc = tuple[str | int, ...]
 
 
+# --- the model's base class -----------------------------------------------------------------------------
+
+
+@typing.dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(dataclasses.field,))
+class Model:
+    """Base of the model's classes: keyword-only, immutable, compared and shown by their fields.
+
+    What ``@dataclass(frozen=True, kw_only=True)`` gives, without its cost: the dataclass decorator compiles six
+    methods per class at import (about a millisecond each class, tens of ms for the model), these are shared.
+    A default is a class attribute or ``dataclasses.field(default_factory=...)``; a rule across the fields of one
+    object is its ``__post_init__`` (raising ValueError).
+    """
+
+    __model_fields__: typing.ClassVar[tuple[tuple[str, Any, Any], ...]] = ()  # (name, default, factory)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        specs = list(cls.__model_fields__)  # a model's own fields follow its base model's
+        for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+            if typing.get_origin(annotation) is typing.ClassVar or annotation is typing.ClassVar:
+                continue
+            default: Any = cls.__dict__.get(name, dataclasses.MISSING)
+            factory: Any = dataclasses.MISSING
+            if isinstance(default, dataclasses.Field):
+                default, factory = default.default, default.default_factory
+                if default is dataclasses.MISSING:
+                    delattr(cls, name)
+                else:
+                    setattr(cls, name, default)
+            specs.append((name, default, factory))
+        cls.__model_fields__ = tuple(specs)
+
+    def __init__(self, **values: Any) -> None:
+        for name, default, factory in self.__model_fields__:
+            if name in values:
+                value = values.pop(name)
+            elif factory is not dataclasses.MISSING:
+                value = factory()
+            elif default is not dataclasses.MISSING:
+                value = default
+            else:
+                raise TypeError(f"{type(self).__name__}() is missing the keyword argument {name!r}")
+            object.__setattr__(self, name, value)
+        if values:
+            raise TypeError(f"{type(self).__name__}() got unknown keyword argument(s): {', '.join(map(repr, values))}")
+        post_init = getattr(self, "__post_init__", None)
+        if post_init is not None:
+            post_init()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name, _, _ in self.__model_fields__)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name, _, _ in self.__model_fields__)
+        return f"{type(self).__name__}({shown})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}: {type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}: {type(self).__name__} is immutable")
+
+
+ModelT = TypeVar("ModelT", bound=Model)
+
+
+def replace(model: ModelT, **changes: Any) -> ModelT:
+    """A copy of ``model`` with ``changes`` (checked by its ``__post_init__``, not against its rules)."""
+    values = {name: getattr(model, name) for name, _, _ in model.__model_fields__}
+    return type(model)(**{**values, **changes})
+
+
 # --- the rules, as Annotated metadata -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Doc:
     """What the key means: the JSON schema's description and the fix of a problem at that key."""
 
-    text: str
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
-@dataclass(frozen=True)
 class Alias:
     """The key in YAML, where the field's Python name differs (``schema_`` is written ``schema``)."""
 
-    key: str
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
 
 
-@dataclass(frozen=True)
 class Pattern:
     """The whole text matches ``regex`` (anchored with ``^...$``; ``$`` does not match before a final newline)."""
 
-    regex: str
+    __slots__ = ("regex",)
+
+    def __init__(self, regex: str) -> None:
+        self.regex = regex
 
     @property
     def compiled(self) -> re.Pattern[str]:
         return _compiled(self.regex)
 
 
-@dataclass(frozen=True)
-class Ge:
-    value: int | float
+class Limit:
+    """A bound on a number (Ge, Le, Gt) or on a length (MinLen, MaxLen: characters of text, items of a list or mapping)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int | float) -> None:
+        self.value = value
 
 
-@dataclass(frozen=True)
-class Le:
-    value: int | float
+class Ge(Limit):
+    pass
 
 
-@dataclass(frozen=True)
-class Gt:
-    value: int | float
+class Le(Limit):
+    pass
 
 
-@dataclass(frozen=True)
-class MinLen:
-    """At least ``value`` characters (text) or items (a list or a mapping)."""
-
-    value: int
+class Gt(Limit):
+    pass
 
 
-@dataclass(frozen=True)
-class MaxLen:
-    value: int
+class MinLen(Limit):
+    pass
 
 
-@dataclass(frozen=True)
+class MaxLen(Limit):
+    pass
+
+
 class Convert:
     """The value is checked and converted by ``function`` (a ValueError is the problem), described by ``schema``."""
 
-    function: Callable[[Any], Any]
-    schema: dict[str, Any] = dataclasses.field(hash=False, compare=False)
+    __slots__ = ("function", "schema")
+
+    def __init__(self, function: Callable[[Any], Any], schema: dict[str, Any]) -> None:
+        self.function = function
+        self.schema = schema
 
 
 _REGEXES: dict[str, re.Pattern[str]] = {}
@@ -102,15 +191,16 @@ def _compiled(regex: str) -> re.Pattern[str]:
 # --- errors ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class ShapeError:
     """One value that breaks the model: where it is, what kind of break (``type``), the message and the value."""
 
-    loc: Loc
-    type: str
-    msg: str
-    input: Any
-    ctx: dict[str, Any] = dataclasses.field(default_factory=dict)
+    __slots__ = ("loc", "type", "msg", "input", "ctx")
+
+    def __init__(self, loc: Loc, type: str, msg: str, input: Any, ctx: dict[str, Any] | None = None) -> None:
+        self.loc, self.type, self.msg, self.input, self.ctx = loc, type, msg, input, ctx or {}
+
+    def __repr__(self) -> str:
+        return f"ShapeError({self.loc!r}, {self.type!r}, {self.msg!r})"
 
 
 class ShapeErrors(ValueError):
@@ -131,39 +221,42 @@ BAD: Any = _Bad()
 # --- fields of a model -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class FieldInfo:
-    name: str  # the attribute
-    key: str  # the key in YAML
-    annotation: Any
-    required: bool
-    default: Any  # the default value, dataclasses.MISSING when there is none or it comes from a factory
-    description: str | None
+    """One field of a model: its attribute, its key in YAML, its type and rules, its default."""
+
+    __slots__ = ("name", "key", "annotation", "required", "default", "description")
+
+    def __init__(
+        self, name: str, key: str, annotation: Any, required: bool, default: Any, description: str | None
+    ) -> None:
+        self.name, self.key, self.annotation, self.required = name, key, annotation, required
+        self.default = default  # dataclasses.MISSING when there is none or it comes from a factory
+        self.description = description
 
 
-_FIELDS: dict[type, dict[str, FieldInfo]] = {}
+_FIELDS: dict[type[Model], dict[str, FieldInfo]] = {}
 
 
-def fields_of(model: type) -> dict[str, FieldInfo]:
+def fields_of(model: type[Model]) -> dict[str, FieldInfo]:
     """The model's fields by their YAML key, in declaration order."""
     known = _FIELDS.get(model)
     if known is not None:
         return known
     found: dict[str, FieldInfo] = {}
     hints = typing.get_type_hints(model, include_extras=True)
-    for field in dataclasses.fields(model):
-        annotation = hints[field.name]
+    for name, default, factory in model.__model_fields__:
+        annotation = hints[name]
         metadata = typing.get_args(annotation)[1:] if typing.get_origin(annotation) is typing.Annotated else ()
-        key = next((m.key for m in metadata if isinstance(m, Alias)), field.name)
+        key = next((m.key for m in metadata if isinstance(m, Alias)), name)
         description = next((m.text for m in metadata if isinstance(m, Doc)), None)
-        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-        found[key] = FieldInfo(field.name, key, annotation, required, field.default, description)
+        required = default is dataclasses.MISSING and factory is dataclasses.MISSING
+        found[key] = FieldInfo(name, key, annotation, required, default, description)
     _FIELDS[model] = found
     return found
 
 
 def is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
+    return isinstance(annotation, type) and issubclass(annotation, Model)
 
 
 def unwrap(annotation: Any) -> Any:

@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pathspec
-
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import ReviewRule, Workspace
 
@@ -149,6 +147,8 @@ def required_approvals(
         patterns = rule_patterns(ws, rule, repo)
         if not patterns:
             continue
+        import pathspec  # here, not at the top: the workflow generators import this module, `ws check` with them
+
         spec = pathspec.PathSpec.from_lines("gitignore", patterns)
         if not any(spec.match_file(path) for path in changed):
             continue

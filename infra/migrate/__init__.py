@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infra.errors import UsageError
-from infra.migrate.source import SourceFile, archive_dir, discover
 from infra.workspace.located import LoadedWorkspace
+
+if TYPE_CHECKING:
+    from infra.migrate.source import SourceFile
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,9 @@ class MigrationScope:
 
 
 def scope(loaded: LoadedWorkspace, repos: list[str] | None, environment: str | None, url: str | None) -> MigrationScope:
-    # Imported here: target loads psycopg, which `ws check` (through infra.migrate.offline) never needs.
+    # Imported here: target loads psycopg, and source SQLite and hashing, which `ws check` (through
+    # infra.migrate.offline) needs only for checked-out repos.
+    from infra.migrate.source import archive_dir, discover
     from infra.migrate.target import database_url
 
     sources = discover(loaded, repos)

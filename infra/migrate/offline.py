@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from infra.errors import CheckResult, UsageError
-from infra.migrate.source import discover
 from infra.workspace.located import LoadedWorkspace
 
 
@@ -32,6 +31,8 @@ def check_sqlite_migration(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
         if not folder.is_dir():
             yield CheckResult(label, "skipped", f"checkout {folder} is not present")
             continue
+        from infra.migrate.source import discover  # here: SQLite and hashing, for checked-out repos only
+
         try:
             files = discover(loaded, [name])
         except UsageError as exc:

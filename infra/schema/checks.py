@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from infra.errors import CheckResult, WorkspaceError
-from infra.schema.align import check_alignment
 from infra.schema.load import load_schemas, schema_repos
 from infra.workspace.located import LoadedWorkspace
 
@@ -21,8 +20,15 @@ def check_schema_alignment(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
     except WorkspaceError as exc:
         yield CheckResult("schema alignment", "fail", "; ".join(str(p) for p in exc.problems))
         return
-    report = check_alignment(schemas)
     primary_skip = schemas.skipped.get(schemas.primary)
+    if primary_skip:  # nothing to compare with: no alignment (nor its import) is needed
+        for repo in secondaries:
+            reason = schemas.skipped.get(repo) or f"primary {schemas.primary} {primary_skip}"
+            yield CheckResult(f"schema alignment {repo}", "skipped", f"skipped: {reason}")
+        return
+    from infra.schema.align import check_alignment  # here: it imports the Prisma rules, needed only now
+
+    report = check_alignment(schemas)
     own = [str(p) for p in report.problems if p.repo == schemas.primary]
     if own:  # the primary's own shared_models and Prisma's rules on its schema
         yield CheckResult(f"schema {schemas.primary}", "fail", "; ".join(own))
@@ -30,9 +36,6 @@ def check_schema_alignment(loaded: LoadedWorkspace) -> Iterable[CheckResult]:
         name = f"schema alignment {repo}"
         if repo in schemas.skipped:
             yield CheckResult(name, "skipped", f"skipped: {schemas.skipped[repo]}")
-            continue
-        if primary_skip:
-            yield CheckResult(name, "skipped", f"skipped: primary {schemas.primary} {primary_skip}")
             continue
         statuses = [s for s in report.statuses if s.repo == repo]
         problems = [p for p in report.problems if p.repo == repo]

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from infra.errors import Problem, WorkspaceError, display_path
 from infra.schema import prisma_config
-from infra.schema.psl import PslSyntaxError, Schema, SchemaFile, parse
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import SchemaSettings as SchemaConfig
+
+if TYPE_CHECKING:
+    from infra.schema.psl import Schema, SchemaFile
 
 CONFIG_CANDIDATES = ("prisma.config.ts", ".config/prisma.ts")
 
@@ -116,6 +118,9 @@ def load_repo_schema(loaded: LoadedWorkspace, repo: str, reader: Reader) -> Repo
                 )
             )
             continue
+        # The parser is imported when there is a file to parse: `ws check` without checkouts never needs it.
+        from infra.schema.psl import PslSyntaxError, parse
+
         try:
             files.append(parse(text, path))
         except PslSyntaxError as exc:
@@ -128,6 +133,8 @@ def load_repo_schema(loaded: LoadedWorkspace, repo: str, reader: Reader) -> Repo
         if text is not None:
             config_file = prisma_config.parse_config(candidate, text)
             break
+    from infra.schema.psl import Schema
+
     return RepoSchema(repo, config, Schema(files), reader, config_file)
 
 

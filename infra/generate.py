@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +168,8 @@ def _make_parents(folder: Path, root: Path) -> list[Path]:
 
 def _temporary(target: Path, data: bytes, mode: int, relative: str) -> Path:
     """``data`` in a new file beside ``target`` (same folder, so the rename is atomic), flushed to disk."""
+    import tempfile  # here: `ws check` compares and never writes
+
     try:
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".ws-tmp")
     except OSError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import typing
 from collections.abc import Iterable
 from pathlib import Path
@@ -183,6 +182,8 @@ def _validation_problems(errors: list[shape.ShapeError], document: Any, file: st
             where = loc[:-1]
         elif kind == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1])
+            import difflib  # here: only a document with an unknown key needs it
+
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             message = f"unknown key {_short(loc[-1])}"
             fix = f"did you mean {close[0]!r}?" if close else f"allowed keys here: {', '.join(allowed)}"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infra.errors import UsageError
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 class GitError(UsageError):
@@ -19,6 +22,8 @@ class Checkout:
     path: Path
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        import subprocess  # here: the workflow generators (and so `ws check`) import this module, and run no git
+
         try:
             result = subprocess.run(
                 ["git", *args],

@@ -1,7 +1,7 @@
 """The shape of workspace.yaml, declared on plain classes and checked without a validation library.
 
-The model (:mod:`infra.workspace.model`) is a tree of immutable :class:`Model` classes whose field types carry their rules
-as ``Annotated`` metadata: ``Annotated[int, Ge(1), Le(65535), Doc("...")]``. :func:`validate` checks a
+The model (:mod:`infra.workspace.model`) is a tree of immutable :class:`Model` classes whose field types carry
+their rules as ``Annotated`` metadata: ``Annotated[int, Ge(1), Le(65535), Doc("...")]``. :func:`validate` checks a
 document against them in strict mode (a value has the type it is written with: YAML's ``true`` is no port,
 ``"5"`` no number; unknown keys are refused) and collects every error, each with its location, a stable type
 (``missing``, ``extra_forbidden``, ``string_pattern_mismatch``...) and a message; :func:`json_schema` writes

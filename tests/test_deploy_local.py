@@ -190,3 +190,65 @@ def test_down_signals_only_the_processes_ws_started(tmp_path: Path) -> None:
         for bystander in bystanders:
             bystander.kill()
             bystander.wait()
+
+
+KILLED_AFTER_SPAWN = """
+import os, signal, sys
+from pathlib import Path
+from infra.deploy.local import LocalRuntime
+from infra.workspace.loader import load_workspace
+
+repo = sys.argv[2]
+write = LocalRuntime._write
+
+def write_then_die(self, name, data):
+    if name == "services.json" and "identity" in data.get(repo, {}):
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 between starting the supervisor and recording it
+    write(self, name, data)
+
+LocalRuntime._write = write_then_die
+LocalRuntime(load_workspace(Path(sys.argv[1])), "local").deploy(repo, "v1")
+"""
+
+
+def supervisors_on(port: int) -> list[int]:
+    """Live supervisor processes of a service given ``port`` (its PORT variable)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                command = Path(f"/proc/{entry}/cmdline").read_bytes()
+                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                variables = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if state != "Z" and b"supervise.py" in command and f"PORT={port}".encode() in variables:
+                found.append(int(entry))
+    return found
+
+
+def test_a_deployer_killed_before_it_recorded_its_supervisor_leaves_no_service_behind(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    """kill -9 of `ws deploy` right after it started a service's supervisor, before services.json names it: the
+    supervisor must not start an unrecorded service that holds the port (the next deploy or rollback would find the
+    port "in use by a process ws does not manage")."""
+    name = f"ws_local_{uuid.uuid4().hex[:10]}"
+    ports = {repo: free_port() for repo in REPOS}
+    path = write_example_workspace(tmp_path, name, ports)
+    env = {**os.environ, "DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", KILLED_AFTER_SPAWN, str(path), PRIMARY], env=env, capture_output=True, timeout=120
+        )
+        assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+        deadline = time.monotonic() + 10
+        while supervisors_on(ports[PRIMARY]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert supervisors_on(ports[PRIMARY]) == []
+        assert not probe(f"http://127.0.0.1:{ports[PRIMARY]}/health", 0.5).ok
+    finally:
+        for pid in supervisors_on(ports[PRIMARY]):  # before the fix: the orphan and its service
+            os.killpg(pid, signal.SIGKILL)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -12,6 +12,7 @@ short commit of its checkout (``-dirty`` when it has local changes), or ``dev`` 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -329,10 +330,42 @@ class LocalRuntime:
         if not directory.is_dir():
             raise UsageError(f"{repo}: checkout {directory} does not exist; fix repos.{repo}.path in workspace.yaml")
         log_path = servers.private_folder(self.logs_dir) / f"{repo}.log"
+        # The supervisor starts the service once it reads "start" from this pipe, written after services.json
+        # records it: killed in between, ws closes the pipe unread and the supervisor exits instead of leaving an
+        # unrecorded service on the port.
+        start_read, start_write = os.pipe()
+        try:
+            child = self._spawn_supervisor(repo, version, spec.service.run.local, directory, env, log_path, start_read)
+        finally:
+            os.close(start_read)
+        try:
+            self._children[child.pid] = child
+            started = supervisor_identity(child.pid)
+            with self._state_lock():
+                data = self._read("services.json")
+                data[repo] = {
+                    "identity": started.as_dict() if started else None,
+                    "pgid": child.pid,
+                    "version": version,
+                    "port": port,
+                    "started_at": time.time(),
+                    "log": str(log_path),
+                    "command": spec.service.run.local,
+                }
+                self._write("services.json", data)
+            with contextlib.suppress(BrokenPipeError):  # it died already: the health gate reports the dead service
+                os.write(start_write, b"start")
+        finally:
+            os.close(start_write)
+        return f"started {repo} {version} (supervisor pid {child.pid}) on 127.0.0.1:{port}"
+
+    def _spawn_supervisor(
+        self, repo: str, version: str, command: str, directory: Path, env: dict[str, str], log_path: Path, start_fd: int
+    ) -> subprocess.Popen[bytes]:
         with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             log.write(f"\n=== ws: starting {repo} version {version} ===\n".encode())
             log.flush()
-            child = subprocess.Popen(
+            return subprocess.Popen(
                 [
                     sys.executable,
                     "-S",  # the supervisor needs the standard library only: skip site for a faster start
@@ -341,8 +374,10 @@ class LocalRuntime:
                     repo,
                     "--cwd",
                     str(directory),
+                    "--start-fd",
+                    str(start_fd),
                     "--",
-                    spec.service.run.local,
+                    command,
                 ],
                 cwd=directory,
                 env=env,
@@ -350,22 +385,8 @@ class LocalRuntime:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                pass_fds=(start_fd,),
             )
-        self._children[child.pid] = child
-        started = supervisor_identity(child.pid)
-        with self._state_lock():
-            data = self._read("services.json")
-            data[repo] = {
-                "identity": started.as_dict() if started else None,
-                "pgid": child.pid,
-                "version": version,
-                "port": port,
-                "started_at": time.time(),
-                "log": str(log_path),
-                "command": spec.service.run.local,
-            }
-            self._write("services.json", data)
-        return f"started {repo} {version} (supervisor pid {child.pid}) on 127.0.0.1:{port}"
 
     def alive(self, repo: str) -> bool:
         with self._state_lock():

@@ -4,6 +4,10 @@ Started by the local runtime as ``python supervise.py --name NAME -- COMMAND`` i
 its service form one process group that outlives the `ws` process that started it, and ``ws down`` can
 stop the whole group). Standard library only: it runs with the interpreter of the `ws` that started it.
 
+Start handshake: with ``--start-fd N`` the supervisor first reads fd N (a pipe from `ws`) and starts the service only
+on ``start``, which `ws` writes once services.json records the supervisor. If `ws` is killed in between, the pipe
+closes unread and the supervisor exits: a service never runs without a record that lets `ws` stop it.
+
 Restart policy: a service that exits on its own is restarted after a back-off (0.5 s doubling to 8 s); after
 ``--max-restarts`` restarts within a minute the supervisor gives up and exits with the service's code, which
 the health gate then sees as a dead service.
@@ -25,11 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--cwd", required=True)
     parser.add_argument("--max-restarts", type=int, default=5)
+    parser.add_argument("--start-fd", type=int, default=None, help="wait for 'start' on this fd (see above)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command")
+
+    if args.start_fd is not None and not started_by_ws(args.start_fd):
+        log(args.name, "the ws that started this supervisor stopped before recording it: not starting the service")
+        return 0
 
     stopping = False
     child: subprocess.Popen[bytes] | None = None
@@ -73,6 +82,18 @@ def main(argv: list[str] | None = None) -> int:
             child.wait()
     log(args.name, "stopped")
     return 0
+
+
+def started_by_ws(fd: int) -> bool:
+    """Whether `ws` said ``start`` on ``fd``; False when the pipe closed without it (`ws` died before recording)."""
+    received = b""
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while len(received) < len(b"start"):
+            chunk = pipe.read(len(b"start") - len(received))
+            if not chunk:
+                break
+            received += chunk
+    return received == b"start"
 
 
 def log(name: str, message: str) -> None:

@@ -7,6 +7,7 @@ runs it; Prometheus (Debian package `prometheus`) scrapes it on a free loopback 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -148,10 +149,15 @@ def test_monitor_is_scraped_by_prometheus_and_a_killed_service_is_an_incident(ex
                 'ws_uptime_coverage_ratio{environment="local",window="1h"}',
             ):
                 assert server.query(expr), expr
-            quantile = server.wait_query(
-                f'histogram_quantile(0.9, rate(ws_probe_latency_seconds_bucket{{component="{agents}"}}[30s]))'
-            )
-            assert float(quantile[0]["value"][1]) > 0
+            # NaN until two scrapes 30 s apart saw new probes (a loaded machine scrapes late): wait for a number
+            latency = f'histogram_quantile(0.9, rate(ws_probe_latency_seconds_bucket{{component="{agents}"}}[30s]))'
+
+            def p90() -> float | None:
+                found = server.query(latency)
+                value = float(found[0]["value"][1]) if found else math.nan
+                return None if math.isnan(value) else value
+
+            assert wait_for("the p90 probe latency of app-agents", p90, timeout=90, every=0.5) > 0
 
             # kill app-agents for a while
             killed_at = datetime.now(UTC)

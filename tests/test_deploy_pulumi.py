@@ -589,3 +589,48 @@ def test_a_migration_it_cannot_target_updates_nothing(docker_env: tuple[Pipeline
     assert (failed.step, failed.repo) == ("migrate", JOB_REPO) and "cannot target" in failed.detail
     assert not [s for s in outcome.steps if s.step in ("validate", "deploy")]
     assert None not in stack.ups and stack.migration_runs == []  # every update was targeted
+
+
+class StackWithRoleUrls(FakeStack):
+    """Outputs as the real program exports them: each repo's URL carries its generated role password, and the Redis
+    URL the generated cache password."""
+
+    def outputs(self) -> dict[str, auto.OutputValue]:
+        found = super().outputs()
+        found["database_urls"] = auto.OutputValue(
+            {
+                repo: f"postgresql://{repo.replace('-', '_')}:pw%2F{i}@127.0.0.1:5432/example"
+                for i, repo in enumerate(REPOS)
+            },
+            True,
+        )
+        return found
+
+
+def test_a_repo_command_on_a_stack_needs_no_ci_secret_for_the_passwords_the_stack_generated(
+    tmp_path: Path, fresh_database: str, monkeypatch: pytest.MonkeyPatch, registry: FakeRegistry
+) -> None:
+    """Migrations from the checkout and integration tests run with the repo's env; its DATABASE_URL and REDIS_URL
+    reference WS_DB_PASSWORD_<REPO> and WS_CACHE_PASSWORD, which the stack generates and no CI job is given
+    (workflows.repo_secrets_in leaves them out): their values come from the stack's outputs."""
+    ports = {repo: 4100 + i for i, repo in enumerate(REPOS)}
+    loaded = load_workspace(in_registry(write_example_workspace(tmp_path, "example_ecosystem", ports), registry))
+    cache = "redis://:cache%40pw@127.0.0.1:6379/0"
+    pipeline, stack = next(
+        fake_pipeline(
+            loaded, lambda services: StackWithRoleUrls(services, fresh_database, cache), fresh_database, monkeypatch
+        )
+    )
+    for name in [*(f"WS_DB_PASSWORD_{r.upper().replace('-', '_')}" for r in REPOS), "WS_CACHE_PASSWORD"]:
+        monkeypatch.delenv(name)  # as in the generated workflow's jobs
+    runtime = pipeline.runtime
+    assert isinstance(runtime, PulumiRuntime)
+    infra = runtime.provision()
+    try:
+        env = runtime.command_env("app-agents", infra)
+        assert env["DATABASE_URL"] == "postgresql://app_agents:pw%2F1@127.0.0.1:5432/example"
+        assert env["REDIS_URL"] == cache
+        assert not any("${secret:" in value for value in env.values()), env
+    finally:
+        for service in stack.services.values():
+            service.server.shutdown()

@@ -22,10 +22,12 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from infra.deploy.runtime import Infra, MigrationRun, process_env, rendered_env
 from infra.errors import CheckFailed, UsageError, WorkspaceError
 from infra.workspace import images
+from infra.workspace.env import CACHE_PASSWORD_SECRET, SecretSource, database_password_secret, environ_secrets
 from infra.workspace.loader import read_document
 from infra.workspace.located import LoadedWorkspace
 
@@ -66,6 +68,24 @@ def kubernetes_migration_resources(repo: str) -> tuple[tuple[str, str], ...]:
         ("kubernetes:networking.k8s.io/v1:NetworkPolicy", f"{repo}-migrate-network"),
         ("kubernetes:batch/v1:Job", f"{repo}-migrate"),
     )
+
+
+def generated_secrets(outputs: Mapping[str, Any], cache_url: str) -> SecretSource:
+    """The secrets ws generates in a stack (each repo's database role password, Redis's password), read from the
+    stack's outputs (the URLs carry them); any other secret from this process's environment."""
+    generated: dict[str, str] = {}
+    database_urls = outputs.get("database_urls") or {}
+    if isinstance(database_urls, dict):
+        for repo, url in database_urls.items():
+            # as written into the URL template (env.endpoints puts the secret's text in as it is): no unquoting
+            generated[database_password_secret(str(repo))] = urlsplit(str(url)).password or ""
+    if cache_url:
+        generated[CACHE_PASSWORD_SECRET] = urlsplit(cache_url).password or ""
+
+    def lookup(name: str) -> str | None:
+        return generated[name] if name in generated else environ_secrets(name)
+
+    return lookup
 
 
 def _matches(urn: str, names: Iterable[str]) -> bool:
@@ -369,9 +389,10 @@ class PulumiRuntime:
         return str(url) if url else None
 
     def command_env(self, repo: str, infra: Infra) -> dict[str, str]:
-        """The repo's env as seen from this machine: outputs replace the container-network addresses."""
-        env = rendered_env(self.loaded, self.environment, repo)
+        """The repo's env as seen from this machine: outputs replace the container-network addresses, and give the
+        passwords the stack generated (no CI job holds them as secrets)."""
         outputs = self.outputs()
+        env = rendered_env(self.loaded, self.environment, repo, secrets=generated_secrets(outputs, infra.cache_url))
         database_urls = outputs.get("database_urls") or {}
         if isinstance(database_urls, dict) and database_urls.get(repo):
             env["DATABASE_URL"] = str(database_urls[repo])

@@ -16,7 +16,7 @@ from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from infra.errors import UsageError
-from infra.workspace.env import environ_secrets, missing_secrets, render, resolve
+from infra.workspace.env import SecretSource, environ_secrets, missing_secrets, render, resolve
 from infra.workspace.located import LoadedWorkspace
 
 
@@ -129,17 +129,22 @@ def redact(url: str) -> str:
 
 
 def rendered_env(
-    loaded: LoadedWorkspace, environment: str, repo: str, local_urls: Mapping[str, str] | None = None
+    loaded: LoadedWorkspace,
+    environment: str,
+    repo: str,
+    local_urls: Mapping[str, str] | None = None,
+    secrets: SecretSource = environ_secrets,
 ) -> dict[str, str]:
-    """The repo's resolved env as text, secrets from this process's environment (missing ones: one clear error)."""
+    """The repo's resolved env as text, secrets from ``secrets`` (by default this process's environment; missing
+    ones: one clear error)."""
     values = resolve(loaded.model, environment, repo, local_urls=local_urls)
-    missing = missing_secrets(values, environ_secrets)
+    missing = missing_secrets(values, secrets)
     if missing:
         raise UsageError(
             f"{repo} in {environment} needs secret(s) {', '.join(missing)}; export them in this shell "
             "(or as CI secrets) before deploying"
         )
-    return {key: render(value, environ_secrets) for key, value in values.items()}
+    return {key: render(value, secrets) for key, value in values.items()}
 
 
 # What a service or a repo's command (migrate, integration tests) inherits from ws's own environment: where programs

@@ -248,7 +248,7 @@ def batch_digest(data: bytes | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def batch_check_sql(target: sql.Composable, columns: list[TargetColumn]) -> sql.Composed:
+def batch_check_sql(target: sql.Composable, columns: list[TargetColumn], *, count: bool = False) -> sql.Composed:
     """One pass of PostgreSQL over an agent's stored rows with ``after < source_rowid <= last`` (named parameters
     ``agent``, ``after``, ``last``, ``others``: an array of rowids, and for each jsonb column ``docs0``,
     ``docs1``...: the native rows' non-NULL source texts as sent, in rowid order, as one JSON array). It returns,
@@ -320,6 +320,10 @@ def batch_check_sql(target: sql.Composable, columns: list[TargetColumn]) -> sql.
         sql.SQL("coalesce(sum(h) FILTER (WHERE other), 0)"),
         sql.SQL("coalesce(sum(h) FILTER (WHERE NOT other), 0)"),
     ]
+    if count:
+        outputs.append(
+            sql.SQL("(SELECT count(*) FROM {} WHERE agent_id = {})").format(target, sql.Placeholder("agent"))
+        )
     carried = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(f"d{k}")) for k in range(len(documents)))
     return sql.SQL(
         "SELECT {outputs} "

@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.copy import QueuedLibpqWriter
 
 from infra.migrate import columnar, ledger
@@ -314,6 +314,29 @@ class LazyConverter:
             agent_id, mapping, canonical_json = self.arguments
             self.convert = row_converter(agent_id, mapping, canonical_json=canonical_json)
         return self.convert(row)
+
+
+_CHECKS: dict[int, ThreadPoolExecutor] = {}  # by process id, as _PREFETCH
+
+
+def _check_pool() -> ThreadPoolExecutor:
+    """The thread that checks and commits a batch while the next one loads, one per process."""
+    pool = _CHECKS.get(os.getpid())
+    if pool is None:
+        _CHECKS.clear()
+        pool = _CHECKS[os.getpid()] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="native-check")
+    return pool
+
+
+def _second_connection(url: str) -> psycopg.Connection[Any] | None:
+    """A unit's second connection, for loading a batch while the one before is checked (None if it cannot be
+    had: the unit then goes on with its one connection)."""
+    try:
+        second = psycopg.connect(url, autocommit=True)
+    except psycopg.Error:
+        return None
+    asynchronous_commits(second)
+    return second
 
 
 _CHECK_SQL: dict[tuple[Any, ...], sql.Composed] = {}
@@ -667,13 +690,12 @@ class Migrator:
         # one's size so that it holds about columnar.BATCH_BYTES (never more than --batch-rows rows)
         limit = first_native_limit(source, rows, most)
         native_rows = 0
-        verified = 0
         validated = ""
+        checked = [0]  # batches checked so far (counted by finish, in whichever thread runs it)
         reader = columnar.NativeReader(source.path)
         # SQLite reads and Arrow encodes the next batch in a thread while PostgreSQL takes this one: both release
         # the GIL, so on two cores the reading and encoding overlap the loading and its check
         prefetch = _prefetch_pool()
-        reset = fresh
         exhausted = False
 
         def prepare(after: int | None, limit: int) -> tuple[int, columnar.SplitBatch, columnar.EncodedBatch, list[int]]:
@@ -687,7 +709,68 @@ class Migrator:
                 others = columnar.rowids(batch)
             return read.nbytes, batch, encoded, others
 
-        upcoming = prefetch.submit(prepare, progress.after, limit)
+        def load(
+            c: psycopg.Connection[Any],
+            after: int | None,
+            batch: columnar.SplitBatch,
+            encoded: columnar.EncodedBatch,
+            others: list[int],
+            first: bool,
+        ) -> tuple[BatchPayload, columnar.EncodedBatch, list[int]]:
+            """A batch's first half, on connection ``c``: open its transaction, (reset a fresh unit,) COPY."""
+            c.execute("BEGIN")
+            if first and fresh:
+                ledger.reset_unit(c, key, mapping.target_identifier, mapping.target_label, sha)
+            arguments = (copy_sql, encoder, encoded, others, sqlite_conn, source, mapping, convert, key, after, hashed)
+            try:
+                with c.transaction():  # a savepoint: a refused native value sends the batch to Python
+                    done = self._copy_native(c, *arguments)
+            except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded):
+                encoded = columnar.EncodedBatch(b"", 0, {})
+                others = columnar.rowids(batch)
+                done = self._copy_native(c, copy_sql, encoder, encoded, others, *arguments[4:])
+            done.last, done.batch = batch.last, batch.rows
+            for rule, count in encoded.rules.items():
+                done.rules[rule] = done.rules.get(rule, 0) + count
+            return done, encoded, others
+
+        def finish(
+            c: psycopg.Connection[Any],
+            after: int | None,
+            batch: columnar.SplitBatch,
+            encoded: columnar.EncodedBatch,
+            others: list[int],
+            done: BatchPayload,
+            last: bool,
+            started: float,
+        ) -> str:
+            """A batch's second half, on the connection that loaded it: check it against the source, write its
+            ledger row, commit. Returns the unit's status when this batch recorded it (its last, fresh, checked)."""
+            target_rows = None
+            if hashed:
+                # a fresh unit's last batch also counts the agent's rows in the target (every batch of it is
+                # checked here, so that count is all that is left to compare)
+                check_sql = _check_sql(mapping, fresh and last)
+                done.checksum, target_rows = self._check_native_batch(
+                    c, check_sql, source, mapping, after, batch.last, encoded, done, others
+                )
+                checked[0] += 1
+            self._commit_batch(c, key, progress, done, started, exhausted=last)
+            status = ""
+            if target_rows is not None:
+                status = self.validate_checked(c, source, mapping, progress, checked[0], target_rows)
+            c.execute("COMMIT")
+            return status
+
+        # With validation, a batch's check runs on its connection while the next batch's COPY goes through a
+        # second connection (:func:`_second_connection`): PostgreSQL checks one batch and loads the next at once.
+        # The batches still commit strictly in order: a batch's ledger row is written only after the one before
+        # has committed, and when a batch fails, the next one (not yet committed) is rolled back with it.
+        connections = [conn]
+        finishing: tuple[Future[str], BatchPayload] | None = None
+        after = progress.after
+        first = True
+        upcoming = prefetch.submit(prepare, after, limit)
         try:
             while not exhausted:
                 started = time.monotonic()
@@ -696,65 +779,41 @@ class Migrator:
                 limit = max(1, min(most, limit * columnar.BATCH_BYTES // max(1, size)))
                 if not exhausted:
                     upcoming = prefetch.submit(prepare, batch.last, limit)
-                with conn.transaction():
-                    if reset:
-                        ledger.reset_unit(conn, key, mapping.target_identifier, mapping.target_label, sha)
-                        reset = False
-                    try:
-                        with conn.transaction():  # a savepoint: a refused native value sends the batch to Python
-                            done = self._copy_native(
-                                conn,
-                                copy_sql,
-                                encoder,
-                                encoded,
-                                others,
-                                sqlite_conn,
-                                source,
-                                mapping,
-                                convert,
-                                key,
-                                progress.after,
-                                hashed,
-                            )
-                    except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded):
-                        encoded = columnar.EncodedBatch(b"", 0, {})
-                        others = columnar.rowids(batch)
-                        done = self._copy_native(
-                            conn,
-                            copy_sql,
-                            encoder,
-                            encoded,
-                            others,
-                            sqlite_conn,
-                            source,
-                            mapping,
-                            convert,
-                            key,
-                            progress.after,
-                            hashed,
-                        )
-                    done.last, done.batch, done.full = batch.last, batch.rows, not exhausted
-                    for rule, count in encoded.rules.items():
-                        done.rules[rule] = done.rules.get(rule, 0) + count
-                    target_rows = None
-                    if hashed:
-                        # a fresh unit's last batch also counts the agent's rows in the target (every batch of it is
-                        # checked here, so that count is all that is left to compare)
-                        final = fresh and exhausted
-                        check_sql = _check_sql(mapping, final)
-                        done.checksum, target_rows = self._check_native_batch(
-                            conn, check_sql, source, mapping, progress.after, batch.last, encoded, done, others
-                        )
-                        verified += 1
-                    native_rows += encoded.rows
-                    self._commit_batch(conn, key, progress, done, started, exhausted=exhausted)
-                    if target_rows is not None:
-                        validated = self.validate_checked(conn, source, mapping, progress, verified, target_rows)
-                self.observer.advance(source.agent_id, done.batch)
+                    if hashed and len(connections) == 1:
+                        second = _second_connection(self.url)
+                        if second is not None:
+                            connections.append(second)
+                c = connections[0]
+                done, encoded, others = load(c, after, batch, encoded, others, first)
+                done.full = not exhausted
+                first = False
+                native_rows += encoded.rows
+                if finishing is not None:  # the batch before, checked meanwhile: it commits first
+                    validated = finishing[0].result() or validated
+                    self.observer.advance(source.agent_id, finishing[1].batch)
+                    finishing = None
+                if len(connections) > 1 and not exhausted:
+                    future = _check_pool().submit(finish, c, after, batch, encoded, others, done, exhausted, started)
+                    finishing = (future, done)
+                    connections.reverse()
+                else:
+                    validated = finish(c, after, batch, encoded, others, done, exhausted, started) or validated
+                    self.observer.advance(source.agent_id, done.batch)
+                after = batch.last
+        except BaseException:
+            if finishing is not None:
+                wait([finishing[0]])
+            for c in connections:
+                if not c.closed and not c.broken and c.info.transaction_status != pq.TransactionStatus.IDLE:
+                    c.execute("ROLLBACK")
+            raise
         finally:
             if not upcoming.cancel():
                 wait([upcoming])  # the reader is closed next: its last read must be over
             reader.close()
+            for c in connections:
+                if c is not conn:
+                    c.close()
         # a resumed unit holds batches this run did not check: validated by its checksum over the whole table
         return native_rows, validated
 

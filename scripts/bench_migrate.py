@@ -5,7 +5,8 @@ text, JSON, blob and mixed epoch/ISO timestamp columns):
 
 * many files: N agents x M rows (default 200 files, 1,000,000 rows);
 * one large file (default 400,000 rows);
-* many small files: 2,000 files x 500 rows (the shape of many agents' memories: start-up and per-file costs).
+* many small files: 2,000 files x 500 rows (the shape of many agents' memories: start-up and per-file costs);
+* 30 MB blobs: one file of 10,000 rows where 10 blobs are 30 MB each (memory: batches are sized in bytes).
 
 For each scenario, in the same run:
 
@@ -18,9 +19,12 @@ It prints rows/s of each and the ratios, the CPU time the whole machine was busy
 workers, PostgreSQL's backends, pgloader or psql together; us/row: that per row), and the share of rows that took
 ws's native columnar path. ``--python-baseline`` adds ws with every row through Python (``--no-native``).
 
+``--rss`` (always on in the blob scenario) also runs ws with validation in a fresh process of its own and prints its
+peak RSS: the main process and the largest of its worker processes (getrusage).
+
 Targets (issue 20): ws with validation >= 0.8x raw \\copy in the many-files and the large-file scenario; the load
-alone >= 0.95x raw \\copy. Not run in tests or CI. pgloader runs one process per file, so it is skipped for
-scenarios of more than ``--pgloader-max-files`` files.
+alone >= 0.95x raw \\copy; peak RSS under 500 MB on the large file and the 30 MB blobs. Not run in tests or CI.
+pgloader runs one process per file, so it is skipped for scenarios of more than ``--pgloader-max-files`` files.
 
 pgloader comes from Debian: `sudo apt-get install -y pgloader` (the script says so and skips it when missing).
 
@@ -33,8 +37,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -158,6 +164,66 @@ def corpus(work: Path, label: str, agents: int, memories: int, conversations: in
             f"  generated {agents} file(s), {agents * (memories + conversations):,} rows in {time.monotonic() - started:.1f}s"
         )
     return sorted(folder.glob("agents/*/memory.db"))
+
+
+BLOB_BYTES = 30 * 2**20
+
+
+def blob_corpus(work: Path, blobs: int = 10, rows: int = 10_000) -> list[Path]:
+    """One agent file of ``rows`` rows (half memories, half conversations) where ``blobs`` memories carry a 30 MB
+    embedding."""
+    folder = work / "blob"
+    marker = folder / f".done-{blobs}-{rows}"
+    if not marker.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        [path] = generator().generate(folder, 1, rows // 2, rows - rows // 2, seed=7)
+        with sqlite3.connect(path) as conn:
+            step = max(1, (rows // 2) // max(1, blobs))
+            conn.execute(
+                "UPDATE memories SET embedding = randomblob(?) WHERE id % ? = 0 AND id / ? <= ?",
+                (BLOB_BYTES, step, step, blobs),
+            )
+        conn.close()
+        marker.touch()
+    return sorted(folder.glob("agents/*/memory.db"))
+
+
+RSS_SCRIPT = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from infra.migrate.load import RunOptions, run_migration
+from infra.migrate.source import SourceFile
+url, jobs, paths = sys.argv[2], int(sys.argv[3]), [Path(p) for p in sys.argv[4:]]
+sources = [SourceFile("app-agents", p.parent.name, p, str(p), "agents", {}) for p in paths]
+report = run_migration(url, sources, RunOptions(jobs=jobs))
+print(json.dumps({
+    "statuses": sorted({a.status for a in report.agents}),
+    "rows": report.rows_loaded,
+    "seconds": report.seconds,
+    "main_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    "workers_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+}))
+"""
+
+
+def bench_rss(dbs: Databases, paths: list[Path], jobs: int) -> str:
+    """ws migrate run with validation in a fresh Python process: its peak RSS and its largest worker's."""
+    url = dbs.fresh()
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_SCRIPT, str(ROOT), url, str(jobs), *map(str, paths)], capture_output=True, text=True
+    )
+    if out.returncode:
+        raise SystemExit(f"ws migrate run (RSS) failed: {out.stderr[-2000:]}")
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    if found["statuses"] != ["validated"]:
+        raise SystemExit(f"ws migrate run (RSS) ended {found['statuses']}")
+    main, worker = found["main_kib"] / 1024, found["workers_kib"] / 1024
+    verdict = "met" if max(main, worker) < 500 else "NOT met"
+    return (
+        f"peak RSS of ws migrate run (validation included, {found['rows']:,} rows in {found['seconds']:.1f}s): main "
+        f"process {main:.0f} MB, largest worker {worker:.0f} MB (target < 500 MB each: {verdict})"
+    )
 
 
 def sources(paths: list[Path]) -> list[SourceFile]:
@@ -326,7 +392,10 @@ def main() -> None:
     parser.add_argument("--large-rows", type=int, default=400_000, help="rows of the one-large-file scenario")
     parser.add_argument("--small-agents", type=int, default=2000, help="files in the many-small-files scenario")
     parser.add_argument("--small-rows", type=int, default=500, help="rows per file in the many-small-files scenario")
-    parser.add_argument("--scenarios", default="many,large,small", help="which scenarios to run (comma-separated)")
+    parser.add_argument(
+        "--scenarios", default="many,large,small", help="which scenarios to run (comma-separated; also: blob)"
+    )
+    parser.add_argument("--rss", action="store_true", help="also measure ws migrate run's peak RSS per scenario")
     parser.add_argument("--pgloader-max-files", type=int, default=200, help="skip pgloader above this many files")
     parser.add_argument(
         "--python-baseline", action="store_true", help="also run ws with every row through Python (--no-native)"
@@ -357,6 +426,7 @@ def main() -> None:
             f"one file x {args.large_rows:,} rows",
             lambda: corpus(work, "large", 1, args.large_rows // 2, args.large_rows - args.large_rows // 2),
         ),
+        "blob": (f"one file x 10,000 rows with 10 blobs of {BLOB_BYTES >> 20} MB", lambda: blob_corpus(work)),
         "small": (
             f"{args.small_agents} small files x {args.small_rows:,} rows",
             lambda: corpus(
@@ -365,12 +435,22 @@ def main() -> None:
         ),
     }
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in scenarios]
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(scenarios)}")
     summaries: dict[str, tuple[str, list[Result]]] = {}
+    memory: list[str] = []
     try:
         for key in chosen:
             title, make = scenarios[key]
             paths = make()
             print(f"\n== {title}")
+            if args.rss or key == "blob":
+                line = f"{title}: {bench_rss(dbs, paths, args.jobs)}"
+                print(f"  {line}")
+                memory.append(line)
+            if key == "blob":
+                continue
             results: list[Result] = []
             if not args.skip_pgloader and len(paths) <= args.pgloader_max_files:
                 found = bench_pgloader(dbs, paths, work)
@@ -394,6 +474,8 @@ def main() -> None:
     finally:
         dbs.drop_all()
     targets(summaries)
+    for line in memory:
+        print(f"  {line}")
 
 
 if __name__ == "__main__":

@@ -175,3 +175,43 @@ def test_a_native_batch_stored_other_than_read_is_rolled_back(
             "SELECT validation->>'method', batches FROM ws_migrate.units WHERE source_table = 'memories'"
         ).fetchone()
     assert method == ("batch-check", 3)
+
+
+def test_a_later_batch_stored_other_than_read_keeps_the_batches_before(tmp_path: Path, target_url: str) -> None:
+    """A batch is checked while the next one loads on a second connection: when the second batch fails its check,
+    the first stays committed with its ledger row, the second and the third (loaded meanwhile) roll back, and the
+    next run resumes after the first."""
+    path = agent_file(tmp_path, "changed-later")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn)
+    conn.executemany(
+        "INSERT INTO memories VALUES (?, 'fact', ?, NULL, ?, 1700000000)",
+        [(i, f"memory {i}", json.dumps({"n": i})) for i in range(1, 51)],
+    )
+    conn.commit()
+    conn.close()
+    with psycopg.connect(target_url, autocommit=True) as pg:
+        pg.execute(
+            """CREATE FUNCTION agents.change_one() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN IF NEW.source_rowid = 27 THEN NEW.content := 'changed'; END IF; RETURN NEW; END $$"""
+        )
+        pg.execute(
+            "CREATE TRIGGER change_one BEFORE INSERT ON agents.memories FOR EACH ROW EXECUTE FUNCTION agents.change_one()"
+        )
+    source = SourceFile("bot", "changed-later", path, str(path), "agents", {})
+    report = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=20))
+    unit = next(u for u in report.agents[0].units if u.source_table == "memories")
+    assert unit.status == "failed" and "after rowid 20 up to rowid 40" in unit.error
+    with psycopg.connect(target_url, autocommit=True) as pg:
+        stored = pg.execute("SELECT min(source_rowid), max(source_rowid), count(*) FROM agents.memories").fetchone()
+        assert stored == (1, 20, 20)
+        ledger = pg.execute(
+            "SELECT last_rowid, rows_loaded, batches FROM ws_migrate.units WHERE source_table = 'memories'"
+        ).fetchone()
+        assert ledger == (20, 20, 1)
+        pg.execute("DROP TRIGGER change_one ON agents.memories")
+    again = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=20))
+    unit = next(u for u in again.agents[0].units if u.source_table == "memories")
+    assert unit.status == "validated" and unit.resumed_from == 20 and unit.rows_loaded == 50
+    with psycopg.connect(target_url) as pg:
+        assert pg.execute("SELECT count(*) FROM agents.memories").fetchone() == (50,)

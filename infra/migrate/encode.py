@@ -236,8 +236,9 @@ def row_hash_sql(columns: list[TargetColumn]) -> sql.Composed:
 
 
 # The version of the in-batch check below (recorded with each validation it makes): change it whenever what it
-# compares changes.
-BATCH_CHECK_VERSION = 1
+# compares changes. 2: jsonb values compared through one parse of the sent array and jsonb's canonical text, rows
+# taken in index order (1: every sent text parsed on its own, both sides sorted inside the aggregates).
+BATCH_CHECK_VERSION = 2
 FIXED_SEND_WIDTH = {"int2": 2, "int4": 4, "int8": 8, "float4": 4, "float8": 8, "bool": 1, "timestamptz": 8}
 FIXED_SEND_WIDTH |= {"timestamp": 8, "date": 4, "uuid": 16}
 
@@ -247,29 +248,41 @@ def batch_digest(data: bytes | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def batch_check_sql(target: sql.Composable, columns: list[TargetColumn]) -> sql.Composed:
+def batch_check_sql(target: sql.Composable, columns: list[TargetColumn], *, count: bool = False) -> sql.Composed:
     """One pass of PostgreSQL over an agent's stored rows with ``after < source_rowid <= last`` (named parameters
     ``agent``, ``after``, ``last``, ``others``: an array of rowids, and for each jsonb column ``docs0``,
     ``docs1``...: the native rows' non-NULL source texts as sent, in rowid order, as one JSON array). It returns,
     over the rows not in ``others`` (the native rows), the sha256 of their binary COPY tuples with each jsonb
     field replaced by one byte (0 for NULL, 1 else), concatenated in rowid order (what :func:`batch_digest` gives
     for the same bytes built by Arrow, :func:`infra.migrate.columnar.encode`); whether each jsonb column's
-    non-NULL stored values, in rowid order, are the sent texts parsed again by PostgreSQL (jsonb keeps no text:
-    both sides are compared in its send representation); the sum of the content hashes (:func:`row_hash_sql`'s)
-    of the rows in ``others``; and that of the native rows. Every send function runs once per value (subqueries
-    fenced by OFFSET 0), and fixed-width fields get a constant length prefix."""
+    non-NULL stored values, in rowid order, are the sent texts parsed again by PostgreSQL (the sent array is
+    parsed once as one jsonb document and printed in jsonb's canonical text, ``[v1, v2, ...]``, which is compared
+    byte for byte with the stored values' canonical texts joined the same way: a value's text never holds a
+    top-level ``", "``, so equal texts mean equal values one by one); the sum of the content hashes
+    (:func:`row_hash_sql`'s) of the rows in ``others``; and that of the native rows.
+
+    The rows are read in rowid order (``ORDER BY`` in the innermost subquery: the primary key's index, or a sort)
+    and the aggregates take them in that order through projections fenced by ``OFFSET 0``, so no aggregate sorts
+    its input again (a batch of 20,000 rows sorted inside ``string_agg`` spilled to disk with the default
+    work_mem). Every send function runs once per value, the fields between jsonb fields are joined once for both
+    the hashed and the compared tuple, and fixed-width fields get a constant length prefix."""
     parts = [("agent_id", "text", True), ("source_rowid", "int8", True)] + [
         (c.name, c.type_name, c.not_null) for c in columns
     ]
     sends: list[sql.Composable] = []
-    stored: list[sql.Composable] = [sql.SQL("int2send({}::int2)").format(sql.Literal(len(parts)))]
-    sent = list(stored)
-    documents: list[sql.Composable] = []  # the framed jsonb fields
+    # the tuple, cut at its jsonb fields: segments of framed fields between them (joined once), and per jsonb
+    # field its framed value (for the hash) and its NULL flag (for the compared tuple)
+    segments: list[list[sql.Composable]] = [[sql.SQL("int2send({}::int2)").format(sql.Literal(len(parts)))]]
+    documents: list[sql.Identifier] = []  # the jsonb fields (their send form: version byte, then the text)
     for index, (name, kind, not_null) in enumerate(parts):
         field = sql.Identifier(f"f{index}")
         column = sql.Identifier("r", name)
         template = sql.SQL(NATIVE_SEND.get(kind, "textsend({c}::text)"))
         sends.append(sql.SQL("{} AS {}").format(template.format(c=column), field))
+        if kind == "jsonb":
+            documents.append(field)
+            segments.append([])
+            continue
         width = FIXED_SEND_WIDTH.get(kind)
         prefix = (
             sql.SQL("int4send(length({}))").format(field)
@@ -277,58 +290,54 @@ def batch_check_sql(target: sql.Composable, columns: list[TargetColumn]) -> sql.
             else sql.SQL("{}::bytea").format(sql.Literal(f"\\x{width:08x}"))
         )
         value = sql.SQL("{} || {}").format(prefix, field)
-        stored.append(value if not_null else sql.SQL("coalesce({}, '\\xffffffff'::bytea)").format(value))
-        if kind == "jsonb":
-            documents.append(sql.SQL("int4send(length({f})) || {f}").format(f=field))
-            sent.append(sql.SQL("CASE WHEN {} IS NULL THEN '\\x00'::bytea ELSE '\\x01'::bytea END").format(field))
-        else:
-            sent.append(stored[-1])
+        segments[-1].append(value if not_null else sql.SQL("coalesce({}, '\\xffffffff'::bytea)").format(value))
+    joined = [sql.SQL(" || ").join(s) if s else sql.SQL("''::bytea") for s in segments]
+    middle = [sql.SQL("{} AS {}").format(j, sql.Identifier(f"g{k}")) for k, j in enumerate(joined)]
+    hashed: list[sql.Composable] = [sql.Identifier("g0")]
+    compared: list[sql.Composable] = [sql.Identifier("g0")]
+    for k, field in enumerate(documents):
+        middle.append(sql.SQL("{} AS {}").format(field, sql.Identifier(f"d{k}")))
+        doc = sql.Identifier(f"d{k}")
+        hashed.append(sql.SQL("coalesce(int4send(length({d})) || {d}, '\\xffffffff'::bytea)").format(d=doc))
+        compared.append(sql.SQL("CASE WHEN {} IS NULL THEN '\\x00'::bytea ELSE '\\x01'::bytea END").format(doc))
+        hashed.append(sql.Identifier(f"g{k + 1}"))
+        compared.append(sql.Identifier(f"g{k + 1}"))
     outputs: list[sql.Composable] = [
-        sql.SQL("sha256(string_agg({}, ''::bytea ORDER BY source_rowid) FILTER (WHERE NOT other))").format(
-            sql.Identifier("sent" if documents else "t")
-        )
+        sql.SQL("sha256(string_agg({}, ''::bytea) FILTER (WHERE NOT other))").format(sql.Identifier("sent"))
     ]
     checks: list[sql.Composable] = []
     for k in range(len(documents)):
         doc = sql.Identifier(f"d{k}")
-        expected = sql.SQL(
-            "(SELECT sha256(string_agg(int4send(length(x)) || x, ''::bytea ORDER BY o)) "
-            "FROM (SELECT o, jsonb_send(v::jsonb) AS x "
-            "FROM json_array_elements(convert_from({p}, 'UTF8')::json) WITH ORDINALITY AS e(v, o)) u)"
-        ).format(p=sql.Placeholder(f"docs{k}"))
+        # jsonb_send: version byte 1, then jsonb's text; substr(.., 2): the stored value's text
         checks.append(
             sql.SQL(
-                "sha256(string_agg({d}, ''::bytea ORDER BY source_rowid) FILTER (WHERE NOT other AND {d} IS NOT NULL)) "
-                "IS NOT DISTINCT FROM {e}"
-            ).format(d=doc, e=expected)
+                "jsonb_send(convert_from({p}, 'UTF8')::jsonb) = '\\x015b'::bytea || coalesce(string_agg(substr({d}, 2), "
+                "'\\x2c20'::bytea) FILTER (WHERE NOT other AND {d} IS NOT NULL), ''::bytea) || '\\x5d'::bytea"
+            ).format(p=sql.Placeholder(f"docs{k}"), d=doc)
         )
     outputs.append(sql.SQL(" AND ").join(checks) if checks else sql.SQL("true"))
     outputs += [
         sql.SQL("coalesce(sum(h) FILTER (WHERE other), 0)"),
         sql.SQL("coalesce(sum(h) FILTER (WHERE NOT other), 0)"),
     ]
-    middle = [sql.SQL("{} AS t").format(sql.SQL(" || ").join(stored))]
-    if documents:
-        middle.append(sql.SQL("{} AS sent").format(sql.SQL(" || ").join(sent)))
-        middle += [sql.SQL("{} AS {}").format(d, sql.Identifier(f"d{k}")) for k, d in enumerate(documents)]
-    carried = (
-        sql.SQL("").join(
-            sql.SQL(", {}").format(sql.Identifier(n)) for n in (["sent"] + [f"d{k}" for k in range(len(documents))])
+    if count:
+        outputs.append(
+            sql.SQL("(SELECT count(*) FROM {} WHERE agent_id = {})").format(target, sql.Placeholder("agent"))
         )
-        if documents
-        else sql.SQL("")
-    )
+    carried = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(f"d{k}")) for k in range(len(documents)))
     return sql.SQL(
         "SELECT {outputs} "
-        "FROM (SELECT source_rowid, t{carried}, source_rowid = ANY({others}) AS other, "
-        "('x' || left(md5(t), 16))::bit(64)::bigint AS h "
+        "FROM (SELECT sent{carried}, other, ('x' || left(md5(t), 16))::bit(64)::bigint AS h "
+        "FROM (SELECT {hashed} AS t, {compared} AS sent{carried}, source_rowid = ANY({others}) AS other "
         "FROM (SELECT source_rowid, {middle} "
         "FROM (SELECT r.source_rowid, {sends} FROM {target} AS r "
-        "WHERE r.agent_id = {agent} AND r.source_rowid > {after} AND r.source_rowid <= {last} OFFSET 0) s "
-        "OFFSET 0) f) h"
+        "WHERE r.agent_id = {agent} AND r.source_rowid > {after} AND r.source_rowid <= {last} "
+        "ORDER BY r.source_rowid OFFSET 0) s OFFSET 0) g OFFSET 0) f) h"
     ).format(
         outputs=sql.SQL(", ").join(outputs),
         carried=carried,
+        hashed=sql.SQL(" || ").join(hashed),
+        compared=sql.SQL(" || ").join(compared),
         middle=sql.SQL(", ").join(middle),
         sends=sql.SQL(", ").join(sends),
         target=target,

@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.copy import QueuedLibpqWriter
 
 from infra.migrate import columnar, ledger
@@ -316,6 +316,41 @@ class LazyConverter:
         return self.convert(row)
 
 
+_CHECKS: dict[int, ThreadPoolExecutor] = {}  # by process id, as _PREFETCH
+
+
+def _check_pool() -> ThreadPoolExecutor:
+    """The thread that checks and commits a batch while the next one loads, one per process."""
+    pool = _CHECKS.get(os.getpid())
+    if pool is None:
+        _CHECKS.clear()
+        pool = _CHECKS[os.getpid()] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="native-check")
+    return pool
+
+
+def _second_connection(url: str) -> psycopg.Connection[Any] | None:
+    """A unit's second connection, for loading a batch while the one before is checked (None if it cannot be
+    had: the unit then goes on with its one connection)."""
+    try:
+        second = psycopg.connect(url, autocommit=True)
+    except psycopg.Error:
+        return None
+    asynchronous_commits(second)
+    return second
+
+
+_CHECK_SQL: dict[tuple[Any, ...], sql.Composed] = {}
+
+
+def _check_sql(mapping: TableMapping, count: bool) -> sql.Composed:
+    """A table's in-batch check (:func:`encode.batch_check_sql`), built once per target and column list."""
+    key = (mapping.namespace, mapping.target_name, tuple(mapping.target_columns), count)
+    found = _CHECK_SQL.get(key)
+    if found is None:
+        found = _CHECK_SQL[key] = batch_check_sql(mapping.target_identifier, mapping.target_columns, count=count)
+    return found
+
+
 class BatchMismatch(Exception):
     """A native batch's stored rows differ from the source's (found inside its transaction, which rolls back)."""
 
@@ -502,9 +537,9 @@ class Migrator:
         result.rows_loaded, result.rows_rejected = progress.rows_loaded, progress.rows_rejected
         result.rules, result.seconds = dict(sorted(progress.rules.items())), progress.seconds
         if self.options.validate and checked:
-            # every batch was compared with the source in its own transaction (_check_native_batch): what is left
-            # is that the table holds exactly the rows the ledger counts
-            result.status = self.validate_checked(conn, source, mapping, progress, checked)
+            # every batch was compared with the source in its own transaction (_check_native_batch), and the last
+            # one also counted the table's rows of the agent and recorded the outcome (validate_checked)
+            result.status = checked
         elif self.options.validate:
             result.status = self.validate_loaded(
                 conn, sqlite_conn, source, sha, mapping, progress.rows_loaded, progress.checksum
@@ -572,11 +607,11 @@ class Migrator:
         progress: UnitProgress,
         *,
         fresh: bool,
-    ) -> tuple[int, int]:
+    ) -> tuple[int, str]:
         """Batches in rowid order, each one transaction: (the unit's reset, before the first batch of a fresh
         start,) the COPY of its rows, its rejects and kept raw values, and the ledger's new position. Returns how
-        many rows took the native path, and how many batches were checked against the source in their own
-        transaction when every batch of the unit was (else 0)."""
+        many rows took the native path, and when every batch of the unit was checked against the source in its
+        own transaction, the unit's status recorded with the last one (validated or mismatch; else "")."""
         key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
         hashed = progress.checksum is not None
         encoder = RowEncoder(mapping.target_columns, binary=self.options.copy_format == "binary")
@@ -622,7 +657,7 @@ class Migrator:
         finally:
             reader.close()
             helper.close()
-        return 0, 0
+        return 0, ""
 
     def _load_native_batches(
         self,
@@ -637,7 +672,7 @@ class Migrator:
         encoder: RowEncoder,
         *,
         fresh: bool,
-    ) -> tuple[int, int]:
+    ) -> tuple[int, str]:
         """The batches of a table that takes the native path (:mod:`infra.migrate.columnar`): SQLite reads each
         batch into Arrow and tells its clean rows, whose binary COPY tuples Arrow builds; the other rows go through
         the Python converters into the same COPY. Each batch is one transaction with its ledger row, as on the
@@ -649,19 +684,18 @@ class Migrator:
         hashed = progress.checksum is not None
         table = columnar.NativeTable.of(mapping)
         copy_sql = mapping.copy_sql(True)
-        check_sql = batch_check_sql(mapping.target_identifier, mapping.target_columns)
         most = max(1, self.options.batch_rows)
         # batches are sized in bytes too: the first as if the whole file were this table's rows (so a small table
         # is read in one batch, and a table of large values starts small), each next one is scaled from the last
         # one's size so that it holds about columnar.BATCH_BYTES (never more than --batch-rows rows)
         limit = first_native_limit(source, rows, most)
         native_rows = 0
-        verified = 0
+        validated = ""
+        checked = [0]  # batches checked so far (counted by finish, in whichever thread runs it)
         reader = columnar.NativeReader(source.path)
         # SQLite reads and Arrow encodes the next batch in a thread while PostgreSQL takes this one: both release
         # the GIL, so on two cores the reading and encoding overlap the loading and its check
         prefetch = _prefetch_pool()
-        reset = fresh
         exhausted = False
 
         def prepare(after: int | None, limit: int) -> tuple[int, columnar.SplitBatch, columnar.EncodedBatch, list[int]]:
@@ -675,7 +709,68 @@ class Migrator:
                 others = columnar.rowids(batch)
             return read.nbytes, batch, encoded, others
 
-        upcoming = prefetch.submit(prepare, progress.after, limit)
+        def load(
+            c: psycopg.Connection[Any],
+            after: int | None,
+            batch: columnar.SplitBatch,
+            encoded: columnar.EncodedBatch,
+            others: list[int],
+            first: bool,
+        ) -> tuple[BatchPayload, columnar.EncodedBatch, list[int]]:
+            """A batch's first half, on connection ``c``: open its transaction, (reset a fresh unit,) COPY."""
+            c.execute("BEGIN")
+            if first and fresh:
+                ledger.reset_unit(c, key, mapping.target_identifier, mapping.target_label, sha)
+            arguments = (copy_sql, encoder, encoded, others, sqlite_conn, source, mapping, convert, key, after, hashed)
+            try:
+                with c.transaction():  # a savepoint: a refused native value sends the batch to Python
+                    done = self._copy_native(c, *arguments)
+            except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded):
+                encoded = columnar.EncodedBatch(b"", 0, {})
+                others = columnar.rowids(batch)
+                done = self._copy_native(c, copy_sql, encoder, encoded, others, *arguments[4:])
+            done.last, done.batch = batch.last, batch.rows
+            for rule, count in encoded.rules.items():
+                done.rules[rule] = done.rules.get(rule, 0) + count
+            return done, encoded, others
+
+        def finish(
+            c: psycopg.Connection[Any],
+            after: int | None,
+            batch: columnar.SplitBatch,
+            encoded: columnar.EncodedBatch,
+            others: list[int],
+            done: BatchPayload,
+            last: bool,
+            started: float,
+        ) -> str:
+            """A batch's second half, on the connection that loaded it: check it against the source, write its
+            ledger row, commit. Returns the unit's status when this batch recorded it (its last, fresh, checked)."""
+            target_rows = None
+            if hashed:
+                # a fresh unit's last batch also counts the agent's rows in the target (every batch of it is
+                # checked here, so that count is all that is left to compare)
+                check_sql = _check_sql(mapping, fresh and last)
+                done.checksum, target_rows = self._check_native_batch(
+                    c, check_sql, source, mapping, after, batch.last, encoded, done, others
+                )
+                checked[0] += 1
+            self._commit_batch(c, key, progress, done, started, exhausted=last)
+            status = ""
+            if target_rows is not None:
+                status = self.validate_checked(c, source, mapping, progress, checked[0], target_rows)
+            c.execute("COMMIT")
+            return status
+
+        # With validation, a batch's check runs on its connection while the next batch's COPY goes through a
+        # second connection (:func:`_second_connection`): PostgreSQL checks one batch and loads the next at once.
+        # The batches still commit strictly in order: a batch's ledger row is written only after the one before
+        # has committed, and when a batch fails, the next one (not yet committed) is rolled back with it.
+        connections = [conn]
+        finishing: tuple[Future[str], BatchPayload] | None = None
+        after = progress.after
+        first = True
+        upcoming = prefetch.submit(prepare, after, limit)
         try:
             while not exhausted:
                 started = time.monotonic()
@@ -684,60 +779,43 @@ class Migrator:
                 limit = max(1, min(most, limit * columnar.BATCH_BYTES // max(1, size)))
                 if not exhausted:
                     upcoming = prefetch.submit(prepare, batch.last, limit)
-                with conn.transaction():
-                    if reset:
-                        ledger.reset_unit(conn, key, mapping.target_identifier, mapping.target_label, sha)
-                        reset = False
-                    try:
-                        with conn.transaction():  # a savepoint: a refused native value sends the batch to Python
-                            done = self._copy_native(
-                                conn,
-                                copy_sql,
-                                encoder,
-                                encoded,
-                                others,
-                                sqlite_conn,
-                                source,
-                                mapping,
-                                convert,
-                                key,
-                                progress.after,
-                                hashed,
-                            )
-                    except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded):
-                        encoded = columnar.EncodedBatch(b"", 0, {})
-                        others = columnar.rowids(batch)
-                        done = self._copy_native(
-                            conn,
-                            copy_sql,
-                            encoder,
-                            encoded,
-                            others,
-                            sqlite_conn,
-                            source,
-                            mapping,
-                            convert,
-                            key,
-                            progress.after,
-                            hashed,
-                        )
-                    done.last, done.batch, done.full = batch.last, batch.rows, not exhausted
-                    for rule, count in encoded.rules.items():
-                        done.rules[rule] = done.rules.get(rule, 0) + count
-                    if hashed:
-                        done.checksum = self._check_native_batch(
-                            conn, check_sql, source, mapping, progress.after, batch.last, encoded, done, others
-                        )
-                        verified += 1
-                    native_rows += encoded.rows
-                    self._commit_batch(conn, key, progress, done, started, exhausted=exhausted)
-                self.observer.advance(source.agent_id, done.batch)
+                    if hashed and len(connections) == 1:
+                        second = _second_connection(self.url)
+                        if second is not None:
+                            connections.append(second)
+                c = connections[0]
+                done, encoded, others = load(c, after, batch, encoded, others, first)
+                done.full = not exhausted
+                first = False
+                native_rows += encoded.rows
+                if finishing is not None:  # the batch before, checked meanwhile: it commits first
+                    validated = finishing[0].result() or validated
+                    self.observer.advance(source.agent_id, finishing[1].batch)
+                    finishing = None
+                if len(connections) > 1 and not exhausted:
+                    future = _check_pool().submit(finish, c, after, batch, encoded, others, done, exhausted, started)
+                    finishing = (future, done)
+                    connections.reverse()
+                else:
+                    validated = finish(c, after, batch, encoded, others, done, exhausted, started) or validated
+                    self.observer.advance(source.agent_id, done.batch)
+                after = batch.last
+        except BaseException:
+            if finishing is not None:
+                wait([finishing[0]])
+            for c in connections:
+                if not c.closed and not c.broken and c.info.transaction_status != pq.TransactionStatus.IDLE:
+                    c.execute("ROLLBACK")
+            raise
         finally:
             if not upcoming.cancel():
                 wait([upcoming])  # the reader is closed next: its last read must be over
             reader.close()
+            for c in connections:
+                if c is not conn:
+                    c.close()
         # a resumed unit holds batches this run did not check: validated by its checksum over the whole table
-        return native_rows, verified if fresh and hashed else 0
+        return native_rows, validated
 
     def _check_native_batch(
         self,
@@ -750,14 +828,15 @@ class Migrator:
         encoded: columnar.EncodedBatch,
         done: BatchPayload,
         others: list[int],
-    ) -> int:
+    ) -> tuple[int, int | None]:
         """Inside a native batch's transaction, after its COPY: compare the rows PostgreSQL stored with the source,
         every row and every column, in one pass of PostgreSQL over the batch (:func:`encode.batch_check_sql`). The
         native rows: the sha256 of their stored rows' binary COPY tuples in rowid order against that of the tuples
         Arrow built from the SQLite batch (one C call over the sent bytes); the rows that went through Python:
         the sum of their stored rows' content hashes against the one Python computed from the tuples it sent.
         Returns the batch's checksum contribution (every row's content hash: equal on both sides once the bytes
-        are); a difference rolls the batch back and fails the unit, so nothing unchecked is ever committed."""
+        are) and, when ``check_sql`` counts them, the agent's rows in the target; a difference rolls the batch back
+        and fails the unit, so nothing unchecked is ever committed."""
         parameters = {
             "others": others,
             "agent": source.agent_id,
@@ -767,7 +846,7 @@ class Migrator:
         }
         found = conn.execute(check_sql, parameters).fetchone()
         assert found is not None
-        stored_digest, documents_equal, others_sum, native_sum = found
+        stored_digest, documents_equal, others_sum, native_sum = found[:4]
         sent_digest = batch_digest(encoded.checked) if encoded.rows else None
         stored = None if stored_digest is None else bytes(stored_digest)
         if stored != sent_digest or not documents_equal or int(others_sum) != done.checksum:
@@ -777,7 +856,7 @@ class Migrator:
                 "stored differ from the rows read from the source; the batch was rolled back. Run `ws migrate run` "
                 "again; if it fails the same way, report it with this file"
             )
-        return int(others_sum) + int(native_sum)
+        return int(others_sum) + int(native_sum), (int(found[4]) if len(found) > 4 else None)
 
     def _copy_native(
         self,
@@ -913,15 +992,12 @@ class Migrator:
         mapping: TableMapping,
         progress: UnitProgress,
         batches: int,
+        target_rows: int,
     ) -> str:
         """A unit whose every batch this run compared with the source inside the batch's own transaction (the
         stored rows' tuples against the source's, :meth:`_check_native_batch`): validated when the table holds
-        exactly the rows the ledger counts for the agent (nothing lost, nothing left from elsewhere)."""
-        found = conn.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE agent_id = %s").format(mapping.target_identifier),
-            (source.agent_id,),
-        ).fetchone()
-        target_rows = int(found[0]) if found else -1
+        exactly the rows the ledger counts for the agent (nothing lost, nothing left from elsewhere; counted by
+        the last batch's check, in whose transaction this is recorded)."""
         detail = {
             "method": "batch-check",
             "version": BATCH_CHECK_VERSION,

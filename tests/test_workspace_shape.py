@@ -152,3 +152,10 @@ def test_a_model_is_immutable_compared_by_its_fields_and_checked_by_its_post_ini
     assert shape.replace(box, size=5) == Box(name="box", size=5)
     with pytest.raises(ValueError, match="kind b needs size 2"):
         shape.replace(box, kind="b", size=1)
+
+
+def test_an_error_shows_the_value_as_written_not_as_converted() -> None:
+    with pytest.raises(ShapeErrors) as caught:
+        shape.validate(Box, {"name": "box", "probe": {"timeout": 0}})
+    (error,) = caught.value.errors
+    assert error.type == "greater_than" and error.input == 0 and type(error.input) is int

@@ -15,6 +15,7 @@ and their error types and messages are pydantic's, so that messages users learne
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import types
 import typing
@@ -42,7 +43,9 @@ class Model:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         specs = list(cls.__model_fields__)  # a model's own fields follow its base model's
-        for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        # the class's own annotations (inspect is imported by dataclasses already; on Python 3.14 they are
+        # evaluated lazily and no longer in the class's __dict__)
+        for name, annotation in inspect.get_annotations(cls).items():
             if typing.get_origin(annotation) is typing.ClassVar or annotation is typing.ClassVar:
                 continue
             default: Any = cls.__dict__.get(name, dataclasses.MISSING)
@@ -369,7 +372,7 @@ def _annotated(base: Any, metadata: Sequence[Any]) -> Check:
         if result is BAD or result is None:  # the limits of `Annotated[X | None, ...]` are X's
             return result
         for limit in limits:
-            error = _broken(limit, result, loc)
+            error = _broken(limit, result, loc, value)
             if error is not None:
                 errors.append(error)
                 return BAD
@@ -382,12 +385,13 @@ def _plural(count: int | float, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def _broken(limit: Any, value: Any, loc: Loc) -> ShapeError | None:
-    """The error of ``value`` against one limit, or None when it holds."""
+def _broken(limit: Any, value: Any, loc: Loc, written: Any) -> ShapeError | None:
+    """The error of ``value`` against one limit, or None when it holds; ``written`` is the value as the document
+    has it (``0``, where the number checked is ``0.0``)."""
     if isinstance(limit, Pattern):
         if limit.compiled.search(value) is None:
             message = f"String should match pattern '{limit.regex}'"
-            return ShapeError(loc, "string_pattern_mismatch", message, value, {"pattern": limit.regex})
+            return ShapeError(loc, "string_pattern_mismatch", message, written, {"pattern": limit.regex})
         return None
     if isinstance(limit, Ge | Le | Gt):
         holds = {Ge: value >= limit.value, Le: value <= limit.value, Gt: value > limit.value}[type(limit)]
@@ -398,23 +402,23 @@ def _broken(limit: Any, value: Any, loc: Loc) -> ShapeError | None:
             Le: ("less_than_equal", "less than or equal to"),
             Gt: ("greater_than", "greater than"),
         }[type(limit)]
-        return ShapeError(loc, error_type, f"Input should be {words} {limit.value}", value)
+        return ShapeError(loc, error_type, f"Input should be {words} {limit.value}", written)
     length = len(value)
     if isinstance(value, str):
         if isinstance(limit, MinLen) and length < limit.value:
             message = f"String should have at least {_plural(limit.value, 'character')}"
-            return ShapeError(loc, "string_too_short", message, value)
+            return ShapeError(loc, "string_too_short", message, written)
         if isinstance(limit, MaxLen) and length > limit.value:
             message = f"String should have at most {_plural(limit.value, 'character')}"
-            return ShapeError(loc, "string_too_long", message, value)
+            return ShapeError(loc, "string_too_long", message, written)
         return None
     kind = "Dictionary" if isinstance(value, dict) else "List"
     if isinstance(limit, MinLen) and length < limit.value:
         message = f"{kind} should have at least {_plural(limit.value, 'item')} after validation, not {length}"
-        return ShapeError(loc, "too_short", message, value)
+        return ShapeError(loc, "too_short", message, written)
     if isinstance(limit, MaxLen) and length > limit.value:
         message = f"{kind} should have at most {_plural(limit.value, 'item')} after validation, not {length}"
-        return ShapeError(loc, "too_long", message, value)
+        return ShapeError(loc, "too_long", message, written)
     return None
 
 
@@ -473,8 +477,8 @@ def _model(model: type[Any]) -> Check:
     message = f"Input should be a valid dictionary or instance of {name}"
 
     def check(value: Any, loc: Loc, errors: list[ShapeError]) -> Any:
-        if not plan:
-            plan.extend((f.key, f.name, _check_of(f.annotation), f.required) for f in fields_of(model).values())
+        if not plan:  # built whole, then published: another thread sees it empty or complete
+            plan[:] = [(f.key, f.name, _check_of(f.annotation), f.required) for f in fields_of(model).values()]
         if not isinstance(value, dict):
             errors.append(ShapeError(loc, "model_type", message, value, {"class_name": name}))
             return BAD

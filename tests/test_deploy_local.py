@@ -252,3 +252,69 @@ def test_a_deployer_killed_before_it_recorded_its_supervisor_leaves_no_service_b
             os.killpg(pid, signal.SIGKILL)
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+STDIN_CLOSED = """
+import os, sys
+from pathlib import Path
+from infra.deploy.health import wait_healthy
+from infra.deploy.local import LocalRuntime
+from infra.workspace.loader import load_workspace
+from infra.workspace.model import Health
+
+repo, port = sys.argv[2], sys.argv[3]
+runtime = LocalRuntime(load_workspace(Path(sys.argv[1])), "local")
+runtime.deploy(repo, "v1")
+gate = Health(timeout=2, retries=0, interval=0.05, start_period=60)
+result = wait_healthy(f"http://127.0.0.1:{port}/health", gate, lambda: runtime.alive(repo))
+runtime.stop(repo)
+print("healthy" if result.ok else "not healthy: " + runtime.logs(repo, 5))
+"""
+
+
+def test_a_service_starts_when_ws_runs_with_stdin_closed(tmp_path: Path, postgres_url: str, redis_url: str) -> None:
+    """With fd 0 closed, the start pipe's read end would be fd 0, which the supervisor's /dev/null stdin replaces."""
+    name = f"ws_local_{uuid.uuid4().hex[:10]}"
+    ports = {repo: free_port() for repo in REPOS}
+    path = write_example_workspace(tmp_path, name, ports)
+    env = {**os.environ, "DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", STDIN_CLOSED, str(path), PRIMARY, str(ports[PRIMARY])],
+            env=env,
+            capture_output=True,
+            preexec_fn=lambda: os.close(0),  # the child closes its own stdin before it runs python
+            timeout=120,
+        )
+        assert done.stdout.decode().strip() == "healthy", done.stdout.decode() + done.stderr.decode()[-2000:]
+    finally:
+        for pid in supervisors_on(ports[PRIMARY]):
+            os.killpg(pid, signal.SIGKILL)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_supervisor_that_cannot_be_started_leaves_no_open_pipe(
+    tmp_path: Path, postgres_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"ws_local_{uuid.uuid4().hex[:10]}"
+    ports = {repo: free_port() for repo in REPOS}
+    loaded = load_workspace(write_example_workspace(tmp_path, name, ports))
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    runtime = LocalRuntime(loaded, "local")
+
+    def cannot_start(*args: object) -> subprocess.Popen[bytes]:
+        raise OSError(24, "Too many open files")  # what Popen raises when the machine is out of descriptors
+
+    monkeypatch.setattr(runtime, "_spawn_supervisor", cannot_start)
+    try:
+        runtime.infra()
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(5):
+            with pytest.raises(OSError, match="Too many open files"):
+                runtime.deploy(PRIMARY, "v1")
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

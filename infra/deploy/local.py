@@ -84,6 +84,19 @@ def stop_group(pgid: int, timeout: float = STOP_TIMEOUT, reap: subprocess.Popen[
         time.sleep(0.02)
 
 
+def _start_pipe() -> tuple[int, int]:
+    """A pipe for the supervisor's start handshake whose ends are not 0, 1 or 2: with ws's own stdin or stdout
+    closed, the pipe would get that number, and the child's /dev/null stdin or log stdout would replace it."""
+    read, write = os.pipe()
+    ends = []
+    for fd in (read, write):
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) if fd < 3 else fd
+        if moved != fd:
+            os.close(fd)
+        ends.append(moved)
+    return ends[0], ends[1]
+
+
 def supervisor_identity(pid: int, timeout: float = 5.0) -> ProcessIdentity | None:
     """The identity of a supervisor just started. Popen returns once the exec began, possibly before the kernel
     set the new command line up: look until it shows the supervisor."""
@@ -333,12 +346,14 @@ class LocalRuntime:
         # The supervisor starts the service once it reads "start" from this pipe, written after services.json
         # records it: killed in between, ws closes the pipe unread and the supervisor exits instead of leaving an
         # unrecorded service on the port.
-        start_read, start_write = os.pipe()
+        start_read, start_write = _start_pipe()
         try:
-            child = self._spawn_supervisor(repo, version, spec.service.run.local, directory, env, log_path, start_read)
-        finally:
-            os.close(start_read)
-        try:
+            try:
+                child = self._spawn_supervisor(
+                    repo, version, spec.service.run.local, directory, env, log_path, start_read
+                )
+            finally:
+                os.close(start_read)
             self._children[child.pid] = child
             started = supervisor_identity(child.pid)
             with self._state_lock():

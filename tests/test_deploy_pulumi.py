@@ -634,3 +634,17 @@ def test_a_repo_command_on_a_stack_needs_no_ci_secret_for_the_passwords_the_stac
     finally:
         for service in stack.services.values():
             service.server.shutdown()
+
+
+def test_generated_secrets_read_outputs_and_leave_a_users_own_password_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.deploy.pulumi_runtime import generated_secrets
+
+    monkeypatch.delenv("WS_CACHE_PASSWORD", raising=False)
+    monkeypatch.delenv("WS_DB_PASSWORD_CORE", raising=False)
+    outputs = {"database_urls": {"core": "postgresql://core:s3cret@db:5432/x", "api": "postgresql://api@db/x"}}
+    lookup = generated_secrets(outputs, "redis://:cachepw@redis:6379/0")
+    assert lookup("WS_DB_PASSWORD_CORE") == "s3cret" and lookup("WS_CACHE_PASSWORD") == "cachepw"
+    assert lookup("WS_DB_PASSWORD_API") is None  # no password in the URL: missing, not empty
+    assert generated_secrets({}, "redis://:ab[cd@redis:6379/0")("WS_CACHE_PASSWORD") is None  # no traceback
+    monkeypatch.setenv("WS_CACHE_PASSWORD", "the-users-own")  # an external Redis: the user's password wins
+    assert generated_secrets(outputs, "redis://:cachepw@redis:6379/0")("WS_CACHE_PASSWORD") == "the-users-own"

@@ -71,19 +71,29 @@ def kubernetes_migration_resources(repo: str) -> tuple[tuple[str, str], ...]:
 
 
 def generated_secrets(outputs: Mapping[str, Any], cache_url: str) -> SecretSource:
-    """The secrets ws generates in a stack (each repo's database role password, Redis's password), read from the
-    stack's outputs (the URLs carry them); any other secret from this process's environment."""
+    """Secrets from this process's environment, else the ones ws generates in a stack (each repo's database role
+    password, Redis's password) as the stack's output URLs carry them. An environment value wins: an external
+    Redis's password is the user's, not generated. A URL without a password, or one that does not parse, gives
+    nothing (the command then names the missing secret)."""
     generated: dict[str, str] = {}
     database_urls = outputs.get("database_urls") or {}
-    if isinstance(database_urls, dict):
-        for repo, url in database_urls.items():
+    urls = (
+        [(database_password_secret(str(r)), str(u)) for r, u in database_urls.items()]
+        if isinstance(database_urls, dict)
+        else []
+    )
+    for name, url in [*urls, (CACHE_PASSWORD_SECRET, cache_url)]:
+        try:
             # as written into the URL template (env.endpoints puts the secret's text in as it is): no unquoting
-            generated[database_password_secret(str(repo))] = urlsplit(str(url)).password or ""
-    if cache_url:
-        generated[CACHE_PASSWORD_SECRET] = urlsplit(cache_url).password or ""
+            password = urlsplit(url).password
+        except ValueError:
+            continue
+        if password:
+            generated[name] = password
 
     def lookup(name: str) -> str | None:
-        return generated[name] if name in generated else environ_secrets(name)
+        found = environ_secrets(name)
+        return found if found is not None else generated.get(name)
 
     return lookup
 

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 import pytest
@@ -227,31 +229,45 @@ def supervisors_on(port: int) -> list[int]:
     return found
 
 
-def test_a_deployer_killed_before_it_recorded_its_supervisor_leaves_no_service_behind(
-    tmp_path: Path, postgres_url: str, redis_url: str
-) -> None:
-    """kill -9 of `ws deploy` right after it started a service's supervisor, before services.json names it: the
-    supervisor must not start an unrecorded service that holds the port (the next deploy or rollback would find the
-    port "in use by a process ws does not manage")."""
+class Example(NamedTuple):
+    path: Path  # workspace.yaml
+    ports: dict[str, int]
+    env: dict[str, str]  # this process's environment with the servers' URLs
+
+
+@pytest.fixture
+def example(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Example]:
+    """The example workspace on free ports with a database of its own; afterwards no supervisor of its primary is
+    left (whatever the test did) and the database is gone."""
     name = f"ws_local_{uuid.uuid4().hex[:10]}"
     ports = {repo: free_port() for repo in REPOS}
-    path = write_example_workspace(tmp_path, name, ports)
     env = {**os.environ, "DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", KILLED_AFTER_SPAWN, str(path), PRIMARY], env=env, capture_output=True, timeout=120
-        )
-        assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
-        deadline = time.monotonic() + 10
-        while supervisors_on(ports[PRIMARY]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert supervisors_on(ports[PRIMARY]) == []
-        assert not probe(f"http://127.0.0.1:{ports[PRIMARY]}/health", 0.5).ok
+        yield Example(write_example_workspace(tmp_path, name, ports), ports, env)
     finally:
-        for pid in supervisors_on(ports[PRIMARY]):  # before the fix: the orphan and its service
+        for pid in supervisors_on(ports[PRIMARY]):
             os.killpg(pid, signal.SIGKILL)
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_deployer_killed_before_it_recorded_its_supervisor_leaves_no_service_behind(example: Example) -> None:
+    """kill -9 of `ws deploy` right after it started a service's supervisor, before services.json names it: the
+    supervisor must not start an unrecorded service that holds the port (the next deploy or rollback would find the
+    port "in use by a process ws does not manage")."""
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_SPAWN, str(example.path), PRIMARY],
+        env=example.env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    port = example.ports[PRIMARY]
+    deadline = time.monotonic() + 10
+    while supervisors_on(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert supervisors_on(port) == []
+    assert not probe(f"http://127.0.0.1:{port}/health", 0.5).ok
 
 
 STDIN_CLOSED = """
@@ -272,49 +288,32 @@ print("healthy" if result.ok else "not healthy: " + runtime.logs(repo, 5))
 """
 
 
-def test_a_service_starts_when_ws_runs_with_stdin_closed(tmp_path: Path, postgres_url: str, redis_url: str) -> None:
+def test_a_service_starts_when_ws_runs_with_stdin_closed(example: Example) -> None:
     """With fd 0 closed, the start pipe's read end would be fd 0, which the supervisor's /dev/null stdin replaces."""
-    name = f"ws_local_{uuid.uuid4().hex[:10]}"
-    ports = {repo: free_port() for repo in REPOS}
-    path = write_example_workspace(tmp_path, name, ports)
-    env = {**os.environ, "DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", STDIN_CLOSED, str(path), PRIMARY, str(ports[PRIMARY])],
-            env=env,
-            capture_output=True,
-            preexec_fn=lambda: os.close(0),  # the child closes its own stdin before it runs python
-            timeout=120,
-        )
-        assert done.stdout.decode().strip() == "healthy", done.stdout.decode() + done.stderr.decode()[-2000:]
-    finally:
-        for pid in supervisors_on(ports[PRIMARY]):
-            os.killpg(pid, signal.SIGKILL)
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    done = subprocess.run(
+        [sys.executable, "-c", STDIN_CLOSED, str(example.path), PRIMARY, str(example.ports[PRIMARY])],
+        env=example.env,
+        capture_output=True,
+        preexec_fn=lambda: os.close(0),  # the child closes its own stdin before it runs python
+        timeout=120,
+    )
+    assert done.stdout.decode().strip() == "healthy", done.stdout.decode() + done.stderr.decode()[-2000:]
 
 
 def test_a_supervisor_that_cannot_be_started_leaves_no_open_pipe(
-    tmp_path: Path, postgres_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    example: Example, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = f"ws_local_{uuid.uuid4().hex[:10]}"
-    ports = {repo: free_port() for repo in REPOS}
-    loaded = load_workspace(write_example_workspace(tmp_path, name, ports))
-    monkeypatch.setenv("DATABASE_URL", postgres_url)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    runtime = LocalRuntime(loaded, "local")
+    for variable in ("DATABASE_URL", "REDIS_URL"):
+        monkeypatch.setenv(variable, example.env[variable])
+    runtime = LocalRuntime(load_workspace(example.path), "local")
 
     def cannot_start(*args: object) -> subprocess.Popen[bytes]:
         raise OSError(24, "Too many open files")  # what Popen raises when the machine is out of descriptors
 
     monkeypatch.setattr(runtime, "_spawn_supervisor", cannot_start)
-    try:
-        runtime.infra()
-        before = len(os.listdir("/proc/self/fd"))
-        for _ in range(5):
-            with pytest.raises(OSError, match="Too many open files"):
-                runtime.deploy(PRIMARY, "v1")
-        assert len(os.listdir("/proc/self/fd")) == before
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    runtime.infra()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(OSError, match="Too many open files"):
+            runtime.deploy(PRIMARY, "v1")
+    assert len(os.listdir("/proc/self/fd")) == before

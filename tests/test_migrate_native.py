@@ -132,6 +132,19 @@ def test_values_over_a_mebibyte_take_the_streaming_python_path(tmp_path: Path, t
     assert stored == (big,)
 
 
+def change_on_insert(target_url: str, rowid: int, assignment: str) -> None:
+    """A trigger that stores the memory of ``rowid`` other than it was sent (``assignment``, e.g. NEW.content := 'x'):
+    what the batch check must catch."""
+    with psycopg.connect(target_url, autocommit=True) as pg:
+        pg.execute(
+            f"""CREATE FUNCTION agents.change_one() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN IF NEW.source_rowid = {rowid} THEN {assignment}; END IF; RETURN NEW; END $$"""
+        )
+        pg.execute(
+            "CREATE TRIGGER change_one BEFORE INSERT ON agents.memories FOR EACH ROW EXECUTE FUNCTION agents.change_one()"
+        )
+
+
 @pytest.mark.parametrize(
     ("column", "change"),
     [("content", "content || ' (changed)'"), ("metadata", """metadata || '{"changed": true}'""")],
@@ -151,14 +164,7 @@ def test_a_native_batch_stored_other_than_read_is_rolled_back(
     )
     conn.commit()
     conn.close()
-    with psycopg.connect(target_url, autocommit=True) as pg:
-        pg.execute(
-            f"""CREATE FUNCTION agents.change_one() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN IF NEW.source_rowid = 7 THEN NEW.{column} := NEW.{change}; END IF; RETURN NEW; END $$"""
-        )
-        pg.execute(
-            "CREATE TRIGGER change_one BEFORE INSERT ON agents.memories FOR EACH ROW EXECUTE FUNCTION agents.change_one()"
-        )
+    change_on_insert(target_url, 7, f"NEW.{column} := NEW.{change}")
     source = SourceFile("bot", "changed", path, str(path), "agents", {})
     report = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=20))
     unit = next(u for u in report.agents[0].units if u.source_table == "memories")
@@ -190,14 +196,7 @@ def test_a_later_batch_stored_other_than_read_keeps_the_batches_before(tmp_path:
     )
     conn.commit()
     conn.close()
-    with psycopg.connect(target_url, autocommit=True) as pg:
-        pg.execute(
-            """CREATE FUNCTION agents.change_one() RETURNS trigger LANGUAGE plpgsql AS $$
-               BEGIN IF NEW.source_rowid = 27 THEN NEW.content := 'changed'; END IF; RETURN NEW; END $$"""
-        )
-        pg.execute(
-            "CREATE TRIGGER change_one BEFORE INSERT ON agents.memories FOR EACH ROW EXECUTE FUNCTION agents.change_one()"
-        )
+    change_on_insert(target_url, 27, "NEW.content := 'changed'")
     source = SourceFile("bot", "changed-later", path, str(path), "agents", {})
     report = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=20))
     unit = next(u for u in report.agents[0].units if u.source_table == "memories")

@@ -293,13 +293,18 @@ CORES = os.cpu_count() or 1
 _PREFETCH: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child must not use its parent's thread
 
 
-def _prefetch_pool() -> ThreadPoolExecutor:
-    """The thread that reads native batches ahead, one per process (starting one per table cost about 3 ms)."""
-    pool = _PREFETCH.get(os.getpid())
+def _one_thread(pools: dict[int, ThreadPoolExecutor], name: str) -> ThreadPoolExecutor:
+    """This process's one-thread pool in ``pools`` (a forked child starts its own; one per table cost about 3 ms)."""
+    pool = pools.get(os.getpid())
     if pool is None:
-        _PREFETCH.clear()
-        pool = _PREFETCH[os.getpid()] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="native-read")
+        pools.clear()
+        pool = pools[os.getpid()] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
     return pool
+
+
+def _prefetch_pool() -> ThreadPoolExecutor:
+    """The thread that reads native batches ahead."""
+    return _one_thread(_PREFETCH, "native-read")
 
 
 class LazyConverter:
@@ -320,12 +325,8 @@ _CHECKS: dict[int, ThreadPoolExecutor] = {}  # by process id, as _PREFETCH
 
 
 def _check_pool() -> ThreadPoolExecutor:
-    """The thread that checks and commits a batch while the next one loads, one per process."""
-    pool = _CHECKS.get(os.getpid())
-    if pool is None:
-        _CHECKS.clear()
-        pool = _CHECKS[os.getpid()] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="native-check")
-    return pool
+    """The thread that checks and commits a batch while the next one loads."""
+    return _one_thread(_CHECKS, "native-check")
 
 
 def _second_connection(url: str) -> psycopg.Connection[Any] | None:

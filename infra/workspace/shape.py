@@ -404,22 +404,16 @@ def _broken(limit: Any, value: Any, loc: Loc, written: Any) -> ShapeError | None
         }[type(limit)]
         return ShapeError(loc, error_type, f"Input should be {words} {limit.value}", written)
     length = len(value)
-    if isinstance(value, str):
-        if isinstance(limit, MinLen) and length < limit.value:
-            message = f"String should have at least {_plural(limit.value, 'character')}"
-            return ShapeError(loc, "string_too_short", message, written)
-        if isinstance(limit, MaxLen) and length > limit.value:
-            message = f"String should have at most {_plural(limit.value, 'character')}"
-            return ShapeError(loc, "string_too_long", message, written)
+    too_short = isinstance(limit, MinLen) and length < limit.value
+    if not too_short and not (isinstance(limit, MaxLen) and length > limit.value):
         return None
+    bound = "at least" if too_short else "at most"
+    if isinstance(value, str):
+        message = f"String should have {bound} {_plural(limit.value, 'character')}"
+        return ShapeError(loc, "string_too_short" if too_short else "string_too_long", message, written)
     kind = "Dictionary" if isinstance(value, dict) else "List"
-    if isinstance(limit, MinLen) and length < limit.value:
-        message = f"{kind} should have at least {_plural(limit.value, 'item')} after validation, not {length}"
-        return ShapeError(loc, "too_short", message, written)
-    if isinstance(limit, MaxLen) and length > limit.value:
-        message = f"{kind} should have at most {_plural(limit.value, 'item')} after validation, not {length}"
-        return ShapeError(loc, "too_long", message, written)
-    return None
+    message = f"{kind} should have {bound} {_plural(limit.value, 'item')} after validation, not {length}"
+    return ShapeError(loc, "too_short" if too_short else "too_long", message, written)
 
 
 def _literal(choices: tuple[Any, ...]) -> Check:

@@ -82,3 +82,28 @@ def test_actionlint_zizmor_and_the_workflow_schema_accept_it(tmp_path: Path) -> 
     assert lint.returncode == 0, lint.stdout + lint.stderr
     audit = zizmor(tree)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_each_matrix_job_gets_only_the_secrets_its_environment_reads(tmp_path: Path) -> None:
+    """Least privilege: the probe of a stack on an S3 backend gets the AWS keys and no Pulumi Cloud token, the
+    others the token and no AWS key; no probe gets REDIS_URL (a stack's servers' addresses come from the stack)."""
+    text = (ROOT / "workspace.yaml").read_text(encoding="utf-8")
+    old = "  prod:\n    runtime: pulumi\n"
+    assert old in text
+    path = tmp_path / "workspace.yaml"
+    path.write_text(text.replace(old, old + "    pulumi:\n      backend: s3://acme-pulumi-state\n"), encoding="utf-8")
+    probe = workflow(path)["jobs"]["probe"]
+    cloud = "(matrix.environment == 'dev' || matrix.environment == 'staging')"
+    assert probe["env"] == {
+        "DATABASE_URL": "${{ secrets.DATABASE_URL }}",
+        "PULUMI_ACCESS_TOKEN": f"${{{{ {cloud} && secrets.PULUMI_ACCESS_TOKEN || '' }}}}",
+        "PULUMI_CONFIG_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
+        "AWS_ACCESS_KEY_ID": "${{ (matrix.environment == 'prod') && secrets.AWS_ACCESS_KEY_ID || '' }}",
+        "AWS_SECRET_ACCESS_KEY": "${{ (matrix.environment == 'prod') && secrets.AWS_SECRET_ACCESS_KEY || '' }}",
+    }
+    loaded = load_workspace(path)
+    tree = write_tree(tmp_path / "tree", {**generate_actions(loaded), **generate_workflow(loaded)})
+    lint = actionlint(tree, [WORKFLOW])
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    audit = zizmor(tree)
+    assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -314,20 +314,23 @@ def gated_secrets(workspace: Workspace, job_id: str) -> tuple[list[str], dict[st
     return list(secrets), secrets_only_in(workspace, secrets)
 
 
-def gated_expression(name: str, environments: Iterable[str] | None = None) -> str:
-    """``${{ secrets.NAME }}``, or with ``environments`` the secret only when the dispatched environment is one of
-    them: ``${{ (inputs.environment == 'x') && secrets.NAME || '' }}`` (empty elsewhere)."""
+def gated_expression(name: str, environments: Iterable[str] | None = None, gate: str = "inputs.environment") -> str:
+    """``${{ secrets.NAME }}``, or with ``environments`` the secret only when the job's environment (``gate``: the
+    dispatch input, or ``matrix.environment``) is one of them: ``${{ (inputs.environment == 'x') && secrets.NAME
+    || '' }}`` (empty elsewhere)."""
     value = f"secrets.{safe_name(name, 'secret')}"
     if environments:
-        condition = " || ".join(f"inputs.environment == '{safe_name(env, 'environment')}'" for env in environments)
+        condition = " || ".join(f"{gate} == '{safe_name(env, 'environment')}'" for env in environments)
         value = f"({condition}) && {value} || ''"
     return expression(value)
 
 
-def secrets_env(names: Iterable[str], only_in: Mapping[str, list[str]] | None = None) -> YamlMap:
+def secrets_env(
+    names: Iterable[str], only_in: Mapping[str, list[str]] | None = None, gate: str = "inputs.environment"
+) -> YamlMap:
     """The job's env: each secret by name. ``only_in``: secret -> the environments that need it, for a secret not
-    every environment needs; it is given only when the dispatched environment is one of them (else empty)."""
-    return mapping(*((name, gated_expression(name, (only_in or {}).get(name))) for name in names))
+    every environment needs; it is given only when the job's environment (``gate``) is one of them (else empty)."""
+    return mapping(*((name, gated_expression(name, (only_in or {}).get(name), gate)) for name in names))
 
 
 # --- registries of the images ----------------------------------------------------------------------------
@@ -480,11 +483,12 @@ def job(
     logins: list[YamlMap] | None = None,
     permissions: YamlMap | None = None,
     secrets_only_in: Mapping[str, list[str]] | None = None,
+    gate: str = "inputs.environment",
 ) -> YamlMap:
     """A job: checkouts (this repository; with ``refs`` every repo too), ``ws`` set up with the job's secrets
     masked, the registry ``logins``, the ``pulumi`` steps, then ``steps``. ``environment``: True for the dispatch
     input's environment, or a fixed name. ``permissions``: ``contents: read`` unless given. ``secrets_only_in``: the
-    secrets given only in some environments (:func:`secrets_env`)."""
+    secrets given only in some environments, as ``gate`` names them (:func:`secrets_env`)."""
     layout = layout or Layout()
     pulumi = pulumi or []
     logins = logins or []
@@ -502,7 +506,7 @@ def job(
     if outputs:
         result["outputs"] = outputs
     if secrets:
-        result["env"] = secrets_env(secrets, secrets_only_in)
+        result["env"] = secrets_env(secrets, secrets_only_in, gate)
     before = checkouts if checkouts is not None else checkout_steps(layout, refs)
     result["steps"] = YamlSeq([*before, setup_step(layout, secrets), *logins, *pulumi, *steps])
     return result

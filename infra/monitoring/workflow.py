@@ -20,7 +20,7 @@ from infra.errors import UsageError
 from infra.github.actions import expression, mapping, run_step, safe_name, yaml_text
 from infra.github.layout import SAFE_REF, layout_of
 from infra.github.pins import check_pins
-from infra.github.workflows import SAFE_URL, backend_of, base_secrets, job, workflow_document
+from infra.github.workflows import SAFE_URL, backend_of, base_secrets, environment_secrets, job, workflow_document
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
 from infra.workspace.yamlwrite import YamlMap, YamlSeq
@@ -39,6 +39,19 @@ def probed_environments(workspace: Workspace) -> list[tuple[str, str]]:
         for name, env in workspace.environments.items()
         if env.runtime != "local"
     ]
+
+
+def probe_secrets(workspace: Workspace, environments: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """(secrets, secrets_only_in) of the probe job: what `ws health --record` reads in each probed environment,
+    a secret that only some need given only to their matrix jobs (another backend's passphrase or keys, no
+    REDIS_URL on a stack)."""
+    needed: dict[str, list[str]] = {}
+    for environment in environments:
+        for name in environment_secrets(workspace, environment):
+            needed.setdefault(name, []).append(environment)
+    ordered = [name for name in base_secrets(workspace) if name in needed]
+    only_in = {name: envs for name, envs in needed.items() if len(envs) < len(environments)}
+    return ordered, only_in
 
 
 def default_branches(workspace: Workspace, repos: list[str]) -> dict[str, str]:
@@ -82,11 +95,14 @@ def health_probe_workflow(workspace: Workspace) -> YamlMap | None:
     if not targets:
         return None
     layout = layout_of(workspace)
+    secrets, only_in = probe_secrets(workspace, [name for name, _ in targets])
     probe = job(
         "health probes " + expression("matrix.environment"),
         timeout=TIMEOUT_MINUTES,
         environment=False,
-        secrets=base_secrets(workspace),
+        secrets=secrets,
+        secrets_only_in=only_in,
+        gate="matrix.environment",
         layout=layout,
         refs=default_branches(workspace, list(layout.checkouts)) if layout.checkouts else None,
         steps=[

@@ -337,11 +337,24 @@ def test_pr_workflow(golden_files: dict[str, str]) -> None:
     assert document["jobs"]["check"]["steps"][-1]["uses"] == "./actions/schema-check"
     preview = document["jobs"]["preview"]
     assert preview["strategy"]["matrix"]["include"] == [
-        {"environment": "staging", "stack": "staging"},
-        {"environment": "prod", "stack": "production"},
+        {
+            "environment": "staging",
+            "stack": "staging",
+            "pulumi_backend": "s3://golden-pulumi-state/workspace?region=eu-west-1",
+        },
+        {"environment": "prod", "stack": "production", "pulumi_backend": "https://api.pulumi.com"},
     ]
     assert preview["environment"] == {"name": "${{ matrix.environment }}"}
     assert preview["steps"][-1]["env"]["STACK"] == "${{ matrix.stack }}"
+    # each stack previews on its own backend, with only that backend's credentials (staging: S3; prod: the cloud)
+    assert preview["steps"][-1]["run"].startswith('export PULUMI_BACKEND_URL="$PULUMI_BACKEND"\n')
+    assert preview["steps"][-1]["env"]["PULUMI_BACKEND"] == "${{ matrix.pulumi_backend }}"
+    assert preview["env"] == {
+        "PULUMI_ACCESS_TOKEN": "${{ (matrix.environment == 'prod') && secrets.PULUMI_ACCESS_TOKEN || '' }}",
+        "PULUMI_CONFIG_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
+        "AWS_ACCESS_KEY_ID": "${{ (matrix.environment == 'staging') && secrets.AWS_ACCESS_KEY_ID || '' }}",
+        "AWS_SECRET_ACCESS_KEY": "${{ (matrix.environment == 'staging') && secrets.AWS_SECRET_ACCESS_KEY || '' }}",
+    }
 
 
 def test_every_step_is_safe_and_pinned(golden_files: dict[str, str], real_files: dict[str, str]) -> None:

@@ -88,8 +88,8 @@ MAX_DISPATCH_INPUTS = 25
 # Secrets every job acting on an environment may need besides those workspace.yaml references:
 # where the shared servers are (ws uses them instead of starting its own when set) ...
 SERVER_SECRETS = ("DATABASE_URL", "REDIS_URL")
-# ... and, when an environment is provisioned by Pulumi, the Pulumi backend's credentials.
-PULUMI_SECRETS = ("PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE")
+# ... and, when an environment is provisioned by Pulumi, its backend's credentials (environment_secrets); the
+# backend unless workspace.yaml names another:
 PULUMI_CLOUD = "https://api.pulumi.com"
 # The Pulumi CLI the jobs install: the version of the pulumi SDK in requirements.lock (a test keeps them equal).
 PULUMI_VERSION = "3.272.0"
@@ -860,6 +860,26 @@ def pulumi_stacks(workspace: Workspace) -> list[tuple[str, str]]:
     ]
 
 
+def safe_backend(workspace: Workspace, environment: str) -> str:
+    """The environment's Pulumi backend URL, checked to be safe to write into a workflow."""
+    backend = backend_of(workspace.environments[environment])
+    if not SAFE_URL.fullmatch(backend):
+        raise UsageError(f"cannot generate GitHub automation: environments.{environment}.pulumi backend is unsafe")
+    return backend
+
+
+def preview_secrets(workspace: Workspace, environments: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """(secrets, secrets_only_in) of the PR preview: each stack's backend credentials and passphrase, a secret
+    only some stacks need given only to their matrix jobs; no ledger (DATABASE_URL), a preview records nothing."""
+    needed: dict[str, list[str]] = {}
+    for environment in environments:
+        for name in environment_secrets(workspace, environment):
+            if name != "DATABASE_URL":
+                needed.setdefault(name, []).append(environment)
+    ordered = [name for name in base_secrets(workspace) if name in needed]
+    return ordered, {name: envs for name, envs in needed.items() if len(envs) < len(environments)}
+
+
 def checked_out_with_workspace(workspace: Workspace) -> bool:
     """Whether every schema repo's checkout lies inside workspace.yaml's folder (a relative ``path:`` that does not
     leave it), so checking out the coordination repository checks them out too (as in examples/)."""
@@ -911,12 +931,15 @@ def pr_workflow(workspace: Workspace) -> YamlMap:
     jobs = mapping(("check", checks))
     stacks = pulumi_stacks(workspace)
     if stacks:
+        secrets, only_in = preview_secrets(workspace, [env for env, _ in stacks])
         preview = job(
             "pulumi preview " + expression("matrix.stack"),
             needs=["check"],
             timeout=TIMEOUTS["preview"],
             environment=False,
-            secrets=list(PULUMI_SECRETS),
+            secrets=secrets,
+            secrets_only_in=only_in,
+            gate="matrix.environment",
             steps=[
                 run_step(
                     "Install the Pulumi CLI of the pinned SDK",
@@ -930,12 +953,22 @@ def pr_workflow(workspace: Workspace) -> YamlMap:
                 ),
                 run_step(
                     "Preview the stack",
-                    ['"$PULUMI" preview --stack "$STACK" --non-interactive --diff'],
-                    env={"PULUMI": expression("steps.pulumi.outputs.pulumi"), "STACK": expression("matrix.stack")},
+                    [
+                        'export PULUMI_BACKEND_URL="$PULUMI_BACKEND"',
+                        '"$PULUMI" preview --stack "$STACK" --non-interactive --diff',
+                    ],
+                    env={
+                        "PULUMI": expression("steps.pulumi.outputs.pulumi"),
+                        "STACK": expression("matrix.stack"),
+                        "PULUMI_BACKEND": expression("matrix.pulumi_backend"),
+                    },
                 ),
             ],
         )
-        include = YamlSeq(mapping(("environment", env), ("stack", stack)) for env, stack in stacks)
+        include = YamlSeq(
+            mapping(("environment", env), ("stack", stack), ("pulumi_backend", safe_backend(workspace, env)))
+            for env, stack in stacks
+        )
         strategy = mapping(("fail-fast", False), ("matrix", mapping(("include", include))))
         # The stack's secrets are its environment's: the job runs in that GitHub environment, so previews of
         # protected environments wait for the same approval as their deployments.

@@ -20,10 +20,12 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.background_http import BackgroundHTTPServer
 
 PREFIX = "/api/v3"
 DOCS = "https://docs.github.com/rest"
@@ -77,18 +79,15 @@ class FakeGitHub:
         self.failures: list[Failure] = []
         self.lock = threading.Lock()
         self._ids = 1000
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.server = BackgroundHTTPServer(_handler_for(self))
 
     # ----------------------------------------------------------------- lifecycle and set-up
     def __enter__(self) -> FakeGitHub:
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     @property
     def url(self) -> str:

@@ -22,9 +22,11 @@ import secrets
 import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.background_http import BackgroundHTTPServer
 
 SERVICE = "fake-registry"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -55,19 +57,16 @@ class FakeRegistry:
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer((self.address, 0), _handler_for(self))
-        self.server.daemon_threads = True
+        self.server = BackgroundHTTPServer(_handler_for(self), self.address)
         if self.tls is not None:
             self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> FakeRegistry:
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     @property
     def host(self) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from infra.deploy.health import Component, HealthReport, check_endpoint, wait_healthy
 from infra.workspace.model import Health
+from tests.background_http import BackgroundHTTPServer
 
 
 class Counting:
@@ -35,9 +36,8 @@ class Counting:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = BackgroundHTTPServer(Handler).start()
+        self.url = f"http://127.0.0.1:{self.server.port}/health"
 
 
 @pytest.fixture

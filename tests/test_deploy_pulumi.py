@@ -12,10 +12,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -34,6 +33,7 @@ from infra.health_checks import schema_checks
 from infra.stack.stackfiles import default_config
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
+from tests.background_http import BackgroundHTTPServer
 from tests.fake_registry import FakeRegistry
 from tests.test_deploy_pipeline import REPOS, write_example_workspace
 from tests.test_stack_program import run_program
@@ -68,9 +68,8 @@ class FakeService:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = BackgroundHTTPServer(Handler).start()
+        self.url = f"http://127.0.0.1:{self.server.port}"
 
 
 class FakeStack:

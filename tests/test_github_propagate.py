@@ -8,9 +8,8 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -23,6 +22,7 @@ from infra.github import prs
 from infra.github.client import GitHub
 from infra.workspace.loader import load_workspace
 from infra.workspace.located import LoadedWorkspace
+from tests.background_http import BackgroundHTTPServer
 from tests.fake_github import FakeGitHub
 from tests.fixtures.prisma.nodetools import node_modules
 from tests.helpers import run_ws
@@ -264,9 +264,8 @@ class NpmRegistry:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = BackgroundHTTPServer(Handler).start()
+        self.url = f"http://127.0.0.1:{self.server.port}/"
 
     def publish(self, package: str, tarball: Path, version: str) -> None:
         self.tarballs.setdefault(package, {})[version] = tarball
@@ -288,8 +287,7 @@ class NpmRegistry:
         return {"name": package, "versions": versions, "dist-tags": {"latest": max(versions)}}
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

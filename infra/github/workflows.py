@@ -864,17 +864,23 @@ def safe_backend(workspace: Workspace, environment: str) -> str:
     """The environment's Pulumi backend URL, checked to be safe to write into a workflow."""
     backend = backend_of(workspace.environments[environment])
     if not SAFE_URL.fullmatch(backend):
-        raise UsageError(f"cannot generate GitHub automation: environments.{environment}.pulumi backend is unsafe")
+        raise UsageError(
+            f"cannot generate GitHub automation: environments.{environment}.pulumi backend {backend!r} is unsafe"
+        )
     return backend
 
 
-def preview_secrets(workspace: Workspace, environments: list[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """(secrets, secrets_only_in) of the PR preview: each stack's backend credentials and passphrase, a secret
-    only some stacks need given only to their matrix jobs; no ledger (DATABASE_URL), a preview records nothing."""
+def matrix_secrets(
+    workspace: Workspace, environments: list[str], leave_out: Iterable[str] = ()
+) -> tuple[list[str], dict[str, list[str]]]:
+    """(secrets, secrets_only_in) of a job with one matrix entry per environment: the server and backend secrets
+    each reads (:func:`environment_secrets`, but ``leave_out``), one that only some need given only to their
+    entries (gated on ``matrix.environment``)."""
+    left_out = set(leave_out)
     needed: dict[str, list[str]] = {}
     for environment in environments:
         for name in environment_secrets(workspace, environment):
-            if name != "DATABASE_URL":
+            if name not in left_out:
                 needed.setdefault(name, []).append(environment)
     ordered = [name for name in base_secrets(workspace) if name in needed]
     return ordered, {name: envs for name, envs in needed.items() if len(envs) < len(environments)}
@@ -931,7 +937,8 @@ def pr_workflow(workspace: Workspace) -> YamlMap:
     jobs = mapping(("check", checks))
     stacks = pulumi_stacks(workspace)
     if stacks:
-        secrets, only_in = preview_secrets(workspace, [env for env, _ in stacks])
+        # a preview records nothing: no deploy ledger (DATABASE_URL)
+        secrets, only_in = matrix_secrets(workspace, [env for env, _ in stacks], leave_out=["DATABASE_URL"])
         preview = job(
             "pulumi preview " + expression("matrix.stack"),
             needs=["check"],

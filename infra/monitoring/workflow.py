@@ -20,7 +20,7 @@ from infra.errors import UsageError
 from infra.github.actions import expression, mapping, run_step, safe_name, yaml_text
 from infra.github.layout import SAFE_REF, layout_of
 from infra.github.pins import check_pins
-from infra.github.workflows import SAFE_URL, backend_of, base_secrets, environment_secrets, job, workflow_document
+from infra.github.workflows import job, matrix_secrets, safe_backend, workflow_document
 from infra.workspace.located import LoadedWorkspace
 from infra.workspace.model import Workspace
 from infra.workspace.yamlwrite import YamlMap, YamlSeq
@@ -41,19 +41,6 @@ def probed_environments(workspace: Workspace) -> list[tuple[str, str]]:
     ]
 
 
-def probe_secrets(workspace: Workspace, environments: list[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """(secrets, secrets_only_in) of the probe job: what `ws health --record` reads in each probed environment,
-    a secret that only some need given only to their matrix jobs (another backend's passphrase or keys, no
-    REDIS_URL on a stack)."""
-    needed: dict[str, list[str]] = {}
-    for environment in environments:
-        for name in environment_secrets(workspace, environment):
-            needed.setdefault(name, []).append(environment)
-    ordered = [name for name in base_secrets(workspace) if name in needed]
-    only_in = {name: envs for name, envs in needed.items() if len(envs) < len(environments)}
-    return ordered, only_in
-
-
 def default_branches(workspace: Workspace, repos: list[str]) -> dict[str, str]:
     """The branch each repo checked out on its own is probed at: its ``default_branch``."""
     refs = {}
@@ -67,13 +54,7 @@ def default_branches(workspace: Workspace, repos: list[str]) -> dict[str, str]:
 
 def pulumi_backend(workspace: Workspace, environment: str) -> str | None:
     """The Pulumi backend the environment's stack lives in (None for environments Pulumi does not provision)."""
-    env = workspace.environments[environment]
-    if env.runtime != "pulumi":
-        return None
-    backend = backend_of(env)
-    if not SAFE_URL.fullmatch(backend):
-        raise UsageError(f"cannot generate {WORKFLOW}: environments.{environment}.pulumi backend {backend!r} is unsafe")
-    return backend
+    return safe_backend(workspace, environment) if workspace.environments[environment].runtime == "pulumi" else None
 
 
 def pulumi_cli_step() -> YamlMap:
@@ -95,7 +76,8 @@ def health_probe_workflow(workspace: Workspace) -> YamlMap | None:
     if not targets:
         return None
     layout = layout_of(workspace)
-    secrets, only_in = probe_secrets(workspace, [name for name, _ in targets])
+    # what `ws health --record` reads in each probed environment (a stack needs no REDIS_URL)
+    secrets, only_in = matrix_secrets(workspace, [name for name, _ in targets])
     probe = job(
         "health probes " + expression("matrix.environment"),
         timeout=TIMEOUT_MINUTES,

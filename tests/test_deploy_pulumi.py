@@ -615,24 +615,21 @@ def test_a_repo_command_on_a_stack_needs_no_ci_secret_for_the_passwords_the_stac
     ports = {repo: 4100 + i for i, repo in enumerate(REPOS)}
     loaded = load_workspace(in_registry(write_example_workspace(tmp_path, "example_ecosystem", ports), registry))
     cache = "redis://:cache%40pw@127.0.0.1:6379/0"
-    pipeline, stack = next(
-        fake_pipeline(
-            loaded, lambda services: StackWithRoleUrls(services, fresh_database, cache), fresh_database, monkeypatch
-        )
+    running = fake_pipeline(
+        loaded, lambda services: StackWithRoleUrls(services, fresh_database, cache), fresh_database, monkeypatch
     )
+    pipeline, _ = next(running)
     for name in [*(f"WS_DB_PASSWORD_{r.upper().replace('-', '_')}" for r in REPOS), "WS_CACHE_PASSWORD"]:
         monkeypatch.delenv(name)  # as in the generated workflow's jobs
     runtime = pipeline.runtime
     assert isinstance(runtime, PulumiRuntime)
-    infra = runtime.provision()
     try:
-        env = runtime.command_env("app-agents", infra)
+        env = runtime.command_env("app-agents", runtime.provision())
         assert env["DATABASE_URL"] == "postgresql://app_agents:pw%2F1@127.0.0.1:5432/example"
         assert env["REDIS_URL"] == cache
         assert not any("${secret:" in value for value in env.values()), env
     finally:
-        for service in stack.services.values():
-            service.server.shutdown()
+        next(running, None)  # the fixture's own clean-up: the fake services stop
 
 
 def test_generated_secrets_read_outputs_and_leave_a_users_own_password_alone(monkeypatch: pytest.MonkeyPatch) -> None:

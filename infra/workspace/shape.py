@@ -523,7 +523,7 @@ def _model_schema(model: type[Any], definitions: dict[str, dict[str, Any]]) -> d
             schema["default"] = field.default
         properties[key] = dict(sorted(schema.items()))
     schema = {"additionalProperties": False, "properties": properties, "title": model.__name__, "type": "object"}
-    if model.__doc__ and not model.__doc__.startswith(f"{model.__name__}("):  # dataclass writes a signature
+    if model.__doc__:
         schema["description"] = " ".join(model.__doc__.split())
     if required:
         schema["required"] = required

@@ -175,18 +175,24 @@ def today(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[tuple[P
         drop_database(postgres_url, name)
 
 
+def built_and_planned(
+    workspace: Path, url: str, env: dict[str, str], loaded: LoadedWorkspace
+) -> tuple[dict[str, tuple[str, int]], dict[str, Any]]:
+    """Today's databases built (11 tables of 3 rows), their snapshot, and `ws adopt --json`'s dry-run plan."""
+    build_today(url, loaded)
+    before = snapshot(url)
+    assert len(before) == 11 and all(count == 3 for _, count in before.values())
+    dry = run_ws("-w", str(workspace), "adopt", "--env", "local", "--json", env=env)
+    assert dry.returncode == 0, dry.stderr
+    return before, json.loads(dry.stdout)
+
+
 def test_adopt_then_deploy_keeps_every_row_and_records_each_migration_once(
     today: tuple[Path, str, dict[str, str]],
 ) -> None:
     workspace, url, env = today
     loaded = load_workspace(workspace)
-    build_today(url, loaded)
-    before = snapshot(url)
-    assert len(before) == 11 and all(count == 3 for _, count in before.values())
-
-    dry = run_ws("-w", str(workspace), "adopt", "--env", "local", "--json", env=env)
-    assert dry.returncode == 0, dry.stderr
-    plan = json.loads(dry.stdout)
+    before, plan = built_and_planned(workspace, url, env, loaded)
     assert plan["applied"] is False and plan["problems"] == []
     assert {(m["name"], m["target"]) for m in plan["moves"] if m["kind"] == "table"} == {
         ("organizations", "ecosystem"),
@@ -289,13 +295,7 @@ def test_primary_keeps_public_adopt_deploy_then_check_and_drift_pass(
     primary, agents, specs = REPOS
     schema_text = (workspace.parent / primary / "admin-app/prisma/schema.prisma").read_text()
     assert '@@schema("public")' in schema_text and '"ecosystem"' not in schema_text
-    build_today(url, loaded)
-    before = snapshot(url)
-    assert len(before) == 11 and all(count == 3 for _, count in before.values())
-
-    dry = run_ws("-w", str(workspace), "adopt", "--env", "local", "--json", env=env)
-    assert dry.returncode == 0, dry.stderr
-    plan = json.loads(dry.stdout)
+    before, plan = built_and_planned(workspace, url, env, loaded)
     assert plan["layout"] == "the primary keeps public; each secondary in its own schema"
     assert plan["problems"] == [] and plan["namespaces"] == ["agents", "specs"]
     assert {(m["name"], m["source"], m["target"]) for m in plan["moves"]} == {

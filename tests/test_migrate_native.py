@@ -13,6 +13,7 @@ import pytest
 
 from infra.migrate.load import RunOptions, RunReport, run_migration
 from infra.migrate.source import SourceFile
+from infra.migrate.validate import validate
 from tests.test_migrate import build_nasty, loaded_state
 from tests.test_migrate_support import agent_file, apply_target_migrations, create_memory_tables, generator
 
@@ -27,7 +28,8 @@ def ledger_units(url: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as pg:
         return pg.execute(
             """SELECT agent_id, source_table, status, source_rows, rows_loaded, rows_rejected, checksum,
-                      checksum_format, rules::text, batches, validation->>'method' FROM ws_migrate.units ORDER BY 1, 2"""
+                      checksum_format, rules::text, batches, validation->>'method', checked_rows
+               FROM ws_migrate.units ORDER BY 1, 2"""
         ).fetchall()
 
 
@@ -88,9 +90,25 @@ def test_native_and_python_paths_store_the_same(tmp_path: Path, target_url: str)
     for index, source in enumerate(sources):
         for part, name in enumerate(("memories", "conversations", "rejects", "raw values")):
             assert after[0][index][part] == before[0][index][part], (source.agent_id, name)
-    # rows, rejects, checksums (the Python path's hash of each tuple sent, PostgreSQL's of each native row stored)
-    assert [u[:10] for u in after[1]] == [u[:10] for u in before[1]]
+    # the ledgers: the same rows, rejects, rules and batches. The Python path hashed every row it sent; on the
+    # native path every batch was compared with the source in its own transaction, so the ledger counts those rows
+    # as checked and holds content hashes only of the rows that went through Python (a table that cannot take the
+    # native path keeps the Python path's checksum)
+    without_checksum = [(*u[:6], *u[7:10]) for u in after[1]]
+    assert without_checksum == [(*u[:6], *u[7:10]) for u in before[1]]
+    assert {u[-1] for u in before[1]} == {0}
+    for unit, python_unit in zip(after[1], before[1], strict=True):
+        if unit[2] == "validated":
+            assert unit[-1] in (0, unit[4]), unit
+        if unit[-1] == 0:
+            assert unit[6] == python_unit[6], unit
+    assert sum(u[-1] for u in after[1]) >= native.native_rows
     assert {u[2] for u in after[1] if u[0] not in ("corrupt-agent",)} == {"validated"}
+    # and re-reading every source (what `ws migrate validate` does: the Python path's content hash of each source
+    # row against PostgreSQL's of each stored row) finds the native path's rows equal to the source's
+    report = validate(target_url, sources, jobs=2)
+    assert {f.agent_id for f in report.files if not f.ok} <= {"corrupt-agent"}
+    assert sum(t.source_rows for f in report.files if f.ok for t in f.tables) >= native.native_rows
 
 
 def test_a_json_number_postgresql_refuses_sends_the_batch_through_python(tmp_path: Path, target_url: str) -> None:
@@ -147,7 +165,12 @@ def change_on_insert(target_url: str, rowid: int, assignment: str) -> None:
 
 @pytest.mark.parametrize(
     ("column", "change"),
-    [("content", "content || ' (changed)'"), ("metadata", """metadata || '{"changed": true}'""")],
+    [
+        ("content", "content || ' (changed)'"),
+        ("metadata", """metadata || '{"changed": true}'"""),
+        ("created_at", "created_at + interval '1 microsecond'"),
+        ("embedding", "content::bytea"),
+    ],
 )
 def test_a_native_batch_stored_other_than_read_is_rolled_back(
     tmp_path: Path, target_url: str, column: str, change: str
@@ -214,3 +237,43 @@ def test_a_later_batch_stored_other_than_read_keeps_the_batches_before(tmp_path:
     assert unit.status == "validated" and unit.resumed_from == 20 and unit.rows_loaded == 50
     with psycopg.connect(target_url) as pg:
         assert pg.execute("SELECT count(*) FROM agents.memories").fetchone() == (50,)
+        # every batch of both runs was checked in its transaction: the resumed unit is validated by its count
+        found = pg.execute(
+            """SELECT checked_rows, validation->>'method', validation->>'target_rows' FROM ws_migrate.units
+               WHERE source_table = 'memories'"""
+        ).fetchone()
+    assert found == (50, "batch-check", "50")
+
+
+def test_a_unit_resumed_across_paths_is_validated_by_re_reading_the_source(tmp_path: Path, target_url: str) -> None:
+    """A unit whose first batches went through the Python path (content hashes in the ledger) and whose rest was
+    checked batch by batch on the native path holds neither a whole checksum nor only checked rows: it is validated
+    by re-reading the source, and a stored row changed behind ws's back is found."""
+    path = agent_file(tmp_path, "across")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn)
+    conn.executemany(
+        "INSERT INTO memories VALUES (?, 'fact', ?, NULL, ?, 1700000000)",
+        [(i, f"memory {i}", json.dumps({"n": i})) for i in range(1, 51)],
+    )
+    conn.commit()
+    conn.close()
+    source = SourceFile("bot", "across", path, str(path), "agents", {})
+    change_on_insert(target_url, 27, "RAISE EXCEPTION 'refused'")  # the second batch fails: the first stays
+    first = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=20, native=False))
+    assert next(u for u in first.agents[0].units if u.source_table == "memories").status == "failed"
+    with psycopg.connect(target_url, autocommit=True) as pg:
+        pg.execute("DROP TRIGGER change_one ON agents.memories")
+        assert pg.execute("SELECT count(*) FROM agents.memories").fetchone() == (20,)
+        pg.execute("UPDATE agents.memories SET content = 'edited' WHERE source_rowid = 3")
+    again = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=20))
+    unit = next(u for u in again.agents[0].units if u.source_table == "memories")
+    assert unit.resumed_from == 20 and unit.rows_loaded == 50 and unit.native_rows == 30
+    assert unit.status == "mismatch"
+    with psycopg.connect(target_url, autocommit=True) as pg:
+        found = pg.execute(
+            "SELECT checked_rows, validation->>'method' FROM ws_migrate.units WHERE source_table = 'memories'"
+        ).fetchone()
+        assert found == (30, "rescan")
+        pg.execute("UPDATE agents.memories SET content = 'memory 3' WHERE source_rowid = 3")
+    assert validate(target_url, [source]).ok

@@ -41,7 +41,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from infra.migrate.convert import INT_RANGES, TargetColumn
-from infra.migrate.encode import NULL_FIELD
+from infra.migrate.encode import NULL_FIELD, type_oid
 from infra.migrate.plan import TableMapping
 from infra.migrate.source import SourceError, describe, quote_sqlite, wal_at_rest
 
@@ -285,9 +285,9 @@ class EncodedBatch:
     data: bytes | memoryview  # binary COPY tuples of the clean rows (no signature, no trailer)
     rows: int
     rules: dict[str, int]
-    # what :func:`infra.migrate.encode.batch_check_sql` compares, when asked for: the tuples with each jsonb field
-    # replaced by one byte, 0 for NULL, 1 else (``data`` itself when there are none), and each jsonb column's
-    # non-NULL texts as one JSON array
+    # what :func:`infra.migrate.encode.batch_check_sql` compares, when asked for: each row's record_send bytes
+    # (every field but the jsonb ones, then whether each jsonb field is NULL), and each jsonb column's non-NULL
+    # texts as one JSON array
     checked: bytes | memoryview = b""
     documents: list[bytes] = field(default_factory=list)
 
@@ -314,8 +314,19 @@ def _json_array(texts: pa.Array) -> bytes:
     return b"[" + joined[0].as_py() + b"]"
 
 
-JSON_NULL = pa.scalar(b"\x00", pa.large_binary())
-JSON_PRESENT = pa.scalar(b"\x01", pa.large_binary())
+def _constant(data: bytes) -> pa.Scalar:
+    return pa.scalar(data, pa.large_binary())
+
+
+def _oid(type_name: str) -> pa.Scalar:
+    return _constant(type_oid(type_name).to_bytes(4, "big"))
+
+
+BOOL_FIELD = {False: _constant(b"\x00\x00\x00\x01\x00"), True: _constant(b"\x00\x00\x00\x01\x01")}
+
+
+def _join(parts: list[Any]) -> memoryview:
+    return _flat_data(pc.binary_join_element_wise(*parts, NOTHING, null_handling="replace", null_replacement=b""))
 
 
 def encode(table: NativeTable, agent_id: str, batch: pa.Table, checked: bool = False) -> EncodedBatch:
@@ -325,15 +336,13 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table, checked: bool = F
     if rows == 0:
         return EncodedBatch(b"", 0, {})
     agent = agent_id.encode("utf-8")
-    parts: list[Any] = [
-        pa.scalar((len(table.columns) + 2).to_bytes(2, "big"), pa.large_binary()),
-        pa.scalar(len(agent).to_bytes(4, "big") + agent, pa.large_binary()),
-        pa.scalar((8).to_bytes(4, "big"), pa.large_binary()),
-        big_endian(_combined(batch.column(0)), 8),
+    # per field: its type's name, its length prefixes and its send representations (None: a jsonb field)
+    fields: list[tuple[str, Any, Any]] = [
+        ("text", _constant(len(agent).to_bytes(4, "big")), _constant(agent)),
+        ("int8", _constant((8).to_bytes(4, "big")), big_endian(_combined(batch.column(0)), 8)),
     ]
     rules: dict[str, int] = {}
     documents: list[pa.Array] = []
-    json_parts: dict[int, pa.Array] = {}  # position in parts of a jsonb field -> what the check compares instead
     position = 2  # after rowid and the clean flag
     rule_position = 2 + sum(len(c.selects) for c in table.columns)
     for column, target in zip(table.columns, table.mapping.target_columns, strict=True):
@@ -346,34 +355,38 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table, checked: bool = F
                 data = _valid_text(data)
             if kind == "jsonb":  # jsonb's binary format: version 1, then the text
                 documents.append(data)
-                json_parts[len(parts)] = pc.if_else(pc.is_valid(data), JSON_PRESENT, JSON_NULL)  # NULL or not
-                json_parts[len(parts) + 1] = pa.nulls(rows, pa.large_binary())
-                data = pc.binary_join_element_wise(pa.scalar(b"\x01", pa.large_binary()), data, NOTHING)
-            parts += [_lengths(data), data]
+                data = pc.binary_join_element_wise(_constant(b"\x01"), data, NOTHING)
+            fields.append((target.type_name, _lengths(data), data))
         elif kind == "float8":
             number = _typed(values[0], pa.float64())
-            parts += [_lengths(number, 8), big_endian(_float_bits(number), 8)]
+            fields.append((kind, _lengths(number, 8), big_endian(_float_bits(number), 8)))
         elif kind in FIXED_WIDTH:
             width = FIXED_WIDTH[kind]
             integer = _typed(values[0], pa.int64())
-            parts += [_lengths(integer, width), big_endian(integer, width)]
+            fields.append((kind, _lengths(integer, width), big_endian(integer, width)))
         else:
             micros = time_micros(*values)
-            parts += [_lengths(micros, 8), big_endian(pc.subtract(micros, PG_EPOCH_MICROS), 8)]
+            fields.append((target.type_name, _lengths(micros, 8), big_endian(pc.subtract(micros, PG_EPOCH_MICROS), 8)))
             codes = pc.value_counts(_combined(batch.column(rule_position)))
             rule_position += 1
             for entry in codes.to_pylist():
                 name = TIME_RULES.get(int(entry["values"]))
                 if name is not None:
                     rules[name] = rules.get(name, 0) + int(entry["counts"])
-    joined = pc.binary_join_element_wise(*parts, NOTHING, null_handling="replace", null_replacement=b"")
-    data = _flat_data(joined)
-    encoded = EncodedBatch(data, rows, rules, data)
-    if checked and documents:
-        rest = [json_parts.get(i, p) for i, p in enumerate(parts)]
-        encoded.checked = _flat_data(
-            pc.binary_join_element_wise(*rest, NOTHING, null_handling="replace", null_replacement=b"")
-        )
+    data = _join(
+        [_constant(len(fields).to_bytes(2, "big"))] + [p for _, length, value in fields for p in (length, value)]
+    )
+    encoded = EncodedBatch(data, rows, rules)
+    if checked:
+        # record_send's form of each row: the field count, then per field its type OID, length and value; jsonb
+        # fields are left out, and whether each is NULL comes last (a bool field)
+        compared = [(kind, length, value) for kind, length, value in fields if kind != "jsonb"]
+        parts: list[Any] = [_constant((len(compared) + len(documents)).to_bytes(4, "big"))]
+        for kind, length, value in compared:
+            parts += [_oid(kind), length, value]
+        for document in documents:
+            parts += [_oid("bool"), pc.if_else(pc.is_null(document), BOOL_FIELD[True], BOOL_FIELD[False])]
+        encoded.checked = _join(parts)
         encoded.documents = [_json_array(d) for d in documents]
     return encoded
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -225,121 +225,101 @@ class RowEncoder:
 
 def row_hash_sql(columns: list[TargetColumn]) -> sql.Composed:
     """SQL of a stored row's content hash (what :meth:`RowEncoder.row_hash` gives for the row that was sent)."""
-    fields: list[sql.Composable] = [sql.SQL("int2send({}::int2)").format(sql.Literal(len(columns) + 2))]
     parts = [("agent_id", "text"), ("source_rowid", "int8")] + [(c.name, c.type_name) for c in columns]
-    for name, kind in parts:
-        template = NATIVE_SEND.get(kind, "textsend({c}::text)")
-        value = sql.SQL(template).format(c=sql.Identifier(name))
-        fields.append(sql.SQL("coalesce(int4send(length({v})) || {v}, '\\xffffffff'::bytea)").format(v=value))
-    body = sql.SQL(" || ").join(fields)
-    return sql.SQL("('x' || left(md5({}), 16))::bit(64)::bigint").format(body)
+    return _tuple_hash_sql([(sql.Identifier(name), kind) for name, kind in parts])
+
+
+def _tuple_hash_sql(fields: Sequence[tuple[sql.Composable, str]]) -> sql.Composed:
+    """The content hash of a row from its fields (expression, type): md5 of its binary COPY tuple, rebuilt with
+    the types' send functions, as a signed 64-bit integer."""
+    framed: list[sql.Composable] = [sql.SQL("int2send({}::int2)").format(sql.Literal(len(fields)))]
+    for value, kind in fields:
+        send = sql.SQL(NATIVE_SEND.get(kind, "textsend({c}::text)")).format(c=value)
+        framed.append(sql.SQL("coalesce(int4send(length({v})) || {v}, '\\xffffffff'::bytea)").format(v=send))
+    return sql.SQL("('x' || left(md5({}), 16))::bit(64)::bigint").format(sql.SQL(" || ").join(framed))
 
 
 # The version of the in-batch check below (recorded with each validation it makes): change it whenever what it
-# compares changes. 2: jsonb values compared through one parse of the sent array and jsonb's canonical text, rows
-# taken in index order (1: every sent text parsed on its own, both sides sorted inside the aggregates).
-BATCH_CHECK_VERSION = 2
-FIXED_SEND_WIDTH = {"int2": 2, "int4": 4, "int8": 8, "float4": 4, "float8": 8, "bool": 1, "timestamptz": 8}
-FIXED_SEND_WIDTH |= {"timestamp": 8, "date": 4, "uuid": 16}
+# compares changes. 3: the native rows' values compared through record_send (one C call per row) and no content
+# hash per native row (the ledger counts checked rows instead); 2: the tuples rebuilt field by field with the send
+# functions, jsonb values compared through one parse of the sent array; 1: every sent text parsed on its own.
+BATCH_CHECK_VERSION = 3
+
+
+def type_oid(type_name: str) -> int:
+    """The OID of a built-in type by its name (pg_type.typname): what record_send writes before a field of that
+    type (the check casts every column to its base type, so a domain's values are written as its base type's)."""
+    return postgres.types[type_name].oid
 
 
 def batch_digest(data: bytes | memoryview) -> bytes:
-    """The digest :func:`batch_check_sql` computes in PostgreSQL, of binary COPY tuples as sent (one C call)."""
+    """The digest :func:`batch_check_sql` computes in PostgreSQL, of the compared rows' bytes (one C call)."""
     return hashlib.sha256(data).digest()
 
 
 def batch_check_sql(target: sql.Composable, columns: list[TargetColumn], *, count: bool = False) -> sql.Composed:
     """One pass of PostgreSQL over an agent's stored rows with ``after < source_rowid <= last`` (named parameters
     ``agent``, ``after``, ``last``, ``others``: an array of rowids, and for each jsonb column ``docs0``,
-    ``docs1``...: the native rows' non-NULL source texts as sent, in rowid order, as one JSON array). It returns,
-    over the rows not in ``others`` (the native rows), the sha256 of their binary COPY tuples with each jsonb
-    field replaced by one byte (0 for NULL, 1 else), concatenated in rowid order (what :func:`batch_digest` gives
-    for the same bytes built by Arrow, :func:`infra.migrate.columnar.encode`); whether each jsonb column's
-    non-NULL stored values, in rowid order, are the sent texts parsed again by PostgreSQL (the sent array is
-    parsed once as one jsonb document and printed in jsonb's canonical text, ``[v1, v2, ...]``, which is compared
-    byte for byte with the stored values' canonical texts joined the same way: a value's text never holds a
-    top-level ``", "``, so equal texts mean equal values one by one); the sum of the content hashes
-    (:func:`row_hash_sql`'s) of the rows in ``others``; and that of the native rows.
+    ``docs1``...: the native rows' non-NULL source texts as sent, in rowid order, as one JSON array). It returns:
 
-    The rows are read in rowid order (``ORDER BY`` in the innermost subquery: the primary key's index, or a sort)
-    and the aggregates take them in that order through projections fenced by ``OFFSET 0``, so no aggregate sorts
-    its input again (a batch of 20,000 rows sorted inside ``string_agg`` spilled to disk with the default
-    work_mem). Every send function runs once per value, the fields between jsonb fields are joined once for both
-    the hashed and the compared tuple, and fixed-width fields get a constant length prefix."""
-    parts = [("agent_id", "text", True), ("source_rowid", "int8", True)] + [
-        (c.name, c.type_name, c.not_null) for c in columns
+    * over the rows not in ``others`` (the native rows), in rowid order, the sha256 of each row's
+      ``record_send(ROW(agent_id, source_rowid, <every column but jsonb ones, cast to its base type>,
+      <for each jsonb column: whether it is NULL>))`` concatenated: PostgreSQL's binary form of a record (the
+      field count, then per field its type OID, its length or -1 and its send representation), one C call per
+      row; :func:`infra.migrate.columnar.encode` builds the same bytes from the source batch with Arrow, and
+      :func:`batch_digest` hashes them;
+    * whether each jsonb column's non-NULL stored values, in rowid order, are the sent texts parsed again by
+      PostgreSQL (the sent array is parsed once as one jsonb document and printed in jsonb's canonical text,
+      ``[v1, v2, ...]``, which is compared byte for byte with the stored values' canonical texts joined the same
+      way: a value's text never holds a top-level ``", "``, so equal texts mean equal values one by one);
+    * the sum of the content hashes (:func:`row_hash_sql`) of the rows in ``others`` (those went through Python,
+      which hashed the tuples it sent);
+    * with ``count``, the agent's rows in the whole target table.
+
+    The rows are read in rowid order (``ORDER BY`` in the subquery: the primary key's index) and the aggregates
+    take them in that order through a projection fenced by ``OFFSET 0``, so no aggregate sorts its input again.
+    The subquery's columns are named by position (``c0``, ``c1``...), so no target column's name can clash."""
+    parts = [("agent_id", "text"), ("source_rowid", "int8")] + [(c.name, c.type_name) for c in columns]
+    inner = [
+        sql.SQL("r.{} AS {}").format(sql.Identifier(name), sql.Identifier(f"c{i}")) for i, (name, _) in enumerate(parts)
     ]
-    sends: list[sql.Composable] = []
-    # the tuple, cut at its jsonb fields: segments of framed fields between them (joined once), and per jsonb
-    # field its framed value (for the hash) and its NULL flag (for the compared tuple)
-    segments: list[list[sql.Composable]] = [[sql.SQL("int2send({}::int2)").format(sql.Literal(len(parts)))]]
-    documents: list[sql.Identifier] = []  # the jsonb fields (their send form: version byte, then the text)
-    for index, (name, kind, not_null) in enumerate(parts):
-        field = sql.Identifier(f"f{index}")
-        column = sql.Identifier("r", name)
-        template = sql.SQL(NATIVE_SEND.get(kind, "textsend({c}::text)"))
-        sends.append(sql.SQL("{} AS {}").format(template.format(c=column), field))
+    fields = [(sql.Identifier(f"c{i}"), kind) for i, (_, kind) in enumerate(parts)]
+    compared: list[sql.Composable] = []
+    documents: list[sql.Identifier] = []
+    for value, kind in fields:
         if kind == "jsonb":
-            documents.append(field)
-            segments.append([])
-            continue
-        width = FIXED_SEND_WIDTH.get(kind)
-        prefix = (
-            sql.SQL("int4send(length({}))").format(field)
-            if width is None
-            else sql.SQL("{}::bytea").format(sql.Literal(f"\\x{width:08x}"))
-        )
-        value = sql.SQL("{} || {}").format(prefix, field)
-        segments[-1].append(value if not_null else sql.SQL("coalesce({}, '\\xffffffff'::bytea)").format(value))
-    joined = [sql.SQL(" || ").join(s) if s else sql.SQL("''::bytea") for s in segments]
-    middle = [sql.SQL("{} AS {}").format(j, sql.Identifier(f"g{k}")) for k, j in enumerate(joined)]
-    hashed: list[sql.Composable] = [sql.Identifier("g0")]
-    compared: list[sql.Composable] = [sql.Identifier("g0")]
-    for k, field in enumerate(documents):
-        middle.append(sql.SQL("{} AS {}").format(field, sql.Identifier(f"d{k}")))
-        doc = sql.Identifier(f"d{k}")
-        hashed.append(sql.SQL("coalesce(int4send(length({d})) || {d}, '\\xffffffff'::bytea)").format(d=doc))
-        compared.append(sql.SQL("CASE WHEN {} IS NULL THEN '\\x00'::bytea ELSE '\\x01'::bytea END").format(doc))
-        hashed.append(sql.Identifier(f"g{k + 1}"))
-        compared.append(sql.Identifier(f"g{k + 1}"))
+            documents.append(value)
+        else:
+            compared.append(sql.SQL("{}::pg_catalog.{}").format(value, sql.Identifier(kind)))
+    compared += [sql.SQL("{} IS NULL").format(d) for d in documents]
     outputs: list[sql.Composable] = [
-        sql.SQL("sha256(string_agg({}, ''::bytea) FILTER (WHERE NOT other))").format(sql.Identifier("sent"))
+        sql.SQL("sha256(string_agg(record_send(ROW({})), ''::bytea) FILTER (WHERE NOT other))").format(
+            sql.SQL(", ").join(compared)
+        )
     ]
     checks: list[sql.Composable] = []
-    for k in range(len(documents)):
-        doc = sql.Identifier(f"d{k}")
+    for k, doc in enumerate(documents):
         # jsonb_send: version byte 1, then jsonb's text; substr(.., 2): the stored value's text
         checks.append(
             sql.SQL(
-                "jsonb_send(convert_from({p}, 'UTF8')::jsonb) = '\\x015b'::bytea || coalesce(string_agg(substr({d}, 2), "
-                "'\\x2c20'::bytea) FILTER (WHERE NOT other AND {d} IS NOT NULL), ''::bytea) || '\\x5d'::bytea"
+                "jsonb_send(convert_from({p}, 'UTF8')::jsonb) = '\\x015b'::bytea || coalesce(string_agg("
+                "substr(jsonb_send({d}), 2), '\\x2c20'::bytea) FILTER (WHERE NOT other AND {d} IS NOT NULL), "
+                "''::bytea) || '\\x5d'::bytea"
             ).format(p=sql.Placeholder(f"docs{k}"), d=doc)
         )
     outputs.append(sql.SQL(" AND ").join(checks) if checks else sql.SQL("true"))
-    outputs += [
-        sql.SQL("coalesce(sum(h) FILTER (WHERE other), 0)"),
-        sql.SQL("coalesce(sum(h) FILTER (WHERE NOT other), 0)"),
-    ]
+    outputs.append(sql.SQL("coalesce(sum({}) FILTER (WHERE other), 0)").format(_tuple_hash_sql(fields)))
     if count:
         outputs.append(
             sql.SQL("(SELECT count(*) FROM {} WHERE agent_id = {})").format(target, sql.Placeholder("agent"))
         )
-    carried = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(f"d{k}")) for k in range(len(documents)))
     return sql.SQL(
-        "SELECT {outputs} "
-        "FROM (SELECT sent{carried}, other, ('x' || left(md5(t), 16))::bit(64)::bigint AS h "
-        "FROM (SELECT {hashed} AS t, {compared} AS sent{carried}, source_rowid = ANY({others}) AS other "
-        "FROM (SELECT source_rowid, {middle} "
-        "FROM (SELECT r.source_rowid, {sends} FROM {target} AS r "
+        "SELECT {outputs} FROM (SELECT {inner}, r.source_rowid = ANY({others}) AS other FROM {target} AS r "
         "WHERE r.agent_id = {agent} AND r.source_rowid > {after} AND r.source_rowid <= {last} "
-        "ORDER BY r.source_rowid OFFSET 0) s OFFSET 0) g OFFSET 0) f) h"
+        "ORDER BY r.source_rowid OFFSET 0) s"
     ).format(
         outputs=sql.SQL(", ").join(outputs),
-        carried=carried,
-        hashed=sql.SQL(" || ").join(hashed),
-        compared=sql.SQL(" || ").join(compared),
-        middle=sql.SQL(", ").join(middle),
-        sends=sql.SQL(", ").join(sends),
+        inner=sql.SQL(", ").join(inner),
         target=target,
         others=sql.Placeholder("others"),
         agent=sql.Placeholder("agent"),

@@ -90,6 +90,10 @@ def ledger_ddl() -> list[sql.Composed]:
         # the row encoding the checksum was computed with (encode.CHECKSUM_FORMAT); NULL: written by a version that
         # did not record it, so validation re-reads the source instead of trusting the sum
         sql.SQL("ALTER TABLE {}.units ADD COLUMN IF NOT EXISTS checksum_format smallint").format(L),
+        # rows loaded by batches that were compared with the source inside their own transaction (the native
+        # path's in-batch check): the checksum holds no content hash of those rows, nothing is left to compare of
+        # them but their count
+        sql.SQL("ALTER TABLE {}.units ADD COLUMN IF NOT EXISTS checked_rows bigint NOT NULL DEFAULT 0").format(L),
         sql.SQL(
             """CREATE TABLE IF NOT EXISTS {}.rejects (
                 id bigserial PRIMARY KEY,
@@ -236,13 +240,14 @@ class UnitState:
     rules: dict[str, int]
     seconds: float
     batches: int
+    checked_rows: int = 0  # rows loaded by batches checked against the source in their own transaction
 
 
 def unit_state(conn: psycopg.Connection[Any], key: UnitKey) -> UnitState | None:
     row = conn.execute(
         sql.SQL(
             """SELECT sha256, status, last_rowid, rows_loaded, rows_rejected, checksum, rules, load_seconds,
-                      batches, checksum_format
+                      batches, checksum_format, checked_rows
                FROM {}.units WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
         ).format(L),
         key,
@@ -262,6 +267,7 @@ def unit_state(conn: psycopg.Connection[Any], key: UnitKey) -> UnitState | None:
         rules=dict(row[6]),
         seconds=float(row[7]),
         batches=row[8],
+        checked_rows=int(row[10]),
     )
 
 
@@ -291,7 +297,7 @@ def reset_unit(
             VALUES (%s, %s, %s, %s, %s, 'loading')
             ON CONFLICT (namespace, agent_id, source_table) DO UPDATE SET target_table = EXCLUDED.target_table,
               sha256 = EXCLUDED.sha256, status = 'loading', last_rowid = NULL, source_rows = NULL,
-              rows_loaded = 0, rows_rejected = 0, checksum = 0, rules = '{{}}', batches = 0,
+              rows_loaded = 0, rows_rejected = 0, checksum = 0, checked_rows = 0, rules = '{{}}', batches = 0,
               started_at = now(), loaded_at = NULL, load_seconds = 0, validated_at = NULL, validation = NULL,
               error = NULL"""
         ).format(target=target, L=L),
@@ -333,6 +339,7 @@ class UnitProgress:
     checksum: int | None  # None: loading without content hashes
     rules: dict[str, int]
     seconds: float
+    checked_rows: int = 0  # rows loaded by batches checked against the source in their own transaction
 
 
 def record_batch(conn: psycopg.Connection[Any], key: UnitKey, progress: UnitProgress, *, exhausted: bool) -> None:
@@ -340,7 +347,7 @@ def record_batch(conn: psycopg.Connection[Any], key: UnitKey, progress: UnitProg
     conn.execute(
         sql.SQL(
             """UPDATE {}.units SET last_rowid = %s, rows_loaded = %s, rows_rejected = %s,
-               checksum = %s, checksum_format = %s, rules = %s, batches = batches + 1,
+               checksum = %s, checksum_format = %s, checked_rows = %s, rules = %s, batches = batches + 1,
                load_seconds = %s, status = %s,
                source_rows = CASE WHEN %s THEN %s ELSE source_rows END,
                loaded_at = CASE WHEN %s THEN now() END, error = NULL
@@ -352,6 +359,7 @@ def record_batch(conn: psycopg.Connection[Any], key: UnitKey, progress: UnitProg
             progress.rows_rejected,
             progress.checksum,
             None if progress.checksum is None else CHECKSUM_FORMAT,
+            progress.checked_rows,
             Jsonb(progress.rules),
             progress.seconds,
             "loaded" if exhausted else "loading",

@@ -214,6 +214,7 @@ class BatchPayload:
     batch: int = 0
     full: bool = False
     checksum: int = 0
+    checked: bool = False  # compared with the source inside its transaction (the native path's check)
     rules: dict[str, int] = field(default_factory=dict)
     rejects: list[tuple[Any, ...]] = field(default_factory=list)
     raws: list[tuple[Any, ...]] = field(default_factory=list)
@@ -543,7 +544,7 @@ class Migrator:
             result.status = checked
         elif self.options.validate:
             result.status = self.validate_loaded(
-                conn, sqlite_conn, source, sha, mapping, progress.rows_loaded, progress.checksum
+                conn, sqlite_conn, source, sha, mapping, progress.rows_loaded, progress.checksum, progress.checked_rows
             )
         return result
 
@@ -564,7 +565,7 @@ class Migrator:
         self.observer.advance(source.agent_id, result.rows_loaded + result.rows_rejected)
         if state.status == "loaded" and self.options.validate:
             result.status = self.validate_loaded(
-                conn, sqlite_conn, source, sha, mapping, state.rows_loaded, state.checksum
+                conn, sqlite_conn, source, sha, mapping, state.rows_loaded, state.checksum, state.checked_rows
             )
         else:
             result.status = "skipped" if state.status == "validated" else state.status
@@ -593,6 +594,7 @@ class Migrator:
                 state.checksum,
                 dict(state.rules),
                 state.seconds,
+                state.checked_rows,
             )
         progress.rules.update(mapping.rules)
         return progress
@@ -755,6 +757,7 @@ class Migrator:
                 done.checksum, target_rows = self._check_native_batch(
                     c, check_sql, source, mapping, after, batch.last, encoded, done, others
                 )
+                done.checked = True
                 checked[0] += 1
             self._commit_batch(c, key, progress, done, started, exhausted=last)
             status = ""
@@ -832,12 +835,13 @@ class Migrator:
     ) -> tuple[int, int | None]:
         """Inside a native batch's transaction, after its COPY: compare the rows PostgreSQL stored with the source,
         every row and every column, in one pass of PostgreSQL over the batch (:func:`encode.batch_check_sql`). The
-        native rows: the sha256 of their stored rows' binary COPY tuples in rowid order against that of the tuples
-        Arrow built from the SQLite batch (one C call over the sent bytes); the rows that went through Python:
-        the sum of their stored rows' content hashes against the one Python computed from the tuples it sent.
-        Returns the batch's checksum contribution (every row's content hash: equal on both sides once the bytes
-        are) and, when ``check_sql`` counts them, the agent's rows in the target; a difference rolls the batch back
-        and fails the unit, so nothing unchecked is ever committed."""
+        native rows: the sha256 of their stored rows' record_send bytes in rowid order against that of the same
+        bytes Arrow built from the SQLite batch (one C call), and their jsonb values against the sent texts parsed
+        again; the rows that went through Python: the sum of their stored rows' content hashes against the one
+        Python computed from the tuples it sent. Returns the batch's checksum contribution (the Python rows'
+        content hashes: the native rows' count as checked rows in the ledger instead) and, when ``check_sql``
+        counts them, the agent's rows in the target; a difference rolls the batch back and fails the unit, so
+        nothing unchecked is ever committed."""
         parameters = {
             "others": others,
             "agent": source.agent_id,
@@ -847,7 +851,7 @@ class Migrator:
         }
         found = conn.execute(check_sql, parameters).fetchone()
         assert found is not None
-        stored_digest, documents_equal, others_sum, native_sum = found[:4]
+        stored_digest, documents_equal, others_sum = found[:3]
         sent_digest = batch_digest(encoded.checked) if encoded.rows else None
         stored = None if stored_digest is None else bytes(stored_digest)
         if stored != sent_digest or not documents_equal or int(others_sum) != done.checksum:
@@ -857,7 +861,7 @@ class Migrator:
                 "stored differ from the rows read from the source; the batch was rolled back. Run `ws migrate run` "
                 "again; if it fails the same way, report it with this file"
             )
-        return int(others_sum) + int(native_sum), (int(found[4]) if len(found) > 4 else None)
+        return int(others_sum), (int(found[3]) if len(found) > 3 else None)
 
     def _copy_native(
         self,
@@ -932,6 +936,8 @@ class Migrator:
             progress.rules[rule] = progress.rules.get(rule, 0) + count
         progress.rows_rejected += len(done.rejects)
         progress.rows_loaded += done.batch - len(done.rejects)
+        if done.checked:
+            progress.checked_rows += done.batch - len(done.rejects)
         if progress.checksum is not None:
             progress.checksum += done.checksum
         if done.last is not None:
@@ -1004,8 +1010,8 @@ class Migrator:
             "version": BATCH_CHECK_VERSION,
             "batches": batches,
             "source_rows": progress.rows_loaded,
+            "checked_rows": progress.checked_rows,
             "target_rows": target_rows,
-            "checksum": str(progress.checksum),
         }
         key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
         return ledger.record_load_validation(conn, key, target_rows == progress.rows_loaded, detail)
@@ -1019,12 +1025,31 @@ class Migrator:
         mapping: TableMapping,
         rows: int,
         checksum: int | None,
+        checked_rows: int = 0,
     ) -> str:
-        """Compare PostgreSQL's count and checksum of the agent's target rows with those recorded while loading;
-        a unit loaded without content hashes (``checksum`` None) is validated by re-reading the source, as
-        `ws migrate validate` does."""
-        if checksum is None:
+        """Validate a loaded unit from what was recorded while loading it: when every loaded row's batch was
+        compared with the source in its own transaction (``checked_rows == rows``, e.g. a unit resumed on the
+        native path), by the agent's row count in the target; when none was, by PostgreSQL's count and checksum of
+        the agent's target rows against the recorded ones. A unit loaded without content hashes (``checksum``
+        None), or partly with and partly without the in-batch check (resumed across versions or paths), is
+        validated by re-reading the source, as `ws migrate validate` does."""
+        key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
+        if checksum is None or 0 < checked_rows < rows or checked_rows > rows:
             return "validated" if validate_table(conn, sqlite_conn, source, sha, mapping).ok else "mismatch"
+        if checked_rows:
+            found = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE agent_id = %s").format(mapping.target_identifier),
+                (source.agent_id,),
+            ).fetchone()
+            target_rows = int(found[0]) if found else 0
+            detail = {
+                "method": "batch-check",
+                "version": BATCH_CHECK_VERSION,
+                "source_rows": rows,
+                "checked_rows": checked_rows,
+                "target_rows": target_rows,
+            }
+            return ledger.record_load_validation(conn, key, target_rows == rows, detail)
         target_rows, target_sum = mapping.target_checksum(conn, source.agent_id, rows)
         detail = {
             "method": "load-checksum",
@@ -1033,7 +1058,6 @@ class Migrator:
             "source_checksum": str(checksum),
             "target_checksum": str(target_sum),
         }
-        key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
         return ledger.record_load_validation(conn, key, target_rows == rows and target_sum == checksum, detail)
 
     # -- one unit, in a worker (or in this process when jobs == 1) ---------------------------------------------

@@ -4,13 +4,17 @@ values, rule counts and ledger checksums, on the nasty corpus and on generated d
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import psycopg
+import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
 
+from infra.migrate import columnar
 from infra.migrate.load import RunOptions, RunReport, run_migration
 from infra.migrate.source import SourceFile
 from infra.migrate.validate import validate
@@ -277,3 +281,49 @@ def test_a_unit_resumed_across_paths_is_validated_by_re_reading_the_source(tmp_p
         assert found == (30, "rescan")
         pg.execute("UPDATE agents.memories SET content = 'memory 3' WHERE source_rowid = 3")
     assert validate(target_url, [source]).ok
+
+
+def iso_corpus(seed: int, count: int) -> list[bytes | None]:
+    """ISO 8601-like texts with every field drawn from a little beyond its range: the shapes the native path
+    takes, their borders (years 0, 1, 2, 9998, 9999; hour 24, second 60, February 29th, offsets 24:00 and :60),
+    other shapes, NULL and bytes that are not UTF-8."""
+    rng = random.Random(seed)
+    found: list[bytes | None] = []
+    for _ in range(count):
+        year = rng.choice([0, 1, 2, 3, 1969, 1970, 2000, 2023, 2024, 2100, 9998, 9999, rng.randrange(10000)])
+        month, day = rng.choice([0, 1, 2, 12, 13, rng.randrange(1, 13)]), rng.choice([0, 1, 28, 29, 30, 31, 32])
+        hour, minute, second = rng.choice([0, 23, 24, 12]), rng.choice([0, 59, 60]), rng.choice([0, 59, 60, 7])
+        text = f"{year:04d}-{month:02d}-{day:02d}{rng.choice('T ')}{hour:02d}:{minute:02d}:{second:02d}"
+        text += rng.choice(["", "", ".123", ".123456", ".1234", ".5"])
+        zone = rng.choice(
+            ["", "", "Z", "z", "+05:30", "-23:59", "+24:00", "-00:60", "+0530", f"+{rng.randrange(30):02d}:00"]
+        )
+        value: bytes | None = (text + zone).encode()
+        if rng.random() < 0.03:
+            value = None
+        elif rng.random() < 0.03:
+            value = b"\xff" + text.encode()
+        elif rng.random() < 0.03:
+            value = text[: rng.randrange(len(text))].encode()
+        found.append(value)
+    return found
+
+
+def test_arrow_iso_parsing_agrees_with_the_exact_arithmetic() -> None:
+    """ISO timestamps are converted by Arrow's ISO 8601 parser in a dozen calls (falling back to the exact integer
+    arithmetic when it refuses a value): both give the same microseconds and naive flags on thousands of texts
+    around every border, and a batch of valid texts takes the fast way (the exact one is never called)."""
+    for seed in range(40):
+        corpus = pa.array(iso_corpus(seed, 300), pa.large_binary())
+        fast, exact = columnar.iso_micros(corpus), columnar.iso_micros_exact(corpus)
+        assert fast[0].to_pylist() == exact[0].to_pylist(), seed
+        assert fast[1].to_pylist() == exact[1].to_pylist(), seed
+    valid = [v for v in iso_corpus(99, 20000) if v is not None]
+    micros, _ = columnar.iso_micros_exact(pa.array(valid, pa.large_binary()))
+    clean = pa.array([v for v, m in zip(valid, micros.to_pylist(), strict=True) if m is not None], pa.large_binary())
+    assert len(clean) > 300
+    with patch.object(columnar, "iso_micros_exact", side_effect=AssertionError("the exact way was taken")):
+        fast_micros, fast_naive = columnar.iso_micros(clean)
+    exact_micros, exact_naive = columnar.iso_micros_exact(clean)
+    assert fast_micros.to_pylist() == exact_micros.to_pylist() and fast_naive.to_pylist() == exact_naive.to_pylist()
+    assert 0 < sum(fast_naive.to_pylist()) < len(clean)

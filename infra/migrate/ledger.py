@@ -156,31 +156,50 @@ def lock_table_creation(conn: psycopg.Connection[Any]) -> None:
 # ------------------------------------------------------------------------------------------------- files
 
 
-def record_file(
-    conn: psycopg.Connection[Any],
-    *,
-    namespace: str,
-    agent_id: str,
-    repo: str,
-    path: str,
-    sha256: str | None,
-    size: int | None,
-    mtime_ns: int | None,
-    status: str,
-    error: str,
-) -> None:
-    """The agent's file row: where it is, what it was when planned, and its status now."""
-    conn.execute(
-        sql.SQL(
-            """INSERT INTO {}.files (namespace, agent_id, repo, source_path, sha256, size_bytes, mtime_ns, status,
-              error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (namespace, agent_id) DO UPDATE SET repo = EXCLUDED.repo,
-              source_path = EXCLUDED.source_path, sha256 = coalesce(EXCLUDED.sha256, files.sha256),
-              size_bytes = EXCLUDED.size_bytes, mtime_ns = EXCLUDED.mtime_ns, status = EXCLUDED.status,
-              error = EXCLUDED.error, updated_at = now(), archived_to = NULL"""
-        ).format(L),
-        (namespace, agent_id, repo, path, sha256, size, mtime_ns, status, error or None),
-    )
+FILE_SQL = sql.SQL(
+    """INSERT INTO {}.files (namespace, agent_id, repo, source_path, sha256, size_bytes, mtime_ns, status,
+      error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (namespace, agent_id) DO UPDATE SET repo = EXCLUDED.repo,
+      source_path = EXCLUDED.source_path, sha256 = coalesce(EXCLUDED.sha256, files.sha256),
+      size_bytes = EXCLUDED.size_bytes, mtime_ns = EXCLUDED.mtime_ns, status = EXCLUDED.status,
+      error = EXCLUDED.error, updated_at = now(), archived_to = NULL"""
+).format(L)
+
+
+@dataclass
+class FileRecord:
+    """An agent's file row: where it is, what it was when planned, and its status now."""
+
+    namespace: str
+    agent_id: str
+    repo: str
+    path: str
+    sha256: str | None
+    size: int | None
+    mtime_ns: int | None
+    status: str
+    error: str
+
+    def values(self) -> tuple[Any, ...]:
+        return (
+            self.namespace,
+            self.agent_id,
+            self.repo,
+            self.path,
+            self.sha256,
+            self.size,
+            self.mtime_ns,
+            self.status,
+            self.error or None,
+        )
+
+
+def record_files(conn: psycopg.Connection[Any], records: Sequence[FileRecord]) -> None:
+    """Agents' file rows (one statement each, sent together)."""
+    if len(records) == 1:
+        conn.execute(FILE_SQL, records[0].values())
+    elif records:
+        conn.cursor().executemany(FILE_SQL, [r.values() for r in records])
 
 
 def file_status(conn: psycopg.Connection[Any], namespace: str, agent_id: str) -> str | None:
@@ -342,15 +361,30 @@ class UnitProgress:
     checked_rows: int = 0  # rows loaded by batches checked against the source in their own transaction
 
 
-def record_batch(conn: psycopg.Connection[Any], key: UnitKey, progress: UnitProgress, *, exhausted: bool) -> None:
-    """The unit's position after one more batch (in the batch's own transaction); ``exhausted``: it was the last."""
+def record_batch(
+    conn: psycopg.Connection[Any],
+    key: UnitKey,
+    progress: UnitProgress,
+    *,
+    exhausted: bool,
+    validation: tuple[bool, dict[str, Any]] | None = None,
+) -> str:
+    """The unit's position after one more batch (in the batch's own transaction); ``exhausted``: it was the last;
+    ``validation``: the unit's outcome, recorded with its last batch (as :func:`record_load_validation` does, in
+    the same statement). Returns the unit's new status."""
+    if validation is not None:
+        status = "validated" if validation[0] else "mismatch"
+    else:
+        status = "loaded" if exhausted else "loading"
     conn.execute(
         sql.SQL(
             """UPDATE {}.units SET last_rowid = %s, rows_loaded = %s, rows_rejected = %s,
                checksum = %s, checksum_format = %s, checked_rows = %s, rules = %s, batches = batches + 1,
                load_seconds = %s, status = %s,
                source_rows = CASE WHEN %s THEN %s ELSE source_rows END,
-               loaded_at = CASE WHEN %s THEN now() END, error = NULL
+               loaded_at = CASE WHEN %s THEN now() END, error = NULL,
+               validated_at = CASE WHEN %s THEN (CASE WHEN %s THEN now() END) ELSE validated_at END,
+               validation = CASE WHEN %s THEN %s ELSE validation END
                WHERE namespace = %s AND agent_id = %s AND source_table = %s"""
         ).format(L),
         (
@@ -362,13 +396,18 @@ def record_batch(conn: psycopg.Connection[Any], key: UnitKey, progress: UnitProg
             progress.checked_rows,
             Jsonb(progress.rules),
             progress.seconds,
-            "loaded" if exhausted else "loading",
+            status,
             exhausted,
             progress.rows_loaded + progress.rows_rejected,
             exhausted,
+            validation is not None,
+            validation is not None and validation[0],
+            validation is not None,
+            Jsonb(validation[1]) if validation is not None else None,
             *key,
         ),
     )
+    return status
 
 
 def record_load_validation(conn: psycopg.Connection[Any], key: UnitKey, ok: bool, detail: dict[str, Any]) -> str:

@@ -485,12 +485,10 @@ class Migrator:
         self.observer = observer or Silent()
         self.create_lock = threading.Lock()
 
-    def _file_status(
-        self, conn: psycopg.Connection[Any], source: SourceFile, status: str, error: str, sha: str | None
-    ) -> None:
+    @staticmethod
+    def _file_record(source: SourceFile, status: str, error: str, sha: str | None) -> ledger.FileRecord:
         stat = source.path.stat() if source.path.exists() else None
-        ledger.record_file(
-            conn,
+        return ledger.FileRecord(
             namespace=source.namespace,
             agent_id=source.agent_id,
             repo=source.repo,
@@ -720,15 +718,22 @@ class Migrator:
             others: list[int],
             first: bool,
         ) -> tuple[BatchPayload, columnar.EncodedBatch, list[int]]:
-            """A batch's first half, on connection ``c``: open its transaction, (reset a fresh unit,) COPY."""
-            c.execute("BEGIN")
-            if first and fresh:
-                ledger.reset_unit(c, key, mapping.target_identifier, mapping.target_label, sha)
+            """A batch's first half, on connection ``c``: open its transaction, (reset a fresh unit,) COPY. When
+            PostgreSQL refuses a native value, the transaction rolls back and the batch is done again through Python
+            alone, in a new one (no savepoint: two statements less per batch)."""
+
+            def begin() -> None:
+                c.execute("BEGIN")
+                if first and fresh:
+                    ledger.reset_unit(c, key, mapping.target_identifier, mapping.target_label, sha)
+
+            begin()
             arguments = (copy_sql, encoder, encoded, others, sqlite_conn, source, mapping, convert, key, after, hashed)
             try:
-                with c.transaction():  # a savepoint: a refused native value sends the batch to Python
-                    done = self._copy_native(c, *arguments)
+                done = self._copy_native(c, *arguments)
             except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded):
+                c.execute("ROLLBACK")
+                begin()
                 encoded = columnar.EncodedBatch(b"", 0, {})
                 others = columnar.rowids(batch)
                 done = self._copy_native(c, copy_sql, encoder, encoded, others, *arguments[4:])
@@ -759,12 +764,18 @@ class Migrator:
                 )
                 done.checked = True
                 checked[0] += 1
-            self._commit_batch(c, key, progress, done, started, exhausted=last)
-            status = ""
-            if target_rows is not None:
-                status = self.validate_checked(c, source, mapping, progress, checked[0], target_rows)
+            counted = target_rows
+            status = self._commit_batch(
+                c,
+                key,
+                progress,
+                done,
+                started,
+                exhausted=last,
+                validation=None if counted is None else lambda p: self.checked_validation(p, checked[0], counted),
+            )
             c.execute("COMMIT")
-            return status
+            return status if counted is not None else ""
 
         # With validation, a batch's check runs on its connection while the next batch's COPY goes through a
         # second connection (:func:`_second_connection`): PostgreSQL checks one batch and loads the next at once.
@@ -927,9 +938,11 @@ class Migrator:
         started: float,
         *,
         exhausted: bool,
-    ) -> None:
+        validation: Callable[[UnitProgress], tuple[bool, dict[str, Any]]] | None = None,
+    ) -> str:
         """Inside the batch's transaction, after its COPY: its rejects and kept raw values, then the ledger row's
-        new position (last rowid, row counts, running checksum, rule counts)."""
+        new position (last rowid, row counts, running checksum, rule counts) and, with ``validation`` (given the
+        new position), the unit's outcome in the same statement. Returns the unit's new status."""
         ledger.write_rejects(conn, done.rejects)
         ledger.write_raw_values(conn, done.raws)
         for rule, count in done.rules.items():
@@ -943,7 +956,8 @@ class Migrator:
         if done.last is not None:
             progress.after = done.last
         progress.seconds += time.monotonic() - started
-        ledger.record_batch(conn, key, progress, exhausted=exhausted)
+        outcome = validation(progress) if validation is not None else None
+        return ledger.record_batch(conn, key, progress, exhausted=exhausted, validation=outcome)
 
     def _convert_into(
         self,
@@ -992,19 +1006,12 @@ class Migrator:
         running = _RUNNING.value if _RUNNING is not None else 1
         return running < CORES
 
-    def validate_checked(
-        self,
-        conn: psycopg.Connection[Any],
-        source: SourceFile,
-        mapping: TableMapping,
-        progress: UnitProgress,
-        batches: int,
-        target_rows: int,
-    ) -> str:
-        """A unit whose every batch this run compared with the source inside the batch's own transaction (the
-        stored rows' tuples against the source's, :meth:`_check_native_batch`): validated when the table holds
-        exactly the rows the ledger counts for the agent (nothing lost, nothing left from elsewhere; counted by
-        the last batch's check, in whose transaction this is recorded)."""
+    @staticmethod
+    def checked_validation(progress: UnitProgress, batches: int, target_rows: int) -> tuple[bool, dict[str, Any]]:
+        """The outcome of a unit whose every batch this run compared with the source inside the batch's own
+        transaction (the stored rows against the source's, :meth:`_check_native_batch`): validated when the table
+        holds exactly the rows the ledger counts for the agent (nothing lost, nothing left from elsewhere; counted
+        by the last batch's check, with whose ledger row this is recorded)."""
         detail = {
             "method": "batch-check",
             "version": BATCH_CHECK_VERSION,
@@ -1013,8 +1020,7 @@ class Migrator:
             "checked_rows": progress.checked_rows,
             "target_rows": target_rows,
         }
-        key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
-        return ledger.record_load_validation(conn, key, target_rows == progress.rows_loaded, detail)
+        return target_rows == progress.rows_loaded, detail
 
     def validate_loaded(
         self,
@@ -1140,7 +1146,7 @@ class Migrator:
             )
         elif statuses <= {"validated", "skipped"}:
             result.status = "validated"
-        self._file_status(conn, source, result.status, result.error, plan.sha256 or None)
+        ledger.record_files(conn, [self._file_record(source, result.status, result.error, plan.sha256 or None)])
         self.observer.agent_finished(source.agent_id, result.status, result.error)
         return result
 
@@ -1190,8 +1196,8 @@ class Migrator:
                 for index, plan in enumerate(plans):
                     if plan.error:
                         results[index] = self._finish_agent(conn, plan, [])
-                    else:
-                        self._file_status(conn, plan.source, "running", "", plan.sha256)
+                marked = [self._file_record(p.source, "running", "", p.sha256) for p in plans if not p.error]
+                ledger.record_files(conn, marked)
                 remaining = {i: len(p.mappings) for i, p in enumerate(plans) if not p.error}
                 for index, count in remaining.items():
                     if count == 0:

@@ -11,9 +11,14 @@ text, JSON, blob and mixed epoch/ISO timestamp columns):
 For each scenario, in the same run:
 
 * pgloader: one invocation per file, each into its own schema (pgloader loads one SQLite file per run);
-* ws migrate run, validation included (every table's PostgreSQL checksum compared with the source's);
+* ws migrate run, validation included (every batch compared with the source inside its transaction);
 * ws migrate run --no-validate (the load alone);
 * raw psql \\copy of the same rows pre-dumped as COPY text files: the upper bound of loading.
+
+Every method runs ``--repeat`` times (default 3), in rounds (each method once per round, in the same order), each
+on a database of its own that is dropped after it and from a CHECKPOINT (so no method pays for the dirty pages of
+the one before); each method's median round is reported, with the spread of its rounds. On a shared VM whose speed
+moves by 2x within minutes, one round of each moved the ratios by up to 0.3.
 
 It prints rows/s of each and the ratios, the CPU time the whole machine was busy while each ran (cpu-s: ws, its
 workers, PostgreSQL's backends, pgloader or psql together; us/row: that per row), and the share of rows that took
@@ -79,10 +84,29 @@ def busy_cpu_seconds() -> float | None:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+SETTLE_SERVER: str | None = None  # the benchmark server's URL: every method starts from a checkpoint on it
+
+
+def settle() -> None:
+    """Write out what the methods before left in PostgreSQL's buffers (CHECKPOINT) and let the background work it
+    starts end, so the method timed next does not pay for them: otherwise whichever method comes first after a
+    large load (the last scenario's, or the corpus's) flushes its dirty pages while it runs. Needs a superuser or
+    pg_checkpoint; without, each method starts as it finds the server."""
+    if SETTLE_SERVER is None:
+        return
+    try:
+        with psycopg.connect(SETTLE_SERVER, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+    except psycopg.Error:
+        return
+    time.sleep(1.0)
+
+
 class Timer:
-    """Wall time and machine-wide busy CPU time of one method."""
+    """Wall time and machine-wide busy CPU time of one method (started from a checkpoint: :func:`settle`)."""
 
     def __enter__(self) -> Timer:
+        settle()
         self.cpu0, self.wall0 = busy_cpu_seconds(), time.monotonic()
         return self
 
@@ -150,6 +174,7 @@ class Databases:
         with psycopg.connect(self.server, autocommit=True) as conn:
             for name in self.created:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        self.created.clear()
 
 
 def corpus(work: Path, label: str, agents: int, memories: int, conversations: int) -> list[Path]:
@@ -259,8 +284,8 @@ def bench_ws(
     return Result(f"{label} [{copy_format}]", report.rows_loaded, timer.seconds, f"{jobs} jobs", timer.cpu, share)
 
 
-def bench_raw_copy(dbs: Databases, paths: list[Path], work: Path, jobs: int) -> Result:
-    """Pre-dump the rows (already converted: from a ws-loaded database) as COPY text files, then time psql \\copy."""
+def dump_rows(dbs: Databases, paths: list[Path], work: Path, jobs: int) -> dict[str, Path]:
+    """The rows, already converted (from a ws-loaded database), as COPY text files: what raw \\copy loads."""
     loaded = dbs.fresh()
     run_migration(loaded, sources(paths), RunOptions(jobs=jobs, validate=False))
     dumps: dict[str, Path] = {}
@@ -274,6 +299,12 @@ def bench_raw_copy(dbs: Databases, paths: list[Path], work: Path, jobs: int) -> 
                 for chunk in copy:
                     handle.write(chunk)
             dumps[table] = target
+    dbs.drop_all()
+    return dumps
+
+
+def bench_raw_copy(dbs: Databases, dumps: dict[str, Path]) -> Result:
+    """psql \\copy of the pre-dumped rows (:func:`dump_rows`), one table after the other."""
     url = dbs.fresh()
     psql = shutil.which("psql")
     if psql is None:
@@ -288,11 +319,26 @@ def bench_raw_copy(dbs: Databases, paths: list[Path], work: Path, jobs: int) -> 
             if out.returncode:
                 raise SystemExit(f"psql \\copy failed: {out.stderr}")
             rows += int(out.stdout.strip().split()[-1])
-    for path in dumps.values():
-        path.unlink()
     return Result(
         "raw psql \\copy of pre-dumped rows (upper bound)", rows, timer.seconds, "one stream per table", timer.cpu
     )
+
+
+def median_result(runs: list[Result]) -> Result:
+    """The run of median wall time among a method's rounds, noting how many there were and their spread."""
+    ordered = sorted(runs, key=lambda r: r.seconds)
+    middle = ordered[(len(ordered) - 1) // 2]
+    if len(runs) > 1:
+        spread = ", ".join(f"{r.seconds:.2f}" for r in runs)
+        middle = Result(
+            middle.method,
+            middle.rows,
+            middle.seconds,
+            f"{middle.note}; median of {spread} s",
+            middle.cpu,
+            middle.native,
+        )
+    return middle
 
 
 PGLOADER_COMMAND = """LOAD DATABASE
@@ -369,10 +415,43 @@ def targets(summaries: dict[str, tuple[str, list[Result]]]) -> None:
             print(f"  {title}: {label} {ratio:.2f}x raw \\copy (target >= {goal}x): {verdict}")
 
 
+def run_methods(args: argparse.Namespace, dbs: Databases, work: Path, paths: list[Path]) -> list[Result]:
+    """Every method of one scenario, in rounds: each once per round, in the same order, each on a database of
+    its own (dropped after it); each method's median round is reported, so a slow moment of the machine moves
+    one round of it, not the verdict."""
+    methods: list[Any] = []
+    if not args.skip_pgloader and len(paths) <= args.pgloader_max_files:
+        methods.append(lambda: bench_pgloader(dbs, paths, work))
+    methods.append(lambda: bench_ws(dbs, paths, args.jobs, True, "binary"))
+    methods.append(lambda: bench_ws(dbs, paths, args.jobs, False, "binary"))
+    if args.python_baseline:
+        methods.append(lambda: bench_ws(dbs, paths, args.jobs, True, "binary", native=False))
+        methods.append(lambda: bench_ws(dbs, paths, args.jobs, False, "binary", native=False))
+    if args.no_helper_baseline:
+        # the same run with every table converted in its unit's process alone (the previous behaviour)
+        methods.append(lambda: bench_ws(dbs, paths, args.jobs, True, "binary", helper=False))
+        methods.append(lambda: bench_ws(dbs, paths, args.jobs, False, "binary", helper=False))
+    if args.formats:
+        methods.append(lambda: bench_ws(dbs, paths, args.jobs, True, "text"))
+        methods.append(lambda: bench_ws(dbs, paths, args.jobs, False, "text"))
+    dumps = dump_rows(dbs, paths, work, args.jobs)
+    methods.append(lambda: bench_raw_copy(dbs, dumps))
+    runs: list[list[Result]] = [[] for _ in methods]
+    for _ in range(max(1, args.repeat)):
+        for index, method in enumerate(methods):
+            found = method()
+            dbs.drop_all()
+            if found is not None:
+                runs[index].append(found)
+    for path in dumps.values():
+        path.unlink()
+    return [median_result(r) for r in runs if r]
+
+
 EXAMPLES_TEXT = """the issue-20 targets, exactly (corpora are generated once into --work-dir and kept):
   .venv/bin/python scripts/bench_migrate.py --scenarios many,large --skip-pgloader
-      the two target scenarios (200 files x 5,000 rows; 1 file x 400,000 rows), about 4 minutes on 2 quiet
-      cores plus 1 minute of generation the first time; the 'targets' lines at the end say met / NOT met
+      the two target scenarios (200 files x 5,000 rows; 1 file x 400,000 rows), 3 rounds, about 8 minutes on
+      2 quiet cores plus 1 minute of generation the first time; the 'targets' lines at the end say met / NOT met
   .venv/bin/python scripts/bench_migrate.py --scenarios many --skip-pgloader     # one scenario (about 2 min)
   .venv/bin/python scripts/bench_migrate.py --scenarios large --skip-pgloader
   .venv/bin/python scripts/bench_migrate.py                       # everything, pgloader and 2,000 small files too
@@ -404,6 +483,17 @@ def main() -> None:
     parser.add_argument("--formats", action="store_true", help="also run ws with text COPY (binary is the default)")
     parser.add_argument("--skip-pgloader", action="store_true")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of every method, interleaved; each method's median round is reported (default 3)",
+    )
+    parser.add_argument(
+        "--no-checkpoint",
+        action="store_true",
+        help="start each method as the server is, without a CHECKPOINT first (the methods before pay for each other)",
+    )
+    parser.add_argument(
         "--no-helper-baseline",
         action="store_true",
         help="also run ws with the per-table helper process off, side by side",
@@ -415,6 +505,8 @@ def main() -> None:
     work = args.work_dir or Path(tempfile.gettempdir()) / "ws-bench-migrate"
     work.mkdir(parents=True, exist_ok=True)
     server = args.database_url or postgres_server_url(work / "state")
+    global SETTLE_SERVER
+    SETTLE_SERVER = None if args.no_checkpoint else server
     dbs = Databases(server)
     half = max(1, args.rows // 2)
     scenarios = {
@@ -451,24 +543,7 @@ def main() -> None:
                 memory.append(line)
             if key == "blob":
                 continue
-            results: list[Result] = []
-            if not args.skip_pgloader and len(paths) <= args.pgloader_max_files:
-                found = bench_pgloader(dbs, paths, work)
-                if found:
-                    results.append(found)
-            results.append(bench_ws(dbs, paths, args.jobs, True, "binary"))
-            results.append(bench_ws(dbs, paths, args.jobs, False, "binary"))
-            if args.python_baseline:
-                results.append(bench_ws(dbs, paths, args.jobs, True, "binary", native=False))
-                results.append(bench_ws(dbs, paths, args.jobs, False, "binary", native=False))
-            if args.no_helper_baseline:
-                # the same run with every table converted in its unit's process alone (the previous behaviour)
-                results.append(bench_ws(dbs, paths, args.jobs, True, "binary", helper=False))
-                results.append(bench_ws(dbs, paths, args.jobs, False, "binary", helper=False))
-            if args.formats:
-                results.append(bench_ws(dbs, paths, args.jobs, True, "text"))
-                results.append(bench_ws(dbs, paths, args.jobs, False, "text"))
-            results.append(bench_raw_copy(dbs, paths, work, args.jobs))
+            results = run_methods(args, dbs, work, paths)
             report(title, results)
             summaries[key] = (title, results)
     finally:

@@ -210,11 +210,9 @@ def test_a_native_batch_stored_other_than_read_is_rolled_back(
     assert method == ("batch-check", 3)
 
 
-def test_a_later_batch_stored_other_than_read_keeps_the_batches_before(tmp_path: Path, target_url: str) -> None:
-    """A batch is checked while the next one loads on a second connection: when the second batch fails its check,
-    the first stays committed with its ledger row, the second and the third (loaded meanwhile) roll back, and the
-    next run resumes after the first."""
-    path = agent_file(tmp_path, "changed-later")
+def fifty_memories(tmp: Path, agent: str) -> SourceFile:
+    """An agent file of 50 memories (rowids 1-50, JSON metadata) as a source."""
+    path = agent_file(tmp, agent)
     conn = sqlite3.connect(path)
     create_memory_tables(conn)
     conn.executemany(
@@ -223,8 +221,15 @@ def test_a_later_batch_stored_other_than_read_keeps_the_batches_before(tmp_path:
     )
     conn.commit()
     conn.close()
+    return SourceFile("bot", agent, path, str(path), "agents", {})
+
+
+def test_a_later_batch_stored_other_than_read_keeps_the_batches_before(tmp_path: Path, target_url: str) -> None:
+    """A batch is checked while the next one loads on a second connection: when the second batch fails its check,
+    the first stays committed with its ledger row, the second and the third (loaded meanwhile) roll back, and the
+    next run resumes after the first."""
+    source = fifty_memories(tmp_path, "changed-later")
     change_on_insert(target_url, 27, "NEW.content := 'changed'")
-    source = SourceFile("bot", "changed-later", path, str(path), "agents", {})
     report = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=20))
     unit = next(u for u in report.agents[0].units if u.source_table == "memories")
     assert unit.status == "failed" and "after rowid 20 up to rowid 40" in unit.error
@@ -253,16 +258,7 @@ def test_a_unit_resumed_across_paths_is_validated_by_re_reading_the_source(tmp_p
     """A unit whose first batches went through the Python path (content hashes in the ledger) and whose rest was
     checked batch by batch on the native path holds neither a whole checksum nor only checked rows: it is validated
     by re-reading the source, and a stored row changed behind ws's back is found."""
-    path = agent_file(tmp_path, "across")
-    conn = sqlite3.connect(path)
-    create_memory_tables(conn)
-    conn.executemany(
-        "INSERT INTO memories VALUES (?, 'fact', ?, NULL, ?, 1700000000)",
-        [(i, f"memory {i}", json.dumps({"n": i})) for i in range(1, 51)],
-    )
-    conn.commit()
-    conn.close()
-    source = SourceFile("bot", "across", path, str(path), "agents", {})
+    source = fifty_memories(tmp_path, "across")
     change_on_insert(target_url, 27, "RAISE EXCEPTION 'refused'")  # the second batch fails: the first stays
     first = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=20, native=False))
     assert next(u for u in first.agents[0].units if u.source_table == "memories").status == "failed"

@@ -325,6 +325,16 @@ class LazyConverter:
 _CHECKS: dict[int, ThreadPoolExecutor] = {}  # by process id, as _PREFETCH
 
 
+def _completed(function: Callable[..., Any], *arguments: Any) -> Future[Any]:
+    """``function(*arguments)`` run now, as a finished future (its exception too, raised by ``result()``)."""
+    future: Future[Any] = Future()
+    try:
+        future.set_result(function(*arguments))
+    except BaseException as exc:  # handed to whoever takes the result, as an executor would
+        future.set_exception(exc)
+    return future
+
+
 def _check_pool() -> ThreadPoolExecutor:
     """The thread that checks and commits a batch while the next one loads."""
     return _one_thread(_CHECKS, "native-check")
@@ -484,6 +494,8 @@ class Migrator:
         self.options = options
         self.observer = observer or Silent()
         self.create_lock = threading.Lock()
+        # the target tables this run has introspected, by (namespace, table): a run's files share them
+        self.targets: dict[tuple[str, str], Any] = {}
 
     @staticmethod
     def _file_record(source: SourceFile, status: str, error: str, sha: str | None) -> ledger.FileRecord:
@@ -785,7 +797,9 @@ class Migrator:
         finishing: tuple[Future[str], BatchPayload] | None = None
         after = progress.after
         first = True
-        upcoming = prefetch.submit(prepare, after, limit)
+        # the first batch is read here: this thread has nothing else to do meanwhile (a table of one batch, most
+        # agents' tables, never hands work to the read-ahead thread and back)
+        upcoming = _completed(prepare, after, limit)
         try:
             while not exhausted:
                 started = time.monotonic()
@@ -1114,6 +1128,7 @@ class Migrator:
                     sqlite_conn,
                     create_tables=self.options.create_tables,
                     integrity_check=self.options.integrity_check,
+                    targets=self.targets,
                 )
             finally:
                 sqlite_conn.close()

@@ -430,8 +430,11 @@ def plan_file(
     create_tables: bool,
     integrity_check: bool,
     quick: bool = True,
+    targets: dict[tuple[str, str], TargetTable] | None = None,
 ) -> FilePlan:
-    """Read one file's schema and map each table onto its target (raises SourceError for unreadable files)."""
+    """Read one file's schema and map each table onto its target (raises SourceError for unreadable files).
+    ``targets``: the target tables already introspected by this run (filled here; a table found absent is asked
+    for again), so that 200 files mapping onto the same two tables ask PostgreSQL's catalog twice, not 400 times."""
     plan = FilePlan(source)
     if integrity_check:
         problems = integrity(sqlite_conn, source.path, quick=quick)
@@ -442,7 +445,12 @@ def plan_file(
             )
     plan.schema = read_schema(sqlite_conn, source.path)
     for table in plan.schema.tables:
-        target = introspect(conn, source.namespace, pg_identifier(source.target_table(table.name)))
+        name = (source.namespace, pg_identifier(source.target_table(table.name)))
+        target = targets.get(name) if targets is not None else None
+        if target is None:
+            target = introspect(conn, *name)
+            if target is not None and targets is not None:
+                targets[name] = target
         plan.mappings.append(build_mapping(source, table, target, create_tables=create_tables))
         plan.counts[table.name] = count_rows(sqlite_conn, table, source.path)
     duplicate_targets(plan.mappings)

@@ -92,12 +92,15 @@ def settle() -> None:
     starts end, so the method timed next does not pay for them: otherwise whichever method comes first after a
     large load (the last scenario's, or the corpus's) flushes its dirty pages while it runs. Needs a superuser or
     pg_checkpoint; without, each method starts as it finds the server."""
+    global SETTLE_SERVER
     if SETTLE_SERVER is None:
         return
     try:
         with psycopg.connect(SETTLE_SERVER, autocommit=True) as conn:
             conn.execute("CHECKPOINT")
-    except psycopg.Error:
+    except psycopg.Error as exc:
+        print(f"  note: no CHECKPOINT before each method ({str(exc).strip()}); methods start as the server is")
+        SETTLE_SERVER = None
         return
     time.sleep(1.0)
 
@@ -325,7 +328,8 @@ def bench_raw_copy(dbs: Databases, dumps: dict[str, Path]) -> Result:
 
 
 def median_result(runs: list[Result]) -> Result:
-    """The run of median wall time among a method's rounds, noting how many there were and their spread."""
+    """The run of median wall time among a method's rounds (the lower middle one for an even count, for every
+    method alike), noting the seconds of every round."""
     ordered = sorted(runs, key=lambda r: r.seconds)
     middle = ordered[(len(ordered) - 1) // 2]
     if len(runs) > 1:

@@ -56,8 +56,9 @@ _pack_length = struct.Struct(">i").pack
 
 # The version of the row encoding below, recorded in the ledger next to every checksum computed with it: a sum
 # made by another version (or by one that recorded none) is never compared with this one's, the source is re-read
-# instead. Change it whenever a row's hash changes.
-CHECKSUM_FORMAT = 2
+# instead. Change it whenever a row's hash, or what the sum covers, changes. 3: a unit whose batches were checked in
+# their transactions (ledger checked_rows) sums the hashes of its Python rows only; 2: every row's hash.
+CHECKSUM_FORMAT = 3
 
 
 class _SerializedJson(str):

@@ -843,7 +843,7 @@ class Migrator:
             for c in connections:
                 if c is not conn:
                     c.close()
-        # a resumed unit holds batches this run did not check: validated by its checksum over the whole table
+        # a resumed unit holds batches this run did not check: validated by validate_loaded (re-reading the source)
         return native_rows, validated
 
     def _check_native_batch(
@@ -1047,29 +1047,16 @@ class Migrator:
         checksum: int | None,
         checked_rows: int = 0,
     ) -> str:
-        """Validate a loaded unit from what was recorded while loading it: when every loaded row's batch was
-        compared with the source in its own transaction (``checked_rows == rows``, e.g. a unit resumed on the
-        native path), by the agent's row count in the target; when none was, by PostgreSQL's count and checksum of
-        the agent's target rows against the recorded ones. A unit loaded without content hashes (``checksum``
-        None), or partly with and partly without the in-batch check (resumed across versions or paths), is
-        validated by re-reading the source, as `ws migrate validate` does."""
+        """Validate a loaded unit from what was recorded while loading it: by PostgreSQL's count and checksum of the
+        agent's target rows against the recorded ones when every row's content hash is in the ledger (no batch was
+        checked in its transaction: ``checked_rows`` 0). A unit loaded without content hashes (``checksum`` None),
+        or with batches an earlier run checked in their transactions (their rows' hashes are not kept, and a row
+        changed in the target since would go unseen by a count), is validated by re-reading the source, as
+        `ws migrate validate` does. (A fresh unit whose every batch this run checked records its outcome with its
+        last batch instead: :meth:`checked_validation`.)"""
         key = UnitKey(source.namespace, source.agent_id, mapping.source.name)
-        if checksum is None or 0 < checked_rows < rows or checked_rows > rows:
+        if checksum is None or checked_rows:
             return "validated" if validate_table(conn, sqlite_conn, source, sha, mapping).ok else "mismatch"
-        if checked_rows:
-            found = conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE agent_id = %s").format(mapping.target_identifier),
-                (source.agent_id,),
-            ).fetchone()
-            target_rows = int(found[0]) if found else 0
-            detail = {
-                "method": "batch-check",
-                "version": BATCH_CHECK_VERSION,
-                "source_rows": rows,
-                "checked_rows": checked_rows,
-                "target_rows": target_rows,
-            }
-            return ledger.record_load_validation(conn, key, target_rows == rows, detail)
         target_rows, target_sum = mapping.target_checksum(conn, source.agent_id, rows)
         detail = {
             "method": "load-checksum",

@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import ROOT
 from tests.test_migrate import assert_each_row_once, make_agents
-from tests.test_migrate_support import agent_file, apply_target_migrations, workspace, ws_json
+from tests.test_migrate_support import agent_file, apply_target_migrations, create_memory_tables, workspace, ws_json
 
 
 @pytest.fixture
@@ -174,3 +174,29 @@ def test_two_runs_at_once_leave_a_true_status(tmp_path: Path, target_url: str) -
     assert validated["ok"]
     _, dash = ws_json("-w", str(ws_file), "migrate", "status", "--database-url", target_url)
     assert dash["percent_complete"] == 100.0 and dash["agents"]["validated"] == 6
+
+
+def test_a_row_at_the_lowest_rowid_fails_its_table_instead_of_vanishing(tmp_path: Path, fresh_database: str) -> None:
+    """Reading starts after rowid -2^63, so a row stored at exactly that rowid was skipped by `run` on both paths,
+    and the unit still validated (2 of 3 rows). Such a table is now refused by `check` and fails its unit in `run`
+    with what to do; the agent's other tables load."""
+    apply_target_migrations(fresh_database)
+    path = agent_file(tmp_path, "lowest")
+    conn = sqlite3.connect(path)
+    create_memory_tables(conn)
+    conn.executemany("INSERT INTO memories VALUES (?, 'fact', 'c', NULL, NULL, 1700000000)", [(-(2**63),), (1,), (2,)])
+    conn.execute("INSERT INTO conversations VALUES (1, 's', 'user', 'hello', NULL, 1700000000)")
+    conn.commit()
+    conn.close()
+    ws_file = workspace(tmp_path)
+    base = ("-w", str(ws_file), "migrate")
+    db = ("--database-url", fresh_database)
+    _, plan = ws_json(*base, "check", *db, expect=1)
+    assert not plan["ok"] and any("-9223372036854775808" in p for p in plan["problems"]), plan["problems"]
+    _, report = ws_json(*base, "run", *db, expect=1)
+    [agent] = report["agents"]
+    units = {u["source_table"]: u for u in agent["units"]}
+    assert agent["status"] == "failed" and units["memories"]["status"] == "failed"
+    assert "-9223372036854775808" in units["memories"]["error"] and units["conversations"]["status"] == "validated"
+    with psycopg.connect(fresh_database) as pg:
+        assert pg.execute("SELECT count(*) FROM agents.memories").fetchone() == (0,)

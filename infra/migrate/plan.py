@@ -14,12 +14,14 @@ from psycopg import sql
 from infra.migrate.convert import Rejected, TargetColumn, converter_for
 from infra.migrate.encode import row_hash_sql
 from infra.migrate.source import (
+    LOWEST_ROWID,
     SourceError,
     SourceFile,
     SourceSchema,
     SourceTable,
     count_rows,
     describe,
+    holds_lowest_rowid,
     integrity,
     quote_sqlite,
     read_schema,
@@ -451,7 +453,16 @@ def plan_file(
             target = introspect(conn, *name)
             if target is not None and targets is not None:
                 targets[name] = target
-        plan.mappings.append(build_mapping(source, table, target, create_tables=create_tables))
+        mapping = build_mapping(source, table, target, create_tables=create_tables)
+        if holds_lowest_rowid(sqlite_conn, table, source.path):
+            quoted = quote_sqlite(table.name)
+            advice = f"UPDATE {quoted} SET rowid = (SELECT max(rowid) + 1 FROM {quoted})"  # noqa: S608 (shown, not run)
+            mapping.problems.append(
+                f"a row has rowid {LOWEST_ROWID}, the lowest SQLite allows, which ws migrate cannot read (it reads "
+                f"after that value); give it another rowid in the source (e.g. {advice} WHERE rowid = "
+                f"{LOWEST_ROWID}), then run again"
+            )
+        plan.mappings.append(mapping)
         plan.counts[table.name] = count_rows(sqlite_conn, table, source.path)
     duplicate_targets(plan.mappings)
     return plan

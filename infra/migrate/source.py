@@ -238,6 +238,21 @@ def quote_sqlite(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+LOWEST_ROWID = -(2**63)
+
+
+def holds_lowest_rowid(conn: sqlite3.Connection, table: SourceTable, path: Path) -> bool:
+    """Whether a row of the table has rowid -2^63, the lowest SQLite allows: reading starts after that value, so
+    such a row would be passed over (one lookup by rowid; WITHOUT ROWID and virtual tables have none)."""
+    if table.without_rowid or table.virtual:
+        return False
+    try:
+        query = f"SELECT 1 FROM {quote_sqlite(table.name)} WHERE rowid = {LOWEST_ROWID}"  # noqa: S608
+        return conn.execute(query).fetchone() is not None
+    except sqlite3.Error as exc:
+        raise SourceError(describe(path, exc)) from None
+
+
 def count_rows(conn: sqlite3.Connection, table: SourceTable, path: Path) -> int:
     try:
         return int(conn.execute(f"SELECT count(*) FROM {quote_sqlite(table.name)}").fetchone()[0])  # noqa: S608

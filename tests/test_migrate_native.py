@@ -344,3 +344,36 @@ def test_a_row_changed_between_a_failed_run_and_its_resume_is_found(tmp_path: Pa
             "SELECT checked_rows, validation->>'method' FROM ws_migrate.units WHERE source_table = 'memories'"
         ).fetchone()
     assert found == (50, "rescan")
+
+
+@pytest.mark.parametrize("batch_rows", [100, 20])
+def test_a_row_of_the_agent_beyond_the_loaded_ones_fails_validation(
+    tmp_path: Path, target_url: str, batch_rows: int
+) -> None:
+    """The last batch of a fresh unit counts the agent's rows in the target (a table of one batch: the rows it
+    checked plus those outside its rowids; of several: the whole table): a row of the agent written meanwhile
+    behind ws's back, beyond the source's rowids, makes the unit a mismatch in either case."""
+    source = fifty_memories(tmp_path, "one-more")
+    with psycopg.connect(target_url, autocommit=True) as pg:
+        pg.execute(
+            """CREATE FUNCTION agents.one_more() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                  IF pg_trigger_depth() = 1 THEN
+                    INSERT INTO agents.memories (agent_id, source_rowid, kind, content, created_at)
+                    VALUES ('one-more', 1000000, 'fact', 'not from the source', now()) ON CONFLICT DO NOTHING;
+                  END IF;
+                  RETURN NULL;
+                END $$"""
+        )
+        pg.execute(
+            "CREATE TRIGGER one_more AFTER INSERT ON agents.memories FOR EACH STATEMENT EXECUTE FUNCTION agents.one_more()"
+        )
+    report = run_migration(target_url, [source], RunOptions(jobs=1, batch_rows=batch_rows))
+    unit = next(u for u in report.agents[0].units if u.source_table == "memories")
+    assert unit.rows_loaded == 50 and unit.status == "mismatch"
+    with psycopg.connect(target_url) as pg:
+        found = pg.execute(
+            """SELECT validation->>'target_rows', validation->>'source_rows' FROM ws_migrate.units
+               WHERE source_table = 'memories'"""
+        ).fetchone()
+    assert found == ("51", "50")

@@ -258,7 +258,7 @@ def batch_digest(data: bytes | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def batch_check_sql(target: sql.Composable, columns: list[TargetColumn], *, count: bool = False) -> sql.Composed:
+def batch_check_sql(target: sql.Composable, columns: list[TargetColumn], *, count: str = "") -> sql.Composed:
     """One pass of PostgreSQL over an agent's stored rows with ``after < source_rowid <= last`` (named parameters
     ``agent``, ``after``, ``last``, ``others``: an array of rowids, and for each jsonb column ``docs0``,
     ``docs1``...: the native rows' non-NULL source texts as sent, in rowid order, as one JSON array). It returns:
@@ -275,7 +275,10 @@ def batch_check_sql(target: sql.Composable, columns: list[TargetColumn], *, coun
       way: a value's text never holds a top-level ``", "``, so equal texts mean equal values one by one);
     * the sum of the content hashes (:func:`row_hash_sql`) of the rows in ``others`` (those went through Python,
       which hashed the tuples it sent);
-    * with ``count``, the agent's rows in the whole target table.
+    * with ``count`` "table", the agent's rows in the whole target table; with "outside", the same number counted
+      as the rows this pass reads plus the agent's rows outside ``after < source_rowid <= last`` (two index
+      lookups that find nothing when the batch is all the agent has: a table's only batch, where "table" would
+      read its rows a second time).
 
     The rows are read in rowid order (``ORDER BY`` in the subquery: the primary key's index) and the aggregates
     take them in that order through a projection fenced by ``OFFSET 0``, so no aggregate sorts its input again.
@@ -310,9 +313,16 @@ def batch_check_sql(target: sql.Composable, columns: list[TargetColumn], *, coun
         )
     outputs.append(sql.SQL(" AND ").join(checks) if checks else sql.SQL("true"))
     outputs.append(sql.SQL("coalesce(sum({}) FILTER (WHERE other), 0)").format(_tuple_hash_sql(fields)))
-    if count:
+    agent = sql.Placeholder("agent")
+    if count == "table":
+        outputs.append(sql.SQL("(SELECT count(*) FROM {} WHERE agent_id = {})").format(target, agent))
+    elif count == "outside":
+        outside = sql.SQL("(SELECT count(*) FROM {t} WHERE agent_id = {a} AND source_rowid {op} {bound})")
         outputs.append(
-            sql.SQL("(SELECT count(*) FROM {} WHERE agent_id = {})").format(target, sql.Placeholder("agent"))
+            sql.SQL("count(*) + {} + {}").format(
+                outside.format(t=target, a=agent, op=sql.SQL("<="), bound=sql.Placeholder("after")),
+                outside.format(t=target, a=agent, op=sql.SQL(">"), bound=sql.Placeholder("last")),
+            )
         )
     return sql.SQL(
         "SELECT {outputs} FROM (SELECT {inner}, r.source_rowid = ANY({others}) AS other FROM {target} AS r "

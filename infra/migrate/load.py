@@ -354,7 +354,7 @@ def _second_connection(url: str) -> psycopg.Connection[Any] | None:
 _CHECK_SQL: dict[tuple[Any, ...], sql.Composed] = {}
 
 
-def _check_sql(mapping: TableMapping, count: bool) -> sql.Composed:
+def _check_sql(mapping: TableMapping, count: str) -> sql.Composed:
     """A table's in-batch check (:func:`encode.batch_check_sql`), built once per target and column list."""
     key = (mapping.namespace, mapping.target_name, tuple(mapping.target_columns), count)
     found = _CHECK_SQL.get(key)
@@ -769,8 +769,10 @@ class Migrator:
             target_rows = None
             if hashed:
                 # a fresh unit's last batch also counts the agent's rows in the target (every batch of it is
-                # checked here, so that count is all that is left to compare)
-                check_sql = _check_sql(mapping, fresh and last)
+                # checked here, so that count is all that is left to compare); a table of one batch counts the
+                # rows outside the batch's range only, as the check reads the rest
+                count = "" if not (fresh and last) else "outside" if after is None else "table"
+                check_sql = _check_sql(mapping, count)
                 done.checksum, target_rows = self._check_native_batch(
                     c, check_sql, source, mapping, after, batch.last, encoded, done, others
                 )

@@ -5,7 +5,8 @@ Per batch, one SQL statement run by SQLite (through ``adbc-driver-sqlite``, stra
 rows, tells for every row whether each of its values takes a rule that can be applied natively (the row is
 *clean*), and already applies those rules in SQL: values that load as they are, epoch seconds and milliseconds for
 timestamp columns, each with a rule code counted per row. ISO 8601 text of timestamp columns is tested and turned
-into microseconds by Arrow kernels (:func:`iso_micros`: one RE2 match, then exact integer arithmetic). The clean
+into microseconds by Arrow (:func:`iso_micros`: one RE2 match, then Arrow's own ISO 8601 parser, or exact integer
+arithmetic when it refuses a value), and NUL bytes and JSON escapes are looked for by Arrow too. The clean
 rows' binary COPY tuples are then built column by column with Arrow compute (lengths and big-endian values, joined
 per row) and written to psycopg's public COPY API; no Python code runs per row or per value. What the batch's
 check in PostgreSQL compares (:func:`infra.migrate.encode.batch_check_sql`) is built the same way.
@@ -16,9 +17,9 @@ the native path in a way a rule would report with a raw value):
 
 * text into text (varchar(n): at most n characters), without NUL; blobs into bytea; integers in range into
   int2/int4/int8; reals into double precision; NULL where the column allows it;
-* JSON text into json/jsonb that SQLite finds valid (``json_valid``), without backslash escapes, NUL, exponents,
-  duplicate keys (``json_patch`` onto ``{}``, or ``json_tree``), 500 or more brackets or 64 KiB of text - PostgreSQL parses it to the same jsonb
-  the Python path's text gives;
+* JSON text into json/jsonb that SQLite finds valid (``json_valid``), without backslash escapes, NUL, duplicate
+  keys (``json_patch`` onto ``{}``, or ``json_tree``), 500 or more brackets or 64 KiB of text - PostgreSQL parses
+  it to the same jsonb the Python path's text gives (a number it refuses sends the batch through Python);
 * for timestamp(tz) columns (microsecond precision): integer or real epochs (seconds, or milliseconds above
   1e11) and ISO text ``YYYY-MM-DD[T ]HH:MM:SS[.fff|.ffffff][Z|+HH:MM|-HH:MM]`` between the years 2 and 9998
   (rules epoch-seconds-to-timestamptz, epoch-milliseconds-to-timestamptz, naive-time-as-utc).
@@ -43,7 +44,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 from infra.migrate.convert import INT_RANGES, TargetColumn
 from infra.migrate.encode import NULL_FIELD, type_oid
 from infra.migrate.plan import TableMapping
-from infra.migrate.source import SourceError, describe, quote_sqlite, wal_at_rest
+from infra.migrate.source import SourceError, after_bound, describe, quote_sqlite, wal_at_rest
 
 NOTHING = pa.scalar(b"", pa.large_binary())  # the separator of joined fields
 PG_EPOCH_MICROS = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970: PostgreSQL's timestamp zero
@@ -212,7 +213,7 @@ class NativeTable:
         ``after`` (from the first when None). The two integers are written into the statement: with parameters,
         the driver prepares it, then SQLite compiles it again when it runs (about a third of a small table's read
         went to compiling this long statement twice)."""
-        start = -(2**63) if after is None else int(after)
+        start = int(after_bound(after))
         clean = " AND ".join(f"({c.clean})" for c in self.columns) or "1"
         parts = ["rowid", f"CASE WHEN {clean} THEN 1 ELSE 0 END"]
         for column in self.columns:
@@ -354,7 +355,7 @@ def encode(table: NativeTable, agent_id: str, batch: pa.Table, checked: bool = F
     if rows == 0:
         return EncodedBatch(b"", 0, {})
     agent = agent_id.encode("utf-8")
-    # per field: its type's name, its length prefixes and its send representations (None: a jsonb field)
+    # per field: its type's name (jsonb fields are left out of the check's record), length prefixes and values
     fields: list[tuple[str, Any, Any]] = [
         ("text", _constant(len(agent).to_bytes(4, "big")), _constant(agent)),
         ("int8", _constant((8).to_bytes(4, "big")), big_endian(_combined(batch.column(0)), 8)),

@@ -68,11 +68,12 @@ from infra.migrate.progress import Observer, Silent
 from infra.migrate.source import (
     SourceError,
     SourceFile,
+    after_bound,
     describe,
     file_digest,
     open_readonly,
 )
-from infra.migrate.target import connect, database_errors
+from infra.migrate.target import TargetTable, connect, database_errors
 from infra.migrate.validate import validate_table
 
 CopyFormat = Literal["text", "binary"]
@@ -276,7 +277,7 @@ def batch_end(
     rows are left. A rowid-index walk in SQLite, no values read."""
     query = mapping.batch_end_sql()
     try:
-        row = sqlite_conn.execute(query, (after if after is not None else -(2**63), limit - 1)).fetchone()
+        row = sqlite_conn.execute(query, (after_bound(after), limit - 1)).fetchone()
     except sqlite3.Error as exc:
         raise SourceError(describe(path, exc)) from None
     return None if row is None else int(row[0])
@@ -322,9 +323,6 @@ class LazyConverter:
         return self.convert(row)
 
 
-_CHECKS: dict[int, ThreadPoolExecutor] = {}  # by process id, as _PREFETCH
-
-
 def _completed(function: Callable[..., Any], *arguments: Any) -> Future[Any]:
     """``function(*arguments)`` run now, as a finished future (its exception too, raised by ``result()``)."""
     future: Future[Any] = Future()
@@ -333,6 +331,9 @@ def _completed(function: Callable[..., Any], *arguments: Any) -> Future[Any]:
     except BaseException as exc:  # handed to whoever takes the result, as an executor would
         future.set_exception(exc)
     return future
+
+
+_CHECKS: dict[int, ThreadPoolExecutor] = {}  # by process id, as _PREFETCH
 
 
 def _check_pool() -> ThreadPoolExecutor:
@@ -495,7 +496,7 @@ class Migrator:
         self.observer = observer or Silent()
         self.create_lock = threading.Lock()
         # the target tables this run has introspected, by (namespace, table): a run's files share them
-        self.targets: dict[tuple[str, str], Any] = {}
+        self.targets: dict[tuple[str, str], TargetTable] = {}
 
     @staticmethod
     def _file_record(source: SourceFile, status: str, error: str, sha: str | None) -> ledger.FileRecord:
@@ -872,7 +873,7 @@ class Migrator:
         parameters = {
             "others": others,
             "agent": source.agent_id,
-            "after": after if after is not None else -(2**63),
+            "after": after_bound(after),
             "last": last,
             **encoded.check_parameters(sum(c.type_name == "jsonb" for c in mapping.target_columns)),
         }

@@ -19,6 +19,7 @@ from infra.migrate.source import (
     SourceFile,
     SourceSchema,
     SourceTable,
+    after_bound,
     count_rows,
     describe,
     holds_lowest_rowid,
@@ -134,7 +135,7 @@ class TableMapping:
             "SELECT coalesce(sum({h}), 0) FROM {t} WHERE agent_id = %s AND source_rowid > %s AND source_rowid <= %s "
             "AND NOT (source_rowid = ANY(%s))"
         ).format(h=row_hash_sql(self.target_columns), t=self.target_identifier)
-        found = conn.execute(query, (agent_id, after if after is not None else -(2**63), last, others)).fetchone()
+        found = conn.execute(query, (agent_id, after_bound(after), last, others)).fetchone()
         assert found is not None
         return int(found[0])
 
@@ -380,7 +381,7 @@ def iterate_rows(
     connection's text factory is in place whenever rows are handed out, so callers see no difference.
     """
     own_factory = conn.text_factory
-    last = after if after is not None else -(2**63)
+    last = after_bound(after)
     select, select_some = mapping.select_sql(), mapping.select_sql() + " LIMIT ?"
     try:
         while True:

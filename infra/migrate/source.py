@@ -241,6 +241,12 @@ def quote_sqlite(name: str) -> str:
 LOWEST_ROWID = -(2**63)
 
 
+def after_bound(after: int | None) -> int:
+    """The rowid reading goes on after (``rowid > bound``): ``after``, or the lowest rowid when reading from the
+    start (a row stored at exactly that rowid is refused by the plan: :func:`holds_lowest_rowid`)."""
+    return LOWEST_ROWID if after is None else after
+
+
 def holds_lowest_rowid(conn: sqlite3.Connection, table: SourceTable, path: Path) -> bool:
     """Whether a row of the table has rowid -2^63, the lowest SQLite allows: reading starts after that value, so
     such a row would be passed over (one lookup by rowid; WITHOUT ROWID and virtual tables have none)."""

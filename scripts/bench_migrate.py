@@ -51,7 +51,8 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -334,14 +335,7 @@ def median_result(runs: list[Result]) -> Result:
     middle = ordered[(len(ordered) - 1) // 2]
     if len(runs) > 1:
         spread = ", ".join(f"{r.seconds:.2f}" for r in runs)
-        middle = Result(
-            middle.method,
-            middle.rows,
-            middle.seconds,
-            f"{middle.note}; median of {spread} s",
-            middle.cpu,
-            middle.native,
-        )
+        middle = replace(middle, note=f"{middle.note}; median of {spread} s")
     return middle
 
 
@@ -423,7 +417,7 @@ def run_methods(args: argparse.Namespace, dbs: Databases, work: Path, paths: lis
     """Every method of one scenario, in rounds: each once per round, in the same order, each on a database of
     its own (dropped after it); each method's median round is reported, so a slow moment of the machine moves
     one round of it, not the verdict."""
-    methods: list[Any] = []
+    methods: list[Callable[[], Result | None]] = []
     if not args.skip_pgloader and len(paths) <= args.pgloader_max_files:
         methods.append(lambda: bench_pgloader(dbs, paths, work))
     methods.append(lambda: bench_ws(dbs, paths, args.jobs, True, "binary"))
